@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "nftables",
+      "sources": ["src/native/nftables.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11"],
+      "libraries": ["-lnftables"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

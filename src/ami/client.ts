@@ -1,0 +1,592 @@
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import pino, { type Logger } from 'pino';
+import { actionName, buildAction } from './action.js';
+import { AmiActionError, AmiLoginError } from './errors.js';
+import { AmiFramer, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADERS } from './framer.js';
+import { AmiFrame } from './message.js';
+import type {
+  AmiActionFields,
+  AmiClientStats,
+  AmiConnectionState,
+  AmiFrameDrop,
+  AmiLoginErrorKind,
+  AmiMessage,
+  AmiResponse,
+} from './types.js';
+
+export interface AmiClientOptions {
+  host: string;
+  port: number;
+  username: string;
+  secret: string;
+  /** login `Events:` mask, e.g. 'on', 'off' or 'security,system,call,cdr' (default 'on') */
+  events?: string;
+  /** TCP connect + greeting, ms (default 5000) */
+  connectTimeoutMs?: number;
+  /** default per-action timeout, also used for the login answer, ms (default 10000) */
+  actionTimeoutMs?: number;
+  /** Ping period once logged in, ms (default 15000; 0 disables keepalive) */
+  pingIntervalMs?: number;
+  /** no Pong within this many ms: drop the connection and reconnect (default 5000) */
+  pongTimeoutMs?: number;
+  /** default 1 MiB */
+  maxFrameBytes?: number;
+  /** default 4096 */
+  maxHeaders?: number;
+  /** first reconnect delay, ms (default 500); doubles per failed attempt, with jitter */
+  reconnectInitialMs?: number;
+  /** reconnect delay cap, ms (default 30000) */
+  reconnectMaxMs?: number;
+  /** actions are refused while this many bytes wait in the socket's write buffer (default 1 MiB) */
+  maxWriteBufferBytes?: number;
+  logger?: Logger;
+}
+
+export interface AmiActionOptions {
+  /** overrides actionTimeoutMs for this action */
+  timeoutMs?: number;
+}
+
+/** Events emitted by AmiClient (see on()/once() overloads). */
+export interface AmiClientEvents {
+  event: [msg: AmiMessage];
+  state: [state: AmiConnectionState];
+  connected: [];
+  loginError: [err: AmiLoginError];
+  frameDropped: [info: AmiFrameDrop];
+  disconnected: [reason: string];
+}
+
+interface Pending {
+  id: string;
+  name: string;
+  isCommand: boolean;
+  timeoutMs: number;
+  resolve(r: AmiResponse): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+  response?: AmiFrame;
+  events: AmiFrame[];
+  listing: boolean;
+  /** legacy (Asterisk 13) Command output collected across frames */
+  legacy?: string;
+}
+
+const GREETING_PREFIX = 'Asterisk Call Manager/';
+
+function isListComplete(ev: AmiFrame): boolean {
+  const el = ev.get('EventList');
+  if (el !== undefined && el.toLowerCase() === 'complete') return true;
+  const name = ev.get('Event');
+  return name !== undefined && name.endsWith('Complete');
+}
+
+/** Output lines of a legacy `Response: Follows` ... `--END COMMAND--` frame (Asterisk 13). */
+export function legacyCommandOutput(raw: string): string[] {
+  const lines = raw.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+  let i = 0;
+  while (i < lines.length && /^(Response|Privilege|ActionID):/i.test(lines[i]!)) i++;
+  const out: string[] = [];
+  for (; i < lines.length; i++) {
+    const l = lines[i]!;
+    if (l === '--END COMMAND--') break;
+    if (l.endsWith('--END COMMAND--')) {
+      const rest = l.slice(0, -'--END COMMAND--'.length);
+      if (rest) out.push(rest);
+      break;
+    }
+    out.push(l);
+  }
+  while (out.length && out[out.length - 1] === '') out.pop();
+  return out;
+}
+
+/**
+ * A small, strict AMI client: one TCP connection, kept up with capped exponential backoff
+ * (equal jitter; reset only after a successful login), keepalive Ping with a pong timeout,
+ * counter ActionIDs, per-action timeouts, event-list collection, bounded frames.
+ * The socket is always read (never paused); all work per chunk is bounded.
+ */
+export class AmiClient extends EventEmitter {
+  readonly stats: AmiClientStats = {
+    bytesReceived: 0,
+    framesReceived: 0,
+    eventsReceived: 0,
+    framesDropped: 0,
+    reconnects: 0,
+    loginFailures: 0,
+    actionsTimedOut: 0,
+  };
+  /** the greeting line of the current/last connection, e.g. `Asterisk Call Manager/9.0.0` */
+  greeting: string | undefined;
+
+  private readonly o: Required<Omit<AmiClientOptions, 'logger'>>;
+  private readonly log: Logger;
+  private st: AmiConnectionState = 'disconnected';
+  private socket: net.Socket | null = null;
+  private stopped = true;
+  private seq = 0;
+  private attempts = 0;
+  private failures = 0;
+  private tcpUp = false;
+  private lastError: (Error & { code?: string }) | undefined;
+  private loginId: string | undefined;
+  private stageTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pingInFlight = false;
+  private readonly pending = new Map<string, Pending>();
+  private listing = 0;
+  private legacy: Pending | undefined;
+
+  constructor(opts: AmiClientOptions) {
+    super();
+    const o = {
+      events: 'on',
+      connectTimeoutMs: 5000,
+      actionTimeoutMs: 10000,
+      pingIntervalMs: 15000,
+      pongTimeoutMs: 5000,
+      maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+      maxHeaders: DEFAULT_MAX_HEADERS,
+      reconnectInitialMs: 500,
+      reconnectMaxMs: 30000,
+      maxWriteBufferBytes: 1048576,
+      ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k !== 'logger')),
+    } as Required<Omit<AmiClientOptions, 'logger'>>;
+    if (!o.host || !Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) {
+      throw new TypeError(`AMI client: host and a port in 1..65535 are required (got ${o.host}:${o.port})`);
+    }
+    // reject header injection through the credentials at once, not at every login attempt
+    for (const [k, v] of [['username', o.username], ['secret', o.secret], ['events', o.events]] as const) {
+      if (typeof v !== 'string' || /[\r\n\0]/.test(v)) throw new TypeError(`AMI client: option ${k} must be a string without CR, LF or NUL`);
+    }
+    this.o = o;
+    this.log = opts.logger ?? pino({ level: 'silent' });
+  }
+
+  get state(): AmiConnectionState {
+    return this.st;
+  }
+
+  /** Connect and keep the connection up until stop(). */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Log off, close, and stop reconnecting. Pending actions are rejected. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    const sock = this.socket;
+    if (!sock) {
+      this.setState('disconnected');
+      return;
+    }
+    const closed = new Promise<void>((resolve) => {
+      if (sock.destroyed) resolve();
+      else sock.once('close', () => resolve());
+    });
+    const graceful = this.st === 'connected';
+    if (graceful) {
+      try {
+        sock.write(buildAction({ Action: 'Logoff' }, this.nextId()));
+      } catch {
+        /* ignore */
+      }
+    }
+    this.teardown(sock, 'client stopped', undefined, graceful);
+    await closed;
+  }
+
+  /**
+   * Send an action and wait for its response (and, for event lists, every item and the
+   * ...Complete event). Rejects with AmiActionError: 'invalid' (bad key, or CR/LF/NUL in a key or
+   * value; nothing is written), 'not-connected', 'write-buffer-full', 'timeout', 'disconnected'.
+   * Any ActionID in `fields` is replaced by the client's own `pbxg-<n>`.
+   */
+  action(fields: AmiActionFields, opts: AmiActionOptions = {}): Promise<AmiResponse> {
+    const id = this.nextId();
+    let text: string;
+    try {
+      text = buildAction(fields, id);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const name = actionName(fields)!;
+    const sock = this.socket;
+    if (this.st !== 'connected' || !sock) {
+      return Promise.reject(
+        new AmiActionError(
+          'not-connected',
+          `AMI action "${name}" not sent: not connected to Asterisk at ${this.where()} (state: ${this.st}); ` +
+            'nothing is queued, retry after the client emits "connected"',
+        ),
+      );
+    }
+    if (sock.writableLength > this.o.maxWriteBufferBytes) {
+      return Promise.reject(
+        new AmiActionError(
+          'write-buffer-full',
+          `AMI action "${name}" not sent: ${sock.writableLength} bytes already wait to be written to ${this.where()} ` +
+            '(Asterisk is not reading); try again later',
+        ),
+      );
+    }
+    return this.send(sock, text, id, name, opts.timeoutMs ?? this.o.actionTimeoutMs);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private where(): string {
+    return `${this.o.host}:${this.o.port}`;
+  }
+
+  private nextId(): string {
+    return `pbxg-${++this.seq}`;
+  }
+
+  private setState(s: AmiConnectionState): void {
+    if (s === this.st) return;
+    this.st = s;
+    this.emit('state', s);
+  }
+
+  private send(sock: net.Socket, text: string, id: string, name: string, timeoutMs: number): Promise<AmiResponse> {
+    return new Promise<AmiResponse>((resolve, reject) => {
+      const p: Pending = {
+        id,
+        name,
+        isCommand: name.toLowerCase() === 'command',
+        timeoutMs,
+        resolve,
+        reject,
+        events: [],
+        listing: false,
+        timer: setTimeout(() => this.onActionTimeout(p), timeoutMs),
+      };
+      this.pending.set(id, p);
+      sock.write(text);
+    });
+  }
+
+  private finish(p: Pending): void {
+    clearTimeout(p.timer);
+    this.pending.delete(p.id);
+    if (p.listing) this.listing--;
+    if (this.legacy === p) this.legacy = undefined;
+  }
+
+  private onActionTimeout(p: Pending): void {
+    if (this.pending.get(p.id) !== p) return;
+    this.finish(p);
+    this.stats.actionsTimedOut++;
+    const what = p.listing ? `the end of its event list (${p.events.length} items so far)` : 'a response';
+    p.reject(
+      new AmiActionError(
+        'timeout',
+        `AMI action "${p.name}" (ActionID ${p.id}) got no ${what} within ${p.timeoutMs} ms from ${this.where()}; ` +
+          'the connection stays up; if Asterisk is just slow, raise the timeout',
+        p.id,
+      ),
+    );
+  }
+
+  private rejectAll(reason: string): void {
+    const all = [...this.pending.values()];
+    for (const p of all) {
+      this.finish(p);
+      p.reject(
+        new AmiActionError(
+          'disconnected',
+          `AMI action "${p.name}" (ActionID ${p.id}) lost: the connection to ${this.where()} closed (${reason}) ` +
+            'before the response arrived; the action may or may not have run',
+          p.id,
+        ),
+      );
+    }
+    this.listing = 0;
+    this.legacy = undefined;
+  }
+
+  private nextDelay(): number {
+    const base = Math.min(this.o.reconnectMaxMs, this.o.reconnectInitialMs * 2 ** Math.min(this.failures, 30));
+    this.failures++;
+    // equal jitter: [base/2, base)
+    return Math.round(base / 2 + (Math.random() * base) / 2);
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    this.reconnectTimer = undefined;
+    if (this.attempts++ > 0) this.stats.reconnects++;
+    this.tcpUp = false;
+    this.lastError = undefined;
+    this.loginId = undefined;
+    this.greeting = undefined;
+    this.setState('connecting');
+    const sock = net.connect({ host: this.o.host, port: this.o.port });
+    this.socket = sock;
+    const framer = new AmiFramer(
+      {
+        frame: (t) => this.onFrame(sock, t),
+        drop: (d) => this.onDrop(sock, d),
+        greeting: (line, complete) => this.onGreeting(sock, line, complete),
+      },
+      { maxFrameBytes: this.o.maxFrameBytes, maxHeaders: this.o.maxHeaders, expectGreeting: true },
+    );
+    this.stageTimer = setTimeout(() => {
+      const what = this.tcpUp ? 'sent no AMI greeting' : 'did not accept the TCP connection';
+      this.teardown(sock, 'connect timeout', {
+        kind: 'timeout',
+        text: `AMI at ${this.where()} ${what} within ${this.o.connectTimeoutMs} ms; check the host, the port (manager.conf, default 5038) and any firewall in between`,
+      });
+    }, this.o.connectTimeoutMs);
+    sock.setNoDelay(true);
+    sock.setKeepAlive(true, 30000);
+    sock.on('connect', () => {
+      this.tcpUp = true;
+    });
+    sock.on('data', (chunk: Buffer) => {
+      if (sock !== this.socket) return;
+      this.stats.bytesReceived += chunk.length;
+      framer.push(chunk);
+    });
+    sock.on('error', (err) => {
+      this.lastError = err;
+    });
+    sock.on('close', () => this.onClose(sock));
+  }
+
+  private onClose(sock: net.Socket): void {
+    if (sock !== this.socket) return;
+    const err = this.lastError;
+    const cause = err ? (err.code ? `${err.code}: ${err.message}` : err.message) : 'closed by the peer';
+    if (this.st === 'connecting') {
+      const text = this.tcpUp
+        ? `AMI at ${this.where()} accepted the TCP connection but closed it before sending the greeting (${cause}); ` +
+          'Asterisk may be at its authlimit or restarting'
+        : `AMI at ${this.where()} is unreachable (${cause}); check that Asterisk runs and that manager.conf has enabled = yes on this address and port`;
+      this.teardown(sock, cause, { kind: 'unreachable', text });
+    } else if (this.st === 'authenticating') {
+      this.teardown(sock, cause, {
+        kind: 'unreachable',
+        text: `AMI at ${this.where()} closed the connection during login as "${this.o.username}" without an answer (${cause})`,
+      });
+    } else {
+      this.teardown(sock, cause);
+    }
+  }
+
+  /**
+   * Drop `sock` (if it is the current one): reject pending actions, report a login failure when
+   * given, emit state/disconnected, and schedule the next attempt unless stopped.
+   */
+  private teardown(sock: net.Socket, reason: string, loginError?: { kind: AmiLoginErrorKind; text: string }, graceful = false): void {
+    if (sock !== this.socket) return;
+    this.socket = null;
+    clearTimeout(this.stageTimer);
+    clearInterval(this.pingTimer);
+    this.stageTimer = undefined;
+    this.pingTimer = undefined;
+    this.pingInFlight = false;
+    if (graceful) {
+      sock.end();
+      setTimeout(() => sock.destroy(), 500).unref();
+    } else {
+      sock.destroy();
+    }
+    const wasConnected = this.st === 'connected';
+    this.rejectAll(reason);
+    const delay = this.stopped ? undefined : this.nextDelay();
+    const retry = delay === undefined ? 'not retrying (client stopped)' : `retrying in ${(delay / 1000).toFixed(1)}s`;
+    if (loginError) {
+      this.stats.loginFailures++;
+      const err = new AmiLoginError(loginError.kind, `${loginError.text}; ${retry}`, delay);
+      this.log.error({ kind: err.kind, host: this.o.host, port: this.o.port, retryInMs: delay }, err.message);
+      this.emit('loginError', err);
+    } else if (wasConnected && !this.stopped) {
+      this.log.warn({ host: this.o.host, port: this.o.port, reason, retryInMs: delay }, `AMI connection to ${this.where()} lost (${reason}); events are missed until it is back; ${retry}`);
+    }
+    this.setState('disconnected');
+    this.emit('disconnected', reason);
+    if (delay !== undefined && !this.stopped) {
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    }
+  }
+
+  private onGreeting(sock: net.Socket, line: string, complete: boolean): void {
+    if (sock !== this.socket) return;
+    if (!complete || !line.startsWith(GREETING_PREFIX)) {
+      const shown = JSON.stringify(line.length > 80 ? line.slice(0, 80) + '…' : line);
+      this.teardown(sock, 'not AMI', {
+        kind: 'not-ami',
+        text:
+          `${this.where()} is not an Asterisk Manager Interface: it sent ${shown} instead of "${GREETING_PREFIX}<version>"; ` +
+          'check the AMI host and port (manager.conf [general] port, default 5038)',
+      });
+      return;
+    }
+    this.greeting = line;
+    clearTimeout(this.stageTimer);
+    this.setState('authenticating');
+    const id = this.nextId();
+    this.loginId = id;
+    this.stageTimer = setTimeout(() => {
+      this.teardown(sock, 'login timeout', {
+        kind: 'timeout',
+        text: `AMI login to ${this.where()} as "${this.o.username}" got no answer within ${this.o.actionTimeoutMs} ms; Asterisk may be overloaded`,
+      });
+    }, this.o.actionTimeoutMs);
+    sock.write(buildAction({ Action: 'Login', Username: this.o.username, Secret: this.o.secret, Events: this.o.events }, id));
+  }
+
+  private onLoginResponse(sock: net.Socket, msg: AmiFrame): void {
+    clearTimeout(this.stageTimer);
+    this.stageTimer = undefined;
+    this.loginId = undefined;
+    const resp = (msg.get('Response') ?? '').toLowerCase();
+    if (resp !== 'success') {
+      const said = msg.get('Message') ?? msg.get('Response') ?? '';
+      this.teardown(sock, 'login refused', {
+        kind: 'auth',
+        text:
+          `AMI login to ${this.where()} as "${this.o.username}" was refused (${JSON.stringify(said)}): wrong username or secret, ` +
+          "or this host is not permitted by the user's deny/permit (check manager.conf)",
+      });
+      return;
+    }
+    this.failures = 0;
+    this.setState('connected');
+    this.log.info({ host: this.o.host, port: this.o.port, greeting: this.greeting }, `AMI connected to ${this.where()} as "${this.o.username}"`);
+    if (this.o.pingIntervalMs > 0) {
+      this.pingTimer = setInterval(() => this.ping(sock), this.o.pingIntervalMs);
+      this.pingTimer.unref();
+    }
+    this.emit('connected');
+  }
+
+  private ping(sock: net.Socket): void {
+    if (this.pingInFlight || sock !== this.socket || this.st !== 'connected') return;
+    this.pingInFlight = true;
+    this.action({ Action: 'Ping' }, { timeoutMs: this.o.pongTimeoutMs }).then(
+      () => {
+        if (sock === this.socket) this.pingInFlight = false;
+      },
+      (err: unknown) => {
+        if (sock !== this.socket) return;
+        this.pingInFlight = false;
+        if (err instanceof AmiActionError && err.code === 'timeout') {
+          this.log.warn({ host: this.o.host, port: this.o.port }, `AMI at ${this.where()} did not answer Ping within ${this.o.pongTimeoutMs} ms; reconnecting`);
+          this.teardown(sock, `no Pong within ${this.o.pongTimeoutMs} ms`);
+        }
+      },
+    );
+  }
+
+  private onDrop(sock: net.Socket, d: AmiFrameDrop): void {
+    if (sock !== this.socket) return;
+    this.stats.framesDropped++;
+    this.log.error(
+      { reason: d.reason, bytes: d.bytes, maxFrameBytes: this.o.maxFrameBytes, maxHeaders: this.o.maxHeaders },
+      `AMI frame from ${this.where()} dropped (${d.reason}, ${d.bytes} bytes; limits ${this.o.maxFrameBytes} bytes / ${this.o.maxHeaders} headers): ` +
+        'its content is lost and parsing resumes at the next frame; raise maxFrameBytes/maxHeaders if large Command output is expected',
+    );
+    this.emit('frameDropped', d);
+  }
+
+  private onFrame(sock: net.Socket, text: string): void {
+    if (sock !== this.socket) return;
+    this.stats.framesReceived++;
+    const msg = new AmiFrame(text);
+    if (this.legacy) {
+      this.continueLegacy(this.legacy, text);
+      return;
+    }
+    if (text.startsWith('Event:')) this.onEvent(msg);
+    else if (text.startsWith('Response:')) this.onResponse(sock, msg);
+    else if (msg.get('Event') !== undefined) this.onEvent(msg);
+    else if (msg.get('Response') !== undefined) this.onResponse(sock, msg);
+    else this.log.debug({ frame: text.slice(0, 200) }, 'AMI frame that is neither an event nor a response ignored');
+  }
+
+  private onEvent(msg: AmiFrame): void {
+    this.stats.eventsReceived++;
+    if (this.listing > 0) {
+      const id = msg.get('ActionID');
+      if (id !== undefined) {
+        const p = this.pending.get(id);
+        if (p && p.listing) {
+          if (isListComplete(msg)) {
+            this.finish(p);
+            p.resolve({ response: p.response!, events: p.events, complete: msg });
+          } else {
+            p.events.push(msg);
+          }
+          return;
+        }
+      }
+    }
+    this.emit('event', msg);
+  }
+
+  private onResponse(sock: net.Socket, msg: AmiFrame): void {
+    const id = msg.get('ActionID');
+    if (id !== undefined && id === this.loginId) {
+      this.onLoginResponse(sock, msg);
+      return;
+    }
+    const p = id === undefined ? undefined : this.pending.get(id);
+    if (!p) {
+      this.log.debug({ actionId: id }, 'AMI response for no pending action ignored (late, after a timeout?)');
+      return;
+    }
+    const resp = msg.get('Response') ?? '';
+    if (resp.toLowerCase() === 'follows') {
+      if (msg.raw.includes('--END COMMAND--')) {
+        this.finish(p);
+        p.resolve({ response: msg, events: [], output: legacyCommandOutput(msg.raw) });
+      } else {
+        p.response = msg;
+        p.legacy = msg.raw;
+        this.legacy = p;
+      }
+      return;
+    }
+    const el = msg.get('EventList');
+    if (el !== undefined && el.toLowerCase() === 'start') {
+      p.response = msg;
+      p.listing = true;
+      this.listing++;
+      return;
+    }
+    this.finish(p);
+    const r: AmiResponse = { response: msg, events: [] };
+    if (p.isCommand || msg.get('Output') !== undefined) r.output = msg.getAll('Output');
+    p.resolve(r);
+  }
+
+  /** Asterisk 13 Command output that contained a blank line spans several frames. */
+  private continueLegacy(p: Pending, text: string): void {
+    p.legacy = `${p.legacy}\r\n\r\n${text}`;
+    if (text.includes('--END COMMAND--')) {
+      this.finish(p);
+      p.resolve({ response: new AmiFrame(p.legacy), events: [], output: legacyCommandOutput(p.legacy) });
+    } else if (p.legacy.length > this.o.maxFrameBytes) {
+      this.finish(p);
+      p.reject(new AmiActionError('invalid', `AMI Command output (legacy form) exceeded ${this.o.maxFrameBytes} bytes and was dropped`, p.id));
+    }
+  }
+}
+
+// typed listener overloads
+export interface AmiClient {
+  on<K extends keyof AmiClientEvents>(event: K, listener: (...args: AmiClientEvents[K]) => void): this;
+  once<K extends keyof AmiClientEvents>(event: K, listener: (...args: AmiClientEvents[K]) => void): this;
+  off<K extends keyof AmiClientEvents>(event: K, listener: (...args: AmiClientEvents[K]) => void): this;
+  emit<K extends keyof AmiClientEvents>(event: K, ...args: AmiClientEvents[K]): boolean;
+}

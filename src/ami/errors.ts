@@ -1,0 +1,29 @@
+import type { AmiLoginErrorKind } from './types.js';
+
+/** Login did not succeed. `message` says what happened and what to check. */
+export class AmiLoginError extends Error {
+  override readonly name = 'AmiLoginError';
+  readonly kind: AmiLoginErrorKind;
+  /** delay before the next attempt, ms (undefined when the client is stopped) */
+  readonly retryInMs: number | undefined;
+  constructor(kind: AmiLoginErrorKind, message: string, retryInMs?: number) {
+    super(message);
+    this.kind = kind;
+    this.retryInMs = retryInMs;
+  }
+}
+
+export type AmiActionErrorCode = 'invalid' | 'not-connected' | 'timeout' | 'disconnected' | 'write-buffer-full';
+
+/** An action was not sent, or its response did not arrive. */
+export class AmiActionError extends Error {
+  override readonly name = 'AmiActionError';
+  readonly code: AmiActionErrorCode;
+  /** the ActionID used, when the action was sent */
+  readonly actionId: string | undefined;
+  constructor(code: AmiActionErrorCode, message: string, actionId?: string) {
+    super(message);
+    this.code = code;
+    this.actionId = actionId;
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * AMI stage: framing, lazy parsing, actions, event lists, keepalive and reconnect.
+ * Everything other stages need comes from here.
+ */
+export type {
+  AmiMessage,
+  AmiActionFields,
+  AmiResponse,
+  AmiConnectionState,
+  RemoteAddress,
+  AmiFrameDrop,
+  AmiLoginErrorKind,
+  AmiClientStats,
+} from './types.js';
+export { AmiClient, legacyCommandOutput, type AmiClientOptions, type AmiActionOptions, type AmiClientEvents } from './client.js';
+export { AmiLoginError, AmiActionError, type AmiActionErrorCode } from './errors.js';
+export {
+  AmiFramer,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MAX_HEADERS,
+  MAX_GREETING_BYTES,
+  type AmiFramerOptions,
+  type AmiFramerHandlers,
+} from './framer.js';
+export { AmiFrame, parseFrame } from './message.js';
+export { splitTranscript, type TranscriptFrame } from './transcript.js';
+export { buildAction, actionName } from './action.js';
+export { parseRemoteAddress } from './address.js';

@@ -1,0 +1,121 @@
+import type { AmiMessage } from './types.js';
+
+/**
+ * A lazily parsed AMI frame. The frame text (one UTF-8 decode of the frame bytes, without the
+ * terminating blank line) is kept as is; header offsets are computed on first access only.
+ *
+ * Parsing rules: lines are separated by CRLF; a line is split on its FIRST ':' and one space after
+ * the colon is dropped (so `a: b: c` is key `a`, value `b: c`); a line with no colon is kept as
+ * key = line, value = ''; empty lines are ignored; duplicate keys are kept in order. Keys are
+ * never used as object property names except in toObject(), which returns a null-prototype object,
+ * so `__proto__` / `constructor` headers are harmless.
+ */
+export class AmiFrame implements AmiMessage {
+  /** the decoded frame text, header lines separated by CRLF, no trailing blank line */
+  readonly raw: string;
+  /** triples [lineStart, colon (-1 when none), lineEnd] */
+  private idx: number[] | null = null;
+  private pairs: ReadonlyArray<readonly [string, string]> | null = null;
+
+  constructor(raw: string) {
+    this.raw = raw;
+  }
+
+  /** true when the frame is an event (`Event:` is Asterisk's first header of every event) */
+  get isEvent(): boolean {
+    return this.raw.startsWith('Event:') || (!this.raw.startsWith('Response:') && this.get('Event') !== undefined);
+  }
+
+  /** true when the frame is an action response */
+  get isResponse(): boolean {
+    return this.raw.startsWith('Response:') || (!this.raw.startsWith('Event:') && this.get('Response') !== undefined);
+  }
+
+  /** number of header lines (empty lines not counted) */
+  get headerCount(): number {
+    return (this.idx ?? this.index()).length / 3;
+  }
+
+  private index(): number[] {
+    const s = this.raw;
+    const n = s.length;
+    const out: number[] = [];
+    let p = 0;
+    let c = -1; // last colon position found (reused while it lies beyond the current line)
+    while (p < n) {
+      let e = s.indexOf('\r\n', p);
+      if (e < 0) e = n;
+      if (e > p) {
+        if (c < p) {
+          c = s.indexOf(':', p);
+          if (c < 0) c = n; // no more colons anywhere: every later line has none
+        }
+        out.push(p, c < e ? c : -1, e);
+      }
+      p = e + 2;
+    }
+    this.idx = out;
+    return out;
+  }
+
+  private valueAt(ix: number[], i: number): string {
+    const c = ix[i + 1]!;
+    const e = ix[i + 2]!;
+    if (c < 0) return '';
+    let v = c + 1;
+    if (v < e && this.raw.charCodeAt(v) === 32) v++;
+    return this.raw.slice(v, e);
+  }
+
+  private keyAt(ix: number[], i: number): string {
+    const c = ix[i + 1]!;
+    return this.raw.slice(ix[i]!, c < 0 ? ix[i + 2]! : c);
+  }
+
+  private matches(ix: number[], i: number, key: string, lower: string | null): boolean {
+    const s = ix[i]!;
+    const c = ix[i + 1]!;
+    const ke = c < 0 ? ix[i + 2]! : c;
+    if (ke - s !== key.length) return false;
+    if (this.raw.startsWith(key, s)) return true;
+    return this.raw.slice(s, ke).toLowerCase() === (lower ?? key.toLowerCase());
+  }
+
+  get(key: string): string | undefined {
+    const ix = this.idx ?? this.index();
+    for (let i = 0; i < ix.length; i += 3) {
+      if (this.matches(ix, i, key, null)) return this.valueAt(ix, i);
+    }
+    return undefined;
+  }
+
+  getAll(key: string): string[] {
+    const ix = this.idx ?? this.index();
+    const lower = key.toLowerCase();
+    const out: string[] = [];
+    for (let i = 0; i < ix.length; i += 3) {
+      if (this.matches(ix, i, key, lower)) out.push(this.valueAt(ix, i));
+    }
+    return out;
+  }
+
+  get headers(): ReadonlyArray<readonly [string, string]> {
+    if (this.pairs) return this.pairs;
+    const ix = this.idx ?? this.index();
+    const out: Array<readonly [string, string]> = [];
+    for (let i = 0; i < ix.length; i += 3) out.push([this.keyAt(ix, i), this.valueAt(ix, i)] as const);
+    this.pairs = out;
+    return out;
+  }
+
+  toObject(): Record<string, string> {
+    const o = Object.create(null) as Record<string, string>;
+    for (const [k, v] of this.headers) if (!Object.prototype.hasOwnProperty.call(o, k)) o[k] = v;
+    return o;
+  }
+}
+
+/** Parse one frame's text (as delivered by AmiFramer) into a lazy message. */
+export function parseFrame(text: string): AmiFrame {
+  return new AmiFrame(text);
+}

@@ -1,0 +1,62 @@
+/**
+ * An AMI message (event or response) as received: the header pairs in wire order.
+ * Duplicate keys (Output, ChanVariable, ...) are kept in order; values keep their colons.
+ */
+export interface AmiMessage {
+  /** header pairs in wire order, keys as sent (case preserved) */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** first value for a key, case-insensitive; undefined when absent */
+  get(key: string): string | undefined;
+  /** every value for a key, in order, case-insensitive */
+  getAll(key: string): string[];
+  /** first-value-wins plain object (null prototype), for forwarding to Odoo / webhooks */
+  toObject(): Record<string, string>;
+}
+
+/** Fields of an action to send. Values are strings; arrays send the key once per value. */
+export type AmiActionFields = Record<string, string | number | ReadonlyArray<string | number>>;
+
+export interface AmiResponse {
+  /** the Response frame itself */
+  response: AmiMessage;
+  /** event-list items (between EventList: start and the ...Complete event), in order */
+  events: AmiMessage[];
+  /** the ...Complete event that closed the list, when there was one */
+  complete?: AmiMessage;
+  /** Command action: the Output lines */
+  output?: string[];
+}
+
+export type AmiConnectionState = 'disconnected' | 'connecting' | 'authenticating' | 'connected';
+
+export interface RemoteAddress {
+  family: 4 | 6;
+  /** UDP | TCP | TLS | WS | WSS, when present */
+  transport?: string;
+  /** the address without brackets; IPv6 %scope removed */
+  address: string;
+  /** scope id of a link-local IPv6 address, when present */
+  scope?: string;
+  port?: number;
+}
+
+/** Why the framer dropped a frame. */
+export interface AmiFrameDrop {
+  reason: 'oversized' | 'too-many-headers';
+  /** bytes of the dropped frame seen when it was dropped (an endless frame keeps being skipped after this) */
+  bytes: number;
+}
+
+export type AmiLoginErrorKind = 'auth' | 'unreachable' | 'not-ami' | 'timeout';
+
+/** Counters for metrics; monotonically increasing for the client's lifetime. */
+export interface AmiClientStats {
+  bytesReceived: number;
+  framesReceived: number;
+  eventsReceived: number;
+  framesDropped: number;
+  /** connection attempts after the first one */
+  reconnects: number;
+  loginFailures: number;
+  actionsTimedOut: number;
+}

@@ -1,0 +1,81 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { AllowListedError, InvalidTargetError, type BanControl, type GuardStatus } from '../guard/index.js';
+import { parseDuration } from '../config/duration.js';
+
+/** What the admin routes (used by the CLI over the unix socket) need from the daemon. */
+export interface AdminPort {
+  control: BanControl;
+  status(): GuardStatus;
+  /** re-read config and rules; bans stay */
+  reload(): Promise<{ rules: number }>;
+  version: string;
+}
+
+const banBody = {
+  type: 'object',
+  required: ['target'],
+  additionalProperties: false,
+  properties: {
+    target: { type: 'string', minLength: 1, maxLength: 64 },
+    duration: { anyOf: [{ type: 'string', maxLength: 32 }, { type: 'number' }, { type: 'null' }] },
+    reason: { type: 'string', maxLength: 200 },
+  },
+} as const;
+
+/** The local admin API. Errors come back as { error, code } with a status a script can rely on. */
+export function createAdminApp(port: AdminPort): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
+    if (err instanceof AllowListedError) return reply.code(409).send({ error: err.message, code: err.code });
+    if (err instanceof InvalidTargetError) return reply.code(400).send({ error: err.message, code: err.code });
+    if (err.validation) return reply.code(400).send({ error: err.message, code: 'BAD_REQUEST' });
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    return reply.code(status).send({ error: err.message, code: status === 500 ? 'INTERNAL' : 'BAD_REQUEST' });
+  });
+
+  app.get('/version', async () => ({ version: port.version }));
+  app.get('/status', async () => port.status());
+  app.get('/bans', async () => ({ bans: port.control.listBans() }));
+
+  app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>('/bans', { schema: { body: banBody } }, async (req, reply) => {
+    const { target, duration, reason } = req.body;
+    let durationSec: number | null = null;
+    if (duration !== undefined && duration !== null && duration !== 'permanent') {
+      durationSec = parseDuration(duration);
+      if (durationSec === null || durationSec <= 0) throw new InvalidTargetError(`"${String(duration)}" is not a duration (e.g. 10m, 1h, 7d, or "permanent")`);
+    }
+    const ban = await port.control.ban({ target, durationSec, reason, source: 'manual' });
+    return reply.code(201).send({ ban });
+  });
+
+  app.delete<{ Params: { target: string } }>('/bans/:target', async (req, reply) => {
+    const removed = await port.control.unban(decodeURIComponent(req.params.target));
+    if (!removed) return reply.code(404).send({ error: `${req.params.target} is not banned`, code: 'NOT_BANNED' });
+    return { unbanned: 1 };
+  });
+
+  app.delete('/bans', async () => ({ unbanned: await port.control.unbanAll() }));
+  app.post('/reload', async () => port.reload());
+  return app;
+}
+
+/** Listens on a unix socket with the given mode (0600 by default: root / the service user only). */
+export async function listenAdminSocket(app: FastifyInstance, socketPath: string, mode: number): Promise<void> {
+  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o750 });
+  try {
+    if (statSync(socketPath).isSocket()) rmSync(socketPath);
+  } catch {
+    // no stale socket
+  }
+  // Create the socket with no group/other access from the start, then set the configured mode.
+  const previous = process.umask(0o177);
+  try {
+    await app.listen({ path: socketPath });
+  } finally {
+    process.umask(previous);
+  }
+  chmodSync(socketPath, mode);
+}

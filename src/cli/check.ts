@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs';
+import pino from 'pino';
+import { Guardian, type EventView, type Rule } from '../guard/index.js';
+import { MemoryBanStore } from '../store/memory.js';
+import { splitTranscript } from '../ami/index.js';
+
+/** One event replayed by `check`: where it came from and its fields. */
+export interface ReplayEvent {
+  line: number;
+  text: string;
+  time: number;
+  view: EventView;
+}
+
+export type LineOutcome = 'matched' | 'allow-listed' | 'bad-address' | 'ambiguous' | 'not-watched';
+
+export interface CheckReport {
+  source: string;
+  kind: 'security-log' | 'ami-transcript';
+  lines: number;
+  events: number;
+  matched: Array<{ line: number; event: string; service: string; address: string; text: string }>;
+  skipped: Array<{ line: number; outcome: LineOutcome; text: string }>;
+  bans: Array<{ target: string; rule: string; reason: string; line: number }>;
+}
+
+class FieldView implements EventView {
+  constructor(private readonly fields: Map<string, string>) {}
+  get(key: string): string | undefined {
+    return this.fields.get(key.toLowerCase());
+  }
+}
+
+const LOG_FIELD = /(?:^|,)([A-Za-z]+)="(.*?)"(?=,[A-Za-z]+="|\s*$)/g;
+
+/**
+ * Parses one line of Asterisk's security log (res_security_log). A line whose fields appear
+ * twice with different values is "ambiguous": an attacker-chosen value (AccountID, SessionID,
+ * ReceivedHash) can imitate `",RemoteAddress="...`, so such a line is never trusted.
+ */
+export function parseSecurityLogLine(text: string): { fields: Map<string, string> | null; ambiguous: boolean } {
+  const start = text.indexOf('SecurityEvent="');
+  if (start < 0) return { fields: null, ambiguous: false };
+  const fields = new Map<string, string>();
+  let ambiguous = false;
+  for (const m of text.slice(start).matchAll(LOG_FIELD)) {
+    const key = m[1]!.toLowerCase();
+    const prev = fields.get(key);
+    if (prev !== undefined && prev !== m[2]) ambiguous = true;
+    fields.set(key, m[2]!);
+  }
+  const event = fields.get('securityevent');
+  if (event === undefined) return { fields: null, ambiguous: false };
+  fields.set('event', event);
+  return { fields, ambiguous };
+}
+
+function logTime(fields: Map<string, string>, fallback: number): number {
+  const tv = fields.get('eventtv');
+  const t = tv ? Date.parse(tv) : NaN;
+  return Number.isFinite(t) ? t : fallback;
+}
+
+function readSecurityLog(text: string): { events: ReplayEvent[]; ambiguous: ReplayEvent[]; lines: number } {
+  const lines = text.split(/\r?\n/);
+  const events: ReplayEvent[] = [];
+  const ambiguous: ReplayEvent[] = [];
+  let last = 0;
+  lines.forEach((line, i) => {
+    const { fields, ambiguous: amb } = parseSecurityLogLine(line);
+    if (!fields) return;
+    last = logTime(fields, last);
+    const ev = { line: i + 1, text: line, time: last, view: new FieldView(fields) };
+    (amb ? ambiguous : events).push(ev);
+  });
+  return { events, ambiguous, lines: lines.length };
+}
+
+function readTranscript(bytes: Buffer): { events: ReplayEvent[]; lines: number } {
+  const events: ReplayEvent[] = [];
+  let line = 1;
+  let clock = 0;
+  for (const frame of splitTranscript(bytes)) {
+    const lineNo = line;
+    line += frame.raw.split('\r\n').length;
+    if (frame.message.get('Event') === undefined) continue;
+    const ts = Number(frame.message.get('Timestamp'));
+    const tv = Date.parse(frame.message.get('EventTV') ?? '');
+    clock = Number.isFinite(ts) && ts > 0 ? ts * 1000 : Number.isFinite(tv) ? tv : clock + 1;
+    events.push({ line: lineNo, text: frame.raw.replace(/\r\n/g, ' | ').slice(0, 300), time: clock, view: frame.message });
+  }
+  return { events, lines: line - 1 };
+}
+
+/** Replays a security log or a raw AMI transcript through the rules, like fail2ban-regex. */
+export function runCheck(path: string, rules: Rule[], allow: string[], ipv6Prefix = 64): CheckReport {
+  const bytes = readFileSync(path);
+  const isLog = bytes.includes('SecurityEvent="');
+  const { events, lines, ambiguous = [] } = isLog ? readSecurityLog(bytes.toString('utf8')) : { ...readTranscript(bytes), ambiguous: [] as ReplayEvent[] };
+  let clock = 0;
+  const guardian = new Guardian(
+    {
+      rules,
+      allow,
+      automaticAllow: [],
+      ipv6Prefix,
+      maxTracked: 1_000_000,
+      trackTtlSec: 86400 * 365,
+      escalation: { factor: 1, maxSec: 0, lookbackSec: 0 },
+      recidive: null,
+    },
+    new MemoryBanStore(),
+    { ban: async () => {}, unban: async () => {}, setAllow: async () => {} },
+    pino({ level: 'silent' }),
+    () => clock,
+  );
+  const failureEvents = new Set(rules.flatMap((r) => r.events));
+  const report: CheckReport = { source: path, kind: isLog ? 'security-log' : 'ami-transcript', lines, events: events.length + ambiguous.length, matched: [], skipped: [], bans: [] };
+  const seen: { outcome: LineOutcome; line: number } = { outcome: 'not-watched', line: 0 };
+  guardian.on({
+    failure: () => (seen.outcome = 'matched'),
+    ignored: (why) => (seen.outcome = why === 'already-banned' ? 'matched' : why),
+    banned: ({ record }) => report.bans.push({ target: record.target, rule: record.rule, reason: record.reason, line: seen.line }),
+  });
+  for (const ev of events) {
+    clock = ev.time;
+    seen.line = ev.line;
+    seen.outcome = 'not-watched';
+    const name = ev.view.get('Event') ?? '';
+    guardian.handleEvent(ev.view, ev.time);
+    const outcome = seen.outcome as LineOutcome;
+    if (outcome === 'matched' && failureEvents.has(name)) {
+      report.matched.push({ line: ev.line, event: name, service: ev.view.get('Service') ?? '', address: ev.view.get('RemoteAddress') ?? '', text: ev.text });
+    } else if (outcome !== 'not-watched' && outcome !== 'matched') {
+      report.skipped.push({ line: ev.line, outcome, text: ev.text });
+    }
+  }
+  for (const ev of ambiguous) report.skipped.push({ line: ev.line, outcome: 'ambiguous', text: ev.text });
+  return report;
+}
+
+export function formatCheckReport(r: CheckReport): string {
+  const out: string[] = [];
+  out.push(`Source: ${r.source} (${r.kind}), ${r.lines} lines, ${r.events} security events`);
+  out.push(`Matched failures: ${r.matched.length}`);
+  const byEvent = new Map<string, typeof r.matched>();
+  for (const m of r.matched) {
+    const key = `${m.event} (${m.service || '?'})`;
+    byEvent.set(key, [...(byEvent.get(key) ?? []), m]);
+  }
+  for (const [key, list] of [...byEvent].sort()) {
+    out.push(`  ${key}: ${list.length}`);
+    for (const m of list) out.push(`    line ${m.line}: ${m.address}`);
+  }
+  if (r.skipped.length > 0) {
+    out.push(`Not counted: ${r.skipped.length}`);
+    for (const s of r.skipped) out.push(`    line ${s.line}: ${s.outcome}`);
+  }
+  out.push(`Would be banned: ${r.bans.length}`);
+  for (const b of r.bans) out.push(`  ${b.target}  rule ${b.rule}  (${b.reason}) at line ${b.line}`);
+  return out.join('\n');
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, formatDuration } from '../config/index.js';
+import { loadRulesDir, RuleError, type BanRecord, type GuardStatus } from '../guard/index.js';
+import { VERSION } from '../version.js';
+import { callDaemon, DaemonError, DaemonUnreachableError } from './client.js';
+import { formatCheckReport, runCheck } from './check.js';
+
+/** Exit codes a script can rely on. */
+export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, failed: 4 } as const;
+
+const HELP = `pbx-guardian ${VERSION}: guards an Asterisk PBX (AMI security events → kernel bans) and bridges AMI to Odoo.
+
+Usage: pbx-guardian <command> [options]
+
+Commands:
+  run                         run the daemon (what systemd starts)
+  demo [--duration S]         run the real pipeline against a simulated Asterisk under attack
+  status [--json]             failed / banned counters and the banned list
+  banned [--json]             the banned list
+  ban <addr|cidr> [--for DURATION] [--reason TEXT]
+                              ban by hand (DURATION like 10m, 1h, 7d; default permanent)
+  unban <addr|cidr> | --all   end a ban, or all bans
+  reload                      re-read config and rules; active bans stay
+  check <security.log|transcript.raw> [--rules DIR] [--json]
+                              replay an Asterisk security log or a raw AMI transcript through the
+                              rules: matched lines per event, addresses that would be banned
+  flush                       remove our nftables table / ipsets from the kernel (the daemon's
+                              store keeps the bans; the next start restores them)
+  version                     print the version
+
+Options:
+  --config PATH   config file (default ${DEFAULT_CONFIG_PATH})
+  --socket PATH   admin socket (default: admin.socket from the config)
+  -h, --help      this help
+
+Exit codes: 0 ok, 1 refused by the daemon (allow-listed, not banned, invalid address),
+2 usage or config error, 3 daemon not reachable, 4 other failure.`;
+
+function printBans(bans: BanRecord[], now = Date.now()): string {
+  if (bans.length === 0) return '   `- Banned IP list: (none)';
+  const lines = bans.map((b) => {
+    const left = b.expiresAt === null ? 'permanent' : `${formatDuration(Math.max(0, (b.expiresAt - now) / 1000))} left`;
+    return `      ${b.target}  ${left}  rule ${b.rule} (${b.source}): ${b.reason}`;
+  });
+  return ['   `- Banned IP list:', ...lines].join('\n');
+}
+
+function printStatus(s: GuardStatus): string {
+  return [
+    'Status',
+    '|- Filter',
+    `|  |- Currently failed:\t${s.currentlyFailed}`,
+    `|  \`- Total failed:\t${s.totalFailed}`,
+    '`- Actions',
+    `   |- Currently banned:\t${s.currentlyBanned}`,
+    `   |- Total banned:\t${s.totalBanned}`,
+    printBans(s.banned),
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string' },
+      socket: { type: 'string' },
+      json: { type: 'boolean' },
+      for: { type: 'string' },
+      reason: { type: 'string' },
+      all: { type: 'boolean' },
+      rules: { type: 'string' },
+      duration: { type: 'string' },
+      url: { type: 'string' },
+      db: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(HELP + '\n');
+    return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
+  }
+  const config = () => loadConfig(values.config);
+  const socket = () => values.socket ?? config().admin.socket;
+  const out = (text: string) => process.stdout.write(text + '\n');
+
+  switch (command) {
+    case 'version':
+      out(VERSION);
+      return EXIT.ok;
+    case 'run': {
+      const { runDaemon } = await import('./run.js');
+      return runDaemon(values.config);
+    }
+    case 'demo': {
+      const { runDemo } = await import('../demo/index.js');
+      return runDemo({ durationSec: values.duration ? Number(values.duration) : undefined });
+    }
+    case 'status': {
+      const s = await callDaemon<GuardStatus>(socket(), 'GET', '/status');
+      out(values.json ? JSON.stringify(s, null, 2) : printStatus(s));
+      return EXIT.ok;
+    }
+    case 'banned': {
+      const { bans } = await callDaemon<{ bans: BanRecord[] }>(socket(), 'GET', '/bans');
+      out(values.json ? JSON.stringify(bans, null, 2) : bans.length === 0 ? 'no active bans' : printBans(bans).split('\n').slice(1).map((l) => l.trim()).join('\n'));
+      return EXIT.ok;
+    }
+    case 'ban': {
+      if (rest.length !== 1) throw new UsageError('ban takes one address or CIDR: pbx-guardian ban 203.0.113.7 --for 1h');
+      const { ban } = await callDaemon<{ ban: BanRecord }>(socket(), 'POST', '/bans', { target: rest[0], duration: values.for ?? null, reason: values.reason });
+      out(`banned ${ban.target} ${ban.expiresAt === null ? 'permanently' : `for ${formatDuration((ban.expiresAt - ban.createdAt) / 1000)}`}`);
+      return EXIT.ok;
+    }
+    case 'unban': {
+      if (values.all) {
+        const { unbanned } = await callDaemon<{ unbanned: number }>(socket(), 'DELETE', '/bans');
+        out(`unbanned ${unbanned}`);
+        return EXIT.ok;
+      }
+      if (rest.length !== 1) throw new UsageError('unban takes one address or CIDR, or --all');
+      await callDaemon(socket(), 'DELETE', `/bans/${encodeURIComponent(rest[0]!)}`);
+      out(`unbanned ${rest[0]}`);
+      return EXIT.ok;
+    }
+    case 'reload': {
+      const r = await callDaemon<{ rules: number }>(socket(), 'POST', '/reload');
+      out(`reloaded: ${r.rules} rules; active bans kept`);
+      return EXIT.ok;
+    }
+    case 'check': {
+      if (rest.length !== 1) throw new UsageError('check takes one file: a security log or a raw AMI transcript');
+      let rulesDir = values.rules;
+      let allow: string[] = [];
+      let prefix = 64;
+      if (!rulesDir) {
+        const cfg = values.config ? config() : loadConfig(undefined, {});
+        rulesDir = cfg.guard.rulesDir;
+        allow = cfg.guard.allow;
+        prefix = cfg.guard.ipv6Prefix;
+      }
+      const report = runCheck(rest[0]!, loadRulesDir(rulesDir), allow, prefix);
+      out(values.json ? JSON.stringify(report, null, 2) : formatCheckReport(report));
+      return EXIT.ok;
+    }
+    case 'flush': {
+      const { flushFirewall } = await import('./run.js');
+      await flushFirewall(values.config);
+      out('removed the pbx-guardian firewall table / sets');
+      return EXIT.ok;
+    }
+    case 'odoo': {
+      const { odooInitCommand } = await import('./odoo-init.js');
+      if (rest[0] !== 'init' || !values.url || !values.db) throw new UsageError('usage: pbx-guardian odoo init --url https://odoo.example.com --db DBNAME [--config PATH]');
+      out(await odooInitCommand(values.url, values.db, values.config ?? DEFAULT_CONFIG_PATH));
+      return EXIT.ok;
+    }
+    default:
+      throw new UsageError(`unknown command "${command}" (see pbx-guardian --help)`);
+  }
+}
+
+class UsageError extends Error {}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: Error) => {
+    const code =
+      err instanceof UsageError || err instanceof ConfigError || err instanceof RuleError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+        ? EXIT.usage
+        : err instanceof DaemonUnreachableError
+          ? EXIT.unreachable
+          : err instanceof DaemonError && err.status < 500
+            ? EXIT.refused
+            : EXIT.failed;
+    process.stderr.write(`pbx-guardian: ${err.message}\n`);
+    process.exitCode = code;
+  },
+);

@@ -1,0 +1,225 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { parseDuration } from './duration.js';
+
+export { parseDuration, formatDuration } from './duration.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/pbx-guardian/guardian.yaml';
+
+/** The package root (where rules/ and package.json live), from dist/src/config/. */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+export class ConfigError extends Error {}
+
+/** Every key with its default. A key not in here is an error (a typo must not pass silently). */
+export function defaultConfig() {
+  return {
+    stateDir: '/var/lib/pbx-guardian',
+    logLevel: 'info',
+    ami: {
+      enabled: true,
+      host: '127.0.0.1',
+      port: 5038,
+      username: 'guardian',
+      secret: '',
+      /** login Events mask: security for the guard, plus what Odoo's events map needs */
+      events: 'on',
+      connectTimeoutMs: 5000,
+      actionTimeoutMs: 10000,
+      pingIntervalMs: 15000,
+      pongTimeoutMs: 5000,
+      maxFrameBytes: 1048576,
+      maxHeaders: 4096,
+      reconnectInitialMs: 500,
+      reconnectMaxMs: 30000,
+    },
+    guard: {
+      rulesDir: join(PACKAGE_ROOT, 'rules'),
+      allow: [] as string[],
+      ipv6Prefix: 64,
+      maxTracked: 1_000_000,
+      trackTtl: '12h',
+      escalation: { factor: 2, max: '30d', lookback: '30d' },
+      recidive: { enabled: true, bans: 5, within: '1d', ban: '30d' },
+    },
+    firewall: {
+      backend: 'auto' as 'auto' | 'nftables' | 'ipset' | 'memory',
+      table: 'pbx_guardian',
+      verdict: 'drop' as 'drop' | 'reject',
+      ports: [] as number[],
+      nftMode: 'auto' as 'auto' | 'addon' | 'command',
+      ipsetMaxElem: 1048576,
+      ipsetPrefix: 'pbxg',
+      batchWindowMs: 2,
+      batchMaxSize: 10000,
+      reconcileIntervalMs: 300000,
+      retryInitialMs: 1000,
+      retryMaxMs: 60000,
+    },
+    admin: {
+      socket: '/run/pbx-guardian/admin.sock',
+      socketMode: '0600',
+    },
+    metrics: {
+      enabled: true,
+      host: '127.0.0.1',
+      port: 9470,
+    },
+    odoo: {
+      enabled: false,
+      url: '',
+      db: '',
+      user: '',
+      password: '',
+      apiKey: '',
+      transport: 'jsonrpc' as 'jsonrpc' | 'json2',
+      agentToken: '',
+    },
+  };
+}
+
+export type GuardianConfig = ReturnType<typeof defaultConfig>;
+
+/** Keys whose values are lists of numbers (all other lists hold strings). */
+const NUMBER_LISTS = new Set(['firewall.ports']);
+const ENUMS: Record<string, string[]> = {
+  logLevel: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+  'firewall.backend': ['auto', 'nftables', 'ipset', 'memory'],
+  'firewall.verdict': ['drop', 'reject'],
+  'firewall.nftMode': ['auto', 'addon', 'command'],
+  'odoo.transport': ['jsonrpc', 'json2'],
+};
+const DURATIONS = ['guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
+const PORTS = ['ami.port', 'metrics.port'];
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function kindOf(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'list' : typeof v;
+}
+
+/** Merges user values over defaults, checking every key and type; `path` names keys in errors. */
+function merge(defaults: Record<string, unknown>, user: unknown, path: string, errors: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...defaults };
+  if (user === undefined || user === null) return out;
+  if (!isPlainObject(user)) {
+    errors.push(`${path || 'config'}: expected a mapping, got ${kindOf(user)}`);
+    return out;
+  }
+  for (const [key, value] of Object.entries(user)) {
+    const at = path ? `${path}.${key}` : key;
+    if (!(key in defaults)) {
+      errors.push(`${at}: unknown key (known keys here: ${Object.keys(defaults).join(', ')})`);
+      continue;
+    }
+    const def = defaults[key];
+    if (isPlainObject(def)) {
+      out[key] = merge(def, value, at, errors);
+    } else if (Array.isArray(def)) {
+      const want = NUMBER_LISTS.has(at) ? 'number' : 'string';
+      if (!Array.isArray(value) || value.some((v) => typeof v !== want)) errors.push(`${at}: expected a list of ${want}s`);
+      else out[key] = value;
+    } else if (typeof def === 'number' && typeof value === 'string' && /^\d+$/.test(value)) {
+      out[key] = Number(value);
+    } else if (typeof value !== typeof def) {
+      errors.push(`${at}: expected a ${typeof def}, got ${kindOf(value)} (${JSON.stringify(value)?.slice(0, 60)})`);
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+function get(obj: Record<string, unknown>, path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (isPlainObject(o) ? o[k] : undefined), obj);
+}
+
+/** Environment overrides from the seed agents' documentation. */
+const ENV_KEYS: Array<[string, string]> = [
+  ['ASTERISK_AMI_HOST', 'ami.host'],
+  ['ASTERISK_AMI_PORT', 'ami.port'],
+  ['ASTERISK_AMI_USER', 'ami.username'],
+  ['ASTERISK_AMI_PASSWORD', 'ami.secret'],
+  ['ODOO_URL', 'odoo.url'],
+  ['ODOO_DB', 'odoo.db'],
+  ['ODOO_USER', 'odoo.user'],
+  ['ODOO_PASSWORD', 'odoo.password'],
+];
+
+function applyEnv(user: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
+  for (const [name, path] of ENV_KEYS) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    const keys = path.split('.');
+    let node = user;
+    for (const k of keys.slice(0, -1)) {
+      if (!isPlainObject(node[k])) node[k] = {};
+      node = node[k] as Record<string, unknown>;
+    }
+    node[keys.at(-1)!] = value;
+  }
+  if (env.ODOO_URL && !isPlainObject(user.odoo)) user.odoo = {};
+  if (env.ODOO_URL && (user.odoo as Record<string, unknown>).enabled === undefined) (user.odoo as Record<string, unknown>).enabled = true;
+}
+
+/** Validates a parsed YAML document (plus environment overrides) into a full config. */
+export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 'config'): GuardianConfig {
+  const user: Record<string, unknown> = isPlainObject(doc) ? structuredClone(doc) : {};
+  if (doc !== null && doc !== undefined && !isPlainObject(doc)) throw new ConfigError(`${source}: expected a YAML mapping at the top level`);
+  applyEnv(user, env);
+  const errors: string[] = [];
+  const cfg = merge(defaultConfig(), user, '', errors) as GuardianConfig;
+  for (const [path, allowed] of Object.entries(ENUMS)) {
+    const v = get(cfg, path);
+    if (!allowed.includes(v as string)) errors.push(`${path}: "${String(v)}" is not one of ${allowed.join(', ')}`);
+  }
+  for (const path of DURATIONS) {
+    const v = get(cfg, path);
+    if (parseDuration(v) === null) errors.push(`${path}: "${String(v)}" is not a duration (e.g. 30s, 10m, 1h, 7d)`);
+  }
+  for (const path of PORTS) {
+    const v = get(cfg, path) as number;
+    if (!Number.isInteger(v) || v < 0 || v > 65535) errors.push(`${path}: ${v} is not a TCP port (0-65535)`);
+  }
+  if (cfg.firewall.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) errors.push('firewall.ports: every port must be 1-65535');
+  if (!Number.isInteger(cfg.guard.ipv6Prefix) || cfg.guard.ipv6Prefix < 16 || cfg.guard.ipv6Prefix > 128) errors.push('guard.ipv6Prefix: must be a whole number from 16 to 128');
+  if (!Number.isInteger(cfg.guard.maxTracked) || cfg.guard.maxTracked < 1000) errors.push('guard.maxTracked: must be a whole number of at least 1000');
+  if (!(cfg.guard.escalation.factor >= 1 && cfg.guard.escalation.factor <= 100)) errors.push('guard.escalation.factor: must be from 1 to 100');
+  if (!/^[A-Za-z0-9_]{1,32}$/.test(cfg.firewall.table)) errors.push('firewall.table: 1-32 letters, digits or "_"');
+  if (!/^[A-Za-z0-9_-]{1,16}$/.test(cfg.firewall.ipsetPrefix)) errors.push('firewall.ipsetPrefix: 1-16 letters, digits, "_" or "-"');
+  if (!/^0?[0-7]{3}$/.test(cfg.admin.socketMode)) errors.push(`admin.socketMode: "${cfg.admin.socketMode}" is not an octal file mode like 0600`);
+  if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
+  if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${cfg.odoo.url}" must start with http:// or https:// when odoo.enabled is true`);
+  if (errors.length > 0) throw new ConfigError(`${source} is not valid:\n  - ${errors.join('\n  - ')}`);
+  return cfg;
+}
+
+/** Reads and validates the YAML config file; a missing file at the default path means defaults. */
+export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): GuardianConfig {
+  const file = path ?? DEFAULT_CONFIG_PATH;
+  let text: string | undefined;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!(code === 'ENOENT' && path === undefined)) throw new ConfigError(`cannot read the config file ${file}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  if (text !== undefined) {
+    try {
+      doc = parseYaml(text);
+    } catch (err) {
+      throw new ConfigError(`${file} is not valid YAML: ${(err as Error).message}`);
+    }
+  }
+  return buildConfig(doc, env, file);
+}
+
+/** Seconds from a validated duration key. */
+export function seconds(value: string): number {
+  return parseDuration(value)!;
+}

@@ -1,0 +1,13 @@
+/** Public interface of the firewall stage (enforcement backends and the batcher). */
+export type { Family, FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
+export {
+  Enforcer,
+  EnforcerStoppedError,
+  createBackend,
+  defaultFirewallConfig,
+  type EnforcerHooks,
+  type EnforcerOptions,
+  type FirewallConfig,
+} from './enforcer.js';
+export { MemoryBackend } from './memory.js';
+export { canonicalTarget, checkTarget, InvalidFirewallTargetError, type CanonicalTarget } from './target.js';

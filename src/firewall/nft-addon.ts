@@ -1,0 +1,92 @@
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { nftError, type NftRunner } from './nft-runner.js';
+
+/** What build/Release/nftables.node exports (src/native/nftables.c). */
+interface NativeNft {
+  /** a new libnftables context (JSON output, buffered output and error) */
+  createContext(): object;
+  /** runs a command buffer off the main thread; runs on one context are serialised */
+  run(ctx: object, script: string): Promise<{ rc: number; output: string; error: string }>;
+  /** frees the context (waits for nothing: call it when no run is in flight) */
+  freeContext(ctx: object): void;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Where the addon may be: the package root is two levels above src/firewall and three above
+ *  dist/src/firewall. */
+export function addonCandidates(): string[] {
+  return [resolve(here, '../../../build/Release/nftables.node'), resolve(here, '../../build/Release/nftables.node')];
+}
+
+let cached: NativeNft | null | undefined;
+let loadError = '';
+
+/** Loads the native addon once; null (with the reason logged) when it is not built or fails. */
+export function loadNftAddon(logger?: Logger): NativeNft | null {
+  if (cached !== undefined) {
+    if (cached === null && logger) logger.info({ reason: loadError }, 'nftables addon unavailable; the nft command will be used');
+    return cached;
+  }
+  const require = createRequire(import.meta.url);
+  const file = addonCandidates().find((p) => existsSync(p));
+  if (!file) {
+    loadError = 'build/Release/nftables.node not found (not built: libnftables-dev missing at install time?)';
+  } else {
+    try {
+      const mod = require(file) as NativeNft;
+      if (typeof mod.createContext !== 'function' || typeof mod.run !== 'function') throw new Error('unexpected exports');
+      cached = mod;
+      return mod;
+    } catch (err) {
+      loadError = `${file}: ${(err as Error).message}`;
+    }
+  }
+  cached = null;
+  logger?.info({ reason: loadError }, 'nftables addon unavailable; the nft command will be used');
+  return null;
+}
+
+/** The in-process runner: libnftables through the N-API addon, runs off the main thread. */
+export class NftAddonRunner implements NftRunner {
+  readonly kind = 'addon' as const;
+  private ctx: object | null;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly native: NativeNft) {
+    this.ctx = native.createContext();
+  }
+
+  run(script: string): Promise<string> {
+    const next = this.chain.then(async () => {
+      if (!this.ctx) throw new Error('nftables addon context closed');
+      const r = await this.native.run(this.ctx, script);
+      if (r.rc !== 0) throw nftError('addon', r.error, r.rc);
+      return r.output;
+    });
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async close(): Promise<void> {
+    await this.chain;
+    if (this.ctx) this.native.freeContext(this.ctx);
+    this.ctx = null;
+  }
+}
+
+/** An addon runner, or null when the addon cannot be loaded. */
+export function createAddonRunner(logger?: Logger): NftAddonRunner | null {
+  const native = loadNftAddon(logger);
+  if (!native) return null;
+  try {
+    return new NftAddonRunner(native);
+  } catch (err) {
+    logger?.warn({ err }, 'nftables addon: could not create a libnftables context');
+    return null;
+  }
+}

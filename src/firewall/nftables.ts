@@ -1,0 +1,421 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { FirewallConfig } from './enforcer.js';
+import { createAddonRunner } from './nft-addon.js';
+import { findNft, NftCommandRunner } from './nft-command.js';
+import type { NftRunner } from './nft-runner.js';
+import { canonicalTarget, checkTarget, type CanonicalTarget } from './target.js';
+import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
+
+export interface NftablesOptions {
+  table: string;
+  verdict: 'drop' | 'reject';
+  ports: number[];
+  /** size of the ban4/ban6 hash sets (a transaction that would overflow is rejected whole) */
+  size: number;
+  /** path of the template; default rules/nftables.nft of the package */
+  templatePath?: string;
+  now?: () => number;
+}
+
+/** Elements per `add element` statement (one transaction holds any number of statements). */
+const CHUNK = 5000;
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function templateFile(): string {
+  for (const p of [resolve(here, '../../../rules/nftables.nft'), resolve(here, '../../rules/nftables.nft')]) {
+    try {
+      readFileSync(p);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  throw new Error('rules/nftables.nft (the nftables table template) not found in the package');
+}
+
+/** nft time string: composite units, since one unit over 2^32 ("2592000000ms") is rejected. */
+export function nftTime(ms: number): string {
+  let rest = Math.max(1, Math.ceil(ms));
+  const d = Math.floor(rest / 86400000);
+  rest -= d * 86400000;
+  const h = Math.floor(rest / 3600000);
+  rest -= h * 3600000;
+  const m = Math.floor(rest / 60000);
+  rest -= m * 60000;
+  const s = Math.floor(rest / 1000);
+  rest -= s * 1000;
+  let out = '';
+  if (d) out += `${d}d`;
+  if (h) out += `${h}h`;
+  if (m) out += `${m}m`;
+  if (s) out += `${s}s`;
+  if (rest) out += `${rest}ms`;
+  return out;
+}
+
+type SetName = 'ban4' | 'ban6' | 'net4' | 'net6' | 'allow4' | 'allow6';
+
+function banSet(t: FirewallTarget): SetName {
+  return t.isNetwork ? (t.family === 4 ? 'net4' : 'net6') : t.family === 4 ? 'ban4' : 'ban6';
+}
+
+/** bigint value of a canonical address, for CIDR containment */
+function addrBig(c: CanonicalTarget): bigint {
+  if (c.family === 4) return c.address.split('.').reduce((acc, p) => (acc << 8n) | BigInt(p), 0n);
+  // expand via the canonical form
+  const [l, r] = c.address.includes('::') ? c.address.split('::') : [c.address, undefined];
+  const left = l ? l.split(':') : [];
+  const right = r !== undefined && r !== '' ? r.split(':') : [];
+  const groups = [...left, ...new Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+function maskBig(v: bigint, prefix: number, bits: number): bigint {
+  const hostBits = BigInt(bits - prefix);
+  return (v >> hostBits) << hostBits;
+}
+
+interface NetElem {
+  c: CanonicalTarget;
+  v: bigint;
+  expiresAt: number | null;
+}
+
+/**
+ * nftables backend: one table of our own (rules/nftables.nft), hash sets with per-element
+ * timeouts for single addresses, interval sets with timeouts for CIDRs, allow sets accepted
+ * first. Every apply() is one nft transaction.
+ */
+export class NftablesBackend implements FirewallBackend {
+  readonly name = 'nftables';
+  private readonly now: () => number;
+  /** does `add element` of a present element refresh its timeout (kernel >= 6.10)? */
+  private addRefreshesTimeout = false;
+
+  constructor(
+    readonly runner: NftRunner,
+    private readonly opts: NftablesOptions,
+    private readonly logger?: Logger,
+  ) {
+    if (!/^[A-Za-z0-9_]{1,32}$/.test(opts.table)) throw new Error(`invalid nftables table name ${JSON.stringify(opts.table)}`);
+    if (opts.verdict !== 'drop' && opts.verdict !== 'reject') throw new Error(`invalid verdict ${String(opts.verdict)}`);
+    for (const p of opts.ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`invalid port ${String(p)}`);
+    if (!Number.isInteger(opts.size) || opts.size < 1) throw new Error(`invalid set size ${String(opts.size)}`);
+    this.now = opts.now ?? Date.now;
+  }
+
+  get table(): string {
+    return this.opts.table;
+  }
+
+  /** The table definition as loaded by setup(). */
+  renderTemplate(): string {
+    const text = readFileSync(this.opts.templatePath ?? templateFile(), 'utf8');
+    const ports = [...new Set(this.opts.ports)].sort((a, b) => a - b);
+    const scope = ports.length ? `meta l4proto { tcp, udp } th dport { ${ports.join(', ')} }` : '';
+    return text
+      .replaceAll('@TABLE@', this.opts.table)
+      .replaceAll('@SIZE@', String(this.opts.size))
+      .replaceAll('@SCOPE@', scope)
+      .replaceAll('@VERDICT@', this.opts.verdict);
+  }
+
+  async setup(): Promise<void> {
+    await this.runner.run(this.renderTemplate());
+    // Probe: does re-adding a present element refresh its timeout on this kernel?
+    const t = this.opts.table;
+    try {
+      await this.runner.run(
+        [
+          `add set inet ${t} probe { type ipv4_addr; flags timeout; }`,
+          `add element inet ${t} probe { 192.0.2.255 timeout 100s }`,
+          `add element inet ${t} probe { 192.0.2.255 timeout 300s }`,
+        ].join('\n'),
+      );
+      const out = await this.runner.run(`list set inet ${t} probe`);
+      const elems = parseSetElems(out, 'probe');
+      this.addRefreshesTimeout = elems.length === 1 && elems[0]!.timeout !== null && elems[0]!.timeout > 200;
+    } finally {
+      await this.runner.run(`delete set inet ${t} probe`).catch(() => undefined);
+    }
+    this.logger?.debug({ addRefreshesTimeout: this.addRefreshesTimeout, runner: this.runner.kind }, 'nftables: table ready');
+  }
+
+  async apply(batch: FirewallBatch): Promise<void> {
+    const now = this.now();
+    const t = this.opts.table;
+    const lines: string[] = [];
+    const single: Record<'ban4' | 'ban6', { rm: string[]; plain: string[]; timed: string[]; refresh: string[] }> = {
+      ban4: { rm: [], plain: [], timed: [], refresh: [] },
+      ban6: { rm: [], plain: [], timed: [], refresh: [] },
+    };
+    const netRemove: CanonicalTarget[] = [];
+    const netAdd: { c: CanonicalTarget; expiresAt: number | null }[] = [];
+    const adding = new Set<string>();
+    const addList: { c: CanonicalTarget; expiresAt: number | null }[] = [];
+    for (const e of batch.add) {
+      const c = checkTarget(e);
+      if (e.expiresAt !== null && e.expiresAt <= now) continue; // already over
+      adding.add(c.target);
+      addList.push({ c, expiresAt: e.expiresAt });
+    }
+    for (const r of batch.remove) {
+      const c = checkTarget(r);
+      if (adding.has(c.target)) continue; // the add in the same batch wins (it refreshes)
+      if (c.isNetwork) netRemove.push(c);
+      else single[banSet(c) as 'ban4' | 'ban6'].rm.push(c.address);
+    }
+    for (const { c, expiresAt } of addList) {
+      if (c.isNetwork) {
+        netAdd.push({ c, expiresAt });
+        continue;
+      }
+      const s = single[banSet(c) as 'ban4' | 'ban6'];
+      const elem = expiresAt === null ? c.address : `${c.address} timeout ${nftTime(expiresAt - now)}`;
+      if (expiresAt !== null && this.addRefreshesTimeout) s.timed.push(elem);
+      else {
+        s.refresh.push(c.address);
+        s.timed.push(elem);
+      }
+    }
+    for (const set of ['ban4', 'ban6'] as const) {
+      const s = single[set];
+      // absent-safe delete (nft 1.0.6 has no `destroy`): add, then delete, in one transaction
+      const gone = [...new Set([...s.rm, ...s.refresh])];
+      pushElems(lines, 'add', t, set, gone);
+      pushElems(lines, 'delete', t, set, gone);
+      pushElems(lines, 'add', t, set, s.timed);
+    }
+    if (netRemove.length || netAdd.length) lines.push(...(await this.planNets(netRemove, netAdd, now)));
+    if (lines.length === 0) return;
+    await this.runner.run(lines.join('\n') + '\n');
+  }
+
+  /** CIDR changes against the interval sets' current contents: deletes only what is there
+   *  (delete of an absent element fails the transaction), and avoids overlaps (rejected by
+   *  interval sets): a CIDR inside a present broader one is skipped, a broader CIDR replaces
+   *  the narrower ones it covers. */
+  private async planNets(remove: CanonicalTarget[], add: { c: CanonicalTarget; expiresAt: number | null }[], now: number): Promise<string[]> {
+    const t = this.opts.table;
+    const cur = new Map<string, NetElem>();
+    for (const e of await this.listNets()) {
+      const c = checkTarget(e);
+      cur.set(c.target, { c, v: addrBig(c), expiresAt: e.expiresAt });
+    }
+    const del: Record<'net4' | 'net6', string[]> = { net4: [], net6: [] };
+    const ins: Record<'net4' | 'net6', string[]> = { net4: [], net6: [] };
+    for (const c of remove) {
+      if (cur.delete(c.target)) del[banSet(c) as 'net4' | 'net6'].push(c.target);
+    }
+    const sorted = [...add].sort((a, b) => a.c.prefix - b.c.prefix);
+    const planned = new Map<string, NetElem>();
+    for (const { c, expiresAt } of sorted) {
+      const set = banSet(c) as 'net4' | 'net6';
+      const bits = c.family === 4 ? 32 : 128;
+      const v = addrBig(c);
+      if (planned.has(c.target)) continue;
+      if (cur.has(c.target)) {
+        del[set].push(c.target); // refresh its timeout
+        cur.delete(c.target);
+      } else {
+        let covered: NetElem | undefined;
+        for (const m of [cur, planned]) {
+          for (const o of m.values()) {
+            if (o.c.family === c.family && o.c.prefix < c.prefix && maskBig(v, o.c.prefix, bits) === o.v) covered = o;
+          }
+        }
+        if (covered) {
+          this.logger?.debug({ target: c.target, within: covered.c.target }, 'nftables: CIDR ban inside a present broader one; skipped');
+          continue;
+        }
+        for (const [k, o] of cur) {
+          if (o.c.family === c.family && o.c.prefix > c.prefix && maskBig(o.v, c.prefix, bits) === v) {
+            del[set].push(k);
+            cur.delete(k);
+          }
+        }
+      }
+      planned.set(c.target, { c, v, expiresAt });
+      ins[set].push(expiresAt === null ? c.target : `${c.target} timeout ${nftTime(expiresAt - now)}`);
+    }
+    const lines: string[] = [];
+    for (const set of ['net4', 'net6'] as const) {
+      pushElems(lines, 'delete', t, set, del[set]);
+      pushElems(lines, 'add', t, set, ins[set]);
+    }
+    return lines;
+  }
+
+  private async listNets(): Promise<FirewallEntry[]> {
+    const t = this.opts.table;
+    const now = this.now();
+    const out: FirewallEntry[] = [];
+    for (const set of ['net4', 'net6'] as const) {
+      const text = await this.runner.run(`list set inet ${t} ${set}`);
+      out.push(...toEntries(parseSetElems(text, set), set, now, this.logger));
+    }
+    return out;
+  }
+
+  async list(): Promise<FirewallEntry[]> {
+    const text = await this.runner.run(`list table inet ${this.opts.table}`);
+    const now = this.now();
+    const out: FirewallEntry[] = [];
+    for (const set of ['ban4', 'ban6', 'net4', 'net6'] as const) out.push(...toEntries(parseSetElems(text, set), set, now, this.logger));
+    return out;
+  }
+
+  /** The allow sets' elements (for tests and the CLI). */
+  async listAllow(): Promise<string[]> {
+    const text = await this.runner.run(`list table inet ${this.opts.table}`);
+    const out: string[] = [];
+    for (const set of ['allow4', 'allow6'] as const) for (const e of toEntries(parseSetElems(text, set), set, 0)) out.push(e.target);
+    return out;
+  }
+
+  async setAllow(targets: FirewallTarget[]): Promise<void> {
+    const t = this.opts.table;
+    const byFam: Record<4 | 6, NetElem[]> = { 4: [], 6: [] };
+    const seen = new Set<string>();
+    for (const x of targets) {
+      const c = checkTarget(x);
+      if (seen.has(c.target)) continue;
+      seen.add(c.target);
+      byFam[c.family].push({ c, v: addrBig(c), expiresAt: null });
+    }
+    const lines = [`flush set inet ${t} allow4`, `flush set inet ${t} allow6`];
+    for (const fam of [4, 6] as const) {
+      const bits = fam === 4 ? 32 : 128;
+      // drop entries covered by a broader one (interval sets reject overlaps)
+      const list = byFam[fam].sort((a, b) => a.c.prefix - b.c.prefix);
+      const kept: NetElem[] = [];
+      for (const e of list) {
+        if (kept.some((k) => k.c.prefix <= e.c.prefix && maskBig(e.v, k.c.prefix, bits) === k.v)) continue;
+        kept.push(e);
+      }
+      pushElems(lines, 'add', t, fam === 4 ? 'allow4' : 'allow6', kept.map((k) => k.c.target));
+    }
+    await this.runner.run(lines.join('\n') + '\n');
+  }
+
+  async flush(): Promise<void> {
+    const t = this.opts.table;
+    // absent-safe: add (no-op when present) then delete
+    await this.runner.run(`add table inet ${t}\ndelete table inet ${t}\n`);
+  }
+
+  async close(): Promise<void> {
+    await this.runner.close?.();
+  }
+}
+
+function pushElems(lines: string[], verb: 'add' | 'delete', table: string, set: SetName, elems: string[]): void {
+  for (let i = 0; i < elems.length; i += CHUNK) {
+    lines.push(`${verb} element inet ${table} ${set} { ${elems.slice(i, i + CHUNK).join(', ')} }`);
+  }
+}
+
+interface RawElem {
+  val: string;
+  timeout: number | null;
+  expires: number | null;
+}
+
+/** Elements of one set from nft's JSON output (`list table` or `list set`). */
+export function parseSetElems(jsonText: string, setName: string): RawElem[] {
+  const out: RawElem[] = [];
+  for (const doc of splitJsonDocs(jsonText)) {
+    const items = (doc as { nftables?: unknown[] }).nftables;
+    if (!Array.isArray(items)) continue;
+    for (const item of items) {
+      const set = (item as { set?: { name?: string; elem?: unknown[] } }).set;
+      if (!set || set.name !== setName || !Array.isArray(set.elem)) continue;
+      for (const raw of set.elem) {
+        let val: unknown = raw;
+        let timeout: number | null = null;
+        let expires: number | null = null;
+        if (raw && typeof raw === 'object' && 'elem' in raw) {
+          const e = (raw as { elem: { val: unknown; timeout?: number; expires?: number } }).elem;
+          val = e.val;
+          timeout = typeof e.timeout === 'number' ? e.timeout : null;
+          expires = typeof e.expires === 'number' ? e.expires : null;
+        }
+        let text: string | null = null;
+        if (typeof val === 'string') text = val;
+        else if (val && typeof val === 'object' && 'prefix' in val) {
+          const p = (val as { prefix: { addr: string; len: number } }).prefix;
+          text = `${p.addr}/${p.len}`;
+        }
+        if (text !== null) out.push({ val: text, timeout, expires });
+      }
+    }
+  }
+  return out;
+}
+
+function splitJsonDocs(text: string): unknown[] {
+  const docs: unknown[] = [];
+  for (const line of text.split('\n')) {
+    const s = line.trim();
+    if (!s.startsWith('{')) continue;
+    try {
+      docs.push(JSON.parse(s));
+    } catch {
+      /* not JSON */
+    }
+  }
+  return docs;
+}
+
+function toEntries(elems: RawElem[], set: SetName, now: number, logger?: Logger): FirewallEntry[] {
+  const out: FirewallEntry[] = [];
+  for (const e of elems) {
+    const c = canonicalTarget(e.val);
+    if (!c) {
+      logger?.warn({ set, val: e.val.slice(0, 80) }, 'nftables: unexpected element in our set; ignored');
+      continue;
+    }
+    // a timed element's expires is whole seconds (rounded down)
+    const expiresAt = e.timeout !== null && e.expires !== null ? now + e.expires * 1000 : null;
+    out.push({ target: c.target, family: c.family, isNetwork: c.isNetwork, expiresAt });
+  }
+  return out;
+}
+
+/**
+ * Builds the nftables backend for the configured mode: 'addon' (libnftables in process), 'command'
+ * (the nft binary), 'auto' (addon when built, else the command). Checks that it can work (creates
+ * the table) and throws a clear error otherwise.
+ */
+export async function createNftablesBackend(config: FirewallConfig, logger: Logger): Promise<NftablesBackend> {
+  let runner: NftRunner | null = null;
+  if (config.nftMode === 'addon' || config.nftMode === 'auto') {
+    runner = createAddonRunner(logger);
+    if (!runner && config.nftMode === 'addon') {
+      throw new Error('nftables addon (build/Release/nftables.node) is not available: install libnftables-dev and rebuild (npm rebuild pbx-guardian), or set firewall.nftMode: command');
+    }
+  }
+  if (!runner) {
+    const nft = findNft();
+    if (!nft) throw new Error('nft not found in /usr/sbin or /sbin: install the nftables package');
+    runner = new NftCommandRunner(nft);
+  }
+  const backend = new NftablesBackend(runner, {
+    table: config.table,
+    verdict: config.verdict,
+    ports: config.ports,
+    size: config.ipsetMaxElem,
+  }, logger);
+  try {
+    await backend.setup();
+  } catch (err) {
+    await runner.close?.().catch(() => undefined);
+    throw err;
+  }
+  logger.info({ backend: 'nftables', runner: runner.kind, table: `inet ${config.table}` }, `firewall backend: nftables via ${runner.kind === 'addon' ? 'libnftables (in-process addon)' : 'the nft command'}`);
+  return backend;
+}

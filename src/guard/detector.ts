@@ -1,0 +1,150 @@
+import { LRUCache } from 'lru-cache';
+import type { Rule } from './rules.js';
+import { attackerKey, formatNetwork, type IpNetwork } from './ip.js';
+
+/** What the detector reads from an event: AmiMessage satisfies it, so do parsed log lines. */
+export interface EventView {
+  get(key: string): string | undefined;
+}
+
+export interface DetectorOptions {
+  /** IPv6 attackers are counted and banned by this prefix (default 64) */
+  ipv6Prefix: number;
+  /** tracked attacker keys at most (LRU) */
+  maxTracked: number;
+  /** forget an attacker key not seen for this long */
+  trackTtlMs: number;
+}
+
+/** A rule window crossed by an attacker key. */
+export interface Detection {
+  /** the network counted and banned: the address (IPv4) or its prefix (IPv6) */
+  key: IpNetwork;
+  keyText: string;
+  rule: Rule;
+  /** failures inside the crossed window */
+  count: number;
+  windowMs: number;
+}
+
+/** Hit times of one rule for one attacker key: a ring of the newest `rule.ringSize` times. */
+interface RuleHits {
+  times: number[];
+  next: number;
+  filled: number;
+}
+
+interface KeyState {
+  hits: Array<RuleHits | undefined>;
+  failures: number;
+}
+
+/**
+ * Counts failures per attacker key and rule in exact sliding windows. Memory per key is bounded
+ * by the rules' largest window counts, and the number of keys by an LRU with a TTL.
+ */
+export class Detector {
+  private readonly byEvent = new Map<string, Array<{ rule: Rule; index: number }>>();
+  private readonly resetBy = new Map<string, number[]>();
+  private readonly state: LRUCache<string, KeyState>;
+  /** failures counted since start (status: "total failed") */
+  totalFailures = 0;
+
+  constructor(private readonly rules: Rule[], private readonly options: DetectorOptions) {
+    rules.forEach((rule, index) => {
+      for (const ev of rule.events) {
+        const list = this.byEvent.get(ev) ?? [];
+        list.push({ rule, index });
+        this.byEvent.set(ev, list);
+      }
+      for (const ev of rule.resetOn) {
+        const list = this.resetBy.get(ev) ?? [];
+        list.push(index);
+        this.resetBy.set(ev, list);
+      }
+    });
+    this.state = new LRUCache<string, KeyState>({ max: options.maxTracked, ttl: options.trackTtlMs, updateAgeOnGet: false });
+  }
+
+  /** true when some rule counts or resets on this event name (cheap pre-filter for the hot path) */
+  watches(eventName: string): boolean {
+    return this.byEvent.has(eventName) || this.resetBy.has(eventName);
+  }
+
+  /** The key an address is counted under. */
+  keyOf(address: IpNetwork): IpNetwork {
+    return attackerKey(address, this.options.ipv6Prefix);
+  }
+
+  /**
+   * Counts one event from `address` at time `now` (ms). Returns the first window crossed, if any.
+   * The caller has already dropped allow-listed and already-banned addresses.
+   */
+  observe(eventName: string, event: EventView, address: IpNetwork, now: number): Detection | null {
+    const key = this.keyOf(address);
+    const keyText = formatNetwork(key);
+    const resets = this.resetBy.get(eventName);
+    if (resets) {
+      const st = this.state.get(keyText);
+      if (st) for (const i of resets) st.hits[i] = undefined;
+    }
+    const candidates = this.byEvent.get(eventName);
+    if (!candidates) return null;
+    let st: KeyState | undefined;
+    for (const { rule, index } of candidates) {
+      if (!matches(rule, event)) continue;
+      if (!st) {
+        st = this.state.get(keyText);
+        if (!st) {
+          st = { hits: [], failures: 0 };
+          this.state.set(keyText, st);
+        } else {
+          this.state.set(keyText, st); // refresh TTL and recency
+        }
+      }
+      this.totalFailures += rule.weight;
+      st.failures += rule.weight;
+      const hits = (st.hits[index] ??= { times: new Array<number>(rule.ringSize).fill(0), next: 0, filled: 0 });
+      for (let w = 0; w < rule.weight; w++) {
+        hits.times[hits.next] = now;
+        hits.next = (hits.next + 1) % rule.ringSize;
+        if (hits.filled < rule.ringSize) hits.filled++;
+      }
+      for (const window of rule.windows) {
+        if (hits.filled < window.count) continue;
+        const nth = hits.times[(hits.next - window.count + rule.ringSize) % rule.ringSize]!;
+        if (now - nth < window.withinMs) {
+          return { key, keyText, rule, count: window.count, windowMs: window.withinMs };
+        }
+      }
+    }
+    return null;
+  }
+
+  /** Forget everything counted for a key (after it is banned, or unbanned by hand). */
+  forget(keyText: string): void {
+    this.state.delete(keyText);
+  }
+
+  /** Keys with failures counted now (status: "currently failed"). */
+  get trackedCount(): number {
+    return this.state.size;
+  }
+
+  /** Failures counted for a key, for status and tests. */
+  failuresOf(keyText: string): number {
+    return this.state.peek(keyText)?.failures ?? 0;
+  }
+
+  get ruleList(): readonly Rule[] {
+    return this.rules;
+  }
+}
+
+function matches(rule: Rule, event: EventView): boolean {
+  for (const [field, accepted] of rule.match) {
+    const value = event.get(field);
+    if (value === undefined || !accepted.has(value.toLowerCase())) return false;
+  }
+  return true;
+}

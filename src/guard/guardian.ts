@@ -1,0 +1,363 @@
+import type { Logger } from 'pino';
+import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
+import { parseRemoteAddress } from '../ami/index.js';
+import { formatDuration } from '../config/duration.js';
+import { Detector, type EventView } from './detector.js';
+import { formatNetwork, isSingleAddress, NetworkList, parseNetwork, type IpNetwork } from './ip.js';
+import type { Rule } from './rules.js';
+import {
+  AllowListedError,
+  InvalidTargetError,
+  type BanControl,
+  type BanNotice,
+  type BanRecord,
+  type ManualBanRequest,
+} from './types.js';
+
+/** What the guard needs from the store (src/store implements it). */
+export interface BanStorePort {
+  saveBan(rec: BanRecord): void;
+  endBan(target: string, now: number, why: 'expired' | 'unbanned' | 'replaced'): boolean;
+  activeBans(now: number): BanRecord[];
+  banTimesSince(target: string, since: number): number[];
+  totalBans(): number;
+}
+
+/** What the guard needs from enforcement (src/firewall's Enforcer implements it). */
+export interface EnforcementPort {
+  ban(entry: FirewallEntry): Promise<void>;
+  unban(target: FirewallTarget): Promise<void>;
+  setAllow(targets: FirewallTarget[]): Promise<void>;
+}
+
+export interface GuardOptions {
+  rules: Rule[];
+  /** allow-list from the config (CIDRs or addresses) */
+  allow: string[];
+  /** always allowed and not editable from Odoo: loopback, the AMI host, the Odoo host */
+  automaticAllow: string[];
+  ipv6Prefix: number;
+  maxTracked: number;
+  trackTtlSec: number;
+  escalation: { factor: number; maxSec: number; lookbackSec: number };
+  /** recidive: `bans` automatic bans within `withinSec` → a ban of `banSec` */
+  recidive: { bans: number; withinSec: number; banSec: number } | null;
+}
+
+export interface GuardListener {
+  securityEvent?(event: string, service: string): void;
+  failure?(event: string, weight: number): void;
+  ignored?(reason: 'allow-listed' | 'already-banned' | 'bad-address'): void;
+  banned?(notice: BanNotice): void;
+  unbanned?(notice: BanNotice, why: 'expired' | 'unbanned'): void;
+  storeError?(err: Error): void;
+}
+
+export interface GuardStatus {
+  currentlyFailed: number;
+  totalFailed: number;
+  currentlyBanned: number;
+  totalBanned: number;
+  banned: BanRecord[];
+}
+
+const DENY_LIST_REASON = 'deny list (Odoo access rules)';
+
+/** Turns security events into bans, and is the one place every ban and unban goes through. */
+export class Guardian implements BanControl {
+  private detector: Detector;
+  private allow: NetworkList;
+  private configuredAllow: string[];
+  private readonly automaticAllow: NetworkList;
+  private readonly active = new Map<string, BanRecord>();
+  private readonly listeners: GuardListener[] = [];
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private options: GuardOptions,
+    private readonly store: BanStorePort,
+    private readonly enforcement: EnforcementPort,
+    private readonly logger: Logger,
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.detector = this.newDetector(options);
+    this.automaticAllow = toNetworkList(options.automaticAllow, 'automatic allow-list');
+    this.configuredAllow = options.allow;
+    this.allow = this.buildAllow(options.allow);
+  }
+
+  on(listener: GuardListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Loads active bans from the store (ending those that ran out while we were down). */
+  restore(): BanRecord[] {
+    const now = this.clock();
+    const restored = this.safeStore(() => this.store.activeBans(now)) ?? [];
+    for (const rec of restored) this.active.set(rec.target, rec);
+    return restored;
+  }
+
+  /** What the kernel must hold now: used by the enforcer for restore and reconcile. */
+  activeEntries(): FirewallEntry[] {
+    const now = this.clock();
+    const out: FirewallEntry[] = [];
+    for (const rec of this.active.values()) {
+      if (rec.expiresAt === null || rec.expiresAt > now) out.push(toEntry(rec));
+    }
+    return out;
+  }
+
+  allowTargets(): FirewallTarget[] {
+    return this.allow.entries().map((n) => ({ target: formatNetwork(n), family: n.family, isNetwork: !isSingleAddress(n) }));
+  }
+
+  /** Starts the timer that ends expired bans. */
+  startExpirySweep(intervalMs = 1000): void {
+    this.sweepTimer = setInterval(() => this.sweepExpired(), intervalMs);
+    this.sweepTimer.unref();
+  }
+
+  stop(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+  }
+
+  /** The hot path: one AMI event (or a replayed log line). */
+  handleEvent(event: EventView, now = this.clock()): void {
+    const name = event.get('Event');
+    if (name === undefined || !this.detector.watches(name)) return;
+    for (const l of this.listeners) l.securityEvent?.(name, event.get('Service') ?? '');
+    const remote = parseRemoteAddress(event.get('RemoteAddress') ?? '');
+    const address = remote ? parseNetwork(remote.address) : null;
+    if (!address) {
+      this.emitIgnored('bad-address');
+      return;
+    }
+    if (this.allow.contains(address)) {
+      this.emitIgnored('allow-listed');
+      return;
+    }
+    const key = this.detector.keyOf(address);
+    if (this.active.has(formatNetwork(key)) || (key !== address && this.active.has(formatNetwork(address)))) {
+      this.emitIgnored('already-banned');
+      return;
+    }
+    const before = this.detector.totalFailures;
+    const detection = this.detector.observe(name, event, address, now);
+    const counted = this.detector.totalFailures - before;
+    if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted);
+    if (!detection) return;
+    // An IPv6 prefix that would also cover an allow-listed address: ban the address alone.
+    const target = this.allow.findOverlap(detection.key) ? address : detection.key;
+    this.applyBan(this.ruleBan(target, detection.rule, detection.count, detection.windowMs, name, now), detection.windowMs);
+    this.detector.forget(detection.keyText);
+  }
+
+  private ruleBan(target: IpNetwork, rule: Rule, count: number, windowMs: number, eventName: string, now: number): BanRecord {
+    const targetText = formatNetwork(target);
+    const { escalation, recidive } = this.options;
+    const since = now - 1000 * Math.max(escalation.lookbackSec, recidive?.withinSec ?? 0);
+    const earlier = this.safeStore(() => this.store.banTimesSince(targetText, since)) ?? [];
+    const prior = earlier.filter((t) => t >= now - escalation.lookbackSec * 1000).length;
+    let durationSec = Math.min(rule.banSec * Math.pow(escalation.factor, prior), Math.max(escalation.maxSec, rule.banSec));
+    let ruleName = rule.name;
+    let source: BanRecord['source'] = 'rule';
+    let reason = `${count} × ${rule.events.includes(eventName) ? eventName : rule.name} within ${formatDuration(windowMs / 1000)}`;
+    if (prior > 0) reason += ` (repeat offender: ban ${prior + 1})`;
+    if (recidive && earlier.filter((t) => t >= now - recidive.withinSec * 1000).length + 1 >= recidive.bans) {
+      durationSec = recidive.banSec;
+      ruleName = 'recidive';
+      source = 'recidive';
+      reason = `banned ${recidive.bans} times within ${formatDuration(recidive.withinSec)} (last: ${rule.name})`;
+    }
+    return {
+      target: targetText,
+      family: target.family,
+      isNetwork: !isSingleAddress(target),
+      createdAt: now,
+      expiresAt: now + durationSec * 1000,
+      rule: ruleName,
+      source,
+      reason,
+      count,
+    };
+  }
+
+  private applyBan(rec: BanRecord, windowMs: number): void {
+    this.active.set(rec.target, rec);
+    this.safeStore(() => this.store.saveBan(rec));
+    this.enforcement.ban(toEntry(rec)).catch((err: Error) => this.logger.error({ err, target: rec.target }, 'ban not applied in the kernel (the enforcer retries)'));
+    const durationSec = rec.expiresAt === null ? null : Math.round((rec.expiresAt - rec.createdAt) / 1000);
+    this.logger.warn(
+      { event: 'ban', address: rec.target, rule: rec.rule, source: rec.source, count: rec.count, windowSec: windowMs / 1000, durationSec, reason: rec.reason },
+      `banned ${rec.target} for ${formatDuration(durationSec)} (${rec.rule}: ${rec.reason})`,
+    );
+    for (const l of this.listeners) l.banned?.({ action: 'ban', record: rec });
+  }
+
+  private endBan(rec: BanRecord, why: 'expired' | 'unbanned'): void {
+    const now = this.clock();
+    this.active.delete(rec.target);
+    this.detector.forget(rec.target);
+    this.safeStore(() => this.store.endBan(rec.target, now, why));
+    this.enforcement.unban(toEntry(rec)).catch((err: Error) => this.logger.error({ err, target: rec.target }, 'unban not applied in the kernel (reconcile will remove it)'));
+    this.logger.info({ event: 'unban', address: rec.target, rule: rec.rule, source: rec.source, why }, `unbanned ${rec.target} (${why})`);
+    for (const l of this.listeners) l.unbanned?.({ action: 'unban', record: rec }, why);
+  }
+
+  sweepExpired(now = this.clock()): number {
+    let ended = 0;
+    for (const rec of this.active.values()) {
+      if (rec.expiresAt !== null && rec.expiresAt <= now) {
+        this.endBan(rec, 'expired');
+        ended++;
+      }
+    }
+    return ended;
+  }
+
+  // ---- BanControl: manual bans from the CLI, the API and Odoo ----
+
+  parseTarget(text: string): IpNetwork {
+    const net = typeof text === 'string' ? parseNetwork(text) : null;
+    if (!net) throw new InvalidTargetError(`"${String(text).slice(0, 80)}" is not an IPv4/IPv6 address or CIDR`);
+    return net;
+  }
+
+  isAllowListed(address: string): boolean {
+    const net = parseNetwork(address);
+    return net !== null && this.allow.findOverlap(net) !== undefined;
+  }
+
+  async ban(request: ManualBanRequest): Promise<BanRecord> {
+    const net = this.parseTarget(request.target);
+    const allowed = this.allow.findOverlap(net);
+    if (allowed) {
+      const text = formatNetwork(net);
+      const by = formatNetwork(allowed);
+      throw new AllowListedError(
+        text === by ? `${text} is allow-listed and is never banned` : `${text} overlaps the allow-listed ${by} and is never banned`,
+      );
+    }
+    const duration = request.durationSec ?? null;
+    if (duration !== null && (!Number.isFinite(duration) || duration <= 0)) throw new InvalidTargetError(`ban duration must be a positive number of seconds, or permanent`);
+    const now = this.clock();
+    const rec: BanRecord = {
+      target: formatNetwork(net),
+      family: net.family,
+      isNetwork: !isSingleAddress(net),
+      createdAt: now,
+      expiresAt: duration === null ? null : now + duration * 1000,
+      rule: 'manual',
+      source: request.source,
+      reason: (request.reason ?? `manual ban (${request.source})`).replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 200),
+      count: 0,
+    };
+    this.applyBan(rec, 0);
+    return rec;
+  }
+
+  async unban(target: string): Promise<boolean> {
+    const rec = this.active.get(formatNetwork(this.parseTarget(target)));
+    if (!rec) return false;
+    this.endBan(rec, 'unbanned');
+    return true;
+  }
+
+  async unbanAll(): Promise<number> {
+    const all = [...this.active.values()];
+    for (const rec of all) this.endBan(rec, 'unbanned');
+    return all.length;
+  }
+
+  listBans(): BanRecord[] {
+    const now = this.clock();
+    return [...this.active.values()].filter((r) => r.expiresAt === null || r.expiresAt > now).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async replaceAccessRules(rules: { allow: string[]; deny: string[] }): Promise<void> {
+    const allow = rules.allow.map((a) => formatNetwork(this.parseTarget(a)));
+    const deny = rules.deny.map((d) => this.parseTarget(d));
+    this.configuredAllow = allow;
+    this.allow = this.buildAllow(allow);
+    await this.enforcement.setAllow(this.allowTargets());
+    for (const rec of [...this.active.values()]) {
+      if (this.isAllowListed(rec.target)) this.endBan(rec, 'unbanned');
+    }
+    const wanted = new Set(deny.map(formatNetwork));
+    for (const rec of [...this.active.values()]) {
+      if (rec.reason === DENY_LIST_REASON && !wanted.has(rec.target)) this.endBan(rec, 'unbanned');
+    }
+    for (const net of deny) {
+      if (this.active.get(formatNetwork(net))?.reason === DENY_LIST_REASON) continue;
+      await this.ban({ target: formatNetwork(net), durationSec: null, reason: DENY_LIST_REASON, source: 'odoo' });
+    }
+  }
+
+  /** New rules and allow-list; active bans stay, failure counts start again. */
+  reload(options: GuardOptions): void {
+    this.options = options;
+    this.detector = this.newDetector(options);
+    this.configuredAllow = options.allow;
+    this.allow = this.buildAllow(options.allow);
+    void this.enforcement.setAllow(this.allowTargets()).catch((err: Error) => this.logger.error({ err }, 'allow set not updated in the kernel'));
+  }
+
+  status(): GuardStatus {
+    const banned = this.listBans();
+    return {
+      currentlyFailed: this.detector.trackedCount,
+      totalFailed: this.detector.totalFailures,
+      currentlyBanned: banned.length,
+      totalBanned: this.safeStore(() => this.store.totalBans()) ?? banned.length,
+      banned,
+    };
+  }
+
+  get rules(): readonly Rule[] {
+    return this.detector.ruleList;
+  }
+
+  get allowList(): string[] {
+    return [...this.configuredAllow];
+  }
+
+  private newDetector(o: GuardOptions): Detector {
+    return new Detector(o.rules, { ipv6Prefix: o.ipv6Prefix, maxTracked: o.maxTracked, trackTtlMs: o.trackTtlSec * 1000 });
+  }
+
+  private buildAllow(configured: string[]): NetworkList {
+    const list = toNetworkList(configured, 'guard.allow');
+    for (const n of this.automaticAllow.entries()) list.add(n);
+    return list;
+  }
+
+  private emitIgnored(reason: 'allow-listed' | 'already-banned' | 'bad-address'): void {
+    for (const l of this.listeners) l.ignored?.(reason);
+  }
+
+  /** The store failing (read-only, disk full) must not stop the kernel bans: log and go on. */
+  private safeStore<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (err) {
+      this.logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
+      for (const l of this.listeners) l.storeError?.(err as Error);
+      return undefined;
+    }
+  }
+}
+
+function toEntry(rec: BanRecord): FirewallEntry {
+  return { target: rec.target, family: rec.family, isNetwork: rec.isNetwork, expiresAt: rec.expiresAt };
+}
+
+function toNetworkList(items: string[], where: string): NetworkList {
+  return new NetworkList(
+    items.map((item, i) => {
+      const net = parseNetwork(item);
+      if (!net) throw new InvalidTargetError(`${where}[${i}]: "${item}" is not an IPv4/IPv6 address or CIDR`);
+      return net;
+    }),
+  );
+}

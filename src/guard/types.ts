@@ -1,0 +1,58 @@
+import type { Family } from '../firewall/types.js';
+
+/** Where a ban came from. */
+export type BanSource = 'rule' | 'recidive' | 'manual' | 'odoo' | 'api';
+
+/** One ban, as the store keeps it and the CLI / API / Odoo show it. */
+export interface BanRecord {
+  /** canonical address or CIDR (IPv6 attackers are banned by their configured prefix) */
+  target: string;
+  family: Family;
+  isNetwork: boolean;
+  /** epoch ms */
+  createdAt: number;
+  /** epoch ms; null = permanent */
+  expiresAt: number | null;
+  rule: string;
+  source: BanSource;
+  reason: string;
+  /** failures counted in the window that triggered it (0 for manual bans) */
+  count: number;
+}
+
+export interface ManualBanRequest {
+  /** address or CIDR as typed by a person or sent by Odoo: validated and canonicalised */
+  target: string;
+  /** seconds; null or undefined = permanent */
+  durationSec?: number | null;
+  reason?: string;
+  source: Exclude<BanSource, 'rule' | 'recidive'>;
+}
+
+/** Raised when a ban targets an allow-listed address; message is shown to the person asking. */
+export class AllowListedError extends Error {
+  readonly code = 'ALLOW_LISTED';
+}
+
+/** Raised for an address or CIDR that does not parse. */
+export class InvalidTargetError extends Error {
+  readonly code = 'INVALID_TARGET';
+}
+
+/** The ban operations other stages (api, odoo, cli) may call. Implemented in src/guard/. */
+export interface BanControl {
+  ban(request: ManualBanRequest): Promise<BanRecord>;
+  /** true when something was unbanned */
+  unban(target: string): Promise<boolean>;
+  unbanAll(): Promise<number>;
+  listBans(): BanRecord[];
+  /** replace the configured allow list and the manual deny list (Odoo's update_access_rules) */
+  replaceAccessRules(rules: { allow: string[]; deny: string[] }): Promise<void>;
+  isAllowListed(address: string): boolean;
+}
+
+/** A ban or unban the guardian made, forwarded to Odoo / webhooks as an event. */
+export interface BanNotice {
+  action: 'ban' | 'unban';
+  record: BanRecord;
+}

@@ -1,0 +1,186 @@
+import pino, { type Logger } from 'pino';
+import type { Server } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import { AmiClient, type AmiMessage } from './ami/index.js';
+import { createAdminApp, listenAdminSocket } from './api/admin.js';
+import { loadConfig, seconds, type GuardianConfig } from './config/index.js';
+import { createBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
+import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
+import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
+import { Store } from './store/index.js';
+import { VERSION } from './version.js';
+
+export interface DaemonOptions {
+  config: GuardianConfig;
+  /** path the config came from, re-read on reload (undefined: keep `config`) */
+  configPath?: string;
+  logger?: Logger;
+  /** use this backend instead of the configured one (demo, tests) */
+  backend?: FirewallBackend;
+  /** false: no admin socket (tests that call the guardian directly) */
+  adminSocket?: boolean;
+}
+
+export interface Daemon {
+  config: GuardianConfig;
+  guardian: Guardian;
+  store: Store;
+  enforcer: Enforcer;
+  ami: AmiClient | null;
+  metrics: Metrics;
+  metricsUrl: string | null;
+  logger: Logger;
+  reload(): Promise<{ rules: number }>;
+  stop(): Promise<void>;
+}
+
+/** Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed. */
+export function guardOptions(cfg: GuardianConfig): GuardOptions {
+  const automaticAllow = ['127.0.0.0/8', '::1'];
+  if (cfg.ami.enabled && cfg.ami.host) automaticAllow.push(...hostAddresses(cfg.ami.host));
+  if (cfg.odoo.enabled && cfg.odoo.url) {
+    try {
+      automaticAllow.push(...hostAddresses(new URL(cfg.odoo.url).hostname.replace(/^\[|\]$/g, '')));
+    } catch {
+      // validated elsewhere
+    }
+  }
+  return {
+    rules: loadRulesDir(cfg.guard.rulesDir),
+    allow: cfg.guard.allow,
+    automaticAllow,
+    ipv6Prefix: cfg.guard.ipv6Prefix,
+    maxTracked: cfg.guard.maxTracked,
+    trackTtlSec: seconds(cfg.guard.trackTtl),
+    escalation: { factor: cfg.guard.escalation.factor, maxSec: seconds(cfg.guard.escalation.max), lookbackSec: seconds(cfg.guard.escalation.lookback) },
+    recidive: cfg.guard.recidive.enabled
+      ? { bans: cfg.guard.recidive.bans, withinSec: seconds(cfg.guard.recidive.within), banSec: seconds(cfg.guard.recidive.ban) }
+      : null,
+  };
+}
+
+/** A host name is not resolved here (no DNS at start-up); only literal addresses are allowed. */
+function hostAddresses(host: string): string[] {
+  return /^[0-9.]+$|:/.test(host) ? [host] : [];
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  let config = opts.config;
+  const logger = opts.logger ?? pino({ level: config.logLevel, base: { app: 'pbx-guardian' } });
+  const metrics = createMetrics();
+  const store = Store.open(config.stateDir);
+  const backend = opts.backend ?? (await createBackend(config.firewall, logger));
+  logger.info({ backend: backend.name }, `firewall backend: ${backend.name}`);
+
+  let guardian: Guardian | undefined;
+  const enforcer = new Enforcer(backend, () => guardian?.activeEntries() ?? [], config.firewall, logger, {
+    onApplied: (adds, removes) => {
+      metrics.firewallBatches.inc();
+      metrics.firewallElements.inc({ op: 'add' }, adds);
+      metrics.firewallElements.inc({ op: 'remove' }, removes);
+    },
+    onDrift: (added, removed) => {
+      metrics.firewallDrift.inc({ op: 'add' }, added);
+      metrics.firewallDrift.inc({ op: 'remove' }, removed);
+    },
+    onFailure: () => {
+      metrics.firewallFailures.inc();
+      metrics.firewallHealthy.set(0);
+    },
+    onRecovered: () => metrics.firewallHealthy.set(1),
+  });
+  guardian = new Guardian(guardOptions(config), store, enforcer, logger);
+  const g = guardian;
+  g.on({
+    securityEvent: (event, service) => metrics.securityEvents.inc({ event, service }),
+    failure: (event, weight) => metrics.failures.inc({ event }, weight),
+    ignored: (reason) => metrics.ignored.inc({ reason }),
+    banned: ({ record }) => metrics.bans.inc({ rule: record.rule, source: record.source }),
+    unbanned: (_n, why) => metrics.unbans.inc({ why }),
+    storeError: () => metrics.storeErrors.inc(),
+  });
+  const updateBanGauge = () => {
+    let v4 = 0;
+    let v6 = 0;
+    for (const b of g.listBans()) b.family === 4 ? v4++ : v6++;
+    metrics.bansActive.set({ family: 'ipv4' }, v4);
+    metrics.bansActive.set({ family: 'ipv6' }, v6);
+  };
+  const gaugeTimer = setInterval(updateBanGauge, 1000);
+  gaugeTimer.unref();
+
+  const restored = g.restore();
+  g.sweepExpired();
+  metrics.firewallHealthy.set(1);
+  await enforcer.start();
+  await enforcer.setAllow(g.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
+  g.startExpirySweep();
+  logger.info({ restored: restored.length, rules: g.rules.length }, `restored ${restored.length} active bans; ${g.rules.length} rules loaded`);
+
+  let ami: AmiClient | null = null;
+  if (config.ami.enabled) {
+    ami = new AmiClient({ ...config.ami, logger });
+    const a = ami;
+    a.on('event', (msg: AmiMessage) => {
+      g.handleEvent(msg);
+      metrics.amiEvents.inc({ event: msg.get('Event') ?? '' });
+    });
+    a.on('state', (state: string) => {
+      metrics.amiConnected.set(state === 'connected' ? 1 : 0);
+      for (const s of ['disconnected', 'connecting', 'authenticating', 'connected']) metrics.amiState.set({ state: s }, s === state ? 1 : 0);
+    });
+    a.on('disconnected', () => metrics.amiReconnects.inc());
+    a.on('loginError', (err: Error & { kind?: string }) => metrics.amiLoginFailures.inc({ kind: err.kind ?? 'unknown' }));
+    a.on('frameDropped', (info: { reason: string }) => metrics.amiFramesDropped.inc({ reason: info.reason }));
+    a.start();
+  }
+
+  const reload = async (): Promise<{ rules: number }> => {
+    const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
+    const options = guardOptions(next);
+    g.reload(options);
+    config = next;
+    logger.info({ rules: options.rules.length }, 'reloaded config and rules; active bans kept');
+    return { rules: options.rules.length };
+  };
+
+  let admin: FastifyInstance | null = null;
+  if (opts.adminSocket !== false) {
+    admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION });
+    await listenAdminSocket(admin, config.admin.socket, parseInt(config.admin.socketMode, 8));
+    logger.info({ socket: config.admin.socket }, 'admin socket listening');
+  }
+
+  let metricsServer: Server | null = null;
+  let metricsUrl: string | null = null;
+  if (config.metrics.enabled) {
+    const started = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
+    metricsServer = started.server;
+    metricsUrl = started.url;
+    logger.info({ url: metricsUrl }, `metrics at ${metricsUrl}`);
+  }
+
+  return {
+    get config() {
+      return config;
+    },
+    guardian: g,
+    store,
+    enforcer,
+    ami,
+    metrics,
+    metricsUrl,
+    logger,
+    reload,
+    async stop() {
+      clearInterval(gaugeTimer);
+      g.stop();
+      await ami?.stop();
+      await admin?.close();
+      await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
+      await enforcer.stop();
+      store.close();
+      logger.info('stopped; kernel bans stay in place with their own timeouts');
+    },
+  };
+}

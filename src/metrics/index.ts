@@ -1,0 +1,62 @@
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Every metric of the guardian's core. Other stages (odoo/) register theirs on `registry`. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'pbx_guardian_', eventLoopMonitoringPrecision: 10 });
+  const m = {
+    registry,
+    amiConnected: new Gauge({ name: 'pbx_guardian_ami_connected', help: '1 while logged in to AMI, else 0', registers: [registry] }),
+    amiState: new Gauge({ name: 'pbx_guardian_ami_state', help: 'AMI connection state (1 for the current state)', labelNames: ['state'], registers: [registry] }),
+    amiReconnects: new Counter({ name: 'pbx_guardian_ami_reconnects_total', help: 'AMI reconnect attempts', registers: [registry] }),
+    amiLoginFailures: new Counter({ name: 'pbx_guardian_ami_login_failures_total', help: 'failed AMI logins, by kind', labelNames: ['kind'], registers: [registry] }),
+    amiEvents: new Counter({ name: 'pbx_guardian_ami_events_total', help: 'AMI events received, by event name', labelNames: ['event'], registers: [registry] }),
+    amiFramesDropped: new Counter({ name: 'pbx_guardian_ami_frames_dropped_total', help: 'AMI frames dropped, by reason (oversized, too-many-headers)', labelNames: ['reason'], registers: [registry] }),
+    securityEvents: new Counter({ name: 'pbx_guardian_security_events_total', help: 'security events watched by the rules, by event and service', labelNames: ['event', 'service'], registers: [registry] }),
+    failures: new Counter({ name: 'pbx_guardian_failures_total', help: 'failures counted toward bans, by event', labelNames: ['event'], registers: [registry] }),
+    ignored: new Counter({ name: 'pbx_guardian_events_ignored_total', help: 'security events not counted, by reason', labelNames: ['reason'], registers: [registry] }),
+    bansActive: new Gauge({ name: 'pbx_guardian_bans_active', help: 'bans in force, by family', labelNames: ['family'], registers: [registry] }),
+    bans: new Counter({ name: 'pbx_guardian_bans_total', help: 'bans applied, by rule and source', labelNames: ['rule', 'source'], registers: [registry] }),
+    unbans: new Counter({ name: 'pbx_guardian_unbans_total', help: 'bans ended, by why (expired, unbanned)', labelNames: ['why'], registers: [registry] }),
+    storeErrors: new Counter({ name: 'pbx_guardian_store_errors_total', help: 'state store reads/writes that failed', registers: [registry] }),
+    firewallBatches: new Counter({ name: 'pbx_guardian_firewall_batches_total', help: 'transactions applied to the firewall backend', registers: [registry] }),
+    firewallElements: new Counter({ name: 'pbx_guardian_firewall_elements_total', help: 'elements added/removed in the firewall backend', labelNames: ['op'], registers: [registry] }),
+    firewallHealthy: new Gauge({ name: 'pbx_guardian_firewall_healthy', help: '1 while enforcement works, 0 while it is failing (retrying)', registers: [registry] }),
+    firewallFailures: new Counter({ name: 'pbx_guardian_firewall_failures_total', help: 'failed firewall transactions', registers: [registry] }),
+    firewallDrift: new Counter({ name: 'pbx_guardian_firewall_drift_repaired_total', help: 'elements re-added or removed by reconcile', labelNames: ['op'], registers: [registry] }),
+  };
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Serves GET /metrics on its own listener (default 127.0.0.1:9470). */
+export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+      registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(body);
+        },
+        (err: Error) => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`metrics collection failed: ${err.message}\n`);
+        },
+      );
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('only GET /metrics here\n');
+  });
+  server.requestTimeout = 10_000;
+  await new Promise<void>((resolvePromise, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolvePromise());
+  });
+  const addr = server.address();
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return { server, url: `http://${shownHost}:${actualPort}/metrics` };
+}

@@ -1,0 +1,184 @@
+/**
+ * The Odoo bridge (Asterisk Plus 4.x agent): job endpoint, job runner, RPC client, events map
+ * forwarding with a durable outbox, FastAGI. main.ts wires it with startOdooBridge().
+ */
+import type { Database } from 'better-sqlite3';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { FastifyInstance } from 'fastify';
+import type { AmiMessage } from '../ami/types.js';
+import type { BanControl, BanNotice } from '../guard/types.js';
+import { createAgentApp } from '../api/agent.js';
+import { ensureTlsPair } from '../api/tls.js';
+import { Outbox } from '../store/outbox.js';
+import { resolveOdooConfig, type OdooConfig, type OdooConfigInput } from './config.js';
+import { FagiServer } from './fagi.js';
+import { Forwarder } from './forwarder.js';
+import { JobRunner, type AmiPort, type JobResultSink } from './jobs.js';
+import { createOdooMetrics } from './metrics.js';
+import { OdooRpc, type OdooCaller } from './rpc.js';
+
+export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigInput, type OutboxPolicy } from './config.js';
+export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
+export { compileCondition, ConditionError, type CompiledCondition } from './condition.js';
+export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type OdooCaller } from './rpc.js';
+export { JobRunner, JOB_FUNCTIONS, toActionFields, confinePath, messageToDict, JobError, type AmiPort, type JobRequest } from './jobs.js';
+export { Forwarder, type EventHandler } from './forwarder.js';
+export { FagiServer } from './fagi.js';
+
+export interface OdooBridgeDeps {
+  config: OdooConfig | OdooConfigInput;
+  ami: AmiPort;
+  bans: BanControl;
+  db: Database;
+  logger: Logger;
+  registry: Registry;
+  /** called for agent.reload_config jobs */
+  reloadConfig: () => Promise<unknown> | unknown;
+  /** where the self-signed pair is kept when no cert is configured */
+  stateDir: string;
+  /** replace the RPC client (tests) */
+  rpc?: OdooCaller;
+}
+
+export interface OdooBridge {
+  /** every AMI event (cheap: one Map lookup for events the map does not ask for) */
+  handleAmiEvent(msg: AmiMessage): void;
+  /** the guardian's own ban / unban decisions, forwarded as GuardianBan / GuardianUnban events */
+  handleBanNotice(notice: BanNotice): void;
+  /** download the events map again */
+  reloadEvents(): Promise<{ loaded: number; skipped: number }>;
+  status(): { events: ReturnType<Forwarder['stats']>; jobsQueued: number; jobsRunning: number };
+  close(): Promise<void>;
+  /** where the job endpoint / FastAGI listen (null when off) */
+  readonly agentAddress: { host: string; port: number } | null;
+  readonly fagiAddress: { host: string; port: number } | null;
+  readonly config: OdooConfig;
+  /** internals, for tests and benchmarks */
+  readonly forwarder: Forwarder;
+  readonly jobs: JobRunner;
+  readonly app: FastifyInstance | null;
+}
+
+export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge> {
+  const config = resolveOdooConfig(deps.config as OdooConfigInput);
+  const log = deps.logger.child({ stage: 'odoo' });
+  if (!config.url && !deps.rpc) throw new Error('odoo.url is empty: set the Odoo base URL (or run "pbx-guardian odoo init")');
+  if (!config.db && !deps.rpc) throw new Error('odoo.db is empty: set the Odoo database name');
+
+  let forwarder: Forwarder | null = null;
+  let jobs: JobRunner | null = null;
+  let outbox: Outbox | null = null;
+  const metrics = createOdooMetrics(deps.registry, {
+    outboxDepth: () => outbox?.count() ?? 0,
+    outboxOldestAgeSec: () => { const t = outbox?.oldestCreatedAt(); return t ? (Date.now() - t) / 1000 : 0; },
+    delayed: () => forwarder?.stats().delayed ?? 0,
+    queued: () => forwarder?.stats().memory ?? 0,
+    jobsQueued: () => jobs?.queued() ?? 0,
+    jobsRunning: () => jobs?.active() ?? 0,
+  });
+  const ownRpc = deps.rpc ? null : new OdooRpc(config, log, {
+    onCall: (outcome, secs) => { metrics.rpcCalls.inc({ outcome }); metrics.rpcSeconds.observe({ outcome }, secs); },
+  });
+  const rpc: OdooCaller = deps.rpc ?? ownRpc!;
+  outbox = new Outbox(deps.db, {
+    maxRows: config.outboxMaxRows,
+    maxPayloadBytes: config.outboxMaxPayloadBytes,
+    onDrop: (reason, n) => {
+      metrics.outboxDropped.inc({ reason }, n);
+      if (reason !== 'expired') log.warn({ reason, rows: n }, reason === 'cap'
+        ? `Odoo outbox full (odoo.outboxMaxRows=${config.outboxMaxRows}): dropped the oldest low-priority rows`
+        : 'a call too large for the outbox was dropped (odoo.outboxMaxPayloadBytes)');
+    },
+  });
+  forwarder = new Forwarder({ rpc, outbox, config, log, metrics });
+  const fw = forwarder;
+
+  const sink: JobResultSink = {
+    result(job, model, method, result, kwargs) {
+      if (job.fun === 'recording.get_file') {
+        // large payload: retried in memory only, never written to the outbox
+        rpc.executeKw(model, method, [result], kwargs, { retries: 4, timeoutMs: Math.max(config.rpcTimeoutMs, 120_000) }).catch((e: Error) => {
+          log.error({ jobId: job.id, model, method, err: e.message }, 'cannot deliver a recording to Odoo; Odoo will ask again');
+        });
+        return;
+      }
+      const pol = config.outboxPolicy.JobResult ?? { ttlSec: 3600, priority: 2 };
+      const now = Date.now();
+      fw.enqueue({ seq: 0, lane: `job:${job.id}`, kind: 'JobResult', model, method, args: [result], kwargs, priority: pol.priority, createdAt: now, expiresAt: now + pol.ttlSec * 1000 });
+    },
+    notify(job, uid, title, message) {
+      rpc.executeKw(config.notifyModel, config.notifyMethod, [message], { title, notify_uid: uid, warning: true }, { retries: 2 }).catch((e: Error) => {
+        log.warn({ jobId: job.id, err: e.message }, 'cannot send a job error notice to Odoo');
+      });
+    },
+  };
+  jobs = new JobRunner({
+    ctx: { ami: deps.ami, bans: deps.bans, config, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents() },
+    sink,
+    metrics,
+  });
+  const jr = jobs;
+
+  let app: FastifyInstance | null = null;
+  let agentAddress: { host: string; port: number } | null = null;
+  let fagi: FagiServer | null = null;
+  let fagiAddress: { host: string; port: number } | null = null;
+  try {
+    if (config.listen.enabled) {
+      if (!config.agentToken) {
+        log.error('Odoo job endpoint NOT started: odoo.agentToken is empty (run "pbx-guardian odoo init" or copy the token from the Asterisk Plus server form)');
+      } else {
+        const tls = ensureTlsPair({ certFile: config.listen.certFile, keyFile: config.listen.keyFile, stateDir: deps.stateDir });
+        if (tls.generated) log.info({ certFile: tls.certFile }, 'generated a self-signed certificate for the Odoo job endpoint');
+        app = createAgentApp({
+          token: config.agentToken,
+          bodyLimitBytes: config.bodyLimitBytes,
+          submit: (r) => jr.submit(r),
+          https: { cert: tls.cert, key: tls.key },
+          logger: log,
+          onAuthFailure: () => metrics.jobsRejected.inc({ reason: 'auth' }),
+        });
+        await app.listen({ host: config.listen.host, port: config.listen.port });
+        const a = app.server.address();
+        agentAddress = a && typeof a === 'object' ? { host: a.address, port: a.port } : null;
+        log.info({ ...agentAddress }, 'Odoo job endpoint listening (HTTPS, POST /app/asterisk_plus/agent)');
+      }
+    }
+    if (config.fagi.enabled) {
+      fagi = new FagiServer({ host: config.fagi.host, port: config.fagi.port, rpc, handlers: (s) => fw.fagiHandlers(s), log, metrics, systemName: config.systemName });
+      fagiAddress = await fagi.start();
+      log.info({ ...fagiAddress }, 'FastAGI server listening');
+    }
+  } catch (e) {
+    await app?.close().catch(() => undefined);
+    await fagi?.close().catch(() => undefined);
+    await fw.close(0);
+    ownRpc?.close();
+    throw e;
+  }
+  fw.startRefresh();
+
+  let closed = false;
+  return {
+    handleAmiEvent: (msg) => fw.handleAmiEvent(msg),
+    handleBanNotice: (n) => fw.handleBanNotice(n),
+    reloadEvents: () => fw.reloadEvents(),
+    status: () => ({ events: fw.stats(), jobsQueued: jr.queued(), jobsRunning: jr.active() }),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await app?.close().catch(() => undefined);
+      await fagi?.close().catch(() => undefined);
+      await jr.close(2000);
+      await fw.close(2000);
+      ownRpc?.close();
+    },
+    agentAddress,
+    fagiAddress,
+    config,
+    forwarder: fw,
+    jobs: jr,
+    app,
+  };
+}

@@ -1,0 +1,268 @@
+/**
+ * Odoo RPC client: classic /jsonrpc (common.login + object.execute_kw) or Odoo 19 JSON-2.
+ * Keep-alive connections with a cap (http(s).Agent maxSockets), retries with backoff on
+ * transport errors, re-login when the uid / session is rejected, clear auth failure logs.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Logger } from 'pino';
+import type { OdooConfig } from './config.js';
+
+/** Odoo could not be reached or answered 5xx / not JSON: worth retrying later. */
+export class OdooUnavailableError extends Error {
+  readonly code = 'ODOO_UNAVAILABLE';
+}
+/** Odoo refused our credentials. Retrying will not help until the config is fixed. */
+export class OdooAuthError extends Error {
+  readonly code = 'ODOO_AUTH';
+}
+/** Odoo ran the call and raised (bad method, handler error, validation error). Not retryable. */
+export class OdooServerError extends Error {
+  readonly code = 'ODOO_SERVER_ERROR';
+  constructor(message: string, readonly errorName: string, readonly data?: unknown) {
+    super(message);
+  }
+}
+
+export interface CallOptions {
+  /** retries on OdooUnavailableError; defaults to config.rpcRetries */
+  retries?: number;
+  /** JSON-2: names of the positional args (default from config.json2ParamNames / a table) */
+  paramNames?: string[];
+  timeoutMs?: number;
+}
+
+/** The part of the client the forwarder, the job runner and FAGI use (fakes in tests). */
+export interface OdooCaller {
+  executeKw(model: string, method: string, args: unknown[], kwargs?: Record<string, unknown>, opts?: CallOptions): Promise<unknown>;
+}
+
+export interface RpcStats {
+  onCall?(outcome: 'ok' | 'unavailable' | 'auth' | 'server_error', seconds: number): void;
+}
+
+/** First-parameter names of the Asterisk Plus methods the agent calls (JSON-2 needs names). */
+const JSON2_DEFAULT_NAMES: Record<string, string[]> = {
+  search_read: ['domain'],
+  search: ['domain'],
+  asterisk_plus_notify: ['message'],
+  fagi_request: ['request'],
+  originate_call_response: ['data'],
+  upload_recording: ['data'],
+  upload_voicemail: ['data'],
+  file_delete_result: ['result'],
+};
+
+const SESSION_ERRORS = new Set(['odoo.exceptions.AccessDenied', 'odoo.http.SessionExpiredException', 'AccessDenied']);
+
+export class OdooRpc implements OdooCaller {
+  private uid: number | null = null;
+  private loginPromise: Promise<number> | null = null;
+  private authFailedUntil = 0;
+  private authError: OdooAuthError | null = null;
+  private idSeq = 0;
+  private readonly agent: http.Agent;
+  private readonly base: URL;
+  private closed = false;
+
+  constructor(
+    private readonly cfg: Pick<OdooConfig, 'url' | 'db' | 'user' | 'password' | 'apiKey' | 'transport' | 'rpcConcurrency' | 'rpcTimeoutMs' | 'rpcRetries' | 'json2ParamNames'>,
+    private readonly log: Logger,
+    private readonly stats: RpcStats = {},
+  ) {
+    if (!cfg.url) throw new Error('odoo.url is empty: set it to the Odoo base URL, e.g. https://odoo.example.com');
+    this.base = new URL(cfg.url.endsWith('/') ? cfg.url : cfg.url + '/');
+    const opts = { keepAlive: true, maxSockets: cfg.rpcConcurrency, maxFreeSockets: Math.min(cfg.rpcConcurrency, 32), scheduling: 'lifo' as const };
+    this.agent = this.base.protocol === 'https:' ? new https.Agent(opts) : new http.Agent(opts);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.agent.destroy();
+  }
+
+  /** uid of the agent user (classic transport); logs in when needed. */
+  async login(force = false): Promise<number> {
+    if (this.cfg.transport === 'json2') return 0;
+    if (!force && this.uid !== null) return this.uid;
+    if (this.authError && Date.now() < this.authFailedUntil) throw this.authError;
+    if (this.loginPromise) return this.loginPromise;
+    this.loginPromise = (async () => {
+      try {
+        const uid = await this.jsonrpc('common', 'login', [this.cfg.db, this.cfg.user, this.cfg.password], this.cfg.rpcTimeoutMs);
+        if (typeof uid !== 'number' || uid <= 0) {
+          const err = new OdooAuthError(
+            `Odoo rejected login for user ${this.cfg.user} on db ${this.cfg.db}: check odoo.user/odoo.password ` +
+              `(a password or an API key of that user; run "pbx-guardian odoo init" to get fresh credentials)`,
+          );
+          this.authError = err;
+          this.authFailedUntil = Date.now() + 15_000;
+          this.log.error({ odooUrl: this.cfg.url, db: this.cfg.db, user: this.cfg.user }, err.message);
+          throw err;
+        }
+        if (this.authError) this.log.info({ user: this.cfg.user, db: this.cfg.db, uid }, 'Odoo login accepted again');
+        this.authError = null;
+        this.uid = uid;
+        return uid;
+      } catch (e) {
+        if (e instanceof OdooServerError) {
+          // e.g. the database does not exist
+          const err = new OdooAuthError(`Odoo refused login for user ${this.cfg.user} on db ${this.cfg.db}: ${e.message}: check odoo.db/odoo.user/odoo.password`);
+          this.authError = err;
+          this.authFailedUntil = Date.now() + 15_000;
+          this.log.error({ db: this.cfg.db, user: this.cfg.user }, err.message);
+          throw err;
+        }
+        throw e;
+      } finally {
+        this.loginPromise = null;
+      }
+    })();
+    return this.loginPromise;
+  }
+
+  /** execute_kw(model, method, args, kwargs), with retries on transport errors. */
+  async executeKw(model: string, method: string, args: unknown[], kwargs: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<unknown> {
+    const retries = opts.retries ?? this.cfg.rpcRetries;
+    let attempt = 0;
+    for (;;) {
+      const t0 = performance.now();
+      try {
+        const r = await this.callOnce(model, method, args, kwargs, opts);
+        this.stats.onCall?.('ok', (performance.now() - t0) / 1000);
+        return r;
+      } catch (e) {
+        const secs = (performance.now() - t0) / 1000;
+        if (e instanceof OdooUnavailableError) {
+          this.stats.onCall?.('unavailable', secs);
+          if (attempt >= retries || this.closed) throw e;
+          const delay = Math.min(5000, 200 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+          attempt++;
+          await sleep(delay);
+          continue;
+        }
+        this.stats.onCall?.(e instanceof OdooAuthError ? 'auth' : 'server_error', secs);
+        throw e;
+      }
+    }
+  }
+
+  private async callOnce(model: string, method: string, args: unknown[], kwargs: Record<string, unknown>, opts: CallOptions): Promise<unknown> {
+    const timeout = opts.timeoutMs ?? this.cfg.rpcTimeoutMs;
+    if (this.cfg.transport === 'json2') return this.json2(model, method, args, kwargs, opts.paramNames, timeout);
+    let uid = await this.login();
+    try {
+      return await this.jsonrpc('object', 'execute_kw', [this.cfg.db, uid, this.cfg.password, model, method, args, kwargs], timeout);
+    } catch (e) {
+      if (e instanceof OdooServerError && (SESSION_ERRORS.has(e.errorName) || /access denied|session expired/i.test(e.message))) {
+        // the uid/password was rejected (password changed, user archived): log in again once
+        this.uid = null;
+        uid = await this.login(true);
+        return this.jsonrpc('object', 'execute_kw', [this.cfg.db, uid, this.cfg.password, model, method, args, kwargs], timeout);
+      }
+      throw e;
+    }
+  }
+
+  private async jsonrpc(service: string, method: string, args: unknown[], timeoutMs: number): Promise<unknown> {
+    const id = ++this.idSeq;
+    const body = JSON.stringify({ jsonrpc: '2.0', method: 'call', params: { service, method, args }, id });
+    const res = await this.post('jsonrpc', body, {}, timeoutMs);
+    if (res.status >= 500 || res.status === 429 || res.status === 404 || res.status === 408) {
+      throw new OdooUnavailableError(`Odoo answered HTTP ${res.status} on /jsonrpc`);
+    }
+    if (res.status !== 200) throw new OdooUnavailableError(`Odoo answered HTTP ${res.status} on /jsonrpc`);
+    let msg: { result?: unknown; error?: { code?: number; message?: string; data?: { name?: string; message?: string } } };
+    try {
+      msg = JSON.parse(res.body) as typeof msg;
+    } catch {
+      throw new OdooUnavailableError('Odoo answered /jsonrpc with something that is not JSON (a proxy error page?)');
+    }
+    if (msg.error) {
+      const name = msg.error.data?.name ?? '';
+      const text = msg.error.data?.message || msg.error.message || 'Odoo error';
+      if (msg.error.code === 100) throw new OdooServerError(`session expired: ${text}`, 'odoo.http.SessionExpiredException', msg.error.data);
+      throw new OdooServerError(text, name, msg.error.data);
+    }
+    return msg.result;
+  }
+
+  private async json2(model: string, method: string, args: unknown[], kwargs: Record<string, unknown>, names: string[] | undefined, timeoutMs: number): Promise<unknown> {
+    const key = this.cfg.apiKey || this.cfg.password;
+    const paramNames = this.paramNamesFor(model, method, names);
+    const body: Record<string, unknown> = { ...kwargs };
+    args.forEach((a, i) => {
+      const n = paramNames[i];
+      if (!n) throw new OdooServerError(`JSON-2 needs a parameter name for argument ${i + 1} of ${model}.${method}: set odoo.json2ParamNames["${model}.${method}"]`, 'config');
+      body[n] = a;
+    });
+    const path = `json/2/${encodeURIComponent(model)}/${encodeURIComponent(method)}`;
+    const res = await this.post(path, JSON.stringify(body), { authorization: `bearer ${key}`, 'x-odoo-database': this.cfg.db }, timeoutMs);
+    if (res.status === 200) {
+      try {
+        return JSON.parse(res.body) as unknown;
+      } catch {
+        throw new OdooUnavailableError(`Odoo answered /${path} with something that is not JSON`);
+      }
+    }
+    if (res.status === 401 || res.status === 403) {
+      const err = new OdooAuthError(`Odoo rejected the API key for user ${this.cfg.user || '(api key)'} on db ${this.cfg.db}: check odoo.apiKey (HTTP ${res.status})`);
+      this.log.error({ db: this.cfg.db }, err.message);
+      throw err;
+    }
+    if (res.status >= 500 || res.status === 429 || res.status === 408 || res.status === 502 || res.status === 503) {
+      throw new OdooUnavailableError(`Odoo answered HTTP ${res.status} on /${path}`);
+    }
+    let msg = '';
+    let name = '';
+    try {
+      const e = JSON.parse(res.body) as { name?: string; message?: string };
+      msg = e.message ?? '';
+      name = e.name ?? '';
+    } catch {
+      msg = res.body.slice(0, 200);
+    }
+    throw new OdooServerError(`HTTP ${res.status}: ${msg}`, name);
+  }
+
+  private paramNamesFor(model: string, method: string, given: string[] | undefined): string[] {
+    const over = this.cfg.json2ParamNames[`${model}.${method}`] ?? this.cfg.json2ParamNames[method];
+    if (over) return [over];
+    return given ?? JSON2_DEFAULT_NAMES[method] ?? ['data'];
+  }
+
+  private post(path: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; body: string }> {
+    const url = new URL(path, this.base);
+    const mod = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      if (this.closed) { reject(new OdooUnavailableError('Odoo client closed')); return; }
+      const req = mod.request(
+        url,
+        {
+          method: 'POST',
+          agent: this.agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'user-agent': 'pbx-guardian', ...headers },
+          timeout: timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > 64 * 1024 * 1024) { req.destroy(new OdooUnavailableError('Odoo response larger than 64 MiB')); return; }
+            chunks.push(c);
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', (e) => reject(new OdooUnavailableError(`Odoo response aborted: ${e.message}`)));
+        },
+      );
+      req.on('timeout', () => req.destroy(new OdooUnavailableError(`Odoo did not answer within ${timeoutMs} ms (${url.pathname})`)));
+      req.on('error', (e) => reject(e instanceof OdooUnavailableError ? e : new OdooUnavailableError(`cannot reach Odoo at ${this.base.origin}: ${e.message}`)));
+      req.end(body);
+    });
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,150 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BanRecord, BanSource } from '../guard/types.js';
+
+export type { Database } from 'better-sqlite3';
+
+/** Why a ban ended, as kept in the history. */
+export type BanEndReason = 'expired' | 'unbanned' | 'replaced';
+
+interface BanRow {
+  target: string;
+  family: number;
+  is_network: number;
+  created_at: number;
+  expires_at: number | null;
+  rule: string;
+  source: string;
+  reason: string;
+  count: number;
+}
+
+function toRecord(row: BanRow): BanRecord {
+  return {
+    target: row.target,
+    family: row.family === 6 ? 6 : 4,
+    isNetwork: row.is_network === 1,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    rule: row.rule,
+    source: row.source as BanSource,
+    reason: row.reason,
+    count: row.count,
+  };
+}
+
+/**
+ * The guardian's durable state: active bans and the ban history (for escalation, recidive and
+ * restore after a restart). One SQLite file in WAL mode; other stages add their own tables
+ * through `db` (the Odoo outbox).
+ */
+export class Store {
+  readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(readonly path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 2000');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS bans (
+        target TEXT PRIMARY KEY,
+        family INTEGER NOT NULL,
+        is_network INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        rule TEXT NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS ban_history (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        rule TEXT NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        ended_at INTEGER,
+        end_reason TEXT
+      );
+      CREATE INDEX IF NOT EXISTS ban_history_target ON ban_history (target, created_at);
+    `);
+    this.stmts = {
+      upsertBan: this.db.prepare(`INSERT INTO bans (target, family, is_network, created_at, expires_at, rule, source, reason, count)
+        VALUES (@target, @family, @is_network, @created_at, @expires_at, @rule, @source, @reason, @count)
+        ON CONFLICT(target) DO UPDATE SET family=excluded.family, is_network=excluded.is_network, created_at=excluded.created_at,
+          expires_at=excluded.expires_at, rule=excluded.rule, source=excluded.source, reason=excluded.reason, count=excluded.count`),
+      closeHistory: this.db.prepare(`UPDATE ban_history SET ended_at=@now, end_reason=@why WHERE target=@target AND ended_at IS NULL`),
+      addHistory: this.db.prepare(`INSERT INTO ban_history (target, created_at, expires_at, rule, source, reason, count)
+        VALUES (@target, @created_at, @expires_at, @rule, @source, @reason, @count)`),
+      deleteBan: this.db.prepare(`DELETE FROM bans WHERE target = ?`),
+      active: this.db.prepare(`SELECT * FROM bans WHERE expires_at IS NULL OR expires_at > ? ORDER BY created_at`),
+      expired: this.db.prepare(`SELECT target FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?`),
+      banTimes: this.db.prepare(`SELECT created_at FROM ban_history WHERE target = ? AND created_at >= ? AND source IN ('rule','recidive') ORDER BY created_at`),
+      totalBans: this.db.prepare(`SELECT count(*) AS n FROM ban_history`),
+    };
+  }
+
+  /** Opens (creating it if needed) the state file in a state directory. */
+  static open(stateDir: string): Store {
+    mkdirSync(stateDir, { recursive: true, mode: 0o750 });
+    return new Store(join(stateDir, 'guardian.sqlite'));
+  }
+
+  /** Records a ban as active and appends it to the history, replacing an active ban of the target. */
+  saveBan(rec: BanRecord): void {
+    const row = {
+      target: rec.target,
+      family: rec.family,
+      is_network: rec.isNetwork ? 1 : 0,
+      created_at: rec.createdAt,
+      expires_at: rec.expiresAt,
+      rule: rec.rule,
+      source: rec.source,
+      reason: rec.reason,
+      count: rec.count,
+    };
+    this.db.transaction(() => {
+      this.stmts.closeHistory.run({ target: rec.target, now: rec.createdAt, why: 'replaced' });
+      this.stmts.upsertBan.run(row);
+      this.stmts.addHistory.run(row);
+    })();
+  }
+
+  /** Ends the active ban of a target; returns false when there was none. */
+  endBan(target: string, now: number, why: BanEndReason): boolean {
+    return this.db.transaction(() => {
+      const removed = this.stmts.deleteBan.run(target).changes > 0;
+      if (removed) this.stmts.closeHistory.run({ target, now, why });
+      return removed;
+    })();
+  }
+
+  /** Bans still in force at `now`, oldest first. */
+  activeBans(now: number): BanRecord[] {
+    return (this.stmts.active.all(now) as BanRow[]).map(toRecord);
+  }
+
+  /** Targets whose ban has run out by `now` but is still recorded active. */
+  expiredTargets(now: number): string[] {
+    return (this.stmts.expired.all(now) as Array<{ target: string }>).map((r) => r.target);
+  }
+
+  /** Creation times of the automatic bans of a target since `since` (escalation, recidive). */
+  banTimesSince(target: string, since: number): number[] {
+    return (this.stmts.banTimes.all(target, since) as Array<{ created_at: number }>).map((r) => r.created_at);
+  }
+
+  totalBans(): number {
+    return (this.stmts.totalBans.get() as { n: number }).n;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,151 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { Enforcer, MemoryBackend, defaultFirewallConfig, type FirewallBatch, type FirewallEntry } from '../src/firewall/index.js';
+
+const log = pino({ level: 'silent' });
+const cfg = { ...defaultFirewallConfig, batchWindowMs: 5, retryInitialMs: 20, retryMaxMs: 100, reconcileIntervalMs: 0 };
+const v4 = (i: number): string => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+const entry = (target: string, ttlMs: number | null = 60_000): FirewallEntry => ({
+  target,
+  family: target.includes(':') ? 6 : 4,
+  isNetwork: target.includes('/'),
+  expiresAt: ttlMs === null ? null : Date.now() + ttlMs,
+});
+
+test('enforcer: many ban() calls within the window become one apply()', async () => {
+  const be = new MemoryBackend();
+  const enf = new Enforcer(be, () => [], cfg, log);
+  await enf.start();
+  const before = be.applyCount;
+  await Promise.all(Array.from({ length: 500 }, (_, i) => enf.ban(entry(v4(i)))));
+  assert.equal(be.applyCount - before, 1);
+  assert.equal((await be.list()).length, 500);
+  await enf.stop();
+});
+
+test('enforcer: batches split at batchMaxSize; last op on a target wins', async () => {
+  const be = new MemoryBackend();
+  const batches: FirewallBatch[] = [];
+  const orig = be.apply.bind(be);
+  be.apply = async (b) => {
+    batches.push(b);
+    return orig(b);
+  };
+  const enf = new Enforcer(be, () => [], { ...cfg, batchMaxSize: 100 }, log);
+  await enf.start();
+  batches.length = 0;
+  const p = Array.from({ length: 250 }, (_, i) => enf.ban(entry(v4(i))));
+  p.push(enf.unban({ target: v4(249), family: 4, isNetwork: false }));
+  await Promise.all(p);
+  assert.deepEqual(batches.map((b) => b.add.length + b.remove.length), [100, 100, 50]);
+  const listed = await be.list();
+  assert.equal(listed.length, 249);
+  assert.ok(!listed.some((e) => e.target === v4(249)));
+  await enf.stop();
+});
+
+test('enforcer: invalid targets are refused before they reach a backend', async () => {
+  const enf = new Enforcer(new MemoryBackend(), () => [], cfg, log);
+  await enf.start();
+  await assert.rejects(enf.ban({ target: '1.2.3.4; flush ruleset', family: 4, isNetwork: false, expiresAt: null }), /refusing firewall target/);
+  await assert.rejects(enf.ban({ target: '1.2.3.0/24', family: 4, isNetwork: false, expiresAt: null }), /refusing/);
+  await enf.stop();
+});
+
+test('enforcer: start restores all active entries in one apply, skipping expired', async () => {
+  const be = new MemoryBackend();
+  const active = [entry('192.0.2.1'), entry('2001:db8::1'), entry('198.51.100.0/24', null), { ...entry('192.0.2.9'), expiresAt: Date.now() - 1 }];
+  const enf = new Enforcer(be, () => active, cfg, log);
+  await enf.start();
+  assert.equal(be.applyCount, 1);
+  assert.deepEqual((await be.list()).map((e) => e.target).sort(), ['192.0.2.1', '198.51.100.0/24', '2001:db8::1']);
+  await enf.stop();
+});
+
+test('enforcer: reconcile re-adds missing, removes unknown, re-asserts drifted timeouts', async () => {
+  const be = new MemoryBackend();
+  const active = [entry('192.0.2.1'), entry('192.0.2.2'), entry('192.0.2.3', 3_600_000)];
+  const drift: number[][] = [];
+  const enf = new Enforcer(be, () => active, cfg, log, { onDrift: (a, r) => drift.push([a, r]) });
+  await enf.start();
+  await be.apply({ add: [entry('203.0.113.66'), { ...entry('192.0.2.3'), expiresAt: Date.now() + 1000 }], remove: [{ target: '192.0.2.2', family: 4, isNetwork: false }] });
+  const r = await enf.reconcile();
+  assert.deepEqual(r, { added: 2, removed: 1 });
+  assert.deepEqual(drift, [[2, 1]]);
+  const listed = await be.list();
+  assert.deepEqual(listed.map((e) => e.target).sort(), ['192.0.2.1', '192.0.2.2', '192.0.2.3']);
+  assert.deepEqual(await enf.reconcile(), { added: 0, removed: 0 });
+  await enf.stop();
+});
+
+class FlakyBackend extends MemoryBackend {
+  failures: number;
+  constructor(failures: number) {
+    super();
+    this.failures = failures;
+  }
+  override async setup(): Promise<void> {
+    if (this.failures > 0) {
+      this.failures--;
+      throw new Error('nft: Operation not permitted');
+    }
+  }
+  override async apply(b: FirewallBatch): Promise<void> {
+    if (this.failures > 0) {
+      this.failures--;
+      throw new Error('nft: Operation not permitted');
+    }
+    return super.apply(b);
+  }
+}
+
+test('enforcer: a backend that fails twice: start does not throw, retries, recovers, restores', async () => {
+  const be = new FlakyBackend(2);
+  const active = [entry('192.0.2.1')];
+  const events: string[] = [];
+  const enf = new Enforcer(be, () => active, cfg, log, {
+    onFailure: (e, n) => events.push(`fail${n}`),
+    onRecovered: () => events.push('recovered'),
+  });
+  await enf.start(); // must not throw
+  assert.equal(enf.healthy, false);
+  active.push(entry('192.0.2.2'));
+  const banned = enf.ban(entry('192.0.2.2')); // queued during the outage
+  await banned;
+  assert.equal(enf.healthy, true);
+  assert.deepEqual(events, ['fail1', 'fail2', 'recovered']);
+  assert.deepEqual((await be.list()).map((e) => e.target).sort(), ['192.0.2.1', '192.0.2.2']);
+  await enf.stop();
+});
+
+test('enforcer: failing apply keeps the queue bounded (oldest dropped) and recovery restores from the store', async () => {
+  const be = new FlakyBackend(0);
+  const active: FirewallEntry[] = [];
+  const enf = new Enforcer(be, () => active, { ...cfg, retryInitialMs: 50 }, log, {}, { maxPending: 10 });
+  await enf.start();
+  be.failures = 3;
+  const all: Promise<void>[] = [];
+  for (let i = 0; i < 50; i++) {
+    const e = entry(v4(i));
+    active.push(e);
+    all.push(enf.ban(e));
+  }
+  await new Promise((r) => setTimeout(r, 10));
+  assert.ok(enf.queued <= 10);
+  await Promise.all(all);
+  assert.equal(enf.healthy, true);
+  assert.equal((await be.list()).length, 50); // restore re-applied what the queue dropped
+  await enf.stop();
+});
+
+test('enforcer: stop applies what is queued, then rejects new work', async () => {
+  const be = new MemoryBackend();
+  const enf = new Enforcer(be, () => [], { ...cfg, batchWindowMs: 10_000 }, log);
+  await enf.start();
+  const p = enf.ban(entry('192.0.2.77'));
+  await enf.stop();
+  await p;
+  assert.equal((await be.list()).length, 1);
+  await assert.rejects(enf.ban(entry('192.0.2.78')), /stopped/);
+});
