@@ -358,3 +358,36 @@ test('splitTranscript skips the greeting and reports drops', () => {
   assert.equal(drops.length, 1);
   assert.deepEqual(out.map((f) => f.raw), ['Event: B']);
 });
+
+test('get(): the unindexed fast path and the indexed path agree on every header of every fixture', () => {
+  const files = readdirSync(fixturePath('ami')).filter((f) => f.endsWith('.raw'));
+  let checked = 0;
+  for (const file of files) {
+    for (const { raw } of splitTranscript(readFixture(`ami/${file}`))) {
+      const indexed = parseFrame(raw);
+      const pairs = indexed.headers; // builds the index
+      for (const [k] of pairs) {
+        for (const key of [k, k.toLowerCase(), k.toUpperCase()]) {
+          assert.equal(parseFrame(raw).get(key), indexed.get(key), `${file}: ${key}`);
+        }
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 1000);
+  // mixed-case duplicates: the first line wins on both paths
+  const raw = 'event: first\r\nEvent: second\r\nKeyOnly\r\nX:\r\nY: \r\nY: two';
+  const idx = parseFrame(raw);
+  void idx.headers;
+  for (const m of [parseFrame(raw), idx]) {
+    assert.equal(m.get('Event'), 'first');
+    assert.equal(m.get('EVENT'), 'first');
+    assert.equal(m.get('KeyOnly'), '');
+    assert.equal(m.get('Key'), undefined);
+    assert.equal(m.get('X'), '');
+    assert.equal(m.get('Y'), '');
+    assert.equal(m.get('Even'), undefined);
+    assert.equal(m.get('vent'), undefined);
+  }
+  assert.equal(parseFrame('\r\nEvent: x').get('Event'), 'x');
+});

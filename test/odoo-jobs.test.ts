@@ -291,3 +291,28 @@ test('unknown fun → error result; re-login when the uid is rejected; JSON-2 tr
     assert.deepEqual(e2.odoo.violations, []);
   } finally { await e2.close(); }
 });
+
+test('per-job timeout gives an error result; metrics are defined with the agreed prefixes', async () => {
+  const odoo = new FakeOdoo();
+  await odoo.start();
+  const ami = new FakeAmi();
+  ami.handler = () => new Promise(() => undefined); // AMI never answers
+  const registry = new Registry();
+  const bridge = await startOdooBridge({
+    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: TOKEN, listen: { enabled: true, host: '127.0.0.1', port: 0 }, jobTimeoutMs: 200 },
+    ami, bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry, stateDir: path.join(tmp, 'state'), reloadConfig: () => undefined,
+  });
+  const env = { bridge } as Env;
+  try {
+    await post(env, { fun: 'asterisk.manager_action', args: { Action: 'Status' }, kwargs: { as_list: true }, res_model: 'r.m', res_method: 'slow' });
+    await odoo.waitFor(() => odoo.callsTo('r.m', 'slow').length === 1);
+    const r = odoo.callsTo('r.m', 'slow')[0]!.args[0] as Array<{ Response: string; Message: string }>;
+    assert.equal(r[0]!.Response, 'Error');
+    assert.match(r[0]!.Message, /timed out after 200 ms/);
+    const text = await registry.metrics();
+    for (const m of ['pbx_guardian_odoo_rpc_calls_total', 'pbx_guardian_outbox_depth', 'pbx_guardian_outbox_oldest_age_seconds', 'pbx_guardian_outbox_dropped_total', 'pbx_guardian_jobs_accepted_total', 'pbx_guardian_jobs_completed_total', 'pbx_guardian_jobs_queued']) {
+      assert.ok(text.includes(m), m);
+    }
+    assert.match(text, /pbx_guardian_jobs_completed_total\{fun="asterisk.manager_action",outcome="error"\} 1/);
+  } finally { await bridge.close(); await odoo.stop(); }
+});

@@ -285,11 +285,11 @@ export class AmiClient extends EventEmitter {
     if (this.pending.get(p.id) !== p) return;
     this.finish(p);
     this.stats.actionsTimedOut++;
-    const what = p.listing ? `the end of its event list (${p.events.length} items so far)` : 'a response';
+    const what = p.listing ? `got ${p.events.length} event-list items but no ...Complete event` : 'got no response';
     p.reject(
       new AmiActionError(
         'timeout',
-        `AMI action "${p.name}" (ActionID ${p.id}) got no ${what} within ${p.timeoutMs} ms from ${this.where()}; ` +
+        `AMI action "${p.name}" (ActionID ${p.id}) ${what} within ${p.timeoutMs} ms from ${this.where()}; ` +
           'the connection stays up; if Asterisk is just slow, raise the timeout',
         p.id,
       ),

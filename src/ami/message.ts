@@ -82,6 +82,23 @@ export class AmiFrame implements AmiMessage {
   }
 
   get(key: string): string | undefined {
+    // Fast path before the frame is indexed: one native case-insensitive search for the key at a
+    // line start (values cannot contain CRLF, so a match is always a real header line).
+    if (this.idx === null) {
+      const re = keyRegex(key);
+      if (re) {
+        const s = this.raw;
+        const m = s.search(re);
+        if (m < 0) return undefined;
+        let k = (m === 0 && s.charCodeAt(0) !== 13 ? 0 : m + 2) + key.length;
+        let e = s.indexOf('\r\n', k);
+        if (e < 0) e = s.length;
+        if (s.charCodeAt(k) !== 58) return ''; // a line that is just the key
+        k++;
+        if (s.charCodeAt(k) === 32 && k < e) k++;
+        return s.slice(k, e);
+      }
+    }
     const ix = this.idx ?? this.index();
     for (let i = 0; i < ix.length; i += 3) {
       if (this.matches(ix, i, key, null)) return this.valueAt(ix, i);
@@ -113,6 +130,20 @@ export class AmiFrame implements AmiMessage {
     for (const [k, v] of this.headers) if (!Object.prototype.hasOwnProperty.call(o, k)) o[k] = v;
     return o;
   }
+}
+
+const SIMPLE_KEY = /^[A-Za-z0-9_-]+$/;
+const MAX_CACHED_KEYS = 1024;
+const keyRegexes = new Map<string, RegExp>();
+
+/** `(?:^|\r\n)key(?=:|\r\n|$)`, case-insensitive, cached; null for keys outside [A-Za-z0-9_-]+. */
+function keyRegex(key: string): RegExp | null {
+  let re = keyRegexes.get(key);
+  if (re) return re;
+  if (!SIMPLE_KEY.test(key)) return null;
+  re = new RegExp(`(?:^|\\r\\n)${key}(?=:|\\r\\n|$)`, 'i');
+  if (keyRegexes.size < MAX_CACHED_KEYS) keyRegexes.set(key, re);
+  return re;
 }
 
 /** Parse one frame's text (as delivered by AmiFramer) into a lazy message. */

@@ -43,7 +43,8 @@ export function createAdminApp(port: AdminPort): FastifyInstance {
   app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>('/bans', { schema: { body: banBody } }, async (req, reply) => {
     const { target, duration, reason } = req.body;
     let durationSec: number | null = null;
-    if (duration !== undefined && duration !== null && duration !== 'permanent') {
+    // fastify's schema coercion turns a JSON null into "" for the string branch: both mean permanent
+    if (duration !== undefined && duration !== null && duration !== '' && duration !== 'permanent') {
       durationSec = parseDuration(duration);
       if (durationSec === null || durationSec <= 0) throw new InvalidTargetError(`"${String(duration)}" is not a duration (e.g. 10m, 1h, 7d, or "permanent")`);
     }

@@ -55,7 +55,6 @@ export function createAgentApp(opts: AgentAppOptions): FastifyInstance {
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     bodyLimit: opts.bodyLimitBytes,
     logger: false,
-    disableRequestLogging: true,
     keepAliveTimeout: 65_000,
     requestTimeout: 30_000,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },

@@ -111,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'ban': {
       if (rest.length !== 1) throw new UsageError('ban takes one address or CIDR: pbx-guardian ban 203.0.113.7 --for 1h');
-      const { ban } = await callDaemon<{ ban: BanRecord }>(socket(), 'POST', '/bans', { target: rest[0], duration: values.for ?? null, reason: values.reason });
+      const { ban } = await callDaemon<{ ban: BanRecord }>(socket(), 'POST', '/bans', { target: rest[0], ...(values.for ? { duration: values.for } : {}), ...(values.reason ? { reason: values.reason } : {}) });
       out(`banned ${ban.target} ${ban.expiresAt === null ? 'permanently' : `for ${formatDuration((ban.expiresAt - ban.createdAt) / 1000)}`}`);
       return EXIT.ok;
     }

@@ -193,7 +193,12 @@ export class Enforcer {
       const batch: FirewallBatch = { add: [], remove: [] };
       for (const [key, e] of want) {
         const k = have.get(key);
-        if (!k || drifted(k.expiresAt, e.expiresAt)) batch.add.push(e);
+        const cap = this.backend.maxTimeoutMs;
+        const capped = cap !== undefined && e.expiresAt !== null && e.expiresAt > now + cap;
+        // a capped ban (longer than the kernel's maximum timeout) is re-asserted once less than
+        // half the cap is left in the kernel
+        const stale = capped ? k?.expiresAt == null || k.expiresAt - now < cap! / 2 : k ? drifted(k.expiresAt, e.expiresAt) : true;
+        if (!k || stale) batch.add.push(e);
       }
       for (const [key, e] of have) {
         if (!want.has(key)) batch.remove.push({ target: e.target, family: e.family, isNetwork: e.isNetwork });

@@ -30,6 +30,9 @@ export interface FirewallBatch {
 export interface FirewallBackend {
   /** "memory" | "nftables" | "ipset" */
   readonly name: string;
+  /** Longest element timeout the kernel set accepts (ipset: ~24.8 days); longer bans are
+   *  capped there and re-asserted by reconcile. Undefined = no limit. */
+  readonly maxTimeoutMs?: number;
   /** Idempotent: create our own table / sets / hook rules. Never touches anything else. */
   setup(): Promise<void>;
   /** Apply bans and unbans as one transaction where the backend allows it. Removing an absent

@@ -91,6 +91,8 @@ export class Detector {
     const candidates = this.byEvent.get(eventName);
     if (!candidates) return null;
     let st: KeyState | undefined;
+    // ChallengeSent is counted by its flood rule but is not itself a failure (status, metrics).
+    const isFailure = event.get('Severity') !== 'Informational';
     for (const { rule, index } of candidates) {
       if (!matches(rule, event)) continue;
       if (!st) {
@@ -102,8 +104,10 @@ export class Detector {
           this.state.set(keyText, st); // refresh TTL and recency
         }
       }
-      this.totalFailures += rule.weight;
-      st.failures += rule.weight;
+      if (isFailure) {
+        this.totalFailures += rule.weight;
+        st.failures += rule.weight;
+      }
       const hits = (st.hits[index] ??= { times: new Array<number>(rule.ringSize).fill(0), next: 0, filled: 0 });
       for (let w = 0; w < rule.weight; w++) {
         hits.times[hits.next] = now;

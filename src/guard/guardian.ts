@@ -46,8 +46,8 @@ export interface GuardOptions {
 
 export interface GuardListener {
   securityEvent?(event: string, service: string): void;
-  failure?(event: string, weight: number): void;
-  ignored?(reason: 'allow-listed' | 'already-banned' | 'bad-address'): void;
+  failure?(event: string, weight: number, key: string): void;
+  ignored?(reason: 'allow-listed' | 'already-banned' | 'bad-address', address?: string): void;
   banned?(notice: BanNotice): void;
   unbanned?(notice: BanNotice, why: 'expired' | 'unbanned'): void;
   storeError?(err: Error): void;
@@ -134,18 +134,18 @@ export class Guardian implements BanControl {
       return;
     }
     if (this.allow.contains(address)) {
-      this.emitIgnored('allow-listed');
+      this.emitIgnored('allow-listed', address);
       return;
     }
     const key = this.detector.keyOf(address);
     if (this.active.has(formatNetwork(key)) || (key !== address && this.active.has(formatNetwork(address)))) {
-      this.emitIgnored('already-banned');
+      this.emitIgnored('already-banned', address);
       return;
     }
     const before = this.detector.totalFailures;
     const detection = this.detector.observe(name, event, address, now);
     const counted = this.detector.totalFailures - before;
-    if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted);
+    if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted, formatNetwork(key));
     if (!detection) return;
     // An IPv6 prefix that would also cover an allow-listed address: ban the address alone.
     const target = this.allow.findOverlap(detection.key) ? address : detection.key;
@@ -332,8 +332,10 @@ export class Guardian implements BanControl {
     return list;
   }
 
-  private emitIgnored(reason: 'allow-listed' | 'already-banned' | 'bad-address'): void {
-    for (const l of this.listeners) l.ignored?.(reason);
+  private emitIgnored(reason: 'allow-listed' | 'already-banned' | 'bad-address', address?: IpNetwork): void {
+    if (this.listeners.length === 0) return;
+    const text = address ? formatNetwork(address) : undefined;
+    for (const l of this.listeners) l.ignored?.(reason, text);
   }
 
   /** The store failing (read-only, disk full) must not stop the kernel bans: log and go on. */

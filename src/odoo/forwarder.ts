@@ -98,6 +98,7 @@ export class Forwarder {
     if (deps.outbox.count() > 0) {
       this.mode = 'outbox';
       deps.log.info({ rows: deps.outbox.count() }, 'Odoo outbox holds undelivered calls from a previous run: draining them first');
+      setImmediate(() => this.kickDrain());
     }
     const cached = deps.outbox.getState(EVENTS_MAP_STATE_KEY);
     if (cached) {
@@ -155,7 +156,8 @@ export class Forwarder {
 
   private dispatch(name: string, hs: EventHandler[], obj: Record<string, string>): void {
     try {
-      const ev: Record<string, string> = Object.assign({}, obj);
+      // null prototype: a header named __proto__ stays a plain key
+      const ev: Record<string, string> = Object.assign(Object.create(null) as Record<string, string>, obj);
       if (this.deps.config.systemName) ev.SystemName = this.deps.config.systemName;
       const lane = ev.Linkedid || ev.Uniqueid || ev.Channel || ev.Address || name;
       const now = Date.now();
@@ -306,6 +308,7 @@ export class Forwarder {
       const n = this.deps.outbox.append(items);
       this.counters.outboxed += n;
       this.deps.metrics?.outboxWritten.inc(n);
+      if (this.mode === 'outbox' && !this.draining && !this.closed) this.kickDrain();
     } catch (e) {
       this.deps.log.error({ err: (e as Error).message, lost: items.length }, 'cannot write the Odoo outbox: these events are lost');
       this.deps.metrics?.eventsDropped.inc({ reason: 'outbox_error' }, items.length);
@@ -341,7 +344,7 @@ export class Forwarder {
         if (lastFailed) {
           // probe with the oldest row alone
           const r = await this.send(rows[0]!, 0);
-          if (r === 'unavailable') { await this.pause(backoff); backoff = Math.min(backoff * 2, 30_000); continue; }
+          if (r === 'unavailable') { await this.pause(backoff); backoff = Math.min(backoff * 2, 10_000); continue; }
           this.deps.outbox.remove([rows[0]!.seq]);
           rows.shift();
           lastFailed = false;
@@ -368,7 +371,7 @@ export class Forwarder {
         if (failed) {
           lastFailed = true;
           await this.pause(backoff);
-          backoff = Math.min(backoff * 2, 30_000);
+          backoff = Math.min(backoff * 2, 10_000);
         }
       }
     } catch (e) {

@@ -243,7 +243,7 @@ function banToDict(b: BanRecord): Record<string, unknown> {
 }
 
 function targetsOf(args: unknown): string[] {
-  const list = Array.isArray(args) ? args : [args];
+  const list = Array.isArray(args) ? (args as unknown[]).flat(2) : [args];
   const out: string[] = [];
   for (const x of list) {
     if (typeof x === 'string') out.push(...x.split(/[\s,]+/).filter(Boolean));

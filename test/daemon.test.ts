@@ -1,0 +1,111 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { buildConfig } from '../src/config/index.js';
+import { MemoryBackend } from '../src/firewall/index.js';
+import { startDaemon, type Daemon } from '../src/main.js';
+import { AmiSimulator } from '../src/demo/ami-simulator.js';
+import { loadTemplate, replayBytes } from '../src/demo/attack.js';
+import { fixturePath, repoPath } from './helpers/fixtures.js';
+
+const CLI = repoPath('dist/src/cli/main.js');
+
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+/** Runs the CLI as a child (async: the daemon under test lives in this process's event loop). */
+function cli(socket: string, ...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, [CLI, ...args, '--socket', socket]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (status) => resolvePromise({ status, stdout, stderr }));
+  });
+}
+
+test('end to end: AMI brute force → ban in the backend and store; CLI and metrics; restart restores', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbxg-daemon-'));
+  const sim = new AmiSimulator({ fixturesDir: fixturePath('ami'), username: 'guardian', secret: 's3cret', loginFailDelayMs: 10 });
+  await sim.listen();
+  const config = buildConfig({
+    stateDir: join(dir, 'state'),
+    logLevel: 'silent',
+    ami: { port: sim.port, secret: 's3cret' },
+    guard: { allow: ['192.0.2.0/24'] },
+    firewall: { backend: 'memory' },
+    admin: { socket: join(dir, 'admin.sock') },
+    metrics: { port: 0 },
+  });
+  const socket = config.admin.socket;
+  let daemon: Daemon | undefined;
+  try {
+    const backend = new MemoryBackend();
+    daemon = await startDaemon({ config, backend, logger: pino({ level: 'silent' }) });
+    const d = daemon;
+    await waitFor('AMI login', () => d.ami?.state === 'connected');
+    assert.equal(statSync(socket).mode & 0o777, 0o600, 'admin socket is 0600');
+
+    const attack = replayBytes(loadTemplate(fixturePath('ami'), 'security-sip-register-wrong-password.raw'), '203.0.113.5');
+    const office = replayBytes(loadTemplate(fixturePath('ami'), 'security-sip-register-wrong-password.raw'), '192.0.2.10');
+    for (let i = 0; i < 4; i++) sim.broadcast(attack + office);
+    await waitFor('4 failures counted', () => d.guardian.status().totalFailed >= 4);
+    assert.equal(d.guardian.listBans().length, 0, 'not banned before the threshold');
+    sim.broadcast(attack);
+    await waitFor('the ban in the backend', async () => (await backend.list()).some((e) => e.target === '203.0.113.5'));
+    const entry = (await backend.list()).find((e) => e.target === '203.0.113.5')!;
+    assert.ok(Math.abs(entry.expiresAt! - Date.now() - 3600_000) < 5000, 'kernel timeout is the ban duration');
+
+    const status = await cli(socket, 'status');
+    assert.equal(status.status, 0, status.stderr);
+    assert.match(status.stdout, /Currently banned:\t1/);
+    assert.match(status.stdout, /203\.0\.113\.5 .*rule auth-failure/);
+
+    const refused = await cli(socket, 'ban', '192.0.2.77');
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /192\.0\.2\.77 is allow-listed|overlaps the allow-listed 192\.0\.2\.0\/24/);
+    const invalid = await cli(socket, 'ban', '1.2.3.4;reboot');
+    assert.equal(invalid.status, 1);
+    assert.match(invalid.stderr, /not an IPv4\/IPv6 address or CIDR/);
+
+    const banNet = await cli(socket, 'ban', '198.51.100.0/24', '--for', '10m', '--reason', 'scanner');
+    assert.equal(banNet.status, 0, banNet.stderr);
+    assert.match(banNet.stdout, /banned 198\.51\.100\.0\/24 for 10m/);
+    const banned = JSON.parse((await cli(socket, 'banned', '--json')).stdout) as Array<{ target: string }>;
+    assert.deepEqual(banned.map((b) => b.target).sort(), ['198.51.100.0/24', '203.0.113.5']);
+    await waitFor('the CIDR in the backend', async () => (await backend.list()).some((e) => e.target === '198.51.100.0/24' && e.isNetwork));
+    assert.equal((await cli(socket, 'unban', '198.51.100.0/24')).status, 0);
+    const again = await cli(socket, 'unban', '198.51.100.0/24');
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /is not banned/);
+    assert.equal((await cli(socket, 'reload')).status, 0);
+
+    const metrics = await (await fetch(d.metricsUrl!)).text();
+    assert.match(metrics, /pbx_guardian_bans_total\{rule="auth-failure",source="rule"\} 1/);
+    assert.match(metrics, /pbx_guardian_ami_connected 1/);
+    assert.match(metrics, /pbx_guardian_events_ignored_total\{reason="allow-listed"\} 8/);
+    assert.match(metrics, /pbx_guardian_security_events_total\{event="InvalidPassword",service="SIP"\} 9/);
+
+    await d.stop();
+    daemon = undefined;
+    const backend2 = new MemoryBackend();
+    daemon = await startDaemon({ config, backend: backend2, logger: pino({ level: 'silent' }), adminSocket: false });
+    await waitFor('restore into the new backend', async () => (await backend2.list()).some((e) => e.target === '203.0.113.5'));
+    assert.deepEqual(daemon.guardian.listBans().map((b) => b.target), ['203.0.113.5']);
+  } finally {
+    await daemon?.stop();
+    await sim.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
