@@ -153,6 +153,9 @@ export class AmiSimulator {
         s.buf = s.buf.slice(i + 4);
         if (raw.trim()) this.onRequest(s, parseRequest(raw));
       }
+      // Asterisk caps lines at 1024 bytes and actions at 128 headers; a peer that never ends its
+      // action is dropped rather than buffered without bound
+      if (s.buf.length > 65536) sock.destroy();
     });
   }
 

@@ -32,6 +32,7 @@ export class NftCommandRunner implements NftRunner {
   readonly kind = 'command' as const;
   private dir: string | null = null;
   private seq = 0;
+  private closed = false;
 
   constructor(private readonly nftPath: string) {}
 
@@ -45,6 +46,7 @@ export class NftCommandRunner implements NftRunner {
       } catch {
         /* gone */
       }
+      if (this.closed) void this.close(); // used after close(): leave nothing behind
     };
     return new Promise<string>((resolve, reject) => {
       const child = spawn(this.nftPath, ['-j', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -69,6 +71,7 @@ export class NftCommandRunner implements NftRunner {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
     this.dir = null;
   }

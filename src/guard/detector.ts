@@ -27,16 +27,31 @@ export interface Detection {
   windowMs: number;
 }
 
-/** Hit times of one rule for one attacker key: a ring of the newest `rule.ringSize` times. */
-interface RuleHits {
-  times: number[];
-  next: number;
-  filled: number;
+/**
+ * Per attacker key, one compact array (this is what 1M tracked addresses cost, so it is small):
+ * slot 0 holds the failures counted; slot 1 + ruleIndex holds that rule's hit ring, or nothing.
+ * A ring is `[next, t1, t2, ...]`: it grows one time per hit up to the rule's largest window
+ * count, then `next` says which slot the next hit overwrites. Most scanners send a handful of
+ * events, so most rings stay short.
+ */
+type KeyState = Array<number | number[] | undefined>;
+type Ring = number[];
+
+/** Adds a hit; returns the ring, which is a new array while it grows (exact-size arrays: a
+ *  `push` would reserve 16 spare slots, which at 1M keys is ~270 MB of nothing). */
+function pushHit(ring: Ring, size: number, now: number): Ring {
+  if (ring.length - 1 < size) return ring.concat(now);
+  ring[1 + ring[0]!] = now;
+  ring[0] = (ring[0]! + 1) % size;
+  return ring;
 }
 
-interface KeyState {
-  hits: Array<RuleHits | undefined>;
-  failures: number;
+/** Time of the nth most recent hit (n >= 1), or undefined when there are fewer hits. */
+function nthRecent(ring: Ring, size: number, n: number): number | undefined {
+  const filled = ring.length - 1;
+  if (filled < n) return undefined;
+  if (filled < size) return ring[filled - n + 1];
+  return ring[1 + ((ring[0]! - n + size) % size)];
 }
 
 /**
@@ -86,7 +101,7 @@ export class Detector {
     const resets = this.resetBy.get(eventName);
     if (resets) {
       const st = this.state.get(keyText);
-      if (st) for (const i of resets) st.hits[i] = undefined;
+      if (st) for (const i of resets) st[1 + i] = undefined;
     }
     const candidates = this.byEvent.get(eventName);
     if (!candidates) return null;
@@ -98,7 +113,8 @@ export class Detector {
       if (!st) {
         st = this.state.get(keyText);
         if (!st) {
-          st = { hits: [], failures: 0 };
+          st = new Array<number | number[] | undefined>(1 + this.rules.length);
+          st[0] = 0;
           this.state.set(keyText, st);
         } else {
           this.state.set(keyText, st); // refresh TTL and recency
@@ -106,18 +122,14 @@ export class Detector {
       }
       if (isFailure) {
         this.totalFailures += rule.weight;
-        st.failures += rule.weight;
+        st[0] = (st[0] as number) + rule.weight;
       }
-      const hits = (st.hits[index] ??= { times: new Array<number>(rule.ringSize).fill(0), next: 0, filled: 0 });
-      for (let w = 0; w < rule.weight; w++) {
-        hits.times[hits.next] = now;
-        hits.next = (hits.next + 1) % rule.ringSize;
-        if (hits.filled < rule.ringSize) hits.filled++;
-      }
+      let ring = (st[1 + index] as Ring | undefined) ?? [0];
+      for (let w = 0; w < rule.weight; w++) ring = pushHit(ring, rule.ringSize, now);
+      st[1 + index] = ring;
       for (const window of rule.windows) {
-        if (hits.filled < window.count) continue;
-        const nth = hits.times[(hits.next - window.count + rule.ringSize) % rule.ringSize]!;
-        if (now - nth < window.withinMs) {
+        const nth = nthRecent(ring, rule.ringSize, window.count);
+        if (nth !== undefined && now - nth < window.withinMs) {
           return { key, keyText, rule, count: window.count, windowMs: window.withinMs };
         }
       }
@@ -137,7 +149,7 @@ export class Detector {
 
   /** Failures counted for a key, for status and tests. */
   failuresOf(keyText: string): number {
-    return this.state.peek(keyText)?.failures ?? 0;
+    return (this.state.peek(keyText)?.[0] as number | undefined) ?? 0;
   }
 
   get ruleList(): readonly Rule[] {
