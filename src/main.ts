@@ -3,7 +3,8 @@ import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { AmiClient, type AmiMessage } from './ami/index.js';
 import { createAdminApp, listenAdminSocket } from './api/admin.js';
-import { loadConfig, seconds, type GuardianConfig } from './config/index.js';
+import { loadConfig, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
+import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
 import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
@@ -27,6 +28,7 @@ export interface Daemon {
   store: Store;
   enforcer: Enforcer;
   ami: AmiClient | null;
+  odoo: OdooBridge | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -132,7 +134,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     a.on('disconnected', () => metrics.amiReconnects.inc());
     a.on('loginError', (err: Error & { kind?: string }) => metrics.amiLoginFailures.inc({ kind: err.kind ?? 'unknown' }));
     a.on('frameDropped', (info: { reason: string }) => metrics.amiFramesDropped.inc({ reason: info.reason }));
-    a.start();
   }
 
   const reload = async (): Promise<{ rules: number }> => {
@@ -143,6 +144,26 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     logger.info({ rules: options.rules.length }, 'reloaded config and rules; active bans kept');
     return { rules: options.rules.length };
   };
+
+  let odoo: OdooBridge | null = null;
+  if (config.odoo.enabled) {
+    const amiPort = ami ?? { action: () => Promise.reject(new Error('AMI is disabled in the config (ami.enabled: false)')) };
+    odoo = await startOdooBridge({
+      config: odooBridgeConfig(config),
+      ami: amiPort,
+      bans: g,
+      db: store.db,
+      logger,
+      registry: metrics.registry,
+      reloadConfig: reload,
+      stateDir: config.stateDir,
+    });
+    const bridge = odoo;
+    ami?.on('event', (msg: AmiMessage) => bridge.handleAmiEvent(msg));
+    g.on({ banned: (notice) => bridge.handleBanNotice(notice), unbanned: (notice) => bridge.handleBanNotice(notice) });
+  }
+  ami?.start();
+
 
   let admin: FastifyInstance | null = null;
   if (opts.adminSocket !== false) {
@@ -168,6 +189,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     store,
     enforcer,
     ami,
+    odoo,
     metrics,
     metricsUrl,
     logger,
@@ -176,6 +198,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       clearInterval(gaugeTimer);
       g.stop();
       await ami?.stop();
+      await odoo?.close();
       await admin?.close();
       await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
       await enforcer.stop();

@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
+import { defaultOdooConfig, resolveOdooConfig, type OdooConfigInput } from '../odoo/index.js';
 
 export { parseDuration, formatDuration } from './duration.js';
 
@@ -67,21 +68,37 @@ export function defaultConfig() {
       host: '127.0.0.1',
       port: 9470,
     },
-    odoo: {
-      enabled: false,
-      url: '',
-      db: '',
-      user: '',
-      password: '',
-      apiKey: '',
-      transport: 'jsonrpc' as 'jsonrpc' | 'json2',
-      agentToken: '',
-    },
+    odoo: odooDefaults(),
+  };
+}
+
+/** The Odoo bridge's own defaults (src/odoo/config.ts), with optional paths as "" and a switch. */
+function odooDefaults() {
+  const d = defaultOdooConfig();
+  return {
+    enabled: false,
+    ...d,
+    listen: { ...d.listen, certFile: '', keyFile: '' },
+    lamePath: '',
+    ffmpegPath: '',
+  };
+}
+
+/** The bridge's config from ours: "" means unset for the optional paths. */
+export function odooBridgeConfig(cfg: GuardianConfig): OdooConfigInput {
+  const { enabled: _enabled, lamePath, ffmpegPath, listen, ...rest } = cfg.odoo;
+  return {
+    ...rest,
+    listen: { ...listen, certFile: listen.certFile || undefined, keyFile: listen.keyFile || undefined },
+    lamePath: lamePath || undefined,
+    ffmpegPath: ffmpegPath || undefined,
   };
 }
 
 export type GuardianConfig = ReturnType<typeof defaultConfig>;
 
+/** Mappings whose keys are the user's own (event names, model.method): checked by their stage. */
+const OPEN_MAPS = new Set(['odoo.outboxPolicy', 'odoo.json2ParamNames']);
 /** Keys whose values are lists of numbers (all other lists hold strings). */
 const NUMBER_LISTS = new Set(['firewall.ports']);
 const ENUMS: Record<string, string[]> = {
@@ -117,7 +134,10 @@ function merge(defaults: Record<string, unknown>, user: unknown, path: string, e
       continue;
     }
     const def = defaults[key];
-    if (isPlainObject(def)) {
+    if (OPEN_MAPS.has(at)) {
+      if (isPlainObject(value)) out[key] = { ...(def as object), ...value };
+      else errors.push(`${at}: expected a mapping`);
+    } else if (isPlainObject(def)) {
       out[key] = merge(def, value, at, errors);
     } else if (Array.isArray(def)) {
       const want = NUMBER_LISTS.has(at) ? 'number' : 'string';
@@ -194,6 +214,13 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (!/^0?[0-7]{3}$/.test(cfg.admin.socketMode)) errors.push(`admin.socketMode: "${cfg.admin.socketMode}" is not an octal file mode like 0600`);
   if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
   if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${cfg.odoo.url}" must start with http:// or https:// when odoo.enabled is true`);
+  if (cfg.odoo.enabled) {
+    try {
+      resolveOdooConfig(odooBridgeConfig(cfg));
+    } catch (err) {
+      errors.push((err as Error).message);
+    }
+  }
   if (errors.length > 0) throw new ConfigError(`${source} is not valid:\n  - ${errors.join('\n  - ')}`);
   return cfg;
 }
