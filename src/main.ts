@@ -5,7 +5,7 @@ import { AmiClient, type AmiMessage } from './ami/index.js';
 import { createAdminApp, listenAdminSocket } from './api/admin.js';
 import { loadConfig, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
-import { createBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
+import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
 import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
@@ -66,12 +66,22 @@ function hostAddresses(host: string): string[] {
   return /^[0-9.]+$|:/.test(host) ? [host] : [];
 }
 
+/** The configured backend; when it cannot be built yet, one that keeps trying (see DeferredBackend). */
+async function openBackend(config: GuardianConfig, logger: Logger): Promise<FirewallBackend> {
+  try {
+    return await createBackend(config.firewall, logger);
+  } catch (err) {
+    logger.error({ err }, `enforcement is failing: ${(err as Error).message}. Detection and the Odoo bridge go on; retrying with backoff`);
+    return new DeferredBackend(() => createBackend(config.firewall, logger));
+  }
+}
+
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let config = opts.config;
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { app: 'pbx-guardian' } });
   const metrics = createMetrics();
   const store = Store.open(config.stateDir);
-  const backend = opts.backend ?? (await createBackend(config.firewall, logger));
+  const backend = opts.backend ?? (await openBackend(config, logger));
   logger.info({ backend: backend.name }, `firewall backend: ${backend.name}`);
 
   let guardian: Guardian | undefined;

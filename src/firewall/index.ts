@@ -10,4 +10,5 @@ export {
   type FirewallConfig,
 } from './enforcer.js';
 export { MemoryBackend } from './memory.js';
+export { DeferredBackend } from './deferred.js';
 export { canonicalTarget, checkTarget, InvalidFirewallTargetError, type CanonicalTarget } from './target.js';
