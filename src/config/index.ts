@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
 import { defaultOdooConfig, resolveOdooConfig, type OdooConfigInput } from '../odoo/index.js';
+import { defaultFirewallConfig } from '../firewall/index.js';
 
 export { parseDuration, formatDuration } from './duration.js';
 
@@ -45,20 +46,7 @@ export function defaultConfig() {
       escalation: { factor: 2, max: '30d', lookback: '30d' },
       recidive: { enabled: true, bans: 5, within: '1d', ban: '30d' },
     },
-    firewall: {
-      backend: 'auto' as 'auto' | 'nftables' | 'ipset' | 'memory',
-      table: 'pbx_guardian',
-      verdict: 'drop' as 'drop' | 'reject',
-      ports: [] as number[],
-      nftMode: 'auto' as 'auto' | 'addon' | 'command',
-      ipsetMaxElem: 1048576,
-      ipsetPrefix: 'pbxg',
-      batchWindowMs: 2,
-      batchMaxSize: 10000,
-      reconcileIntervalMs: 300000,
-      retryInitialMs: 1000,
-      retryMaxMs: 60000,
-    },
+    firewall: { ...defaultFirewallConfig, ports: [] as number[] },
     admin: {
       socket: '/run/pbx-guardian/admin.sock',
       socketMode: '0600',

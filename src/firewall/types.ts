@@ -4,7 +4,9 @@
  * ("198.51.100.0/24", "2001:db8:1:2::/64"). Backends never see attacker-controlled text other
  * than addresses that have already been parsed and re-serialised by guard/ip.ts.
  */
-export type Family = 4 | 6;
+import type { Family } from '../net/ip.js';
+
+export type { Family };
 
 export interface FirewallEntry {
   /** canonical address or CIDR */

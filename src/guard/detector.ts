@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Rule } from './rules.js';
-import { attackerKey, formatNetwork, type IpNetwork } from './ip.js';
+import { attackerKey, formatNetwork, type IpNetwork } from '../net/ip.js';
 
 /** What the detector reads from an event: AmiMessage satisfies it, so do parsed log lines. */
 export interface EventView {

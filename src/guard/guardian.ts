@@ -3,7 +3,7 @@ import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
 import { parseRemoteAddress } from '../ami/index.js';
 import { formatDuration } from '../config/duration.js';
 import { Detector, type EventView } from './detector.js';
-import { formatNetwork, isSingleAddress, NetworkList, parseNetwork, type IpNetwork } from './ip.js';
+import { formatNetwork, isSingleAddress, NetworkList, parseNetwork, type IpNetwork } from '../net/ip.js';
 import type { Rule } from './rules.js';
 import {
   AllowListedError,

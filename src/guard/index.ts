@@ -1,5 +1,5 @@
 export { Guardian, type GuardOptions, type GuardListener, type GuardStatus, type BanStorePort, type EnforcementPort } from './guardian.js';
 export { Detector, type EventView, type Detection } from './detector.js';
 export { loadRulesDir, parseRules, RuleError, type Rule } from './rules.js';
-export { parseNetwork, formatNetwork, NetworkList, type IpNetwork } from './ip.js';
+export { parseNetwork, formatNetwork, NetworkList, type IpNetwork } from '../net/ip.js';
 export * from './types.js';

@@ -161,7 +161,7 @@ function sipPeerStatus(m: AmiMessage): SalaraStatus & { detail: string } {
   if (/^OK\b/i.test(s)) text = 'Reachable';
   else if (/^LAGGED/i.test(s)) text = 'Lagged';
   else if (/^UNREACHABLE/i.test(s)) text = 'Unreachable';
-  else if (/^Unmonitored/i.test(s)) text = registered ? 'Unmonitored' : 'Unknown';
+  else if (/^Unmonitored/i.test(s)) text = registered ? 'Reachable' : 'Unknown';
   else text = 'Unknown';
   return { result: 0, text, detail: s };
 }

@@ -1,5 +1,10 @@
+/**
+ * IP address and network parsing shared by the stages: bytes in, canonical text out (dotted quad,
+ * RFC 5952 IPv6, "/prefix" only for networks, host bits cleared). Never throws on bad input.
+ */
 import { isIP } from 'node:net';
-import type { Family } from '../firewall/types.js';
+/** 4 or 6 */
+export type Family = 4 | 6;
 
 /** A parsed IP address or network, as bytes. Canonical text is derived from the bytes, so two
  *  spellings of one address ("::1", "0:0::1") compare and store equal. */

@@ -1,0 +1,677 @@
+/**
+ * Side by side with fail2ban 1.0.2: the same attack, delivered to both.
+ *
+ *  - fail2ban reads it as an Asterisk security log (lines in the exact format of
+ *    test/fixtures/asterisk-security.log, stamped with the moment they are written), with its stock
+ *    `asterisk` filter and the stock `nftables[type=allports]` action, backend `polling` (pyinotify
+ *    is not installed here), maxretry 5 / findtime 600 (our auth-failure rule: 5 within 10m). A
+ *    throwaway fail2ban-server with its own config dir, socket, pid file and db under a temp dir.
+ *  - the guardian reads it as AMI events: AmiSimulator (real TCP) → AmiClient → Guardian →
+ *    Enforcer → nftables backend (the real daemon, startDaemon).
+ *
+ * Each runs in its OWN private network namespace (`unshare -n`, a child process per side, one
+ * after the other so that they do not compete for the 2 cores). The moment an address is banned
+ * is taken the same way for both: `nft monitor` (kernel netlink notifications of new elements) in
+ * that namespace; the set is then verified with `nft -j list set`. For the guardian the moment the
+ * backend transaction returned (what the enforcer's onApplied hook sees) is reported too.
+ *
+ * Phases, same schedule for both:
+ *   1. latency: L addresses; their first M-1 failures written up front, then each address's M-th
+ *      (threshold-crossing) failure at 10 per second, with legitimate SuccessfulAuth traffic from
+ *      other addresses in between. Latency = element present − M-th failure written.
+ *   2. burst: N addresses × M failures (plus legitimate traffic) written at once; bans/s = N / time
+ *      until the last element is present.
+ *   3. restore after a restart with 3k and 100k active bans (fail2ban: rows in its db's `bips`
+ *      table, restoreCurrentBans on start, bounded; guardian: Store with N active bans → a new
+ *      daemon's Enforcer.start()).
+ *   CPU: process.cpuUsage() of the guardian's process (which also runs the simulator: an upper
+ *   bound), /proc/<pid>/stat utime+stime (+ cutime/cstime: its nft children) of fail2ban-server.
+ *
+ * Run: node dist/bench/fail2ban.js [--quick]      (root; skips with a note otherwise)
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, appendFileSync, constants, cpSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
+import pino from 'pino';
+import { buildConfig, PACKAGE_ROOT } from '../src/config/index.js';
+import { AmiSimulator } from '../src/demo/ami-simulator.js';
+import { loadTemplate, replayBytes } from '../src/demo/attack.js';
+import { createBackend, defaultFirewallConfig, type FirewallBackend } from '../src/firewall/index.js';
+import { startDaemon } from '../src/main.js';
+import { Store } from '../src/store/index.js';
+import type { BenchResult } from './types.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const NFT = '/usr/sbin/nft';
+const F2B_SERVER = '/usr/bin/fail2ban-server';
+const F2B_CLIENT = '/usr/bin/fail2ban-client';
+const UNSHARE = '/usr/bin/unshare';
+const pexec = promisify(execFile);
+const silent = pino({ level: 'silent' });
+const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures');
+const M = 5; // failures per address = maxretry = our rule's count
+const TABLE = 'pbxg_f2bbench';
+
+export interface Plan {
+  latencyAddrs: number;
+  burstAddrs: number;
+  restoreSizes: number[];
+  /** bound on fail2ban's restore, seconds */
+  restoreBoundS: number;
+}
+
+export const FULL: Plan = { latencyAddrs: 100, burstAddrs: 300, restoreSizes: [3000, 100_000], restoreBoundS: 120 };
+export const QUICK: Plan = { latencyAddrs: 30, burstAddrs: 50, restoreSizes: [1000], restoreBoundS: 60 };
+
+/** What one side reports (printed as JSON by its child). */
+export interface SideResult {
+  side: 'fail2ban' | 'guardian';
+  mode: string;
+  latencyMs: number[];
+  latencyMissing: number;
+  appliedLatencyMs?: number[];
+  burstLatencyMs: number[];
+  burstSeconds: number | null;
+  burstMissing: number;
+  burstVerified: number;
+  cpuSeconds: number;
+  cpuNote: string;
+  restore: Array<{ size: number; seconds: number | null; present: number; bounded: boolean }>;
+  legitBanned: number;
+}
+
+// ------------------------------------------------------------------ addresses and traffic
+
+const attacker = (i: number) => `198.18.${(i >> 8) & 255}.${(i & 255) + 0}`;
+const legit = (i: number) => `198.19.${(i >> 8) & 255}.${i & 255}`;
+const restoreAddr = (i: number) => `100.${64 + ((i >> 16) & 63)}.${(i >> 8) & 255}.${i & 255}`;
+const lat0 = 0; // attacker index ranges: latency [0, L), burst [1000, 1000 + N)
+const burst0 = 1000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function pct(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+function assertPrivateNetns(): void {
+  const parent = process.env.PBXG_PARENT_NETNS;
+  const mine = readlinkSync('/proc/self/ns/net');
+  if (!parent || parent === mine) throw new Error(`refusing to run: not in a private network namespace (${mine})`);
+}
+
+/** `nft monitor` in this namespace: the first time each IPv4 address is added to a set. */
+class ElementMonitor {
+  readonly seen = new Map<string, number>();
+  private proc: ChildProcess;
+  private buf = '';
+  constructor(private readonly setName: string) {
+    this.proc = spawn(NFT, ['monitor', 'elements'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.proc.stdout!.on('data', (b: Buffer) => {
+      const now = performance.now();
+      this.buf += b.toString('latin1');
+      let i: number;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        if (!line.startsWith('add element') || !line.includes(` ${this.setName} `)) continue;
+        for (const m of line.matchAll(/(\d+\.\d+\.\d+\.\d+)/g)) if (!this.seen.has(m[1]!)) this.seen.set(m[1]!, now);
+      }
+    });
+  }
+  /** a moment for the monitor to subscribe */
+  async ready(): Promise<void> {
+    await sleep(300);
+  }
+  async waitFor(addrs: string[], boundMs: number): Promise<boolean> {
+    const end = performance.now() + boundMs;
+    while (performance.now() < end) {
+      if (addrs.every((a) => this.seen.has(a))) return true;
+      await sleep(5);
+    }
+    return false;
+  }
+  stop(): void {
+    this.proc.kill('SIGTERM');
+  }
+}
+
+async function listSet(family: string, table: string, set: string): Promise<Set<string>> {
+  const { stdout } = await pexec(NFT, ['-j', 'list', 'set', family, table, set], { maxBuffer: 256 * 1024 * 1024 });
+  const out = new Set<string>();
+  const doc = JSON.parse(stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> };
+  for (const o of doc.nftables) {
+    for (const e of o.set?.elem ?? []) {
+      if (typeof e === 'string') out.add(e);
+      else if (e && typeof e === 'object' && 'elem' in e) {
+        const v = (e as { elem: { val?: unknown } }).elem.val;
+        if (typeof v === 'string') out.add(v);
+      }
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ log lines (fail2ban's input)
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+interface LogTemplates {
+  challenge: string;
+  invalidPassword: string;
+  successChallenge: string;
+  success: string;
+}
+
+/** Real lines of the recorded security log: a chan_sip wrong password (ChallengeSent +
+ *  InvalidPassword) and a successful registration (ChallengeSent + SuccessfulAuth). */
+function logTemplates(): LogTemplates {
+  const lines = readFileSync(join(FIXTURES, 'asterisk-security.log'), 'utf8').split('\n');
+  const sip = lines.filter((l) => l.includes('Service="SIP"') && l.includes('IPV4/UDP'));
+  const ip = sip.find((l) => l.includes('SecurityEvent="InvalidPassword"'))!;
+  const session = /SessionID="([^"]+)"/.exec(ip)![1]!;
+  const challenge = sip.find((l) => l.includes('SecurityEvent="ChallengeSent"') && l.includes(session))!;
+  const success = sip.find((l) => l.includes('SecurityEvent="SuccessfulAuth"'))!;
+  const sSession = /SessionID="([^"]+)"/.exec(success)![1]!;
+  const successChallenge = sip.find((l) => l.includes('SecurityEvent="ChallengeSent"') && l.includes(sSession))!;
+  return { challenge, invalidPassword: ip, successChallenge, success };
+}
+
+/** The template line, stamped with `at` (the log prefix in local time as Asterisk writes it,
+ *  EventTV in UTC) and coming from `address`. */
+function stamp(line: string, at: Date, address: string): string {
+  const p2 = (n: number) => String(n).padStart(2, '0');
+  const prefix = `[${MONTHS[at.getMonth()]} ${String(at.getDate()).padStart(2, ' ')} ${p2(at.getHours())}:${p2(at.getMinutes())}:${p2(at.getSeconds())}]`;
+  const tv = at.toISOString().replace('Z', '+0000');
+  return line
+    .replace(/^\[[^\]]+\]/, prefix)
+    .replace(/EventTV="[^"]+"/, `EventTV="${tv}"`)
+    .replace(/RemoteAddress="IPV4\/(\w+)\/[^/]+\/(\d+)"/, `RemoteAddress="IPV4/$1/${address}/$2"`);
+}
+
+function failureLines(t: LogTemplates, address: string, at = new Date()): string {
+  return stamp(t.challenge, at, address) + '\n' + stamp(t.invalidPassword, at, address) + '\n';
+}
+
+function legitLines(t: LogTemplates, address: string, at = new Date()): string {
+  return stamp(t.successChallenge, at, address) + '\n' + stamp(t.success, at, address) + '\n';
+}
+
+// ------------------------------------------------------------------ the attack schedule
+
+/** Delivers bytes to a side: appends to the log (fail2ban) or broadcasts AMI frames (guardian). */
+interface Sink {
+  failures(addresses: string[]): void;
+  legit(addresses: string[]): void;
+  /** failures and legitimate traffic in one write */
+  mixed(addresses: string[], legit: string[]): void;
+}
+
+interface AttackOutcome {
+  latencyMs: number[];
+  latencyMissing: number;
+  crossAt: Map<string, number>;
+  burstLatencyMs: number[];
+  burstSeconds: number | null;
+  burstMissing: number;
+  burstAddrs: string[];
+}
+
+async function attack(plan: Plan, sink: Sink, mon: ElementMonitor, boundMs: number, pause: number): Promise<AttackOutcome> {
+  const crossAt = new Map<string, number>();
+  // 1. latency
+  const lat = Array.from({ length: plan.latencyAddrs }, (_, i) => attacker(lat0 + i));
+  for (let k = 0; k < M - 1; k++) sink.mixed(lat, [legit(k)]);
+  await sleep(pause); // let a polling reader take the first M-1 lines in
+  const t0 = performance.now();
+  for (let i = 0; i < lat.length; i++) {
+    const due = t0 + i * 100;
+    while (performance.now() < due) await sleep(Math.max(1, due - performance.now()));
+    crossAt.set(lat[i]!, performance.now());
+    sink.mixed([lat[i]!], [legit(100 + i)]);
+  }
+  await mon.waitFor(lat, boundMs);
+  const latencyMs = lat.filter((a) => mon.seen.has(a)).map((a) => mon.seen.get(a)! - crossAt.get(a)!);
+  await sleep(pause);
+
+  // 2. burst: every address's M failures at once, legitimate traffic interleaved
+  const burst = Array.from({ length: plan.burstAddrs }, (_, i) => attacker(burst0 + i));
+  const tb = performance.now();
+  for (let k = 0; k < M; k++) sink.mixed(burst, burst.slice(0, Math.ceil(burst.length / 10)).map((_, j) => legit(1000 + k * 1000 + j)));
+  for (const a of burst) crossAt.set(a, tb);
+  const all = await mon.waitFor(burst, boundMs);
+  const got = burst.filter((a) => mon.seen.has(a));
+  const last = got.length ? Math.max(...got.map((a) => mon.seen.get(a)!)) : NaN;
+  return {
+    latencyMs,
+    latencyMissing: lat.length - latencyMs.length,
+    crossAt,
+    burstLatencyMs: got.map((a) => mon.seen.get(a)! - tb),
+    burstSeconds: all ? (last - tb) / 1000 : null,
+    burstMissing: burst.length - got.length,
+    burstAddrs: burst,
+  };
+}
+
+// ------------------------------------------------------------------ fail2ban side
+
+function procCpu(pid: number): { own: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const hz = 100; // CLK_TCK on Linux
+  // fields after ")": state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+  return { own: (Number(f[11]) + Number(f[12])) / hz, children: (Number(f[13]) + Number(f[14])) / hz };
+}
+
+class Fail2ban {
+  readonly dir: string;
+  readonly conf: string;
+  readonly log: string;
+  readonly sock: string;
+  readonly db: string;
+  proc: ChildProcess | null = null;
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'pbxg-f2b-'));
+    this.conf = join(this.dir, 'conf');
+    this.log = join(this.dir, 'security.log');
+    this.sock = join(this.dir, 'f2b.sock');
+    this.db = join(this.dir, 'f2b.sqlite3');
+    cpSync('/etc/fail2ban', this.conf, { recursive: true });
+    for (const f of readdirSync(join(this.conf, 'jail.d'))) rmSync(join(this.conf, 'jail.d', f), { force: true, recursive: true });
+    writeFileSync(
+      join(this.conf, 'fail2ban.local'),
+      `[Definition]\nloglevel = INFO\nlogtarget = ${join(this.dir, 'fail2ban.log')}\nsocket = ${this.sock}\npidfile = ${join(this.dir, 'f2b.pid')}\ndbfile = ${this.db}\ndbpurgeage = 1d\n`,
+    );
+    writeFileSync(
+      join(this.conf, 'jail.local'),
+      [
+        '[DEFAULT]',
+        'backend = polling',
+        'ignoreip = 127.0.0.1/8 ::1',
+        '',
+        '[asterisk]',
+        'enabled = true',
+        'filter = asterisk',
+        `logpath = ${this.log}`,
+        `maxretry = ${M}`,
+        'findtime = 600',
+        'bantime = 3600',
+        'action = nftables[type=allports]',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(this.log, '');
+  }
+
+  async start(): Promise<void> {
+    this.proc = spawn(F2B_SERVER, ['-f', '-x', '-c', this.conf, '-s', this.sock, '-p', join(this.dir, 'f2b.pid')], { stdio: 'ignore' });
+    const end = Date.now() + 30_000;
+    while (Date.now() < end) {
+      try {
+        await pexec(F2B_CLIENT, ['-c', this.conf, '-s', this.sock, 'status', 'asterisk'], { timeout: 5000 });
+        return;
+      } catch {
+        await sleep(100);
+      }
+    }
+    throw new Error('fail2ban-server did not answer within 30 s');
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    await pexec(F2B_CLIENT, ['-c', this.conf, '-s', this.sock, 'stop'], { timeout: 30_000 }).catch(() => undefined);
+    const killed = await Promise.race([exited.then(() => false), sleep(30_000).then(() => true)]);
+    if (killed) {
+      p.kill('SIGKILL');
+      await exited;
+    }
+    this.proc = null;
+  }
+
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function fail2banChild(plan: Plan): Promise<SideResult> {
+  assertPrivateNetns();
+  const t = logTemplates();
+  const f2b = new Fail2ban();
+  const mon = new ElementMonitor('addr-set-asterisk');
+  try {
+    await mon.ready();
+    await f2b.start();
+    const pid = f2b.proc!.pid!;
+    const sink: Sink = {
+      failures: (as) => appendFileSync(f2b.log, as.map((a) => failureLines(t, a)).join('')),
+      legit: (as) => appendFileSync(f2b.log, as.map((a) => legitLines(t, a)).join('')),
+      mixed: (as, ls) => {
+        const at = new Date();
+        const parts: string[] = [];
+        const n = Math.max(as.length, ls.length);
+        for (let i = 0; i < n; i++) {
+          if (i < as.length) parts.push(failureLines(t, as[i]!, at));
+          if (i < ls.length) parts.push(legitLines(t, ls[i]!, at));
+        }
+        appendFileSync(f2b.log, parts.join(''));
+      },
+    };
+    const cpu0 = procCpu(pid);
+    const out = await attack(plan, sink, mon, 60_000, 2500);
+    const cpu1 = procCpu(pid);
+    const inSet = await listSet('inet', 'f2b-table', 'addr-set-asterisk');
+    const legitBanned = [...inSet].filter((a) => a.startsWith('198.19.')).length;
+    const burstVerified = out.burstAddrs.filter((a) => inSet.has(a)).length;
+    await f2b.stop();
+
+    // restore: N rows in bips (what fail2ban keeps for current bans), then a fresh start
+    const restore: SideResult['restore'] = [];
+    for (const size of plan.restoreSizes) {
+      const db = new Database(f2b.db);
+      const now = Math.floor(Date.now() / 1000);
+      db.prepare('DELETE FROM bips').run();
+      db.prepare('DELETE FROM bans').run();
+      const ins = db.prepare('INSERT INTO bips (ip, jail, timeofban, bantime, bancount, data) VALUES (?, ?, ?, ?, 1, ?)');
+      const insB = db.prepare('INSERT INTO bans (jail, ip, timeofban, bantime, bancount, data) VALUES (?, ?, ?, ?, 1, ?)');
+      db.transaction(() => {
+        for (let i = 0; i < size; i++) {
+          const ip = restoreAddr(i);
+          const data = JSON.stringify({ failures: M, ip4: ip });
+          ins.run(ip, 'asterisk', now, 3600, data);
+          insB.run('asterisk', ip, now, 3600, data);
+        }
+      })();
+      db.close();
+      const want = Array.from({ length: size }, (_, i) => restoreAddr(i));
+      mon.seen.clear();
+      const t0 = performance.now();
+      await f2b.start();
+      const all = await mon.waitFor(want, plan.restoreBoundS * 1000 - (performance.now() - t0));
+      const present = want.filter((a) => mon.seen.has(a)).length;
+      const last = all ? Math.max(...want.map((a) => mon.seen.get(a)!)) : NaN;
+      restore.push({ size, seconds: all ? (last - t0) / 1000 : null, present, bounded: !all });
+      // a bounded stop: fail2ban unbans everything on stop (set flush with the nftables action)
+      await f2b.stop();
+    }
+    return {
+      side: 'fail2ban',
+      mode: 'fail2ban 1.0.2, backend polling, action nftables[type=allports]',
+      latencyMs: out.latencyMs,
+      latencyMissing: out.latencyMissing,
+      burstLatencyMs: out.burstLatencyMs,
+      burstSeconds: out.burstSeconds,
+      burstMissing: out.burstMissing,
+      burstVerified,
+      cpuSeconds: cpu1.own - cpu0.own + (cpu1.children - cpu0.children),
+      cpuNote: `fail2ban-server ${(cpu1.own - cpu0.own).toFixed(2)} s + its nft children ${(cpu1.children - cpu0.children).toFixed(2)} s`,
+      restore,
+      legitBanned,
+    };
+  } finally {
+    mon.stop();
+    await f2b.stop().catch(() => undefined);
+    f2b.cleanup();
+  }
+}
+
+// ------------------------------------------------------------------ guardian side
+
+const dropTable = () => pexec(NFT, ['delete', 'table', 'inet', TABLE]).then(() => undefined, () => undefined);
+
+async function guardianChild(plan: Plan): Promise<SideResult> {
+  assertPrivateNetns();
+  const dir = mkdtempSync(join(tmpdir(), 'pbxg-gbench-'));
+  const sim = new AmiSimulator({ fixturesDir: join(FIXTURES, 'ami'), username: 'guardian', secret: 'bench', loginFailDelayMs: 10 });
+  await sim.listen();
+  const mon = new ElementMonitor('ban4');
+  const fwConfig = { ...defaultFirewallConfig, backend: 'nftables' as const, table: TABLE, reconcileIntervalMs: 0 };
+  const applied = new Map<string, number>();
+  const wrap = (be: FirewallBackend): FirewallBackend => ({
+    get name() {
+      return be.name;
+    },
+    maxTimeoutMs: be.maxTimeoutMs,
+    setup: () => be.setup(),
+    apply: async (batch) => {
+      await be.apply(batch);
+      const now = performance.now();
+      for (const a of batch.add) if (!applied.has(a.target)) applied.set(a.target, now);
+    },
+    list: () => be.list(),
+    setAllow: (t) => be.setAllow(t),
+    flush: () => be.flush(),
+    close: () => be.close(),
+  });
+  const cfgFor = (stateDir: string, ami: boolean) =>
+    buildConfig({
+      stateDir,
+      logLevel: 'silent',
+      ami: { enabled: ami, host: '127.0.0.1', port: sim.port, username: 'guardian', secret: 'bench' },
+      firewall: { backend: 'nftables', table: TABLE, reconcileIntervalMs: 0 },
+      metrics: { enabled: false },
+      admin: { socket: join(dir, 'admin.sock') },
+    });
+  try {
+    await mon.ready();
+    const backend = wrap(await createBackend(fwConfig, silent));
+    const daemon = await startDaemon({ config: cfgFor(join(dir, 'state'), true), backend, logger: silent, adminSocket: false });
+    const endLogin = Date.now() + 10_000;
+    while (daemon.ami?.state !== 'connected' && Date.now() < endLogin) await sleep(10);
+    if (daemon.ami?.state !== 'connected') throw new Error('the daemon did not log in to the AMI simulator');
+    const fail = loadTemplate(join(FIXTURES, 'ami'), 'security-sip-register-wrong-password.raw');
+    const ok = loadTemplate(join(FIXTURES, 'ami'), 'security-sip-register-success.raw');
+    const sink: Sink = {
+      failures: (as) => sim.broadcast(as.map((a) => replayBytes(fail, a)).join('')),
+      legit: (as) => sim.broadcast(as.map((a) => replayBytes(ok, a)).join('')),
+      mixed: (as, ls) => {
+        const parts: string[] = [];
+        const n = Math.max(as.length, ls.length);
+        for (let i = 0; i < n; i++) {
+          if (i < as.length) parts.push(replayBytes(fail, as[i]!));
+          if (i < ls.length) parts.push(replayBytes(ok, ls[i]!));
+        }
+        sim.broadcast(parts.join(''));
+      },
+    };
+    const cpu0 = process.cpuUsage();
+    const out = await attack(plan, sink, mon, 60_000, 300);
+    const cpu = process.cpuUsage(cpu0);
+    const inSet = await listSet('inet', TABLE, 'ban4');
+    const legitBanned = [...inSet].filter((a) => a.startsWith('198.19.')).length;
+    const burstVerified = out.burstAddrs.filter((a) => inSet.has(a)).length;
+    const appliedLatencyMs = [...out.crossAt].filter(([a]) => a.startsWith('198.18.') && applied.has(a) && !out.burstAddrs.includes(a)).map(([a, t]) => applied.get(a)! - t);
+    await daemon.stop(); // closes the backend; kernel state stays
+    await dropTable();
+
+    // restore: a Store with N active bans, then a new daemon (no AMI): createBackend + setup +
+    // Enforcer.start() (one transaction) until every element is present
+    const restore: SideResult['restore'] = [];
+    for (const size of plan.restoreSizes) {
+      const stateDir = join(dir, `restore-${size}`);
+      const store = Store.open(stateDir);
+      const now = Date.now();
+      store.db.transaction(() => {
+        for (let i = 0; i < size; i++) {
+          store.saveBan({ target: restoreAddr(i), family: 4, isNetwork: false, createdAt: now, expiresAt: now + 3600_000, rule: 'auth-failure', source: 'rule', reason: 'bench', count: M });
+        }
+      })();
+      store.close();
+      const want = Array.from({ length: size }, (_, i) => restoreAddr(i));
+      mon.seen.clear();
+      const t0 = performance.now();
+      const be = await createBackend(fwConfig, silent);
+      const d = await startDaemon({ config: cfgFor(stateDir, false), backend: be, logger: silent, adminSocket: false });
+      const startedS = (performance.now() - t0) / 1000;
+      const all = await mon.waitFor(want, plan.restoreBoundS * 1000);
+      const last = all ? Math.max(...want.map((a) => mon.seen.get(a)!)) : NaN;
+      const listed = await listSet('inet', TABLE, 'ban4');
+      const present = want.filter((a) => listed.has(a)).length;
+      restore.push({ size, seconds: all ? Math.max(startedS, (last - t0) / 1000) : null, present, bounded: !all });
+      await d.stop();
+      await dropTable();
+      await sleep(500);
+    }
+    return {
+      side: 'guardian',
+      mode: 'pbx-guardian daemon, nftables backend',
+      latencyMs: out.latencyMs,
+      latencyMissing: out.latencyMissing,
+      appliedLatencyMs,
+      burstLatencyMs: out.burstLatencyMs,
+      burstSeconds: out.burstSeconds,
+      burstMissing: out.burstMissing,
+      burstVerified,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      cpuNote: 'whole process: daemon + the in-process AMI simulator writing the frames (upper bound)',
+      restore,
+      legitBanned,
+    };
+  } finally {
+    mon.stop();
+    await sim.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ------------------------------------------------------------------ orchestration
+
+function skipReason(): string | null {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'needs root (private network namespaces, nftables)';
+  for (const p of [UNSHARE, NFT, F2B_SERVER, F2B_CLIENT]) {
+    try {
+      accessSync(p, constants.X_OK);
+    } catch {
+      return `${p} is missing`;
+    }
+  }
+  return null;
+}
+
+function inNetns(side: 'fail2ban' | 'guardian', quick: boolean, timeoutMs: number): Promise<SideResult> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(UNSHARE, ['-n', process.execPath, SELF, `--child=${side}`, ...(quick ? ['--quick'] : [])], {
+      env: { ...process.env, PBXG_PARENT_NETNS: readlinkSync('/proc/self/ns/net') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    c.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.on('error', reject);
+    c.on('close', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) return reject(new Error(`${side} child exited ${code}: ${err.slice(-1500)}`));
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as SideResult);
+      } catch {
+        reject(new Error(`${side} child printed no JSON: ${out.slice(-500)} ${err.slice(-500)}`));
+      }
+    });
+  });
+}
+
+const r1 = (x: number) => Math.round(x * 10) / 10;
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+export interface Row extends BenchResult {
+  anchor?: string;
+  ratio?: number;
+}
+
+export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
+  const rows: Row[] = [];
+  const gP50 = pct(g.latencyMs, 50);
+  const gP99 = pct(g.latencyMs, 99);
+  const fP50 = pct(f.latencyMs, 50);
+  const fP99 = pct(f.latencyMs, 99);
+  const lNote = (s: SideResult) => `${s.latencyMs.length}/${plan.latencyAddrs} addresses banned${s.latencyMissing ? ` (${s.latencyMissing} MISSING)` : ''}; M-th failure written → element in the kernel set (nft monitor)`;
+  rows.push({ name: 'vs fail2ban: ban latency p50, guardian', value: r1(gP50), unit: 'ms', note: lNote(g) });
+  rows.push({
+    name: 'vs fail2ban: ban latency p99, guardian',
+    value: r1(gP99),
+    unit: 'ms',
+    target: `<= fail2ban p50 / 25`,
+    ok: gP99 * 25 <= fP50 && g.latencyMissing === 0,
+    anchor: `fail2ban p50 ${r1(fP50)} ms`,
+    ratio: r1(fP50 / gP99),
+    note: g.appliedLatencyMs?.length ? `backend transaction returned (onApplied): p50 ${r1(pct(g.appliedLatencyMs, 50))} ms, p99 ${r1(pct(g.appliedLatencyMs, 99))} ms` : undefined,
+  });
+  rows.push({ name: 'vs fail2ban: ban latency p50, fail2ban', value: r1(fP50), unit: 'ms', note: lNote(f) });
+  rows.push({ name: 'vs fail2ban: ban latency p99, fail2ban', value: r1(fP99), unit: 'ms' });
+  const rate = (s: SideResult) => (s.burstSeconds ? plan.burstAddrs / s.burstSeconds : NaN);
+  const bNote = (s: SideResult) =>
+    `${plan.burstAddrs} addresses × ${M} failures written at once; ${s.burstVerified}/${plan.burstAddrs} verified in the set${s.burstSeconds === null ? `; ${s.burstMissing} not banned within 60 s` : ''}; burst latency p50 ${r1(pct(s.burstLatencyMs, 50))} ms, p99 ${r1(pct(s.burstLatencyMs, 99))} ms`;
+  rows.push({ name: 'vs fail2ban: burst bans/s, guardian', value: Math.round(rate(g)), unit: 'bans/s', target: '>= 100x fail2ban', ok: rate(g) >= 100 * rate(f), anchor: `fail2ban ${r1(rate(f))} bans/s`, ratio: r1(rate(g) / rate(f)), note: bNote(g) });
+  rows.push({ name: 'vs fail2ban: burst bans/s, fail2ban', value: r1(rate(f)), unit: 'bans/s', note: bNote(f) });
+  rows.push({ name: 'vs fail2ban: CPU for the attack, guardian', value: r2(g.cpuSeconds), unit: 's', anchor: `fail2ban ${r2(f.cpuSeconds)} s`, ratio: r1(f.cpuSeconds / g.cpuSeconds), note: g.cpuNote });
+  rows.push({ name: 'vs fail2ban: CPU for the attack, fail2ban', value: r2(f.cpuSeconds), unit: 's', note: f.cpuNote });
+  for (const size of plan.restoreSizes) {
+    const gr = g.restore.find((r) => r.size === size);
+    const fr = f.restore.find((r) => r.size === size);
+    if (!gr || !fr) continue;
+    const fs = fr.seconds;
+    const fText = fs === null ? `> ${plan.restoreBoundS} s (${fr.present}/${size} restored when stopped)` : `${r2(fs)} s`;
+    const ratio = gr.seconds !== null ? (fs !== null ? fs / gr.seconds : plan.restoreBoundS / gr.seconds) : NaN;
+    rows.push({
+      name: `vs fail2ban: restore ${size.toLocaleString('en')} bans, guardian`,
+      value: gr.seconds === null ? NaN : r2(gr.seconds),
+      unit: 's',
+      target: '>= 20x faster',
+      ok: gr.seconds !== null && ratio >= 20 && gr.present === size,
+      anchor: `fail2ban ${fText}`,
+      ratio: fs === null ? undefined : r1(ratio),
+      note: `${gr.present}/${size} in the kernel set${fs === null ? `; ratio > ${r1(ratio)}x (fail2ban bounded at ${plan.restoreBoundS} s)` : ''}`,
+    });
+    rows.push({ name: `vs fail2ban: restore ${size.toLocaleString('en')} bans, fail2ban`, value: fs === null ? plan.restoreBoundS : r2(fs), unit: 's', note: fs === null ? `> ${plan.restoreBoundS} s: ${fr.present}/${size} restored when stopped` : `${fr.present}/${size}` });
+  }
+  rows.push({ name: 'vs fail2ban: legitimate addresses banned (guardian / fail2ban)', value: g.legitBanned, unit: 'addresses', target: '0', ok: g.legitBanned === 0, note: `fail2ban: ${f.legitBanned}` });
+  return rows;
+}
+
+export async function run(opts: { quick?: boolean } = {}): Promise<Row[]> {
+  const skip = skipReason();
+  if (skip) return [{ name: 'vs fail2ban: skipped', value: NaN, unit: '-', note: skip }];
+  const plan = opts.quick ? QUICK : FULL;
+  const bound = (plan.restoreBoundS * plan.restoreSizes.length + 300) * 1000;
+  const g = await inNetns('guardian', !!opts.quick, bound);
+  const f = await inNetns('fail2ban', !!opts.quick, bound);
+  return compare(g, f, plan);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const child = process.argv.find((a) => a.startsWith('--child='))?.slice(8);
+  const quick = process.argv.includes('--quick');
+  const plan = quick ? QUICK : FULL;
+  if (child === 'fail2ban' || child === 'guardian') {
+    (child === 'fail2ban' ? fail2banChild(plan) : guardianChild(plan)).then(
+      (r) => {
+        console.log(JSON.stringify(r));
+        process.exit(0);
+      },
+      (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  } else {
+    run({ quick }).then(
+      (rows) => {
+        for (const r of rows) console.log(`${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'met' : 'NOT met'})` : ''}${r.anchor ? ` [${r.anchor}${r.ratio !== undefined ? `, ratio ${r.ratio}x` : ''}]` : ''}${r.note ? ` — ${r.note}` : ''}`);
+      },
+      (err: unknown) => {
+        console.error(err);
+        process.exitCode = 1;
+      },
+    );
+  }
+}

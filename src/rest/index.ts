@@ -1,0 +1,411 @@
+/**
+ * REST API for any CRM (the salara module's HTTP API, generalised), under /v1/ on its own
+ * listener. Bearer tokens (compared in constant time) carry scopes: read, call, admin (admin
+ * implies the others). Every route is declared once in ROUTES; fastify validates with those
+ * schemas and GET /v1/openapi.json is generated from the very same objects.
+ */
+import crypto from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { parseDuration } from '../config/duration.js';
+import { AllowListedError, InvalidTargetError, type BanControl } from '../guard/types.js';
+import { JobError, messageToDict, toActionFields } from '../odoo/index.js';
+import { buildOpenApi, type RouteDoc } from './openapi.js';
+import { Telephony, TelephonyError, type AmiPort, type TelephonyOptions } from './telephony.js';
+
+export { Telephony, TelephonyError, type AmiPort, type SalaraStatus, type TelephonyOptions } from './telephony.js';
+export { buildOpenApi } from './openapi.js';
+
+export type Scope = 'read' | 'call' | 'admin';
+export const SCOPES: readonly Scope[] = ['read', 'call', 'admin'];
+
+export interface RestToken {
+  token: string;
+  scopes: Scope[];
+  name: string;
+}
+
+/** The `rest:` config section with its defaults (config/index.ts embeds this). */
+export function defaultRestConfig() {
+  return {
+    enabled: false,
+    host: '127.0.0.1',
+    port: 48010,
+    tokens: [] as RestToken[],
+    bodyLimitBytes: 65536,
+    actionTimeoutMs: 10000,
+    defaultContext: 'default',
+    callContexts: [] as string[],
+    operatorChannel: 'PJSIP/{operator}',
+    originateTimeoutMs: 30000,
+    messageTo: 'pjsip:{operator}',
+    messageFrom: '"{phone}" <sip:{phone}>',
+    peerDriver: 'auto' as 'auto' | 'pjsip' | 'sip',
+  };
+}
+export type RestConfig = ReturnType<typeof defaultRestConfig>;
+
+/** Problems in a `rest:` section, each naming its key. */
+export function validateRestConfig(c: RestConfig): string[] {
+  const errors: string[] = [];
+  const names = new Set<string>();
+  c.tokens.forEach((t: unknown, i) => {
+    const at = `rest.tokens[${i}]`;
+    if (t === null || typeof t !== 'object' || Array.isArray(t)) { errors.push(`${at}: expected a mapping {token, scopes, name}`); return; }
+    const o = t as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (!['token', 'scopes', 'name'].includes(k)) errors.push(`${at}.${k}: unknown key (known keys here: token, scopes, name)`);
+    if (typeof o.token !== 'string' || o.token.length < 16) errors.push(`${at}.token: a string of at least 16 characters is required (e.g. from: openssl rand -hex 24)`);
+    if (!Array.isArray(o.scopes) || o.scopes.length === 0 || o.scopes.some((s) => !SCOPES.includes(s as Scope))) errors.push(`${at}.scopes: a non-empty list of ${SCOPES.join(', ')}`);
+    if (typeof o.name !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(o.name)) errors.push(`${at}.name: 1-64 letters, digits, "_", ".", "@" or "-" (shown in logs)`);
+    else if (names.has(o.name)) errors.push(`${at}.name: "${o.name}" is used twice`);
+    else names.add(o.name);
+  });
+  if (c.enabled && c.tokens.length === 0) errors.push('rest.tokens: rest.enabled is true but no token is configured: every request would be refused');
+  if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) errors.push(`rest.port: ${c.port} is not a TCP port (0-65535)`);
+  if (!Number.isInteger(c.bodyLimitBytes) || c.bodyLimitBytes < 1024 || c.bodyLimitBytes > 16 * 1024 * 1024) errors.push('rest.bodyLimitBytes: from 1024 to 16777216');
+  if (!CONTEXT_RE.test(c.defaultContext)) errors.push(`rest.defaultContext: "${c.defaultContext}" is not a dialplan context name`);
+  c.callContexts.forEach((x, i) => { if (!CONTEXT_RE.test(x)) errors.push(`rest.callContexts[${i}]: "${x}" is not a dialplan context name`); });
+  if (!/^[A-Za-z0-9_]+\/[^\r\n\0]*\{operator\}/.test(c.operatorChannel)) errors.push('rest.operatorChannel: must look like TECH/...{operator}..., e.g. PJSIP/{operator}');
+  if (!c.messageTo.includes('{operator}') || /[\r\n\0]/.test(c.messageTo)) errors.push('rest.messageTo: must contain {operator}, e.g. pjsip:{operator}');
+  if (/[\r\n\0]/.test(c.messageFrom)) errors.push('rest.messageFrom: must not contain line breaks');
+  if (!['auto', 'pjsip', 'sip'].includes(c.peerDriver)) errors.push(`rest.peerDriver: "${c.peerDriver}" is not one of auto, pjsip, sip`);
+  for (const k of ['actionTimeoutMs', 'originateTimeoutMs'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] < 100 || c[k] > 600_000) errors.push(`rest.${k}: from 100 to 600000 ms`);
+  }
+  return errors;
+}
+
+// ------------------------------------------------------------------ schemas (validation and OpenAPI)
+
+/** Dialplan names: extensions may hold + * # (dialled digits), contexts and peers may not. */
+export const EXTEN_PATTERN = '^[A-Za-z0-9_.+*#-]{1,80}$';
+export const CONTEXT_PATTERN = '^[A-Za-z0-9_.-]{1,80}$';
+export const PEER_PATTERN = '^[A-Za-z0-9_.@-]{1,80}$';
+/** TECH/resource, e.g. SIP/8003-00000020, PJSIP/100-0000001a, Local/610@default-00000001;1 */
+export const CHANNEL_PATTERN = '^[A-Za-z0-9_]{1,20}/[A-Za-z0-9_.@:;+*#/-]{1,160}$';
+const CONTEXT_RE = new RegExp(CONTEXT_PATTERN);
+
+const salaraStatus = {
+  type: 'object',
+  properties: { result: { type: 'integer', description: 'salara status code (ExtensionState code for extensions)' }, text: { type: 'string' } },
+} as const;
+const errorBody = { type: 'object', properties: { error: { type: 'string' }, code: { type: 'string' } } } as const;
+
+const callBody = {
+  type: 'object',
+  required: ['operator', 'phone'],
+  additionalProperties: false,
+  properties: {
+    operator: { type: 'string', pattern: PEER_PATTERN, description: 'the calling party (rung first), e.g. 8003' },
+    phone: { type: 'string', pattern: EXTEN_PATTERN, description: 'the called party, dialled in context when the operator answers' },
+    context: { type: 'string', pattern: CONTEXT_PATTERN, description: 'dialplan context for the phone (default rest.defaultContext)' },
+  },
+} as const;
+const messageBody = {
+  type: 'object',
+  required: ['operator', 'phone', 'msg'],
+  additionalProperties: false,
+  properties: {
+    operator: { type: 'string', pattern: PEER_PATTERN, description: 'the recipient (internal subscriber)' },
+    phone: { type: 'string', pattern: EXTEN_PATTERN, description: 'the sender' },
+    msg: { type: 'string', minLength: 1, maxLength: 4096, description: 'message text (line breaks are sent base64-encoded)' },
+    context: { type: 'string', pattern: CONTEXT_PATTERN },
+  },
+} as const;
+const actionBody = {
+  type: 'object',
+  required: ['Action'],
+  maxProperties: 128,
+  properties: { Action: { type: 'string', pattern: '^[A-Za-z0-9_]{1,64}$' } },
+  additionalProperties: {
+    anyOf: [
+      { type: 'string', maxLength: 8192 },
+      { type: 'number' },
+      { type: 'boolean' },
+      { type: 'array', maxItems: 256, items: { anyOf: [{ type: 'string', maxLength: 8192 }, { type: 'number' }] } },
+      { type: 'object', maxProperties: 64, additionalProperties: { anyOf: [{ type: 'string', maxLength: 1024 }, { type: 'number' }] } },
+    ],
+  },
+  description: 'one AMI action: {"Action": "...", header: value, ...}; ActionID is the daemon\'s own',
+} as const;
+const banBody = {
+  type: 'object',
+  required: ['target'],
+  additionalProperties: false,
+  properties: {
+    target: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f.:/]+$', description: 'IPv4/IPv6 address or CIDR' },
+    duration: { anyOf: [{ type: 'string', maxLength: 32 }, { type: 'integer', minimum: 1 }, { type: 'null' }], description: '10m, 1h, 7d, seconds, or null/"permanent"' },
+    reason: { type: 'string', maxLength: 200 },
+  },
+} as const;
+const addrParam = { type: 'object', required: ['*'], properties: { '*': { type: 'string', minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f.:/]+$' } } } as const;
+const consoleBody = {
+  type: 'object', required: ['command'], additionalProperties: false,
+  properties: { command: { type: 'string', minLength: 1, maxLength: 1024, pattern: '^[^\\r\\n\\u0000]*$', description: 'an Asterisk CLI command, e.g. core show channels' } },
+} as const;
+const CONFIG_NAME_PATTERN = '^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,127}(/[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,127}){0,3}$';
+const configNameParam = { type: 'object', required: ['*'], properties: { '*': { type: 'string', pattern: CONFIG_NAME_PATTERN } } } as const;
+const configBody = {
+  type: 'object', required: ['content'], additionalProperties: false,
+  properties: { content: { type: 'string', maxLength: 4 * 1024 * 1024 }, reload: { type: 'string', pattern: '^[A-Za-z0-9_.]{1,64}$', description: 'module to reload after writing, e.g. pbx_config' } },
+} as const;
+const reloadBody = {
+  type: 'object', additionalProperties: false,
+  properties: { module: { type: 'string', pattern: '^[A-Za-z0-9_.]{1,64}$', description: 'e.g. pbx_config, res_pjsip.so; omitted: reload everything' } },
+} as const;
+
+// ------------------------------------------------------------------ the app
+
+/** Asterisk CLI over AMI (src/console), when wired. */
+export interface ConsolePort {
+  run(command: string): Promise<{ command: string; response: string; output: string[] }>;
+}
+
+/** Asterisk config files (src/asterisk-config), when wired. */
+export interface ConfigFilesPort {
+  list(): Promise<unknown>;
+  read(name: string): Promise<{ name: string; content: string }>;
+  write(name: string, content: string): Promise<unknown>;
+  remove(name: string): Promise<unknown>;
+  reload(module?: string): Promise<unknown>;
+}
+
+export interface RestDeps {
+  config: RestConfig;
+  ami: AmiPort;
+  bans: BanControl;
+  /** the SAME deny-lists as the Odoo jobs (odoo.deniedActions / odoo.deniedApplications) */
+  actionPolicy: { deniedActions: string[]; deniedApplications: string[] };
+  console?: ConsolePort | null;
+  configFiles?: ConfigFilesPort | null;
+  logger?: Logger;
+  registry?: Registry;
+  version?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    scope?: Scope | 'public';
+  }
+  interface FastifyRequest {
+    restClient?: string;
+  }
+}
+
+function digest(s: string): Buffer {
+  return crypto.createHash('sha256').update(s, 'utf8').digest();
+}
+
+/** Finds the token's entry; every configured token is compared (constant time each, no early exit). */
+export function matchToken(tokens: ReadonlyArray<{ digest: Buffer; entry: RestToken }>, given: string): RestToken | null {
+  const d = digest(given);
+  let found: RestToken | null = null;
+  for (const t of tokens) if (crypto.timingSafeEqual(t.digest, d) && found === null) found = t.entry;
+  return found;
+}
+
+class HttpError extends Error {
+  constructor(readonly statusCode: number, message: string, readonly code: string) {
+    super(message);
+  }
+}
+
+/** Builds the fastify app (not listening). */
+export function createRestApp(deps: RestDeps): FastifyInstance {
+  const cfg = deps.config;
+  const log = deps.logger;
+  const tokens = cfg.tokens.map((entry) => ({ digest: digest(entry.token), entry }));
+  const telephony = new Telephony(deps.ami, cfg as TelephonyOptions);
+  const requests = deps.registry
+    ? (deps.registry.getSingleMetric('pbx_guardian_rest_requests_total') as Counter<string> | undefined) ??
+      new Counter({ name: 'pbx_guardian_rest_requests_total', help: 'REST API requests, by route and status', labelNames: ['route', 'status'], registers: [deps.registry] })
+    : null;
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: cfg.bodyLimitBytes,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 65_000,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  }) as unknown as FastifyInstance;
+
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    const need = req.routeOptions.config?.scope;
+    if (need === 'public') return;
+    const h = req.headers.authorization;
+    const m = typeof h === 'string' ? /^Bearer\s+(\S{1,512})$/i.exec(h) : null;
+    const who = m ? matchToken(tokens, m[1]!) : null;
+    if (!who) {
+      reply.header('www-authenticate', 'Bearer realm="pbx-guardian"');
+      return reply.code(401).send({ error: 'missing or invalid bearer token (Authorization: Bearer <token> from rest.tokens)', code: 'UNAUTHORIZED' });
+    }
+    req.restClient = who.name;
+    if (need && !who.scopes.includes(need) && !who.scopes.includes('admin')) {
+      return reply.code(403).send({ error: `token "${who.name}" lacks the "${need}" scope this route requires`, code: 'FORBIDDEN' });
+    }
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    requests?.inc({ route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
+    if (reply.statusCode >= 400 && reply.statusCode !== 404) log?.info({ client: req.restClient, route: req.routeOptions.url, status: reply.statusCode }, 'REST request refused');
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; status?: unknown }, req, reply) => {
+    if (err instanceof TelephonyError) return reply.code(err.statusCode).send({ ...(err.status ?? {}), error: err.message, code: 'REFUSED' });
+    if (err instanceof AllowListedError) return reply.code(409).send({ error: err.message, code: err.code });
+    if (err instanceof InvalidTargetError) return reply.code(400).send({ error: err.message, code: err.code });
+    if (err instanceof JobError) return reply.code(403).send({ error: err.message, code: 'DENIED' });
+    if (err instanceof HttpError) return reply.code(err.statusCode).send({ error: err.message, code: err.code });
+    if (err.validation) return reply.code(400).send({ error: err.message, code: 'BAD_REQUEST' });
+    const code = (err as { code?: string }).code;
+    if (err.statusCode === 413) return reply.code(413).send({ error: `body larger than ${cfg.bodyLimitBytes} bytes (rest.bodyLimitBytes)`, code: 'TOO_LARGE' });
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message, code: typeof code === 'string' && /^[A-Z_]+$/.test(code) ? code : 'BAD_REQUEST' });
+    if (err.name === 'AmiActionError') {
+      const status = code === 'invalid' ? 400 : code === 'timeout' ? 504 : 503;
+      return reply.code(status).send({ error: err.message, code: `AMI_${String(code ?? 'error').toUpperCase().replace(/-/g, '_')}` });
+    }
+    log?.error({ err: err.message, route: req.routeOptions.url }, 'REST request failed');
+    return reply.code(500).send({ error: err.message, code: 'INTERNAL' });
+  });
+
+  const docs: RouteDoc[] = [];
+  const route = <B = unknown, P = Record<string, string>>(
+    d: RouteDoc,
+    handler: (req: FastifyRequest<{ Body: B; Params: P }>, reply: FastifyReply) => Promise<unknown>,
+  ): void => {
+    docs.push(d);
+    app.route({ method: d.method, url: d.url, config: { scope: d.scope }, schema: d.schema, handler: handler as never });
+  };
+
+  route<{ operator: string; phone: string; context?: string }>({
+    method: 'POST', url: '/v1/calls', scope: 'call', summary: 'Operator-then-phone call (salara 1.1)',
+    description: 'Checks the operator\'s state, rings the operator, and when the operator answers dials the phone in the context. Answers with the operator\'s state and the call id (the Originate ChannelId).',
+    schema: { body: callBody }, responses: { 200: { ...salaraStatus, properties: { ...salaraStatus.properties, callId: { type: 'string' }, originated: { type: 'boolean' }, channel: { type: 'string' } } }, 409: errorBody },
+  }, async (req) => telephony.call(req.body));
+
+  route<{ operator: string; phone: string; msg: string; context?: string }>({
+    method: 'POST', url: '/v1/messages', scope: 'call', summary: 'Text message to an internal subscriber (salara 1.2)',
+    schema: { body: messageBody }, responses: { 200: salaraStatus, 409: errorBody },
+  }, async (req) => telephony.message(req.body));
+
+  route<unknown, { exten: string }>({
+    method: 'GET', url: '/v1/status/extension/:exten', scope: 'read', summary: 'Extension state (salara 1.3): 0 Idle, 4 Unavailable, -1 Unknown...',
+    schema: { params: { type: 'object', required: ['exten'], properties: { exten: { type: 'string', pattern: EXTEN_PATTERN } } }, querystring: { type: 'object', additionalProperties: false, properties: { context: { type: 'string', pattern: CONTEXT_PATTERN } } } },
+    responses: { 200: salaraStatus },
+  }, async (req) => telephony.extensionStatus(req.params.exten, (req.query as { context?: string }).context));
+
+  route<unknown, { peer: string }>({
+    method: 'GET', url: '/v1/status/peer/:peer', scope: 'read', summary: 'Peer status (salara 1.4): {0, Reachable}, {0, Unknown}, {-1, Error}',
+    schema: { params: { type: 'object', required: ['peer'], properties: { peer: { type: 'string', pattern: PEER_PATTERN } } } },
+    responses: { 200: salaraStatus, 404: salaraStatus },
+  }, async (req, reply) => {
+    const st = await telephony.peerStatus(req.params.peer);
+    return reply.code(st.result === -1 ? 404 : 200).send(st);
+  });
+
+  route<unknown, { '*': string }>({
+    method: 'GET', url: '/v1/status/channel/*', openapiUrl: '/v1/status/channel/{channel}', scope: 'read',
+    summary: 'Channel status (salara 1.5): {0, "Up (6)"} or {-1, "Channel not present"}; the slash may be sent as is or as %2F',
+    schema: { params: { type: 'object', required: ['*'], properties: { '*': { type: 'string', pattern: CHANNEL_PATTERN } } } },
+    responses: { 200: salaraStatus, 404: salaraStatus },
+  }, async (req, reply) => {
+    const st = await telephony.channelStatus(req.params['*']);
+    return reply.code(st.result === -1 ? 404 : 200).send(st);
+  });
+
+  route<Record<string, unknown>>({
+    method: 'POST', url: '/v1/actions', scope: 'admin', summary: 'One AMI action, run synchronously (same deny-list as the Odoo jobs)',
+    description: 'Answers {response, events, complete?, output?}; event lists are collected until their ...Complete event.',
+    schema: { body: actionBody }, responses: { 200: { type: 'object' }, 403: errorBody },
+  }, async (req) => {
+    const fields = toActionFields(req.body, deps.actionPolicy);
+    const r = await deps.ami.action(fields, { timeoutMs: cfg.actionTimeoutMs });
+    return {
+      response: messageToDict(r.response),
+      events: r.events.map(messageToDict),
+      ...(r.complete ? { complete: messageToDict(r.complete) } : {}),
+      ...(r.output ? { output: r.output } : {}),
+    };
+  });
+
+  route({ method: 'GET', url: '/v1/bans', scope: 'read', summary: 'Active bans', responses: { 200: { type: 'object' } } },
+    async () => ({ bans: deps.bans.listBans() }));
+
+  route<{ target: string; duration?: string | number | null; reason?: string }>({
+    method: 'POST', url: '/v1/bans', scope: 'admin', summary: 'Ban an address or CIDR (409 when allow-listed)',
+    schema: { body: banBody }, responses: { 201: { type: 'object' }, 409: errorBody },
+  }, async (req, reply) => {
+    const { target, duration, reason } = req.body;
+    let durationSec: number | null = null;
+    if (typeof duration === 'number') durationSec = duration;
+    else if (typeof duration === 'string' && duration !== '' && duration !== 'permanent') {
+      durationSec = parseDuration(duration);
+      if (durationSec === null || durationSec <= 0) throw new InvalidTargetError(`"${duration}" is not a duration (e.g. 10m, 1h, 7d, or "permanent")`);
+    }
+    const ban = await deps.bans.ban({ target, durationSec, reason: reason ?? `banned through the REST API by ${req.restClient ?? '?'}`, source: 'api' });
+    return reply.code(201).send({ ban });
+  });
+
+  route<unknown, { '*': string }>({
+    method: 'DELETE', url: '/v1/bans/*', openapiUrl: '/v1/bans/{addr}', scope: 'admin', summary: 'End a ban (a CIDR may be sent as 10.0.0.0/8 or 10.0.0.0%2F8)',
+    schema: { params: addrParam }, responses: { 200: { type: 'object' }, 404: errorBody },
+  }, async (req, reply) => {
+    const t = req.params['*'];
+    if (!(await deps.bans.unban(t))) return reply.code(404).send({ error: `${t} is not banned`, code: 'NOT_BANNED' });
+    return { unbanned: 1 };
+  });
+
+  if (deps.console) {
+    const con = deps.console;
+    route<{ command: string }>({
+      method: 'POST', url: '/v1/console', scope: 'admin', summary: 'One Asterisk CLI command through AMI Command (console allow/deny lists apply)',
+      schema: { body: consoleBody }, responses: { 200: { type: 'object' }, 403: errorBody },
+    }, async (req) => con.run(req.body.command));
+  }
+
+  if (deps.configFiles) {
+    const files = deps.configFiles;
+    route({ method: 'GET', url: '/v1/configs', scope: 'admin', summary: 'List Asterisk config files', responses: { 200: { type: 'object' } } },
+      async () => ({ files: await files.list() }));
+    route<unknown, { '*': string }>({
+      method: 'GET', url: '/v1/configs/*', openapiUrl: '/v1/configs/{name}', scope: 'admin', summary: 'Read one Asterisk config file',
+      schema: { params: configNameParam }, responses: { 200: { type: 'object' }, 404: errorBody },
+    }, async (req) => files.read(req.params['*']));
+    route<{ content: string; reload?: string }, { '*': string }>({
+      method: 'PUT', url: '/v1/configs/*', openapiUrl: '/v1/configs/{name}', scope: 'admin',
+      summary: 'Write a config file whose name holds the marker (atomic, .bak kept; the base file gets one #include line)',
+      schema: { params: configNameParam, body: configBody }, responses: { 200: { type: 'object' }, 403: errorBody },
+    }, async (req) => {
+      const w = await files.write(req.params['*'], req.body.content);
+      return req.body.reload ? { ...(w as object), reload: await files.reload(req.body.reload) } : w;
+    });
+    route<unknown, { '*': string }>({
+      method: 'DELETE', url: '/v1/configs/*', openapiUrl: '/v1/configs/{name}', scope: 'admin', summary: 'Delete a config file whose name holds the marker (and its #include line)',
+      schema: { params: configNameParam }, responses: { 200: { type: 'object' }, 403: errorBody },
+    }, async (req) => files.remove(req.params['*']));
+    route<{ module?: string }>({
+      method: 'POST', url: '/v1/reload', scope: 'admin', summary: 'AMI Reload of one module (or everything)',
+      schema: { body: reloadBody }, responses: { 200: { type: 'object' } },
+    }, async (req) => files.reload(req.body?.module));
+  }
+
+  const openapi = buildOpenApi(docs, deps.version ?? '0.0.0');
+  app.get('/v1/openapi.json', { config: { scope: 'public' } }, async () => openapi);
+  return app;
+}
+
+export interface RestServer {
+  app: FastifyInstance;
+  address: { host: string; port: number };
+  close(): Promise<void>;
+}
+
+export async function startRestApi(deps: RestDeps): Promise<RestServer> {
+  const app = createRestApp(deps);
+  await app.listen({ host: deps.config.host, port: deps.config.port });
+  const a = app.server.address();
+  const address = a && typeof a === 'object' ? { host: a.address, port: a.port } : { host: deps.config.host, port: deps.config.port };
+  return { app, address, close: () => app.close() };
+}
+
+export { HttpError };
