@@ -430,6 +430,7 @@ const dropTable = () => pexec(NFT, ['delete', 'table', 'inet', TABLE]).then(() =
 async function guardianChild(plan: Plan): Promise<SideResult> {
   assertPrivateNetns();
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-gbench-'));
+  await pexec('/usr/sbin/ip', ['link', 'set', 'lo', 'up']); // loopback is down in a new namespace
   const sim = new AmiSimulator({ fixturesDir: join(FIXTURES, 'ami'), username: 'guardian', secret: 'bench', loginFailDelayMs: 10 });
   await sim.listen();
   const mon = new ElementMonitor('ban4');

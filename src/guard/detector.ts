@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Rule } from './rules.js';
-import { attackerKey, formatNetwork, type IpNetwork } from '../net/ip.js';
+import { attackerKey, type IpNetwork } from '../net/ip.js';
 
 /** What the detector reads from an event: AmiMessage satisfies it, so do parsed log lines. */
 export interface EventView {
@@ -92,12 +92,10 @@ export class Detector {
   }
 
   /**
-   * Counts one event from `address` at time `now` (ms). Returns the first window crossed, if any.
+   * Counts one event from attacker `key` (see keyOf; `keyText` is its canonical text) at `now` (ms). Returns the first window crossed, if any.
    * The caller has already dropped allow-listed and already-banned addresses.
    */
-  observe(eventName: string, event: EventView, address: IpNetwork, now: number): Detection | null {
-    const key = this.keyOf(address);
-    const keyText = formatNetwork(key);
+  observe(eventName: string, event: EventView, key: IpNetwork, keyText: string, now: number): Detection | null {
     const resets = this.resetBy.get(eventName);
     if (resets) {
       const st = this.state.get(keyText);

@@ -138,14 +138,15 @@ export class Guardian implements BanControl {
       return;
     }
     const key = this.detector.keyOf(address);
-    if (this.active.has(formatNetwork(key)) || (key !== address && this.active.has(formatNetwork(address)))) {
+    const keyText = formatNetwork(key);
+    if (this.active.has(keyText) || (key !== address && this.active.size > 0 && this.active.has(formatNetwork(address)))) {
       this.emitIgnored('already-banned', address);
       return;
     }
     const before = this.detector.totalFailures;
-    const detection = this.detector.observe(name, event, address, now);
+    const detection = this.detector.observe(name, event, key, keyText, now);
     const counted = this.detector.totalFailures - before;
-    if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted, formatNetwork(key));
+    if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted, keyText);
     if (!detection) return;
     // An IPv6 prefix that would also cover an allow-listed address: ban the address alone.
     const target = this.allow.findOverlap(detection.key) ? address : detection.key;
