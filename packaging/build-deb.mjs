@@ -201,6 +201,9 @@ function main() {
       if (existsSync(join(repo, f))) cpSync(join(repo, f), join(lib, f));
     }
     if (existsSync(join(repo, 'rules'))) copyDir(join(repo, 'rules'), join(lib, 'rules'));
+    // `pbx-guardian demo` replays the real Asterisk transcripts (only the .raw files, no tests).
+    const transcripts = join(repo, 'test', 'fixtures', 'ami');
+    if (existsSync(transcripts)) copyDir(transcripts, join(lib, 'test', 'fixtures', 'ami'), (src) => !src.endsWith('.md'));
     const addon = join(repo, 'build', 'Release', 'nftables.node');
     if (existsSync(addon)) {
       mkdirSync(join(lib, 'build', 'Release'), { recursive: true });

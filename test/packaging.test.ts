@@ -152,7 +152,7 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     assert.ok(Number(m[1]) <= 2.0);
   });
 
-  await t.test('the installed command runs: version, check <security log>', (st) => {
+  await t.test('the installed command runs: version, check <security log>, demo', (st) => {
     if (!cliBuilt) {
       st.skip('dist/src/cli/main.js is not built yet (the CLI has not landed): only the launcher was installed');
       return;
@@ -164,6 +164,10 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     st.diagnostic(`pbx-guardian check: exit ${c.status}, ${c.out.split('\n').length} lines`);
     assert.equal(c.status, 0, `pbx-guardian check ${fixture} exited ${c.status}:\n${c.out}`);
     assert.notEqual(c.stdout.trim(), '', 'pbx-guardian check printed nothing');
+    assert.match(c.stdout, /Would be banned: [1-9]/);
+    const demo = run('/usr/bin/pbx-guardian', ['demo', '--duration', '4'], 60_000);
+    assert.equal(demo.status, 0, `pbx-guardian demo exited ${demo.status}:\n${demo.out}`);
+    assert.match(demo.stdout, /BAN {4}203\.0\.113\.5 /, 'the installed demo replays the shipped transcripts and bans');
   });
 
   await t.test('dpkg -r removes every file but the conffile', () => {

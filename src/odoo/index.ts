@@ -22,7 +22,7 @@ export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigI
 export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
 export { compileCondition, ConditionError, type CompiledCondition } from './condition.js';
 export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type OdooCaller } from './rpc.js';
-export { JobRunner, JOB_FUNCTIONS, toActionFields, confinePath, messageToDict, JobError, type AmiPort, type JobRequest } from './jobs.js';
+export { JobRunner, JOB_FUNCTIONS, registerJobFunction, toActionFields, confinePath, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
 export { Forwarder, type EventHandler } from './forwarder.js';
 export { FagiServer } from './fagi.js';
 

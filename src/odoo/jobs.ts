@@ -425,7 +425,7 @@ const updateAccessRules: JobFunction = async (args, _k, ctx) => {
   return { allow: rules.allow.length, deny: rules.deny.length };
 };
 
-export const JOB_FUNCTIONS: ReadonlyMap<string, JobFunction> = new Map<string, JobFunction>([
+const FUNCTIONS = new Map<string, JobFunction>([
   ['test.ping', ping],
   ['agent.reload_config', reloadConfig],
   ['agent_reload_config', reloadConfig],
@@ -444,6 +444,19 @@ export const JOB_FUNCTIONS: ReadonlyMap<string, JobFunction> = new Map<string, J
   ['update_access_rules', updateAccessRules],
   ['asterisk.update_access_rules', updateAccessRules],
 ]);
+const BUILT_IN = new Set(FUNCTIONS.keys());
+
+/** Every job function: the built-in ones above plus those other stages registered. */
+export const JOB_FUNCTIONS: ReadonlyMap<string, JobFunction> = FUNCTIONS;
+
+/**
+ * Extension point for other stages (console, Asterisk config sync): adds (or replaces a
+ * previously registered) job function. Built-in names cannot be replaced.
+ */
+export function registerJobFunction(name: string, fn: JobFunction): void {
+  if (BUILT_IN.has(name)) throw new Error(`job function ${name} is built in and cannot be replaced`);
+  FUNCTIONS.set(name, fn);
+}
 
 // ------------------------------------------------------------------ the runner
 
