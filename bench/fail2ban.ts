@@ -80,7 +80,7 @@ export interface SideResult {
   burstVerified: number;
   cpuSeconds: number;
   cpuNote: string;
-  restore: Array<{ size: number; seconds: number | null; present: number; bounded: boolean }>;
+  restore: Array<{ size: number; seconds: number | null; present: number; bounded: boolean; startedS?: number }>;
   legitBanned: number;
 }
 
@@ -516,7 +516,7 @@ async function guardianChild(plan: Plan): Promise<SideResult> {
       const last = all ? Math.max(...want.map((a) => mon.seen.get(a)!)) : NaN;
       const listed = await listSet('inet', TABLE, 'ban4');
       const present = want.filter((a) => listed.has(a)).length;
-      restore.push({ size, seconds: all ? Math.max(startedS, (last - t0) / 1000) : null, present, bounded: !all });
+      restore.push({ size, seconds: all ? Math.max(startedS, (last - t0) / 1000) : null, present, bounded: !all, startedS });
       await d.stop();
       await dropTable();
       await sleep(500);
@@ -631,7 +631,7 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
       ok: gr.seconds !== null && ratio >= 20 && gr.present === size,
       anchor: `fail2ban ${fText}`,
       ratio: fs === null ? undefined : r1(ratio),
-      note: `${gr.present}/${size} in the kernel set${fs === null ? `; ratio > ${r1(ratio)}x (fail2ban bounded at ${plan.restoreBoundS} s)` : ''}`,
+      note: `${gr.present}/${size} in the kernel set; startDaemon (store load + setup + one transaction) returned after ${gr.startedS !== undefined ? r2(gr.startedS) : '?'} s, the value is when nft monitor reported the last element${fs === null ? `; ratio > ${r1(ratio)}x (fail2ban bounded at ${plan.restoreBoundS} s)` : ''}`,
     });
     rows.push({ name: `vs fail2ban: restore ${size.toLocaleString('en')} bans, fail2ban`, value: fs === null ? plan.restoreBoundS : r2(fs), unit: 's', note: fs === null ? `> ${plan.restoreBoundS} s: ${fr.present}/${size} restored when stopped` : `${fr.present}/${size}` });
   }

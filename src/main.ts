@@ -10,6 +10,11 @@ import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
+import { registerJobFunction, JobError, type AmiPort } from './odoo/index.js';
+import { startRestApi, type RestServer } from './rest/index.js';
+import { AsteriskConsole, consoleJobFunctions, registerConsoleRoute } from './console/index.js';
+import { AsteriskConfigFiles, configJobFunctions } from './asterisk-config/index.js';
+import { WebhookDispatcher } from './webhooks/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -29,6 +34,8 @@ export interface Daemon {
   enforcer: Enforcer;
   ami: AmiClient | null;
   odoo: OdooBridge | null;
+  rest: RestServer | null;
+  webhooks: WebhookDispatcher | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -66,6 +73,24 @@ function hostAddresses(host: string): string[] {
   return /^[0-9.]+$|:/.test(host) ? [host] : [];
 }
 
+/**
+ * The state database. When it cannot be opened (read-only mount, disk full, permissions), the
+ * guard still runs on an in-memory database: bans reach the kernel but do not survive a restart.
+ */
+function openStore(stateDir: string, logger: Logger, metrics: Metrics): Store {
+  try {
+    return Store.open(stateDir);
+  } catch (err) {
+    metrics.storeErrors.inc();
+    logger.error(
+      { err, stateDir },
+      `cannot open the state database in ${stateDir}: ${(err as Error).message}. Check that the directory is writable ` +
+        '(mount, free space, permissions). Running on in-memory state: bans are enforced but will not survive a restart',
+    );
+    return new Store(':memory:');
+  }
+}
+
 /** The configured backend; when it cannot be built yet, one that keeps trying (see DeferredBackend). */
 async function openBackend(config: GuardianConfig, logger: Logger): Promise<FirewallBackend> {
   try {
@@ -80,7 +105,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let config = opts.config;
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { app: 'pbx-guardian' } });
   const metrics = createMetrics();
-  const store = Store.open(config.stateDir);
+  const store = openStore(config.stateDir, logger, metrics);
   const backend = opts.backend ?? (await openBackend(config, logger));
   logger.info({ backend: backend.name }, `firewall backend: ${backend.name}`);
 
@@ -155,9 +180,25 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     return { rules: options.rules.length };
   };
 
+  const amiPort: AmiPort = ami ?? { action: () => Promise.reject(new Error('AMI is disabled in the config (ami.enabled: false)')) };
+  const asteriskConsole = new AsteriskConsole(amiPort, config.console, config.odoo.deniedApplications);
+  const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
+
   let odoo: OdooBridge | null = null;
   if (config.odoo.enabled) {
-    const amiPort = ami ?? { action: () => Promise.reject(new Error('AMI is disabled in the config (ami.enabled: false)')) };
+    // console and config-sync jobs; their refusals reach Odoo as job errors with their own message
+    const extra = new Map([...consoleJobFunctions(asteriskConsole), ...(configFiles ? configJobFunctions(configFiles) : [])]);
+    for (const [name, fn] of extra) {
+      registerJobFunction(name, async (args, kwargs) => {
+        try {
+          return await fn(args, kwargs);
+        } catch (e) {
+          const err = e as Error & { statusCode?: number };
+          if (typeof err.statusCode === 'number' && err.statusCode < 500) throw new JobError(err.message);
+          throw e;
+        }
+      });
+    }
     odoo = await startOdooBridge({
       config: odooBridgeConfig(config),
       ami: amiPort,
@@ -172,12 +213,37 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ami?.on('event', (msg: AmiMessage) => bridge.handleAmiEvent(msg));
     g.on({ banned: (notice) => bridge.handleBanNotice(notice), unbanned: (notice) => bridge.handleBanNotice(notice) });
   }
+  let webhooks: WebhookDispatcher | null = null;
+  if (config.webhooks.length > 0) {
+    const wh = new WebhookDispatcher({ webhooks: config.webhooks, db: store.db, logger: logger.child({ stage: 'webhooks' }), registry: metrics.registry, systemName: config.odoo.systemName || undefined });
+    webhooks = wh;
+    ami?.on('event', (msg: AmiMessage) => wh.handleAmiEvent(msg));
+    g.on({ banned: (notice) => wh.handleBanNotice(notice), unbanned: (notice) => wh.handleBanNotice(notice) });
+    logger.info({ subscribers: config.webhooks.map((w) => w.name) }, `webhooks: ${config.webhooks.length} subscribers`);
+  }
   ami?.start();
+
+  let rest: RestServer | null = null;
+  if (config.rest.enabled) {
+    rest = await startRestApi({
+      config: config.rest,
+      ami: amiPort,
+      bans: g,
+      actionPolicy: { deniedActions: config.odoo.deniedActions, deniedApplications: config.odoo.deniedApplications },
+      console: config.console.enabled ? asteriskConsole : null,
+      configFiles,
+      logger: logger.child({ stage: 'rest' }),
+      registry: metrics.registry,
+      version: VERSION,
+    });
+    logger.info({ ...rest.address }, `REST API listening on http://${rest.address.host}:${rest.address.port}/v1/ (OpenAPI at /v1/openapi.json)`);
+  }
 
 
   let admin: FastifyInstance | null = null;
   if (opts.adminSocket !== false) {
     admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION });
+    registerConsoleRoute(admin, asteriskConsole);
     await listenAdminSocket(admin, config.admin.socket, parseInt(config.admin.socketMode, 8));
     logger.info({ socket: config.admin.socket }, 'admin socket listening');
   }
@@ -200,6 +266,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     enforcer,
     ami,
     odoo,
+    rest,
+    webhooks,
     metrics,
     metricsUrl,
     logger,
@@ -209,6 +277,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       g.stop();
       await ami?.stop();
       await odoo?.close();
+      await rest?.close();
+      await webhooks?.close();
       await admin?.close();
       await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
       await enforcer.stop();

@@ -74,6 +74,8 @@ interface Pending {
 }
 
 const GREETING_PREFIX = 'Asterisk Call Manager/';
+/** retry cap while the AMI port refuses connections (Asterisk restarting) */
+const UNREACHABLE_RETRY_MAX_MS = 1500;
 
 function isListComplete(ev: AmiFrame): boolean {
   const el = ev.get('EventList');
@@ -129,6 +131,8 @@ export class AmiClient extends EventEmitter {
   private seq = 0;
   private attempts = 0;
   private failures = 0;
+  private lastLoggedKind: AmiLoginErrorKind | undefined;
+  private lastLoggedAt = 0;
   private tcpUp = false;
   private lastError: (Error & { code?: string }) | undefined;
   private loginId: string | undefined;
@@ -313,8 +317,11 @@ export class AmiClient extends EventEmitter {
     this.legacy = undefined;
   }
 
-  private nextDelay(): number {
-    const base = Math.min(this.o.reconnectMaxMs, this.o.reconnectInitialMs * 2 ** Math.min(this.failures, 30));
+  private nextDelay(kind?: AmiLoginErrorKind): number {
+    // A refused or unreachable connect costs Asterisk nothing: keep trying often, so that an
+    // Asterisk restart is picked up within ~2 s. Refused logins and other peers back off fully.
+    const cap = kind === 'unreachable' ? Math.min(this.o.reconnectMaxMs, UNREACHABLE_RETRY_MAX_MS) : this.o.reconnectMaxMs;
+    const base = Math.min(cap, this.o.reconnectInitialMs * 2 ** Math.min(this.failures, 30));
     this.failures++;
     // equal jitter: [base/2, base)
     return Math.round(base / 2 + (Math.random() * base) / 2);
@@ -402,12 +409,18 @@ export class AmiClient extends EventEmitter {
     }
     const wasConnected = this.st === 'connected';
     this.rejectAll(reason);
-    const delay = this.stopped ? undefined : this.nextDelay();
+    const delay = this.stopped ? undefined : this.nextDelay(loginError?.kind);
     const retry = delay === undefined ? 'not retrying (client stopped)' : `retrying in ${(delay / 1000).toFixed(1)}s`;
     if (loginError) {
       this.stats.loginFailures++;
       const err = new AmiLoginError(loginError.kind, `${loginError.text}; ${retry}`, delay);
-      this.log.error({ kind: err.kind, host: this.o.host, port: this.o.port, retryInMs: delay }, err.message);
+      // One line per kind of failure, then one a minute while it lasts (an outage is not a flood).
+      const now = Date.now();
+      if (loginError.kind !== this.lastLoggedKind || now - this.lastLoggedAt >= 60_000) {
+        this.log.error({ kind: err.kind, host: this.o.host, port: this.o.port, retryInMs: delay, attempts: this.failures }, err.message);
+        this.lastLoggedKind = loginError.kind;
+        this.lastLoggedAt = now;
+      }
       this.emit('loginError', err);
     } else if (wasConnected && !this.stopped) {
       this.log.warn({ host: this.o.host, port: this.o.port, reason, retryInMs: delay }, `AMI connection to ${this.where()} lost (${reason}); events are missed until it is back; ${retry}`);
@@ -461,6 +474,7 @@ export class AmiClient extends EventEmitter {
       return;
     }
     this.failures = 0;
+    this.lastLoggedKind = undefined;
     this.setState('connected');
     this.log.info({ host: this.o.host, port: this.o.port, greeting: this.greeting }, `AMI connected to ${this.where()} as "${this.o.username}"`);
     if (this.o.pingIntervalMs > 0) {

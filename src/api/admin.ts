@@ -53,7 +53,7 @@ export function createAdminApp(port: AdminPort): FastifyInstance {
   });
 
   app.delete<{ Params: { target: string } }>('/bans/:target', async (req, reply) => {
-    const removed = await port.control.unban(decodeURIComponent(req.params.target));
+    const removed = await port.control.unban(req.params.target); // fastify already decoded the param once
     if (!removed) return reply.code(404).send({ error: `${req.params.target} is not banned`, code: 'NOT_BANNED' });
     return { unbanned: 1 };
   });

@@ -27,6 +27,7 @@ Commands:
                               rules: matched lines per event, addresses that would be banned
   flush                       remove our nftables table / ipsets from the kernel (the daemon's
                               store keeps the bans; the next start restores them)
+  console [-- "COMMAND"]       Asterisk CLI through AMI (interactive, or one command); no "!" shell escapes
   version                     print the version
 
 Options:
@@ -151,6 +152,10 @@ async function main(argv: string[]): Promise<number> {
       await flushFirewall(values.config);
       out('removed the pbx-guardian firewall table / sets');
       return EXIT.ok;
+    }
+    case 'console': {
+      const { consoleCommand } = await import('../console/cli.js');
+      return consoleCommand(socket(), rest);
     }
     case 'odoo': {
       const { odooInitCommand } = await import('./odoo-init.js');

@@ -4,6 +4,10 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
 import { defaultOdooConfig, resolveOdooConfig, type OdooConfigInput } from '../odoo/index.js';
+import { defaultRestConfig, validateRestConfig } from '../rest/index.js';
+import { defaultConsoleConfig, validateConsoleConfig } from '../console/index.js';
+import { defaultAsteriskConfigConfig, validateAsteriskConfigConfig } from '../asterisk-config/index.js';
+import { resolveWebhooks, type WebhookConfig } from '../webhooks/index.js';
 import { defaultFirewallConfig } from '../firewall/index.js';
 
 export { parseDuration, formatDuration } from './duration.js';
@@ -57,6 +61,14 @@ export function defaultConfig() {
       port: 9470,
     },
     odoo: odooDefaults(),
+    /** REST API for any CRM (salara-compatible calls, messages, status), its own listener */
+    rest: defaultRestConfig(),
+    /** Asterisk CLI through AMI Command (pbx-guardian console, asterisk.console job, POST /v1/console) */
+    console: defaultConsoleConfig(),
+    /** Asterisk config files sync (Asterisk Base): jobs and REST routes */
+    asteriskConfig: defaultAsteriskConfigConfig(),
+    /** event POSTs: [{name, url, events, match, secret, maxRows, ttl, timeoutMs, maxBackoffMs}] */
+    webhooks: [] as WebhookConfig[],
   };
 }
 
@@ -89,12 +101,15 @@ export type GuardianConfig = ReturnType<typeof defaultConfig>;
 const OPEN_MAPS = new Set(['odoo.outboxPolicy', 'odoo.json2ParamNames']);
 /** Keys whose values are lists of numbers (all other lists hold strings). */
 const NUMBER_LISTS = new Set(['firewall.ports']);
+/** Keys whose values are lists of mappings: checked (and filled with defaults) by their stage. */
+const OBJECT_LISTS = new Set(['rest.tokens', 'webhooks']);
 const ENUMS: Record<string, string[]> = {
   logLevel: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
   'firewall.backend': ['auto', 'nftables', 'ipset', 'memory'],
   'firewall.verdict': ['drop', 'reject'],
   'firewall.nftMode': ['auto', 'addon', 'command'],
   'odoo.transport': ['jsonrpc', 'json2'],
+  'rest.peerDriver': ['auto', 'pjsip', 'sip'],
 };
 const DURATIONS = ['guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
@@ -127,6 +142,9 @@ function merge(defaults: Record<string, unknown>, user: unknown, path: string, e
       else errors.push(`${at}: expected a mapping`);
     } else if (isPlainObject(def)) {
       out[key] = merge(def, value, at, errors);
+    } else if (OBJECT_LISTS.has(at)) {
+      if (Array.isArray(value)) out[key] = value;
+      else errors.push(`${at}: expected a list of mappings`);
     } else if (Array.isArray(def)) {
       const want = NUMBER_LISTS.has(at) ? 'number' : 'string';
       if (!Array.isArray(value) || value.some((v) => typeof v !== want)) errors.push(`${at}: expected a list of ${want}s`);
@@ -209,6 +227,11 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
       errors.push((err as Error).message);
     }
   }
+  errors.push(...validateRestConfig(cfg.rest).filter((e) => !e.startsWith('rest.peerDriver')));
+  errors.push(...validateConsoleConfig(cfg.console), ...validateAsteriskConfigConfig(cfg.asteriskConfig));
+  const hooks = resolveWebhooks(cfg.webhooks);
+  errors.push(...hooks.errors);
+  cfg.webhooks = hooks.webhooks;
   if (errors.length > 0) throw new ConfigError(`${source} is not valid:\n  - ${errors.join('\n  - ')}`);
   return cfg;
 }

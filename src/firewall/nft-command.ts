@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nftError, type NftRunner } from './nft-runner.js';
+import { NftError, nftError, type NftRunner } from './nft-runner.js';
 
 const NFT_PATHS = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft', '/bin/nft'];
 
@@ -60,7 +60,13 @@ export class NftCommandRunner implements NftRunner {
       child.stderr.on('data', (b: Buffer) => {
         if (err.length < 64) err.push(b);
       });
-      child.on('error', (e) => reject(nftError('command', `${this.nftPath}: ${e.message}`, 'spawn')));
+      child.on('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          e.code === 'ENOENT'
+            ? new NftError(`nft binary not found at ${this.nftPath}: install the nftables package (apt-get install nftables), or set firewall.backend: ipset`, e.message, false)
+            : nftError('command', `${this.nftPath}: ${e.message}`, 'spawn'),
+        ),
+      );
       child.on('close', (code, signal) => {
         const errText = Buffer.concat(err).toString('utf8');
         if (code !== 0) return reject(nftError('command', errText, code ?? String(signal)));

@@ -3,3 +3,4 @@ export { Detector, type EventView, type Detection } from './detector.js';
 export { loadRulesDir, parseRules, RuleError, type Rule } from './rules.js';
 export { parseNetwork, formatNetwork, NetworkList, type IpNetwork } from '../net/ip.js';
 export * from './types.js';
+export { banNoticeEvent } from './notice.js';

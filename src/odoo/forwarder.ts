@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { AmiMessage } from '../ami/types.js';
-import type { BanNotice } from '../guard/types.js';
+import { banNoticeEvent, type BanNotice } from '../guard/index.js';
 import type { Outbox, OutboxItem } from '../store/outbox.js';
 import { compileCondition, ConditionError, type CompiledCondition } from './condition.js';
 import type { OdooConfig } from './config.js';
@@ -127,22 +127,7 @@ export class Forwarder {
     const name = notice.action === 'ban' ? 'GuardianBan' : 'GuardianUnban';
     const hs = this.ami.get(name);
     if (hs === undefined) return;
-    const r = notice.record;
-    const ev: Record<string, string> = {
-      Event: name,
-      Address: r.target,
-      Family: `IPV${r.family}`,
-      IsNetwork: r.isNetwork ? 'yes' : 'no',
-      Rule: r.rule,
-      Source: r.source,
-      Reason: r.reason,
-      Count: String(r.count),
-      Duration: r.expiresAt === null ? '0' : String(Math.max(0, Math.round((r.expiresAt - r.createdAt) / 1000))),
-      Permanent: r.expiresAt === null ? 'yes' : 'no',
-      CreatedAt: new Date(r.createdAt).toISOString(),
-      ExpiresAt: r.expiresAt === null ? '' : new Date(r.expiresAt).toISOString(),
-    };
-    this.dispatch(name, hs, ev);
+    this.dispatch(name, hs, banNoticeEvent(notice));
   }
 
   /** Forward an event object (used for FAGI-sourced or synthetic events). */

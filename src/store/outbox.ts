@@ -33,6 +33,8 @@ export interface OutboxOptions {
   maxPayloadBytes: number;
   now?: () => number;
   onDrop?: (reason: OutboxDropReason, n: number) => void;
+  /** table name (default odoo_outbox, state in odoo_state); other channels (webhooks) use their own */
+  table?: string;
 }
 
 export class Outbox {
@@ -43,13 +45,18 @@ export class Outbox {
   private readonly capStmt: Statement;
   private readonly oldestStmt: Statement;
   private readonly attemptStmt: Statement;
+  private readonly maxSeqStmt: Statement;
+  private readonly stateTable: string;
   private readonly now: () => number;
   private rows: number;
 
   constructor(private readonly db: Database, private readonly opts: OutboxOptions) {
     this.now = opts.now ?? Date.now;
+    const t = opts.table ?? 'odoo_outbox';
+    if (!/^[a-z][a-z0-9_]{0,62}$/.test(t)) throw new Error(`outbox table name ${JSON.stringify(t)}: lower-case letters, digits, "_"`);
+    this.stateTable = opts.table ? `${t}_state` : 'odoo_state';
     db.exec(`
-      CREATE TABLE IF NOT EXISTS odoo_outbox (
+      CREATE TABLE IF NOT EXISTS ${t} (
         seq INTEGER PRIMARY KEY,
         lane TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -61,20 +68,20 @@ export class Outbox {
         expires_at INTEGER NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0
       );
-      CREATE INDEX IF NOT EXISTS odoo_outbox_prio ON odoo_outbox (priority, seq);
-      CREATE INDEX IF NOT EXISTS odoo_outbox_expiry ON odoo_outbox (expires_at);
-      CREATE TABLE IF NOT EXISTS odoo_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS ${t}_prio ON ${t} (priority, seq);
+      CREATE INDEX IF NOT EXISTS ${t}_expiry ON ${t} (expires_at);
+      CREATE TABLE IF NOT EXISTS ${this.stateTable} (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);
     `);
-    this.insertStmt = db.prepare(
-      'INSERT OR REPLACE INTO odoo_outbox (seq, lane, kind, model, method, payload, priority, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?)',
+    this.insertStmt = db.prepare(`INSERT OR REPLACE INTO ${t} (seq, lane, kind, model, method, payload, priority, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?)`,
     );
-    this.peekStmt = db.prepare('SELECT * FROM odoo_outbox ORDER BY seq LIMIT ?');
-    this.deleteStmt = db.prepare('DELETE FROM odoo_outbox WHERE seq = ?');
-    this.purgeStmt = db.prepare('DELETE FROM odoo_outbox WHERE expires_at <= ?');
-    this.capStmt = db.prepare('DELETE FROM odoo_outbox WHERE seq IN (SELECT seq FROM odoo_outbox ORDER BY priority ASC, seq ASC LIMIT ?)');
-    this.oldestStmt = db.prepare('SELECT created_at FROM odoo_outbox ORDER BY seq LIMIT 1');
-    this.attemptStmt = db.prepare('UPDATE odoo_outbox SET attempts = attempts + 1 WHERE seq = ?');
-    this.rows = (db.prepare('SELECT COUNT(*) AS n FROM odoo_outbox').get() as { n: number }).n;
+    this.peekStmt = db.prepare(`SELECT * FROM ${t} ORDER BY seq LIMIT ?`);
+    this.deleteStmt = db.prepare(`DELETE FROM ${t} WHERE seq = ?`);
+    this.purgeStmt = db.prepare(`DELETE FROM ${t} WHERE expires_at <= ?`);
+    this.capStmt = db.prepare(`DELETE FROM ${t} WHERE seq IN (SELECT seq FROM ${t} ORDER BY priority ASC, seq ASC LIMIT ?)`);
+    this.oldestStmt = db.prepare(`SELECT created_at FROM ${t} ORDER BY seq LIMIT 1`);
+    this.attemptStmt = db.prepare(`UPDATE ${t} SET attempts = attempts + 1 WHERE seq = ?`);
+    this.maxSeqStmt = db.prepare(`SELECT MAX(seq) AS m FROM ${t}`);
+    this.rows = (db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n;
   }
 
   /** rows currently held */
@@ -83,7 +90,7 @@ export class Outbox {
   }
 
   maxSeq(): number {
-    const r = this.db.prepare('SELECT MAX(seq) AS m FROM odoo_outbox').get() as { m: number | null };
+    const r = this.maxSeqStmt.get() as { m: number | null };
     return r.m ?? 0;
   }
 
@@ -162,11 +169,11 @@ export class Outbox {
   }
 
   getState(key: string): string | null {
-    const r = this.db.prepare('SELECT value FROM odoo_state WHERE key = ?').get(key) as { value: string } | undefined;
+    const r = this.db.prepare(`SELECT value FROM ${this.stateTable} WHERE key = ?`).get(key) as { value: string } | undefined;
     return r ? r.value : null;
   }
 
   setState(key: string, value: string): void {
-    this.db.prepare('INSERT OR REPLACE INTO odoo_state (key, value, updated_at) VALUES (?,?,?)').run(key, value, this.now());
+    this.db.prepare(`INSERT OR REPLACE INTO ${this.stateTable} (key, value, updated_at) VALUES (?,?,?)`).run(key, value, this.now());
   }
 }
