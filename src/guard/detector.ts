@@ -35,6 +35,10 @@ export interface Detection {
  * events, so most rings stay short.
  */
 type KeyState = Array<number | number[] | undefined>;
+
+/** not an address: see Detector.forget */
+const SENTINEL_KEY = '#';
+const SENTINEL_STATE: KeyState = [0];
 type Ring = number[];
 
 /** Adds a hit; returns the ring, which is a new array while it grows (exact-size arrays: a
@@ -137,12 +141,16 @@ export class Detector {
 
   /** Forget everything counted for a key (after it is banned, or unbanned by hand). */
   forget(keyText: string): void {
+    // lru-cache resets itself when its last entry is deleted by filling every slot array
+    // (O(maxTracked): ~2 ms at 1M), which capped bursts of bans at a few hundred per second.
+    // A sentinel entry that is never an address keeps the cache from ever becoming empty.
+    if (!this.state.has(SENTINEL_KEY)) this.state.set(SENTINEL_KEY, SENTINEL_STATE, { ttl: 0 });
     this.state.delete(keyText);
   }
 
   /** Keys with failures counted now (status: "currently failed"). */
   get trackedCount(): number {
-    return this.state.size;
+    return this.state.size - (this.state.has(SENTINEL_KEY) ? 1 : 0);
   }
 
   /** Failures counted for a key, for status and tests. */
