@@ -106,6 +106,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { app: 'pbx-guardian' } });
   const metrics = createMetrics();
   const store = openStore(config.stateDir, logger, metrics);
+  store.onWriteError = (err, lostWrites) => {
+    metrics.storeErrors.inc(lostWrites);
+    logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
+  };
   const backend = opts.backend ?? (await openBackend(config, logger));
   logger.info({ backend: backend.name }, `firewall backend: ${backend.name}`);
 

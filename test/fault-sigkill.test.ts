@@ -191,6 +191,9 @@ if (scenario === 'daemon-burst') {
     assert.deepEqual(r.reconcile, { added: 0, removed: 1 }, 'reconcile removes only the element unknown to the store');
     assert.ok(!r.kernelFinal.includes(r.rogue));
     assert.deepEqual(r.kernelFinal, r.storeAfter, 'kernel sets == store active bans');
-    assert.ok(r.storeAfter.length >= r.killedAt);
+    // The store is written once per event-loop turn, before the enforcer's batch timer can fire:
+    // bans decided in the turn the kill lands in may be lost, and then never reached the kernel
+    // either (asserted above); the attacker is simply detected again. At most two turns' worth.
+    assert.ok(r.storeAfter.length >= r.killedAt - 50, `store ${r.storeAfter.length} vs ${r.killedAt} decided before the kill`);
   });
 }

@@ -82,7 +82,7 @@ export class Detector {
         this.resetBy.set(ev, list);
       }
     });
-    this.state = new LRUCache<string, KeyState>({ max: options.maxTracked, ttl: options.trackTtlMs, updateAgeOnGet: false });
+    this.state = new LRUCache<string, KeyState>({ max: options.maxTracked, ttl: options.trackTtlMs, updateAgeOnGet: true });
   }
 
   /** true when some rule counts or resets on this event name (cheap pre-filter for the hot path) */
@@ -102,7 +102,7 @@ export class Detector {
   observe(eventName: string, event: EventView, key: IpNetwork, keyText: string, now: number): Detection | null {
     const resets = this.resetBy.get(eventName);
     if (resets) {
-      const st = this.state.get(keyText);
+      const st = this.state.peek(keyText);
       if (st) for (const i of resets) st[1 + i] = undefined;
     }
     const candidates = this.byEvent.get(eventName);
@@ -118,8 +118,6 @@ export class Detector {
           st = new Array<number | number[] | undefined>(1 + this.rules.length);
           st[0] = 0;
           this.state.set(keyText, st);
-        } else {
-          this.state.set(keyText, st); // refresh TTL and recency
         }
       }
       if (isFailure) {

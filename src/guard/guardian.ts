@@ -17,7 +17,7 @@ import {
 /** What the guard needs from the store (src/store implements it). */
 export interface BanStorePort {
   saveBan(rec: BanRecord): void;
-  endBan(target: string, now: number, why: 'expired' | 'unbanned' | 'replaced'): boolean;
+  endBan(target: string, now: number, why: 'expired' | 'unbanned' | 'replaced'): void;
   activeBans(now: number): BanRecord[];
   banTimesSince(target: string, since: number): number[];
   totalBans(): number;

@@ -42,6 +42,14 @@ function toRecord(row: BanRow): BanRecord {
 export class Store {
   readonly db: Database.Database;
   private readonly stmts;
+  /**
+   * Ban writes are queued and written together once per event-loop turn: a burst of bans costs
+   * one transaction instead of one each (the kernel has them already; the store is for restarts).
+   */
+  private readonly writes: Array<{ save: BanRecord } | { end: string; now: number; why: BanEndReason }> = [];
+  private flushScheduled = false;
+  /** Called when queued writes fail (read-only, disk full) with how many were lost; bans stay in the kernel. */
+  onWriteError: (err: Error, lostWrites: number) => void = () => {};
 
   constructor(readonly path: string) {
     this.db = new Database(path);
@@ -98,6 +106,42 @@ export class Store {
 
   /** Records a ban as active and appends it to the history, replacing an active ban of the target. */
   saveBan(rec: BanRecord): void {
+    this.queue({ save: rec });
+  }
+
+  /** Ends the active ban of a target (nothing when there is none). */
+  endBan(target: string, now: number, why: BanEndReason): void {
+    this.queue({ end: target, now, why });
+  }
+
+  private queue(write: (typeof this.writes)[number]): void {
+    this.writes.push(write);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      const pending = this.writes.length;
+      try {
+        this.flush();
+      } catch (err) {
+        this.onWriteError(err as Error, pending);
+      }
+    });
+  }
+
+  /** Writes what is queued, in order, in one transaction. Throws when the database refuses. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.writes.length === 0) return;
+    const batch = this.writes.splice(0);
+    this.db.transaction(() => {
+      for (const w of batch) {
+        if ('save' in w) this.writeBan(w.save);
+        else if (this.stmts.deleteBan.run(w.end).changes > 0) this.stmts.closeHistory.run({ target: w.end, now: w.now, why: w.why });
+      }
+    })();
+  }
+
+  private writeBan(rec: BanRecord): void {
     const row = {
       target: rec.target,
       family: rec.family,
@@ -109,42 +153,42 @@ export class Store {
       reason: rec.reason,
       count: rec.count,
     };
-    this.db.transaction(() => {
-      this.stmts.closeHistory.run({ target: rec.target, now: rec.createdAt, why: 'replaced' });
-      this.stmts.upsertBan.run(row);
-      this.stmts.addHistory.run(row);
-    })();
-  }
-
-  /** Ends the active ban of a target; returns false when there was none. */
-  endBan(target: string, now: number, why: BanEndReason): boolean {
-    return this.db.transaction(() => {
-      const removed = this.stmts.deleteBan.run(target).changes > 0;
-      if (removed) this.stmts.closeHistory.run({ target, now, why });
-      return removed;
-    })();
+    this.stmts.closeHistory.run({ target: rec.target, now: rec.createdAt, why: 'replaced' });
+    this.stmts.upsertBan.run(row);
+    this.stmts.addHistory.run(row);
   }
 
   /** Bans still in force at `now`, oldest first. */
   activeBans(now: number): BanRecord[] {
+    this.flush();
     return (this.stmts.active.all(now) as BanRow[]).map(toRecord);
   }
 
   /** Targets whose ban has run out by `now` but is still recorded active. */
   expiredTargets(now: number): string[] {
+    this.flush();
     return (this.stmts.expired.all(now) as Array<{ target: string }>).map((r) => r.target);
   }
 
   /** Creation times of the automatic bans of a target since `since` (escalation, recidive). */
   banTimesSince(target: string, since: number): number[] {
-    return (this.stmts.banTimes.all(target, since) as Array<{ created_at: number }>).map((r) => r.created_at);
+    const stored = (this.stmts.banTimes.all(target, since) as Array<{ created_at: number }>).map((r) => r.created_at);
+    for (const w of this.writes) {
+      if ('save' in w && w.save.target === target && w.save.createdAt >= since && (w.save.source === 'rule' || w.save.source === 'recidive')) stored.push(w.save.createdAt);
+    }
+    return stored;
   }
 
   totalBans(): number {
+    this.flush();
     return (this.stmts.totalBans.get() as { n: number }).n;
   }
 
   close(): void {
-    this.db.close();
+    try {
+      this.flush();
+    } finally {
+      this.db.close();
+    }
   }
 }

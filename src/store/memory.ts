@@ -11,8 +11,8 @@ export class MemoryBanStore {
     this.history.push(rec);
   }
 
-  endBan(target: string, _now: number, _why: BanEndReason): boolean {
-    return this.active.delete(target);
+  endBan(target: string, _now: number, _why: BanEndReason): void {
+    this.active.delete(target);
   }
 
   activeBans(now: number): BanRecord[] {
