@@ -7,7 +7,7 @@ import { loadConfig, odooBridgeConfig, seconds, type GuardianConfig } from './co
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
 import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
-import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
+import { cachedCounter, createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
 import { registerJobFunction, JobError, type AmiPort } from './odoo/index.js';
@@ -132,9 +132,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   });
   guardian = new Guardian(guardOptions(config), store, enforcer, logger);
   const g = guardian;
+  const countSecurityEvent = cachedCounter(metrics.securityEvents);
+  const countFailure = cachedCounter(metrics.failures);
+  const countAmiEvent = cachedCounter(metrics.amiEvents);
   g.on({
-    securityEvent: (event, service) => metrics.securityEvents.inc({ event, service }),
-    failure: (event, weight) => metrics.failures.inc({ event }, weight),
+    securityEvent: (event, service) => countSecurityEvent([event, service]),
+    failure: (event, weight) => countFailure([event], weight),
     ignored: (reason) => metrics.ignored.inc({ reason }),
     banned: ({ record }) => metrics.bans.inc({ rule: record.rule, source: record.source }),
     unbanned: (_n, why) => metrics.unbans.inc({ why }),
@@ -164,7 +167,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const a = ami;
     a.on('event', (msg: AmiMessage) => {
       g.handleEvent(msg);
-      metrics.amiEvents.inc({ event: msg.get('Event') ?? '' });
+      countAmiEvent([msg.get('Event') ?? '']);
     });
     a.on('state', (state: string) => {
       metrics.amiConnected.set(state === 'connected' ? 1 : 0);

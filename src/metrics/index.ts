@@ -60,3 +60,26 @@ export async function startMetricsServer(registry: Registry, host: string, port:
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return { server, url: `http://${shownHost}:${actualPort}/metrics` };
 }
+
+/**
+ * A counter's labelled children, cached by label values. prom-client hashes the labels object on
+ * every inc(); on the AMI hot path (tens of thousands of events/s) a Map lookup is much cheaper.
+ * Label values here come from Asterisk (event names, services), a bounded set; `maxChildren`
+ * bounds it anyway.
+ */
+export function cachedCounter<L extends string>(counter: Counter<L>, maxChildren = 1000) {
+  const children = new Map<string, ReturnType<Counter<L>['labels']>>();
+  return (values: string[], by = 1): void => {
+    const key = values.join('\u0000');
+    let child = children.get(key);
+    if (!child) {
+      if (children.size >= maxChildren) {
+        counter.labels(...values).inc(by);
+        return;
+      }
+      child = counter.labels(...values);
+      children.set(key, child);
+    }
+    child.inc(by);
+  };
+}
