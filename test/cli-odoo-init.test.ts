@@ -1,23 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { cli } from './helpers/cli.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
-import { repoPath } from './helpers/fixtures.js';
-
-function cli(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [repoPath('dist/src/cli/main.js'), ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (status) => resolvePromise({ status, stdout, stderr }));
-  });
-}
 
 test('odoo init stores the agent credentials in the config (0600, comments kept) and explains a refusal', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-init-'));

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,9 +9,8 @@ import { MemoryBackend } from '../src/firewall/index.js';
 import { startDaemon, type Daemon } from '../src/main.js';
 import { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { loadTemplate, replayBytes } from '../src/demo/attack.js';
-import { fixturePath, repoPath } from './helpers/fixtures.js';
-
-const CLI = repoPath('dist/src/cli/main.js');
+import { cliOnSocket } from './helpers/cli.js';
+import { fixturePath } from './helpers/fixtures.js';
 
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -21,18 +19,6 @@ async function waitFor(what: string, cond: () => boolean | Promise<boolean>, tim
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.fail(`timed out waiting for ${what}`);
-}
-
-/** Runs the CLI as a child (async: the daemon under test lives in this process's event loop). */
-function cli(socket: string, ...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [CLI, ...args, '--socket', socket]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (status) => resolvePromise({ status, stdout, stderr }));
-  });
 }
 
 test('end to end: AMI brute force → ban in the backend and store; CLI and metrics; restart restores', async () => {
@@ -67,29 +53,29 @@ test('end to end: AMI brute force → ban in the backend and store; CLI and metr
     const entry = (await backend.list()).find((e) => e.target === '203.0.113.5')!;
     assert.ok(Math.abs(entry.expiresAt! - Date.now() - 3600_000) < 5000, 'kernel timeout is the ban duration');
 
-    const status = await cli(socket, 'status');
+    const status = await cliOnSocket(socket, 'status');
     assert.equal(status.status, 0, status.stderr);
     assert.match(status.stdout, /Currently banned:\t1/);
     assert.match(status.stdout, /203\.0\.113\.5 .*rule auth-failure/);
 
-    const refused = await cli(socket, 'ban', '192.0.2.77');
+    const refused = await cliOnSocket(socket, 'ban', '192.0.2.77');
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /192\.0\.2\.77 is allow-listed|overlaps the allow-listed 192\.0\.2\.0\/24/);
-    const invalid = await cli(socket, 'ban', '1.2.3.4;reboot');
+    const invalid = await cliOnSocket(socket, 'ban', '1.2.3.4;reboot');
     assert.equal(invalid.status, 1);
     assert.match(invalid.stderr, /not an IPv4\/IPv6 address or CIDR/);
 
-    const banNet = await cli(socket, 'ban', '198.51.100.0/24', '--for', '10m', '--reason', 'scanner');
+    const banNet = await cliOnSocket(socket, 'ban', '198.51.100.0/24', '--for', '10m', '--reason', 'scanner');
     assert.equal(banNet.status, 0, banNet.stderr);
     assert.match(banNet.stdout, /banned 198\.51\.100\.0\/24 for 10m/);
-    const banned = JSON.parse((await cli(socket, 'banned', '--json')).stdout) as Array<{ target: string }>;
+    const banned = JSON.parse((await cliOnSocket(socket, 'banned', '--json')).stdout) as Array<{ target: string }>;
     assert.deepEqual(banned.map((b) => b.target).sort(), ['198.51.100.0/24', '203.0.113.5']);
     await waitFor('the CIDR in the backend', async () => (await backend.list()).some((e) => e.target === '198.51.100.0/24' && e.isNetwork));
-    assert.equal((await cli(socket, 'unban', '198.51.100.0/24')).status, 0);
-    const again = await cli(socket, 'unban', '198.51.100.0/24');
+    assert.equal((await cliOnSocket(socket, 'unban', '198.51.100.0/24')).status, 0);
+    const again = await cliOnSocket(socket, 'unban', '198.51.100.0/24');
     assert.equal(again.status, 1);
     assert.match(again.stderr, /is not banned/);
-    assert.equal((await cli(socket, 'reload')).status, 0);
+    assert.equal((await cliOnSocket(socket, 'reload')).status, 0);
 
     const metrics = await (await fetch(d.metricsUrl!)).text();
     assert.match(metrics, /pbx_guardian_bans_total\{rule="auth-failure",source="rule"\} 1/);

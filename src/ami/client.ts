@@ -2,9 +2,11 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import pino, { type Logger } from 'pino';
 import { actionName, buildAction } from './action.js';
+import { resolveClientOptions, type AmiActionOptions, type AmiClientOptions, type ResolvedAmiClientOptions } from './client-options.js';
 import { AmiActionError, AmiLoginError } from './errors.js';
-import { AmiFramer, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADERS } from './framer.js';
+import { AmiFramer } from './framer.js';
 import { AmiFrame } from './message.js';
+import { PendingActions } from './pending.js';
 import type {
   AmiActionFields,
   AmiClientStats,
@@ -15,38 +17,8 @@ import type {
   AmiResponse,
 } from './types.js';
 
-export interface AmiClientOptions {
-  host: string;
-  port: number;
-  username: string;
-  secret: string;
-  /** login `Events:` mask, e.g. 'on', 'off' or 'security,system,call,cdr' (default 'on') */
-  events?: string;
-  /** TCP connect + greeting, ms (default 5000) */
-  connectTimeoutMs?: number;
-  /** default per-action timeout, also used for the login answer, ms (default 10000) */
-  actionTimeoutMs?: number;
-  /** Ping period once logged in, ms (default 15000; 0 disables keepalive) */
-  pingIntervalMs?: number;
-  /** no Pong within this many ms: drop the connection and reconnect (default 5000) */
-  pongTimeoutMs?: number;
-  /** default 1 MiB */
-  maxFrameBytes?: number;
-  /** default 4096 */
-  maxHeaders?: number;
-  /** first reconnect delay, ms (default 500); doubles per failed attempt, with jitter */
-  reconnectInitialMs?: number;
-  /** reconnect delay cap, ms (default 30000) */
-  reconnectMaxMs?: number;
-  /** actions are refused while this many bytes wait in the socket's write buffer (default 1 MiB) */
-  maxWriteBufferBytes?: number;
-  logger?: Logger;
-}
-
-export interface AmiActionOptions {
-  /** overrides actionTimeoutMs for this action */
-  timeoutMs?: number;
-}
+export type { AmiActionOptions, AmiClientOptions } from './client-options.js';
+export { legacyCommandOutput } from './pending.js';
 
 /** Events emitted by AmiClient (see on()/once() overloads). */
 export interface AmiClientEvents {
@@ -58,51 +30,9 @@ export interface AmiClientEvents {
   disconnected: [reason: string];
 }
 
-interface Pending {
-  id: string;
-  name: string;
-  isCommand: boolean;
-  timeoutMs: number;
-  resolve(r: AmiResponse): void;
-  reject(e: Error): void;
-  timer: NodeJS.Timeout;
-  response?: AmiFrame;
-  events: AmiFrame[];
-  listing: boolean;
-  /** legacy (Asterisk 13) Command output collected across frames */
-  legacy?: string;
-}
-
 const GREETING_PREFIX = 'Asterisk Call Manager/';
 /** retry cap while the AMI port refuses connections (Asterisk restarting) */
 const UNREACHABLE_RETRY_MAX_MS = 1500;
-
-function isListComplete(ev: AmiFrame): boolean {
-  const el = ev.get('EventList');
-  if (el !== undefined && el.toLowerCase() === 'complete') return true;
-  const name = ev.get('Event');
-  return name !== undefined && name.endsWith('Complete');
-}
-
-/** Output lines of a legacy `Response: Follows` ... `--END COMMAND--` frame (Asterisk 13). */
-export function legacyCommandOutput(raw: string): string[] {
-  const lines = raw.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
-  let i = 0;
-  while (i < lines.length && /^(Response|Privilege|ActionID):/i.test(lines[i]!)) i++;
-  const out: string[] = [];
-  for (; i < lines.length; i++) {
-    const l = lines[i]!;
-    if (l === '--END COMMAND--') break;
-    if (l.endsWith('--END COMMAND--')) {
-      const rest = l.slice(0, -'--END COMMAND--'.length);
-      if (rest) out.push(rest);
-      break;
-    }
-    out.push(l);
-  }
-  while (out.length && out[out.length - 1] === '') out.pop();
-  return out;
-}
 
 /**
  * A small, strict AMI client: one TCP connection, kept up with capped exponential backoff
@@ -123,12 +53,11 @@ export class AmiClient extends EventEmitter {
   /** the greeting line of the current/last connection, e.g. `Asterisk Call Manager/9.0.0` */
   greeting: string | undefined;
 
-  private readonly o: Required<Omit<AmiClientOptions, 'logger'>>;
+  private readonly o: ResolvedAmiClientOptions;
   private readonly log: Logger;
   private st: AmiConnectionState = 'disconnected';
   private socket: net.Socket | null = null;
   private stopped = true;
-  private seq = 0;
   private attempts = 0;
   private failures = 0;
   private lastLoggedKind: AmiLoginErrorKind | undefined;
@@ -140,34 +69,18 @@ export class AmiClient extends EventEmitter {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
   private pingInFlight = false;
-  private readonly pending = new Map<string, Pending>();
-  private listing = 0;
-  private legacy: Pending | undefined;
+  private readonly pending: PendingActions;
 
   constructor(opts: AmiClientOptions) {
     super();
-    const o = {
-      events: 'on',
-      connectTimeoutMs: 5000,
-      actionTimeoutMs: 10000,
-      pingIntervalMs: 15000,
-      pongTimeoutMs: 5000,
-      maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
-      maxHeaders: DEFAULT_MAX_HEADERS,
-      reconnectInitialMs: 500,
-      reconnectMaxMs: 30000,
-      maxWriteBufferBytes: 1048576,
-      ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k !== 'logger')),
-    } as Required<Omit<AmiClientOptions, 'logger'>>;
-    if (!o.host || !Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) {
-      throw new TypeError(`AMI client: host and a port in 1..65535 are required (got ${o.host}:${o.port})`);
-    }
-    // reject header injection through the credentials at once, not at every login attempt
-    for (const [k, v] of [['username', o.username], ['secret', o.secret], ['events', o.events]] as const) {
-      if (typeof v !== 'string' || /[\r\n\0]/.test(v)) throw new TypeError(`AMI client: option ${k} must be a string without CR, LF or NUL`);
-    }
+    const o = resolveClientOptions(opts);
     this.o = o;
     this.log = opts.logger ?? pino({ level: 'silent' });
+    this.pending = new PendingActions({
+      where: this.where(),
+      maxFrameBytes: o.maxFrameBytes,
+      onTimeout: () => this.stats.actionsTimedOut++,
+    });
   }
 
   get state(): AmiConnectionState {
@@ -198,7 +111,7 @@ export class AmiClient extends EventEmitter {
     const graceful = this.st === 'connected';
     if (graceful) {
       try {
-        sock.write(buildAction({ Action: 'Logoff' }, this.nextId()));
+        sock.write(buildAction({ Action: 'Logoff' }, this.pending.nextId()));
       } catch {
         /* ignore */
       }
@@ -214,7 +127,7 @@ export class AmiClient extends EventEmitter {
    * Any ActionID in `fields` is replaced by the client's own `pbxg-<n>`.
    */
   action(fields: AmiActionFields, opts: AmiActionOptions = {}): Promise<AmiResponse> {
-    const id = this.nextId();
+    const id = this.pending.nextId();
     let text: string;
     try {
       text = buildAction(fields, id);
@@ -250,10 +163,6 @@ export class AmiClient extends EventEmitter {
     return `${this.o.host}:${this.o.port}`;
   }
 
-  private nextId(): string {
-    return `pbxg-${++this.seq}`;
-  }
-
   private setState(s: AmiConnectionState): void {
     if (s === this.st) return;
     this.st = s;
@@ -261,60 +170,9 @@ export class AmiClient extends EventEmitter {
   }
 
   private send(sock: net.Socket, text: string, id: string, name: string, timeoutMs: number): Promise<AmiResponse> {
-    return new Promise<AmiResponse>((resolve, reject) => {
-      const p: Pending = {
-        id,
-        name,
-        isCommand: name.toLowerCase() === 'command',
-        timeoutMs,
-        resolve,
-        reject,
-        events: [],
-        listing: false,
-        timer: setTimeout(() => this.onActionTimeout(p), timeoutMs),
-      };
-      this.pending.set(id, p);
-      sock.write(text);
-    });
-  }
-
-  private finish(p: Pending): void {
-    clearTimeout(p.timer);
-    this.pending.delete(p.id);
-    if (p.listing) this.listing--;
-    if (this.legacy === p) this.legacy = undefined;
-  }
-
-  private onActionTimeout(p: Pending): void {
-    if (this.pending.get(p.id) !== p) return;
-    this.finish(p);
-    this.stats.actionsTimedOut++;
-    const what = p.listing ? `got ${p.events.length} event-list items but no ...Complete event` : 'got no response';
-    p.reject(
-      new AmiActionError(
-        'timeout',
-        `AMI action "${p.name}" (ActionID ${p.id}) ${what} within ${p.timeoutMs} ms from ${this.where()}; ` +
-          'the connection stays up; if Asterisk is just slow, raise the timeout',
-        p.id,
-      ),
-    );
-  }
-
-  private rejectAll(reason: string): void {
-    const all = [...this.pending.values()];
-    for (const p of all) {
-      this.finish(p);
-      p.reject(
-        new AmiActionError(
-          'disconnected',
-          `AMI action "${p.name}" (ActionID ${p.id}) lost: the connection to ${this.where()} closed (${reason}) ` +
-            'before the response arrived; the action may or may not have run',
-          p.id,
-        ),
-      );
-    }
-    this.listing = 0;
-    this.legacy = undefined;
+    const answer = this.pending.add(id, name, timeoutMs);
+    sock.write(text);
+    return answer;
   }
 
   private nextDelay(kind?: AmiLoginErrorKind): number {
@@ -408,7 +266,7 @@ export class AmiClient extends EventEmitter {
       sock.destroy();
     }
     const wasConnected = this.st === 'connected';
-    this.rejectAll(reason);
+    this.pending.rejectAll(reason);
     const delay = this.stopped ? undefined : this.nextDelay(loginError?.kind);
     const retry = delay === undefined ? 'not retrying (client stopped)' : `retrying in ${(delay / 1000).toFixed(1)}s`;
     if (loginError) {
@@ -447,7 +305,7 @@ export class AmiClient extends EventEmitter {
     this.greeting = line;
     clearTimeout(this.stageTimer);
     this.setState('authenticating');
-    const id = this.nextId();
+    const id = this.pending.nextId();
     this.loginId = id;
     this.stageTimer = setTimeout(() => {
       this.teardown(sock, 'login timeout', {
@@ -517,10 +375,7 @@ export class AmiClient extends EventEmitter {
     if (sock !== this.socket) return;
     this.stats.framesReceived++;
     const msg = new AmiFrame(text);
-    if (this.legacy) {
-      this.continueLegacy(this.legacy, text);
-      return;
-    }
+    if (this.pending.takeLegacyFrame(text)) return;
     if (text.startsWith('Event:')) this.onEvent(msg);
     else if (text.startsWith('Response:')) this.onResponse(sock, msg);
     else if (msg.get('Event') !== undefined) this.onEvent(msg);
@@ -530,21 +385,7 @@ export class AmiClient extends EventEmitter {
 
   private onEvent(msg: AmiFrame): void {
     this.stats.eventsReceived++;
-    if (this.listing > 0) {
-      const id = msg.get('ActionID');
-      if (id !== undefined) {
-        const p = this.pending.get(id);
-        if (p && p.listing) {
-          if (isListComplete(msg)) {
-            this.finish(p);
-            p.resolve({ response: p.response!, events: p.events, complete: msg });
-          } else {
-            p.events.push(msg);
-          }
-          return;
-        }
-      }
-    }
+    if (this.pending.takeListEvent(msg)) return;
     this.emit('event', msg);
   }
 
@@ -554,45 +395,8 @@ export class AmiClient extends EventEmitter {
       this.onLoginResponse(sock, msg);
       return;
     }
-    const p = id === undefined ? undefined : this.pending.get(id);
-    if (!p) {
+    if (!this.pending.takeResponse(msg)) {
       this.log.debug({ actionId: id }, 'AMI response for no pending action ignored (late, after a timeout?)');
-      return;
-    }
-    const resp = msg.get('Response') ?? '';
-    if (resp.toLowerCase() === 'follows') {
-      if (msg.raw.includes('--END COMMAND--')) {
-        this.finish(p);
-        p.resolve({ response: msg, events: [], output: legacyCommandOutput(msg.raw) });
-      } else {
-        p.response = msg;
-        p.legacy = msg.raw;
-        this.legacy = p;
-      }
-      return;
-    }
-    const el = msg.get('EventList');
-    if (el !== undefined && el.toLowerCase() === 'start') {
-      p.response = msg;
-      p.listing = true;
-      this.listing++;
-      return;
-    }
-    this.finish(p);
-    const r: AmiResponse = { response: msg, events: [] };
-    if (p.isCommand || msg.get('Output') !== undefined) r.output = msg.getAll('Output');
-    p.resolve(r);
-  }
-
-  /** Asterisk 13 Command output that contained a blank line spans several frames. */
-  private continueLegacy(p: Pending, text: string): void {
-    p.legacy = `${p.legacy}\r\n\r\n${text}`;
-    if (text.includes('--END COMMAND--')) {
-      this.finish(p);
-      p.resolve({ response: new AmiFrame(p.legacy), events: [], output: legacyCommandOutput(p.legacy) });
-    } else if (p.legacy.length > this.o.maxFrameBytes) {
-      this.finish(p);
-      p.reject(new AmiActionError('invalid', `AMI Command output (legacy form) exceeded ${this.o.maxFrameBytes} bytes and was dropped`, p.id));
     }
   }
 }

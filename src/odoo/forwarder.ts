@@ -11,28 +11,14 @@ import type { Logger } from 'pino';
 import type { AmiMessage } from '../ami/types.js';
 import { banNoticeEvent, type BanNotice } from '../guard/index.js';
 import type { Outbox, OutboxItem } from '../store/outbox.js';
-import { compileCondition, ConditionError, type CompiledCondition } from './condition.js';
 import type { OdooConfig } from './config.js';
+import { compileEventsMap, EVENTS_MAP_DOMAIN, EVENTS_MAP_FIELDS, type EventHandler } from './events-map.js';
 import type { OdooMetrics } from './metrics.js';
 import { OdooServerError, type OdooCaller } from './rpc.js';
 
-export type EventSource = 'AMI' | 'FAGI';
+export type { EventHandler, EventSource } from './events-map.js';
 
-export interface EventHandler {
-  id: number;
-  name: string;
-  source: EventSource;
-  model: string;
-  method: string;
-  delayMs: number;
-  condition: CompiledCondition | null;
-}
-
-export const EVENTS_MAP_FIELDS = ['name', 'source', 'model', 'method', 'delay', 'condition'];
-export const EVENTS_MAP_DOMAIN = [['is_enabled', '=', true], ['source', 'in', ['AMI', 'FAGI']]];
 const EVENTS_MAP_STATE_KEY = 'events_map';
-const MAX_DELAY_MS = 3_600_000;
-const NAME_RE = /^[A-Za-z0-9_.]{1,128}$/;
 
 export interface ForwarderDeps {
   rpc: OdooCaller;
@@ -371,47 +357,13 @@ export class Forwarder {
 
   /** Replace the events map with rows as returned by search_read. Bad rows are skipped (warned once). */
   setEventsMap(rows: unknown[]): { loaded: number; skipped: number } {
-    const ami = new Map<string, EventHandler[]>();
-    const fagi = new Map<string, EventHandler[]>();
-    let loaded = 0;
-    let skipped = 0;
-    for (const raw of rows) {
-      if (raw === null || typeof raw !== 'object') { skipped++; continue; }
-      const r = raw as Record<string, unknown>;
-      const id = typeof r.id === 'number' ? r.id : 0;
-      const name = typeof r.name === 'string' ? r.name.trim() : '';
-      const source = r.source === 'FAGI' ? 'FAGI' : r.source === 'AMI' || r.source === undefined ? 'AMI' : null;
-      const model = typeof r.model === 'string' ? r.model : '';
-      const method = typeof r.method === 'string' ? r.method : '';
-      const delay = typeof r.delay === 'number' && Number.isFinite(r.delay) && r.delay > 0 ? Math.min(r.delay * 1000, MAX_DELAY_MS) : 0;
-      if (!name || !source || !NAME_RE.test(model) || !NAME_RE.test(method)) {
-        this.warnOnce(`row:${id}:${name}:${model}:${method}`, { id, name, model, method, source: r.source }, 'events map row skipped: name, source, model or method missing or invalid');
-        skipped++;
-        continue;
-      }
-      let condition: CompiledCondition | null = null;
-      const condText = typeof r.condition === 'string' ? r.condition.trim() : '';
-      if (condText) {
-        try {
-          condition = compileCondition(condText);
-        } catch (e) {
-          if (!(e instanceof ConditionError)) throw e;
-          this.deps.metrics?.conditionsRejected.inc();
-          this.warnOnce(`cond:${id}:${condText}`, { id, name, model, method, condition: condText, err: e.message },
-            `events map row ${id} (${name} → ${model}.${method}) skipped: its condition is not supported by the safe evaluator (${e.message}); simplify it in Odoo (Asterisk Plus → Events)`);
-          skipped++;
-          continue;
-        }
-      }
-      const h: EventHandler = { id, name, source, model, method, delayMs: Math.round(delay), condition };
-      const m = source === 'AMI' ? ami : fagi;
-      const list = m.get(name);
-      if (list) list.push(h); else m.set(name, [h]);
-      loaded++;
-    }
-    this.ami = ami;
-    this.fagi = fagi;
-    return { loaded, skipped };
+    const map = compileEventsMap(rows, (row) => {
+      if (row.badCondition) this.deps.metrics?.conditionsRejected.inc();
+      this.warnOnce(row.key, row.fields, row.message);
+    });
+    this.ami = map.ami;
+    this.fagi = map.fagi;
+    return { loaded: map.loaded, skipped: map.skipped };
   }
 
   private warnOnce(key: string, obj: object, msg: string): void {

@@ -1,0 +1,62 @@
+import type { Logger } from 'pino';
+import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADERS } from './framer.js';
+
+export interface AmiClientOptions {
+  host: string;
+  port: number;
+  username: string;
+  secret: string;
+  /** login `Events:` mask, e.g. 'on', 'off' or 'security,system,call,cdr' (default 'on') */
+  events?: string;
+  /** TCP connect + greeting, ms (default 5000) */
+  connectTimeoutMs?: number;
+  /** default per-action timeout, also used for the login answer, ms (default 10000) */
+  actionTimeoutMs?: number;
+  /** Ping period once logged in, ms (default 15000; 0 disables keepalive) */
+  pingIntervalMs?: number;
+  /** no Pong within this many ms: drop the connection and reconnect (default 5000) */
+  pongTimeoutMs?: number;
+  /** default 1 MiB */
+  maxFrameBytes?: number;
+  /** default 4096 */
+  maxHeaders?: number;
+  /** first reconnect delay, ms (default 500); doubles per failed attempt, with jitter */
+  reconnectInitialMs?: number;
+  /** reconnect delay cap, ms (default 30000) */
+  reconnectMaxMs?: number;
+  /** actions are refused while this many bytes wait in the socket's write buffer (default 1 MiB) */
+  maxWriteBufferBytes?: number;
+  logger?: Logger;
+}
+
+export interface AmiActionOptions {
+  /** overrides actionTimeoutMs for this action */
+  timeoutMs?: number;
+}
+
+export type ResolvedAmiClientOptions = Required<Omit<AmiClientOptions, 'logger'>>;
+
+/** Fill in the defaults and check the options; throws TypeError. */
+export function resolveClientOptions(opts: AmiClientOptions): ResolvedAmiClientOptions {
+  const o = {
+    events: 'on',
+    connectTimeoutMs: 5000,
+    actionTimeoutMs: 10000,
+    pingIntervalMs: 15000,
+    pongTimeoutMs: 5000,
+    maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+    maxHeaders: DEFAULT_MAX_HEADERS,
+    reconnectInitialMs: 500,
+    reconnectMaxMs: 30000,
+    maxWriteBufferBytes: 1048576,
+    ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k !== 'logger')),
+  } as ResolvedAmiClientOptions;
+  if (!o.host || !Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) {
+    throw new TypeError(`AMI client: host and a port in 1..65535 are required (got ${o.host}:${o.port})`);
+  }
+  // reject header injection through the credentials at once, not at every login attempt
+  for (const [k, v] of [['username', o.username], ['secret', o.secret], ['events', o.events]] as const) {
+    if (typeof v !== 'string' || /[\r\n\0]/.test(v)) throw new TypeError(`AMI client: option ${k} must be a string without CR, LF or NUL`);
+  }
+  return o;
+}

@@ -1,0 +1,32 @@
+/** What a job function is given and how it reports a failure. */
+import type { Logger } from 'pino';
+import type { AmiActionFields, AmiResponse } from '../ami/types.js';
+import type { BanControl } from '../guard/types.js';
+import type { OdooConfig } from './config.js';
+
+/** The AMI client as the bridge needs it (implemented by src/ami). */
+export interface AmiPort {
+  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
+}
+
+/** A job function failed in a way Odoo should be told about (the message is shown to a person). */
+export class JobError extends Error {
+  readonly code = 'JOB_ERROR';
+}
+
+export interface JobContext {
+  ami: AmiPort;
+  bans: BanControl;
+  config: OdooConfig;
+  log: Logger;
+  reloadConfig: () => Promise<unknown> | unknown;
+  reloadEvents: () => Promise<unknown>;
+  timeoutMs: number;
+}
+
+export type JobFunction = (args: unknown, kwargs: Record<string, unknown>, ctx: JobContext) => Promise<unknown>;
+
+/** A kwargs flag as Odoo sends it (true, 1, 'true', 'True', 'yes'). */
+export function truthyKw(v: unknown): boolean {
+  return v === true || v === 1 || v === 'true' || v === 'True' || v === 'yes';
+}
