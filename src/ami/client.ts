@@ -182,7 +182,7 @@ export class AmiClient extends EventEmitter {
     const base = Math.min(cap, this.o.reconnectInitialMs * 2 ** Math.min(this.failures, 30));
     this.failures++;
     // equal jitter: [base/2, base)
-    return Math.round(base / 2 + (Math.random() * base) / 2);
+    return Math.floor(base / 2 + (Math.random() * base) / 2);
   }
 
   private connect(): void {
