@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
@@ -47,6 +47,17 @@ function client(port: number, extra: Partial<AmiClientOptions> = {}): AmiClient 
   });
 }
 
+/** A simulator and a client on it, both closed when the test ends. */
+async function started(t: TestContext, extra: Partial<AmiClientOptions> = {}): Promise<{ s: AmiSimulator; c: AmiClient }> {
+  const s = await sim();
+  const c = client(s.port, extra);
+  t.after(async () => {
+    await c.stop();
+    await s.close();
+  });
+  return { s, c };
+}
+
 async function connected(c: AmiClient): Promise<void> {
   if (c.state === 'connected') return;
   await once(c, 'connected');
@@ -65,12 +76,7 @@ function waitFor(pred: () => boolean, ms = 3000): Promise<void> {
 }
 
 test('login ok, then events flow (session transcript replayed), state changes reported', async (t) => {
-  const s = await sim();
-  const c = client(s.port);
-  t.after(async () => {
-    await c.stop();
-    await s.close();
-  });
+  const { s, c } = await started(t);
   const states: AmiConnectionState[] = [];
   c.on('state', (st) => states.push(st));
   const events: AmiMessage[] = [];
@@ -103,12 +109,7 @@ test('login ok, then events flow (session transcript replayed), state changes re
 });
 
 test('wrong secret: loginError kind auth with an actionable message, retried with backoff', async (t) => {
-  const s = await sim();
-  const c = client(s.port, { secret: 'wrong-secret' });
-  t.after(async () => {
-    await c.stop();
-    await s.close();
-  });
+  const { s, c } = await started(t, { secret: 'wrong-secret' });
   const errs: AmiLoginError[] = [];
   c.on('loginError', (e) => errs.push(e));
   c.start();
@@ -176,12 +177,7 @@ test('a silent server: loginError kind timeout', async (t) => {
 });
 
 test('actions: Ping, SIPpeers event list, Command output, recorded responses with our ActionID', async (t) => {
-  const s = await sim();
-  const c = client(s.port);
-  t.after(async () => {
-    await c.stop();
-    await s.close();
-  });
+  const { s, c } = await started(t);
   const events: AmiMessage[] = [];
   c.on('event', (m) => events.push(m));
   c.start();
@@ -266,12 +262,7 @@ test('legacy Asterisk 13 Command output (Response: Follows ... --END COMMAND--)'
 });
 
 test('action timeout rejects with a clear error; the connection stays up', async (t) => {
-  const s = await sim();
-  const c = client(s.port);
-  t.after(async () => {
-    await c.stop();
-    await s.close();
-  });
+  const { s, c } = await started(t);
   c.start();
   await connected(c);
   s.ignoreActions.add('corestatus');
@@ -287,12 +278,7 @@ test('action timeout rejects with a clear error; the connection stays up', async
 });
 
 test('pending actions are rejected on disconnect; actions while disconnected reject at once', async (t) => {
-  const s = await sim();
-  const c = client(s.port, { reconnectInitialMs: 5000, reconnectMaxMs: 5000 });
-  t.after(async () => {
-    await c.stop();
-    await s.close();
-  });
+  const { s, c } = await started(t, { reconnectInitialMs: 5000, reconnectMaxMs: 5000 });
   c.start();
   await connected(c);
   s.ignoreActions.add('corestatus');
@@ -312,12 +298,7 @@ test('pending actions are rejected on disconnect; actions while disconnected rej
 });
 
 test('CR/LF/NUL in keys or values, and bad keys, are rejected before anything is written', async (t) => {
-  const s = await sim();
-  const c = client(s.port);
-  t.after(async () => {
-    await c.stop();
-    await s.close();
-  });
+  const { s, c } = await started(t);
   c.start();
   await connected(c);
   await c.action({ Action: 'Ping' });
@@ -352,12 +333,7 @@ test('CR/LF/NUL in keys or values, and bad keys, are rejected before anything is
 });
 
 test('reconnect after the simulator is killed and restarted on the same port', async (t) => {
-  const s = await sim();
-  const c = client(s.port);
-  t.after(async () => {
-    await c.stop();
-    await s.close();
-  });
+  const { s, c } = await started(t);
   const events: AmiMessage[] = [];
   c.on('event', (m) => events.push(m));
   const errs: AmiLoginError[] = [];
