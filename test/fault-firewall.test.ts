@@ -19,7 +19,7 @@ import { Enforcer, MemoryBackend, defaultFirewallConfig, type FirewallBackend, t
 import { nftError } from '../src/firewall/nft-runner.js';
 import { NftablesBackend } from '../src/firewall/nftables.js';
 import { NftCommandRunner } from '../src/firewall/nft-command.js';
-import { assertPrivateNetns, netnsSkipReason, runInNetns } from './helpers/netns.js';
+import { assertPrivateNetns, netnsSkipReason, runInNetns, reportScenario } from './helpers/netns.js';
 import { LogCapture, waitFor } from './helpers/daemon.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -152,13 +152,7 @@ async function missingBinaryScenario(): Promise<MissingReport> {
 }
 
 if (process.env.PBXG_SCENARIO === 'nft-missing') {
-  missingBinaryScenario().then(
-    (r) => console.log(JSON.stringify(r)),
-    (err) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
+  reportScenario(() => missingBinaryScenario());
 } else {
   const skip = netnsSkipReason();
   test('nft binary missing (private netns): unhealthy with a clear error, retries, recovers once nft exists; kernel gets every queued ban', { skip: skip ?? false }, async (t) => {

@@ -22,7 +22,7 @@ import { MemoryBackend } from '../src/firewall/index.js';
 import { startDaemon, type Daemon } from '../src/main.js';
 import { loadTemplate, retarget } from '../src/demo/attack.js';
 import { fixturePath } from './helpers/fixtures.js';
-import { assertPrivateNetns, netnsSkipReason, UNSHARE } from './helpers/netns.js';
+import { assertPrivateNetns, netnsSkipReason, UNSHARE, reportScenario } from './helpers/netns.js';
 import { attackBytes, LogCapture, startTestDaemon, waitFor } from './helpers/daemon.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -208,13 +208,7 @@ function runInMountNs(scenario: string): Promise<ChildReport> {
 
 const scenario = process.env.PBXG_SCENARIO;
 if (scenario === 'disk-full' || scenario === 'ro-start') {
-  (scenario === 'disk-full' ? diskFull() : readOnlyAtStart()).then(
-    (r) => console.log(JSON.stringify(r)),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
+  reportScenario(() => (scenario === 'disk-full' ? diskFull() : readOnlyAtStart()));
 } else {
   const skip = netnsSkipReason(['/usr/bin/mount', '/usr/bin/umount']);
   test('disk full (256 KiB tmpfs in a private mount namespace): clear error, bans go on, store_errors_total increases', { skip: skip ?? false }, async (t) => {

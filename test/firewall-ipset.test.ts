@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { assertPrivateNetns, netnsSkipReason, runInNetns } from './helpers/netns.js';
+import { assertPrivateNetns, netnsSkipReason, runInNetns, reportScenario } from './helpers/netns.js';
+import { entryFactory } from './helpers/entries.js';
 import { Enforcer, defaultFirewallConfig, type FirewallEntry } from '../src/firewall/index.js';
 import { IpsetBackend } from '../src/firewall/ipset.js';
 
@@ -22,12 +23,7 @@ async function scenario() {
   const log = pino({ level: 'silent' });
   const cfg = { ...defaultFirewallConfig, batchWindowMs: 2, reconcileIntervalMs: 0 };
   const now = Date.now();
-  const e = (target: string, ttlMs: number | null): FirewallEntry => ({
-    target,
-    family: target.includes(':') ? 6 : 4,
-    isNetwork: target.includes('/'),
-    expiresAt: ttlMs === null ? null : now + ttlMs,
-  });
+  const e = entryFactory(now);
   const active: FirewallEntry[] = [e('192.0.2.1', 3_600_000), e('2001:db8::1', 3_600_000)];
   const mk = () => new IpsetBackend({ prefix: 'pbxg', maxElem: 1048576, verdict: 'drop', ports: [] });
   let backend = mk();
@@ -85,13 +81,7 @@ async function scenario() {
 }
 
 if (process.env.PBXG_SCENARIO) {
-  scenario().then(
-    (r) => console.log(JSON.stringify(r)),
-    (err) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
+  reportScenario(() => scenario());
 } else {
   const skip = netnsSkipReason([IPSET, IPT, IP6T]);
   test('ipset + iptables backend (private netns)', { skip: skip ?? false }, async () => {

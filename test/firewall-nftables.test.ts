@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { assertPrivateNetns, netnsSkipReason, runInNetns } from './helpers/netns.js';
+import { assertPrivateNetns, netnsSkipReason, runInNetns, reportScenario } from './helpers/netns.js';
+import { entryFactory } from './helpers/entries.js';
 import { Enforcer, defaultFirewallConfig, type FirewallEntry } from '../src/firewall/index.js';
 import { NftablesBackend } from '../src/firewall/nftables.js';
 import { NftCommandRunner } from '../src/firewall/nft-command.js';
@@ -72,12 +73,7 @@ async function scenario(kind: string): Promise<Report> {
   const log = pino({ level: 'silent' });
   const cfg = { ...defaultFirewallConfig, batchWindowMs: 2, reconcileIntervalMs: 0 };
   const now = Date.now();
-  const e = (target: string, ttlMs: number | null): FirewallEntry => ({
-    target,
-    family: target.includes(':') ? 6 : 4,
-    isNetwork: target.includes('/'),
-    expiresAt: ttlMs === null ? null : now + ttlMs,
-  });
+  const e = entryFactory(now);
   const active: FirewallEntry[] = [e('192.0.2.1', 3_600_000), e('2001:db8::1', 3_600_000)];
   const mk = () => new NftablesBackend(makeRunner(kind), { table: TABLE, verdict: 'drop', ports: [], size: 1048576 });
   let backend = mk();
@@ -220,13 +216,7 @@ function check(r: Report, kind: string): void {
 }
 
 if (process.env.PBXG_SCENARIO) {
-  scenario(process.env.PBXG_SCENARIO).then(
-    (r) => console.log(JSON.stringify(r)),
-    (err) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
+  reportScenario(() => scenario(process.env.PBXG_SCENARIO!));
 } else {
   const skip = netnsSkipReason();
   test('nftables backend via the nft command (private netns)', { skip: skip ?? false }, async () => {

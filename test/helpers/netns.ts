@@ -53,3 +53,14 @@ export function assertPrivateNetns(): void {
   const mine = readlinkSync('/proc/self/ns/net');
   if (!parent || parent === mine) throw new Error(`refusing to run: not in a private network namespace (${mine})`);
 }
+
+/** In a scenario child: run it, print its report as one JSON line, exit 1 on failure. */
+export function reportScenario(run: () => Promise<unknown>): void {
+  run().then(
+    (r) => console.log(JSON.stringify(r)),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
