@@ -154,7 +154,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   gaugeTimer.unref();
 
   const restored = g.restore();
-  g.sweepExpired();
   metrics.firewallHealthy.set(1);
   await enforcer.start();
   await enforcer.setAllow(g.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));

@@ -19,6 +19,8 @@ export interface BanStorePort {
   saveBan(rec: BanRecord): void;
   endBan(target: string, now: number, why: 'expired' | 'unbanned' | 'replaced'): void;
   activeBans(now: number): BanRecord[];
+  /** targets whose ban ran out (while the daemon was down) but are still recorded active */
+  expiredTargets(now: number): string[];
   banTimesSince(target: string, since: number): number[];
   totalBans(): number;
 }
@@ -93,7 +95,10 @@ export class Guardian implements BanControl {
   /** Loads active bans from the store (ending those that ran out while we were down). */
   restore(): BanRecord[] {
     const now = this.clock();
-    const restored = this.safeStore(() => this.store.activeBans(now)) ?? [];
+    const restored = this.safeStore(() => {
+      for (const target of this.store.expiredTargets(now)) this.store.endBan(target, now, 'expired');
+      return this.store.activeBans(now);
+    }) ?? [];
     for (const rec of restored) this.active.set(rec.target, rec);
     return restored;
   }

@@ -19,6 +19,10 @@ export class MemoryBanStore {
     return [...this.active.values()].filter((r) => r.expiresAt === null || r.expiresAt > now);
   }
 
+  expiredTargets(now: number): string[] {
+    return [...this.active.values()].filter((r) => r.expiresAt !== null && r.expiresAt <= now).map((r) => r.target);
+  }
+
   banTimesSince(target: string, since: number): number[] {
     return this.history.filter((r) => r.target === target && r.createdAt >= since && (r.source === 'rule' || r.source === 'recidive')).map((r) => r.createdAt);
   }
