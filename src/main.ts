@@ -7,7 +7,7 @@ import { loadConfig, odooBridgeConfig, seconds, type GuardianConfig } from './co
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
 import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
-import { cachedCounter, createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
+import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
 import { registerJobFunction, JobError, type AmiPort } from './odoo/index.js';
@@ -101,10 +101,21 @@ async function openBackend(config: GuardianConfig, logger: Logger): Promise<Fire
   }
 }
 
+/** bound on log lines waiting for stdout (journald) to take them: a ban storm with a slow reader
+ *  drops lines (counted) instead of growing the daemon's memory */
+const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/** JSON lines to stdout, written asynchronously: a slow reader never blocks the AMI socket. */
+function stdoutLogger(level: string, metrics: Metrics): Logger {
+  const dest = pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_BYTES });
+  dest.on('drop', () => metrics.logLinesDropped.inc());
+  return pino({ level, base: { app: 'pbx-guardian' } }, dest);
+}
+
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let config = opts.config;
-  const logger = opts.logger ?? pino({ level: config.logLevel, base: { app: 'pbx-guardian' } });
   const metrics = createMetrics();
+  const logger = opts.logger ?? stdoutLogger(config.logLevel, metrics);
   const store = openStore(config.stateDir, logger, metrics);
   store.onWriteError = (err, lostWrites) => {
     metrics.storeErrors.inc(lostWrites);
@@ -132,13 +143,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   });
   guardian = new Guardian(guardOptions(config), store, enforcer, logger);
   const g = guardian;
-  const countSecurityEvent = cachedCounter(metrics.securityEvents);
-  const countFailure = cachedCounter(metrics.failures);
-  const countAmiEvent = cachedCounter(metrics.amiEvents);
   g.on({
-    securityEvent: (event, service) => countSecurityEvent([event, service]),
-    failure: (event, weight) => countFailure([event], weight),
-    ignored: (reason) => metrics.ignored.inc({ reason }),
+    securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
+    failure: (event, weight) => metrics.failures.inc(event, undefined, weight),
+    ignored: (reason) => metrics.ignored.inc(reason),
     banned: ({ record }) => metrics.bans.inc({ rule: record.rule, source: record.source }),
     unbanned: (_n, why) => metrics.unbans.inc({ why }),
     storeError: () => metrics.storeErrors.inc(),
@@ -166,7 +174,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const a = ami;
     a.on('event', (msg: AmiMessage) => {
       g.handleEvent(msg);
-      countAmiEvent([msg.get('Event') ?? '']);
+      metrics.amiEvents.inc(msg.get('Event') ?? '');
     });
     a.on('state', (state: string) => {
       metrics.amiConnected.set(state === 'connected' ? 1 : 0);

@@ -104,10 +104,15 @@ test('fuzz parseNetwork/formatNetwork: never throws; accepted input round-trips 
   t.diagnostic(`${runs} inputs, ${accepted} accepted and round-tripped`);
 });
 
+/** near-misses of a dotted quad: 3 to 5 parts of digits (leading zeros, > 255, empty) and stray characters */
+const dottedLike = fc
+  .array(fc.oneof(fc.stringMatching(/^[0-9]{0,4}$/), fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('0', '00', '01', '255', '256', ' 1', '1a', '+1', '-1')), { minLength: 3, maxLength: 5 })
+  .map((parts) => parts.join('.'));
+
 test('fuzz parseNetwork: agrees with node:net isIP on plain addresses; garbage gives null', (t) => {
   let runs = 0;
   fc.assert(
-    fc.property(fc.oneof(ip4, ip6, fc.ipV4Extended(), fc.string({ maxLength: 40 })), (s) => {
+    fc.property(fc.oneof(ip4, ip6, fc.ipV4Extended(), fc.string({ maxLength: 40 }), dottedLike), (s) => {
       runs++;
       const n = parseNetwork(s);
       if (isIP(s) !== 0) assert.notEqual(n, null, `${s} is an IP for node but not for parseNetwork`);

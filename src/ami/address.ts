@@ -1,12 +1,19 @@
 import { isIP } from 'node:net';
+import { parseIPv4 } from '../net/ip.js';
 import type { RemoteAddress } from './types.js';
 
 const TRANSPORTS = new Set(['UDP', 'TCP', 'TLS', 'WS', 'WSS']);
 const MAX_LEN = 200;
 
-function parsePort(s: string): number | undefined | null {
-  if (!/^\d{1,5}$/.test(s)) return null;
-  const n = Number(s);
+function parsePort(s: string): number | null {
+  const len = s.length;
+  if (len === 0 || len > 5) return null;
+  let n = 0;
+  for (let i = 0; i < len; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return null;
+    n = n * 10 + (c - 48);
+  }
   return n <= 65535 ? n : null;
 }
 
@@ -63,19 +70,18 @@ export function parseRemoteAddress(text: string): RemoteAddress | null {
   }
   const port = parsePort(parts[parts.length - 1]!);
   if (port === null) return null;
-  const sc = splitScope(parts[parts.length - 2]!);
-  if (!sc) return null;
-  const fam = isIP(sc.address);
+  const addressText = parts[parts.length - 2]!;
   let out: RemoteAddress | null;
   if (famText === 'IPV4') {
-    if (fam !== 4 || sc.scope !== undefined) return null;
-    out = { family: 4, address: sc.address };
+    if (!parseIPv4(addressText)) return null;
+    out = { family: 4, address: addressText };
   } else {
-    if (fam !== 6) return null;
+    const sc = splitScope(addressText);
+    if (!sc || isIP(sc.address) !== 6) return null;
     out = mapped(sc.address, sc.scope);
     if (!out) return null;
   }
   if (transport !== undefined) out.transport = transport;
-  if (port !== undefined) out.port = port;
+  out.port = port;
   return out;
 }

@@ -94,6 +94,13 @@ export class AmiSimulator {
     return this._port;
   }
 
+  /** number of sessions logged in */
+  get loggedIn(): number {
+    let n = 0;
+    for (const s of this.sessions) if (s.loggedIn) n++;
+    return n;
+  }
+
   /** number of connected sockets */
   get connections(): number {
     return this.sessions.size;

@@ -16,7 +16,8 @@ import {
 
 /** What the guard needs from the store (src/store implements it). */
 export interface BanStorePort {
-  saveBan(rec: BanRecord): void;
+  /** `replaces`: false when the target has no active ban (the store can skip closing one) */
+  saveBan(rec: BanRecord, replaces?: boolean): void;
   endBan(target: string, now: number, why: 'expired' | 'unbanned' | 'replaced'): void;
   activeBans(now: number): BanRecord[];
   /** targets whose ban ran out (while the daemon was down) but are still recorded active */
@@ -190,8 +191,9 @@ export class Guardian implements BanControl {
   }
 
   private applyBan(rec: BanRecord, windowMs: number): void {
+    const replaces = this.active.has(rec.target);
     this.active.set(rec.target, rec);
-    this.safeStore(() => this.store.saveBan(rec));
+    this.safeStore(() => this.store.saveBan(rec, replaces));
     this.enforcement.ban(toEntry(rec)).catch((err: Error) => this.logger.error({ err, target: rec.target }, 'ban not applied in the kernel (the enforcer retries)'));
     const durationSec = rec.expiresAt === null ? null : Math.round((rec.expiresAt - rec.createdAt) / 1000);
     this.logger.warn(

@@ -5,6 +5,9 @@ import type { BanRecord, BanSource } from '../guard/types.js';
 
 export type { Database } from 'better-sqlite3';
 
+/** bound on the in-memory index of earlier offenders (about 80 bytes each) */
+const OFFENDER_INDEX_MAX = 250_000;
+
 /** Why a ban ended, as kept in the history. */
 export type BanEndReason = 'expired' | 'unbanned' | 'replaced';
 
@@ -46,8 +49,16 @@ export class Store {
    * Ban writes are queued and written together once per event-loop turn: a burst of bans costs
    * one transaction instead of one each (the kernel has them already; the store is for restarts).
    */
-  private readonly writes: Array<{ save: BanRecord } | { end: string; now: number; why: BanEndReason }> = [];
+  private readonly writes: Array<{ save: BanRecord; replaces: boolean } | { end: string; now: number; why: BanEndReason }> = [];
   private flushScheduled = false;
+  /** creation times of the automatic bans in `writes`, by target */
+  private readonly queuedBanTimes = new Map<string, number[]>();
+  /**
+   * Every target with an automatic ban in the history (a superset): banTimesSince answers a
+   * target outside it without a query, and most attackers are first-time offenders. null once the
+   * history holds more than OFFENDER_INDEX_MAX targets; then every call queries.
+   */
+  private offenders: Set<string> | null;
   /** Called when queued writes fail (read-only, disk full) with how many were lost; bans stay in the kernel. */
   onWriteError: (err: Error, lostWrites: number) => void = () => {};
 
@@ -84,18 +95,23 @@ export class Store {
     `);
     this.stmts = {
       upsertBan: this.db.prepare(`INSERT INTO bans (target, family, is_network, created_at, expires_at, rule, source, reason, count)
-        VALUES (@target, @family, @is_network, @created_at, @expires_at, @rule, @source, @reason, @count)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT(target) DO UPDATE SET family=excluded.family, is_network=excluded.is_network, created_at=excluded.created_at,
           expires_at=excluded.expires_at, rule=excluded.rule, source=excluded.source, reason=excluded.reason, count=excluded.count`),
       closeHistory: this.db.prepare(`UPDATE ban_history SET ended_at=@now, end_reason=@why WHERE target=@target AND ended_at IS NULL`),
       addHistory: this.db.prepare(`INSERT INTO ban_history (target, created_at, expires_at, rule, source, reason, count)
-        VALUES (@target, @created_at, @expires_at, @rule, @source, @reason, @count)`),
+        VALUES (?, ?, ?, ?, ?, ?, ?)`),
       deleteBan: this.db.prepare(`DELETE FROM bans WHERE target = ?`),
       active: this.db.prepare(`SELECT * FROM bans WHERE expires_at IS NULL OR expires_at > ? ORDER BY created_at`),
       expired: this.db.prepare(`SELECT target FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?`),
       banTimes: this.db.prepare(`SELECT created_at FROM ban_history WHERE target = ? AND created_at >= ? AND source IN ('rule','recidive') ORDER BY created_at`),
       totalBans: this.db.prepare(`SELECT count(*) AS n FROM ban_history`),
     };
+    const known = this.db
+      .prepare(`SELECT DISTINCT target FROM ban_history WHERE source IN ('rule','recidive') LIMIT ?`)
+      .pluck()
+      .all(OFFENDER_INDEX_MAX + 1) as string[];
+    this.offenders = known.length > OFFENDER_INDEX_MAX ? null : new Set(known);
   }
 
   /** Opens (creating it if needed) the state file in a state directory. */
@@ -105,8 +121,17 @@ export class Store {
   }
 
   /** Records a ban as active and appends it to the history, replacing an active ban of the target. */
-  saveBan(rec: BanRecord): void {
-    this.queue({ save: rec });
+  saveBan(rec: BanRecord, replaces = true): void {
+    if (rec.source === 'rule' || rec.source === 'recidive') {
+      const times = this.queuedBanTimes.get(rec.target);
+      if (times) times.push(rec.createdAt);
+      else this.queuedBanTimes.set(rec.target, [rec.createdAt]);
+      if (this.offenders) {
+        this.offenders.add(rec.target);
+        if (this.offenders.size > OFFENDER_INDEX_MAX) this.offenders = null;
+      }
+    }
+    this.queue({ save: rec, replaces });
   }
 
   /** Ends the active ban of a target (nothing when there is none). */
@@ -133,29 +158,20 @@ export class Store {
     this.flushScheduled = false;
     if (this.writes.length === 0) return;
     const batch = this.writes.splice(0);
+    this.queuedBanTimes.clear();
     this.db.transaction(() => {
       for (const w of batch) {
-        if ('save' in w) this.writeBan(w.save);
+        if ('save' in w) this.writeBan(w.save, w.replaces);
         else if (this.stmts.deleteBan.run(w.end).changes > 0) this.stmts.closeHistory.run({ target: w.end, now: w.now, why: w.why });
       }
     })();
   }
 
-  private writeBan(rec: BanRecord): void {
-    const row = {
-      target: rec.target,
-      family: rec.family,
-      is_network: rec.isNetwork ? 1 : 0,
-      created_at: rec.createdAt,
-      expires_at: rec.expiresAt,
-      rule: rec.rule,
-      source: rec.source,
-      reason: rec.reason,
-      count: rec.count,
-    };
-    this.stmts.closeHistory.run({ target: rec.target, now: rec.createdAt, why: 'replaced' });
-    this.stmts.upsertBan.run(row);
-    this.stmts.addHistory.run(row);
+  private writeBan(rec: BanRecord, replaces: boolean): void {
+    if (replaces) this.stmts.closeHistory.run({ target: rec.target, now: rec.createdAt, why: 'replaced' });
+    const isNetwork = rec.isNetwork ? 1 : 0;
+    this.stmts.upsertBan.run(rec.target, rec.family, isNetwork, rec.createdAt, rec.expiresAt, rec.rule, rec.source, rec.reason, rec.count);
+    this.stmts.addHistory.run(rec.target, rec.createdAt, rec.expiresAt, rec.rule, rec.source, rec.reason, rec.count);
   }
 
   /** Bans still in force at `now`, oldest first. */
@@ -172,10 +188,10 @@ export class Store {
 
   /** Creation times of the automatic bans of a target since `since` (escalation, recidive). */
   banTimesSince(target: string, since: number): number[] {
+    if (this.offenders && !this.offenders.has(target)) return [];
+    const queued = this.queuedBanTimes.get(target);
     const stored = (this.stmts.banTimes.all(target, since) as Array<{ created_at: number }>).map((r) => r.created_at);
-    for (const w of this.writes) {
-      if ('save' in w && w.save.target === target && w.save.createdAt >= since && (w.save.source === 'rule' || w.save.source === 'recidive')) stored.push(w.save.createdAt);
-    }
+    if (queued) for (const t of queued) if (t >= since) stored.push(t);
     return stored;
   }
 
