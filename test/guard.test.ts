@@ -187,6 +187,36 @@ test('a restart restores active bans with their remaining time, from SQLite', as
   }
 });
 
+test('escalation across a restart: SQLite history finds the earlier offender; queued bans count before they are written', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbxg-store-'));
+  const escalation = { factor: 2, maxSec: 86400, lookbackSec: 30 * 86400 };
+  try {
+    const store1 = Store.open(dir);
+    const first = makeGuardian({ escalation }, store1);
+    for (let i = 0; i < 5; i++) first.guardian.handleEvent(sipWrongPassword());
+    const b1 = first.guardian.listBans()[0]!;
+    assert.equal((b1.expiresAt! - b1.createdAt) / 1000, 3600);
+    store1.close();
+
+    const store2 = Store.open(dir);
+    const second = makeGuardian({ escalation }, store2);
+    second.clock.now = b1.expiresAt! + 1000;
+    assert.equal(second.guardian.restore().length, 0, 'the first ban ran out while down');
+    for (let i = 0; i < 5; i++) second.guardian.handleEvent(sipWrongPassword());
+    const b2 = second.guardian.listBans()[0]!;
+    assert.equal(b2.target, b1.target);
+    assert.equal((b2.expiresAt! - b2.createdAt) / 1000, 7200, 'second ban doubled from the stored history');
+    // not flushed yet (same turn): the queued ban is counted with the stored one
+    assert.deepEqual(store2.banTimesSince(b1.target, 0), [b1.createdAt, b2.createdAt]);
+    assert.deepEqual(store2.banTimesSince('203.0.113.9', 0), [], 'an address never banned');
+    store2.flush();
+    assert.deepEqual(store2.banTimesSince(b1.target, b1.createdAt + 1), [b2.createdAt], 'since is honoured');
+    store2.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('manual ban and unban; unban of an address that is not banned is false', async () => {
   const { guardian, enforcement } = makeGuardian();
   const rec = await guardian.ban({ target: '203.0.113.0/255', durationSec: 600, source: 'manual' }).catch((e: Error) => e);
