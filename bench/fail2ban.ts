@@ -12,8 +12,9 @@
  *
  * Each runs in its OWN private network namespace (`unshare -n`, a child process per side, one
  * after the other so that they do not compete for the 2 cores). The moment an address is banned
- * is taken the same way for both: `nft monitor` (kernel netlink notifications of new elements) in
- * that namespace; the set is then verified with `nft -j list set`. For the guardian the moment of
+ * is taken the same way for both: the kernel's netlink notification of the new element in that
+ * namespace, stamped on receipt (bench/set-monitor.ts); the set is then verified with
+ * `nft -j list set`. For the guardian the moment of
  * the decision (its ban log line) is reported too.
  *
  * Phases, same schedule for both:
@@ -46,6 +47,7 @@ import { loadTemplate, replayBytes } from '../src/demo/attack.js';
 import { createBackend, defaultFirewallConfig, type FirewallBackend } from '../src/firewall/index.js';
 import { startDaemon } from '../src/main.js';
 import { Store } from '../src/store/index.js';
+import { listSet, SetMonitor } from './set-monitor.js';
 import type { BenchResult } from './types.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -89,13 +91,16 @@ export interface SideResult {
   cpuNote: string;
   restore: Array<{ size: number; seconds: number | null; present: number; bounded: boolean; startedS?: number }>;
   legitBanned: number;
+  /** how ban moments were taken (SetMonitor.instrument), and kernel notifications lost */
+  instrument: string;
+  overflows: number;
 }
 
 /** One burst as a side reports it. */
 export interface BurstReport {
   role: 'warm-up' | 'measured' | 'small';
   size: number;
-  /** first write → last element reported by nft monitor; null when not all were banned in time */
+  /** first write → last element announced by the kernel; null when not all were banned in time */
   seconds: number | null;
   missing: number;
   /** in the set after the attack (nft list set) */
@@ -145,58 +150,6 @@ function assertPrivateNetns(): void {
   const parent = process.env.PBXG_PARENT_NETNS;
   const mine = readlinkSync('/proc/self/ns/net');
   if (!parent || parent === mine) throw new Error(`refusing to run: not in a private network namespace (${mine})`);
-}
-
-/** `nft monitor` in this namespace: the first time each IPv4 address is added to a set. */
-class ElementMonitor {
-  readonly seen = new Map<string, number>();
-  private proc: ChildProcess;
-  private buf = '';
-  constructor(private readonly setName: string) {
-    this.proc = spawn(NFT, ['monitor', 'elements'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.proc.stdout!.on('data', (b: Buffer) => {
-      const now = performance.now();
-      this.buf += b.toString('latin1');
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        if (!line.startsWith('add element') || !line.includes(` ${this.setName} `)) continue;
-        for (const m of line.matchAll(/(\d+\.\d+\.\d+\.\d+)/g)) if (!this.seen.has(m[1]!)) this.seen.set(m[1]!, now);
-      }
-    });
-  }
-  /** a moment for the monitor to subscribe */
-  async ready(): Promise<void> {
-    await sleep(300);
-  }
-  async waitFor(addrs: string[], boundMs: number): Promise<boolean> {
-    const end = performance.now() + boundMs;
-    while (performance.now() < end) {
-      if (addrs.every((a) => this.seen.has(a))) return true;
-      await sleep(5);
-    }
-    return false;
-  }
-  stop(): void {
-    this.proc.kill('SIGTERM');
-  }
-}
-
-async function listSet(family: string, table: string, set: string): Promise<Set<string>> {
-  const { stdout } = await pexec(NFT, ['-j', 'list', 'set', family, table, set], { maxBuffer: 256 * 1024 * 1024 });
-  const out = new Set<string>();
-  const doc = JSON.parse(stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> };
-  for (const o of doc.nftables) {
-    for (const e of o.set?.elem ?? []) {
-      if (typeof e === 'string') out.add(e);
-      else if (e && typeof e === 'object' && 'elem' in e) {
-        const v = (e as { elem: { val?: unknown } }).elem.val;
-        if (typeof v === 'string') out.add(v);
-      }
-    }
-  }
-  return out;
 }
 
 // ------------------------------------------------------------------ log lines (fail2ban's input)
@@ -281,7 +234,7 @@ interface AttackOutcome {
  * before the clock starts (the attacker's packets are not the defender's work), then written in M
  * writes, one per round of failures.
  */
-async function burstPhase(sink: Sink, mon: ElementMonitor, first: number, n: number, legitBase: number, boundMs: number): Promise<BurstOutcome> {
+async function burstPhase(sink: Sink, mon: SetMonitor, first: number, n: number, legitBase: number, boundMs: number): Promise<BurstOutcome> {
   const addrs = Array.from({ length: n }, (_, i) => attacker(first + i));
   const legitPer = Math.ceil(n / 10);
   const rounds = Array.from({ length: M }, (_, k) => sink.prepare(addrs, Array.from({ length: legitPer }, (_, j) => legit(legitBase + k * legitPer + j))));
@@ -294,7 +247,7 @@ async function burstPhase(sink: Sink, mon: ElementMonitor, first: number, n: num
   return { latencyMs: got.map((a) => mon.seen.get(a)! - start), seconds: all ? (last - start) / 1000 : null, missing: n - got.length, addrs, writtenMs, start };
 }
 
-async function attack(plan: Plan, sink: Sink, mon: ElementMonitor, boundMs: number, pause: number): Promise<AttackOutcome> {
+async function attack(plan: Plan, sink: Sink, mon: SetMonitor, boundMs: number, pause: number): Promise<AttackOutcome> {
   const crossAt = new Map<string, number>();
   // 1. latency
   const lat = Array.from({ length: plan.latencyAddrs }, (_, i) => attacker(lat0 + i));
@@ -408,9 +361,8 @@ async function fail2banChild(plan: Plan): Promise<SideResult> {
   assertPrivateNetns();
   const t = logTemplates();
   const f2b = new Fail2ban();
-  const mon = new ElementMonitor('addr-set-asterisk');
+  const mon = await SetMonitor.start('addr-set-asterisk');
   try {
-    await mon.ready();
     await f2b.start();
     const pid = f2b.proc!.pid!;
     const sink: Sink = {
@@ -473,6 +425,8 @@ async function fail2banChild(plan: Plan): Promise<SideResult> {
       cpuNote: `fail2ban-server ${(cpu1.own - cpu0.own).toFixed(2)} s + its nft children ${(cpu1.children - cpu0.children).toFixed(2)} s`,
       restore,
       legitBanned,
+      instrument: mon.instrument,
+      overflows: mon.overflows,
     };
   } finally {
     mon.stop();
@@ -525,7 +479,7 @@ async function guardianChild(plan: Plan): Promise<SideResult> {
   await pexec('/usr/sbin/ip', ['link', 'set', 'lo', 'up']); // loopback is down in a new namespace
   const sim = new AmiSimulator({ fixturesDir: join(FIXTURES, 'ami'), username: 'guardian', secret: 'bench', loginFailDelayMs: 10 });
   await sim.listen();
-  const mon = new ElementMonitor('ban4');
+  const mon = await SetMonitor.start('ban4');
   const fwConfig = { ...defaultFirewallConfig, backend: 'nftables' as const, table: TABLE, reconcileIntervalMs: 0 };
   const cfgFor = (stateDir: string, ami: boolean) =>
     buildConfig({
@@ -538,7 +492,6 @@ async function guardianChild(plan: Plan): Promise<SideResult> {
     });
   let daemon: GuardianProcess | null = null;
   try {
-    await mon.ready();
     const configPath = join(dir, 'guardian.yaml');
     const daemonConfig = {
       stateDir: join(dir, 'state'),
@@ -620,6 +573,8 @@ async function guardianChild(plan: Plan): Promise<SideResult> {
       cpuNote: `the pbx-guardian run process ${(cpu1.own - cpu0.own).toFixed(2)} s + its children ${(cpu1.children - cpu0.children).toFixed(2)} s (/proc/<pid>/stat)`,
       restore,
       legitBanned,
+      instrument: mon.instrument,
+      overflows: mon.overflows,
     };
   } finally {
     mon.stop();
@@ -681,7 +636,7 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
   const gP99 = pct(g.latencyMs, 99);
   const fP50 = pct(f.latencyMs, 50);
   const fP99 = pct(f.latencyMs, 99);
-  const lNote = (s: SideResult) => `${s.latencyMs.length}/${plan.latencyAddrs} addresses banned${s.latencyMissing ? ` (${s.latencyMissing} MISSING)` : ''}; M-th failure written → element in the kernel set (nft monitor)`;
+  const lNote = (s: SideResult) => `${s.latencyMs.length}/${plan.latencyAddrs} addresses banned${s.latencyMissing ? ` (${s.latencyMissing} MISSING)` : ''}; M-th failure written → element in the kernel set (${s.instrument}${s.overflows ? `, ${s.overflows} NOTIFICATION OVERFLOWS` : ''})`;
   rows.push({ name: 'vs fail2ban: ban latency p50, guardian', value: r1(gP50), unit: 'ms', note: lNote(g) });
   rows.push({
     name: 'vs fail2ban: ban latency p99, guardian',
@@ -735,7 +690,7 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
       ok: gr.seconds !== null && ratio >= 20 && gr.present === size,
       anchor: `fail2ban ${fText}`,
       ratio: fs === null ? undefined : r1(ratio),
-      note: `${gr.present}/${size} in the kernel set; startDaemon (store load + setup + one transaction) returned after ${gr.startedS !== undefined ? r2(gr.startedS) : '?'} s, the value is when nft monitor reported the last element${fs === null ? `; ratio > ${r1(ratio)}x (fail2ban bounded at ${plan.restoreBoundS} s)` : ''}`,
+      note: `${gr.present}/${size} in the kernel set; startDaemon (store load + setup + one transaction) returned after ${gr.startedS !== undefined ? r2(gr.startedS) : '?'} s, the value is when the kernel announced the last element${fs === null ? `; ratio > ${r1(ratio)}x (fail2ban bounded at ${plan.restoreBoundS} s)` : ''}`,
     });
     rows.push({ name: `vs fail2ban: restore ${size.toLocaleString('en')} bans, fail2ban`, value: fs === null ? plan.restoreBoundS : r2(fs), unit: 's', note: fs === null ? `> ${plan.restoreBoundS} s: ${fr.present}/${size} restored when stopped` : `${fr.present}/${size}` });
   }
