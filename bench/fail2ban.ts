@@ -447,7 +447,10 @@ class GuardianProcess {
   private buf = '';
   private stderr = '';
   constructor(configPath: string) {
-    this.proc = spawn(process.execPath, [join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // PBXG_BENCH_DAEMON_NODE_ARGS: extra node options for the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+    const nodeArgs = (process.env.PBXG_BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const args = [...nodeArgs, join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', configPath];
+    this.proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stderr!.on('data', (b: Buffer) => (this.stderr = (this.stderr + b.toString()).slice(-2000)));
     this.proc.stdout!.on('data', (b: Buffer) => {
       this.buf += b.toString();

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { parseRemoteAddress } from '../src/ami/index.js';
 import { formatNetwork, parseNetwork } from '../src/net/ip.js';
 import { canonicalTarget } from '../src/firewall/index.js';
+import { resolveAttacker } from '../src/guard/attacker.js';
 
 const SEED = 5038;
 
@@ -128,4 +129,33 @@ test('fuzz parseNetwork: agrees with node:net isIP on plain addresses; garbage g
     { seed: SEED + 4, numRuns: 1000 },
   );
   t.diagnostic(`${runs} inputs`);
+});
+
+test('fuzz resolveAttacker: its one-pass IPv4 scan says exactly what parseRemoteAddress + parseNetwork say', (t) => {
+  let runs = 0;
+  let fast = 0;
+  const general = (s: string) => {
+    const r = parseRemoteAddress(s);
+    const n = r ? parseNetwork(r.address) : null;
+    return n ? { address: n, keyText: formatNetwork(n) } : null;
+  };
+  const port = fc.oneof({ arbitrary: fc.integer({ min: 0, max: 70000 }).map(String), weight: 6 }, fc.stringMatching(/^[0-9]{0,7}$/), fc.constantFrom('5060 ', ' 5060', '5060/1', '+1', ''));
+  const asteriskLike = fc
+    .tuple(fc.constantFrom('IPV4', 'IPV4', 'ipv4', 'IPV6', 'IPV4 '), fc.option(fc.constantFrom('UDP', 'TCP', 'TLS', 'WS', 'WSS', 'udp', 'UDPX', '1', '')), fc.oneof({ arbitrary: ip4, weight: 6 }, dottedLike, addrLike), port)
+    .map(([f, tr, a, p]) => [f, ...(tr === null ? [] : [tr]), a, p].join('/'));
+  fc.assert(
+    fc.property(fc.oneof({ arbitrary: asteriskLike, weight: 3 }, remoteLike), (s) => {
+      runs++;
+      const got = resolveAttacker(s, (a) => a);
+      const want = general(s);
+      assert.deepEqual(got === null ? null : { address: got.address, keyText: got.keyText }, want, JSON.stringify(s));
+      if (got) {
+        assert.equal(got.key, got.address, 'an IPv4 attacker is keyed by its address');
+        if (/^IPV4\/([A-Z]+\/)?[0-9.]+\/[0-9]+$/.test(s)) fast++;
+      }
+    }),
+    { seed: SEED + 5, numRuns: 8000 },
+  );
+  t.diagnostic(`${runs} inputs, ${fast} accepted in the fast form`);
+  assert.ok(fast > 500, `the generator reaches the fast form (${fast})`);
 });

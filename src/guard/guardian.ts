@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
-import { parseRemoteAddress } from '../ami/index.js';
 import { formatDuration } from '../config/duration.js';
+import { resolveAttacker } from './attacker.js';
 import { Detector, type EventView } from './detector.js';
 import { formatNetwork, isSingleAddress, NetworkList, parseNetwork, type IpNetwork } from '../net/ip.js';
 import type { Rule } from './rules.js';
@@ -75,6 +75,8 @@ export class Guardian implements BanControl {
   private readonly active = new Map<string, BanRecord>();
   private readonly listeners: GuardListener[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** the key an address is counted under (the detector's, which a reload replaces) */
+  private readonly keyOf = (address: IpNetwork) => this.detector.keyOf(address);
 
   constructor(
     private options: GuardOptions,
@@ -133,18 +135,16 @@ export class Guardian implements BanControl {
     const name = event.get('Event');
     if (name === undefined || !this.detector.watches(name)) return;
     for (const l of this.listeners) l.securityEvent?.(name, event.get('Service') ?? '');
-    const remote = parseRemoteAddress(event.get('RemoteAddress') ?? '');
-    const address = remote ? parseNetwork(remote.address) : null;
-    if (!address) {
+    const attacker = resolveAttacker(event.get('RemoteAddress') ?? '', this.keyOf);
+    if (!attacker) {
       this.emitIgnored('bad-address');
       return;
     }
+    const { address, key, keyText } = attacker;
     if (this.allow.contains(address)) {
       this.emitIgnored('allow-listed', address);
       return;
     }
-    const key = this.detector.keyOf(address);
-    const keyText = formatNetwork(key);
     if (this.active.has(keyText) || (key !== address && this.active.size > 0 && this.active.has(formatNetwork(address)))) {
       this.emitIgnored('already-banned', address);
       return;
