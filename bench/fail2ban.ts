@@ -42,7 +42,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { buildConfig, PACKAGE_ROOT } from '../src/config/index.js';
-import { AmiSimulator } from '../src/demo/ami-simulator.js';
+import { AmiSimulator, type PreparedEvents } from '../src/demo/ami-simulator.js';
 import { loadTemplate, replayBytes } from '../src/demo/attack.js';
 import { createBackend, defaultFirewallConfig, type FirewallBackend } from '../src/firewall/index.js';
 import { startDaemon } from '../src/main.js';
@@ -200,11 +200,13 @@ function legitLines(t: LogTemplates, address: string, at = new Date()): string {
 // ------------------------------------------------------------------ the attack schedule
 
 /** The bytes of an attack for one side, and how they reach it. */
-interface Sink {
-  /** failures from `addresses` and legitimate traffic from `legit`, interleaved */
-  prepare(addresses: string[], legit: string[]): Buffer;
+interface Sink<T> {
+  /** failures from `addresses` and legitimate traffic from `legit`, interleaved, made ready to
+   *  deliver (for the guardian: filtered by its login's Events mask, as Asterisk does when it
+   *  generates events) */
+  prepare(addresses: string[], legit: string[]): T;
   /** written at once: appended to the log (fail2ban) or sent as AMI frames (guardian) */
-  deliver(bytes: Buffer): void;
+  deliver(prepared: T): void;
 }
 
 interface BurstOutcome {
@@ -234,7 +236,7 @@ interface AttackOutcome {
  * before the clock starts (the attacker's packets are not the defender's work), then written in M
  * writes, one per round of failures.
  */
-async function burstPhase(sink: Sink, mon: SetMonitor, first: number, n: number, legitBase: number, boundMs: number): Promise<BurstOutcome> {
+async function burstPhase<T>(sink: Sink<T>, mon: SetMonitor, first: number, n: number, legitBase: number, boundMs: number): Promise<BurstOutcome> {
   const addrs = Array.from({ length: n }, (_, i) => attacker(first + i));
   const legitPer = Math.ceil(n / 10);
   const rounds = Array.from({ length: M }, (_, k) => sink.prepare(addrs, Array.from({ length: legitPer }, (_, j) => legit(legitBase + k * legitPer + j))));
@@ -247,7 +249,7 @@ async function burstPhase(sink: Sink, mon: SetMonitor, first: number, n: number,
   return { latencyMs: got.map((a) => mon.seen.get(a)! - start), seconds: all ? (last - start) / 1000 : null, missing: n - got.length, addrs, writtenMs, start };
 }
 
-async function attack(plan: Plan, sink: Sink, mon: SetMonitor, boundMs: number, pause: number): Promise<AttackOutcome> {
+async function attack<T>(plan: Plan, sink: Sink<T>, mon: SetMonitor, boundMs: number, pause: number): Promise<AttackOutcome> {
   const crossAt = new Map<string, number>();
   // 1. latency
   const lat = Array.from({ length: plan.latencyAddrs }, (_, i) => attacker(lat0 + i));
@@ -365,7 +367,7 @@ async function fail2banChild(plan: Plan): Promise<SideResult> {
   try {
     await f2b.start();
     const pid = f2b.proc!.pid!;
-    const sink: Sink = {
+    const sink: Sink<Buffer> = {
       prepare: (as, ls) => {
         const at = new Date();
         const parts: string[] = [];
@@ -512,7 +514,7 @@ async function guardianChild(plan: Plan): Promise<SideResult> {
     if (sim.loggedIn === 0) throw new Error(`the daemon did not log in to the AMI simulator: ${daemon.lastError}`);
     const fail = loadTemplate(join(FIXTURES, 'ami'), 'security-sip-register-wrong-password.raw');
     const ok = loadTemplate(join(FIXTURES, 'ami'), 'security-sip-register-success.raw');
-    const sink: Sink = {
+    const sink: Sink<PreparedEvents> = {
       prepare: (as, ls) => {
         const parts: string[] = [];
         const n = Math.max(as.length, ls.length);
@@ -520,9 +522,9 @@ async function guardianChild(plan: Plan): Promise<SideResult> {
           if (i < as.length) parts.push(replayBytes(fail, as[i]!));
           if (i < ls.length) parts.push(replayBytes(ok, ls[i]!));
         }
-        return Buffer.from(parts.join(''), 'latin1');
+        return sim.prepare(Buffer.from(parts.join(''), 'latin1'));
       },
-      deliver: (bytes) => sim.broadcast(bytes),
+      deliver: (prepared) => sim.broadcast(prepared),
     };
     const cpu0 = procCpu(pid);
     const out = await attack(plan, sink, mon, BURST_BOUND_MS, 300);

@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { AmiClient, type AmiMessage } from './ami/index.js';
 import { createAdminApp, listenAdminSocket } from './api/admin.js';
-import { loadConfig, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
+import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
 import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
@@ -170,7 +170,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   let ami: AmiClient | null = null;
   if (config.ami.enabled) {
-    ami = new AmiClient({ ...config.ami, logger });
+    ami = new AmiClient({ ...config.ami, events: loginEventMask(config), logger });
     const a = ami;
     a.on('event', (msg: AmiMessage) => {
       g.handleEvent(msg);

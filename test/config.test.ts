@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { buildConfig, ConfigError } from '../src/config/index.js';
+import { buildConfig, ConfigError, loginEventMask } from '../src/config/index.js';
 import { parseDuration, formatDuration } from '../src/config/duration.js';
 import { parseRules, RuleError } from '../src/guard/index.js';
 import { repoPath } from './helpers/fixtures.js';
@@ -59,4 +59,12 @@ test('rule errors name the file, rule and key', () => {
   assert.equal(rule!.ringSize, 10);
   assert.equal(rule!.banSec, 7200);
   assert.deepEqual([...rule!.match[0]![1]], ['pjsip']);
+});
+
+test('ami.events auto: security alone for a guard, everything when Odoo or webhooks forward events', () => {
+  const base = { stateDir: '/tmp/x' };
+  assert.equal(loginEventMask(buildConfig(base)), 'security');
+  assert.equal(loginEventMask(buildConfig({ ...base, ami: { events: 'security,call' } })), 'security,call');
+  assert.equal(loginEventMask(buildConfig({ ...base, webhooks: [{ name: 'w', url: 'http://127.0.0.1:9/x', events: ['Hangup'], secret: 'a-secret-of-16-chars' }] })), 'on');
+  assert.throws(() => buildConfig({ ...base, ami: { events: 'security;call' } }), /ami\.events: "security;call" is not auto, on, off or a comma list/);
 });

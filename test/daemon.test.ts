@@ -82,6 +82,12 @@ test('end to end: AMI brute force → ban in the backend and store; CLI and metr
     assert.match(metrics, /pbx_guardian_ami_connected 1/);
     assert.match(metrics, /pbx_guardian_events_ignored_total\{reason="allow-listed"\} 8/);
     assert.match(metrics, /pbx_guardian_security_events_total\{event="InvalidPassword",service="SIP"\} 9/);
+    // guard only (no Odoo, no webhooks): the login asks Asterisk for the security class alone, so
+    // the transcript's PeerStatus frames (class system) never reach the daemon
+    const login = sim.requests.find((r) => r.action.toLowerCase() === 'login')!;
+    assert.equal(login.headers.find(([k]) => k === 'Events')?.[1], 'security');
+    assert.match(metrics, /pbx_guardian_ami_events_total\{event="InvalidPassword"\} 9/);
+    assert.doesNotMatch(metrics, /pbx_guardian_ami_events_total\{event="PeerStatus"\}/);
 
     await d.stop();
     daemon = undefined;

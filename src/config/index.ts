@@ -30,8 +30,8 @@ export function defaultConfig() {
       port: 5038,
       username: 'guardian',
       secret: '',
-      /** login Events mask: security for the guard, plus what Odoo's events map needs */
-      events: 'on',
+      /** login Events mask; auto: see loginEventMask */
+      events: 'auto',
       connectTimeoutMs: 5000,
       actionTimeoutMs: 10000,
       pingIntervalMs: 15000,
@@ -85,6 +85,16 @@ function odooDefaults() {
 }
 
 /** The bridge's config from ours: "" means unset for the optional paths. */
+/**
+ * The `Events:` mask the guardian logs in with. `auto`: only the security class when nothing
+ * forwards events (no Odoo, no webhooks) — Asterisk then never formats or sends the rest (a third
+ * of the frames of a SIP attack are PeerStatus) — else every class the AMI user may read.
+ */
+export function loginEventMask(cfg: GuardianConfig): string {
+  if (cfg.ami.events !== 'auto') return cfg.ami.events;
+  return cfg.odoo.enabled || cfg.webhooks.length > 0 ? 'on' : 'security';
+}
+
 export function odooBridgeConfig(cfg: GuardianConfig): OdooConfigInput {
   const { enabled: _enabled, lamePath, ffmpegPath, listen, ...rest } = cfg.odoo;
   return {
@@ -219,6 +229,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (!/^[A-Za-z0-9_-]{1,16}$/.test(cfg.firewall.ipsetPrefix)) errors.push('firewall.ipsetPrefix: 1-16 letters, digits, "_" or "-"');
   if (!/^0?[0-7]{3}$/.test(cfg.admin.socketMode)) errors.push(`admin.socketMode: "${cfg.admin.socketMode}" is not an octal file mode like 0600`);
   if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
+  if (!/^(auto|on|off|[a-z]+(,[a-z]+)*)$/i.test(cfg.ami.events.replace(/\s/g, ''))) errors.push(`ami.events: "${cfg.ami.events}" is not auto, on, off or a comma list of event classes (security,system,call,...)`);
   if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${cfg.odoo.url}" must start with http:// or https:// when odoo.enabled is true`);
   if (cfg.odoo.enabled) {
     try {

@@ -33,11 +33,50 @@ interface Recorded {
   response: string;
 }
 
+/** Which event classes a session receives: every class its user may read, or only these. */
+type EventMask = 'all' | ReadonlySet<string>;
+
 interface Session {
   sock: net.Socket;
   buf: string;
   loggedIn: boolean;
-  eventsOff: boolean;
+  events: EventMask;
+}
+
+/** Login's `Events:` as Asterisk reads it (manager.c strings_to_mask): on/yes/true → every
+ *  class, off/no/false → none, else a comma list of classes (security, system, call, ...). */
+export function parseEventMask(text: string | undefined): EventMask {
+  const t = (text ?? 'on').trim().toLowerCase();
+  if (t === '' || ['on', 'yes', 'true', 'y', 't', '1'].includes(t)) return 'all';
+  if (['off', 'no', 'false', 'n', 'f', '0'].includes(t)) return new Set();
+  return new Set(t.split(',').map((c) => c.trim()).filter(Boolean));
+}
+
+/** The frames of `text` a session with this mask receives: Asterisk sends an event only when
+ *  every class of its category is in the mask ((send_events & category) == category). */
+function framesFor(text: string, mask: ReadonlySet<string>): string {
+  let out = '';
+  for (const frame of text.split('\r\n\r\n')) {
+    if (frame.trim() === '') continue;
+    const m = /(?:^|\r\n)Privilege: ([^\r\n]*)/i.exec(frame);
+    const classes = m ? m[1]!.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== 'all' && c !== '') : [];
+    if (classes.every((c) => mask.has(c))) out += frame + '\r\n\r\n';
+  }
+  return out;
+}
+
+/** Events made ready for every logged-in session's mask (the filtering Asterisk does before it
+ *  writes): see AmiSimulator.prepare. */
+export class PreparedEvents {
+  private readonly byMask = new Map<string, Buffer>();
+  constructor(readonly bytes: Buffer) {}
+  for(mask: EventMask): Buffer {
+    if (mask === 'all') return this.bytes;
+    const key = [...mask].sort().join(',');
+    let b = this.byMask.get(key);
+    if (!b) this.byMask.set(key, (b = Buffer.from(framesFor(this.bytes.toString('latin1'), mask), 'latin1')));
+    return b;
+  }
 }
 
 const crlf = (lines: string[]): string => lines.map((l) => l + '\r\n').join('') + '\r\n';
@@ -145,7 +184,7 @@ export class AmiSimulator {
   }
 
   private onConnection(sock: net.Socket): void {
-    const s: Session = { sock, buf: '', loggedIn: false, eventsOff: false };
+    const s: Session = { sock, buf: '', loggedIn: false, events: 'all' };
     this.sessions.add(s);
     sock.setNoDelay(true);
     sock.on('error', () => {});
@@ -180,10 +219,10 @@ export class AmiSimulator {
     if (action === 'login') {
       if (get('username') === this.username && get('secret') === this.secret) {
         s.loggedIn = true;
-        s.eventsOff = (get('events') ?? 'on').toLowerCase() === 'off';
+        s.events = parseEventMask(get('events'));
         this.logins++;
         this.write(s, crlf(['Response: Success', ...idLine, 'Message: Authentication accepted']));
-        if (!s.eventsOff) {
+        if (s.events === 'all' || s.events.has('system')) {
           this.write(s, crlf(['Event: FullyBooted', 'Privilege: system,all', 'Uptime: 8', 'LastReload: 8', 'Status: Fully Booted']));
         }
       } else {
@@ -225,9 +264,23 @@ export class AmiSimulator {
     this.write(s, withActionId((exact ?? candidates[0]!).response, id));
   }
 
-  /** Write raw bytes (e.g. a whole transcript) to every logged-in client that did not log in with Events: off. */
-  broadcast(bytes: Buffer | string): void {
-    for (const s of this.sessions) if (s.loggedIn && !s.eventsOff) s.sock.write(bytes);
+  /** Event frames filtered now for each logged-in session's `Events:` mask, to broadcast later
+   *  (a benchmark prepares before its clock starts: Asterisk filters as it generates). */
+  prepare(bytes: Buffer | string): PreparedEvents {
+    const prepared = new PreparedEvents(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes);
+    for (const s of this.sessions) if (s.loggedIn) prepared.for(s.events);
+    return prepared;
+  }
+
+  /** Write event frames (e.g. a whole transcript) to every logged-in client, each receiving the
+   *  classes its login's `Events:` asked for. */
+  broadcast(events: Buffer | string | PreparedEvents): void {
+    const prepared = events instanceof PreparedEvents ? events : this.prepare(events);
+    for (const s of this.sessions) {
+      if (!s.loggedIn || (s.events !== 'all' && s.events.size === 0)) continue;
+      const bytes = prepared.for(s.events);
+      if (bytes.length > 0) s.sock.write(bytes);
+    }
   }
 
   /** Broadcast a fixture file from fixturesDir. */
