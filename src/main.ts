@@ -151,15 +151,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     unbanned: (_n, why) => metrics.unbans.inc({ why }),
     storeError: () => metrics.storeErrors.inc(),
   });
-  const updateBanGauge = () => {
-    let v4 = 0;
-    let v6 = 0;
-    for (const b of g.listBans()) b.family === 4 ? v4++ : v6++;
-    metrics.bansActive.set({ family: 'ipv4' }, v4);
-    metrics.bansActive.set({ family: 'ipv6' }, v6);
-  };
-  const gaugeTimer = setInterval(updateBanGauge, 1000);
-  gaugeTimer.unref();
+  metrics.bansActiveSource = () => g.activeCounts();
 
   const restored = g.restore();
   metrics.firewallHealthy.set(1);
@@ -287,7 +279,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     logger,
     reload,
     async stop() {
-      clearInterval(gaugeTimer);
       g.stop();
       await ami?.stop();
       await odoo?.close();

@@ -278,6 +278,19 @@ export class Guardian implements BanControl {
     return all.length;
   }
 
+  /** Bans in force by family, counted without copying or sorting (a gauge reads it). */
+  activeCounts(): { v4: number; v6: number } {
+    const now = this.clock();
+    let v4 = 0;
+    let v6 = 0;
+    for (const r of this.active.values()) {
+      if (r.expiresAt !== null && r.expiresAt <= now) continue;
+      if (r.family === 4) v4++;
+      else v6++;
+    }
+    return { v4, v6 };
+  }
+
   listBans(): BanRecord[] {
     const now = this.clock();
     return [...this.active.values()].filter((r) => r.expiresAt === null || r.expiresAt > now).sort((a, b) => a.createdAt - b.createdAt);

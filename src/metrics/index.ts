@@ -4,6 +4,8 @@ import { Counter, Gauge, Registry, collectDefaultMetrics, type CounterConfigurat
 /** Every metric of the guardian's core. Other stages (odoo/) register theirs on `registry`. */
 export function createMetrics() {
   const registry = new Registry();
+  /** counted when Prometheus scrapes (see bansActiveSource), never on a timer */
+  let activeBans: (() => { v4: number; v6: number }) | null = null;
   collectDefaultMetrics({ register: registry, prefix: 'pbx_guardian_', eventLoopMonitoringPrecision: 10 });
   const m = {
     registry,
@@ -16,7 +18,22 @@ export function createMetrics() {
     securityEvents: new TalliedCounter({ name: 'pbx_guardian_security_events_total', help: 'security events watched by the rules, by event and service', labelNames: ['event', 'service'], registers: [registry] }),
     failures: new TalliedCounter({ name: 'pbx_guardian_failures_total', help: 'failures counted toward bans, by event', labelNames: ['event'], registers: [registry] }),
     ignored: new TalliedCounter({ name: 'pbx_guardian_events_ignored_total', help: 'security events not counted, by reason', labelNames: ['reason'], registers: [registry] }),
-    bansActive: new Gauge({ name: 'pbx_guardian_bans_active', help: 'bans in force, by family', labelNames: ['family'], registers: [registry] }),
+    bansActive: new Gauge({
+      name: 'pbx_guardian_bans_active',
+      help: 'bans in force, by family',
+      labelNames: ['family'],
+      registers: [registry],
+      collect() {
+        const n = activeBans?.();
+        if (!n) return;
+        this.set({ family: 'ipv4' }, n.v4);
+        this.set({ family: 'ipv6' }, n.v6);
+      },
+    }),
+    /** where pbx_guardian_bans_active reads its counts */
+    set bansActiveSource(source: () => { v4: number; v6: number }) {
+      activeBans = source;
+    },
     bans: new Counter({ name: 'pbx_guardian_bans_total', help: 'bans applied, by rule and source', labelNames: ['rule', 'source'], registers: [registry] }),
     unbans: new Counter({ name: 'pbx_guardian_unbans_total', help: 'bans ended, by why (expired, unbanned)', labelNames: ['why'], registers: [registry] }),
     logLinesDropped: new Counter({ name: 'pbx_guardian_log_lines_dropped_total', help: 'log lines dropped because stdout (journald) did not take them fast enough (8 MiB waiting)', registers: [registry] }),
