@@ -79,6 +79,37 @@ test('enforcer: reconcile re-adds missing, removes unknown, re-asserts drifted t
   await enf.stop();
 });
 
+/** Lists like a kernel dump of a hash set being resized: once, an element shows twice and another not at all. */
+class ResizingDumpBackend extends MemoryBackend {
+  glitches = 1;
+  listings = 0;
+  override async list(): Promise<FirewallEntry[]> {
+    this.listings++;
+    const all = await super.list();
+    if (this.glitches-- <= 0 || all.length < 2) return all;
+    return [all[0]!, all[0]!, ...all.slice(2)];
+  }
+}
+
+test('enforcer: reconcile repairs only what a second listing confirms (an inconsistent dump is not drift)', async () => {
+  const be = new ResizingDumpBackend();
+  const active = [entry('192.0.2.1'), entry('192.0.2.2'), entry('192.0.2.3')];
+  const drift: number[][] = [];
+  const enf = new Enforcer(be, () => active, cfg, log, { onDrift: (a, r) => drift.push([a, r]) });
+  await enf.start();
+  const applied = be.applyCount;
+  assert.deepEqual(await enf.reconcile(), { added: 0, removed: 0 });
+  assert.equal(be.listings, 2, 'the apparent drift was checked with a second listing');
+  assert.equal(be.applyCount, applied, 'nothing re-applied');
+  assert.deepEqual(drift, []);
+  // a real loss shows in both listings and is repaired
+  await be.apply({ add: [], remove: [{ target: '192.0.2.3', family: 4, isNetwork: false }] });
+  be.glitches = 0;
+  assert.deepEqual(await enf.reconcile(), { added: 1, removed: 0 });
+  assert.ok((await be.list()).some((e) => e.target === '192.0.2.3'));
+  await enf.stop();
+});
+
 class FlakyBackend extends MemoryBackend {
   failures: number;
   constructor(failures: number) {

@@ -49,6 +49,10 @@ export interface EnforcerOptions {
   now?: () => number;
 }
 
+/** Long loops over every ban (reconcile) let the event loop run after this many entries. */
+const YIELD_EVERY = 4096;
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** An element whose kernel expiry differs from the store's by more than this is re-asserted. */
 const TTL_TOLERANCE_MS = 5000;
 
@@ -180,29 +184,11 @@ export class Enforcer {
   async reconcile(): Promise<{ added: number; removed: number }> {
     if (this.stopped) throw new EnforcerStoppedError();
     return this.serial(async () => {
-      const inKernel = await this.backend.list();
-      const now = this.now();
-      const want = new Map<string, FirewallEntry>();
-      for (const e of this.activeEntries()) {
-        if (e.expiresAt !== null && e.expiresAt <= now) continue;
-        const c = safeKey(e);
-        if (c) want.set(c, { ...e, target: c });
-      }
-      const have = new Map<string, FirewallEntry>();
-      for (const e of inKernel) have.set(safeKey(e) ?? e.target, e);
-      const batch: FirewallBatch = { add: [], remove: [] };
-      for (const [key, e] of want) {
-        const k = have.get(key);
-        const cap = this.backend.maxTimeoutMs;
-        const capped = cap !== undefined && e.expiresAt !== null && e.expiresAt > now + cap;
-        // a capped ban (longer than the kernel's maximum timeout) is re-asserted once less than
-        // half the cap is left in the kernel
-        const stale = capped ? k?.expiresAt == null || k.expiresAt - now < cap! / 2 : k ? drifted(k.expiresAt, e.expiresAt) : true;
-        if (!k || stale) batch.add.push(e);
-      }
-      for (const [key, e] of have) {
-        if (!want.has(key)) batch.remove.push({ target: e.target, family: e.family, isNetwork: e.isNetwork });
-      }
+      let batch = await this.driftFrom(await this.backend.list());
+      // A dump of a large kernel hash set can repeat some elements and leave out others while the
+      // kernel resizes the set (seen with 60k elements just after they were added): repair only
+      // what a second listing confirms.
+      if (batch.add.length || batch.remove.length) batch = confirmed(batch, await this.driftFrom(await this.backend.list()));
       if (batch.add.length || batch.remove.length) {
         const t0 = performance.now();
         await this.backend.apply(batch);
@@ -215,6 +201,40 @@ export class Enforcer {
       }
       return { added: batch.add.length, removed: batch.remove.length };
     });
+  }
+
+  /** What the kernel must gain and lose to hold exactly the active bans. Yields to the event
+   *  loop every YIELD_EVERY entries: at 60k bans this is ~200 ms of work, and the AMI socket must
+   *  keep being read meanwhile. */
+  private async driftFrom(inKernel: FirewallEntry[]): Promise<FirewallBatch> {
+    const now = this.now();
+    const want = new Map<string, FirewallEntry>();
+    let n = 0;
+    for (const e of this.activeEntries()) {
+      if (++n % YIELD_EVERY === 0) await yieldToLoop();
+      if (e.expiresAt !== null && e.expiresAt <= now) continue;
+      const c = safeKey(e);
+      if (c) want.set(c, { ...e, target: c });
+    }
+    const have = new Map<string, FirewallEntry>();
+    for (const e of inKernel) {
+      if (++n % YIELD_EVERY === 0) await yieldToLoop();
+      have.set(safeKey(e) ?? e.target, e);
+    }
+    const batch: FirewallBatch = { add: [], remove: [] };
+    const cap = this.backend.maxTimeoutMs;
+    for (const [key, e] of want) {
+      const k = have.get(key);
+      const capped = cap !== undefined && e.expiresAt !== null && e.expiresAt > now + cap;
+      // a capped ban (longer than the kernel's maximum timeout) is re-asserted once less than
+      // half the cap is left in the kernel
+      const stale = capped ? k?.expiresAt == null || k.expiresAt - now < cap! / 2 : k ? drifted(k.expiresAt, e.expiresAt) : true;
+      if (!k || stale) batch.add.push(e);
+    }
+    for (const [key, e] of have) {
+      if (!want.has(key)) batch.remove.push({ target: e.target, family: e.family, isNetwork: e.isNetwork });
+    }
+    return batch;
   }
 
   async stop(): Promise<void> {
@@ -416,6 +436,13 @@ function safeKey(t: FirewallTarget): string | null {
   } catch {
     return null;
   }
+}
+
+/** The changes of `second` that `first` asked for too. */
+function confirmed(first: FirewallBatch, second: FirewallBatch): FirewallBatch {
+  const adds = new Set(first.add.map((e) => e.target));
+  const removes = new Set(first.remove.map((t) => t.target));
+  return { add: second.add.filter((e) => adds.has(e.target)), remove: second.remove.filter((t) => removes.has(t.target)) };
 }
 
 function drifted(kernel: number | null, store: number | null): boolean {

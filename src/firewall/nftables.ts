@@ -265,7 +265,15 @@ export class NftablesBackend implements FirewallBackend {
     const text = await this.runner.run(`list table inet ${this.opts.table}`);
     const now = this.now();
     const out: FirewallEntry[] = [];
-    for (const set of ['ban4', 'ban6', 'net4', 'net6'] as const) out.push(...toEntries(parseSetElems(text, set), set, now, this.logger));
+    const sets = parseSets(text); // one parse of the whole table (~6 MB of JSON at 60k elements)
+    for (const set of ['ban4', 'ban6', 'net4', 'net6'] as const) {
+      const elems = sets.get(set) ?? [];
+      // in slices, letting the event loop run between them (the AMI socket is read meanwhile)
+      for (let i = 0; i < elems.length; i += LIST_SLICE) {
+        if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        for (const e of toEntries(elems.slice(i, i + LIST_SLICE), set, now, this.logger)) out.push(e);
+      }
+    }
     return out;
   }
 
@@ -313,6 +321,9 @@ export class NftablesBackend implements FirewallBackend {
   }
 }
 
+/** elements converted per event-loop turn when listing */
+const LIST_SLICE = 4096;
+
 function pushElems(lines: string[], verb: 'add' | 'delete', table: string, set: SetName, elems: string[]): void {
   for (let i = 0; i < elems.length; i += CHUNK) {
     lines.push(`${verb} element inet ${table} ${set} { ${elems.slice(i, i + CHUNK).join(', ')} }`);
@@ -327,13 +338,20 @@ interface RawElem {
 
 /** Elements of one set from nft's JSON output (`list table` or `list set`). */
 export function parseSetElems(jsonText: string, setName: string): RawElem[] {
-  const out: RawElem[] = [];
+  return parseSets(jsonText).get(setName) ?? [];
+}
+
+/** Elements of every set in nft's JSON output, by set name. */
+function parseSets(jsonText: string): Map<string, RawElem[]> {
+  const bySet = new Map<string, RawElem[]>();
   for (const doc of splitJsonDocs(jsonText)) {
     const items = (doc as { nftables?: unknown[] }).nftables;
     if (!Array.isArray(items)) continue;
     for (const item of items) {
       const set = (item as { set?: { name?: string; elem?: unknown[] } }).set;
-      if (!set || set.name !== setName || !Array.isArray(set.elem)) continue;
+      if (!set || typeof set.name !== 'string' || !Array.isArray(set.elem)) continue;
+      let out = bySet.get(set.name);
+      if (!out) bySet.set(set.name, (out = []));
       for (const raw of set.elem) {
         let val: unknown = raw;
         let timeout: number | null = null;
@@ -354,7 +372,7 @@ export function parseSetElems(jsonText: string, setName: string): RawElem[] {
       }
     }
   }
-  return out;
+  return bySet;
 }
 
 function splitJsonDocs(text: string): unknown[] {
