@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
+import { confirmed, driftBetween, safeKey } from './drift.js';
 import { checkTarget } from './target.js';
 
 export interface FirewallConfig {
@@ -49,12 +50,6 @@ export interface EnforcerOptions {
   now?: () => number;
 }
 
-/** Long loops over every ban (reconcile) let the event loop run after this many entries. */
-const YIELD_EVERY = 4096;
-const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** An element whose kernel expiry differs from the store's by more than this is re-asserted. */
-const TTL_TOLERANCE_MS = 5000;
 
 export class EnforcerStoppedError extends Error {
   constructor() {
@@ -184,11 +179,15 @@ export class Enforcer {
   async reconcile(): Promise<{ added: number; removed: number }> {
     if (this.stopped) throw new EnforcerStoppedError();
     return this.serial(async () => {
-      let batch = await this.driftFrom(await this.backend.list());
+      const drift = async () => {
+        const inKernel = await this.backend.list();
+        return driftBetween(this.activeEntries(), inKernel, this.now(), this.backend.maxTimeoutMs);
+      };
+      let batch = await drift();
       // A dump of a large kernel hash set can repeat some elements and leave out others while the
       // kernel resizes the set (seen with 60k elements just after they were added): repair only
       // what a second listing confirms.
-      if (batch.add.length || batch.remove.length) batch = confirmed(batch, await this.driftFrom(await this.backend.list()));
+      if (batch.add.length || batch.remove.length) batch = confirmed(batch, await drift());
       if (batch.add.length || batch.remove.length) {
         const t0 = performance.now();
         await this.backend.apply(batch);
@@ -201,40 +200,6 @@ export class Enforcer {
       }
       return { added: batch.add.length, removed: batch.remove.length };
     });
-  }
-
-  /** What the kernel must gain and lose to hold exactly the active bans. Yields to the event
-   *  loop every YIELD_EVERY entries: at 60k bans this is ~200 ms of work, and the AMI socket must
-   *  keep being read meanwhile. */
-  private async driftFrom(inKernel: FirewallEntry[]): Promise<FirewallBatch> {
-    const now = this.now();
-    const want = new Map<string, FirewallEntry>();
-    let n = 0;
-    for (const e of this.activeEntries()) {
-      if (++n % YIELD_EVERY === 0) await yieldToLoop();
-      if (e.expiresAt !== null && e.expiresAt <= now) continue;
-      const c = safeKey(e);
-      if (c) want.set(c, { ...e, target: c });
-    }
-    const have = new Map<string, FirewallEntry>();
-    for (const e of inKernel) {
-      if (++n % YIELD_EVERY === 0) await yieldToLoop();
-      have.set(safeKey(e) ?? e.target, e);
-    }
-    const batch: FirewallBatch = { add: [], remove: [] };
-    const cap = this.backend.maxTimeoutMs;
-    for (const [key, e] of want) {
-      const k = have.get(key);
-      const capped = cap !== undefined && e.expiresAt !== null && e.expiresAt > now + cap;
-      // a capped ban (longer than the kernel's maximum timeout) is re-asserted once less than
-      // half the cap is left in the kernel
-      const stale = capped ? k?.expiresAt == null || k.expiresAt - now < cap! / 2 : k ? drifted(k.expiresAt, e.expiresAt) : true;
-      if (!k || stale) batch.add.push(e);
-    }
-    for (const [key, e] of have) {
-      if (!want.has(key)) batch.remove.push({ target: e.target, family: e.family, isNetwork: e.isNetwork });
-    }
-    return batch;
   }
 
   async stop(): Promise<void> {
@@ -428,59 +393,4 @@ export class Enforcer {
     }
     if (this.pending.size > 0) this.schedule();
   }
-}
-
-function safeKey(t: FirewallTarget): string | null {
-  try {
-    return checkTarget(t).target;
-  } catch {
-    return null;
-  }
-}
-
-/** The changes of `second` that `first` asked for too. */
-function confirmed(first: FirewallBatch, second: FirewallBatch): FirewallBatch {
-  const adds = new Set(first.add.map((e) => e.target));
-  const removes = new Set(first.remove.map((t) => t.target));
-  return { add: second.add.filter((e) => adds.has(e.target)), remove: second.remove.filter((t) => removes.has(t.target)) };
-}
-
-function drifted(kernel: number | null, store: number | null): boolean {
-  if (kernel === null || store === null) return kernel !== store;
-  return Math.abs(kernel - store) > TTL_TOLERANCE_MS;
-}
-
-/**
- * Picks and builds the backend. 'auto': nftables when usable (the libnftables addon, else the
- * nft command), else ipset + iptables, else a clear error. Logs which path it uses.
- */
-export async function createBackend(config: FirewallConfig, logger: Logger): Promise<FirewallBackend> {
-  if (config.backend === 'memory') {
-    const { MemoryBackend } = await import('./memory.js');
-    logger.warn('firewall backend: memory (dry run) — nothing is enforced in the kernel');
-    return new MemoryBackend();
-  }
-  const problems: string[] = [];
-  if (config.backend === 'auto' || config.backend === 'nftables') {
-    const { createNftablesBackend } = await import('./nftables.js');
-    try {
-      const be = await createNftablesBackend(config, logger);
-      return be;
-    } catch (err) {
-      if (config.backend === 'nftables') throw err;
-      problems.push(toError(err).message);
-    }
-  }
-  if (config.backend === 'auto' || config.backend === 'ipset') {
-    const { createIpsetBackend } = await import('./ipset.js');
-    try {
-      return await createIpsetBackend(config, logger);
-    } catch (err) {
-      if (config.backend === 'ipset') throw err;
-      problems.push(toError(err).message);
-    }
-  }
-  throw new Error(
-    `no usable firewall backend: ${problems.join('; ')}. Install nftables (or ipset and iptables), run pbx-guardian as root or with CAP_NET_ADMIN (the systemd unit grants it), or set firewall.backend: memory for a dry run`,
-  );
 }

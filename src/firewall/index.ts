@@ -3,12 +3,12 @@ export type { Family, FirewallBackend, FirewallBatch, FirewallEntry, FirewallTar
 export {
   Enforcer,
   EnforcerStoppedError,
-  createBackend,
   defaultFirewallConfig,
   type EnforcerHooks,
   type EnforcerOptions,
   type FirewallConfig,
 } from './enforcer.js';
+export { createBackend } from './create.js';
 export { MemoryBackend } from './memory.js';
 export { DeferredBackend } from './deferred.js';
 export { canonicalTarget, checkTarget, InvalidFirewallTargetError, type CanonicalTarget } from './target.js';

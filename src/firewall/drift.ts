@@ -1,0 +1,63 @@
+import type { FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
+import { checkTarget } from './target.js';
+
+/** An element whose kernel expiry differs from the store's by more than this is re-asserted. */
+const TTL_TOLERANCE_MS = 5000;
+/** the comparison lets the event loop run after this many entries */
+const YIELD_EVERY = 4096;
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** The canonical target, or null when it is not a valid one (it is then never interpolated). */
+export function safeKey(t: FirewallTarget): string | null {
+  try {
+    return checkTarget(t).target;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the kernel (`inKernel`, as listed) must gain and lose to hold exactly `active` at `now`:
+ * missing or drifted elements are added, unknown ones removed. A ban longer than the backend's
+ * maximum timeout (`maxTimeoutMs`) is re-asserted once less than half of it is left. Yields to
+ * the event loop every 4,096 entries: at 60k bans this is ~200 ms of work, and the AMI socket must
+ * keep being read meanwhile.
+ */
+export async function driftBetween(active: Iterable<FirewallEntry>, inKernel: FirewallEntry[], now: number, maxTimeoutMs?: number): Promise<FirewallBatch> {
+  const want = new Map<string, FirewallEntry>();
+  let n = 0;
+  for (const e of active) {
+    if (++n % YIELD_EVERY === 0) await yieldToLoop();
+    if (e.expiresAt !== null && e.expiresAt <= now) continue;
+    const c = safeKey(e);
+    if (c) want.set(c, { ...e, target: c });
+  }
+  const have = new Map<string, FirewallEntry>();
+  for (const e of inKernel) {
+    if (++n % YIELD_EVERY === 0) await yieldToLoop();
+    have.set(safeKey(e) ?? e.target, e);
+  }
+  const batch: FirewallBatch = { add: [], remove: [] };
+  for (const [key, e] of want) {
+    const k = have.get(key);
+    const capped = maxTimeoutMs !== undefined && e.expiresAt !== null && e.expiresAt > now + maxTimeoutMs;
+    const stale = capped ? k?.expiresAt == null || k.expiresAt - now < maxTimeoutMs! / 2 : k ? drifted(k.expiresAt, e.expiresAt) : true;
+    if (!k || stale) batch.add.push(e);
+  }
+  for (const [key, e] of have) {
+    if (!want.has(key)) batch.remove.push({ target: e.target, family: e.family, isNetwork: e.isNetwork });
+  }
+  return batch;
+}
+
+/** The changes of `second` that `first` asked for too (what two listings agree on). */
+export function confirmed(first: FirewallBatch, second: FirewallBatch): FirewallBatch {
+  const adds = new Set(first.add.map((e) => e.target));
+  const removes = new Set(first.remove.map((t) => t.target));
+  return { add: second.add.filter((e) => adds.has(e.target)), remove: second.remove.filter((t) => removes.has(t.target)) };
+}
+
+function drifted(kernel: number | null, store: number | null): boolean {
+  if (kernel === null || store === null) return kernel !== store;
+  return Math.abs(kernel - store) > TTL_TOLERANCE_MS;
+}
