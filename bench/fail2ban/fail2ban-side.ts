@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { PACKAGE_ROOT } from '../../src/config/index.js';
 import { listSet, SetMonitor } from '../set-monitor.js';
-import { assertPrivateNetns, attack, BURST_BOUND_MS, M, procCpu, reportBurst, restoreAddr, sleep, type Plan, type SideResult, type Sink } from './schedule.js';
+import { assertPrivateNetns, attack, BURST_BOUND_MS, M, procCpu, attackReport, cpuBetween, restoreAddr, sleep, type Plan, type SideResult, type Sink } from './schedule.js';
 
 export const F2B_SERVER = '/usr/bin/fail2ban-server';
 export const F2B_CLIENT = '/usr/bin/fail2ban-client';
@@ -159,9 +159,8 @@ export async function fail2banChild(plan: Plan): Promise<SideResult> {
     const cpu0 = procCpu(pid);
     const out = await attack(plan, sink, mon, BURST_BOUND_MS, 2500);
     const cpu1 = procCpu(pid);
-    const inSet = await listSet('inet', 'f2b-table', 'addr-set-asterisk');
-    const legitBanned = [...inSet].filter((a) => a.startsWith('198.19.')).length;
-    const bursts = [reportBurst(out.warmup, 'warm-up', inSet), reportBurst(out.burst, 'measured', inSet), reportBurst(out.small, 'small', inSet)];
+    const report = attackReport(out, await listSet('inet', 'f2b-table', 'addr-set-asterisk'), mon);
+    const cpu = cpuBetween(cpu0, cpu1);
     await f2b.stop();
 
     // restore: N rows in bips (what fail2ban keeps for current bans), then a fresh start
@@ -196,15 +195,10 @@ export async function fail2banChild(plan: Plan): Promise<SideResult> {
     return {
       side: 'fail2ban',
       mode: 'fail2ban 1.0.2, backend polling, action nftables[type=allports]',
-      latencyMs: out.latencyMs,
-      latencyMissing: out.latencyMissing,
-      bursts,
-      cpuSeconds: cpu1.own - cpu0.own + (cpu1.children - cpu0.children),
-      cpuNote: `fail2ban-server ${(cpu1.own - cpu0.own).toFixed(2)} s + its nft children ${(cpu1.children - cpu0.children).toFixed(2)} s`,
+      ...report,
+      cpuSeconds: cpu.total,
+      cpuNote: `fail2ban-server ${cpu.own.toFixed(2)} s + its nft children ${cpu.children.toFixed(2)} s`,
       restore,
-      legitBanned,
-      instrument: mon.instrument,
-      overflows: mon.overflows,
     };
   } finally {
     mon.stop();

@@ -15,7 +15,7 @@ import { createBackend, defaultFirewallConfig } from '../../src/firewall/index.j
 import { startDaemon } from '../../src/main.js';
 import { Store } from '../../src/store/index.js';
 import { listSet, SetMonitor } from '../set-monitor.js';
-import { assertPrivateNetns, attack, BURST_BOUND_MS, M, procCpu, reportBurst, restoreAddr, sleep, type Plan, type SideResult, type Sink } from './schedule.js';
+import { assertPrivateNetns, attack, BURST_BOUND_MS, M, procCpu, attackReport, cpuBetween, restoreAddr, sleep, type Plan, type SideResult, type Sink } from './schedule.js';
 
 const NFT = '/usr/sbin/nft';
 const TABLE = 'pbxg_f2bbench';
@@ -114,11 +114,11 @@ export async function guardianChild(plan: Plan): Promise<SideResult> {
     const out = await attack(plan, sink, mon, BURST_BOUND_MS, 300);
     const cpu1 = procCpu(pid);
     const inSet = await listSet('inet', TABLE, 'ban4');
-    const legitBanned = [...inSet].filter((a) => a.startsWith('198.19.')).length;
     // ban lines can trail the kernel: the log is written asynchronously
     const all = [...out.warmup.addrs, ...out.burst.addrs, ...out.small.addrs];
     for (const end = Date.now() + 10_000; Date.now() < end && !all.every((a) => daemon!.decided.has(a)); ) await sleep(20);
-    const bursts = [reportBurst(out.warmup, 'warm-up', inSet, daemon.decided), reportBurst(out.burst, 'measured', inSet, daemon.decided), reportBurst(out.small, 'small', inSet, daemon.decided)];
+    const report = attackReport(out, inSet, mon, daemon.decided);
+    const cpu = cpuBetween(cpu0, cpu1);
     const decidedLatencyMs = [...out.crossAt].filter(([a]) => daemon!.decided.has(a)).map(([a, t]) => daemon!.decided.get(a)! - t);
     await daemon.stop(); // kernel state stays
     await dropTable();
@@ -154,16 +154,11 @@ export async function guardianChild(plan: Plan): Promise<SideResult> {
     return {
       side: 'guardian',
       mode: 'pbx-guardian run (own process), nftables backend',
-      latencyMs: out.latencyMs,
-      latencyMissing: out.latencyMissing,
+      ...report,
       decidedLatencyMs,
-      bursts,
-      cpuSeconds: cpu1.own - cpu0.own + (cpu1.children - cpu0.children),
-      cpuNote: `the pbx-guardian run process ${(cpu1.own - cpu0.own).toFixed(2)} s + its children ${(cpu1.children - cpu0.children).toFixed(2)} s (/proc/<pid>/stat)`,
+      cpuSeconds: cpu.total,
+      cpuNote: `the pbx-guardian run process ${cpu.own.toFixed(2)} s + its children ${cpu.children.toFixed(2)} s (/proc/<pid>/stat)`,
       restore,
-      legitBanned,
-      instrument: mon.instrument,
-      overflows: mon.overflows,
     };
   } finally {
     mon.stop();

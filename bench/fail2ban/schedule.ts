@@ -59,7 +59,7 @@ export interface BurstReport {
   lastDecidedMs?: number;
 }
 
-export function reportBurst(b: BurstOutcome, role: BurstReport['role'], inSet: Set<string>, decided?: Map<string, number>): BurstReport {
+function reportBurst(b: BurstOutcome, role: BurstReport['role'], inSet: Set<string>, decided?: Map<string, number>): BurstReport {
   const r: BurstReport = {
     role,
     size: b.addrs.length,
@@ -183,4 +183,24 @@ export function procCpu(pid: number): { own: number; children: number } {
   const hz = 100; // CLK_TCK on Linux
   // fields after ")": state(0) ... utime(11) stime(12) cutime(13) cstime(14)
   return { own: (Number(f[11]) + Number(f[12])) / hz, children: (Number(f[13]) + Number(f[14])) / hz };
+}
+
+/** CPU seconds a process (own, and its waited-for children) spent between two procCpu readings. */
+export function cpuBetween(a: { own: number; children: number }, b: { own: number; children: number }): { own: number; children: number; total: number } {
+  const own = b.own - a.own;
+  const children = b.children - a.children;
+  return { own, children, total: own + children };
+}
+
+/** What both sides report of the attack phases: the latencies, each burst checked against the
+ *  set as listed afterwards, legitimate addresses banned, and how ban moments were taken. */
+export function attackReport(out: AttackOutcome, inSet: Set<string>, mon: SetMonitor, decided?: Map<string, number>): Pick<SideResult, 'latencyMs' | 'latencyMissing' | 'bursts' | 'legitBanned' | 'instrument' | 'overflows'> {
+  return {
+    latencyMs: out.latencyMs,
+    latencyMissing: out.latencyMissing,
+    bursts: [reportBurst(out.warmup, 'warm-up', inSet, decided), reportBurst(out.burst, 'measured', inSet, decided), reportBurst(out.small, 'small', inSet, decided)],
+    legitBanned: [...inSet].filter((a) => a.startsWith('198.19.')).length,
+    instrument: mon.instrument,
+    overflows: mon.overflows,
+  };
 }

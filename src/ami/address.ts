@@ -5,7 +5,8 @@ import type { RemoteAddress } from './types.js';
 const TRANSPORTS = new Set(['UDP', 'TCP', 'TLS', 'WS', 'WSS']);
 const MAX_LEN = 200;
 
-function parsePort(s: string): number | null {
+/** A port as Asterisk writes it: 1-5 digits, at most 65535. */
+export function parsePort(s: string): number | null {
   const len = s.length;
   if (len === 0 || len > 5) return null;
   let n = 0;

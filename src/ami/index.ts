@@ -25,4 +25,4 @@ export {
 export { AmiFrame, parseFrame } from './message.js';
 export { splitTranscript, type TranscriptFrame } from './transcript.js';
 export { buildAction, actionName } from './action.js';
-export { parseRemoteAddress } from './address.js';
+export { parsePort, parseRemoteAddress } from './address.js';

@@ -7,7 +7,7 @@ import { createAddonRunner } from './nft-addon.js';
 import { findNft, NftCommandRunner } from './nft-command.js';
 import { parseSetElems, parseSets, toEntries } from './nft-json.js';
 import type { NftRunner } from './nft-runner.js';
-import { canonicalTarget, checkTarget, type CanonicalTarget } from './target.js';
+import { checkTarget, type CanonicalTarget } from './target.js';
 import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
 
 export interface NftablesOptions {
