@@ -1,8 +1,10 @@
 import pino, { type Logger } from 'pino';
-import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { AmiClient, type AmiMessage } from './ami/index.js';
 import { createAdminApp, listenAdminSocket } from './api/admin.js';
+import { AuthFailures } from './api/auth-failures.js';
+import { TokenSet } from './api/auth.js';
+import { changedKeys } from './config/changes.js';
 import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
@@ -11,7 +13,7 @@ import { createMetrics, startMetricsServer, type Metrics } from './metrics/index
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
 import { registerJobFunction, JobError, type AmiPort } from './odoo/index.js';
-import { startRestApi, type RestServer } from './rest/index.js';
+import { restTokenEntries, startRestApi, type RestServer, type RestToken } from './rest/index.js';
 import { AsteriskConsole, consoleJobFunctions, registerConsoleRoute } from './console/index.js';
 import { AsteriskConfigFiles, configJobFunctions } from './asterisk-config/index.js';
 import { WebhookDispatcher } from './webhooks/index.js';
@@ -39,8 +41,17 @@ export interface Daemon {
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
-  reload(): Promise<{ rules: number }>;
+  /** every HTTP listener's app (null when off), for the route policy tests */
+  listeners: Record<'agent' | 'rest' | 'admin' | 'metrics', FastifyInstance | null>;
+  reload(): Promise<ReloadResult>;
   stop(): Promise<void>;
+}
+
+/** What a reload applied (config key names, never values) and what waits for a restart. */
+export interface ReloadResult {
+  rules: number;
+  applied: string[];
+  restartNeeded: string[];
 }
 
 /** Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed. */
@@ -177,20 +188,52 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     a.on('frameDropped', (info: { reason: string }) => metrics.amiFramesDropped.inc({ reason: info.reason }));
   }
 
-  const reload = async (): Promise<{ rules: number }> => {
+  // failed authentication on every HTTP listener: 429 past the bound, one log line per source and
+  // minute, metrics, and a security event for the guard (rules/listeners.yaml)
+  const authFailures = new AuthFailures({
+    maxPerMinute: config.auth.maxFailuresPerMinute,
+    maxSources: config.auth.trackedSources,
+    logger,
+    registry: metrics.registry,
+    onFailure: (listener, address) => g.observeExternal('HttpAuthFailure', address, listener),
+  });
+  authFailures.start();
+  const restTokens = new TokenSet<RestToken>(restTokenEntries(config.rest.tokens));
+  let rest: RestServer | null = null;
+  let odoo: OdooBridge | null = null;
+  let webhooks: WebhookDispatcher | null = null;
+
+  const reload = async (): Promise<ReloadResult> => {
     const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
     const options = guardOptions(next);
     g.reload(options);
+    // credentials apply at once: a removed or rotated secret stops working with this reload
+    const changed = changedKeys(config, next).filter((k) => !k.startsWith('guard.'));
+    const applied: string[] = [];
+    const restartNeeded: string[] = [];
+    for (const key of changed) {
+      if (key === 'rest.tokens') {
+        restTokens.replace(restTokenEntries(next.rest.tokens));
+        applied.push(key);
+      } else if (key === 'odoo.agentToken' && odoo) {
+        if (odoo.setAgentToken(next.odoo.agentToken)) applied.push(key);
+        else restartNeeded.push(`${key} (the job endpoint is not running)`);
+      } else if (key === 'webhooks' && webhooks) {
+        const r = webhooks.update(next.webhooks);
+        applied.push(...r.applied);
+        restartNeeded.push(...r.restartNeeded);
+      } else restartNeeded.push(key);
+    }
     config = next;
-    logger.info({ rules: options.rules.length }, 'reloaded config and rules; active bans kept');
-    return { rules: options.rules.length };
+    logger.info({ rules: options.rules.length, applied }, 'reloaded config and rules; active bans kept');
+    if (restartNeeded.length > 0) logger.warn({ restartNeeded }, `these changed settings take effect only after a restart: ${restartNeeded.join('; ')}`);
+    return { rules: options.rules.length, applied, restartNeeded };
   };
 
   const amiPort: AmiPort = ami ?? { action: () => Promise.reject(new Error('AMI is disabled in the config (ami.enabled: false)')) };
   const asteriskConsole = new AsteriskConsole(amiPort, config.console, config.odoo.deniedApplications);
   const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
 
-  let odoo: OdooBridge | null = null;
   if (config.odoo.enabled) {
     // console and config-sync jobs; their refusals reach Odoo as job errors with their own message
     const extra = new Map([...consoleJobFunctions(asteriskConsole), ...(configFiles ? configJobFunctions(configFiles) : [])]);
@@ -214,12 +257,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       registry: metrics.registry,
       reloadConfig: reload,
       stateDir: config.stateDir,
+      authFailures,
     });
     const bridge = odoo;
     ami?.on('event', (msg: AmiMessage) => bridge.handleAmiEvent(msg));
     g.on({ banned: (notice) => bridge.handleBanNotice(notice), unbanned: (notice) => bridge.handleBanNotice(notice) });
   }
-  let webhooks: WebhookDispatcher | null = null;
   if (config.webhooks.length > 0) {
     const wh = new WebhookDispatcher({ webhooks: config.webhooks, db: store.db, logger: logger.child({ stage: 'webhooks' }), registry: metrics.registry, systemName: config.odoo.systemName || undefined });
     webhooks = wh;
@@ -229,7 +272,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
   ami?.start();
 
-  let rest: RestServer | null = null;
   if (config.rest.enabled) {
     rest = await startRestApi({
       config: config.rest,
@@ -241,6 +283,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logger: logger.child({ stage: 'rest' }),
       registry: metrics.registry,
       version: VERSION,
+      tokens: restTokens,
+      authFailures,
     });
     logger.info({ ...rest.address }, `REST API listening on http://${rest.address.host}:${rest.address.port}/v1/ (OpenAPI at /v1/openapi.json)`);
   }
@@ -254,11 +298,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     logger.info({ socket: config.admin.socket }, 'admin socket listening');
   }
 
-  let metricsServer: Server | null = null;
+  let metricsApp: FastifyInstance | null = null;
   let metricsUrl: string | null = null;
   if (config.metrics.enabled) {
     const started = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
-    metricsServer = started.server;
+    metricsApp = started.app;
     metricsUrl = started.url;
     logger.info({ url: metricsUrl }, `metrics at ${metricsUrl}`);
   }
@@ -277,6 +321,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     metrics,
     metricsUrl,
     logger,
+    listeners: { agent: odoo?.app ?? null, rest: rest?.app ?? null, admin, metrics: metricsApp },
     reload,
     async stop() {
       g.stop();
@@ -285,7 +330,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await rest?.close();
       await webhooks?.close();
       await admin?.close();
-      await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
+      await metricsApp?.close();
+      authFailures.stop();
       await enforcer.stop();
       store.close();
       logger.info('stopped; kernel bans stay in place with their own timeouts');

@@ -3,13 +3,14 @@ import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AllowListedError, InvalidTargetError, type BanControl, type GuardStatus } from '../guard/index.js';
 import { parseDuration } from '../config/duration.js';
+import { installRouteAuth, LOCAL_SOCKET } from './auth.js';
 
 /** What the admin routes (used by the CLI over the unix socket) need from the daemon. */
 export interface AdminPort {
   control: BanControl;
   status(): GuardStatus;
   /** re-read config and rules; bans stay */
-  reload(): Promise<{ rules: number }>;
+  reload(): Promise<{ rules: number; applied?: string[]; restartNeeded?: string[] }>;
   version: string;
 }
 
@@ -24,9 +25,13 @@ const banBody = {
   },
 } as const;
 
+/** Policy of every admin route: the unix socket's mode and owner are the credential. */
+const local = { config: { auth: LOCAL_SOCKET } };
+
 /** The local admin API. Errors come back as { error, code } with a status a script can rely on. */
 export function createAdminApp(port: AdminPort): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  installRouteAuth(app, { listener: 'admin' });
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
     if (err instanceof AllowListedError) return reply.code(409).send({ error: err.message, code: err.code });
@@ -36,11 +41,11 @@ export function createAdminApp(port: AdminPort): FastifyInstance {
     return reply.code(status).send({ error: err.message, code: status === 500 ? 'INTERNAL' : 'BAD_REQUEST' });
   });
 
-  app.get('/version', async () => ({ version: port.version }));
-  app.get('/status', async () => port.status());
-  app.get('/bans', async () => ({ bans: port.control.listBans() }));
+  app.get('/version', local, async () => ({ version: port.version }));
+  app.get('/status', local, async () => port.status());
+  app.get('/bans', local, async () => ({ bans: port.control.listBans() }));
 
-  app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>('/bans', { schema: { body: banBody } }, async (req, reply) => {
+  app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>('/bans', { ...local, schema: { body: banBody } }, async (req, reply) => {
     const { target, duration, reason } = req.body;
     let durationSec: number | null = null;
     // fastify's schema coercion turns a JSON null into "" for the string branch: both mean permanent
@@ -52,14 +57,14 @@ export function createAdminApp(port: AdminPort): FastifyInstance {
     return reply.code(201).send({ ban });
   });
 
-  app.delete<{ Params: { target: string } }>('/bans/:target', async (req, reply) => {
+  app.delete<{ Params: { target: string } }>('/bans/:target', local, async (req, reply) => {
     const removed = await port.control.unban(req.params.target); // fastify already decoded the param once
     if (!removed) return reply.code(404).send({ error: `${req.params.target} is not banned`, code: 'NOT_BANNED' });
     return { unbanned: 1 };
   });
 
-  app.delete('/bans', async () => ({ unbanned: await port.control.unbanAll() }));
-  app.post('/reload', async () => port.reload());
+  app.delete('/bans', local, async () => ({ unbanned: await port.control.unbanAll() }));
+  app.post('/reload', local, async () => port.reload());
   return app;
 }
 

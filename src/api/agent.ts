@@ -2,23 +2,36 @@
  * The Odoo job endpoint (Asterisk Plus 4.x agent contract):
  * POST /app/asterisk_plus/agent, header x-token, body {fun, args, kwargs, res_model, res_method,
  * res_notify_uid, res_notify_title, pass_back}. Answers 200 {job_id} at once; the job runs later.
- * 401 wrong token (checked before the body is read), 413 body too large, 400 bad body,
- * 503 job queue full.
+ * 401 wrong token (the route's agent-token policy, checked before the body is read; see auth.ts),
+ * 429 too many failures from the source, 413 body too large, 400 bad body, 503 job queue full.
  */
-import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { JobRequest, SubmitResult } from '../odoo/jobs.js';
+import { AGENT_TOKEN, installRouteAuth, TokenSet } from './auth.js';
+import type { AuthFailures } from './auth-failures.js';
+
+/** The agent token as a token set (replace() it at reload); an empty token accepts nothing. */
+export function agentTokenSet(token: string): TokenSet {
+  const set = new TokenSet();
+  setAgentToken(set, token);
+  return set;
+}
+
+export function setAgentToken(set: TokenSet, token: string): void {
+  set.replace([{ token, entry: { name: 'odoo', scopes: [] } }]);
+}
 
 export interface AgentAppOptions {
   /** the agent token Odoo sends in x-token; empty = every request is refused */
-  token: string;
+  token: string | TokenSet;
   bodyLimitBytes: number;
   submit: (req: JobRequest) => SubmitResult;
   /** PEM pair for HTTPS; omitted = plain HTTP (tests, or behind a TLS proxy) */
   https?: { cert: string; key: string };
   logger?: Logger;
-  onAuthFailure?: (remote: string) => void;
+  /** failed authentication: rate limit, aggregate log, metric, guard */
+  failures?: AuthFailures | null;
 }
 
 const bodySchema = {
@@ -36,21 +49,11 @@ const bodySchema = {
   },
 } as const;
 
-function digest(s: string): Buffer {
-  return crypto.createHash('sha256').update(s, 'utf8').digest();
-}
-
-/** Constant-time token check over equal-length digests. */
-export function tokenMatches(expected: Buffer | null, given: unknown): boolean {
-  if (expected === null || typeof given !== 'string' || given.length === 0) return false;
-  return crypto.timingSafeEqual(expected, digest(given));
-}
-
 const strOrNull = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
 
 /** Build the fastify app (not listening). `app.listen({host, port})` starts it. */
 export function createAgentApp(opts: AgentAppOptions): FastifyInstance {
-  const expected = opts.token ? digest(opts.token) : null;
+  const tokens = typeof opts.token === 'string' ? agentTokenSet(opts.token) : opts.token;
   const app = Fastify({
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     bodyLimit: opts.bodyLimitBytes,
@@ -60,17 +63,7 @@ export function createAgentApp(opts: AgentAppOptions): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   }) as unknown as FastifyInstance;
   const log = opts.logger;
-
-  app.addHook('onRequest', async (req, reply) => {
-    if (req.url.split('?')[0] !== '/app/asterisk_plus/agent') return;
-    if (!tokenMatches(expected, req.headers['x-token'])) {
-      opts.onAuthFailure?.(req.ip);
-      log?.warn({ remote: req.ip }, expected === null
-        ? 'Odoo job refused: no agent token configured (set odoo.agentToken or run "pbx-guardian odoo init")'
-        : 'Odoo job refused: wrong or missing x-token (does the agent token in Odoo match odoo.agentToken?)');
-      return reply.code(401).send({ error: 'invalid token' });
-    }
-  });
+  installRouteAuth(app, { listener: 'agent', agentTokens: tokens, failures: opts.failures });
 
   app.setErrorHandler((err: { statusCode?: number; code?: string; message: string; validation?: unknown }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
@@ -79,7 +72,7 @@ export function createAgentApp(opts: AgentAppOptions): FastifyInstance {
     return reply.code(status).send({ error: err.validation ? `bad job body: ${err.message}` : err.message });
   });
 
-  app.post('/app/asterisk_plus/agent', { schema: { body: bodySchema } }, async (req, reply) => {
+  app.post('/app/asterisk_plus/agent', { config: { auth: AGENT_TOKEN }, schema: { body: bodySchema } }, async (req, reply) => {
     const b = req.body as Record<string, unknown>;
     const r = opts.submit({
       fun: b.fun as string,

@@ -128,8 +128,10 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     case 'reload': {
-      const r = await callDaemon<{ rules: number }>(socket(), 'POST', '/reload');
+      const r = await callDaemon<{ rules: number; applied?: string[]; restartNeeded?: string[] }>(socket(), 'POST', '/reload');
       out(`reloaded: ${r.rules} rules; active bans kept`);
+      if (r.applied?.length) out(`applied now: ${r.applied.join('; ')}`);
+      if (r.restartNeeded?.length) out(`needs a restart (systemctl restart pbx-guardian): ${r.restartNeeded.join('; ')}`);
       return EXIT.ok;
     }
     case 'check': {

@@ -60,6 +60,13 @@ export function defaultConfig() {
       host: '127.0.0.1',
       port: 9470,
     },
+    /** failed authentication on the HTTP listeners (job endpoint, REST, admin over TCP) */
+    auth: {
+      /** failures per source address and minute; beyond, its requests are answered 429 */
+      maxFailuresPerMinute: 20,
+      /** source addresses tracked at most (least recently seen forgotten first) */
+      trackedSources: 10000,
+    },
     odoo: odooDefaults(),
     /** REST API for any CRM (salara-compatible calls, messages, status), its own listener */
     rest: defaultRestConfig(),
@@ -227,6 +234,8 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (!(cfg.guard.escalation.factor >= 1 && cfg.guard.escalation.factor <= 100)) errors.push('guard.escalation.factor: must be from 1 to 100');
   if (!/^[A-Za-z0-9_]{1,32}$/.test(cfg.firewall.table)) errors.push('firewall.table: 1-32 letters, digits or "_"');
   if (!/^[A-Za-z0-9_-]{1,16}$/.test(cfg.firewall.ipsetPrefix)) errors.push('firewall.ipsetPrefix: 1-16 letters, digits, "_" or "-"');
+  if (!Number.isInteger(cfg.auth.maxFailuresPerMinute) || cfg.auth.maxFailuresPerMinute < 1 || cfg.auth.maxFailuresPerMinute > 10_000) errors.push('auth.maxFailuresPerMinute: a whole number from 1 to 10000');
+  if (!Number.isInteger(cfg.auth.trackedSources) || cfg.auth.trackedSources < 100 || cfg.auth.trackedSources > 1_000_000) errors.push('auth.trackedSources: a whole number from 100 to 1000000');
   if (!/^0?[0-7]{3}$/.test(cfg.admin.socketMode)) errors.push(`admin.socketMode: "${cfg.admin.socketMode}" is not an octal file mode like 0600`);
   if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
   if (!/^(auto|on|off|[a-z]+(,[a-z]+)*)$/i.test(cfg.ami.events.replace(/\s/g, ''))) errors.push(`ami.events: "${cfg.ami.events}" is not auto, on, off or a comma list of event classes (security,system,call,...)`);

@@ -8,6 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { AmiActionFields, AmiResponse } from '../ami/index.js';
+import { LOCAL_SOCKET } from '../api/auth.js';
 
 export interface AmiPort {
   action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
@@ -155,6 +156,7 @@ export function consoleJobFunctions(con: AsteriskConsole): Map<string, (args: un
 /** POST /console {command} on the admin app (the CLI's unix socket). Register before listen(). */
 export function registerConsoleRoute(app: FastifyInstance, con: AsteriskConsole): void {
   app.post<{ Body: { command: string } }>('/console', {
+    config: { auth: LOCAL_SOCKET },
     schema: { body: { type: 'object', required: ['command'], additionalProperties: false, properties: { command: { type: 'string', minLength: 1, maxLength: 4096 } } } },
   }, async (req) => con.run(req.body.command));
 }

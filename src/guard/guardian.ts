@@ -160,6 +160,21 @@ export class Guardian implements BanControl {
     this.detector.forget(detection.keyText);
   }
 
+  /**
+   * A security event seen outside AMI (e.g. a refused credential on an HTTP listener, event
+   * HttpAuthFailure): counted by the same rules and windows as Asterisk's, allow-list first.
+   */
+  observeExternal(eventName: string, address: string, service: string, now = this.clock()): void {
+    const parsed = parseNetwork(address);
+    if (!parsed || !isSingleAddress(parsed)) {
+      this.emitIgnored('bad-address');
+      return;
+    }
+    const remote = `IPV${parsed.family}/TCP/${formatNetwork(parsed)}/0`;
+    const fields: Record<string, string> = { Event: eventName, Service: service, RemoteAddress: remote };
+    this.handleEvent({ get: (k) => fields[k] }, now);
+  }
+
   private ruleBan(target: IpNetwork, rule: Rule, count: number, windowMs: number, eventName: string, now: number): BanRecord {
     const targetText = formatNetwork(target);
     const { escalation, recidive } = this.options;

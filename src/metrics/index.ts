@@ -1,4 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { installRouteAuth, PUBLIC } from '../api/auth.js';
 import { Counter, Gauge, Registry, collectDefaultMetrics, type CounterConfiguration } from 'prom-client';
 
 /** Every metric of the guardian's core. Other stages (odoo/) register theirs on `registry`. */
@@ -49,34 +51,29 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-/** Serves GET /metrics on its own listener (default 127.0.0.1:9470). */
-export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
-    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
-      registry.metrics().then(
-        (body) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(body);
-        },
-        (err: Error) => {
-          res.writeHead(500, { 'content-type': 'text/plain' });
-          res.end(`metrics collection failed: ${err.message}\n`);
-        },
-      );
-      return;
+/** GET /metrics (public: the listener's bind address is its bound, default 127.0.0.1:9470). */
+export function createMetricsApp(registry: Registry): FastifyInstance {
+  const app = Fastify({ logger: false, requestTimeout: 10_000, bodyLimit: 1024 }) as unknown as FastifyInstance;
+  installRouteAuth(app, { listener: 'metrics' });
+  app.get('/metrics', { config: { auth: PUBLIC } }, async (_req, reply) => {
+    try {
+      const body = await registry.metrics();
+      return reply.header('content-type', registry.contentType).send(body);
+    } catch (err) {
+      return reply.code(500).header('content-type', 'text/plain').send(`metrics collection failed: ${(err as Error).message}\n`);
     }
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('only GET /metrics here\n');
   });
-  server.requestTimeout = 10_000;
-  await new Promise<void>((resolvePromise, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolvePromise());
-  });
-  const addr = server.address();
+  return app;
+}
+
+/** Serves GET /metrics on its own listener (default 127.0.0.1:9470). */
+export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<{ app: FastifyInstance; server: Server; url: string }> {
+  const app = createMetricsApp(registry);
+  await app.listen({ host, port });
+  const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
-  return { server, url: `http://${shownHost}:${actualPort}/metrics` };
+  return { app, server: app.server, url: `http://${shownHost}:${actualPort}/metrics` };
 }
 
 /**

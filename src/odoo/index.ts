@@ -8,7 +8,8 @@ import type { Registry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
 import type { AmiMessage } from '../ami/types.js';
 import type { BanControl, BanNotice } from '../guard/types.js';
-import { createAgentApp } from '../api/agent.js';
+import { agentTokenSet, createAgentApp, setAgentToken } from '../api/agent.js';
+import type { AuthFailures } from '../api/auth-failures.js';
 import { ensureTlsPair } from '../api/tls.js';
 import { Outbox } from '../store/outbox.js';
 import { resolveOdooConfig, type OdooConfig, type OdooConfigInput } from './config.js';
@@ -39,6 +40,8 @@ export interface OdooBridgeDeps {
   stateDir: string;
   /** replace the RPC client (tests) */
   rpc?: OdooCaller;
+  /** failed job endpoint authentication: rate limit, aggregate log, metric, guard */
+  authFailures?: AuthFailures | null;
 }
 
 export interface OdooBridge {
@@ -49,6 +52,8 @@ export interface OdooBridge {
   /** download the events map again */
   reloadEvents(): Promise<{ loaded: number; skipped: number }>;
   status(): { events: ReturnType<Forwarder['stats']>; jobsQueued: number; jobsRunning: number };
+  /** the agent token from now on (reload); false when the job endpoint is not running (a restart starts it) */
+  setAgentToken(token: string): boolean;
   close(): Promise<void>;
   /** where the job endpoint / FastAGI listen (null when off) */
   readonly agentAddress: { host: string; port: number } | null;
@@ -121,6 +126,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
   const jr = jobs;
 
   let app: FastifyInstance | null = null;
+  const agentTokens = agentTokenSet(config.agentToken);
   let agentAddress: { host: string; port: number } | null = null;
   let fagi: FagiServer | null = null;
   let fagiAddress: { host: string; port: number } | null = null;
@@ -132,12 +138,12 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
         const tls = ensureTlsPair({ certFile: config.listen.certFile, keyFile: config.listen.keyFile, stateDir: deps.stateDir });
         if (tls.generated) log.info({ certFile: tls.certFile }, 'generated a self-signed certificate for the Odoo job endpoint');
         app = createAgentApp({
-          token: config.agentToken,
+          token: agentTokens,
           bodyLimitBytes: config.bodyLimitBytes,
           submit: (r) => jr.submit(r),
           https: { cert: tls.cert, key: tls.key },
           logger: log,
-          onAuthFailure: () => metrics.jobsRejected.inc({ reason: 'auth' }),
+          failures: deps.authFailures,
         });
         await app.listen({ host: config.listen.host, port: config.listen.port });
         const a = app.server.address();
@@ -165,6 +171,10 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
     handleBanNotice: (n) => fw.handleBanNotice(n),
     reloadEvents: () => fw.reloadEvents(),
     status: () => ({ events: fw.stats(), jobsQueued: jr.queued(), jobsRunning: jr.active() }),
+    setAgentToken(token) {
+      setAgentToken(agentTokens, token);
+      return app !== null;
+    },
     async close() {
       if (closed) return;
       closed = true;

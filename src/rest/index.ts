@@ -4,7 +4,6 @@
  * implies the others). Every route is declared once in ROUTES; fastify validates with those
  * schemas and GET /v1/openapi.json is generated from the very same objects.
  */
-import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -12,6 +11,8 @@ import { parseDuration } from '../config/duration.js';
 import { AllowListedError, InvalidTargetError, type BanControl } from '../guard/types.js';
 import { JobError, messageToDict, toActionFields } from '../odoo/index.js';
 import { buildOpenApi, type RouteDoc } from './openapi.js';
+import { bearer, installRouteAuth, PUBLIC, TokenSet } from '../api/auth.js';
+import type { AuthFailures } from '../api/auth-failures.js';
 import { Telephony, TelephonyError, type AmiPort, type TelephonyOptions } from './telephony.js';
 
 export { Telephony, TelephonyError, type AmiPort, type SalaraStatus, type TelephonyOptions } from './telephony.js';
@@ -182,27 +183,15 @@ export interface RestDeps {
   logger?: Logger;
   registry?: Registry;
   version?: string;
+  /** the accepted tokens, replaceable at reload (default: built from config.tokens) */
+  tokens?: TokenSet<RestToken>;
+  /** failed authentication: rate limit, aggregate log, metric, guard */
+  authFailures?: AuthFailures | null;
 }
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    scope?: Scope | 'public';
-  }
-  interface FastifyRequest {
-    restClient?: string;
-  }
-}
-
-function digest(s: string): Buffer {
-  return crypto.createHash('sha256').update(s, 'utf8').digest();
-}
-
-/** Finds the token's entry; every configured token is compared (constant time each, no early exit). */
-export function matchToken(tokens: ReadonlyArray<{ digest: Buffer; entry: RestToken }>, given: string): RestToken | null {
-  const d = digest(given);
-  let found: RestToken | null = null;
-  for (const t of tokens) if (crypto.timingSafeEqual(t.digest, d) && found === null) found = t.entry;
-  return found;
+/** rest.tokens as a token set; `replace(restTokenEntries(list))` applies a new list at once. */
+export function restTokenEntries(list: readonly RestToken[]): Array<{ token: string; entry: RestToken }> {
+  return list.map((entry) => ({ token: entry.token, entry }));
 }
 
 class HttpError extends Error {
@@ -215,7 +204,7 @@ class HttpError extends Error {
 export function createRestApp(deps: RestDeps): FastifyInstance {
   const cfg = deps.config;
   const log = deps.logger;
-  const tokens = cfg.tokens.map((entry) => ({ digest: digest(entry.token), entry }));
+  const tokens = deps.tokens ?? new TokenSet(restTokenEntries(cfg.tokens));
   const telephony = new Telephony(deps.ami, cfg as TelephonyOptions);
   const requests = deps.registry
     ? (deps.registry.getSingleMetric('pbx_guardian_rest_requests_total') as Counter<string> | undefined) ??
@@ -230,24 +219,11 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   }) as unknown as FastifyInstance;
 
-  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    const need = req.routeOptions.config?.scope;
-    if (need === 'public') return;
-    const h = req.headers.authorization;
-    const m = typeof h === 'string' ? /^Bearer\s+(\S{1,512})$/i.exec(h) : null;
-    const who = m ? matchToken(tokens, m[1]!) : null;
-    if (!who) {
-      reply.header('www-authenticate', 'Bearer realm="pbx-guardian"');
-      return reply.code(401).send({ error: 'missing or invalid bearer token (Authorization: Bearer <token> from rest.tokens)', code: 'UNAUTHORIZED' });
-    }
-    req.restClient = who.name;
-    if (need && !who.scopes.includes(need) && !who.scopes.includes('admin')) {
-      return reply.code(403).send({ error: `token "${who.name}" lacks the "${need}" scope this route requires`, code: 'FORBIDDEN' });
-    }
-  });
+  installRouteAuth(app, { listener: 'rest', bearerTokens: tokens, failures: deps.authFailures });
   app.addHook('onResponse', async (req, reply) => {
     requests?.inc({ route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
-    if (reply.statusCode >= 400 && reply.statusCode !== 404) log?.info({ client: req.restClient, route: req.routeOptions.url, status: reply.statusCode }, 'REST request refused');
+    // 401 and 429 are logged in aggregate (api/auth-failures.ts): one line per source and minute
+    if (reply.statusCode >= 400 && ![401, 404, 429].includes(reply.statusCode)) log?.info({ client: req.authClient, route: req.routeOptions.url, status: reply.statusCode }, 'REST request refused');
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; status?: unknown }, req, reply) => {
@@ -274,7 +250,7 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
     handler: (req: FastifyRequest<{ Body: B; Params: P }>, reply: FastifyReply) => Promise<unknown>,
   ): void => {
     docs.push(d);
-    app.route({ method: d.method, url: d.url, config: { scope: d.scope }, schema: d.schema, handler: handler as never });
+    app.route({ method: d.method, url: d.url, config: { auth: d.scope === 'public' ? PUBLIC : bearer(d.scope) }, schema: d.schema, handler: handler as never });
   };
 
   route<{ operator: string; phone: string; context?: string }>({
@@ -342,7 +318,7 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
       durationSec = parseDuration(duration);
       if (durationSec === null || durationSec <= 0) throw new InvalidTargetError(`"${duration}" is not a duration (e.g. 10m, 1h, 7d, or "permanent")`);
     }
-    const ban = await deps.bans.ban({ target, durationSec, reason: reason ?? `banned through the REST API by ${req.restClient ?? '?'}`, source: 'api' });
+    const ban = await deps.bans.ban({ target, durationSec, reason: reason ?? `banned through the REST API by ${req.authClient ?? '?'}`, source: 'api' });
     return reply.code(201).send({ ban });
   });
 
@@ -390,7 +366,7 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
   }
 
   const openapi = buildOpenApi(docs, deps.version ?? '0.0.0');
-  app.get('/v1/openapi.json', { config: { scope: 'public' } }, async () => openapi);
+  app.get('/v1/openapi.json', { config: { auth: PUBLIC } }, async () => openapi);
   return app;
 }
 

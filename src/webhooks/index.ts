@@ -324,6 +324,33 @@ export class WebhookDispatcher {
     return 'rejected';
   }
 
+  /**
+   * A reloaded `webhooks:` list. A subscriber's url, secret, timeoutMs and maxBackoffMs apply at
+   * once (queued events go to the new url, signed with the new secret); a removed subscriber gets
+   * no new events. What only a restart applies (new subscribers, other keys, the queue of a
+   * removed one) comes back in restartNeeded.
+   */
+  update(webhooks: WebhookConfig[]): { applied: string[]; restartNeeded: string[] } {
+    const applied: string[] = [];
+    const restartNeeded: string[] = [];
+    const next = new Map(webhooks.map((w) => [w.name, w]));
+    const live = ['url', 'secret', 'timeoutMs', 'maxBackoffMs'] as const;
+    for (const s of this.subs) {
+      const w = next.get(s.cfg.name);
+      if (!w) {
+        for (const list of [this.all, ...this.byEvent.values()]) { const i = list.indexOf(s); if (i >= 0) list.splice(i, 1); }
+        restartNeeded.push(`webhooks ${s.cfg.name}: removed; it gets no new events, its ${s.outbox.count()} queued ones are delivered until a restart`);
+        continue;
+      }
+      if (live.some((k) => w[k] !== s.cfg[k])) applied.push(`webhooks ${s.cfg.name}: ${live.filter((k) => w[k] !== s.cfg[k]).join(', ')}`);
+      const other = (Object.keys(w) as Array<keyof WebhookConfig>).filter((k) => !(live as readonly string[]).includes(k) && JSON.stringify(w[k]) !== JSON.stringify(s.cfg[k]));
+      if (other.length > 0) restartNeeded.push(`webhooks ${s.cfg.name}: ${other.join(', ')}`);
+      s.cfg = { ...s.cfg, url: w.url, secret: w.secret, timeoutMs: w.timeoutMs, maxBackoffMs: w.maxBackoffMs };
+    }
+    for (const name of next.keys()) if (!this.subs.some((s) => s.cfg.name === name)) restartNeeded.push(`webhooks ${name}: new subscriber`);
+    return { applied, restartNeeded };
+  }
+
   stats(): Array<{ name: string; outbox: number; pending: number; delivered: number; failing: boolean }> {
     return this.subs.map((s) => ({ name: s.cfg.name, outbox: s.outbox.count(), pending: s.pending.length, delivered: s.delivered, failing: s.failures > 0 }));
   }
