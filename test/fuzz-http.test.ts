@@ -14,6 +14,8 @@ import { createAdminApp } from '../src/api/admin.js';
 import { JobRunner, resolveOdooConfig } from '../src/odoo/index.js';
 import { FakeAmi } from './helpers/fake-odoo.js';
 import { makeGuardian } from './helpers/guard.js';
+import { AGENT, REST_ADMIN, REST_READ, send, startListeners } from './helpers/http-listeners.js';
+import { pathVariants, SAMPLES } from './helpers/http-routes.js';
 
 const SEED = 9470;
 const TOKEN = 'tok-fuzz';
@@ -136,5 +138,67 @@ test('fuzz admin API: random bodies, targets, durations and URLs → 2xx or 4xx 
     t.diagnostic(`${r.runs} requests; statuses ${JSON.stringify(r.byStatus)}; ${guardian.listBans().length} bans active at the end`);
   } finally {
     await app.close();
+  }
+});
+
+/** Credentials that are never valid for the listener: none, random, near misses, the other listener's. */
+function invalidCredential(listener: 'agent' | 'rest', nonGet: boolean): fc.Arbitrary<Record<string, string>> {
+  const right = listener === 'agent' ? AGENT : REST_ADMIN;
+  const near = fc.oneof(
+    fc.string({ minLength: 1, maxLength: 3 }).map((x) => right + x),
+    fc.integer({ min: 1, max: right.length }).map((n) => right.slice(0, right.length - n)),
+    fc.integer({ min: 0, max: right.length - 1 }).map((i) => right.slice(0, i) + (right[i] === 'x' ? 'y' : 'x') + right.slice(i + 1)),
+    fc.constant(right.toUpperCase()),
+    fc.string({ maxLength: 64 }).filter((x) => x.trim() !== right && x.trim() !== AGENT && x.trim() !== REST_ADMIN && x.trim() !== REST_READ),
+  ).filter((x) => /^[\x21-\x7e]*$/.test(x));
+  const asOwn = (v: string): Record<string, string> => (listener === 'agent' ? { 'x-token': v } : { authorization: `Bearer ${v}` });
+  const pick = (agent: Record<string, string>, rest: Record<string, string>) => fc.constant(listener === 'agent' ? agent : rest);
+  return fc.oneof(
+    fc.constant<Record<string, string>>({}),
+    near.map(asOwn),
+    // the right secret in the other listener's header, or without "Bearer"
+    pick({ authorization: `Bearer ${AGENT}` }, { 'x-token': REST_ADMIN }),
+    pick({ 'x-token': REST_ADMIN }, { authorization: REST_ADMIN }),
+    pick({ 'x-token': REST_READ }, { authorization: `Bearer ${AGENT}` }),
+    pick({ 'x-agent-token': AGENT }, { authorization: `Basic ${Buffer.from(`x:${REST_ADMIN}`).toString('base64')}` }),
+    // a valid REST token without the scope a changing route needs
+    ...(listener === 'rest' && nonGet ? [fc.constant<Record<string, string>>({ authorization: `Bearer ${REST_READ}` })] : []),
+  );
+}
+
+test('fuzz job endpoint and REST: no request without a valid credential changes any state (store, firewall, files, AMI writes, jobs)', async (t) => {
+  const l = await startListeners();
+  const samples = SAMPLES.filter((s) => s.listener !== 'admin');
+  const request = fc.integer({ min: 0, max: samples.length - 1 }).chain((i) => {
+    const s = samples[i]!;
+    return fc.record({
+      sample: fc.constant(s),
+      method: fc.oneof({ weight: 4, arbitrary: fc.constant(s.method) }, { weight: 1, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS') }),
+      path: fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...pathVariants(s.path)) }, { weight: 1, arbitrary: pathPiece.map((p) => `${s.path}/${p}`) }, { weight: 1, arbitrary: pathPiece.map((p) => `${s.path}?${p}`) }),
+      creds: invalidCredential(s.listener as 'agent' | 'rest', s.method !== 'GET'),
+      contentType: contentType,
+      payload: fc.oneof({ weight: 3, arbitrary: fc.constant(JSON.stringify(s.body ?? {})) }, { weight: 1, arbitrary: anyJson.map((j) => JSON.stringify(j)) }, { weight: 1, arbitrary: fc.string({ maxLength: 200 }) }),
+    });
+  }).filter((r) => !(r.creds.authorization === `Bearer ${REST_READ}` && ['GET', 'HEAD'].includes(r.method))); // the read token is valid for reads
+  const initial = await l.state();
+  let runs = 0;
+  const byStatus: Record<number, number> = {};
+  try {
+    await fc.assert(
+      fc.asyncProperty(request, async (r) => {
+        runs++;
+        const headers: Record<string, string> = { ...r.creds };
+        if (r.contentType) headers['content-type'] = r.contentType;
+        const withBody = !['GET', 'HEAD', 'OPTIONS'].includes(r.method);
+        const res = await send({ port: l.ports[r.sample.listener] }, r.method, r.path, headers, withBody ? r.payload : undefined);
+        byStatus[res.status] = (byStatus[res.status] ?? 0) + 1;
+        assert.ok([400, 401, 403, 404].includes(res.status), `${res.status} for ${r.method} ${r.path} ${JSON.stringify(r.creds)}: ${res.body.slice(0, 200)}`);
+        assert.equal(await l.state(), initial, `state changed by ${r.method} ${r.path} ${JSON.stringify(r.creds)}`);
+      }),
+      { seed: SEED + 2, numRuns: 4000 },
+    );
+    t.diagnostic(`${runs} requests over HTTP, none with a valid credential; statuses ${JSON.stringify(byStatus)}; state unchanged: ${initial}`);
+  } finally {
+    await l.close();
   }
 });
