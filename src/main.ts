@@ -292,7 +292,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   let admin: FastifyInstance | null = null;
   if (opts.adminSocket !== false) {
-    admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION });
+    admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION }, authFailures);
     registerConsoleRoute(admin, asteriskConsole);
     await listenAdminSocket(admin, config.admin.socket, parseInt(config.admin.socketMode, 8));
     logger.info({ socket: config.admin.socket }, 'admin socket listening');

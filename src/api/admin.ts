@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { AllowListedError, InvalidTargetError, type BanControl, type GuardStatus } from '../guard/index.js';
 import { parseDuration } from '../config/duration.js';
 import { installRouteAuth, LOCAL_SOCKET } from './auth.js';
+import type { AuthFailures } from './auth-failures.js';
 
 /** What the admin routes (used by the CLI over the unix socket) need from the daemon. */
 export interface AdminPort {
@@ -29,9 +30,9 @@ const banBody = {
 const local = { config: { auth: LOCAL_SOCKET } };
 
 /** The local admin API. Errors come back as { error, code } with a status a script can rely on. */
-export function createAdminApp(port: AdminPort): FastifyInstance {
+export function createAdminApp(port: AdminPort, failures?: AuthFailures | null): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
-  installRouteAuth(app, { listener: 'admin' });
+  installRouteAuth(app, { listener: 'admin', failures });
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
     if (err instanceof AllowListedError) return reply.code(409).send({ error: err.message, code: err.code });
