@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -117,4 +117,31 @@ test('recording.get_file under a symlink swapper never reads a file outside the 
   console.log(`recording.get_file race: ${inside} reads inside, ${outside} reads of files OUTSIDE`);
   assert.equal(outside, 0, 'files outside the recording directory were read');
   assert.ok(inside > 0, 'some reads succeeded');
+});
+
+test('confinement: a recording directory that is itself a symlink works; a symlink or a FIFO below it is refused', async () => {
+  const base = path.join(tmp, 'shapes');
+  const real = path.join(base, 'real-monitor');
+  fs.mkdirSync(path.join(real, '2026'), { recursive: true });
+  fs.writeFileSync(path.join(real, '2026', 'a.wav'), 'inside a');
+  fs.writeFileSync(path.join(real, '2026', 'b.wav'), 'inside b');
+  fs.symlinkSync(path.join(real, '2026', 'a.wav'), path.join(real, '2026', 'alias.wav'));
+  execFileSync('mkfifo', [path.join(real, '2026', 'pipe.wav')]);
+  const link = path.join(base, 'monitor');
+  fs.symlinkSync(real, link);
+  const get = JOB_FUNCTIONS.get('recording.get_file')!;
+  const del = JOB_FUNCTIONS.get('file.delete')!;
+  const c = ctx(link);
+  const read = async (p: string) => fileData(await get(p, {}, c) as Record<string, unknown>);
+  assert.equal(await read(path.join(link, '2026/a.wav')), 'inside a', 'under the configured (symlinked) path');
+  assert.equal(await read(path.join(real, '2026/a.wav')), 'inside a', 'under its realpath');
+  assert.equal(await read('2026/a.wav'), 'inside a', 'relative to it');
+  await assert.rejects(get(path.join(link, '2026/alias.wav'), {}, c), /outside the recording directories \(odoo\.recordingDirs\)/);
+  await assert.rejects(get(path.join(link, '2026/pipe.wav'), {}, c), /is not a regular file/);
+  await assert.rejects(get(path.join(link, '2026/../../x.wav'), {}, c), /outside the recording directories/);
+  await assert.rejects(del(path.join(link, '2026/alias.wav'), {}, c), /alias\.wav is a symbolic link/);
+  await assert.rejects(del(path.join(link, '2026/pipe.wav'), {}, c), /is not a regular file/);
+  await assert.rejects(del(path.join(link, '2026'), {}, c), /is not a regular file/);
+  assert.equal(await del(path.join(link, '2026/b.wav'), {}, c), true);
+  assert.deepEqual(fs.readdirSync(path.join(real, '2026')).sort(), ['a.wav', 'alias.wav', 'pipe.wav']);
 });
