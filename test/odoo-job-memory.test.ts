@@ -14,7 +14,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { ByteBudget } from '../src/odoo/byte-budget.js';
-import { JobRunner, resolveOdooConfig, type OdooConfigInput } from '../src/odoo/index.js';
+import Database from 'better-sqlite3';
+import { Registry } from 'prom-client';
+import { JobRunner, resolveOdooConfig, startOdooBridge, type OdooConfigInput } from '../src/odoo/index.js';
 import { FakeAmi, FakeBans, FakeOdoo } from './helpers/fake-odoo.js';
 import type { BridgeChildReport } from './helpers/bridge-child.js';
 
@@ -105,6 +107,9 @@ test('four concurrent recording.get_file jobs of 60 MB files: the bridge survive
     // the daemon is still there and runs the next job
     assert.equal(await postJob(port, { fun: 'test.ping', res_model: 'm.x', res_method: 'pong' }), 200);
     await odoo.waitFor(() => odoo.callsTo('m.x', 'pong').length === 1);
+    // every recording was closed once delivered
+    const open = fs.readdirSync(`/proc/${child.pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${child.pid}/fd/${fd}`); } catch { return ''; } });
+    assert.deepEqual(open.filter((f) => f.startsWith(rec)), []);
     const peak = await report(child);
     console.log(`4 x 60 MB get_file, heap limit ${HEAP_MB} MB: RSS ${Math.round(before.maxRssBytes / MB)} MB before, peak ${Math.round(peak.maxRssBytes / MB)} MB; ` +
       `peak heapUsed ${Math.round(peak.peakHeapUsedBytes / MB)} MB, peak external+arrayBuffers ${Math.round(peak.peakExternalBytes / MB)} MB`);
@@ -113,6 +118,39 @@ test('four concurrent recording.get_file jobs of 60 MB files: the bridge survive
     assert.deepEqual(odoo.violations, []);
   } finally {
     child.kill('SIGKILL');
+    await odoo.stop();
+  }
+});
+
+function openFiles(under: string): string[] {
+  return fs.readdirSync('/proc/self/fd').map((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`); } catch { return ''; } }).filter((f) => f.startsWith(under));
+}
+
+test('a recording whose delivery fails is read again from the start on the retry, then closed', async () => {
+  const rec = path.join(tmp, 'rec-retry');
+  fs.mkdirSync(rec);
+  const data = randomBytes(3 * MB + 1);
+  fs.writeFileSync(path.join(rec, 'r.wav'), data);
+  const odoo = new FakeOdoo();
+  await odoo.start();
+  odoo.mode = 'http503';
+  const bridge = await startOdooBridge({
+    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: TOKEN, listen: { enabled: true, host: '127.0.0.1', port: 0 }, recordingDirs: [rec] },
+    ami: new FakeAmi(), bans: new FakeBans(), db: new Database(':memory:'), logger: pino({ level: 'silent' }), registry: new Registry(),
+    stateDir: path.join(tmp, 'state-retry'), reloadConfig: () => undefined,
+  });
+  try {
+    assert.equal(await postJob(bridge.agentAddress!.port, { fun: 'recording.get_file', args: [path.join(rec, 'r.wav')], res_model: 'asterisk_plus.recording', res_method: 'upload_recording' }), 200);
+    await odoo.waitFor(() => bridge.jobs.counters.completed === 1, 5000, 'the job');
+    assert.equal(openFiles(rec).length, 1, 'the file stays open while its delivery is retried');
+    assert.ok(bridge.jobs.memory.inUse() > 0);
+    odoo.mode = 'ok';
+    await odoo.waitFor(() => odoo.callsTo('asterisk_plus.recording', 'upload_recording').length === 1, 20_000, 'the upload');
+    const r = odoo.callsTo('asterisk_plus.recording', 'upload_recording')[0]!.args[0] as Record<string, string>;
+    assert.ok(Buffer.from(r.file_data!, 'base64').equals(data), 'the retried body carries the whole file');
+    await odoo.waitFor(() => openFiles(rec).length === 0 && bridge.jobs.memory.inUse() === 0, 5000, 'the file closed and the memory given back');
+  } finally {
+    await bridge.close();
     await odoo.stop();
   }
 });
