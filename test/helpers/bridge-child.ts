@@ -40,4 +40,5 @@ async function main(): Promise<void> {
   process.send!({ port: bridge.agentAddress!.port });
 }
 
-void main();
+// only as a forked child (the test runner also loads every file under dist/test)
+if (process.send) void main();
