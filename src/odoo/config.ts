@@ -34,6 +34,10 @@ export interface OdooConfig {
   jobQueueMax: number;
   jobTimeoutMs: number;
   jobConcurrency: number;
+  /** request bytes of the jobs queued or running, at most; 503 beyond */
+  jobQueueMaxBytes: number;
+  /** memory running jobs may buffer (mp3 conversions, files being sent), at most */
+  jobMemoryMaxBytes: number;
   /** recording.get_file / file.delete are confined to these directories (realpath) */
   recordingDirs: string[];
   recordingMaxBytes: number;
@@ -57,6 +61,8 @@ export interface OdooConfig {
   /** HTTP connections to Odoo, at most (keep-alive) */
   rpcConcurrency: number;
   rpcTimeoutMs: number;
+  /** largest answer read from Odoo (JSON-RPC results, the events map); larger ones are aborted */
+  responseMaxBytes: number;
   /** retries of one call on transport errors before the event goes to the outbox */
   rpcRetries: number;
   /** JSON-2 parameter name of the first positional argument, by "model.method" or "method" */
@@ -109,6 +115,8 @@ export function defaultOdooConfig(): OdooConfig {
     jobQueueMax: 1000,
     jobTimeoutMs: 30_000,
     jobConcurrency: 16,
+    jobQueueMaxBytes: 32 * 1024 * 1024,
+    jobMemoryMaxBytes: 160 * 1024 * 1024,
     recordingDirs: ['/var/spool/asterisk/monitor'],
     recordingMaxBytes: 64 * 1024 * 1024,
     deniedActions: [],
@@ -122,6 +130,7 @@ export function defaultOdooConfig(): OdooConfig {
     delayedMax: 20_000,
     rpcConcurrency: 96,
     rpcTimeoutMs: 30_000,
+    responseMaxBytes: 8 * 1024 * 1024,
     rpcRetries: 2,
     json2ParamNames: {},
     notifyModel: 'asterisk_plus.settings',
@@ -154,7 +163,7 @@ export function resolveOdooConfig(input: OdooConfigInput = {}): OdooConfig {
   const positive: Array<keyof OdooConfig> = [
     'bodyLimitBytes', 'jobQueueMax', 'jobTimeoutMs', 'jobConcurrency', 'recordingMaxBytes',
     'eventsRefreshMs', 'outboxMaxRows', 'eventConcurrency', 'eventMemoryMax', 'delayedMax',
-    'rpcConcurrency', 'rpcTimeoutMs', 'outboxMaxPayloadBytes',
+    'rpcConcurrency', 'rpcTimeoutMs', 'outboxMaxPayloadBytes', 'jobQueueMaxBytes', 'jobMemoryMaxBytes', 'responseMaxBytes',
   ];
   for (const k of positive) {
     const v = c[k];

@@ -23,7 +23,7 @@ export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigI
 export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
 export { compileCondition, ConditionError, type CompiledCondition } from './condition.js';
 export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type OdooCaller } from './rpc.js';
-export { JobRunner, JOB_FUNCTIONS, registerJobFunction, toActionFields, confinePath, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
+export { JobRunner, JOB_FUNCTIONS, registerJobFunction, toActionFields, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
 export { Forwarder, type EventHandler } from './forwarder.js';
 export { FagiServer } from './fagi.js';
 
@@ -102,11 +102,11 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
   const sink: JobResultSink = {
     result(job, model, method, result, kwargs) {
       if (job.fun === 'recording.get_file') {
-        // large payload: retried in memory only, never written to the outbox
-        rpc.executeKw(model, method, [result], kwargs, { retries: 4, timeoutMs: Math.max(config.rpcTimeoutMs, 120_000) }).catch((e: Error) => {
+        // large payload, streamed from the open file: retried directly, never written to the outbox;
+        // the runner closes the file and frees the job's memory when this settles
+        return rpc.executeKw(model, method, [result], kwargs, { retries: 4, timeoutMs: Math.max(config.rpcTimeoutMs, 120_000) }).catch((e: Error) => {
           log.error({ jobId: job.id, model, method, err: e.message }, 'cannot deliver a recording to Odoo; Odoo will ask again');
         });
-        return;
       }
       const pol = config.outboxPolicy.JobResult ?? { ttlSec: 3600, priority: 2 };
       const now = Date.now();

@@ -2,12 +2,17 @@
  * Bootstrap against Asterisk Plus: GET <url>/asterisk_plus/agent?db=DB (works once) returns
  * {agent_token, odoo_user, odoo_password, odoo_db}. The CLI writes them into the config file.
  */
+import { readLimited } from '../net/http-body.js';
+
 export interface OdooInitResult {
   agent_token: string;
   odoo_user: string;
   odoo_password: string;
   odoo_db: string;
 }
+
+/** the initialization answer is a few hundred bytes; more is a proxy page or a wrong URL */
+const INIT_RESPONSE_MAX_BYTES = 64 * 1024;
 
 export class OdooInitError extends Error {
   readonly code = 'ODOO_INIT';
@@ -32,7 +37,15 @@ export async function odooInit(opts: { url: string; db: string; timeoutMs?: numb
   } catch (e) {
     throw new OdooInitError(`cannot reach Odoo at ${base.origin}: ${(e as Error).message}. Check the URL and that this host can reach Odoo.`);
   }
-  const text = (await res.text()).slice(0, 4096);
+  let text: string;
+  try {
+    const body = await readLimited(res, INIT_RESPONSE_MAX_BYTES);
+    if (body.truncated) throw new OdooInitError(`Odoo's answer to the initialization (HTTP ${res.status}) is longer than ${INIT_RESPONSE_MAX_BYTES} bytes: aborted. Is ${base.origin} the Odoo base URL, without a proxy page in between?`);
+    text = body.bytes.toString('utf8').slice(0, 4096);
+  } catch (e) {
+    if (e instanceof OdooInitError) throw e;
+    throw new OdooInitError(`cannot read Odoo's answer to the initialization from ${base.origin}: ${(e as Error).message}`);
+  }
   if (res.status === 400) {
     const t = text.trim();
     if (/already initialized/i.test(t)) {

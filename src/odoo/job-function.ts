@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { AmiActionFields, AmiResponse } from '../ami/types.js';
 import type { BanControl } from '../guard/types.js';
+import type { Reservation } from './byte-budget.js';
 import type { OdooConfig } from './config.js';
 
 /** The AMI client as the bridge needs it (implemented by src/ami). */
@@ -22,6 +23,11 @@ export interface JobContext {
   reloadConfig: () => Promise<unknown> | unknown;
   reloadEvents: () => Promise<unknown>;
   timeoutMs: number;
+  /**
+   * Reserves memory the job is about to buffer from the jobs' budget (odoo.jobMemoryMaxBytes);
+   * waits in turn, rejects with a JobError. Released by the runner once the result is delivered.
+   */
+  hold(bytes: number, what: string): Promise<Reservation>;
 }
 
 export type JobFunction = (args: unknown, kwargs: Record<string, unknown>, ctx: JobContext) => Promise<unknown>;

@@ -4,15 +4,16 @@
  * res_model.res_method(result, **pass_back); job errors are also notified to res_notify_uid.
  */
 import { randomUUID } from 'node:crypto';
+import { ByteBudget, type Reservation } from './byte-budget.js';
 import { managerAction, sipPeers } from './job-ami.js';
 import { deleteFile, getFile } from './job-files.js';
 import { JobError, truthyKw, type JobContext, type JobFunction } from './job-function.js';
 import { ban, getBanned, unban, updateAccessRules } from './job-security.js';
+import { blobsOf } from './json-body.js';
 import type { OdooMetrics } from './metrics.js';
 
 export { JobError, type AmiPort, type JobContext, type JobFunction } from './job-function.js';
 export { messageToDict, toActionFields } from './job-ami.js';
-export { confinePath } from './job-files.js';
 
 export interface JobRequest {
   fun: string;
@@ -28,11 +29,16 @@ export interface JobRequest {
 export interface Job extends JobRequest {
   id: string;
   acceptedAt: number;
+  /** about what the request holds in memory (its JSON size), counted against odoo.jobQueueMaxBytes */
+  bytes: number;
 }
 
 export interface JobResultSink {
-  /** deliver res_model.res_method(result, **kwargs) */
-  result(job: Job, model: string, method: string, result: unknown, kwargs: Record<string, unknown>): void;
+  /**
+   * deliver res_model.res_method(result, **kwargs); a promise when the result holds a file
+   * (Base64Blob): the file and the job's memory reservation are released once it settles
+   */
+  result(job: Job, model: string, method: string, result: unknown, kwargs: Record<string, unknown>): unknown;
   /** a notice to a user (job errors) */
   notify(job: Job, uid: number, title: string, message: string): void;
 }
@@ -89,8 +95,16 @@ export function registerJobFunction(name: string, fn: JobFunction): void {
 
 // ------------------------------------------------------------------ the runner
 
+function disposeResult(result: unknown): void {
+  for (const b of blobsOf(result)) void b.close();
+}
+
+function requestBytes(req: JobRequest): number {
+  return JSON.stringify([req.fun, req.args, req.kwargs, req.pass_back, req.res_model, req.res_method, req.res_notify_title])?.length ?? 0;
+}
+
 export interface JobRunnerOptions {
-  ctx: Omit<JobContext, 'timeoutMs'>;
+  ctx: Omit<JobContext, 'timeoutMs' | 'hold'>;
   sink: JobResultSink;
   metrics?: OdooMetrics | null;
 }
@@ -103,9 +117,15 @@ export class JobRunner {
   private running = 0;
   private closed = false;
   private readonly idle: Array<() => void> = [];
+  /** request bytes of the jobs queued or running */
+  private requestBytes = 0;
+  /** what running jobs buffer and results hold until delivered (odoo.jobMemoryMaxBytes) */
+  readonly memory: ByteBudget;
   readonly counters = { accepted: 0, completed: 0, failed: 0 };
 
-  constructor(private readonly opts: JobRunnerOptions) {}
+  constructor(private readonly opts: JobRunnerOptions) {
+    this.memory = new ByteBudget(opts.ctx.config.jobMemoryMaxBytes);
+  }
 
   queued(): number { return this.queue.length - this.qHead; }
   active(): number { return this.running; }
@@ -116,7 +136,13 @@ export class JobRunner {
       this.opts.metrics?.jobsRejected.inc({ reason: 'queue_full' });
       return { ok: false, reason: 'queue_full' };
     }
-    const job: Job = { ...req, id: randomUUID(), acceptedAt: Date.now() };
+    const bytes = requestBytes(req);
+    if (this.requestBytes + bytes > this.opts.ctx.config.jobQueueMaxBytes) {
+      this.opts.metrics?.jobsRejected.inc({ reason: 'queue_bytes' });
+      return { ok: false, reason: 'queue_full' };
+    }
+    const job: Job = { ...req, id: randomUUID(), acceptedAt: Date.now(), bytes };
+    this.requestBytes += bytes;
     this.queue.push(job);
     this.counters.accepted++;
     this.opts.metrics?.jobsAccepted.inc();
@@ -138,6 +164,7 @@ export class JobRunner {
       this.running++;
       void this.run(job).finally(() => {
         this.running--;
+        this.requestBytes -= job.bytes;
         if (this.queued() > 0) this.pump();
         else if (this.running === 0) for (const f of this.idle.splice(0)) f();
       });
@@ -152,14 +179,27 @@ export class JobRunner {
     const asList = truthyKw(kwargs.as_list);
     let result: unknown;
     let error: string | null = null;
+    const holds: Reservation[] = [];
+    // settles when the job function is done with the memory it reserved
+    let fnDone: Promise<unknown> = Promise.resolve();
     if (!fn) {
       error = `unknown function ${JSON.stringify(String(job.fun).slice(0, 80))} (this agent supports: ${[...JOB_FUNCTIONS.keys()].join(', ')})`;
     } else {
       let timer: NodeJS.Timeout | undefined;
+      const started = Date.now();
+      const hold = async (bytes: number, what: string) => {
+        const r = await this.memory.acquire(bytes, Math.max(1, config.jobTimeoutMs - (Date.now() - started)), what);
+        holds.push(r);
+        return r;
+      };
+      const work = Promise.resolve().then(() => fn(job.args, kwargs, { ...this.opts.ctx, timeoutMs: config.jobTimeoutMs, hold }));
+      // a job that timed out may still return an open file later: close it then
+      let timedOut = false;
+      fnDone = work.then((late) => { if (timedOut) disposeResult(late); }, () => undefined);
       try {
         result = await Promise.race([
-          fn(job.args, kwargs, { ...this.opts.ctx, timeoutMs: config.jobTimeoutMs }),
-          new Promise((_, reject) => { timer = setTimeout(() => reject(new JobError(`job ${job.fun} timed out after ${config.jobTimeoutMs} ms`)), config.jobTimeoutMs); }),
+          work,
+          new Promise((_, reject) => { timer = setTimeout(() => { timedOut = true; reject(new JobError(`job ${job.fun} timed out after ${config.jobTimeoutMs} ms`)); }, config.jobTimeoutMs); }),
         ]);
       } catch (e) {
         error = e instanceof JobError ? e.message : `${job.fun} failed: ${(e as Error)?.message ?? String(e)}`;
@@ -178,10 +218,14 @@ export class JobRunner {
       this.counters.completed++;
       this.opts.metrics?.jobsCompleted.inc({ fun: funLabel, outcome: 'ok' });
     }
+    let delivered: unknown;
     if (job.res_model && job.res_method) {
       const pb = job.pass_back && typeof job.pass_back === 'object' && !Array.isArray(job.pass_back) ? job.pass_back : {};
-      this.opts.sink.result(job, job.res_model, job.res_method, result, pb);
+      delivered = this.opts.sink.result(job, job.res_model, job.res_method, result, pb);
     }
+    const ok = error === null;
+    const finished = ok ? Promise.resolve(delivered).catch(() => undefined).then(() => disposeResult(result)) : fnDone;
+    void finished.finally(() => { for (const h of holds) h.release(); });
   }
 
   /** resolves when no job is queued or running */

@@ -7,6 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Logger } from 'pino';
 import type { OdooConfig } from './config.js';
+import { jsonBody, type JsonBody } from './json-body.js';
 
 /** Odoo could not be reached or answered 5xx / not JSON: worth retrying later. */
 export class OdooUnavailableError extends Error {
@@ -66,7 +67,7 @@ export class OdooRpc implements OdooCaller {
   private closed = false;
 
   constructor(
-    private readonly cfg: Pick<OdooConfig, 'url' | 'db' | 'user' | 'password' | 'apiKey' | 'transport' | 'rpcConcurrency' | 'rpcTimeoutMs' | 'rpcRetries' | 'json2ParamNames'>,
+    private readonly cfg: Pick<OdooConfig, 'url' | 'db' | 'user' | 'password' | 'apiKey' | 'transport' | 'rpcConcurrency' | 'rpcTimeoutMs' | 'rpcRetries' | 'json2ParamNames' | 'responseMaxBytes'>,
     private readonly log: Logger,
     private readonly stats: RpcStats = {},
   ) {
@@ -166,7 +167,7 @@ export class OdooRpc implements OdooCaller {
 
   private async jsonrpc(service: string, method: string, args: unknown[], timeoutMs: number): Promise<unknown> {
     const id = ++this.idSeq;
-    const body = JSON.stringify({ jsonrpc: '2.0', method: 'call', params: { service, method, args }, id });
+    const body = jsonBody({ jsonrpc: '2.0', method: 'call', params: { service, method, args }, id });
     const res = await this.post('jsonrpc', body, {}, timeoutMs);
     if (res.status >= 500 || res.status === 429 || res.status === 404 || res.status === 408) {
       throw new OdooUnavailableError(`Odoo answered HTTP ${res.status} on /jsonrpc`);
@@ -197,7 +198,7 @@ export class OdooRpc implements OdooCaller {
       body[n] = a;
     });
     const path = `json/2/${encodeURIComponent(model)}/${encodeURIComponent(method)}`;
-    const res = await this.post(path, JSON.stringify(body), { authorization: `bearer ${key}`, 'x-odoo-database': this.cfg.db }, timeoutMs);
+    const res = await this.post(path, jsonBody(body), { authorization: `bearer ${key}`, 'x-odoo-database': this.cfg.db }, timeoutMs);
     if (res.status === 200) {
       try {
         return JSON.parse(res.body) as unknown;
@@ -231,9 +232,12 @@ export class OdooRpc implements OdooCaller {
     return given ?? JSON2_DEFAULT_NAMES[method] ?? ['data'];
   }
 
-  private post(path: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; body: string }> {
+  /** POSTs `body` (streamed when it holds file data); the answer is read up to odoo.responseMaxBytes. */
+  private post(path: string, body: JsonBody, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; body: string }> {
     const url = new URL(path, this.base);
     const mod = url.protocol === 'https:' ? https : http;
+    const max = this.cfg.responseMaxBytes;
+    const tooLarge = () => new OdooUnavailableError(`Odoo's answer on ${url.pathname} is larger than odoo.responseMaxBytes (${max} bytes): aborted. A proxy error page? If the events map is that large, raise odoo.responseMaxBytes`);
     return new Promise((resolve, reject) => {
       if (this.closed) { reject(new OdooUnavailableError('Odoo client closed')); return; }
       const req = mod.request(
@@ -241,15 +245,17 @@ export class OdooRpc implements OdooCaller {
         {
           method: 'POST',
           agent: this.agent,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'user-agent': 'pbx-guardian', ...headers },
+          headers: { 'content-type': 'application/json', 'content-length': body.length, 'user-agent': 'pbx-guardian', ...headers },
           timeout: timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
-          let size = 0;
+          let size = Number(res.headers['content-length'] ?? 0);
+          if (size > max) { req.destroy(tooLarge()); return; }
+          size = 0;
           res.on('data', (c: Buffer) => {
             size += c.length;
-            if (size > 64 * 1024 * 1024) { req.destroy(new OdooUnavailableError('Odoo response larger than 64 MiB')); return; }
+            if (size > max) { chunks.length = 0; req.destroy(tooLarge()); return; }
             chunks.push(c);
           });
           res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -258,7 +264,8 @@ export class OdooRpc implements OdooCaller {
       );
       req.on('timeout', () => req.destroy(new OdooUnavailableError(`Odoo did not answer within ${timeoutMs} ms (${url.pathname})`)));
       req.on('error', (e) => reject(e instanceof OdooUnavailableError ? e : new OdooUnavailableError(`cannot reach Odoo at ${this.base.origin}: ${e.message}`)));
-      req.end(body);
+      if (body.text !== null) req.end(body.text);
+      else body.writeTo(req).catch((e: Error) => req.destroy(new OdooUnavailableError(`cannot send the request to Odoo: ${e.message}`)));
     });
   }
 }

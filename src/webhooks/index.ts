@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AmiMessage } from '../ami/index.js';
 import { parseDuration } from '../config/duration.js';
+import { readLimited } from '../net/http-body.js';
 import { banNoticeEvent, type BanNotice } from '../guard/index.js';
 import { Outbox, type OutboxItem } from '../store/outbox.js';
 
@@ -104,6 +105,8 @@ interface Sub {
 }
 
 const MAX_PENDING = 50_000;
+/** a receiver's answer is read up to this; only its status counts, a longer body fails the delivery */
+export const WEBHOOK_RESPONSE_MAX_BYTES = 4096;
 
 function metricsFor(registry: Registry | undefined) {
   if (!registry) return null;
@@ -303,7 +306,9 @@ export class WebhookDispatcher {
         signal: AbortSignal.timeout(s.cfg.timeoutMs),
       });
       status = res.status;
-      await res.arrayBuffer().catch(() => undefined);
+      if ((await readLimited(res, WEBHOOK_RESPONSE_MAX_BYTES)).truncated) {
+        throw new Error(`answered HTTP ${status} with a body longer than ${WEBHOOK_RESPONSE_MAX_BYTES} bytes: aborted (only the status counts: answer with a short or empty body)`);
+      }
     } catch (e) {
       if (s.failures === 0) this.deps.logger.warn({ subscriber: s.cfg.name, url: s.cfg.url, err: (e as Error).message }, `webhook ${s.cfg.name} unreachable: events wait in its outbox and are retried in order`);
       this.metrics?.deliveries.inc({ subscriber: s.cfg.name, outcome: 'retry' });
