@@ -124,6 +124,19 @@ const ENUMS: Record<string, string[]> = {
 const DURATIONS = ['guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
 
+/** Keys whose values are secrets (ami.secret, odoo.password, odoo.apiKey, odoo.agentToken, rest
+ *  tokens, webhook secrets): an error names the key and the type, never the value. */
+const SECRET_KEY_RE = /(secret|token|password|passwd|key)s?$/i;
+
+export function isSecretKey(path: string): boolean {
+  return SECRET_KEY_RE.test(path.replace(/\[\d+\]$/, ''));
+}
+
+/** A URL for an error message: user and password left out. */
+function urlForError(url: string): string {
+  return url.replace(/^([^:/?#]*:\/\/)[^/?#@]*@/, '$1…@').slice(0, 200);
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -162,7 +175,8 @@ function merge(defaults: Record<string, unknown>, user: unknown, path: string, e
     } else if (typeof def === 'number' && typeof value === 'string' && /^\d+$/.test(value)) {
       out[key] = Number(value);
     } else if (typeof value !== typeof def) {
-      errors.push(`${at}: expected a ${typeof def}, got ${kindOf(value)} (${JSON.stringify(value)?.slice(0, 60)})`);
+      const shown = isSecretKey(at) ? 'its value is not shown: a secret' : JSON.stringify(value)?.slice(0, 60);
+      errors.push(`${at}: expected a ${typeof def}, got ${kindOf(value)} (${shown})`);
     } else {
       out[key] = value;
     }
@@ -230,7 +244,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (!/^0?[0-7]{3}$/.test(cfg.admin.socketMode)) errors.push(`admin.socketMode: "${cfg.admin.socketMode}" is not an octal file mode like 0600`);
   if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
   if (!/^(auto|on|off|[a-z]+(,[a-z]+)*)$/i.test(cfg.ami.events.replace(/\s/g, ''))) errors.push(`ami.events: "${cfg.ami.events}" is not auto, on, off or a comma list of event classes (security,system,call,...)`);
-  if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${cfg.odoo.url}" must start with http:// or https:// when odoo.enabled is true`);
+  if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${urlForError(cfg.odoo.url)}" must start with http:// or https:// when odoo.enabled is true`);
   if (cfg.odoo.enabled) {
     try {
       resolveOdooConfig(odooBridgeConfig(cfg));
@@ -260,9 +274,12 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = pr
   let doc: unknown;
   if (text !== undefined) {
     try {
-      doc = parseYaml(text);
+      // not prettyErrors: their excerpt of the line would show a secret written on it
+      doc = parseYaml(text, { prettyErrors: false });
     } catch (err) {
-      throw new ConfigError(`${file} is not valid YAML: ${(err as Error).message}`);
+      const at = (err as { pos?: [number, number] }).pos?.[0];
+      const where = at === undefined ? '' : ` (line ${text.slice(0, at).split('\n').length}, column ${at - text.lastIndexOf('\n', at - 1)})`;
+      throw new ConfigError(`${file} is not valid YAML: ${(err as Error).message}${where}`);
     }
   }
   return buildConfig(doc, env, file);
