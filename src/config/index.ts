@@ -49,6 +49,8 @@ export function defaultConfig() {
       trackTtl: '12h',
       escalation: { factor: 2, max: '30d', lookback: '30d' },
       recidive: { enabled: true, bans: 5, within: '1d', ban: '30d' },
+      /** how often the AMI and Odoo host names are resolved again for the allow-list */
+      hostLookupInterval: '5m',
     },
     firewall: { ...defaultFirewallConfig, ports: [] as number[] },
     admin: {
@@ -121,7 +123,7 @@ const ENUMS: Record<string, string[]> = {
   'odoo.transport': ['jsonrpc', 'json2'],
   'rest.peerDriver': ['auto', 'pjsip', 'sip'],
 };
-const DURATIONS = ['guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
+const DURATIONS = ['guard.hostLookupInterval', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
 
 /** Keys whose values are secrets (ami.secret, odoo.password, odoo.apiKey, odoo.agentToken, rest
@@ -238,6 +240,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (cfg.firewall.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) errors.push('firewall.ports: every port must be 1-65535');
   if (!Number.isInteger(cfg.guard.ipv6Prefix) || cfg.guard.ipv6Prefix < 16 || cfg.guard.ipv6Prefix > 128) errors.push('guard.ipv6Prefix: must be a whole number from 16 to 128');
   if (!Number.isInteger(cfg.guard.maxTracked) || cfg.guard.maxTracked < 1000) errors.push('guard.maxTracked: must be a whole number of at least 1000');
+  if ((parseDuration(cfg.guard.hostLookupInterval) ?? 10) < 10) errors.push('guard.hostLookupInterval: at least 10s');
   if (!(cfg.guard.escalation.factor >= 1 && cfg.guard.escalation.factor <= 100)) errors.push('guard.escalation.factor: must be from 1 to 100');
   if (!/^[A-Za-z0-9_]{1,32}$/.test(cfg.firewall.table)) errors.push('firewall.table: 1-32 letters, digits or "_"');
   if (!/^[A-Za-z0-9_-]{1,16}$/.test(cfg.firewall.ipsetPrefix)) errors.push('firewall.ipsetPrefix: 1-16 letters, digits, "_" or "-"');
