@@ -8,7 +8,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import Database from 'better-sqlite3';
+import pino from 'pino';
 import { buildConfig, ConfigError, loadConfig } from '../src/config/index.js';
+import { amiMessage } from './helpers/fake-odoo.js';
+import { WebhookDispatcher, resolveWebhooks } from '../src/webhooks/index.js';
 
 function errorOf(fn: () => unknown): string {
   try {
@@ -73,5 +78,29 @@ test('secrets with line breaks, from the environment, and on a line the YAML par
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a webhook URL with a user and password is a config error; the log line of an unreachable webhook shows its URL without the token in its query', async () => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, new Writable({ write(c, _e, cb) { lines.push(String(c)); cb(); } }));
+  const withUser = resolveWebhooks([{ name: 'crm', url: 'http://hook-user:hook-pass-5566@127.0.0.1:1/hook', events: ['Newchannel'], secret: 'a-webhook-secret-of-32-characters!' }]);
+  assert.match(withUser.errors.join('\n'), /webhooks\[0\]\.url: a user or password in the URL is not supported/);
+  assertHidden(withUser.errors.join('\n'), ['hook-pass-5566']);
+  const { webhooks, errors } = resolveWebhooks([{ name: 'crm', url: 'http://127.0.0.1:1/hook?token=hook-query-secret-7788', events: ['Newchannel'], secret: 'a-webhook-secret-of-32-characters!' }]);
+  assert.deepEqual(errors, []);
+  const db = new Database(':memory:');
+  const d = new WebhookDispatcher({ webhooks, db, logger });
+  try {
+    d.handleAmiEvent(amiMessage([['Event', 'Newchannel'], ['Uniqueid', '1.1']]));
+    const end = Date.now() + 5000;
+    while (!lines.some((l) => l.includes('unreachable')) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    const line = lines.find((l) => l.includes('unreachable'));
+    assert.ok(line, `an unreachable line: ${lines.join('')}`);
+    assert.match(line, /127\.0\.0\.1:1\/hook\?…/);
+    assertHidden(lines.join(''), ['hook-query-secret-7788', 'a-webhook-secret-of-32-characters!']);
+  } finally {
+    await d.close();
+    db.close();
   }
 });

@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
+import { isSecretKey, redactUrl } from './redact.js';
 import { defaultOdooConfig, resolveOdooConfig, type OdooConfigInput } from '../odoo/index.js';
 import { defaultRestConfig, validateRestConfig } from '../rest/index.js';
 import { defaultConsoleConfig, validateConsoleConfig } from '../console/index.js';
@@ -11,6 +12,7 @@ import { resolveWebhooks, type WebhookConfig } from '../webhooks/index.js';
 import { defaultFirewallConfig } from '../firewall/index.js';
 
 export { parseDuration, formatDuration } from './duration.js';
+export { isSecretKey, redactUrl } from './redact.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pbx-guardian/guardian.yaml';
 
@@ -126,19 +128,6 @@ const ENUMS: Record<string, string[]> = {
 const DURATIONS = ['guard.hostLookupInterval', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
 
-/** Keys whose values are secrets (ami.secret, odoo.password, odoo.apiKey, odoo.agentToken, rest
- *  tokens, webhook secrets): an error names the key and the type, never the value. */
-const SECRET_KEY_RE = /(secret|token|password|passwd|key)s?$/i;
-
-export function isSecretKey(path: string): boolean {
-  return SECRET_KEY_RE.test(path.replace(/\[\d+\]$/, ''));
-}
-
-/** A URL for an error message: user and password left out. */
-function urlForError(url: string): string {
-  return url.replace(/^([^:/?#]*:\/\/)[^/?#@]*@/, '$1…@').slice(0, 200);
-}
-
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -247,7 +236,8 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (!/^0?[0-7]{3}$/.test(cfg.admin.socketMode)) errors.push(`admin.socketMode: "${cfg.admin.socketMode}" is not an octal file mode like 0600`);
   if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
   if (!/^(auto|on|off|[a-z]+(,[a-z]+)*)$/i.test(cfg.ami.events.replace(/\s/g, ''))) errors.push(`ami.events: "${cfg.ami.events}" is not auto, on, off or a comma list of event classes (security,system,call,...)`);
-  if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${urlForError(cfg.odoo.url)}" must start with http:// or https:// when odoo.enabled is true`);
+  if (cfg.odoo.enabled && /^[^:/?#]*:\/\/[^/?#]*@/.test(cfg.odoo.url)) errors.push('odoo.url: a user or password in the URL is not supported (and would be logged): set odoo.user and odoo.password');
+  if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${redactUrl(cfg.odoo.url)}" must start with http:// or https:// when odoo.enabled is true`);
   if (cfg.odoo.enabled) {
     try {
       resolveOdooConfig(odooBridgeConfig(cfg));
