@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { AsteriskConfigFiles, configJobFunctions, defaultAsteriskConfigConfig, ConfigFileError } from '../src/asterisk-config/index.js';
 import { buildConfig, ConfigError } from '../src/config/index.js';
 import { createRestApp, defaultRestConfig } from '../src/rest/index.js';
@@ -166,4 +168,29 @@ test('written files keep their owner, group and mode under the unit\'s umask 007
   } finally {
     process.umask(oldUmask);
   }
+});
+
+test('a daemon that may not chown refuses to replace a file owned by someone else, and changes nothing (409 OWNER_NOT_KEPT)', { skip: process.getuid?.() !== 0 && 'needs root (to run the child as another user)' }, () => {
+  const nobody = 65534;
+  fs.chmodSync(top, 0o755);
+  fs.chownSync(dir, nobody, nobody); // the service user may write the directory...
+  for (const f of ['extensions.conf', 'extensions_odoo.conf']) {
+    fs.writeFileSync(path.join(dir, f), f === 'extensions.conf' ? '[general]\n#include extensions_odoo.conf\n' : '[odoo]\n');
+    fs.chownSync(path.join(dir, f), 1234, 2345); // ...but the files are Asterisk's
+    fs.chmodSync(path.join(dir, f), 0o644);
+  }
+  const before = snapshot();
+  const module = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'asterisk-config', 'index.js');
+  const script = `import(${JSON.stringify(module)}).then(async (m) => {
+    const files = new m.AsteriskConfigFiles({ ...m.defaultAsteriskConfigConfig(), dir: ${JSON.stringify(dir)} }, null);
+    try { await files.write('extensions_odoo.conf', '[odoo]\\nexten => 1,1,NoOp\\n'); console.log(JSON.stringify({ ok: true })); }
+    catch (e) { console.log(JSON.stringify({ code: e.code, statusCode: e.statusCode, message: e.message })); }
+  });`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: nobody, gid: nobody, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { code: string; statusCode: number; message: string };
+  assert.equal(out.code, 'OWNER_NOT_KEPT', r.stdout);
+  assert.equal(out.statusCode, 409);
+  assert.match(out.message, /uid 1234, gid 2345.*Nothing was changed.*CAP_CHOWN/);
+  assert.deepEqual(snapshot(), before, 'no file changed, no temp file left');
 });
