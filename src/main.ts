@@ -8,7 +8,7 @@ import { changedKeys } from './config/changes.js';
 import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
-import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
+import { Guardian, HostAllowFeed, loadRulesDir, systemResolver, type GuardOptions, type HostResolver } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
@@ -27,6 +27,8 @@ export interface DaemonOptions {
   backend?: FirewallBackend;
   /** false: no admin socket (tests that call the guardian directly) */
   adminSocket?: boolean;
+  /** resolves the AMI and Odoo host names for the allow-list (tests: a name → addresses without DNS) */
+  resolveHost?: HostResolver;
 }
 
 export interface Daemon {
@@ -54,21 +56,15 @@ export interface ReloadResult {
   restartNeeded: string[];
 }
 
-/** Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed. */
-export function guardOptions(cfg: GuardianConfig): GuardOptions {
-  const automaticAllow = ['127.0.0.0/8', '::1'];
-  if (cfg.ami.enabled && cfg.ami.host) automaticAllow.push(...hostAddresses(cfg.ami.host));
-  if (cfg.odoo.enabled && cfg.odoo.url) {
-    try {
-      automaticAllow.push(...hostAddresses(new URL(cfg.odoo.url).hostname.replace(/^\[|\]$/g, '')));
-    } catch {
-      // validated elsewhere
-    }
-  }
+/**
+ * Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed;
+ * `resolved`: the addresses their host names resolve to (HostAllowFeed).
+ */
+export function guardOptions(cfg: GuardianConfig, resolved: string[] = []): GuardOptions {
   return {
     rules: loadRulesDir(cfg.guard.rulesDir),
     allow: cfg.guard.allow,
-    automaticAllow,
+    automaticAllow: [...literalAllow(cfg), ...resolved],
     ipv6Prefix: cfg.guard.ipv6Prefix,
     maxTracked: cfg.guard.maxTracked,
     trackTtlSec: seconds(cfg.guard.trackTtl),
@@ -79,10 +75,35 @@ export function guardOptions(cfg: GuardianConfig): GuardOptions {
   };
 }
 
-/** A host name is not resolved here (no DNS at start-up); only literal addresses are allowed. */
-function hostAddresses(host: string): string[] {
-  return /^[0-9.]+$|:/.test(host) ? [host] : [];
+/** The AMI and Odoo hosts, as written in the config. */
+function configuredHosts(cfg: GuardianConfig): string[] {
+  const hosts: string[] = [];
+  if (cfg.ami.enabled && cfg.ami.host) hosts.push(cfg.ami.host);
+  if (cfg.odoo.enabled && cfg.odoo.url) {
+    try {
+      hosts.push(new URL(cfg.odoo.url).hostname.replace(/^\[|\]$/g, ''));
+    } catch {
+      // validated elsewhere
+    }
+  }
+  return hosts;
 }
+
+const isLiteral = (host: string): boolean => /^[0-9.]+$|:/.test(host);
+
+/** Loopback and the hosts written as addresses. */
+function literalAllow(cfg: GuardianConfig): string[] {
+  return ['127.0.0.0/8', '::1', ...configuredHosts(cfg).filter(isLiteral)];
+}
+
+/** The hosts written as names: resolved by the HostAllowFeed. */
+export function hostNames(cfg: GuardianConfig): string[] {
+  return configuredHosts(cfg).filter((h) => !isLiteral(h));
+}
+
+/** after a failed lookup of the AMI or Odoo host name */
+const HOST_LOOKUP_RETRY_MS = 30_000;
+const HOST_LOOKUP_TIMEOUT_MS = 5_000;
 
 /**
  * The state database. When it cannot be opened (read-only mount, disk full, permissions), the
@@ -169,6 +190,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   await enforcer.start();
   await enforcer.setAllow(g.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
   g.startExpirySweep();
+  const hostFeed = new HostAllowFeed({
+    resolve: opts.resolveHost ?? systemResolver,
+    intervalMs: seconds(config.guard.hostLookupInterval) * 1000,
+    retryMs: HOST_LOOKUP_RETRY_MS,
+    timeoutMs: HOST_LOOKUP_TIMEOUT_MS,
+    logger,
+    onChange: (addresses) => g.setAutomaticAllow([...literalAllow(config), ...addresses]),
+  });
+  await hostFeed.setHosts(hostNames(config));
   logger.info({ restored: restored.length, rules: g.rules.length }, `restored ${restored.length} active bans; ${g.rules.length} rules loaded`);
 
   let ami: AmiClient | null = null;
@@ -205,7 +235,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const reload = async (): Promise<ReloadResult> => {
     const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
-    const options = guardOptions(next);
+    const options = guardOptions(next, hostFeed.addresses());
     g.reload(options);
     // credentials apply at once: a removed or rotated secret stops working with this reload
     const changed = changedKeys(config, next).filter((k) => !k.startsWith('guard.'));
@@ -225,6 +255,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       } else restartNeeded.push(key);
     }
     config = next;
+    await hostFeed.setHosts(hostNames(next));
     logger.info({ rules: options.rules.length, applied }, 'reloaded config and rules; active bans kept');
     if (restartNeeded.length > 0) logger.warn({ restartNeeded }, `these changed settings take effect only after a restart: ${restartNeeded.join('; ')}`);
     return { rules: options.rules.length, applied, restartNeeded };
@@ -325,6 +356,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     reload,
     async stop() {
       g.stop();
+      hostFeed.stop();
       await ami?.stop();
       await odoo?.close();
       await rest?.close();

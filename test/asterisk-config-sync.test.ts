@@ -24,12 +24,13 @@ beforeEach(() => {
   fs.writeFileSync(path.join(dir, 'extensions.conf'), '[general]\nstatic=yes'); // no final newline
   fs.writeFileSync(path.join(dir, 'sip.conf'), '[general]\n');
   fs.writeFileSync(path.join(outside, 'secret_odoo.conf'), 'SECRET\n');
-  fs.symlinkSync(path.join(outside, 'secret_odoo.conf'), path.join(dir, 'evil_odoo.conf'));
+  fs.symlinkSync(path.join(outside, 'secret_odoo.conf'), path.join(dir, 'voicemail_odoo.conf'));
   fs.symlinkSync(path.join(outside, 'secret_odoo.conf'), path.join(dir, 'link.conf'));
   fs.symlinkSync(outside, path.join(dir, 'sub'));
   ami = new FakeAmi();
   ami.handler = () => ({ response: amiMessage([['Response', 'Success'], ['Message', 'Module Reloaded']]), events: [] });
-  files = new AsteriskConfigFiles({ ...defaultAsteriskConfigConfig(), dir }, ami);
+  const defaults = defaultAsteriskConfigConfig();
+  files = new AsteriskConfigFiles({ ...defaults, dir, bases: [...defaults.bases, 'sip'] }, ami);
 });
 
 const read = (name: string) => fs.readFileSync(path.join(dir, name), 'utf8');
@@ -75,9 +76,9 @@ test('confinement: traversal, absolute paths, symlinks out, files without the ma
   await assert.rejects(files.write('sip.conf', 'x'), code('NOT_MANAGED'));
   await assert.rejects(files.remove('extensions.conf'), code('NOT_MANAGED'));
   await assert.rejects(files.read('link.conf'), code('OUTSIDE'));
-  await assert.rejects(files.write('evil_odoo.conf', 'pwned'), code('NOT_REGULAR'));
-  await assert.rejects(files.remove('evil_odoo.conf'), code('NOT_REGULAR'));
-  await assert.rejects(files.write('sub/x_odoo.conf', 'pwned'), code('OUTSIDE'));
+  await assert.rejects(files.write('voicemail_odoo.conf', 'pwned'), code('NOT_REGULAR'));
+  await assert.rejects(files.remove('voicemail_odoo.conf'), code('NOT_REGULAR'));
+  await assert.rejects(files.write('sub/extensions_odoo.conf', 'pwned'), code('OUTSIDE'));
   await assert.rejects(files.read('sub/secret_odoo.conf'), code('OUTSIDE'));
   // a planted .bak symlink is replaced, never written through
   fs.writeFileSync(path.join(dir, 'queues_odoo.conf'), 'old\n');
@@ -87,7 +88,7 @@ test('confinement: traversal, absolute paths, symlinks out, files without the ma
   assert.equal(read('queues_odoo.conf.bak'), 'old\n');
   assert.deepEqual(fs.readdirSync(outside), ['secret_odoo.conf']);
   assert.equal(fs.readFileSync(path.join(outside, 'secret_odoo.conf'), 'utf8'), 'SECRET\n');
-  await assert.rejects(files.write('big_odoo.conf', 'x'.repeat(2 * 1024 * 1024)), code('TOO_LARGE'));
+  await assert.rejects(files.write('queues_odoo_big.conf', 'x'.repeat(2 * 1024 * 1024)), code('TOO_LARGE'));
 });
 
 test('Salt-era job names: put_config, get_config, get_all_configs, put_all_configs, delete_config; reload through AMI', async () => {

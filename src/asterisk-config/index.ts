@@ -4,19 +4,27 @@
  *
  * - Every path is resolved with realpath inside the configured directory: no "..", no absolute
  *   paths, no symlink leading out (a symlinked file or parent directory is followed and checked).
- * - Only files whose name holds the marker (default "odoo", as in extensions_odoo.conf) can be
- *   written or deleted; every file can be read.
+ * - Only the files config sync owns can be written or deleted: <base>_<marker>.conf for a base in
+ *   asteriskConfig.bases (see names.ts); the protected bases (manager, asterisk, modules, ...) are
+ *   refused for every operation, reads included.
  * - Writes are atomic (a new temp file in the same directory, fsync, rename) and the previous
  *   content is kept as <name>.bak (also written by rename, so a planted .bak symlink is replaced,
- *   never followed).
+ *   never followed). Every written file keeps the owner, group and mode of the file it replaces;
+ *   a new file takes those of its base file (else: the directory's owner and group, mode 0640).
  * - Writing extensions_odoo.conf makes sure extensions.conf ends with exactly one
  *   `#include extensions_odoo.conf` line; deleting it removes that line again (a #include of a
  *   missing file would make Asterisk refuse the whole base file).
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { AmiActionFields, AmiResponse } from '../ami/index.js';
+import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../config/atomic-write.js';
+import { DEFAULT_BASES, managedBase, protectedReason, validateBases } from './names.js';
+
+export { PROTECTED_BASES } from './names.js';
+
+/** Mode of a new file whose base file does not exist (owner and group: the directory's). */
+const NEW_FILE_MODE = 0o640;
 
 export interface AmiPort {
   action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
@@ -26,8 +34,10 @@ export function defaultAsteriskConfigConfig() {
   return {
     enabled: true,
     dir: '/etc/asterisk',
-    /** only files whose name contains this can be written or deleted */
+    /** only <base>_<marker>.conf files can be written or deleted */
     marker: 'odoo',
+    /** the bases whose <base>_<marker>.conf config sync owns (never manager, asterisk, modules, ...) */
+    bases: [...DEFAULT_BASES],
     maxFileBytes: 1048576,
     /** get_all_configs returns at most this many files */
     maxFiles: 500,
@@ -43,6 +53,7 @@ export function validateAsteriskConfigConfig(c: AsteriskConfigConfig): string[] 
   if (!/^[A-Za-z0-9_-]{2,32}$/.test(c.marker)) errors.push(`asteriskConfig.marker: "${c.marker}" must be 2-32 letters, digits, "_" or "-"`);
   if (!Number.isInteger(c.maxFileBytes) || c.maxFileBytes < 1024 || c.maxFileBytes > 64 * 1024 * 1024) errors.push('asteriskConfig.maxFileBytes: from 1024 to 67108864');
   if (!Number.isInteger(c.maxFiles) || c.maxFiles < 1) errors.push('asteriskConfig.maxFiles: a whole number of at least 1');
+  errors.push(...validateBases(c.bases));
   return errors;
 }
 
@@ -60,7 +71,7 @@ export interface ConfigFileInfo {
   name: string;
   size: number;
   mtime: string;
-  /** holds the marker: can be written and deleted */
+  /** <base>_<marker>.conf for a configured base: can be written and deleted */
   managed: boolean;
 }
 
@@ -113,16 +124,37 @@ export class AsteriskConfigFiles {
       throw new ConfigFileError(`${name}: no such file in ${this.cfg.dir}`, 404, 'NOT_FOUND');
     }
     if (!this.inside(root, real) || real === root) throw new ConfigFileError(`refused: ${name} leads outside ${this.cfg.dir} (symlink)`, 403, 'OUTSIDE');
+    this.refuseProtected(name, segs[segs.length - 1]!, path.basename(real));
     return real;
+  }
+
+  /** Protected files are refused under their own name and behind a symlink of another name. */
+  private refuseProtected(name: string, ...files: string[]): void {
+    for (const f of files) {
+      const why = protectedReason(f);
+      if (why) throw new ConfigFileError(`refused: ${name}: ${why}; config sync never reads, writes or includes into it (edit it by hand)`, 403, 'PROTECTED');
+    }
+  }
+
+  /** The configured base of a file config sync owns; anything else is refused. */
+  private ownedBase(name: string, file: string): string {
+    this.refuseProtected(name, file);
+    const base = managedBase(file, this.cfg.bases, this.cfg.marker);
+    if (base === null || protectedReason(`${base}.conf`)) {
+      throw new ConfigFileError(
+        `refused: ${name} is not a file config sync owns: only <base>_${this.cfg.marker}.conf (or <base>_${this.cfg.marker}_<name>.conf) ` +
+          `for a base in asteriskConfig.bases (${this.cfg.bases.join(', ') || 'none'}) is written or deleted, never Asterisk's own files`,
+        403, 'NOT_MANAGED',
+      );
+    }
+    return base;
   }
 
   /** Where a managed file is written: its parent directory's real path must be inside; the file itself must not be a symlink. */
   private async target(name: string): Promise<string> {
     const root = await this.root();
     const segs = this.segments(name);
-    if (!segs[segs.length - 1]!.includes(this.cfg.marker)) {
-      throw new ConfigFileError(`refused: ${name} does not contain "${this.cfg.marker}" (asteriskConfig.marker): only files generated for Odoo are written or deleted, never Asterisk's own`, 403, 'NOT_MANAGED');
-    }
+    this.ownedBase(name, segs[segs.length - 1]!);
     let parent: string;
     try {
       parent = await fs.realpath(path.join(root, ...segs.slice(0, -1)));
@@ -149,7 +181,8 @@ export class AsteriskConfigFiles {
         if (!e.isFile() || !/\.(conf|ael|lua|adsi|txt|sample)$/.test(e.name)) continue;
         const st = await fs.stat(path.join(dir, e.name)).catch(() => null);
         if (!st) continue;
-        out.push({ name, size: st.size, mtime: st.mtime.toISOString(), managed: e.name.includes(this.cfg.marker) });
+        const managed = !protectedReason(e.name) && managedBase(e.name, this.cfg.bases, this.cfg.marker) !== null;
+        out.push({ name, size: st.size, mtime: st.mtime.toISOString(), managed });
       }
     };
     await walk(root, '', 0);
@@ -175,32 +208,51 @@ export class AsteriskConfigFiles {
   }
 
   async write(name: string, content: string): Promise<WriteResult> {
+    const bytes = this.checkWrite(name, content);
+    const p = await this.target(name);
+    await this.basePath(name); // a base file that is a protected one behind a symlink refuses the write before anything is written
+    const w = await this.atomicWrite(p, content, this.cfg.backup, () => this.newFileAttributes(name));
+    const include = await this.ensureInclude(name);
+    return { name, bytes, changed: w.changed, backup: w.backup, include };
+  }
+
+  /** What can be checked without touching the disk; returns the size in bytes. */
+  private checkWrite(name: string, content: unknown): number {
     if (typeof content !== 'string') throw new ConfigFileError('the file content must be a string', 400, 'BAD_CONTENT');
+    const segs = this.segments(name);
+    this.ownedBase(name, segs[segs.length - 1]!);
     const bytes = Buffer.byteLength(content, 'utf8');
     if (bytes > this.cfg.maxFileBytes) throw new ConfigFileError(`${name}: ${bytes} bytes is more than asteriskConfig.maxFileBytes (${this.cfg.maxFileBytes})`, 413, 'TOO_LARGE');
     if (content.includes('\0')) throw new ConfigFileError(`${name}: the content contains NUL bytes`, 400, 'BAD_CONTENT');
-    const p = await this.target(name);
-    const w = await this.atomicWrite(p, content);
-    const include = await this.ensureInclude(name);
-    return { name, bytes, changed: w.changed, backup: w.backup, include };
+    return bytes;
+  }
+
+  /** A new file takes its base file's owner, group and mode; without one, the directory's owner and group, 0640. */
+  private async newFileAttributes(name: string): Promise<FileAttributes> {
+    const b = await this.basePath(name);
+    if (b?.real) return attributesOf(await fs.stat(b.real));
+    const parent = await fs.stat(path.join(await this.root(), path.dirname(name)));
+    return { uid: parent.uid, gid: parent.gid, mode: NEW_FILE_MODE };
   }
 
   async remove(name: string): Promise<{ name: string; deleted: boolean; backup: string | null; include: { base: string; action: 'removed' | 'absent' | 'base-missing' } | null }> {
     const p = await this.target(name);
     const st = await fs.lstat(p).catch(() => null);
     if (!st) throw new ConfigFileError(`${name}: no such file in ${this.cfg.dir}`, 404, 'NOT_FOUND');
+    await this.basePath(name);
     let backup: string | null = null;
     if (this.cfg.backup) {
       backup = `${p}.bak`;
-      await this.atomicWrite(backup, await fs.readFile(p, 'utf8'), false);
+      await this.keep(backup, await fs.readFile(p, 'utf8'), attributesOf(st));
     }
     await fs.unlink(p);
     const include = await this.dropInclude(name);
     return { name, deleted: true, backup, include };
   }
 
-  /** Writes several files; stops at the first refusal (earlier files stay written). */
+  /** Writes several files: every name and content is checked first, so a refusal writes none. */
   async writeAll(files: Array<{ name: string; content: string }>): Promise<WriteResult[]> {
+    for (const f of files) this.checkWrite(f.name, f.content);
     const out: WriteResult[] = [];
     for (const f of files) out.push(await this.write(f.name, f.content));
     return out;
@@ -219,40 +271,38 @@ export class AsteriskConfigFiles {
 
   // ---------------------------------------------------------------- internals
 
-  private async atomicWrite(p: string, content: string, backup = this.cfg.backup): Promise<{ changed: boolean; backup: string | null }> {
-    const old = await fs.readFile(p, 'utf8').catch(() => null);
+  /**
+   * Replaces p keeping its owner, group and mode (the .bak gets them too: a backup is never more
+   * readable than its file); `fresh` gives them when p does not exist yet.
+   */
+  private async atomicWrite(p: string, content: string, backup: boolean, fresh: () => Promise<FileAttributes>): Promise<{ changed: boolean; backup: string | null }> {
+    const st = await fs.stat(p).catch(() => null);
+    const old = st ? await fs.readFile(p, 'utf8') : null;
     if (old === content) return { changed: false, backup: null };
+    const attrs = st ? attributesOf(st) : await fresh();
     let bak: string | null = null;
     if (backup && old !== null) {
       bak = `${p}.bak`;
-      await this.atomicWrite(bak, old, false);
+      await this.keep(bak, old, attrs);
     }
-    const st = await fs.stat(p).catch(() => null);
-    const tmp = path.join(path.dirname(p), `.${path.basename(p)}.${randomBytes(6).toString('hex')}.tmp`);
-    const fh = await fs.open(tmp, 'wx', st ? st.mode & 0o777 : 0o640);
-    try {
-      await fh.writeFile(content, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      if (st) await fs.chown(tmp, st.uid, st.gid).catch(() => undefined);
-      await fs.rename(tmp, p);
-    } catch (e) {
-      await fs.unlink(tmp).catch(() => undefined);
-      throw e;
-    }
+    await this.keep(p, content, attrs);
     return { changed: true, backup: bak };
   }
 
-  /** extensions_odoo.conf → extensions.conf (same directory); null when the name has no base. */
-  private baseOf(name: string): string | null {
+  private async keep(p: string, content: string, attrs: FileAttributes): Promise<void> {
+    try {
+      await writeFileAtomic(p, content, attrs);
+    } catch (e) {
+      if (e instanceof OwnershipError) throw new ConfigFileError(e.message, 409, e.code);
+      throw e;
+    }
+  }
+
+  /** extensions_odoo.conf → extensions.conf (same directory). */
+  private baseOf(name: string): string {
     const segs = name.split('/');
     const file = segs.pop()!;
-    const m = new RegExp(`^(.+?)[_-]${this.cfg.marker}(?:[_-][A-Za-z0-9_.+-]*)?\\.conf$`).exec(file);
-    if (!m) return null;
-    return [...segs, `${m[1]}.conf`].join('/');
+    return [...segs, `${this.ownedBase(name, file)}.conf`].join('/');
   }
 
   private includeRe(name: string): RegExp {
@@ -260,9 +310,8 @@ export class AsteriskConfigFiles {
     return new RegExp(`^[ \\t]*#(?:try)?include[ \\t]+(?:"${esc}"|<${esc}>|${esc})[ \\t]*(?:;.*)?$`);
   }
 
-  private async basePath(name: string): Promise<{ base: string; real: string } | { base: string; real: null } | null> {
+  private async basePath(name: string): Promise<{ base: string; real: string } | { base: string; real: null }> {
     const base = this.baseOf(name);
-    if (base === null) return null;
     try {
       return { base, real: await this.existing(base) };
     } catch (e) {
@@ -273,26 +322,24 @@ export class AsteriskConfigFiles {
 
   private async ensureInclude(name: string): Promise<WriteResult['include']> {
     const b = await this.basePath(name);
-    if (b === null) return null;
     if (b.real === null) return { base: b.base, action: 'base-missing' };
     const text = await fs.readFile(b.real, 'utf8');
     const re = this.includeRe(name);
     if (text.split(/\r?\n/).some((l) => re.test(l))) return { base: b.base, action: 'present' };
     const sep = text === '' || text.endsWith('\n') ? '' : '\n';
-    await this.atomicWrite(b.real, `${text}${sep}#include ${name}\n`);
+    await this.atomicWrite(b.real, `${text}${sep}#include ${name}\n`, this.cfg.backup, () => this.newFileAttributes(name));
     return { base: b.base, action: 'added' };
   }
 
   private async dropInclude(name: string): Promise<{ base: string; action: 'removed' | 'absent' | 'base-missing' } | null> {
     const b = await this.basePath(name);
-    if (b === null) return null;
     if (b.real === null) return { base: b.base, action: 'base-missing' };
     const text = await fs.readFile(b.real, 'utf8');
     const re = this.includeRe(name);
     const lines = text.split('\n');
     const kept = lines.filter((l) => !re.test(l.replace(/\r$/, '')));
     if (kept.length === lines.length) return { base: b.base, action: 'absent' };
-    await this.atomicWrite(b.real, kept.join('\n'));
+    await this.atomicWrite(b.real, kept.join('\n'), this.cfg.backup, () => this.newFileAttributes(name));
     return { base: b.base, action: 'removed' };
   }
 }

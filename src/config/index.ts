@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
+import { isSecretKey, redactUrl } from './redact.js';
 import { defaultOdooConfig, resolveOdooConfig, type OdooConfigInput } from '../odoo/index.js';
 import { defaultRestConfig, validateRestConfig } from '../rest/index.js';
 import { defaultConsoleConfig, validateConsoleConfig } from '../console/index.js';
@@ -11,6 +12,7 @@ import { resolveWebhooks, type WebhookConfig } from '../webhooks/index.js';
 import { defaultFirewallConfig } from '../firewall/index.js';
 
 export { parseDuration, formatDuration } from './duration.js';
+export { isSecretKey, redactUrl } from './redact.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pbx-guardian/guardian.yaml';
 
@@ -49,6 +51,8 @@ export function defaultConfig() {
       trackTtl: '12h',
       escalation: { factor: 2, max: '30d', lookback: '30d' },
       recidive: { enabled: true, bans: 5, within: '1d', ban: '30d' },
+      /** how often the AMI and Odoo host names are resolved again for the allow-list */
+      hostLookupInterval: '5m',
     },
     firewall: { ...defaultFirewallConfig, ports: [] as number[] },
     admin: {
@@ -128,7 +132,7 @@ const ENUMS: Record<string, string[]> = {
   'odoo.transport': ['jsonrpc', 'json2'],
   'rest.peerDriver': ['auto', 'pjsip', 'sip'],
 };
-const DURATIONS = ['guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
+const DURATIONS = ['guard.hostLookupInterval', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -169,7 +173,8 @@ function merge(defaults: Record<string, unknown>, user: unknown, path: string, e
     } else if (typeof def === 'number' && typeof value === 'string' && /^\d+$/.test(value)) {
       out[key] = Number(value);
     } else if (typeof value !== typeof def) {
-      errors.push(`${at}: expected a ${typeof def}, got ${kindOf(value)} (${JSON.stringify(value)?.slice(0, 60)})`);
+      const shown = isSecretKey(at) ? 'its value is not shown: a secret' : JSON.stringify(value)?.slice(0, 60);
+      errors.push(`${at}: expected a ${typeof def}, got ${kindOf(value)} (${shown})`);
     } else {
       out[key] = value;
     }
@@ -231,6 +236,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (cfg.firewall.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) errors.push('firewall.ports: every port must be 1-65535');
   if (!Number.isInteger(cfg.guard.ipv6Prefix) || cfg.guard.ipv6Prefix < 16 || cfg.guard.ipv6Prefix > 128) errors.push('guard.ipv6Prefix: must be a whole number from 16 to 128');
   if (!Number.isInteger(cfg.guard.maxTracked) || cfg.guard.maxTracked < 1000) errors.push('guard.maxTracked: must be a whole number of at least 1000');
+  if ((parseDuration(cfg.guard.hostLookupInterval) ?? 10) < 10) errors.push('guard.hostLookupInterval: at least 10s');
   if (!(cfg.guard.escalation.factor >= 1 && cfg.guard.escalation.factor <= 100)) errors.push('guard.escalation.factor: must be from 1 to 100');
   if (!/^[A-Za-z0-9_]{1,32}$/.test(cfg.firewall.table)) errors.push('firewall.table: 1-32 letters, digits or "_"');
   if (!/^[A-Za-z0-9_-]{1,16}$/.test(cfg.firewall.ipsetPrefix)) errors.push('firewall.ipsetPrefix: 1-16 letters, digits, "_" or "-"');
@@ -239,7 +245,8 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (!/^0?[0-7]{3}$/.test(cfg.admin.socketMode)) errors.push(`admin.socketMode: "${cfg.admin.socketMode}" is not an octal file mode like 0600`);
   if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
   if (!/^(auto|on|off|[a-z]+(,[a-z]+)*)$/i.test(cfg.ami.events.replace(/\s/g, ''))) errors.push(`ami.events: "${cfg.ami.events}" is not auto, on, off or a comma list of event classes (security,system,call,...)`);
-  if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${cfg.odoo.url}" must start with http:// or https:// when odoo.enabled is true`);
+  if (cfg.odoo.enabled && /^[^:/?#]*:\/\/[^/?#]*@/.test(cfg.odoo.url)) errors.push('odoo.url: a user or password in the URL is not supported (and would be logged): set odoo.user and odoo.password');
+  if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${redactUrl(cfg.odoo.url)}" must start with http:// or https:// when odoo.enabled is true`);
   if (cfg.odoo.enabled) {
     try {
       resolveOdooConfig(odooBridgeConfig(cfg));
@@ -269,9 +276,12 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = pr
   let doc: unknown;
   if (text !== undefined) {
     try {
-      doc = parseYaml(text);
+      // not prettyErrors: their excerpt of the line would show a secret written on it
+      doc = parseYaml(text, { prettyErrors: false });
     } catch (err) {
-      throw new ConfigError(`${file} is not valid YAML: ${(err as Error).message}`);
+      const at = (err as { pos?: [number, number] }).pos?.[0];
+      const where = at === undefined ? '' : ` (line ${text.slice(0, at).split('\n').length}, column ${at - text.lastIndexOf('\n', at - 1)})`;
+      throw new ConfigError(`${file} is not valid YAML: ${(err as Error).message}${where}`);
     }
   }
   return buildConfig(doc, env, file);

@@ -71,7 +71,7 @@ export class Guardian implements BanControl {
   private detector: Detector;
   private allow: NetworkList;
   private configuredAllow: string[];
-  private readonly automaticAllow: NetworkList;
+  private automaticAllow: NetworkList;
   private readonly active = new Map<string, BanRecord>();
   private readonly listeners: GuardListener[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -335,7 +335,13 @@ export class Guardian implements BanControl {
     this.options = options;
     this.detector = this.newDetector(options);
     this.configuredAllow = options.allow;
-    this.allow = this.buildAllow(options.allow);
+    this.setAutomaticAllow(options.automaticAllow);
+  }
+
+  /** A new automatic allow-list (the AMI or Odoo host resolves to other addresses now); bans stay. */
+  setAutomaticAllow(list: string[]): void {
+    this.automaticAllow = toNetworkList(list, 'automatic allow-list');
+    this.allow = this.buildAllow(this.configuredAllow);
     void this.enforcement.setAllow(this.allowTargets()).catch((err: Error) => this.logger.error({ err }, 'allow set not updated in the kernel'));
   }
 

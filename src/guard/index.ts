@@ -4,3 +4,4 @@ export { loadRulesDir, parseRules, RuleError, type Rule } from './rules.js';
 export { parseNetwork, formatNetwork, NetworkList, type IpNetwork } from '../net/ip.js';
 export * from './types.js';
 export { banNoticeEvent } from './notice.js';
+export { HostAllowFeed, systemResolver, type HostResolver } from './host-allow.js';

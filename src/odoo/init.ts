@@ -73,7 +73,8 @@ export async function odooInit(opts: { url: string; db: string; timeoutMs?: numb
   }
   const fields = ['agent_token', 'odoo_user', 'odoo_password', 'odoo_db'] as const;
   for (const k of fields) {
-    if (typeof body[k] !== 'string' || !(body[k] as string)) throw new OdooInitError(`Odoo's initialization answer has no ${k}: ${text.slice(0, 200)}`);
+    // the answer carries the agent token and a password: name the fields, never echo their values
+    if (typeof body[k] !== 'string' || !(body[k] as string)) throw new OdooInitError(`Odoo's initialization answer has no ${k} (fields in the answer: ${Object.keys(body).slice(0, 20).join(', ').slice(0, 300) || 'none'})`);
   }
   return { agent_token: body.agent_token as string, odoo_user: body.odoo_user as string, odoo_password: body.odoo_password as string, odoo_db: body.odoo_db as string };
 }

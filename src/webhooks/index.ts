@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AmiMessage } from '../ami/index.js';
 import { parseDuration } from '../config/duration.js';
+import { redactUrl } from '../config/redact.js';
 import { readLimited } from '../net/http-body.js';
 import { banNoticeEvent, type BanNotice } from '../guard/index.js';
 import { Outbox, type OutboxItem } from '../store/outbox.js';
@@ -60,6 +61,7 @@ export function resolveWebhooks(list: unknown): { webhooks: WebhookConfig[]; err
     let url: URL | null = null;
     try { url = typeof w.url === 'string' ? new URL(w.url) : null; } catch { url = null; }
     if (!url || !/^https?:$/.test(url.protocol)) errors.push(`${at}.url: an http:// or https:// URL is required`);
+    else if (url.username || url.password) errors.push(`${at}.url: a user or password in the URL is not supported (and would be logged): the receiver checks x-pbx-guardian-signature with the secret`);
     if (!Array.isArray(w.events) || w.events.length === 0 || w.events.some((e) => typeof e !== 'string' || !/^(\*|[A-Za-z0-9_]{1,64})$/.test(e))) errors.push(`${at}.events: a non-empty list of event names (e.g. [Newchannel, Hangup, GuardianBan])`);
     if (w.match === null || typeof w.match !== 'object' || Array.isArray(w.match) ||
         Object.entries(w.match).some(([k, v]) => !/^[A-Za-z0-9_-]{1,64}$/.test(k) || !(typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string'))))) {
@@ -310,7 +312,7 @@ export class WebhookDispatcher {
         throw new Error(`answered HTTP ${status} with a body longer than ${WEBHOOK_RESPONSE_MAX_BYTES} bytes: aborted (only the status counts: answer with a short or empty body)`);
       }
     } catch (e) {
-      if (s.failures === 0) this.deps.logger.warn({ subscriber: s.cfg.name, url: s.cfg.url, err: (e as Error).message }, `webhook ${s.cfg.name} unreachable: events wait in its outbox and are retried in order`);
+      if (s.failures === 0) this.deps.logger.warn({ subscriber: s.cfg.name, url: redactUrl(s.cfg.url), err: (e as Error).message.split(s.cfg.url).join(redactUrl(s.cfg.url)) }, `webhook ${s.cfg.name} unreachable: events wait in its outbox and are retried in order`);
       this.metrics?.deliveries.inc({ subscriber: s.cfg.name, outcome: 'retry' });
       return 'retry';
     }
