@@ -11,7 +11,7 @@ import { ban, getBanned, unban, updateAccessRules } from './job-security.js';
 import type { OdooMetrics } from './metrics.js';
 
 export { JobError, type AmiPort, type JobContext, type JobFunction } from './job-function.js';
-export { messageToDict, toActionFields } from './job-ami.js';
+export { messageToDict } from './job-ami.js';
 export { confinePath } from './job-files.js';
 
 export interface JobRequest {
