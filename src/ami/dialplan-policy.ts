@@ -207,7 +207,10 @@ export function judgeCliWords(words: readonly string[], p: DialplanPolicy): void
       refuse(`the command names ${bare}, a dialplan application that runs a program, an AGI script or evaluates dialplan`);
     }
     if (p.deniedVariables.has(bare.replace(/^_{1,2}/, '').toUpperCase())) refuse(`the command names ${bare}, a variable Asterisk runs as a command`);
-    if (/^[A-Za-z0-9_]+\(/.test(w)) judgeVariableName('the command word', w, 'write', p);
-    else if (/^(shell|eval|file|env|system|trysystem)$/i.test(bare)) refuse(`the command names ${bare}, which runs programs or reaches files`);
+    for (const call of w.matchAll(/([A-Za-z0-9_]+)\(/g)) {
+      const fn = call[1]!.toUpperCase();
+      if (!p.allowedFunctions.has(fn)) refuse(`the command word ${show(w)} calls ${fn}(), which is not an allowed dialplan function (see actionPolicy.allow "function:${fn}")`);
+    }
+    if (/^(shell|eval|file|env|system|trysystem)$/i.test(bare)) refuse(`the command names ${bare}, which runs programs or reaches files`);
   }
 }

@@ -208,7 +208,6 @@ export function judgeAction(fields: AmiActionFields, p: ActionPolicy): void {
       const channel = m.first('Channel').trim();
       if (/^local\//i.test(channel) && !LOCAL_CHANNEL_RE.test(channel)) refuse(`Originate Channel ${JSON.stringify(channel.slice(0, 80))} is not a plain Local/exten@context`);
       judgeApplication('Originate', m.first('Application'), m.first('Data'), p);
-      for (const v of m.all('Variable')) for (const item of separateArgs(v, ',', true, 64)) judgeAssignment('Originate Variable', item, p);
       break;
     }
     case 'setvar': judgeVariableName('Setvar Variable', m.first('Variable'), 'write', p); break;
@@ -228,8 +227,10 @@ export function judgeAction(fields: AmiActionFields, p: ActionPolicy): void {
       }
       break;
     }
-    default:
-      for (const v of m.all('Variable')) for (const item of separateArgs(v, ',', true, 64)) judgeAssignment(`${name} Variable`, item, p);
+  }
+  // Originate, MessageSend, PJSIPNotify...: every Variable header is read, its items split as manager.c does
+  if (lower !== 'setvar' && lower !== 'getvar') {
+    for (const v of m.all('Variable')) for (const item of separateArgs(v, ',', true, 64)) judgeAssignment(`${name} Variable`, item, p);
   }
 }
 
