@@ -1,6 +1,6 @@
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { AmiClient, type AmiMessage } from './ami/index.js';
+import { AmiClient, resolveActionPolicy, type AmiMessage } from './ami/index.js';
 import { createAdminApp, listenAdminSocket } from './api/admin.js';
 import { AuthFailures } from './api/auth-failures.js';
 import { TokenSet } from './api/auth.js';
@@ -262,7 +262,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
 
   const amiPort: AmiPort = ami ?? { action: () => Promise.reject(new Error('AMI is disabled in the config (ami.enabled: false)')) };
-  const asteriskConsole = new AsteriskConsole(amiPort, config.console, config.odoo.deniedApplications);
+  // one action policy for Odoo jobs, FastAGI answers, REST actions and the console; Command actions pass the console's own policy
+  const actionPolicy = resolveActionPolicy({
+    deniedActions: config.odoo.deniedActions,
+    deniedApplications: config.odoo.deniedApplications,
+    allow: config.actionPolicy.allow,
+    checkCommand: (command) => asteriskConsole.check(command),
+  });
+  const asteriskConsole = new AsteriskConsole(amiPort, config.console, actionPolicy);
   const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
 
   if (config.odoo.enabled) {
@@ -289,6 +296,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       reloadConfig: reload,
       stateDir: config.stateDir,
       authFailures,
+      actionPolicy,
     });
     const bridge = odoo;
     ami?.on('event', (msg: AmiMessage) => bridge.handleAmiEvent(msg));
@@ -308,7 +316,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       config: config.rest,
       ami: amiPort,
       bans: g,
-      actionPolicy: { deniedActions: config.odoo.deniedActions, deniedApplications: config.odoo.deniedApplications },
+      actionPolicy,
       console: config.console.enabled ? asteriskConsole : null,
       configFiles,
       logger: logger.child({ stage: 'rest' }),

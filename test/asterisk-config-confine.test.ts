@@ -4,6 +4,7 @@
  * deletes, the #include line, a symlinked base), and keeps the owner, group and mode of what it
  * writes. Run as root (chown to arbitrary ids).
  */
+import { resolveActionPolicy } from '../src/ami/index.js';
 import { test, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -41,7 +42,7 @@ function setup(cfg: Partial<ReturnType<typeof defaultAsteriskConfigConfig>> = {}
   const files = new AsteriskConfigFiles({ ...defaultAsteriskConfigConfig(), dir, ...cfg }, new FakeAmi());
   const app = createRestApp({
     config: { ...defaultRestConfig(), tokens: [{ token: ADMIN, scopes: ['admin'], name: 'ops' }] },
-    ami: new FakeAmi(), bans: new FakeBans(), actionPolicy: { deniedActions: [], deniedApplications: [] }, configFiles: files,
+    ami: new FakeAmi(), bans: new FakeBans(), actionPolicy: resolveActionPolicy(), configFiles: files,
   });
   const rest = async (method: 'GET' | 'PUT' | 'DELETE', name: string, content?: string) => {
     const r = await app.inject({ method, url: `/v1/configs/${name}`, headers: { authorization: `Bearer ${ADMIN}` }, ...(content !== undefined ? { payload: { content } } : {}) });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { AsteriskConfigFiles, configJobFunctions, defaultAsteriskConfigConfig, ConfigFileError } from '../src/asterisk-config/index.js';
 import { createRestApp, defaultRestConfig } from '../src/rest/index.js';
 import { FakeAmi, FakeBans, amiMessage } from './helpers/fake-odoo.js';
+import { resolveActionPolicy } from '../src/ami/index.js';
 
 const top = fs.mkdtempSync(path.join(os.tmpdir(), 'pbxg-astcfg-'));
 after(() => fs.rmSync(top, { recursive: true, force: true }));
@@ -113,7 +114,7 @@ test('REST routes (admin scope): list, read, write with reload, delete; refusals
   const READ = 'read-token-0123456789abcdef';
   const app = createRestApp({
     config: { ...defaultRestConfig(), tokens: [{ token: ADMIN, scopes: ['admin'], name: 'ops' }, { token: READ, scopes: ['read'], name: 'crm' }] },
-    ami, bans: new FakeBans(), actionPolicy: { deniedActions: [], deniedApplications: [] }, configFiles: files,
+    ami, bans: new FakeBans(), actionPolicy: resolveActionPolicy(), configFiles: files,
   });
   const call = async (method: string, url: string, token: string, payload?: object) => {
     const r = await app.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${token}` }, ...(payload ? { payload } : {}) });

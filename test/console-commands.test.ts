@@ -6,14 +6,15 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import Fastify from 'fastify';
-import { AmiClient } from '../src/ami/index.js';
+import { AmiClient, resolveActionPolicy } from '../src/ami/index.js';
 import { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { AsteriskConsole, checkCommand, consoleJobFunctions, defaultConsoleConfig, registerConsoleRoute, tokenizeCli, ConsoleRefusedError } from '../src/console/index.js';
 import { consoleCommand } from '../src/console/cli.js';
 import { FakeAmi, amiMessage } from './helpers/fake-odoo.js';
 import { fixturePath } from './helpers/fixtures.js';
 
-const policy = { ...defaultConsoleConfig(), deniedApplications: ['System', 'TrySystem'] };
+const dialplan = resolveActionPolicy({ deniedApplications: ['System', 'TrySystem'] });
+const policy = { ...defaultConsoleConfig(), dialplan };
 
 test('Asterisk-style splitting: quotes and backslashes cannot hide a denied command', () => {
   assert.deepEqual(tokenizeCli('  core   show "channels concise" a\\ b'), ['core', 'show', 'channels concise', 'a b']);
@@ -42,7 +43,7 @@ test('commands run through AMI Command against the simulator; denied ones never 
   ami.start();
   await once(ami, 'connected');
   try {
-    const con = new AsteriskConsole(ami, defaultConsoleConfig(), ['System', 'TrySystem']);
+    const con = new AsteriskConsole(ami, defaultConsoleConfig(), dialplan);
     const r = await con.run('core   show channels');
     assert.equal(r.response, 'Success');
     assert.deepEqual(r.output.slice(1), ['0 active channels', '0 active calls', '0 calls processed']);
@@ -71,7 +72,7 @@ test('pbx-guardian console over the admin socket: one-shot and line by line; ref
   const ami = new FakeAmi();
   ami.handler = (f) => ({ response: amiMessage([['Response', 'Success'], ['Output', `ran ${String(f.Command)}`]]), events: [], output: [`ran ${String(f.Command)}`] });
   const app = Fastify();
-  registerConsoleRoute(app, new AsteriskConsole(ami, defaultConsoleConfig(), ['System']));
+  registerConsoleRoute(app, new AsteriskConsole(ami, defaultConsoleConfig(), dialplan));
   app.setErrorHandler((err: Error & { statusCode?: number }, _q, reply) => reply.code(err.statusCode ?? 500).send({ error: err.message }));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbxg-console-'));
   const sock = path.join(dir, 'admin.sock');

@@ -13,6 +13,7 @@ import { createAgentApp } from '../src/api/agent.js';
 import { createAdminApp } from '../src/api/admin.js';
 import { JobRunner, resolveOdooConfig } from '../src/odoo/index.js';
 import { FakeAmi } from './helpers/fake-odoo.js';
+import { resolveActionPolicy } from '../src/ami/index.js';
 import { makeGuardian } from './helpers/guard.js';
 import { AGENT, REST_ADMIN, REST_READ, send, startListeners } from './helpers/http-listeners.js';
 import { pathVariants, SAMPLES } from './helpers/http-routes.js';
@@ -79,7 +80,7 @@ test('fuzz Odoo job endpoint: random bodies, wrong types, huge bodies → 2xx or
   const config = resolveOdooConfig({ jobQueueMax: 100_000, jobTimeoutMs: 2000, recordingDirs: ['/nonexistent-pbxg'] });
   const results: string[] = [];
   const runner = new JobRunner({
-    ctx: { ami: new FakeAmi(), bans: guardian, config, log, reloadConfig: () => undefined, reloadEvents: async () => ({ loaded: 0, skipped: 0 }) },
+    ctx: { ami: new FakeAmi(), bans: guardian, config, actionPolicy: resolveActionPolicy(config), log, reloadConfig: () => undefined, reloadEvents: async () => ({ loaded: 0, skipped: 0 }) },
     sink: { result: (_j, m, me) => results.push(`${m}.${me}`), notify: () => undefined },
   });
   const app = createAgentApp({ token: TOKEN, bodyLimitBytes: 64 * 1024, submit: (r) => runner.submit(r), logger: log });

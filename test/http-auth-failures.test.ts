@@ -4,6 +4,7 @@
  * (auth.maxFailuresPerMinute), a metric, and a ban in the firewall through the shipped
  * http-auth-failure rule — but never a ban of an allow-listed source.
  */
+import { resolveActionPolicy } from '../src/ami/index.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
@@ -36,7 +37,7 @@ function setup() {
   const agent = createAgentApp({ token: TOKEN, bodyLimitBytes: 65536, submit: (r) => { submitted.push(r); return { ok: true, id: String(submitted.length) }; }, failures });
   const rest = createRestApp({
     config: { ...defaultRestConfig(), enabled: true, tokens: [{ name: 'crm', token: REST, scopes: ['admin'] }] },
-    ami: new FakeAmi(), bans: new FakeBans(), actionPolicy: { deniedActions: [], deniedApplications: [] }, authFailures: failures,
+    ami: new FakeAmi(), bans: new FakeBans(), actionPolicy: resolveActionPolicy(), authFailures: failures,
   });
   return { guardian, enforcement, clock, log, registry, failures, agent, rest, submitted };
 }

@@ -4,6 +4,7 @@
  * budget (odoo.jobMemoryMaxBytes) and the request bytes bound (odoo.jobQueueMaxBytes).
  */
 import { test, after } from 'node:test';
+import { resolveActionPolicy } from '../src/ami/index.js';
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -159,7 +160,7 @@ function runner(cfg: OdooConfigInput) {
   const config = resolveOdooConfig({ recordingDirs: [path.join(tmp, 'rec2')], ...cfg });
   const results: Array<{ method: string; result: unknown }> = [];
   const r = new JobRunner({
-    ctx: { ami: new FakeAmi(), bans: new FakeBans(), config, log: pino({ level: 'silent' }), reloadConfig: () => undefined, reloadEvents: async () => undefined },
+    ctx: { ami: new FakeAmi(), bans: new FakeBans(), config, log: pino({ level: 'silent' }), reloadConfig: () => undefined, reloadEvents: async () => undefined, actionPolicy: resolveActionPolicy() },
     sink: { result: (_j, _m, method, result) => { results.push({ method, result }); }, notify: () => undefined },
   });
   return { r, results };

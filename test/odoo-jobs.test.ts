@@ -180,10 +180,10 @@ test('CR/LF injection, denied actions and shell-running Originates are refused w
     assert.equal(typeof n.args[0], 'string');
     assert.equal(n.kwargs.notify_uid, 5);
     assert.equal(n.kwargs.warning, true);
-    // Command stays allowed (Odoo's console uses it)
+    // Command goes through the console policy: without one (no console wired) it is refused
     await post(env, { fun: 'asterisk.manager_action', args: { Action: 'Command', Command: 'core show version' } });
     await env.bridge.jobs.whenIdle();
-    assert.equal(env.ami.actions.length, 1);
+    assert.equal(env.ami.actions.length, 0);
   } finally { await env.close(); }
 });
 

@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Registry } from 'prom-client';
-import { AmiClient } from '../src/ami/index.js';
+import { AmiClient, resolveActionPolicy } from '../src/ami/index.js';
+import { checkCommand, defaultConsoleConfig } from '../src/console/index.js';
 import { AmiSimulator, type SimulatedRequest } from '../src/demo/ami-simulator.js';
 import { createRestApp, defaultRestConfig, validateRestConfig, EXTEN_PATTERN, type RestConfig } from '../src/rest/index.js';
 import type { FastifyInstance } from 'fastify';
@@ -48,6 +49,10 @@ function fixturesDir(): string {
   return dir;
 }
 
+const basePolicy = resolveActionPolicy({ deniedActions: ['Shutdown'], deniedApplications: ['System', 'TrySystem'] });
+/** as main.ts wires it: Command actions pass the console policy */
+const restActionPolicy = { ...basePolicy, checkCommand: (c: string) => checkCommand(c, { ...defaultConsoleConfig(), dialplan: basePolicy }) };
+
 let sim: AmiSimulator;
 let ami: AmiClient;
 let app: FastifyInstance;
@@ -78,7 +83,7 @@ before(async () => {
   await once(ami, 'connected');
   bans = new FakeBans();
   registry = new Registry();
-  app = createRestApp({ config: restConfig(), ami, bans, registry, actionPolicy: { deniedActions: ['Shutdown'], deniedApplications: ['System', 'TrySystem'] }, version: '9.9.9' });
+  app = createRestApp({ config: restConfig(), ami, bans, registry, actionPolicy: restActionPolicy, version: '9.9.9' });
   await app.ready();
 });
 after(async () => {
@@ -162,7 +167,7 @@ test('call parameters are validated: CR/LF, spaces, unknown keys and bad context
 });
 
 test('rest.callContexts limits the contexts a request may name', async () => {
-  const limited = createRestApp({ config: restConfig({ callContexts: ['from-crm'], defaultContext: 'from-crm' }), ami, bans, actionPolicy: { deniedActions: [], deniedApplications: [] } });
+  const limited = createRestApp({ config: restConfig({ callContexts: ['from-crm'], defaultContext: 'from-crm' }), ami, bans, actionPolicy: resolveActionPolicy() });
   const r = await limited.inject({ method: 'POST', url: '/v1/calls', headers: { authorization: `Bearer ${CALL}` }, payload: { operator: '100', phone: '0000', context: 'default' } });
   assert.equal(r.statusCode, 403);
   assert.match(r.body, /rest\.callContexts/);

@@ -21,11 +21,14 @@ export function actionName(fields: AmiActionFields): string | undefined {
 }
 
 /**
- * Serialise an action. Validates everything first and throws AmiActionError('invalid') without
- * producing anything when a key is not [A-Za-z0-9_-]+ or a key/value contains CR, LF or NUL.
- * Any ActionID in `fields` is replaced by `actionId`. `Action` is written first.
+ * The header lines an action is written as, in order: the first `Action` key first, then every
+ * other key in insertion order with each of its values (an array sends the key once per value).
+ * ActionID is left out (buildAction writes its own). This is the one place that decides what
+ * goes on the wire: buildAction writes exactly these lines, and the action policy judges them.
+ * Throws AmiActionError('invalid') when a key is not [A-Za-z0-9_-]+, a value is not a string or a
+ * number, or a key/value contains CR, LF or NUL.
  */
-export function buildAction(fields: AmiActionFields, actionId: string): string {
+export function actionHeaders(fields: AmiActionFields): Array<[string, string]> {
   if (fields === null || typeof fields !== 'object') {
     throw new AmiActionError('invalid', 'AMI action rejected: fields must be an object like {Action: "Ping"}');
   }
@@ -33,8 +36,8 @@ export function buildAction(fields: AmiActionFields, actionId: string): string {
   if (name === undefined || name === '') {
     throw new AmiActionError('invalid', 'AMI action rejected: no "Action" field (e.g. {Action: "Ping"})');
   }
-  const lines: string[] = [];
-  let actionLine = '';
+  const lines: Array<[string, string]> = [];
+  let actionLine: [string, string] | null = null;
   for (const key of Object.keys(fields)) {
     if (!KEY_RE.test(key)) {
       throw new AmiActionError('invalid', `AMI action "${name}" rejected before sending: header name ${show(key)} must match [A-Za-z0-9_-]+`);
@@ -55,12 +58,18 @@ export function buildAction(fields: AmiActionFields, actionId: string): string {
       const lk = key.toLowerCase();
       if (lk === 'actionid') continue;
       if (lk === 'action') {
-        if (!actionLine) actionLine = `${key}: ${s}\r\n`;
+        if (!actionLine) actionLine = [key, s];
         continue;
       }
-      lines.push(`${key}: ${s}\r\n`);
+      lines.push([key, s]);
     }
   }
+  return [actionLine!, ...lines];
+}
+
+/** Serialise an action: actionHeaders(fields) with `ActionID: actionId` after the Action line. */
+export function buildAction(fields: AmiActionFields, actionId: string): string {
+  const [action, ...rest] = actionHeaders(fields);
   if (BAD_VALUE_RE.test(actionId) || !actionId) throw new AmiActionError('invalid', 'internal: bad ActionID');
-  return `${actionLine}ActionID: ${actionId}\r\n${lines.join('')}\r\n`;
+  return `${action![0]}: ${action![1]}\r\nActionID: ${actionId}\r\n${rest.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
 }

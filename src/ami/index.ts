@@ -24,5 +24,14 @@ export {
 } from './framer.js';
 export { AmiFrame, parseFrame } from './message.js';
 export { splitTranscript, type TranscriptFrame } from './transcript.js';
-export { buildAction, actionName } from './action.js';
+export { buildAction, actionName, actionHeaders } from './action.js';
+export {
+  buildCallerAction, judgeAction, callerAction, resolveActionPolicy, validateActionPolicyAllow,
+  BUILTIN_DENIED_ACTIONS, MAX_ACTION_HEADERS, MAX_ACTION_LINE_BYTES, type ActionPolicy, type ActionPolicyInput,
+} from './policy.js';
+export {
+  ActionRefusedError, judgeApplication, judgeCliWords, judgeVariableName, separateArgs,
+  BUILTIN_DENIED_APPLICATIONS, BUILTIN_ALLOWED_FUNCTIONS, BUILTIN_DENIED_VARIABLES, type DialplanPolicy,
+} from './dialplan-policy.js';
+export { judgeAgiCommand, parseAgiArgs } from './agi-policy.js';
 export { parsePort, parseRemoteAddress } from './address.js';

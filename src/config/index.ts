@@ -10,6 +10,7 @@ import { defaultConsoleConfig, validateConsoleConfig } from '../console/index.js
 import { defaultAsteriskConfigConfig, validateAsteriskConfigConfig } from '../asterisk-config/index.js';
 import { resolveWebhooks, type WebhookConfig } from '../webhooks/index.js';
 import { defaultFirewallConfig } from '../firewall/index.js';
+import { validateActionPolicyAllow } from '../ami/index.js';
 
 export { parseDuration, formatDuration } from './duration.js';
 export { isSecretKey, redactUrl } from './redact.js';
@@ -74,6 +75,8 @@ export function defaultConfig() {
     odoo: odooDefaults(),
     /** REST API for any CRM (salara-compatible calls, messages, status), its own listener */
     rest: defaultRestConfig(),
+    /** the AMI action policy (src/ami/policy.ts): what an operator widens on purpose, e.g. ["application:AGI"] */
+    actionPolicy: { allow: [] as string[] },
     /** Asterisk CLI through AMI Command (pbx-guardian console, asterisk.console job, POST /v1/console) */
     console: defaultConsoleConfig(),
     /** Asterisk config files sync (Asterisk Base): jobs and REST routes */
@@ -256,6 +259,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   }
   errors.push(...validateRestConfig(cfg.rest).filter((e) => !e.startsWith('rest.peerDriver')));
   errors.push(...validateConsoleConfig(cfg.console), ...validateAsteriskConfigConfig(cfg.asteriskConfig));
+  errors.push(...validateActionPolicyAllow(cfg.actionPolicy.allow));
   const hooks = resolveWebhooks(cfg.webhooks);
   errors.push(...hooks.errors);
   cfg.webhooks = hooks.webhooks;

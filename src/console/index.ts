@@ -7,7 +7,7 @@
  * seed agent's "!command" is refused.
  */
 import type { FastifyInstance } from 'fastify';
-import type { AmiActionFields, AmiResponse } from '../ami/index.js';
+import { judgeCliWords, type AmiActionFields, type AmiResponse, type DialplanPolicy } from '../ami/index.js';
 import { LOCAL_SOCKET } from '../api/auth.js';
 
 export interface AmiPort {
@@ -16,7 +16,7 @@ export interface AmiPort {
 
 /** Commands that stop or restart Asterisk, unload modules, write files, or add dialplan. */
 export const DEFAULT_CONSOLE_DENY = [
-  'core stop', 'core restart', 'stop', 'restart', 'module unload',
+  'core stop', 'core restart', 'stop', 'restart', 'module load', 'module unload',
   'dialplan save', 'dialplan add', 'dialplan remove',
   'logger rotate', 'pjsip export', 'xmldoc dump',
   'database put', 'database del', 'database deltree',
@@ -85,14 +85,12 @@ function startsWith(words: string[], prefix: string[]): boolean {
   return prefix.length > 0 && prefix.length <= words.length && prefix.every((p, i) => p === words[i]);
 }
 
-const SHELL_RE = /\b(?:try)?system\s*\(|\bshell\s*\(/i;
-
 export interface ConsolePolicy {
   allow: string[];
   deny: string[];
   maxCommandLength: number;
-  /** dialplan applications that run shell commands (the odoo.deniedApplications list) */
-  deniedApplications: string[];
+  /** the action policy's dialplan side (src/ami): applications, functions, variables, expressions */
+  dialplan: DialplanPolicy;
 }
 
 /** Checks a command; returns the words to send or throws ConsoleRefusedError. */
@@ -112,10 +110,10 @@ export function checkCommand(command: string, p: ConsolePolicy): string[] {
   }
   const hit = p.deny.find((d) => startsWith(lower, tokenizeCli(d.toLowerCase())));
   if (hit !== undefined) throw new ConsoleRefusedError(`refused: "${quoteCli(words)}" is denied by console.deny ("${hit}"): it stops Asterisk, unloads modules, writes files or changes the dialplan`);
-  const apps = new Set(p.deniedApplications.map((a) => a.toLowerCase()));
-  const app = lower.find((w) => apps.has(w) || apps.has(w.replace(/\(.*$/, '')));
-  if (app !== undefined || SHELL_RE.test(command)) {
-    throw new ConsoleRefusedError(`refused: the command names a dialplan application or function that runs shell commands (${app ?? 'SHELL/System'})`);
+  try {
+    judgeCliWords(words, p.dialplan);
+  } catch (e) {
+    throw new ConsoleRefusedError((e as Error).message);
   }
   return words;
 }
@@ -128,11 +126,16 @@ export interface ConsoleResult {
 }
 
 export class AsteriskConsole {
-  constructor(private readonly ami: AmiPort, private readonly cfg: ConsoleConfig, private readonly deniedApplications: string[]) {}
+  constructor(private readonly ami: AmiPort, private readonly cfg: ConsoleConfig, private readonly dialplan: DialplanPolicy) {}
+
+  /** The console policy alone (enabled, allow/deny, words): also what the AMI `Command` action from Odoo or REST passes. */
+  check(command: string): string[] {
+    if (!this.cfg.enabled) throw new ConsoleRefusedError('the console is disabled (console.enabled: false)');
+    return checkCommand(command, { ...this.cfg, dialplan: this.dialplan });
+  }
 
   async run(command: string): Promise<ConsoleResult> {
-    if (!this.cfg.enabled) throw new ConsoleRefusedError('the console is disabled (console.enabled: false)');
-    const words = checkCommand(command, { ...this.cfg, deniedApplications: this.deniedApplications });
+    const words = this.check(command);
     const sent = quoteCli(words);
     const r = await this.ami.action({ Action: 'Command', Command: sent }, { timeoutMs: this.cfg.timeoutMs });
     const output = r.output ?? r.response.getAll('Output');

@@ -11,6 +11,8 @@ import type { Logger } from 'pino';
 import type { OdooMetrics } from './metrics.js';
 import type { OdooCaller } from './rpc.js';
 import type { EventHandler } from './forwarder.js';
+import type { DialplanPolicy } from '../ami/dialplan-policy.js';
+import { judgeAgiCommand } from '../ami/agi-policy.js';
 
 export const FAGI_MAX_LINE = 8192;
 export const FAGI_MAX_ENV_LINES = 200;
@@ -23,6 +25,8 @@ export interface FagiOptions {
   port: number;
   rpc: OdooCaller;
   handlers: (script: string) => EventHandler[];
+  /** every AGI command is judged by it before it is written (src/ami/agi-policy.ts) */
+  actionPolicy: DialplanPolicy;
   log: Logger;
   metrics?: OdooMetrics | null;
   systemName?: string;
@@ -179,6 +183,7 @@ export class FagiServer {
   private async send(sock: net.Socket, reader: LineReader, cmd: string): Promise<{ code: number; result: string; data: string } | null> {
     if (/[\r\n\0]/.test(cmd) || cmd.length > FAGI_MAX_LINE) throw new Error('refused an AGI command with CR/LF/NUL or over-long');
     if (!CMD_RE.test(cmd)) throw new Error(`not an AGI command: ${cmd.slice(0, 60)}`);
+    judgeAgiCommand(cmd, this.opts.actionPolicy);
     this.counters.commands++;
     sock.write(cmd + '\n');
     for (;;) {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
 import type { AmiMessage } from '../ami/types.js';
+import { resolveActionPolicy, type ActionPolicy } from '../ami/policy.js';
 import type { BanControl, BanNotice } from '../guard/types.js';
 import { agentTokenSet, createAgentApp, setAgentToken } from '../api/agent.js';
 import type { AuthFailures } from '../api/auth-failures.js';
@@ -23,7 +24,7 @@ export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigI
 export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
 export { compileCondition, ConditionError, type CompiledCondition } from './condition.js';
 export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type OdooCaller } from './rpc.js';
-export { JobRunner, JOB_FUNCTIONS, registerJobFunction, toActionFields, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
+export { JobRunner, JOB_FUNCTIONS, registerJobFunction, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
 export { Forwarder, type EventHandler } from './forwarder.js';
 export { FagiServer } from './fagi.js';
 
@@ -42,6 +43,8 @@ export interface OdooBridgeDeps {
   rpc?: OdooCaller;
   /** failed job endpoint authentication: rate limit, aggregate log, metric, guard */
   authFailures?: AuthFailures | null;
+  /** the AMI action policy for jobs and FastAGI answers; default: odoo.denied* with no widening and no console (Command refused) */
+  actionPolicy?: ActionPolicy;
 }
 
 export interface OdooBridge {
@@ -68,6 +71,7 @@ export interface OdooBridge {
 export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge> {
   const config = resolveOdooConfig(deps.config as OdooConfigInput);
   const log = deps.logger.child({ stage: 'odoo' });
+  const actionPolicy = deps.actionPolicy ?? resolveActionPolicy({ deniedActions: config.deniedActions, deniedApplications: config.deniedApplications });
   if (!config.url && !deps.rpc) throw new Error('odoo.url is empty: set the Odoo base URL (or run "pbx-guardian odoo init")');
   if (!config.db && !deps.rpc) throw new Error('odoo.db is empty: set the Odoo database name');
 
@@ -119,7 +123,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
     },
   };
   jobs = new JobRunner({
-    ctx: { ami: deps.ami, bans: deps.bans, config, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents() },
+    ctx: { ami: deps.ami, bans: deps.bans, config, actionPolicy, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents() },
     sink,
     metrics,
   });
@@ -152,7 +156,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
       }
     }
     if (config.fagi.enabled) {
-      fagi = new FagiServer({ host: config.fagi.host, port: config.fagi.port, rpc, handlers: (s) => fw.fagiHandlers(s), log, metrics, systemName: config.systemName });
+      fagi = new FagiServer({ host: config.fagi.host, port: config.fagi.port, rpc, handlers: (s) => fw.fagiHandlers(s), actionPolicy, log, metrics, systemName: config.systemName });
       fagiAddress = await fagi.start();
       log.info({ ...fagiAddress }, 'FastAGI server listening');
     }

@@ -1,6 +1,7 @@
 /** What a job function is given and how it reports a failure. */
 import type { Logger } from 'pino';
 import type { AmiActionFields, AmiResponse } from '../ami/types.js';
+import type { ActionPolicy } from '../ami/policy.js';
 import type { BanControl } from '../guard/types.js';
 import type { Reservation } from './byte-budget.js';
 import type { OdooConfig } from './config.js';
@@ -19,6 +20,8 @@ export interface JobContext {
   ami: AmiPort;
   bans: BanControl;
   config: OdooConfig;
+  /** the one AMI action policy (src/ami/policy.ts), shared with REST and the console */
+  actionPolicy: ActionPolicy;
   log: Logger;
   reloadConfig: () => Promise<unknown> | unknown;
   reloadEvents: () => Promise<unknown>;

@@ -13,7 +13,7 @@ import { blobsOf } from './json-body.js';
 import type { OdooMetrics } from './metrics.js';
 
 export { JobError, type AmiPort, type JobContext, type JobFunction } from './job-function.js';
-export { messageToDict, toActionFields } from './job-ami.js';
+export { messageToDict } from './job-ami.js';
 
 export interface JobRequest {
   fun: string;

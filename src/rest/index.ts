@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { parseDuration } from '../config/duration.js';
 import { AllowListedError, InvalidTargetError, type BanControl } from '../guard/types.js';
-import { JobError, messageToDict, toActionFields } from '../odoo/index.js';
+import { JobError, messageToDict } from '../odoo/index.js';
+import { ActionRefusedError, callerAction, type ActionPolicy } from '../ami/index.js';
 import { buildOpenApi, type RouteDoc } from './openapi.js';
 import { bearer, installRouteAuth, PUBLIC, TokenSet } from '../api/auth.js';
 import type { AuthFailures } from '../api/auth-failures.js';
@@ -176,8 +177,8 @@ export interface RestDeps {
   config: RestConfig;
   ami: AmiPort;
   bans: BanControl;
-  /** the SAME deny-lists as the Odoo jobs (odoo.deniedActions / odoo.deniedApplications) */
-  actionPolicy: { deniedActions: string[]; deniedApplications: string[] };
+  /** the SAME action policy as the Odoo jobs (src/ami/policy.ts: odoo.denied*, actionPolicy.allow, the console for Command) */
+  actionPolicy: ActionPolicy;
   console?: ConsolePort | null;
   configFiles?: ConfigFilesPort | null;
   logger?: Logger;
@@ -230,7 +231,7 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
     if (err instanceof TelephonyError) return reply.code(err.statusCode).send({ ...(err.status ?? {}), error: err.message, code: 'REFUSED' });
     if (err instanceof AllowListedError) return reply.code(409).send({ error: err.message, code: err.code });
     if (err instanceof InvalidTargetError) return reply.code(400).send({ error: err.message, code: err.code });
-    if (err instanceof JobError) return reply.code(403).send({ error: err.message, code: 'DENIED' });
+    if (err instanceof JobError || err instanceof ActionRefusedError) return reply.code(403).send({ error: err.message, code: 'DENIED' });
     if (err instanceof HttpError) return reply.code(err.statusCode).send({ error: err.message, code: err.code });
     if (err.validation) return reply.code(400).send({ error: err.message, code: 'BAD_REQUEST' });
     const code = (err as { code?: string }).code;
@@ -290,11 +291,11 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
   });
 
   route<Record<string, unknown>>({
-    method: 'POST', url: '/v1/actions', scope: 'admin', summary: 'One AMI action, run synchronously (same deny-list as the Odoo jobs)',
+    method: 'POST', url: '/v1/actions', scope: 'admin', summary: 'One AMI action, run synchronously (the same action policy as the Odoo jobs)',
     description: 'Answers {response, events, complete?, output?}; event lists are collected until their ...Complete event.',
     schema: { body: actionBody }, responses: { 200: { type: 'object' }, 403: errorBody },
   }, async (req) => {
-    const fields = toActionFields(req.body, deps.actionPolicy);
+    const fields = callerAction(req.body, deps.actionPolicy);
     const r = await deps.ami.action(fields, { timeoutMs: cfg.actionTimeoutMs });
     return {
       response: messageToDict(r.response),

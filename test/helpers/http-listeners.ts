@@ -6,6 +6,7 @@
  * `touched` counts every call into a port a handler uses (so a GET that changes nothing is seen too).
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { resolveActionPolicy } from '../../src/ami/index.js';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,18 +93,19 @@ export async function startListeners(): Promise<Listeners> {
   const touched = { n: 0 };
   const submitted: JobRequest[] = [];
   const odooConfig = resolveOdooConfig({ ...defaultOdooConfig(), jobTimeoutMs: 2000, recordingDirs: [dir] });
+  const policy = resolveActionPolicy({ deniedActions: odooConfig.deniedActions, deniedApplications: odooConfig.deniedApplications });
   const runner = new JobRunner({
-    ctx: { ami, bans: guardian, config: odooConfig, log, reloadConfig: () => { touched.n++; }, reloadEvents: async () => { touched.n++; return { loaded: 0, skipped: 0 }; } },
+    ctx: { actionPolicy: policy, ami, bans: guardian, config: odooConfig, log, reloadConfig: () => { touched.n++; }, reloadEvents: async () => { touched.n++; return { loaded: 0, skipped: 0 }; } },
     sink: { result: () => undefined, notify: () => undefined },
   });
   const agent = createAgentApp({ token: AGENT, bodyLimitBytes: 64 * 1024, submit: (r) => { submitted.push(r); return runner.submit(r); }, logger: log });
-  const con = new AsteriskConsole(ami, defaultConsoleConfig(), odooConfig.deniedApplications);
+  const con = new AsteriskConsole(ami, defaultConsoleConfig(), policy);
   const files = new AsteriskConfigFiles({ ...defaultAsteriskConfigConfig(), dir: confDir }, ami);
   const rest = createRestApp({
     config: { ...defaultRestConfig(), enabled: true, tokens: [{ name: 'admin', token: REST_ADMIN, scopes: ['admin'] }, { name: 'reader', token: REST_READ, scopes: ['read'] }] },
     ami: spy(ami, touched),
     bans: spy(guardian, touched),
-    actionPolicy: { deniedActions: odooConfig.deniedActions, deniedApplications: odooConfig.deniedApplications },
+    actionPolicy: policy,
     console: spy(con, touched),
     configFiles: spy(files, touched),
     logger: log,
