@@ -87,16 +87,8 @@ export class AmiFrame implements AmiMessage {
     if (this.idx === null) {
       const re = keyRegex(key);
       if (re) {
-        const s = this.raw;
-        const m = s.search(re);
-        if (m < 0) return undefined;
-        let k = (m === 0 && s.charCodeAt(0) !== 13 ? 0 : m + 2) + key.length;
-        let e = s.indexOf('\r\n', k);
-        if (e < 0) e = s.length;
-        if (s.charCodeAt(k) !== 58) return ''; // a line that is just the key
-        k++;
-        if (s.charCodeAt(k) === 32 && k < e) k++;
-        return s.slice(k, e);
+        const m = this.raw.search(re);
+        return m < 0 ? undefined : this.valueAfterMatch(m, key);
       }
     }
     const ix = this.idx ?? this.index();
@@ -104,6 +96,37 @@ export class AmiFrame implements AmiMessage {
       if (this.matches(ix, i, key, null)) return this.valueAt(ix, i);
     }
     return undefined;
+  }
+
+  /**
+   * The value of a key that must be given once: undefined when absent, null when it appears more
+   * than once with different values (the event is ambiguous), else the value. Like get(), it
+   * scans the unindexed frame with one native search (the guard asks it of every event).
+   */
+  getSingle(key: string): string | undefined | null {
+    const re = this.idx === null ? keyRegexAll(key) : null;
+    if (re === null) {
+      const all = this.getAll(key);
+      return all.length === 0 ? undefined : all.every((v) => v === all[0]) ? all[0] : null;
+    }
+    re.lastIndex = 0;
+    let m = re.exec(this.raw);
+    if (m === null) return undefined;
+    const first = this.valueAfterMatch(m.index, key);
+    while ((m = re.exec(this.raw)) !== null) if (this.valueAfterMatch(m.index, key) !== first) return null;
+    return first;
+  }
+
+  /** The value of the header line that a keyRegex match at `m` found. */
+  private valueAfterMatch(m: number, key: string): string {
+    const s = this.raw;
+    let k = (m === 0 && s.charCodeAt(0) !== 13 ? 0 : m + 2) + key.length;
+    let e = s.indexOf('\r\n', k);
+    if (e < 0) e = s.length;
+    if (s.charCodeAt(k) !== 58) return ''; // a line that is just the key
+    k++;
+    if (s.charCodeAt(k) === 32 && k < e) k++;
+    return s.slice(k, e);
   }
 
   getAll(key: string): string[] {
@@ -143,6 +166,19 @@ function keyRegex(key: string): RegExp | null {
   if (!SIMPLE_KEY.test(key)) return null;
   re = new RegExp(`(?:^|\\r\\n)${key}(?=:|\\r\\n|$)`, 'i');
   if (keyRegexes.size < MAX_CACHED_KEYS) keyRegexes.set(key, re);
+  return re;
+}
+
+const keyRegexesAll = new Map<string, RegExp>();
+
+/** keyRegex with the global flag (exec walks every occurrence); null like keyRegex. */
+function keyRegexAll(key: string): RegExp | null {
+  let re = keyRegexesAll.get(key);
+  if (re) return re;
+  const one = keyRegex(key);
+  if (!one) return null;
+  re = new RegExp(one.source, 'gi');
+  if (keyRegexesAll.size < MAX_CACHED_KEYS) keyRegexesAll.set(key, re);
   return re;
 }
 
