@@ -59,6 +59,8 @@ export function guardOptions(cfg: GuardianConfig): GuardOptions {
     allow: cfg.guard.allow,
     automaticAllow,
     ipv6Prefix: cfg.guard.ipv6Prefix,
+    scope: { widestV4: cfg.guard.widestBanIPv4, widestV6: cfg.guard.widestBanIPv6 },
+    maxBanSec: seconds(cfg.guard.maxBanDuration),
     maxTracked: cfg.guard.maxTracked,
     trackTtlSec: seconds(cfg.guard.trackTtl),
     escalation: { factor: cfg.guard.escalation.factor, maxSec: seconds(cfg.guard.escalation.max), lookbackSec: seconds(cfg.guard.escalation.lookback) },
