@@ -142,6 +142,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       metrics.firewallHealthy.set(0);
     },
     onRecovered: () => metrics.firewallHealthy.set(1),
+    onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
   });
   guardian = new Guardian(guardOptions(config), store, enforcer, logger);
   const g = guardian;
