@@ -6,7 +6,7 @@ import { createAdminApp, listenAdminSocket } from './api/admin.js';
 import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
-import { Guardian, loadRulesDir, type GuardOptions } from './guard/index.js';
+import { Guardian, interfaceAddresses, loadRulesDir, type GuardOptions, type HostAddressPort } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
@@ -25,6 +25,8 @@ export interface DaemonOptions {
   backend?: FirewallBackend;
   /** false: no admin socket (tests that call the guardian directly) */
   adminSocket?: boolean;
+  /** the host's own addresses, never banned (default: every local interface's) */
+  hostAddresses?: HostAddressPort;
 }
 
 export interface Daemon {
@@ -44,7 +46,7 @@ export interface Daemon {
 }
 
 /** Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed. */
-export function guardOptions(cfg: GuardianConfig): GuardOptions {
+export function guardOptions(cfg: GuardianConfig, host: HostAddressPort = interfaceAddresses): GuardOptions {
   const automaticAllow = ['127.0.0.0/8', '::1'];
   if (cfg.ami.enabled && cfg.ami.host) automaticAllow.push(...hostAddresses(cfg.ami.host));
   if (cfg.odoo.enabled && cfg.odoo.url) {
@@ -61,6 +63,7 @@ export function guardOptions(cfg: GuardianConfig): GuardOptions {
     ipv6Prefix: cfg.guard.ipv6Prefix,
     scope: { widestV4: cfg.guard.widestBanIPv4, widestV6: cfg.guard.widestBanIPv6 },
     maxBanSec: seconds(cfg.guard.maxBanDuration),
+    host,
     maxTracked: cfg.guard.maxTracked,
     trackTtlSec: seconds(cfg.guard.trackTtl),
     escalation: { factor: cfg.guard.escalation.factor, maxSec: seconds(cfg.guard.escalation.max), lookbackSec: seconds(cfg.guard.escalation.lookback) },
@@ -144,7 +147,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     onRecovered: () => metrics.firewallHealthy.set(1),
     onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
   });
-  guardian = new Guardian(guardOptions(config), store, enforcer, logger);
+  guardian = new Guardian(guardOptions(config, opts.hostAddresses), store, enforcer, logger);
   const g = guardian;
   g.on({
     securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
@@ -182,7 +185,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const reload = async (): Promise<{ rules: number }> => {
     const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
-    const options = guardOptions(next);
+    const options = guardOptions(next, opts.hostAddresses);
     g.reload(options);
     config = next;
     logger.info({ rules: options.rules.length }, 'reloaded config and rules; active bans kept');
