@@ -272,3 +272,21 @@ test('daemon: REST, CLI and Odoo refuse out-of-scope targets and overlong durati
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('ambiguous: getSingle agrees with getAll on frames with repeated keys in any case, indexed or not (property, 2,000 frames)', () => {
+  let seed = 12;
+  const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
+  const spellings = ['RemoteAddress', 'remoteaddress', 'REMOTEADDRESS', 'RemoteAddressX', 'XRemoteAddress'];
+  for (let i = 0; i < 2000; i++) {
+    const lines = ['Event: InvalidPassword'];
+    for (let j = rnd(5); j >= 0; j--) lines.push(rnd(3) === 0 ? `${spellings[rnd(5)]}: IPV4/UDP/198.51.100.${rnd(3)}/5060` : `Other${rnd(9)}: ${rnd(99)}`);
+    if (rnd(4) === 0) lines.unshift(`RemoteAddress: IPV4/UDP/198.51.100.${rnd(3)}/5060`);
+    const text = lines.join('\r\n');
+    const all = parseFrame(text).getAll('RemoteAddress');
+    const want = all.length === 0 ? undefined : all.every((v) => v === all[0]) ? all[0] : null;
+    assert.equal(parseFrame(text).getSingle?.('RemoteAddress'), want, text);
+    const indexed = parseFrame(text);
+    void indexed.headers;
+    assert.equal(indexed.getSingle?.('RemoteAddress'), want, text);
+  }
+});

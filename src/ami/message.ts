@@ -104,17 +104,17 @@ export class AmiFrame implements AmiMessage {
    * scans the unindexed frame with one native search (the guard asks it of every event).
    */
   getSingle(key: string): string | undefined | null {
-    const re = this.idx === null ? keyRegexAll(key) : null;
-    if (re === null) {
-      const all = this.getAll(key);
-      return all.length === 0 ? undefined : all.every((v) => v === all[0]) ? all[0] : null;
+    const re = this.idx === null ? keyRegex(key) : null;
+    if (re !== null) {
+      const m = this.raw.search(re);
+      if (m < 0) return undefined;
+      const first = this.valueAfterMatch(m, key);
+      // the rest of the frame, from the end of that line (a V8 slice is a view, not a copy)
+      const e = this.raw.indexOf('\r\n', m + 2);
+      if (e < 0 || this.raw.slice(e).search(re) < 0) return first;
     }
-    re.lastIndex = 0;
-    let m = re.exec(this.raw);
-    if (m === null) return undefined;
-    const first = this.valueAfterMatch(m.index, key);
-    while ((m = re.exec(this.raw)) !== null) if (this.valueAfterMatch(m.index, key) !== first) return null;
-    return first;
+    const all = this.getAll(key);
+    return all.length === 0 ? undefined : all.every((v) => v === all[0]) ? all[0] : null;
   }
 
   /** The value of the header line that a keyRegex match at `m` found. */
@@ -166,19 +166,6 @@ function keyRegex(key: string): RegExp | null {
   if (!SIMPLE_KEY.test(key)) return null;
   re = new RegExp(`(?:^|\\r\\n)${key}(?=:|\\r\\n|$)`, 'i');
   if (keyRegexes.size < MAX_CACHED_KEYS) keyRegexes.set(key, re);
-  return re;
-}
-
-const keyRegexesAll = new Map<string, RegExp>();
-
-/** keyRegex with the global flag (exec walks every occurrence); null like keyRegex. */
-function keyRegexAll(key: string): RegExp | null {
-  let re = keyRegexesAll.get(key);
-  if (re) return re;
-  const one = keyRegex(key);
-  if (!one) return null;
-  re = new RegExp(one.source, 'gi');
-  if (keyRegexesAll.size < MAX_CACHED_KEYS) keyRegexesAll.set(key, re);
   return re;
 }
 
