@@ -8,7 +8,7 @@ import { changedKeys } from './config/changes.js';
 import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
-import { Guardian, HostAllowFeed, loadRulesDir, systemResolver, type GuardOptions, type HostResolver } from './guard/index.js';
+import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolver, type GuardOptions, type HostAddressPort, type HostResolver } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
@@ -29,6 +29,8 @@ export interface DaemonOptions {
   adminSocket?: boolean;
   /** resolves the AMI and Odoo host names for the allow-list (tests: a name → addresses without DNS) */
   resolveHost?: HostResolver;
+  /** the host's own addresses, never banned (default: every local interface's) */
+  hostAddresses?: HostAddressPort;
 }
 
 export interface Daemon {
@@ -58,14 +60,17 @@ export interface ReloadResult {
 
 /**
  * Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed;
- * `resolved`: the addresses their host names resolve to (HostAllowFeed).
+ * `resolved`: the addresses their host names resolve to (HostAllowFeed); `host`: the host's own addresses, never banned.
  */
-export function guardOptions(cfg: GuardianConfig, resolved: string[] = []): GuardOptions {
+export function guardOptions(cfg: GuardianConfig, resolved: string[] = [], host: HostAddressPort = interfaceAddresses): GuardOptions {
   return {
     rules: loadRulesDir(cfg.guard.rulesDir),
     allow: cfg.guard.allow,
     automaticAllow: [...literalAllow(cfg), ...resolved],
     ipv6Prefix: cfg.guard.ipv6Prefix,
+    scope: { widestV4: cfg.guard.widestBanIPv4, widestV6: cfg.guard.widestBanIPv6 },
+    maxBanSec: seconds(cfg.guard.maxBanDuration),
+    host,
     maxTracked: cfg.guard.maxTracked,
     trackTtlSec: seconds(cfg.guard.trackTtl),
     escalation: { factor: cfg.guard.escalation.factor, maxSec: seconds(cfg.guard.escalation.max), lookbackSec: seconds(cfg.guard.escalation.lookback) },
@@ -172,8 +177,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       metrics.firewallHealthy.set(0);
     },
     onRecovered: () => metrics.firewallHealthy.set(1),
+    onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
   });
-  guardian = new Guardian(guardOptions(config), store, enforcer, logger);
+  guardian = new Guardian(guardOptions(config, [], opts.hostAddresses), store, enforcer, logger);
   const g = guardian;
   g.on({
     securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
@@ -235,7 +241,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const reload = async (): Promise<ReloadResult> => {
     const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
-    const options = guardOptions(next, hostFeed.addresses());
+    const options = guardOptions(next, hostFeed.addresses(), opts.hostAddresses);
     g.reload(options);
     // credentials apply at once: a removed or rotated secret stops working with this reload
     const changed = changedKeys(config, next).filter((k) => !k.startsWith('guard.'));

@@ -87,16 +87,8 @@ export class AmiFrame implements AmiMessage {
     if (this.idx === null) {
       const re = keyRegex(key);
       if (re) {
-        const s = this.raw;
-        const m = s.search(re);
-        if (m < 0) return undefined;
-        let k = (m === 0 && s.charCodeAt(0) !== 13 ? 0 : m + 2) + key.length;
-        let e = s.indexOf('\r\n', k);
-        if (e < 0) e = s.length;
-        if (s.charCodeAt(k) !== 58) return ''; // a line that is just the key
-        k++;
-        if (s.charCodeAt(k) === 32 && k < e) k++;
-        return s.slice(k, e);
+        const m = this.raw.search(re);
+        return m < 0 ? undefined : this.valueAfterMatch(m, key);
       }
     }
     const ix = this.idx ?? this.index();
@@ -104,6 +96,37 @@ export class AmiFrame implements AmiMessage {
       if (this.matches(ix, i, key, null)) return this.valueAt(ix, i);
     }
     return undefined;
+  }
+
+  /**
+   * The value of a key that must be given once: undefined when absent, null when it appears more
+   * than once with different values (the event is ambiguous), else the value. Like get(), it
+   * scans the unindexed frame with one native search (the guard asks it of every event).
+   */
+  getSingle(key: string): string | undefined | null {
+    const re = this.idx === null ? keyRegex(key) : null;
+    if (re !== null) {
+      const m = this.raw.search(re);
+      if (m < 0) return undefined;
+      const first = this.valueAfterMatch(m, key);
+      // the rest of the frame, from the end of that line (a V8 slice is a view, not a copy)
+      const e = this.raw.indexOf('\r\n', m + 2);
+      if (e < 0 || this.raw.slice(e).search(re) < 0) return first;
+    }
+    const all = this.getAll(key);
+    return all.length === 0 ? undefined : all.every((v) => v === all[0]) ? all[0] : null;
+  }
+
+  /** The value of the header line that a keyRegex match at `m` found. */
+  private valueAfterMatch(m: number, key: string): string {
+    const s = this.raw;
+    let k = (m === 0 && s.charCodeAt(0) !== 13 ? 0 : m + 2) + key.length;
+    let e = s.indexOf('\r\n', k);
+    if (e < 0) e = s.length;
+    if (s.charCodeAt(k) !== 58) return ''; // a line that is just the key
+    k++;
+    if (s.charCodeAt(k) === 32 && k < e) k++;
+    return s.slice(k, e);
   }
 
   getAll(key: string): string[] {

@@ -9,6 +9,8 @@ export interface AmiMessage {
   get(key: string): string | undefined;
   /** every value for a key, in order, case-insensitive */
   getAll(key: string): string[];
+  /** a key given once: undefined when absent, null when given twice with different values */
+  getSingle?(key: string): string | undefined | null;
   /** first-value-wins plain object (null prototype), for forwarding to Odoo / webhooks */
   toObject(): Record<string, string>;
 }

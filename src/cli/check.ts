@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import pino from 'pino';
-import { Guardian, type EventView, type Rule } from '../guard/index.js';
+import { Guardian, type EventView, type IgnoredReason, type Rule } from '../guard/index.js';
 import { MemoryBanStore } from '../store/memory.js';
 import { splitTranscript } from '../ami/index.js';
 
@@ -12,7 +12,7 @@ export interface ReplayEvent {
   view: EventView;
 }
 
-export type LineOutcome = 'matched' | 'allow-listed' | 'bad-address' | 'ambiguous' | 'not-watched';
+export type LineOutcome = Exclude<IgnoredReason, 'already-banned'> | 'matched' | 'not-watched';
 
 export interface CheckReport {
   source: string;
@@ -108,6 +108,8 @@ export function runCheck(path: string, rules: Rule[], allow: string[], ipv6Prefi
       trackTtlSec: 86400 * 365,
       escalation: { factor: 1, maxSec: 0, lookbackSec: 0 },
       recidive: null,
+      // check judges the rules against the file, not this machine's addresses
+      host: { addresses: () => [] },
     },
     new MemoryBanStore(),
     { ban: async () => {}, unban: async () => {}, setAllow: async () => {} },

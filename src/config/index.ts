@@ -48,6 +48,11 @@ export function defaultConfig() {
       rulesDir: join(PACKAGE_ROOT, 'rules'),
       allow: [] as string[],
       ipv6Prefix: 64,
+      /** widest network one ban may cover, from any path (src/guard/scope.ts) */
+      widestBanIPv4: 16,
+      widestBanIPv6: 32,
+      /** longest ban: longer manual bans are refused, rule bans capped */
+      maxBanDuration: '365d',
       maxTracked: 1_000_000,
       trackTtl: '12h',
       escalation: { factor: 2, max: '30d', lookback: '30d' },
@@ -135,7 +140,7 @@ const ENUMS: Record<string, string[]> = {
   'odoo.transport': ['jsonrpc', 'json2'],
   'rest.peerDriver': ['auto', 'pjsip', 'sip'],
 };
-const DURATIONS = ['guard.hostLookupInterval', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
+const DURATIONS = ['guard.hostLookupInterval', 'guard.maxBanDuration', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -238,6 +243,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   }
   if (cfg.firewall.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) errors.push('firewall.ports: every port must be 1-65535');
   if (!Number.isInteger(cfg.guard.ipv6Prefix) || cfg.guard.ipv6Prefix < 16 || cfg.guard.ipv6Prefix > 128) errors.push('guard.ipv6Prefix: must be a whole number from 16 to 128');
+  errors.push(...banScopeErrors(cfg.guard));
   if (!Number.isInteger(cfg.guard.maxTracked) || cfg.guard.maxTracked < 1000) errors.push('guard.maxTracked: must be a whole number of at least 1000');
   if ((parseDuration(cfg.guard.hostLookupInterval) ?? 10) < 10) errors.push('guard.hostLookupInterval: at least 10s');
   if (!(cfg.guard.escalation.factor >= 1 && cfg.guard.escalation.factor <= 100)) errors.push('guard.escalation.factor: must be from 1 to 100');
@@ -265,6 +271,24 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   cfg.webhooks = hooks.webhooks;
   if (errors.length > 0) throw new ConfigError(`${source} is not valid:\n  - ${errors.join('\n  - ')}`);
   return cfg;
+}
+
+/** longest guard.maxBanDuration accepted: longer is "permanent" */
+const MAX_BAN_CEILING_SEC = 36500 * 86400;
+
+function banScopeErrors(g: GuardianConfig['guard']): string[] {
+  const errors: string[] = [];
+  if (!Number.isInteger(g.widestBanIPv4) || g.widestBanIPv4 < 8 || g.widestBanIPv4 > 32) errors.push('guard.widestBanIPv4: must be a whole number from 8 to 32');
+  if (!Number.isInteger(g.widestBanIPv6) || g.widestBanIPv6 < 16 || g.widestBanIPv6 > 128) errors.push('guard.widestBanIPv6: must be a whole number from 16 to 128');
+  else if (g.ipv6Prefix < g.widestBanIPv6) errors.push(`guard.ipv6Prefix: /${g.ipv6Prefix} is wider than guard.widestBanIPv6 (/${g.widestBanIPv6}): IPv6 attackers could never be banned by their prefix`);
+  const max = parseDuration(g.maxBanDuration);
+  if (max === null) return errors; // reported with the other durations
+  if (max < 1 || max > MAX_BAN_CEILING_SEC) errors.push(`guard.maxBanDuration: "${g.maxBanDuration}" must be from 1s to 36500d (longer bans are "permanent")`);
+  for (const [key, value] of [['guard.escalation.max', g.escalation.max], ['guard.recidive.ban', g.recidive.ban]] as const) {
+    const v = parseDuration(value);
+    if (v !== null && v > max) errors.push(`${key}: "${value}" is longer than guard.maxBanDuration (${g.maxBanDuration})`);
+  }
+  return errors;
 }
 
 /** Reads and validates the YAML config file; a missing file at the default path means defaults. */

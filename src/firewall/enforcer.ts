@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
 import { confirmed, driftBetween, safeKey } from './drift.js';
 import { checkTarget } from './target.js';
+import { applyIsolating, type Refusal } from './isolate.js';
+
+export type { Refusal } from './isolate.js';
 
 export interface FirewallConfig {
   backend: 'auto' | 'nftables' | 'ipset' | 'memory';
@@ -41,6 +44,8 @@ export interface EnforcerHooks {
   onDrift?(added: number, removed: number): void;
   onFailure?(err: Error, attempt: number): void;
   onRecovered?(): void;
+  /** the kernel refused one element; the rest of its transaction was applied */
+  onRefused?(refusal: Refusal): void;
 }
 
 export interface EnforcerOptions {
@@ -50,6 +55,15 @@ export interface EnforcerOptions {
   now?: () => number;
 }
 
+
+/** The kernel refused this element (see Refusal); the ban stays in the store and reconcile
+ *  tries it again. */
+export class FirewallRefusedError extends Error {
+  constructor(readonly refusal: Refusal) {
+    super(`the kernel refused ${refusal.op === 'add' ? 'to add' : 'to remove'} ${refusal.target}: ${refusal.error.message}`);
+    this.name = 'FirewallRefusedError';
+  }
+}
 
 export class EnforcerStoppedError extends Error {
   constructor() {
@@ -92,6 +106,8 @@ export class Enforcer {
   private attempt = 0;
   private stopped = false;
   private droppedSinceLog = 0;
+  /** targets refused before (bounded): a repeat refusal is logged at debug level only */
+  private readonly refusedBefore = new Set<string>();
   private allow: FirewallTarget[] | null = null;
   private lock: Promise<unknown> = Promise.resolve();
   private drainDone: Promise<void> = Promise.resolve();
@@ -190,15 +206,15 @@ export class Enforcer {
       if (batch.add.length || batch.remove.length) batch = confirmed(batch, await drift());
       if (batch.add.length || batch.remove.length) {
         const t0 = performance.now();
-        await this.backend.apply(batch);
-        this.hooks.onApplied?.(batch.add.length, batch.remove.length, performance.now() - t0);
-        this.logger.warn(
-          { added: batch.add.length, removed: batch.remove.length },
-          'firewall drift repaired: the kernel sets differed from the active bans',
-        );
-        this.hooks.onDrift?.(batch.add.length, batch.remove.length);
+        const refused = await this.applyBatch(batch, 'reconcile');
+        const added = batch.add.length - refused.filter((r) => r.op === 'add').length;
+        const removed = batch.remove.length - refused.filter((r) => r.op === 'remove').length;
+        this.hooks.onApplied?.(added, removed, performance.now() - t0);
+        this.logger.warn({ added, removed }, 'firewall drift repaired: the kernel sets differed from the active bans');
+        this.hooks.onDrift?.(added, removed);
+        return { added, removed };
       }
-      return { added: batch.add.length, removed: batch.remove.length };
+      return { added: 0, removed: 0 };
     });
   }
 
@@ -249,11 +265,13 @@ export class Enforcer {
       }
       add.push({ ...e, target: key });
     }
-    await this.backend.apply({ add, remove: [] });
+    const refused = await this.applyBatch({ add, remove: [] }, 'restore');
+    this.dropRefused(refused);
     if (this.allow) await this.backend.setAllow(this.allow);
     const ms = performance.now() - t0;
-    this.hooks.onApplied?.(add.length, 0, ms);
-    this.logger.info({ backend: this.backend.name, restored: add.length, ms: Math.round(ms) }, 'firewall: active bans restored');
+    const restored = add.length - refused.length;
+    this.hooks.onApplied?.(restored, 0, ms);
+    this.logger.info({ backend: this.backend.name, restored, refused: refused.length, ms: Math.round(ms) }, 'firewall: active bans restored');
   }
 
   private enqueue(key: string, make: (waiters: Waiter[]) => Op): Promise<void> {
@@ -347,6 +365,35 @@ export class Enforcer {
       this.fail(toError(err), 'apply');
       throw err;
     }
+  }
+
+  /** Queued adds of elements the restore found refused: they would fail every batch again. */
+  private dropRefused(refused: Refusal[]): void {
+    for (const r of refused) {
+      const op = this.pending.get(r.target);
+      if (op?.kind !== 'add') continue;
+      this.pending.delete(r.target);
+      for (const w of op.waiters) w.reject(new FirewallRefusedError(r));
+    }
+  }
+
+  /** One transaction; when the kernel refuses it, the elements it refuses are set aside (logged,
+   *  reported) and the rest applied (see isolate.ts). Throws when the backend itself fails. */
+  private async applyBatch(batch: FirewallBatch, during: string): Promise<Refusal[]> {
+    const refused = await applyIsolating(this.backend, batch);
+    for (const r of refused) {
+      const first = !this.refusedBefore.has(r.target);
+      if (first && this.refusedBefore.size < 10_000) this.refusedBefore.add(r.target);
+      const msg = `firewall (${during}): the kernel refused ${r.op === 'add' ? 'to add' : 'to remove'} ${r.target}: ${r.error.message}. It is set aside and the rest of the transaction applied; the ban stays in the store and reconcile tries it again`;
+      if (first) this.logger.error({ target: r.target, op: r.op, err: r.error }, msg);
+      else this.logger.debug({ target: r.target, op: r.op }, msg);
+      try {
+        this.hooks.onRefused?.(r);
+      } catch {
+        /* a hook never breaks enforcement */
+      }
+    }
+    return refused;
   }
 
   private fail(err: Error, during: string): void {

@@ -3,6 +3,8 @@ export type { Family, FirewallBackend, FirewallBatch, FirewallEntry, FirewallTar
 export {
   Enforcer,
   EnforcerStoppedError,
+  FirewallRefusedError,
+  type Refusal,
   defaultFirewallConfig,
   type EnforcerHooks,
   type EnforcerOptions,

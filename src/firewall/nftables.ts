@@ -18,8 +18,18 @@ export interface NftablesOptions {
   size: number;
   /** path of the template; default rules/nftables.nft of the package */
   templatePath?: string;
+  /** longest element timeout sent (default NFT_MAX_TIMEOUT_MS, the kernel's limit) */
+  maxTimeoutMs?: number;
   now?: () => number;
 }
+
+/**
+ * The longest set element timeout the kernel accepts: nf_msecs_to_jiffies64() in
+ * net/netfilter/nf_tables_api.c refuses `ms >= U64_MAX / NSEC_PER_MSEC` with ERANGE ("Numerical
+ * result out of range"), i.e. anything over ~584 years. Measured on 6.18: 213503d23h34m33s708ms
+ * goes in, one millisecond more is refused, and one refused element fails its whole transaction.
+ */
+export const NFT_MAX_TIMEOUT_MS = 18_446_744_073_708;
 
 /** Elements per `add element` statement (one transaction holds any number of statements). */
 const CHUNK = 5000;
@@ -93,6 +103,7 @@ interface NetElem {
  */
 export class NftablesBackend implements FirewallBackend {
   readonly name = 'nftables';
+  readonly maxTimeoutMs: number;
   private readonly now: () => number;
   /** does `add element` of a present element refresh its timeout (kernel >= 6.10)? */
   private addRefreshesTimeout = false;
@@ -107,6 +118,13 @@ export class NftablesBackend implements FirewallBackend {
     for (const p of opts.ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`invalid port ${String(p)}`);
     if (!Number.isInteger(opts.size) || opts.size < 1) throw new Error(`invalid set size ${String(opts.size)}`);
     this.now = opts.now ?? Date.now;
+    this.maxTimeoutMs = opts.maxTimeoutMs ?? NFT_MAX_TIMEOUT_MS;
+  }
+
+  /** ` timeout <rest>` of an element that ends at `expiresAt`, capped at the kernel's limit
+   *  (the enforcer's reconcile re-asserts a longer ban before the kernel drops it). */
+  private timeout(expiresAt: number, now: number): string {
+    return ` timeout ${nftTime(Math.min(expiresAt - now, this.maxTimeoutMs))}`;
   }
 
   get table(): string {
@@ -176,7 +194,7 @@ export class NftablesBackend implements FirewallBackend {
         continue;
       }
       const s = single[banSet(c) as 'ban4' | 'ban6'];
-      const elem = expiresAt === null ? c.address : `${c.address} timeout ${nftTime(expiresAt - now)}`;
+      const elem = expiresAt === null ? c.address : c.address + this.timeout(expiresAt, now);
       if (expiresAt !== null && this.addRefreshesTimeout) s.timed.push(elem);
       else {
         s.refresh.push(c.address);
@@ -241,7 +259,7 @@ export class NftablesBackend implements FirewallBackend {
         }
       }
       planned.set(c.target, { c, v, expiresAt });
-      ins[set].push(expiresAt === null ? c.target : `${c.target} timeout ${nftTime(expiresAt - now)}`);
+      ins[set].push(expiresAt === null ? c.target : c.target + this.timeout(expiresAt, now));
     }
     const lines: string[] = [];
     for (const set of ['net4', 'net6'] as const) {

@@ -1,5 +1,6 @@
 import { parsePort, parseRemoteAddress } from '../ami/index.js';
 import { formatNetwork, parseIPv4, parseNetwork, type IpNetwork } from '../net/ip.js';
+import type { EventView } from './detector.js';
 
 /** Where a security event comes from, resolved once. */
 export interface Attacker {
@@ -7,6 +8,16 @@ export interface Attacker {
   /** what it is counted and banned under: the address (IPv4) or its IPv6 prefix */
   key: IpNetwork;
   keyText: string;
+}
+
+/**
+ * The event's RemoteAddress text ('' when absent), or null when the event carries two different
+ * ones: such an event is ambiguous and never counted (the live path and `pbx-guardian check`
+ * both judge it here, through the Guardian).
+ */
+export function remoteAddressOf(event: EventView): string | null {
+  const v = event.getSingle ? event.getSingle('RemoteAddress') : event.get('RemoteAddress');
+  return v === null ? null : v ?? '';
 }
 
 /**

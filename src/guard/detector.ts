@@ -5,6 +5,9 @@ import { attackerKey, type IpNetwork } from '../net/ip.js';
 /** What the detector reads from an event: AmiMessage satisfies it, so do parsed log lines. */
 export interface EventView {
   get(key: string): string | undefined;
+  /** a key given once: undefined when absent, null when given twice with different values
+   *  (AmiFrame has it; a view without it is read with get) */
+  getSingle?(key: string): string | undefined | null;
 }
 
 export interface DetectorOptions {

@@ -1,13 +1,17 @@
 import type { Logger } from 'pino';
 import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
 import { formatDuration } from '../config/duration.js';
-import { resolveAttacker } from './attacker.js';
+import { remoteAddressOf, resolveAttacker } from './attacker.js';
 import { Detector, type EventView } from './detector.js';
 import { formatNetwork, isSingleAddress, NetworkList, parseNetwork, type IpNetwork } from '../net/ip.js';
 import type { Rule } from './rules.js';
+import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
 import {
   AllowListedError,
+  BanDurationError,
+  BanScopeError,
   InvalidTargetError,
+  OwnAddressError,
   type BanControl,
   type BanNotice,
   type BanRecord,
@@ -45,12 +49,26 @@ export interface GuardOptions {
   escalation: { factor: number; maxSec: number; lookbackSec: number };
   /** recidive: `bans` automatic bans within `withinSec` → a ban of `banSec` */
   recidive: { bans: number; withinSec: number; banSec: number } | null;
+  /** widest prefix one ban may cover (guard.widestBanIPv4/IPv6); default /16 and /32 */
+  scope?: ScopeLimits;
+  /** longest ban in seconds (guard.maxBanDuration): longer manual bans are refused, rule bans
+   *  capped; default 365 days */
+  maxBanSec?: number;
+  /** the host's own addresses, never banned (default: every address of every local interface) */
+  host?: HostAddressPort;
 }
+
+/** Why a security event was not counted. */
+export type IgnoredReason = 'allow-listed' | 'already-banned' | 'bad-address' | 'ambiguous' | 'link-local' | 'reserved' | 'own-address' | 'out-of-scope';
+
+export const DEFAULT_MAX_BAN_SEC = 365 * 86400;
+/** how often the host's own addresses are re-read (an address added by DHCP / SLAAC) */
+const HOST_REFRESH_MS = 60_000;
 
 export interface GuardListener {
   securityEvent?(event: string, service: string): void;
   failure?(event: string, weight: number, key: string): void;
-  ignored?(reason: 'allow-listed' | 'already-banned' | 'bad-address', address?: string): void;
+  ignored?(reason: IgnoredReason, address?: string): void;
   banned?(notice: BanNotice): void;
   unbanned?(notice: BanNotice, why: 'expired' | 'unbanned'): void;
   storeError?(err: Error): void;
@@ -75,6 +93,8 @@ export class Guardian implements BanControl {
   private readonly active = new Map<string, BanRecord>();
   private readonly listeners: GuardListener[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
+  private hostTimer: NodeJS.Timeout | undefined;
+  private scope: BanScope;
   /** the key an address is counted under (the detector's, which a reload replaces) */
   private readonly keyOf = (address: IpNetwork) => this.detector.keyOf(address);
 
@@ -86,6 +106,7 @@ export class Guardian implements BanControl {
     private readonly clock: () => number = Date.now,
   ) {
     this.detector = this.newDetector(options);
+    this.scope = newScope(options);
     this.automaticAllow = toNetworkList(options.automaticAllow, 'automatic allow-list');
     this.configuredAllow = options.allow;
     this.allow = this.buildAllow(options.allow);
@@ -102,8 +123,16 @@ export class Guardian implements BanControl {
       for (const target of this.store.expiredTargets(now)) this.store.endBan(target, now, 'expired');
       return this.store.activeBans(now);
     }) ?? [];
-    for (const rec of restored) this.active.set(rec.target, rec);
-    return restored;
+    const kept: BanRecord[] = [];
+    for (const rec of restored) {
+      this.active.set(rec.target, rec);
+      const refused = this.refusalOf(rec.target);
+      if (refused) {
+        this.logger.warn({ target: rec.target, code: refused.code }, `stored ban of ${rec.target} ended at start: ${refused.message}`);
+        this.endBan(rec, 'unbanned');
+      } else kept.push(rec);
+    }
+    return kept;
   }
 
   /** What the kernel must hold now: used by the enforcer for restore and reconcile. */
@@ -124,10 +153,25 @@ export class Guardian implements BanControl {
   startExpirySweep(intervalMs = 1000): void {
     this.sweepTimer = setInterval(() => this.sweepExpired(), intervalMs);
     this.sweepTimer.unref();
+    this.hostTimer = setInterval(() => this.refreshHostAddresses(), HOST_REFRESH_MS);
+    this.hostTimer.unref();
   }
 
   stop(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.hostTimer) clearInterval(this.hostTimer);
+  }
+
+  /** Re-reads the host's own addresses; ends bans that now cover one of them. */
+  refreshHostAddresses(force = false): void {
+    if (!this.scope.refresh() && !force) return;
+    for (const rec of [...this.active.values()]) {
+      const net = parseNetwork(rec.target);
+      const own = net && this.scope.ownOverlap(net);
+      if (!own) continue;
+      this.logger.warn({ target: rec.target, own: formatNetwork(own) }, `ban of ${rec.target} ended: it covers ${formatNetwork(own)}, now an address of this host`);
+      this.endBan(rec, 'unbanned');
+    }
   }
 
   /** The hot path: one AMI event (or a replayed log line). */
@@ -135,7 +179,12 @@ export class Guardian implements BanControl {
     const name = event.get('Event');
     if (name === undefined || !this.detector.watches(name)) return;
     for (const l of this.listeners) l.securityEvent?.(name, event.get('Service') ?? '');
-    const attacker = resolveAttacker(event.get('RemoteAddress') ?? '', this.keyOf);
+    const remote = remoteAddressOf(event);
+    if (remote === null) {
+      this.emitIgnored('ambiguous');
+      return;
+    }
+    const attacker = resolveAttacker(remote, this.keyOf);
     if (!attacker) {
       this.emitIgnored('bad-address');
       return;
@@ -143,6 +192,11 @@ export class Guardian implements BanControl {
     const { address, key, keyText } = attacker;
     if (this.allow.contains(address)) {
       this.emitIgnored('allow-listed', address);
+      return;
+    }
+    const never = this.scope.neverBanned(address);
+    if (never) {
+      this.emitIgnored(never, address);
       return;
     }
     if (this.active.has(keyText) || (key !== address && this.active.size > 0 && this.active.has(formatNetwork(address)))) {
@@ -154,8 +208,15 @@ export class Guardian implements BanControl {
     const counted = this.detector.totalFailures - before;
     if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted, keyText);
     if (!detection) return;
-    // An IPv6 prefix that would also cover an allow-listed address: ban the address alone.
-    const target = this.allow.findOverlap(detection.key) ? address : detection.key;
+    // An IPv6 prefix that would also cover an allow-listed address or one of the host's own, or
+    // that is out of scope: ban the address alone.
+    let target = detection.key;
+    if (target !== address && (this.allow.findOverlap(target) || this.scope.refusal(target))) target = address;
+    if (this.scope.refusal(target)) {
+      this.detector.forget(detection.keyText);
+      this.emitIgnored('out-of-scope', address);
+      return;
+    }
     this.applyBan(this.ruleBan(target, detection.rule, detection.count, detection.windowMs, name, now), detection.windowMs);
     this.detector.forget(detection.keyText);
   }
@@ -181,13 +242,13 @@ export class Guardian implements BanControl {
     const since = now - 1000 * Math.max(escalation.lookbackSec, recidive?.withinSec ?? 0);
     const earlier = this.safeStore(() => this.store.banTimesSince(targetText, since)) ?? [];
     const prior = earlier.filter((t) => t >= now - escalation.lookbackSec * 1000).length;
-    let durationSec = Math.min(rule.banSec * Math.pow(escalation.factor, prior), Math.max(escalation.maxSec, rule.banSec));
+    let durationSec = Math.min(rule.banSec * Math.pow(escalation.factor, prior), Math.max(escalation.maxSec, rule.banSec), this.maxBanSec);
     let ruleName = rule.name;
     let source: BanRecord['source'] = 'rule';
     let reason = `${count} × ${rule.events.includes(eventName) ? eventName : rule.name} within ${formatDuration(windowMs / 1000)}`;
     if (prior > 0) reason += ` (repeat offender: ban ${prior + 1})`;
     if (recidive && earlier.filter((t) => t >= now - recidive.withinSec * 1000).length + 1 >= recidive.bans) {
-      durationSec = recidive.banSec;
+      durationSec = Math.min(recidive.banSec, this.maxBanSec);
       ruleName = 'recidive';
       source = 'recidive';
       reason = `banned ${recidive.bans} times within ${formatDuration(recidive.withinSec)} (last: ${rule.name})`;
@@ -254,16 +315,9 @@ export class Guardian implements BanControl {
 
   async ban(request: ManualBanRequest): Promise<BanRecord> {
     const net = this.parseTarget(request.target);
-    const allowed = this.allow.findOverlap(net);
-    if (allowed) {
-      const text = formatNetwork(net);
-      const by = formatNetwork(allowed);
-      throw new AllowListedError(
-        text === by ? `${text} is allow-listed and is never banned` : `${text} overlaps the allow-listed ${by} and is never banned`,
-      );
-    }
+    this.checkBannable(net, this.allow);
     const duration = request.durationSec ?? null;
-    if (duration !== null && (!Number.isFinite(duration) || duration <= 0)) throw new InvalidTargetError(`ban duration must be a positive number of seconds, or permanent`);
+    this.checkDuration(duration);
     const now = this.clock();
     const rec: BanRecord = {
       target: formatNetwork(net),
@@ -314,8 +368,11 @@ export class Guardian implements BanControl {
   async replaceAccessRules(rules: { allow: string[]; deny: string[] }): Promise<void> {
     const allow = rules.allow.map((a) => formatNetwork(this.parseTarget(a)));
     const deny = rules.deny.map((d) => this.parseTarget(d));
+    // every deny entry is judged before anything changes: one refused entry changes nothing
+    const nextAllow = this.buildAllow(allow);
+    for (const net of deny) this.checkBannable(net, nextAllow);
     this.configuredAllow = allow;
-    this.allow = this.buildAllow(allow);
+    this.allow = nextAllow;
     await this.enforcement.setAllow(this.allowTargets());
     for (const rec of [...this.active.values()]) {
       if (this.isAllowListed(rec.target)) this.endBan(rec, 'unbanned');
@@ -334,8 +391,10 @@ export class Guardian implements BanControl {
   reload(options: GuardOptions): void {
     this.options = options;
     this.detector = this.newDetector(options);
+    this.scope = newScope(options);
     this.configuredAllow = options.allow;
     this.setAutomaticAllow(options.automaticAllow);
+    this.refreshHostAddresses(true);
   }
 
   /** A new automatic allow-list (the AMI or Odoo host resolves to other addresses now); bans stay. */
@@ -364,6 +423,39 @@ export class Guardian implements BanControl {
     return [...this.configuredAllow];
   }
 
+  private get maxBanSec(): number {
+    return this.options.maxBanSec ?? DEFAULT_MAX_BAN_SEC;
+  }
+
+  /** Throws when `net` may not be banned: allow-listed (by `allow`), out of scope, or the host's. */
+  private checkBannable(net: IpNetwork, allow: NetworkList): void {
+    const text = formatNetwork(net);
+    const allowed = allow.findOverlap(net);
+    if (allowed) {
+      const by = formatNetwork(allowed);
+      throw new AllowListedError(text === by ? `${text} is allow-listed and is never banned` : `${text} overlaps the allow-listed ${by} and is never banned`);
+    }
+    const refused = this.scope.refusal(net);
+    if (refused?.code === 'OWN_ADDRESS') throw new OwnAddressError(refused.message);
+    if (refused) throw new BanScopeError(refused.message, refused.code);
+  }
+
+  private checkDuration(duration: number | null): void {
+    if (duration === null) return;
+    if (!Number.isFinite(duration) || duration <= 0) throw new InvalidTargetError(`ban duration must be a positive number of seconds, or permanent`);
+    if (duration > this.maxBanSec) {
+      throw new BanDurationError(
+        `ban duration ${formatDuration(duration)} is longer than the longest allowed (${formatDuration(this.maxBanSec)}, guard.maxBanDuration): give a shorter one, ban permanently, or raise guard.maxBanDuration`,
+      );
+    }
+  }
+
+  /** The scope refusal of a stored target text, or null. */
+  private refusalOf(target: string) {
+    const net = parseNetwork(target);
+    return net ? this.scope.refusal(net) : null;
+  }
+
   private newDetector(o: GuardOptions): Detector {
     return new Detector(o.rules, { ipv6Prefix: o.ipv6Prefix, maxTracked: o.maxTracked, trackTtlMs: o.trackTtlSec * 1000 });
   }
@@ -374,7 +466,7 @@ export class Guardian implements BanControl {
     return list;
   }
 
-  private emitIgnored(reason: 'allow-listed' | 'already-banned' | 'bad-address', address?: IpNetwork): void {
+  private emitIgnored(reason: IgnoredReason, address?: IpNetwork): void {
     if (this.listeners.length === 0) return;
     const text = address ? formatNetwork(address) : undefined;
     for (const l of this.listeners) l.ignored?.(reason, text);
@@ -390,6 +482,10 @@ export class Guardian implements BanControl {
       return undefined;
     }
   }
+}
+
+function newScope(o: GuardOptions): BanScope {
+  return new BanScope(o.scope ?? defaultScopeLimits, o.host ?? interfaceAddresses);
 }
 
 function toEntry(rec: BanRecord): FirewallEntry {

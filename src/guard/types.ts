@@ -31,12 +31,34 @@ export interface ManualBanRequest {
 
 /** Raised when a ban targets an allow-listed address; message is shown to the person asking. */
 export class AllowListedError extends Error {
-  readonly code = 'ALLOW_LISTED';
+  readonly code: string = 'ALLOW_LISTED';
 }
 
 /** Raised for an address or CIDR that does not parse. */
 export class InvalidTargetError extends Error {
-  readonly code = 'INVALID_TARGET';
+  readonly code: string = 'INVALID_TARGET';
+}
+
+/** Raised for a ban wider than allowed or in a range that is never banned (src/guard/scope.ts):
+ *  code TOO_WIDE or RESERVED_RANGE. */
+export class BanScopeError extends InvalidTargetError {
+  constructor(
+    message: string,
+    override readonly code: 'TOO_WIDE' | 'RESERVED_RANGE',
+  ) {
+    super(message);
+  }
+}
+
+/** Raised for a ban that covers one of the host's own addresses (code OWN_ADDRESS): like an
+ *  allow-listed address, it is never banned. */
+export class OwnAddressError extends AllowListedError {
+  override readonly code = 'OWN_ADDRESS';
+}
+
+/** Raised for a ban duration longer than guard.maxBanDuration (code DURATION_TOO_LONG). */
+export class BanDurationError extends InvalidTargetError {
+  override readonly code = 'DURATION_TOO_LONG';
 }
 
 /** The ban operations other stages (api, odoo, cli) may call. Implemented in src/guard/. */

@@ -1,6 +1,7 @@
 /** security.*: bans, unbans and access rules from Odoo. */
 import { AllowListedError, InvalidTargetError, type BanRecord } from '../guard/types.js';
 import { JobError, type JobFunction } from './job-function.js';
+import { parseDuration } from '../config/duration.js';
 
 function banToDict(b: BanRecord): Record<string, unknown> {
   const now = Date.now();
@@ -76,6 +77,9 @@ function maskToPrefix(mask: string): number {
   return bits.indexOf('0') === -1 ? 32 : bits.indexOf('0');
 }
 
+/** what Odoo sends for a ban without an end */
+const PERMANENT = new Set<unknown>([undefined, null, false, 0, '0', '', 'permanent']);
+
 export const ban: JobFunction = async (args, kwargs, ctx) => {
   const list = Array.isArray(args) ? args : [args];
   const results: Record<string, unknown>[] = [];
@@ -90,7 +94,13 @@ export const ban: JobFunction = async (args, kwargs, ctx) => {
       reason = o.reason ?? o.comment ?? reason;
     }
     if (typeof target !== 'string' || !target) { results.push({ address: target ?? null, error: 'no address given' }); continue; }
-    const durationSec = typeof duration === 'number' && duration > 0 ? duration : typeof duration === 'string' && /^\d+$/.test(duration) && Number(duration) > 0 ? Number(duration) : null;
+    // seconds or a duration text ("1h"); absent, 0, false or "permanent": permanent
+    const permanent = PERMANENT.has(duration);
+    const durationSec = permanent ? null : parseDuration(duration);
+    if (!permanent && durationSec === null) {
+      results.push({ address: target, banned: false, error: `${JSON.stringify(duration).slice(0, 40)} is not a duration (seconds, or e.g. 10m, 1h, 7d)` });
+      continue;
+    }
     try {
       const rec = await ctx.bans.ban({ target, durationSec, reason: typeof reason === 'string' ? reason.slice(0, 200) : 'banned from Odoo', source: 'odoo' });
       results.push({ ...banToDict(rec), banned: true });

@@ -18,6 +18,9 @@ export function guardOptions(over: Partial<GuardOptions> = {}): GuardOptions {
     trackTtlSec: 3600,
     escalation: { factor: 2, maxSec: 86400, lookbackSec: 30 * 86400 },
     recidive: null,
+    // the fixtures were captured over loopback (127.0.0.2, ::1): no host addresses here, so they
+    // count as attackers (test/ban-scope.test.ts gives its own)
+    host: { addresses: () => [] },
     ...over,
   };
 }
