@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AllowListedError, InvalidTargetError, type BanControl, type GuardStatus } from '../guard/index.js';
-import { parseDuration } from '../config/duration.js';
+import { requestedBanDuration } from '../guard/index.js';
 import { installRouteAuth, LOCAL_SOCKET } from './auth.js';
 import type { AuthFailures } from './auth-failures.js';
 
@@ -48,13 +48,7 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
 
   app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>('/bans', { ...local, schema: { body: banBody } }, async (req, reply) => {
     const { target, duration, reason } = req.body;
-    let durationSec: number | null = null;
-    // fastify's schema coercion turns a JSON null into "" for the string branch: both mean permanent
-    if (duration !== undefined && duration !== null && duration !== '' && duration !== 'permanent') {
-      durationSec = parseDuration(duration);
-      if (durationSec === null || durationSec <= 0) throw new InvalidTargetError(`"${String(duration)}" is not a duration (e.g. 10m, 1h, 7d, or "permanent")`);
-    }
-    const ban = await port.control.ban({ target, durationSec, reason, source: 'manual' });
+    const ban = await port.control.ban({ target, durationSec: requestedBanDuration(duration), reason, source: 'manual' });
     return reply.code(201).send({ ban });
   });
 

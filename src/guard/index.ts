@@ -6,3 +6,4 @@ export * from './types.js';
 export { banNoticeEvent } from './notice.js';
 export { HostAllowFeed, systemResolver, type HostResolver } from './host-allow.js';
 export { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
+export { requestedBanDuration } from './ban-duration.js';

@@ -7,7 +7,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import { parseDuration } from '../config/duration.js';
+import { requestedBanDuration } from '../guard/ban-duration.js';
 import { AllowListedError, InvalidTargetError, type BanControl } from '../guard/types.js';
 import { JobError, messageToDict } from '../odoo/index.js';
 import { ActionRefusedError, callerAction, type ActionPolicy } from '../ami/index.js';
@@ -313,13 +313,7 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
     schema: { body: banBody }, responses: { 201: { type: 'object' }, 409: errorBody },
   }, async (req, reply) => {
     const { target, duration, reason } = req.body;
-    let durationSec: number | null = null;
-    if (typeof duration === 'number') durationSec = duration;
-    else if (typeof duration === 'string' && duration !== '' && duration !== 'permanent') {
-      durationSec = parseDuration(duration);
-      if (durationSec === null || durationSec <= 0) throw new InvalidTargetError(`"${duration}" is not a duration (e.g. 10m, 1h, 7d, or "permanent")`);
-    }
-    const ban = await deps.bans.ban({ target, durationSec, reason: reason ?? `banned through the REST API by ${req.authClient ?? '?'}`, source: 'api' });
+    const ban = await deps.bans.ban({ target, durationSec: requestedBanDuration(duration), reason: reason ?? `banned through the REST API by ${req.authClient ?? '?'}`, source: 'api' });
     return reply.code(201).send({ ban });
   });
 
