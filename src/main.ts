@@ -1,21 +1,23 @@
+import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { AmiClient, resolveActionPolicy, type AmiMessage } from './ami/index.js';
-import { createAdminApp, listenAdminSocket } from './api/admin.js';
+import { createAdminApp } from './api/admin.js';
+import { StartingGate } from './api/listen.js';
 import { AuthFailures } from './api/auth-failures.js';
 import { TokenSet } from './api/auth.js';
 import { changedKeys } from './config/changes.js';
-import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
-import { startOdooBridge, type OdooBridge } from './odoo/index.js';
+import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
+import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
 import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolver, type GuardOptions, type HostAddressPort, type HostResolver } from './guard/index.js';
-import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
-import { Store } from './store/index.js';
+import { createMetrics, type Metrics } from './metrics/index.js';
+import { acquireStateLock, prepareStateDir, StateDirError, Store } from './store/index.js';
+import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { VERSION } from './version.js';
-import { registerJobFunction, JobError, type AmiPort } from './odoo/index.js';
-import { restTokenEntries, startRestApi, type RestServer, type RestToken } from './rest/index.js';
-import { AsteriskConsole, consoleJobFunctions, registerConsoleRoute } from './console/index.js';
-import { AsteriskConfigFiles, configJobFunctions } from './asterisk-config/index.js';
+import { createRestApp, restTokenEntries, type RestServer, type RestToken } from './rest/index.js';
+import { AsteriskConsole, registerConsoleRoute } from './console/index.js';
+import { AsteriskConfigFiles } from './asterisk-config/index.js';
 import { WebhookDispatcher } from './webhooks/index.js';
 
 export interface DaemonOptions {
@@ -111,20 +113,14 @@ const HOST_LOOKUP_RETRY_MS = 30_000;
 const HOST_LOOKUP_TIMEOUT_MS = 5_000;
 
 /**
- * The state database. When it cannot be opened (read-only mount, disk full, permissions), the
- * guard still runs on an in-memory database: bans reach the kernel but do not survive a restart.
+ * The state database, at start. It must open: a daemon whose bans would not survive a restart is
+ * refused here (fail fast). Write failures at run time are survived instead (Store.onWriteError).
  */
-function openStore(stateDir: string, logger: Logger, metrics: Metrics): Store {
+function openStore(stateDir: string): Store {
   try {
     return Store.open(stateDir);
   } catch (err) {
-    metrics.storeErrors.inc();
-    logger.error(
-      { err, stateDir },
-      `cannot open the state database in ${stateDir}: ${(err as Error).message}. Check that the directory is writable ` +
-        '(mount, free space, permissions). Running on in-memory state: bans are enforced but will not survive a restart',
-    );
-    return new Store(':memory:');
+    throw new StateDirError(stateDir, `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`);
   }
 }
 
@@ -149,238 +145,238 @@ function stdoutLogger(level: string, metrics: Metrics): Logger {
   return pino({ level, base: { app: 'pbx-guardian' } }, dest);
 }
 
+/**
+ * Starts the daemon in an order that fails before any side effect that matters: the config is
+ * checked, then the state directory is made and locked (one daemon per state dir), the store
+ * opened, every listener bound — and only then is the firewall touched and AMI connected. Any
+ * failure closes what was opened (the lock last) and throws: ConfigError, StateDirError,
+ * AlreadyRunningError or ListenError (the CLI maps each to its exit code).
+ */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let config = opts.config;
+  assertRunnable(config);
   const metrics = createMetrics();
   const logger = opts.logger ?? stdoutLogger(config.logLevel, metrics);
-  const store = openStore(config.stateDir, logger, metrics);
-  store.onWriteError = (err, lostWrites) => {
-    metrics.storeErrors.inc(lostWrites);
-    logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
-  };
-  const backend = opts.backend ?? (await openBackend(config, logger));
-  logger.info({ backend: backend.name }, `firewall backend: ${backend.name}`);
+  prepareStateDir(config.stateDir);
+  const lock = acquireStateLock(config.stateDir);
+  if (lock.tookOver) logger.warn({ lock: lock.path, stale: lock.tookOver.holder }, `took over a stale lock ${lock.path}: ${lock.tookOver.why}`);
 
-  let guardian: Guardian | undefined;
-  const enforcer = new Enforcer(backend, () => guardian?.activeEntries() ?? [], config.firewall, logger, {
-    onApplied: (adds, removes) => {
-      metrics.firewallBatches.inc();
-      metrics.firewallElements.inc({ op: 'add' }, adds);
-      metrics.firewallElements.inc({ op: 'remove' }, removes);
-    },
-    onDrift: (added, removed) => {
-      metrics.firewallDrift.inc({ op: 'add' }, added);
-      metrics.firewallDrift.inc({ op: 'remove' }, removed);
-    },
-    onFailure: () => {
-      metrics.firewallFailures.inc();
-      metrics.firewallHealthy.set(0);
-    },
-    onRecovered: () => metrics.firewallHealthy.set(1),
-    onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
-  });
-  guardian = new Guardian(guardOptions(config, [], opts.hostAddresses), store, enforcer, logger);
-  const g = guardian;
-  g.on({
-    securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
-    failure: (event, weight) => metrics.failures.inc(event, undefined, weight),
-    ignored: (reason) => metrics.ignored.inc(reason),
-    banned: ({ record }) => metrics.bans.inc({ rule: record.rule, source: record.source }),
-    unbanned: (_n, why) => metrics.unbans.inc({ why }),
-    storeError: () => metrics.storeErrors.inc(),
-  });
-  metrics.bansActiveSource = () => g.activeCounts();
-
-  const restored = g.restore();
-  metrics.firewallHealthy.set(1);
-  await enforcer.start();
-  await enforcer.setAllow(g.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
-  g.startExpirySweep();
-  const hostFeed = new HostAllowFeed({
-    resolve: opts.resolveHost ?? systemResolver,
-    intervalMs: seconds(config.guard.hostLookupInterval) * 1000,
-    retryMs: HOST_LOOKUP_RETRY_MS,
-    timeoutMs: HOST_LOOKUP_TIMEOUT_MS,
-    logger,
-    onChange: (addresses) => g.setAutomaticAllow([...literalAllow(config), ...addresses]),
-  });
-  await hostFeed.setHosts(hostNames(config));
-  logger.info({ restored: restored.length, rules: g.rules.length }, `restored ${restored.length} active bans; ${g.rules.length} rules loaded`);
-
+  // what is open so far, closed in reverse order by shutdown() (a failed start or stop())
+  let store: Store | null = null;
+  let g: Guardian | null = null;
+  let enforcer: Enforcer | null = null;
+  let hostFeed: HostAllowFeed | null = null;
   let ami: AmiClient | null = null;
-  if (config.ami.enabled) {
-    ami = new AmiClient({ ...config.ami, events: loginEventMask(config), logger });
-    const a = ami;
-    a.on('event', (msg: AmiMessage) => {
-      g.handleEvent(msg);
-      metrics.amiEvents.inc(msg.get('Event') ?? '');
-    });
-    a.on('state', (state: string) => {
-      metrics.amiConnected.set(state === 'connected' ? 1 : 0);
-      for (const s of ['disconnected', 'connecting', 'authenticating', 'connected']) metrics.amiState.set({ state: s }, s === state ? 1 : 0);
-    });
-    a.on('disconnected', () => metrics.amiReconnects.inc());
-    a.on('loginError', (err: Error & { kind?: string }) => metrics.amiLoginFailures.inc({ kind: err.kind ?? 'unknown' }));
-    a.on('frameDropped', (info: { reason: string }) => metrics.amiFramesDropped.inc({ reason: info.reason }));
-  }
-
-  // failed authentication on every HTTP listener: 429 past the bound, one log line per source and
-  // minute, metrics, and a security event for the guard (rules/listeners.yaml)
-  const authFailures = new AuthFailures({
-    maxPerMinute: config.auth.maxFailuresPerMinute,
-    maxSources: config.auth.trackedSources,
-    logger,
-    registry: metrics.registry,
-    onFailure: (listener, address) => g.observeExternal('HttpAuthFailure', address, listener),
-  });
-  authFailures.start();
-  const restTokens = new TokenSet<RestToken>(restTokenEntries(config.rest.tokens));
-  let rest: RestServer | null = null;
-  let odoo: OdooBridge | null = null;
+  let authFailures: AuthFailures | null = null;
   let webhooks: WebhookDispatcher | null = null;
-
-  const reload = async (): Promise<ReloadResult> => {
-    const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
-    const options = guardOptions(next, hostFeed.addresses(), opts.hostAddresses);
-    g.reload(options);
-    // credentials apply at once: a removed or rotated secret stops working with this reload
-    const changed = changedKeys(config, next).filter((k) => !k.startsWith('guard.'));
-    const applied: string[] = [];
-    const restartNeeded: string[] = [];
-    for (const key of changed) {
-      if (key === 'rest.tokens') {
-        restTokens.replace(restTokenEntries(next.rest.tokens));
-        applied.push(key);
-      } else if (key === 'odoo.agentToken' && odoo) {
-        if (odoo.setAgentToken(next.odoo.agentToken)) applied.push(key);
-        else restartNeeded.push(`${key} (the job endpoint is not running)`);
-      } else if (key === 'webhooks' && webhooks) {
-        const r = webhooks.update(next.webhooks);
-        applied.push(...r.applied);
-        restartNeeded.push(...r.restartNeeded);
-      } else restartNeeded.push(key);
-    }
-    config = next;
-    await hostFeed.setHosts(hostNames(next));
-    logger.info({ rules: options.rules.length, applied }, 'reloaded config and rules; active bans kept');
-    if (restartNeeded.length > 0) logger.warn({ restartNeeded }, `these changed settings take effect only after a restart: ${restartNeeded.join('; ')}`);
-    return { rules: options.rules.length, applied, restartNeeded };
+  const open = noListeners();
+  const shutdown = async () => {
+    g?.stop();
+    hostFeed?.stop();
+    await ami?.stop();
+    await open.odoo?.close();
+    await open.rest?.close();
+    await webhooks?.close();
+    await open.admin?.close();
+    await open.metrics?.close();
+    authFailures?.stop();
+    await enforcer?.stop();
+    store?.close();
+    lock.release();
   };
 
-  const amiPort: AmiPort = ami ?? { action: () => Promise.reject(new Error('AMI is disabled in the config (ami.enabled: false)')) };
-  // one action policy for Odoo jobs, FastAGI answers, REST actions and the console; Command actions pass the console's own policy
-  const actionPolicy = resolveActionPolicy({
-    deniedActions: config.odoo.deniedActions,
-    deniedApplications: config.odoo.deniedApplications,
-    allow: config.actionPolicy.allow,
-    checkCommand: (command) => asteriskConsole.check(command),
-  });
-  const asteriskConsole = new AsteriskConsole(amiPort, config.console, actionPolicy);
-  const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
+  try {
+    store = openStore(config.stateDir);
+    const st = store;
+    st.onWriteError = (err, lostWrites) => {
+      metrics.storeErrors.inc(lostWrites);
+      logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
+    };
+    // The enforcer is built now, its backend only once every listener is bound (see below).
+    let kernel: FirewallBackend | null = null;
+    const backend = new DeferredBackend(async () => {
+      if (!kernel) throw new Error('the firewall backend is not set up yet (pbx-guardian is starting)');
+      return kernel;
+    });
+    let guardian: Guardian | undefined;
+    enforcer = new Enforcer(backend, () => guardian?.activeEntries() ?? [], config.firewall, logger, {
+      onApplied: (adds, removes) => {
+        metrics.firewallBatches.inc();
+        metrics.firewallElements.inc({ op: 'add' }, adds);
+        metrics.firewallElements.inc({ op: 'remove' }, removes);
+      },
+      onDrift: (added, removed) => {
+        metrics.firewallDrift.inc({ op: 'add' }, added);
+        metrics.firewallDrift.inc({ op: 'remove' }, removed);
+      },
+      onFailure: () => {
+        metrics.firewallFailures.inc();
+        metrics.firewallHealthy.set(0);
+      },
+      onRecovered: () => metrics.firewallHealthy.set(1),
+      onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
+    });
+    guardian = g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, enforcer, logger);
+    const gd = guardian;
+    gd.on({
+      securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
+      failure: (event, weight) => metrics.failures.inc(event, undefined, weight),
+      ignored: (reason) => metrics.ignored.inc(reason),
+      banned: ({ record }) => metrics.bans.inc({ rule: record.rule, source: record.source }),
+      unbanned: (_n, why) => metrics.unbans.inc({ why }),
+      storeError: () => metrics.storeErrors.inc(),
+    });
+    metrics.bansActiveSource = () => gd.activeCounts();
+    const feed = (hostFeed = new HostAllowFeed({
+      resolve: opts.resolveHost ?? systemResolver,
+      intervalMs: seconds(config.guard.hostLookupInterval) * 1000,
+      retryMs: HOST_LOOKUP_RETRY_MS,
+      timeoutMs: HOST_LOOKUP_TIMEOUT_MS,
+      logger,
+      onChange: (addresses) => gd.setAutomaticAllow([...literalAllow(config), ...addresses]),
+    }));
 
-  if (config.odoo.enabled) {
-    // console and config-sync jobs; their refusals reach Odoo as job errors with their own message
-    const extra = new Map([...consoleJobFunctions(asteriskConsole), ...(configFiles ? configJobFunctions(configFiles) : [])]);
-    for (const [name, fn] of extra) {
-      registerJobFunction(name, async (args, kwargs) => {
-        try {
-          return await fn(args, kwargs);
-        } catch (e) {
-          const err = e as Error & { statusCode?: number };
-          if (typeof err.statusCode === 'number' && err.statusCode < 500) throw new JobError(err.message);
-          throw e;
-        }
+    if (config.ami.enabled) {
+      const a = (ami = new AmiClient({ ...config.ami, events: loginEventMask(config), logger }));
+      a.on('event', (msg: AmiMessage) => {
+        gd.handleEvent(msg);
+        metrics.amiEvents.inc(msg.get('Event') ?? '');
       });
+      a.on('state', (state: string) => {
+        metrics.amiConnected.set(state === 'connected' ? 1 : 0);
+        for (const s of ['disconnected', 'connecting', 'authenticating', 'connected']) metrics.amiState.set({ state: s }, s === state ? 1 : 0);
+      });
+      a.on('disconnected', () => metrics.amiReconnects.inc());
+      a.on('loginError', (err: Error & { kind?: string }) => metrics.amiLoginFailures.inc({ kind: err.kind ?? 'unknown' }));
+      a.on('frameDropped', (info: { reason: string }) => metrics.amiFramesDropped.inc({ reason: info.reason }));
     }
-    odoo = await startOdooBridge({
-      config: odooBridgeConfig(config),
-      ami: amiPort,
-      bans: g,
-      db: store.db,
+
+    // failed authentication on every HTTP listener: 429 past the bound, one log line per source and
+    // minute, metrics, and a security event for the guard (rules/listeners.yaml)
+    const af = (authFailures = new AuthFailures({
+      maxPerMinute: config.auth.maxFailuresPerMinute,
+      maxSources: config.auth.trackedSources,
       logger,
       registry: metrics.registry,
-      reloadConfig: reload,
-      stateDir: config.stateDir,
-      authFailures,
-      actionPolicy,
+      onFailure: (listener, address) => gd.observeExternal('HttpAuthFailure', address, listener),
+    }));
+    af.start();
+    const restTokens = new TokenSet<RestToken>(restTokenEntries(config.rest.tokens));
+
+    const reload = async (): Promise<ReloadResult> => {
+      const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
+      const options = guardOptions(next, feed.addresses(), opts.hostAddresses);
+      gd.reload(options);
+      // credentials apply at once: a removed or rotated secret stops working with this reload
+      const changed = changedKeys(config, next).filter((k) => !k.startsWith('guard.'));
+      const applied: string[] = [];
+      const restartNeeded: string[] = [];
+      for (const key of changed) {
+        if (key === 'rest.tokens') {
+          restTokens.replace(restTokenEntries(next.rest.tokens));
+          applied.push(key);
+        } else if (key === 'odoo.agentToken' && odoo) {
+          if (odoo.setAgentToken(next.odoo.agentToken)) applied.push(key);
+          else restartNeeded.push(`${key} (the job endpoint is not running)`);
+        } else if (key === 'webhooks' && webhooks) {
+          const r = webhooks.update(next.webhooks);
+          applied.push(...r.applied);
+          restartNeeded.push(...r.restartNeeded);
+        } else restartNeeded.push(key);
+      }
+      config = next;
+      await feed.setHosts(hostNames(next));
+      logger.info({ rules: options.rules.length, applied }, 'reloaded config and rules; active bans kept');
+      if (restartNeeded.length > 0) logger.warn({ restartNeeded }, `these changed settings take effect only after a restart: ${restartNeeded.join('; ')}`);
+      return { rules: options.rules.length, applied, restartNeeded };
+    };
+
+    const amiPort: AmiPort = ami ?? { action: () => Promise.reject(new Error('AMI is disabled in the config (ami.enabled: false)')) };
+    // one action policy for Odoo jobs, FastAGI answers, REST actions and the console; Command actions pass the console's own policy
+    const actionPolicy = resolveActionPolicy({
+      deniedActions: config.odoo.deniedActions,
+      deniedApplications: config.odoo.deniedApplications,
+      allow: config.actionPolicy.allow,
+      checkCommand: (command) => asteriskConsole.check(command),
     });
-    const bridge = odoo;
-    ami?.on('event', (msg: AmiMessage) => bridge.handleAmiEvent(msg));
-    g.on({ banned: (notice) => bridge.handleBanNotice(notice), unbanned: (notice) => bridge.handleBanNotice(notice) });
-  }
-  if (config.webhooks.length > 0) {
-    const wh = new WebhookDispatcher({ webhooks: config.webhooks, db: store.db, logger: logger.child({ stage: 'webhooks' }), registry: metrics.registry, systemName: config.odoo.systemName || undefined });
-    webhooks = wh;
-    ami?.on('event', (msg: AmiMessage) => wh.handleAmiEvent(msg));
-    g.on({ banned: (notice) => wh.handleBanNotice(notice), unbanned: (notice) => wh.handleBanNotice(notice) });
-    logger.info({ subscribers: config.webhooks.map((w) => w.name) }, `webhooks: ${config.webhooks.length} subscribers`);
-  }
-  ami?.start();
+    const asteriskConsole = new AsteriskConsole(amiPort, config.console, actionPolicy);
+    const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
 
-  if (config.rest.enabled) {
-    rest = await startRestApi({
-      config: config.rest,
-      ami: amiPort,
-      bans: g,
-      actionPolicy,
-      console: config.console.enabled ? asteriskConsole : null,
-      configFiles,
-      logger: logger.child({ stage: 'rest' }),
-      registry: metrics.registry,
-      version: VERSION,
-      tokens: restTokens,
-      authFailures,
-    });
-    logger.info({ ...rest.address }, `REST API listening on http://${rest.address.host}:${rest.address.port}/v1/ (OpenAPI at /v1/openapi.json)`);
+    // Every listener binds now, before the kernel is touched; until the firewall is ready the
+    // gate answers requests that could change something with 503.
+    const gate = new StartingGate();
+    await bindListeners(config, gate, {
+      admin: opts.adminSocket === false ? null : () => {
+        const app = createAdminApp({ control: gd, status: () => gd.status(), reload, version: VERSION }, af);
+        registerConsoleRoute(app, asteriskConsole);
+        return app;
+      },
+      metrics: metrics.registry,
+      rest: () => createRestApp({
+        config: config.rest,
+        ami: amiPort,
+        bans: gd,
+        actionPolicy,
+        console: config.console.enabled ? asteriskConsole : null,
+        configFiles,
+        logger: logger.child({ stage: 'rest' }),
+        registry: metrics.registry,
+        version: VERSION,
+        tokens: restTokens,
+        authFailures: af,
+      }),
+      odoo: (beforeListen) => startOdoo(config, { ami: amiPort, bans: gd, db: st.db, logger, registry: metrics.registry, reloadConfig: reload, authFailures: af, actionPolicy, asteriskConsole, configFiles, beforeListen }),
+    }, open);
+    logListeners(logger, open, config);
+    const { odoo, rest } = open;
+    if (odoo) {
+      ami?.on('event', (msg: AmiMessage) => odoo.handleAmiEvent(msg));
+      gd.on({ banned: (notice) => odoo.handleBanNotice(notice), unbanned: (notice) => odoo.handleBanNotice(notice) });
+    }
+    if (config.webhooks.length > 0) {
+      const wh = (webhooks = new WebhookDispatcher({ webhooks: config.webhooks, db: st.db, logger: logger.child({ stage: 'webhooks' }), registry: metrics.registry, systemName: config.odoo.systemName || undefined }));
+      ami?.on('event', (msg: AmiMessage) => wh.handleAmiEvent(msg));
+      gd.on({ banned: (notice) => wh.handleBanNotice(notice), unbanned: (notice) => wh.handleBanNotice(notice) });
+      logger.info({ subscribers: config.webhooks.map((w) => w.name) }, `webhooks: ${config.webhooks.length} subscribers`);
+    }
+
+    // the kernel, from here on
+    kernel = opts.backend ?? (await openBackend(config, logger));
+    logger.info({ backend: kernel.name }, `firewall backend: ${kernel.name}`);
+    const restored = gd.restore();
+    metrics.firewallHealthy.set(1);
+    await enforcer.start();
+    await enforcer.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
+    gd.startExpirySweep();
+    await feed.setHosts(hostNames(config));
+    logger.info({ restored: restored.length, rules: gd.rules.length }, `restored ${restored.length} active bans; ${gd.rules.length} rules loaded`);
+    gate.open();
+    ami?.start();
+
+    const en = enforcer;
+    return {
+      get config() {
+        return config;
+      },
+      guardian: gd,
+      store: st,
+      enforcer: en,
+      ami,
+      odoo,
+      rest,
+      webhooks,
+      metrics,
+      metricsUrl: open.metricsUrl,
+      logger,
+      listeners: { agent: odoo?.app ?? null, rest: rest?.app ?? null, admin: open.admin, metrics: open.metrics },
+      reload,
+      async stop() {
+        await shutdown();
+        logger.info('stopped; kernel bans stay in place with their own timeouts');
+      },
+    };
+  } catch (err) {
+    await shutdown().catch((e: Error) => logger.warn({ err: e }, 'cleanup after a failed start was incomplete'));
+    throw err;
   }
-
-
-  let admin: FastifyInstance | null = null;
-  if (opts.adminSocket !== false) {
-    admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION }, authFailures);
-    registerConsoleRoute(admin, asteriskConsole);
-    await listenAdminSocket(admin, config.admin.socket, parseInt(config.admin.socketMode, 8));
-    logger.info({ socket: config.admin.socket }, 'admin socket listening');
-  }
-
-  let metricsApp: FastifyInstance | null = null;
-  let metricsUrl: string | null = null;
-  if (config.metrics.enabled) {
-    const started = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
-    metricsApp = started.app;
-    metricsUrl = started.url;
-    logger.info({ url: metricsUrl }, `metrics at ${metricsUrl}`);
-  }
-
-  return {
-    get config() {
-      return config;
-    },
-    guardian: g,
-    store,
-    enforcer,
-    ami,
-    odoo,
-    rest,
-    webhooks,
-    metrics,
-    metricsUrl,
-    logger,
-    listeners: { agent: odoo?.app ?? null, rest: rest?.app ?? null, admin, metrics: metricsApp },
-    reload,
-    async stop() {
-      g.stop();
-      hostFeed.stop();
-      await ami?.stop();
-      await odoo?.close();
-      await rest?.close();
-      await webhooks?.close();
-      await admin?.close();
-      await metricsApp?.close();
-      authFailures.stop();
-      await enforcer.stop();
-      store.close();
-      logger.info('stopped; kernel bans stay in place with their own timeouts');
-    },
-  };
 }

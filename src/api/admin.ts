@@ -1,10 +1,12 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, rmSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { AllowListedError, InvalidTargetError, type BanControl, type GuardStatus } from '../guard/index.js';
 import { requestedBanDuration } from '../guard/index.js';
 import { installRouteAuth, LOCAL_SOCKET } from './auth.js';
 import type { AuthFailures } from './auth-failures.js';
+import { makeDirs } from '../store/dirs.js';
 
 /** What the admin routes (used by the CLI over the unix socket) need from the daemon. */
 export interface AdminPort {
@@ -63,13 +65,38 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
   return app;
 }
 
-/** Listens on a unix socket with the given mode (0600 by default: root / the service user only). */
+/** Whether something accepts connections on a unix socket path (a live daemon's admin socket). */
+function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const sock = connect({ path });
+    const done = (alive: boolean) => {
+      sock.destroy();
+      resolvePromise(alive);
+    };
+    sock.setTimeout(timeoutMs, () => done(true)); // accepted but slow: someone is there
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+/**
+ * Listens on a unix socket with the given mode (0600 by default: root / the service user only).
+ * A socket file left by a daemon that died is replaced; one that still answers is never taken
+ * over (EADDRINUSE): call this only while holding the state directory's lock.
+ */
 export async function listenAdminSocket(app: FastifyInstance, socketPath: string, mode: number): Promise<void> {
-  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o750 });
+  makeDirs(dirname(socketPath), 0o750);
+  let stale = false;
   try {
-    if (statSync(socketPath).isSocket()) rmSync(socketPath);
+    stale = statSync(socketPath).isSocket();
   } catch {
-    // no stale socket
+    // no socket file
+  }
+  if (stale) {
+    if (await socketAnswers(socketPath)) {
+      throw Object.assign(new Error(`${socketPath} is the admin socket of a running process`), { code: 'EADDRINUSE', syscall: 'listen' });
+    }
+    rmSync(socketPath);
   }
   // Create the socket with no group/other access from the start, then set the configured mode.
   const previous = process.umask(0o177);

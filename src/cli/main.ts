@@ -1,13 +1,20 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, formatDuration } from '../config/index.js';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '../config/index.js';
 import { loadRulesDir, RuleError, type BanRecord, type GuardStatus } from '../guard/index.js';
 import { VERSION } from '../version.js';
 import { callDaemon, DaemonError, DaemonUnreachableError } from './client.js';
 import { formatCheckReport, runCheck } from './check.js';
+import { AlreadyRunningError } from '../store/lock.js';
+import { StateDirError } from '../store/dirs.js';
+import { ListenError } from '../api/listen.js';
 
-/** Exit codes a script can rely on. */
-export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, failed: 4 } as const;
+/** Exit codes a script (and systemd's RestartPreventExitStatus=) can rely on; documented in HELP,
+ *  README and docs/startup.md. `run` refusing to start: usage (config), alreadyRunning, stateDir, listen. */
+export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, failed: 4, alreadyRunning: 10, stateDir: 11, listen: 12 } as const;
+
+/** longest `demo --duration` */
+const DEMO_MAX_SEC = 86400;
 
 const HELP = `pbx-guardian ${VERSION}: guards an Asterisk PBX (AMI security events → kernel bans) and bridges AMI to Odoo.
 
@@ -15,7 +22,8 @@ Usage: pbx-guardian <command> [options]
 
 Commands:
   run                         run the daemon (what systemd starts)
-  demo [--duration S]         run the real pipeline against a simulated Asterisk under attack
+  demo [--duration D]         run the real pipeline against a simulated Asterisk under attack
+                              (D: seconds or 30s, 5m, 1h; at most 24h; default until Ctrl-C)
   status [--json]             failed / banned counters and the banned list
   banned [--json]             the banned list
   ban <addr|cidr> [--for DURATION] [--reason TEXT]
@@ -36,7 +44,11 @@ Options:
   -h, --help      this help
 
 Exit codes: 0 ok, 1 refused by the daemon (allow-listed, not banned, invalid address),
-2 usage or config error, 3 daemon not reachable, 4 other failure.`;
+2 usage or config error, 3 daemon not reachable, 4 other failure.
+run exits before touching the firewall with: 2 config error (a bad allow-list entry, an empty
+AMI secret ...), 10 another daemon holds the state directory (its pid is named), 11 the state
+directory cannot be made or written, 12 a listener cannot bind (admin socket, metrics, REST,
+Odoo job endpoint, FastAGI: named with its address and config keys).`;
 
 function printBans(bans: BanRecord[], now = Date.now()): string {
   if (bans.length === 0) return '   `- Banned IP list: (none)';
@@ -98,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       const { runDemo } = await import('../demo/index.js');
-      return runDemo({ durationSec: values.duration ? Number(values.duration) : undefined });
+      return runDemo({ durationSec: values.duration === undefined ? undefined : demoDuration(values.duration) });
     }
     case 'status': {
       const s = await callDaemon<GuardStatus>(socket(), 'GET', '/status');
@@ -172,20 +184,30 @@ async function main(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
+function demoDuration(text: string): number {
+  const sec = parseDuration(text);
+  if (sec === null || sec < 1 || sec > DEMO_MAX_SEC) {
+    throw new UsageError(`--duration: "${text.slice(0, 40)}" is not a duration from 1s to 24h (seconds, or like 30s, 5m, 1h)`);
+  }
+  return sec;
+}
+
+function exitCodeOf(err: Error): number {
+  if (err instanceof UsageError || err instanceof ConfigError || err instanceof RuleError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return EXIT.usage;
+  if (err instanceof AlreadyRunningError) return EXIT.alreadyRunning;
+  if (err instanceof StateDirError) return EXIT.stateDir;
+  if (err instanceof ListenError) return EXIT.listen;
+  if (err instanceof DaemonUnreachableError) return EXIT.unreachable;
+  if (err instanceof DaemonError && err.status < 500) return EXIT.refused;
+  return EXIT.failed;
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
   (err: Error) => {
-    const code =
-      err instanceof UsageError || err instanceof ConfigError || err instanceof RuleError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
-        ? EXIT.usage
-        : err instanceof DaemonUnreachableError
-          ? EXIT.unreachable
-          : err instanceof DaemonError && err.status < 500
-            ? EXIT.refused
-            : EXIT.failed;
     process.stderr.write(`pbx-guardian: ${err.message}\n`);
-    process.exitCode = code;
+    process.exitCode = exitCodeOf(err);
   },
 );

@@ -11,6 +11,7 @@ import { defaultAsteriskConfigConfig, validateAsteriskConfigConfig } from '../as
 import { resolveWebhooks, type WebhookConfig } from '../webhooks/index.js';
 import { defaultFirewallConfig } from '../firewall/index.js';
 import { validateActionPolicyAllow } from '../ami/index.js';
+import { addressListErrors, hostError, listenerErrors, type TcpListener } from './addresses.js';
 
 export { parseDuration, formatDuration } from './duration.js';
 export { isSecretKey, redactUrl } from './redact.js';
@@ -244,6 +245,16 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (cfg.firewall.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) errors.push('firewall.ports: every port must be 1-65535');
   if (!Number.isInteger(cfg.guard.ipv6Prefix) || cfg.guard.ipv6Prefix < 16 || cfg.guard.ipv6Prefix > 128) errors.push('guard.ipv6Prefix: must be a whole number from 16 to 128');
   errors.push(...banScopeErrors(cfg.guard));
+  errors.push(...addressListErrors('guard.allow', cfg.guard.allow));
+  errors.push(...listenerErrors(tcpListeners(cfg)));
+  if (cfg.ami.enabled) {
+    const h = hostError('ami.host', cfg.ami.host);
+    if (h) errors.push(h);
+  }
+  for (const key of ['stateDir', 'admin.socket'] as const) {
+    const v = get(cfg, key) as string;
+    if (!v.startsWith('/')) errors.push(`${key}: "${v.slice(0, 120)}" must be an absolute path`);
+  }
   if (!Number.isInteger(cfg.guard.maxTracked) || cfg.guard.maxTracked < 1000) errors.push('guard.maxTracked: must be a whole number of at least 1000');
   if ((parseDuration(cfg.guard.hostLookupInterval) ?? 10) < 10) errors.push('guard.hostLookupInterval: at least 10s');
   if (!(cfg.guard.escalation.factor >= 1 && cfg.guard.escalation.factor <= 100)) errors.push('guard.escalation.factor: must be from 1 to 100');
@@ -269,8 +280,34 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   const hooks = resolveWebhooks(cfg.webhooks);
   errors.push(...hooks.errors);
   cfg.webhooks = hooks.webhooks;
-  if (errors.length > 0) throw new ConfigError(`${source} is not valid:\n  - ${errors.join('\n  - ')}`);
+  if (errors.length > 0) throw new ConfigError(`${source} is not valid:\n  - ${[...new Set(errors)].join('\n  - ')}`);
   return cfg;
+}
+
+/** The enabled TCP listeners, by config key. */
+function tcpListeners(cfg: GuardianConfig): TcpListener[] {
+  const out: TcpListener[] = [];
+  if (cfg.metrics.enabled) out.push({ key: 'metrics', host: cfg.metrics.host, port: cfg.metrics.port });
+  if (cfg.rest.enabled) out.push({ key: 'rest', host: cfg.rest.host, port: cfg.rest.port });
+  if (cfg.odoo.enabled && cfg.odoo.listen.enabled) out.push({ key: 'odoo.listen', host: cfg.odoo.listen.host, port: cfg.odoo.listen.port });
+  if (cfg.odoo.enabled && cfg.odoo.fagi.enabled) out.push({ key: 'odoo.fagi', host: cfg.odoo.fagi.host, port: cfg.odoo.fagi.port });
+  return out;
+}
+
+/**
+ * What `run` needs beyond a valid file: checked when a daemon starts, not when the CLI reads the
+ * config to find the admin socket (the AMI secret often comes from the service's environment).
+ */
+export function assertRunnable(cfg: GuardianConfig): void {
+  const errors: string[] = [];
+  if (cfg.ami.enabled && cfg.ami.secret === '') {
+    errors.push(
+      `ami.secret: empty, so the AMI login of "${cfg.ami.username}" would be refused and no attack would be seen. Set ami.secret ` +
+        '(the secret of that user in /etc/asterisk/manager.conf), or the ASTERISK_AMI_PASSWORD environment variable ' +
+        '(systemctl edit pbx-guardian: Environment=ASTERISK_AMI_PASSWORD=...), or ami.enabled: false',
+    );
+  }
+  if (errors.length > 0) throw new ConfigError(`the config cannot run a daemon:\n  - ${errors.join('\n  - ')}`);
 }
 
 /** longest guard.maxBanDuration accepted: longer is "permanent" */

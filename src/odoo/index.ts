@@ -6,6 +6,7 @@ import type { Database } from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
+import type { Server as HttpServer } from 'node:http';
 import type { AmiMessage } from '../ami/types.js';
 import { resolveActionPolicy, type ActionPolicy } from '../ami/policy.js';
 import type { BanControl, BanNotice } from '../guard/types.js';
@@ -45,6 +46,8 @@ export interface OdooBridgeDeps {
   authFailures?: AuthFailures | null;
   /** the AMI action policy for jobs and FastAGI answers; default: odoo.denied* with no widening and no console (Command refused) */
   actionPolicy?: ActionPolicy;
+  /** called with the job endpoint's HTTP server before it listens (the daemon's StartingGate) */
+  beforeListen?: (server: HttpServer) => void;
 }
 
 export interface OdooBridge {
@@ -149,6 +152,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
           logger: log,
           failures: deps.authFailures,
         });
+        deps.beforeListen?.(app.server as HttpServer);
         await app.listen({ host: config.listen.host, port: config.listen.port });
         const a = app.server.address();
         agentAddress = a && typeof a === 'object' ? { host: a.address, port: a.port } : null;

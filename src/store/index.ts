@@ -1,7 +1,10 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BanRecord, BanSource } from '../guard/types.js';
+import { makeDirs } from './dirs.js';
+
+export { makeDirs, prepareStateDir, StateDirError } from './dirs.js';
+export { acquireStateLock, AlreadyRunningError, LOCK_FILE, type LockRecord, type StateLock } from './lock.js';
 
 export type { Database } from 'better-sqlite3';
 
@@ -116,7 +119,7 @@ export class Store {
 
   /** Opens (creating it if needed) the state file in a state directory. */
   static open(stateDir: string): Store {
-    mkdirSync(stateDir, { recursive: true, mode: 0o750 });
+    makeDirs(stateDir, 0o750);
     return new Store(join(stateDir, 'guardian.sqlite'));
   }
 
