@@ -6,8 +6,10 @@
  *   in private mount + network namespaces: `unshare -m -n`; the host's mounts are never touched);
  * - read-only at start: the state directory is a read-only tmpfs holding the state of an earlier
  *   run (same child namespaces).
- * In every case: a clear error in the log, the guard keeps banning to the enforcer, and
- * pbx_guardian_store_errors_total increases.
+ * At run time: a clear error in the log, the guard keeps banning to the enforcer, and
+ * pbx_guardian_store_errors_total increases. At start: the daemon refuses to start (fail fast,
+ * StateDirError) before the firewall backend is set up — bans that would not survive a restart
+ * are not silently accepted.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -83,6 +85,8 @@ interface ChildReport {
   errorLog?: string;
   errorCause?: string;
   errorLogs?: string[];
+  errorName?: string;
+  setupCalls?: number;
 }
 
 function mountTmpfs(dir: string, opts: string): void {
@@ -150,27 +154,15 @@ async function readOnlyAtStart(): Promise<ChildReport> {
     attack(first, '203.0.113.90');
     await first.stop();
     execFileSync('/usr/bin/mount', ['-o', 'remount,ro', stateDir]);
-    const log = new LogCapture();
     const backend = new MemoryBackend();
-    let d: Daemon;
+    let setups = 0;
+    backend.setup = async () => void setups++;
     try {
-      d = await startDaemon({ config: childConfig(stateDir, base), backend, logger: log.logger, adminSocket: false });
+      const d = await startDaemon({ config: childConfig(stateDir, base), backend, logger: new LogCapture().logger, adminSocket: false });
+      await d.stop();
+      return { started: true, setupCalls: setups };
     } catch (e) {
-      return { started: false, startError: (e as Error).message, errorLogs: log.errors().map((l) => String(l.msg)) };
-    }
-    try {
-      attack(d, '203.0.113.91');
-      await waitFor('ban on a read-only state dir', async () => (await backend.list()).some((e) => e.target === '203.0.113.91'), 5000);
-      const err = log.errors().find((l) => /cannot open the state database/.test(String(l.msg)));
-      return {
-        started: true,
-        banned: (await backend.list()).map((e) => e.target).sort(),
-        storeErrors: (await d.metrics.storeErrors.get()).values.reduce((a, v) => a + v.value, 0),
-        errorLog: err ? String(err.msg) : undefined,
-        errorCause: err ? JSON.stringify(err.err) : undefined,
-      };
-    } finally {
-      await d.stop().catch(() => undefined);
+      return { started: false, startError: (e as Error).message, errorName: (e as Error).name, setupCalls: setups };
     }
   } finally {
     try {
@@ -221,12 +213,13 @@ if (scenario === 'disk-full' || scenario === 'ro-start') {
     assert.match(r.errorLog ?? '', STORE_ERR);
     assert.match(r.errorCause ?? '', /full|SQLITE_FULL|ENOSPC/i, 'the cause (disk full) is in the log record');
   });
-  test('state dir read-only at start (ro tmpfs, private mount namespace): the daemon still starts and bans, with a clear error', { skip: skip ?? false }, async (t) => {
+  test('state dir read-only at start (ro tmpfs, private mount namespace): the daemon refuses to start, before the firewall is set up', { skip: skip ?? false }, async (t) => {
     const r = await runInMountNs('ro-start');
     t.diagnostic(JSON.stringify(r).slice(0, 600));
-    assert.equal(r.started, true, `the daemon did not start on a read-only state dir: ${r.startError}`);
-    assert.ok(r.banned!.includes('203.0.113.91'));
-    assert.ok(r.storeErrors! > 0);
-    assert.match(r.errorLog ?? '', /cannot open the state database in .*Check that the directory is writable.*in-memory state: bans are enforced but will not survive a restart/);
+    assert.equal(r.started, false, 'a daemon whose bans would not survive a restart must not start');
+    assert.equal(r.errorName, 'StateDirError');
+    assert.match(r.startError ?? '', /the state directory .*state \(config key stateDir\) cannot be used: .*(read-only|EROFS)/);
+    assert.match(r.startError ?? '', /the firewall was not touched/);
+    assert.equal(r.setupCalls, 0, 'the firewall backend was never set up');
   });
 }

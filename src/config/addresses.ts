@@ -6,7 +6,7 @@ import { parseNetwork } from '../net/ip.js';
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 /** what node and the guard take for an address literal rather than a name */
-const LOOKS_LITERAL = /^[0-9.]+$|:/;
+const LOOKS_LITERAL = /^[0-9./]+$|:/;
 
 /** Problems in a list of addresses or CIDRs, each naming the key and the entry. */
 export function addressListErrors(key: string, items: readonly string[]): string[] {
