@@ -107,6 +107,8 @@ test('the unit grants CAP_NET_ADMIN only, runs the daemon as pbx-guardian and ke
   assert.equal(one('RuntimeDirectory'), 'pbx-guardian');
   assert.equal(one('SupplementaryGroups'), 'asterisk');
   assert.equal(one('Restart'), 'on-failure');
+  // config error (2) and "another daemon holds the state dir" (10) are not restarted (src/cli/main.ts EXIT)
+  assert.equal(one('RestartPreventExitStatus'), '2 10');
   assert.equal(one('KillSignal'), 'SIGTERM');
   assert.equal(one('RestrictAddressFamilies'), 'AF_UNIX AF_INET AF_INET6 AF_NETLINK');
   // V8's JIT needs writable+executable mappings: MemoryDenyWriteExecute=yes aborts node.
