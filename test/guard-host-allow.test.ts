@@ -48,7 +48,7 @@ test('the AMI and Odoo host names are allow-listed (all addresses, both families
   };
   const config = buildConfig({
     stateDir: join(dir, 'state'),
-    ami: { host: 'ami.pbx.test', port: 1, reconnectInitialMs: 60_000, reconnectMaxMs: 60_000 },
+    ami: { host: 'ami.pbx.test', port: 1, secret: 's', reconnectInitialMs: 60_000, reconnectMaxMs: 60_000 },
     odoo: { enabled: true, url: 'https://odoo.pbx.test:8069', db: 'db', listen: { enabled: false }, eventsRefreshMs: 3_600_000 },
     firewall: { backend: 'memory' },
     metrics: { enabled: false },

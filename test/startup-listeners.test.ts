@@ -15,7 +15,7 @@ import pino from 'pino';
 import { ListenError, StartingGate } from '../src/api/listen.js';
 import { callDaemon } from '../src/cli/client.js';
 import { buildConfig } from '../src/config/index.js';
-import { MemoryBackend } from '../src/firewall/index.js';
+import { DeferredBackend, MemoryBackend } from '../src/firewall/index.js';
 import { startDaemon } from '../src/main.js';
 import { AlreadyRunningError, LOCK_FILE } from '../src/store/index.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
@@ -166,4 +166,15 @@ test('between bind and firewall ready, the admin socket answers status but refus
     assert.ok(i < 200, 'the ban reached the backend');
     await new Promise((r) => setTimeout(r, 25));
   }
+});
+
+test('the late-bound backend the enforcer starts with passes on the real one\'s name and kernel timeout cap', async () => {
+  // startDaemon builds the enforcer before the backend exists (DeferredBackend); reconcile reads
+  // maxTimeoutMs (ipset caps element timeouts at ~24.8 days) through it
+  const inner = Object.assign(new MemoryBackend(), { maxTimeoutMs: 60_000 });
+  const late = new DeferredBackend(async () => inner);
+  assert.equal(late.maxTimeoutMs, undefined);
+  await late.setup();
+  assert.equal(late.maxTimeoutMs, 60_000);
+  assert.equal(late.name, 'memory');
 });

@@ -14,6 +14,10 @@ export class DeferredBackend implements FirewallBackend {
     return this.inner?.name ?? 'unavailable';
   }
 
+  get maxTimeoutMs(): number | undefined {
+    return this.inner?.maxTimeoutMs;
+  }
+
   private async backend(): Promise<FirewallBackend> {
     this.inner ??= await this.create();
     return this.inner;
