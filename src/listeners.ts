@@ -74,8 +74,9 @@ export async function bindListeners(config: GuardianConfig, gate: StartingGate, 
     try {
       open.odoo = await make.odoo((server) => gate.hold(server));
     } catch (err) {
-      // startOdooBridge closed its own parts; say which of its two listeners failed
-      const port = (err as { port?: number }).port;
+      // startOdooBridge closed its own parts; say which of its two listeners failed to bind
+      const { port, syscall } = err as { port?: number; syscall?: string };
+      if (syscall !== 'listen' && syscall !== 'bind') throw err;
       const spec: ListenerSpec = fagi.enabled && port === fagi.port && port !== listen.port
         ? { name: 'FastAGI server', keys: 'odoo.fagi.host / odoo.fagi.port', address: hostPort(fagi.host, fagi.port), disable: 'odoo.fagi.enabled: false' }
         : { name: 'Odoo job endpoint', keys: 'odoo.listen.host / odoo.listen.port', address: hostPort(listen.host, listen.port), disable: 'odoo.listen.enabled: false' };

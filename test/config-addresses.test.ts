@@ -63,3 +63,15 @@ test('an empty AMI secret: the CLI can still read the config, a daemon refuses t
   assertRunnable(buildConfig({ ami: { secret: '' } }, { ASTERISK_AMI_PASSWORD: 'from-env' }));
   assertRunnable(buildConfig({ ami: { enabled: false } }));
 });
+
+test('sizes and intervals that would fail only at run time (some in the kernel) are refused at load time', () => {
+  assert.match(errorsOf({ firewall: { ipsetMaxElem: 0 } }), /firewall\.ipsetMaxElem: 0 must be a whole number from 1 to/);
+  assert.match(errorsOf({ firewall: { batchMaxSize: -1 } }), /firewall\.batchMaxSize: -1 must be a whole number/);
+  assert.match(errorsOf({ ami: { maxFrameBytes: 10 } }), /ami\.maxFrameBytes: 10 must be a whole number from 1024/);
+  assert.match(errorsOf({ ami: { connectTimeoutMs: 1.5 } }), /ami\.connectTimeoutMs: 1\.5 must be a whole number/);
+  buildConfig({ firewall: { reconcileIntervalMs: 0, batchWindowMs: 0 }, ami: { pingIntervalMs: 0 } }); // 0 = off
+});
+
+test('odoo.url must parse (an address like 999.1.1.1 is not a URL host)', () => {
+  assert.match(errorsOf({ odoo: { enabled: true, url: 'https://999.1.1.1:8069', db: 'd' } }), /odoo\.url: "https:\/\/999\.1\.1\.1:8069" is not a valid URL/);
+});

@@ -143,6 +143,23 @@ const ENUMS: Record<string, string[]> = {
 };
 const DURATIONS = ['guard.hostLookupInterval', 'guard.maxBanDuration', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
+/** Whole numbers and their bounds: 0 or a negative size would fail only once the daemon runs (some in the kernel). */
+const RANGES: Record<string, [number, number]> = {
+  'ami.connectTimeoutMs': [1, 600_000],
+  'ami.actionTimeoutMs': [1, 600_000],
+  'ami.pingIntervalMs': [0, 3_600_000],
+  'ami.pongTimeoutMs': [1, 600_000],
+  'ami.maxFrameBytes': [1024, 64 * 1024 * 1024],
+  'ami.maxHeaders': [16, 100_000],
+  'ami.reconnectInitialMs': [1, 3_600_000],
+  'ami.reconnectMaxMs': [1, 86_400_000],
+  'firewall.ipsetMaxElem': [1, 2_147_483_647],
+  'firewall.batchWindowMs': [0, 10_000],
+  'firewall.batchMaxSize': [1, 1_000_000],
+  'firewall.reconcileIntervalMs': [0, 86_400_000],
+  'firewall.retryInitialMs': [1, 3_600_000],
+  'firewall.retryMaxMs': [1, 86_400_000],
+};
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -242,6 +259,10 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
     const v = get(cfg, path) as number;
     if (!Number.isInteger(v) || v < 0 || v > 65535) errors.push(`${path}: ${v} is not a TCP port (0-65535)`);
   }
+  for (const [path, [min, max]] of Object.entries(RANGES)) {
+    const v = get(cfg, path) as number;
+    if (!Number.isInteger(v) || v < min || v > max) errors.push(`${path}: ${v} must be a whole number from ${min} to ${max}`);
+  }
   if (cfg.firewall.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) errors.push('firewall.ports: every port must be 1-65535');
   if (!Number.isInteger(cfg.guard.ipv6Prefix) || cfg.guard.ipv6Prefix < 16 || cfg.guard.ipv6Prefix > 128) errors.push('guard.ipv6Prefix: must be a whole number from 16 to 128');
   errors.push(...banScopeErrors(cfg.guard));
@@ -266,6 +287,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
   if (!/^(auto|on|off|[a-z]+(,[a-z]+)*)$/i.test(cfg.ami.events.replace(/\s/g, ''))) errors.push(`ami.events: "${cfg.ami.events}" is not auto, on, off or a comma list of event classes (security,system,call,...)`);
   if (cfg.odoo.enabled && /^[^:/?#]*:\/\/[^/?#]*@/.test(cfg.odoo.url)) errors.push('odoo.url: a user or password in the URL is not supported (and would be logged): set odoo.user and odoo.password');
+  if (cfg.odoo.enabled && /^https?:\/\//.test(cfg.odoo.url) && !URL.canParse(cfg.odoo.url)) errors.push(`odoo.url: "${redactUrl(cfg.odoo.url)}" is not a valid URL (check the host name or address)`);
   if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${redactUrl(cfg.odoo.url)}" must start with http:// or https:// when odoo.enabled is true`);
   if (cfg.odoo.enabled) {
     try {
