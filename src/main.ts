@@ -198,8 +198,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       if (!kernel) throw new Error('the firewall backend is not set up yet (pbx-guardian is starting)');
       return kernel;
     });
-    let guardian: Guardian | undefined;
-    enforcer = new Enforcer(backend, () => guardian?.activeEntries() ?? [], config.firewall, logger, {
+    enforcer = new Enforcer(backend, () => g?.activeEntries() ?? [], config.firewall, logger, {
       onApplied: (adds, removes) => {
         metrics.firewallBatches.inc();
         metrics.firewallElements.inc({ op: 'add' }, adds);
@@ -216,8 +215,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       onRecovered: () => metrics.firewallHealthy.set(1),
       onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
     });
-    guardian = g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, enforcer, logger);
-    const gd = guardian;
+    const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, enforcer, logger));
     gd.on({
       securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
       failure: (event, weight) => metrics.failures.inc(event, undefined, weight),

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import { callDaemon } from '../src/cli/client.js';
 import { buildConfig } from '../src/config/index.js';
 import { DeferredBackend, MemoryBackend } from '../src/firewall/index.js';
 import { startDaemon } from '../src/main.js';
-import { AlreadyRunningError, LOCK_FILE } from '../src/store/index.js';
+import { AlreadyRunningError, LOCK_FILE, StateDirError } from '../src/store/index.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
 
 const silent = pino({ level: 'silent' });
@@ -177,4 +177,15 @@ test('the late-bound backend the enforcer starts with passes on the real one\'s 
   await late.setup();
   assert.equal(late.maxTimeoutMs, 60_000);
   assert.equal(late.name, 'memory');
+});
+
+test('a state database that cannot be opened stops the start (it used to run on an in-memory one): nothing bound, lock released', async (t) => {
+  const base = tempBase(t);
+  mkdirSync(join(base, 'state'));
+  writeFileSync(join(base, 'state', 'guardian.sqlite'), 'this is not an SQLite file, but long enough to be read as one '.repeat(100));
+  const backend = new CountingBackend();
+  await assert.rejects(startDaemon({ config: config(base), backend, logger: silent }), (err: Error) => err instanceof StateDirError && /guardian\.sqlite cannot be opened \(file is not a database\)/.test(err.message));
+  assert.equal(backend.setups, 0);
+  assert.equal(existsSync(join(base, 'admin.sock')), false);
+  assert.equal(existsSync(join(base, 'state', LOCK_FILE)), false);
 });
