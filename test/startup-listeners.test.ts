@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'node:https';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { ListenError, StartingGate } from '../src/api/listen.js';
@@ -149,6 +150,10 @@ test('between bind and firewall ready, the admin socket answers status but refus
     await ready; // the firewall takes its time (e.g. restoring 100k bans)
   };
   const starting = startDaemon({ config: config(base), backend, logger: silent });
+  t.after(async () => {
+    release();
+    await (await starting.catch(() => null))?.stop();
+  });
   const socket = join(base, 'admin.sock');
   for (let i = 0; backend.setups === 0; i++) {
     assert.ok(i < 200, 'the firewall setup began');
@@ -159,8 +164,7 @@ test('between bind and firewall ready, the admin socket answers status but refus
   await assert.rejects(callDaemon(socket, 'POST', '/bans', { target: '203.0.113.9' }), (err: Error & { status?: number }) => err.status === 503 && /starting/.test(err.message));
   assert.equal((await backend.list()).length, 0, 'nothing reached the enforcer');
   release();
-  const d = await starting;
-  t.after(() => d.stop());
+  await starting;
   await callDaemon(socket, 'POST', '/bans', { target: '203.0.113.9' });
   for (let i = 0; (await backend.list()).length === 0; i++) {
     assert.ok(i < 200, 'the ban reached the backend');
@@ -188,4 +192,55 @@ test('a state database that cannot be opened stops the start (it used to run on 
   assert.equal(backend.setups, 0);
   assert.equal(existsSync(join(base, 'admin.sock')), false);
   assert.equal(existsSync(join(base, 'state', LOCK_FILE)), false);
+});
+
+function postJob(port: number, body: unknown, token: string): Promise<{ status: number; body: string }> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolvePromise, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/app/asterisk_plus/agent', rejectUnauthorized: false, headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+test('between bind and firewall ready, an Odoo ban job is answered 503 (Odoo sees a failed post), not run', async (t) => {
+  const base = tempBase(t);
+  const odoo = new FakeOdoo();
+  const url = await odoo.start();
+  t.after(() => odoo.stop());
+  const { server, port } = await holdPort(); // a free port for the job endpoint
+  await new Promise((r) => server.close(r));
+  let release!: () => void;
+  const ready = new Promise<void>((r) => (release = r));
+  const backend = new CountingBackend();
+  backend.setup = async () => {
+    backend.setups++;
+    await ready;
+  };
+  const token = 'agent-token-0123456789';
+  const cfg = config(base, { odoo: { enabled: true, url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: token, listen: { host: '127.0.0.1', port } } });
+  const starting = startDaemon({ config: cfg, backend, logger: silent });
+  t.after(async () => {
+    release();
+    await (await starting.catch(() => null))?.stop();
+  });
+  for (let i = 0; backend.setups === 0; i++) {
+    assert.ok(i < 400, 'the firewall setup began');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const during = await postJob(port, { fun: 'security.ban', args: ['203.0.113.80'] }, token);
+  assert.equal(during.status, 503);
+  assert.match(during.body, /STARTING/);
+  release();
+  const d = await starting;
+  assert.equal(d.guardian.listBans().length, 0, 'the job was not run');
+  const after = await postJob(port, { fun: 'security.ban', args: ['203.0.113.80'] }, token);
+  assert.equal(after.status, 200);
 });
