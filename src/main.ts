@@ -10,6 +10,7 @@ import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
 import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolver, type GuardOptions, type HostAddressPort, type HostResolver } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
+import { judgeHealth, registerHealthMetrics, type HealthInputs, type HealthReport } from './health/index.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
 import { registerJobFunction, JobError, type AmiPort } from './odoo/index.js';
@@ -48,6 +49,8 @@ export interface Daemon {
   /** every HTTP listener's app (null when off), for the route policy tests */
   listeners: Record<'agent' | 'rest' | 'admin' | 'metrics', FastifyInstance | null>;
   reload(): Promise<ReloadResult>;
+  /** one answer per part, judged now */
+  health(): HealthReport;
   stop(): Promise<void>;
 }
 
@@ -114,9 +117,9 @@ const HOST_LOOKUP_TIMEOUT_MS = 5_000;
  * The state database. When it cannot be opened (read-only mount, disk full, permissions), the
  * guard still runs on an in-memory database: bans reach the kernel but do not survive a restart.
  */
-function openStore(stateDir: string, logger: Logger, metrics: Metrics): Store {
+function openStore(stateDir: string, logger: Logger, metrics: Metrics): { store: Store; openError: string | null } {
   try {
-    return Store.open(stateDir);
+    return { store: Store.open(stateDir), openError: null };
   } catch (err) {
     metrics.storeErrors.inc();
     logger.error(
@@ -124,7 +127,7 @@ function openStore(stateDir: string, logger: Logger, metrics: Metrics): Store {
       `cannot open the state database in ${stateDir}: ${(err as Error).message}. Check that the directory is writable ` +
         '(mount, free space, permissions). Running on in-memory state: bans are enforced but will not survive a restart',
     );
-    return new Store(':memory:');
+    return { store: new Store(':memory:'), openError: (err as Error).message };
   }
 }
 
@@ -153,7 +156,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let config = opts.config;
   const metrics = createMetrics();
   const logger = opts.logger ?? stdoutLogger(config.logLevel, metrics);
-  const store = openStore(config.stateDir, logger, metrics);
+  const { store, openError: storeOpenError } = openStore(config.stateDir, logger, metrics);
   store.onWriteError = (err, lostWrites) => {
     metrics.storeErrors.inc(lostWrites);
     logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
@@ -335,9 +338,23 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
 
 
+  const healthInputs = (): HealthInputs => ({
+    ami: ami?.health() ?? null,
+    guard: { rules: g.rules.length, tracked: g.trackedCount, maxTracked: config.guard.maxTracked, activeBans: (({ v4, v6 }) => v4 + v6)(g.activeCounts()) },
+    firewall: { configured: config.firewall.backend, health: enforcer.health() },
+    store: { onDisk: store.onDisk, path: store.path, stateDir: config.stateDir, openError: storeOpenError, lastWriteError: store.lastWriteError, lastWriteOkAt: store.lastWriteOkAt },
+    odoo: odoo?.health() ?? null,
+    webhooks: webhooks?.health() ?? null,
+  });
+  const health = (): HealthReport => judgeHealth(healthInputs(), Date.now());
+  registerHealthMetrics(metrics.registry, () => {
+    const inputs = healthInputs();
+    return { inputs, report: judgeHealth(inputs, Date.now()) };
+  });
+
   let admin: FastifyInstance | null = null;
   if (opts.adminSocket !== false) {
-    admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION }, authFailures);
+    admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION, health }, authFailures);
     registerConsoleRoute(admin, asteriskConsole);
     await listenAdminSocket(admin, config.admin.socket, parseInt(config.admin.socketMode, 8));
     logger.info({ socket: config.admin.socket }, 'admin socket listening');
@@ -368,6 +385,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     logger,
     listeners: { agent: odoo?.app ?? null, rest: rest?.app ?? null, admin, metrics: metricsApp },
     reload,
+    health,
     async stop() {
       g.stop();
       hostFeed.stop();

@@ -2,12 +2,13 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, formatDuration } from '../config/index.js';
 import { loadRulesDir, RuleError, type BanRecord, type GuardStatus } from '../guard/index.js';
+import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
 import { callDaemon, DaemonError, DaemonUnreachableError } from './client.js';
 import { formatCheckReport, runCheck } from './check.js';
 
 /** Exit codes a script can rely on. */
-export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, failed: 4 } as const;
+export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, failed: 4, unhealthy: 5 } as const;
 
 const HELP = `pbx-guardian ${VERSION}: guards an Asterisk PBX (AMI security events → kernel bans) and bridges AMI to Odoo.
 
@@ -16,7 +17,9 @@ Usage: pbx-guardian <command> [options]
 Commands:
   run                         run the daemon (what systemd starts)
   demo [--duration S]         run the real pipeline against a simulated Asterisk under attack
-  status [--json]             failed / banned counters and the banned list
+  status [--json]             health of each part (OK / FAIL, with what to do), then the
+                              failed / banned counters and the banned list; exits 5 when
+                              an enabled part is unhealthy (--json: { health, ...counters })
   banned [--json]             the banned list
   ban <addr|cidr> [--for DURATION] [--reason TEXT]
                               ban by hand (DURATION like 10m, 1h, 7d; default permanent)
@@ -36,7 +39,8 @@ Options:
   -h, --help      this help
 
 Exit codes: 0 ok, 1 refused by the daemon (allow-listed, not banned, invalid address),
-2 usage or config error, 3 daemon not reachable, 4 other failure.`;
+2 usage or config error, 3 daemon not reachable, 4 other failure,
+5 (status) the daemon runs but an enabled part is unhealthy (see docs/health.md).`;
 
 function printBans(bans: BanRecord[], now = Date.now()): string {
   if (bans.length === 0) return '   `- Banned IP list: (none)';
@@ -101,9 +105,10 @@ async function main(argv: string[]): Promise<number> {
       return runDemo({ durationSec: values.duration ? Number(values.duration) : undefined });
     }
     case 'status': {
+      const health = await callDaemon<HealthReport>(socket(), 'GET', '/health');
       const s = await callDaemon<GuardStatus>(socket(), 'GET', '/status');
-      out(values.json ? JSON.stringify(s, null, 2) : printStatus(s));
-      return EXIT.ok;
+      out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}`);
+      return health.healthy ? EXIT.ok : EXIT.unhealthy;
     }
     case 'banned': {
       const { bans } = await callDaemon<{ bans: BanRecord[] }>(socket(), 'GET', '/bans');
