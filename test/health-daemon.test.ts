@@ -13,10 +13,11 @@ import { buildConfig } from '../src/config/index.js';
 import { MemoryBackend } from '../src/firewall/index.js';
 import { startDaemon, type Daemon } from '../src/main.js';
 import { AmiSimulator } from '../src/demo/ami-simulator.js';
-import type { HealthReport } from '../src/health/index.js';
+import { registerHealthMetrics, type HealthReport } from '../src/health/index.js';
+import { createMetrics } from '../src/metrics/index.js';
 import { cliOnSocket } from './helpers/cli.js';
 import { waitFor } from './helpers/daemon.js';
-import { fixturePath } from './helpers/fixtures.js';
+import { fixturePath, repoPath } from './helpers/fixtures.js';
 
 const PROMTOOL = '/usr/bin/promtool';
 
@@ -175,4 +176,15 @@ test('unreachable AMI host: status exits 5 and says so; an unreachable daemon st
   const gone = await cliOnSocket(join(tmpdir(), 'pbxg-health-no-such.sock'), 'status');
   assert.equal(gone.status, 3);
   assert.match(gone.stderr, /cannot reach the pbx-guardian daemon/);
+});
+
+test('the alert rules example in docs/health-alerts.yml passes promtool and uses only metrics the daemon serves', { skip: !existsSync(PROMTOOL) && 'no promtool' }, async () => {
+  const file = repoPath('docs/health-alerts.yml');
+  const r = spawnSync(PROMTOOL, ['check', 'rules', file], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  const used = new Set([...readFileSync(file, 'utf8').matchAll(/\b(pbx_guardian_[a-z_]+)/g)].map((m) => m[1]!));
+  assert.ok(used.size >= 5);
+  const served = createMetrics().registry;
+  registerHealthMetrics(served, () => { throw new Error('not scraped here'); });
+  for (const name of used) assert.ok(served.getSingleMetric(name), `${name} is a metric the daemon registers`);
 });
