@@ -114,8 +114,8 @@ test('healthy daemon: status prints the health block on top and exits 0; --json 
     assert.equal(sample(metrics, 'pbx_guardian_up{part="odoo"}'), undefined, 'disabled parts have no series');
     assert.equal(sample(metrics, 'pbx_guardian_healthy'), '1');
     assert.equal(sample(metrics, 'pbx_guardian_firewall_backend_info{backend="memory",dry_run="true"}'), '1');
-    assert.equal(sample(metrics, 'pbx_guardian_ami_security_verified'), '1');
-    const ts = Number(sample(metrics, 'pbx_guardian_ami_last_security_event_timestamp_seconds'));
+    assert.equal(sample(metrics, 'pbx_guardian_ami_security_verified{username="guardian"}'), '1');
+    const ts = Number(sample(metrics, 'pbx_guardian_ami_last_security_event_timestamp_seconds{username="guardian"}'));
     assert.ok(Math.abs(ts - Date.now() / 1000) < 60, `last security event timestamp ${ts}`);
     const check = promtoolCheck(metrics);
     assert.equal(check.status, 0, check.output);
@@ -149,7 +149,7 @@ test('wrong AMI secret: status exits 5 and prints the AMI problem; metrics say a
     assert.equal(sample(metrics, 'pbx_guardian_up{part="guard"}'), '0');
     assert.equal(sample(metrics, 'pbx_guardian_up{part="store"}'), '1');
     assert.equal(sample(metrics, 'pbx_guardian_healthy'), '0');
-    assert.equal(sample(metrics, 'pbx_guardian_ami_security_verified'), '0');
+    assert.equal(sample(metrics, 'pbx_guardian_ami_security_verified{username="guardian"}'), '0');
     const check = promtoolCheck(metrics);
     assert.equal(check.status, 0, check.output);
     for (const family of ['pbx_guardian_up', 'pbx_guardian_healthy', 'pbx_guardian_firewall_backend_info', 'pbx_guardian_ami_security_verified', 'pbx_guardian_firewall_store_bans']) {

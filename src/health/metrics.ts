@@ -43,16 +43,21 @@ export function registerHealthMetrics(registry: Registry, take: () => HealthSamp
     const f = s.inputs.firewall.health;
     g.set({ backend: f.backend, dry_run: f.dryRun ? 'true' : 'false' }, 1);
   });
-  gauge('pbx_guardian_ami_security_verified', '1 when the AMI session is proven to receive security events, else 0 (the guard is blind); absent when AMI is disabled', [], (g, s) => {
-    if (s.inputs.ami) g.set(s.inputs.ami.security === 'verified' ? 1 : 0);
+  // the gauges that can be absent carry a label: prom-client always prints a label-less gauge (0 after reset)
+  gauge('pbx_guardian_ami_security_verified', '1 when the AMI session is proven to receive security events, else 0 (the guard is blind); absent when AMI is disabled', ['username'], (g, s) => {
+    const a = s.inputs.ami;
+    if (a) g.set({ username: a.username }, a.security === 'verified' ? 1 : 0);
   });
-  gauge('pbx_guardian_ami_last_security_event_timestamp_seconds', 'unix time of the last security-class AMI event received; absent until one arrives', [], (g, s) => {
-    const at = s.inputs.ami?.lastSecurityEventAt;
-    if (at != null) g.set(at / 1000);
+  gauge('pbx_guardian_ami_last_security_event_timestamp_seconds', 'unix time of the last security-class AMI event received; absent until one arrives', ['username'], (g, s) => {
+    const a = s.inputs.ami;
+    if (a?.lastSecurityEventAt != null) g.set({ username: a.username }, a.lastSecurityEventAt / 1000);
   });
-  gauge('pbx_guardian_firewall_kernel_elements', 'ban elements in the kernel at the last count; absent when not counted (memory backend, no count yet)', [], (g, s) => {
-    const n = s.inputs.firewall.health.kernelElements;
-    if (n !== null) g.set(n);
+  gauge('pbx_guardian_firewall_kernel_elements', 'ban elements in the kernel at the last count; absent when not counted (memory backend, no count yet)', ['backend'], (g, s) => {
+    const f = s.inputs.firewall.health;
+    if (f.kernelElements !== null) g.set({ backend: f.backend }, f.kernelElements);
   });
-  gauge('pbx_guardian_firewall_store_bans', 'active bans the firewall should hold (compare with pbx_guardian_firewall_kernel_elements)', [], (g, s) => g.set(s.inputs.firewall.health.storeActive));
+  gauge('pbx_guardian_firewall_store_bans', 'active bans the firewall should hold (compare with pbx_guardian_firewall_kernel_elements)', ['backend'], (g, s) => {
+    const f = s.inputs.firewall.health;
+    g.set({ backend: f.backend }, f.storeActive);
+  });
 }
