@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { buildConfig } from '../src/config/index.js';
-import { MemoryBackend } from '../src/firewall/index.js';
+import { DeferredBackend, MemoryBackend, type FirewallBackend } from '../src/firewall/index.js';
 import { startDaemon, type Daemon } from '../src/main.js';
 import { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { registerHealthMetrics, type HealthReport } from '../src/health/index.js';
@@ -41,7 +41,7 @@ interface Running {
 }
 
 /** A daemon as `run` starts it (admin socket, metrics on an ephemeral port), on the memory backend. */
-async function start(amiSecret: string, amiPort?: number): Promise<Running> {
+async function start(amiSecret: string, amiPort?: number, backend: FirewallBackend = new MemoryBackend(), backendName = 'memory'): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-health-'));
   const sim = new AmiSimulator({ fixturesDir: fixturePath('ami'), username: 'guardian', secret: 's3cret', loginFailDelayMs: 10 });
   await sim.listen();
@@ -49,13 +49,13 @@ async function start(amiSecret: string, amiPort?: number): Promise<Running> {
     stateDir: join(dir, 'state'),
     logLevel: 'silent',
     ami: { port: amiPort ?? sim.port, secret: amiSecret },
-    firewall: { backend: 'memory' },
+    firewall: { backend: backendName, retryInitialMs: 60_000 },
     admin: { socket: join(dir, 'admin.sock') },
     metrics: { host: '127.0.0.1', port: 0 },
   });
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ config, backend: new MemoryBackend(), logger: pino({ level: 'silent' }) });
+    daemon = await startDaemon({ config, backend, logger: pino({ level: 'silent' }) });
   } catch (e) {
     await sim.close();
     rmSync(dir, { recursive: true, force: true });
@@ -187,4 +187,28 @@ test('the alert rules example in docs/health-alerts.yml passes promtool and uses
   const served = createMetrics().registry;
   registerHealthMetrics(served, () => { throw new Error('not scraped here'); });
   for (const name of used) assert.ok(served.getSingleMetric(name), `${name} is a metric the daemon registers`);
+});
+
+test('no usable firewall backend: status exits 5 with the firewall problem, while AMI and the guard are fine', async () => {
+  // what main.ts runs when the configured backend cannot be built (not root, nft missing): it keeps trying
+  const backend = new DeferredBackend(() => Promise.reject(new Error('nftables needs CAP_NET_ADMIN (Operation not permitted)')));
+  const r = await start('s3cret', undefined, backend, 'nftables');
+  try {
+    const d = r.daemon;
+    await waitFor('AMI login', () => d.ami?.state === 'connected');
+    r.sim.broadcast(readFileSync(join(fixturePath('ami'), 'login-success.raw')));
+    await waitFor('the guard sees security events', () => d.health().parts.find((p) => p.part === 'guard')!.healthy, 10_000);
+    const status = await cliOnSocket(r.socket, 'status');
+    assert.equal(status.status, 5, status.stdout + status.stderr);
+    assert.match(status.stdout, /^Health: FAIL \(firewall: 1 problem\)/);
+    assert.match(status.stdout, /FAIL {2}firewall +failing \(backend unavailable\)/);
+    assert.match(status.stdout, /- enforcement is failing \(backend unavailable\): nftables needs CAP_NET_ADMIN \(Operation not permitted\)/);
+    assert.match(status.stdout, /OK {4}ami /);
+    const metrics = await (await fetch(d.metricsUrl!)).text();
+    assert.equal(sample(metrics, 'pbx_guardian_up{part="firewall"}'), '0');
+    assert.equal(sample(metrics, 'pbx_guardian_up{part="ami"}'), '1');
+    assert.equal(sample(metrics, 'pbx_guardian_firewall_backend_info{backend="unavailable",dry_run="false"}'), '1');
+  } finally {
+    await r.close();
+  }
 });
