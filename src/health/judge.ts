@@ -231,7 +231,7 @@ export function judgeWebhooks(list: WebhookHealth[] | null, now: number): PartHe
     lines.push(`${w.name} ${w.failingSince === null ? 'delivering' : `FAILING since ${ago(w.failingSince, now)}`} (${w.depth} waiting)`);
   }
   const detail = { subscribers: list.map((w) => ({ ...w, oldestUndeliveredAt: iso(w.oldestUndeliveredAt), failingSince: iso(w.failingSince) })) };
-  return part('webhooks', `${list.length} subscribers: ${lines.join(', ')}`, problems, detail);
+  return part('webhooks', `${list.length} subscriber${list.length === 1 ? '' : 's'}: ${lines.join(', ')}`, problems, detail);
 }
 
 /** Every part judged from one set of snapshots. */
