@@ -128,9 +128,10 @@ test('firewall: failing says the error, the queue, and that detection goes on', 
 });
 
 test('firewall: paused on purpose is unhealthy and names why', () => {
-  const p = judgeFirewall({ configured: 'auto', health: fw({ state: 'paused', pausedReason: 'pbx-guardian flush at 2026-12-02T12:59:00Z' }) }, NOW);
+  const p = judgeFirewall({ configured: 'auto', health: fw({ state: 'paused', pausedReason: 'pbx-guardian flush at 2026-12-02T12:59:00Z', tablePresent: false }) }, NOW);
   assert.equal(p.healthy, false);
-  assert.match(p.problems[0]!, /paused on purpose \(pbx-guardian flush at 2026-12-02T12:59:00Z\): no ban reaches the kernel/);
+  assert.equal(p.problems.length, 1, 'the table is gone on purpose: not also reported as removed by someone');
+  assert.match(p.problems[0]!, /paused on purpose \(pbx-guardian flush at 2026-12-02T12:59:00Z\): no ban reaches the kernel.*"pbx-guardian resume"/);
 });
 
 test('firewall: table missing, or an empty kernel while the store has bans, is unhealthy', () => {

@@ -132,7 +132,7 @@ export function judgeFirewall(input: HealthInputs['firewall'], now: number): Par
   } else if (f.state === 'paused') {
     problems.push(
       `enforcement is paused on purpose${f.pausedReason ? ` (${f.pausedReason})` : ''}: no ban reaches the kernel. ` +
-        `The ${f.storeActive} active bans stay in the store and are applied again when enforcement resumes (a restart resumes it: systemctl restart pbx-guardian)`,
+        `The ${f.storeActive} active bans stay in the store and go back into the kernel with "pbx-guardian resume" (or a restart)`,
     );
   } else if (f.state === 'starting') {
     problems.push(`enforcement is starting (backend ${f.backend}): the active bans are not all in the kernel yet`);
@@ -142,7 +142,8 @@ export function judgeFirewall(input: HealthInputs['firewall'], now: number): Par
   if (f.dryRun && input.configured !== 'memory') {
     problems.push(`firewall.backend is "${input.configured}" but the enforcer runs the memory backend: nothing reaches the kernel. Check the startup log for why, then restart`);
   }
-  if (f.tablePresent === false) {
+  // paused: the table is gone on purpose, the paused problem says so
+  if (f.tablePresent === false && f.state !== 'paused') {
     problems.push(`our firewall table / sets are missing from the kernel (flushed by someone: nft flush ruleset, a firewalld or iptables-restore reload?): bans are not enforced until they are re-created`);
   } else if (!f.dryRun && f.kernelElements === 0 && f.storeActive > 0 && f.state === 'enforcing') {
     problems.push(`the kernel holds no ban element but the store has ${f.storeActive} active bans (counted ${ago(f.kernelCountedAt, now)}): they are not enforced until the next repair or reconcile`);
