@@ -117,9 +117,9 @@ const HOST_LOOKUP_TIMEOUT_MS = 5_000;
  * The state database. When it cannot be opened (read-only mount, disk full, permissions), the
  * guard still runs on an in-memory database: bans reach the kernel but do not survive a restart.
  */
-function openStore(stateDir: string, logger: Logger, metrics: Metrics): { store: Store; openError: string | null } {
+function openStore(stateDir: string, logger: Logger, metrics: Metrics): Store {
   try {
-    return { store: Store.open(stateDir), openError: null };
+    return Store.open(stateDir);
   } catch (err) {
     metrics.storeErrors.inc();
     logger.error(
@@ -127,7 +127,9 @@ function openStore(stateDir: string, logger: Logger, metrics: Metrics): { store:
       `cannot open the state database in ${stateDir}: ${(err as Error).message}. Check that the directory is writable ` +
         '(mount, free space, permissions). Running on in-memory state: bans are enforced but will not survive a restart',
     );
-    return { store: new Store(':memory:'), openError: (err as Error).message };
+    const fallback = new Store(':memory:');
+    fallback.fallbackReason = (err as Error).message;
+    return fallback;
   }
 }
 
@@ -156,7 +158,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let config = opts.config;
   const metrics = createMetrics();
   const logger = opts.logger ?? stdoutLogger(config.logLevel, metrics);
-  const { store, openError: storeOpenError } = openStore(config.stateDir, logger, metrics);
+  const store = openStore(config.stateDir, logger, metrics);
   store.onWriteError = (err, lostWrites) => {
     metrics.storeErrors.inc(lostWrites);
     logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
@@ -342,7 +344,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ami: ami?.health() ?? null,
     guard: { rules: g.rules.length, tracked: g.trackedCount, maxTracked: config.guard.maxTracked, activeBans: (({ v4, v6 }) => v4 + v6)(g.activeCounts()) },
     firewall: { configured: config.firewall.backend, health: enforcer.health() },
-    store: { onDisk: store.onDisk, path: store.path, stateDir: config.stateDir, openError: storeOpenError, lastWriteError: store.lastWriteError, lastWriteOkAt: store.lastWriteOkAt },
+    store: { onDisk: store.onDisk, path: store.path, stateDir: config.stateDir, openError: store.fallbackReason, lastWriteError: store.lastWriteError, lastWriteOkAt: store.lastWriteOkAt },
     odoo: odoo?.health() ?? null,
     webhooks: webhooks?.health() ?? null,
   });

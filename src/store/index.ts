@@ -66,6 +66,9 @@ export class Store {
   /** epoch ms of the last queued write that succeeded */
   lastWriteOkAt: number | null = null;
 
+  /** why the state file could not be opened, when this is the in-memory fallback (set by main.ts) */
+  fallbackReason: string | null = null;
+
   /** false for ':memory:' (the fallback when the state file cannot be opened): nothing survives a restart */
   get onDisk(): boolean {
     return this.path !== ':memory:' && this.path !== '';
