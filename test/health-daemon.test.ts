@@ -12,7 +12,8 @@ import pino from 'pino';
 import { buildConfig } from '../src/config/index.js';
 import { DeferredBackend, MemoryBackend, type FirewallBackend } from '../src/firewall/index.js';
 import { startDaemon, type Daemon } from '../src/main.js';
-import { AmiSimulator } from '../src/demo/ami-simulator.js';
+import * as simulatorModule from '../src/demo/ami-simulator.js';
+import { AmiSimulator, type AmiSimulatorOptions } from '../src/demo/ami-simulator.js';
 import { registerHealthMetrics, type HealthReport } from '../src/health/index.js';
 import { createMetrics } from '../src/metrics/index.js';
 import { cliOnSocket } from './helpers/cli.js';
@@ -41,9 +42,13 @@ interface Running {
 }
 
 /** A daemon as `run` starts it (admin socket, metrics on an ephemeral port), on the memory backend. */
-async function start(amiSecret: string, amiPort?: number, backend: FirewallBackend = new MemoryBackend(), backendName = 'memory'): Promise<Running> {
+/** the simulator honours manager.conf `read` (the blind-user scenario needs it) */
+const HONOURS_READ = 'parseReadPerms' in simulatorModule;
+
+async function start(amiSecret: string, amiPort?: number, backend: FirewallBackend = new MemoryBackend(), backendName = 'memory', read?: string): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-health-'));
-  const sim = new AmiSimulator({ fixturesDir: fixturePath('ami'), username: 'guardian', secret: 's3cret', loginFailDelayMs: 10 });
+  const simOptions = { fixturesDir: fixturePath('ami'), username: 'guardian', secret: 's3cret', loginFailDelayMs: 10, ...(read === undefined ? {} : { read }) };
+  const sim = new AmiSimulator(simOptions as AmiSimulatorOptions);
   await sim.listen();
   const config = buildConfig({
     stateDir: join(dir, 'state'),
@@ -208,6 +213,25 @@ test('no usable firewall backend: status exits 5 with the firewall problem, whil
     assert.equal(sample(metrics, 'pbx_guardian_up{part="firewall"}'), '0');
     assert.equal(sample(metrics, 'pbx_guardian_up{part="ami"}'), '1');
     assert.equal(sample(metrics, 'pbx_guardian_firewall_backend_info{backend="unavailable",dry_run="false"}'), '1');
+  } finally {
+    await r.close();
+  }
+});
+
+test('AMI user without read = security: status exits 5, the guard is blind and says what to add to manager.conf', { skip: !HONOURS_READ && 'this simulator does not honour manager.conf read yet' }, async () => {
+  const r = await start('s3cret', undefined, new MemoryBackend(), 'memory', 'system,call');
+  try {
+    const d = r.daemon;
+    await waitFor('the security check to fail', () => d.ami?.health().security === 'missing', 20_000);
+    const status = await cliOnSocket(r.socket, 'status');
+    assert.equal(status.status, 5, status.stdout + status.stderr);
+    assert.match(status.stdout, /^Health: FAIL \(guard: 1 problem\)/);
+    assert.match(status.stdout, /OK {4}ami +connected to .*security missing/);
+    assert.match(status.stdout, /FAIL {2}guard .*BLIND: the AMI session receives no security events\n {18}- blind: the AMI user "guardian" does not receive security events.*read/);
+    const metrics = await (await fetch(d.metricsUrl!)).text();
+    assert.equal(sample(metrics, 'pbx_guardian_up{part="guard"}'), '0');
+    assert.equal(sample(metrics, 'pbx_guardian_up{part="ami"}'), '1');
+    assert.equal(sample(metrics, 'pbx_guardian_ami_security_verified{username="guardian"}'), '0');
   } finally {
     await r.close();
   }

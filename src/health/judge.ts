@@ -97,7 +97,8 @@ export function judgeGuard(g: GuardSnapshot, ami: AmiHealth | null, now: number)
     eyes = 'receives AMI security events';
   } else if (ami.security === 'missing') {
     eyes = 'BLIND: the AMI session receives no security events';
-    problems.push(`blind: the AMI user "${ami.username}" does not receive security events, so no attack is seen and nothing is banned. ${ami.advice ?? DEFAULT_SECURITY_ADVICE}; the guard notices the change without a restart`);
+    const advice = ami.advice ? ami.advice.charAt(0).toUpperCase() + ami.advice.slice(1) : `${DEFAULT_SECURITY_ADVICE.charAt(0).toUpperCase()}${DEFAULT_SECURITY_ADVICE.slice(1)}; the guard notices the change without a restart`;
+    problems.push(`blind: the AMI user "${ami.username}" does not receive security events, so no attack is seen and nothing is banned. ${advice}`);
   } else if (ami.security === 'checking') {
     eyes = 'checking that the AMI session receives security events';
     problems.push(
