@@ -10,12 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { buildConfig } from '../src/config/index.js';
-import { DeferredBackend, MemoryBackend, type FirewallBackend } from '../src/firewall/index.js';
+import { DeferredBackend, Enforcer, MemoryBackend, type FirewallBackend } from '../src/firewall/index.js';
 import { startDaemon, type Daemon } from '../src/main.js';
 import * as simulatorModule from '../src/demo/ami-simulator.js';
 import { AmiSimulator, type AmiSimulatorOptions } from '../src/demo/ami-simulator.js';
 import { registerHealthMetrics, type HealthReport } from '../src/health/index.js';
 import { createMetrics } from '../src/metrics/index.js';
+import { callDaemon } from '../src/cli/client.js';
 import { cliOnSocket } from './helpers/cli.js';
 import { waitFor } from './helpers/daemon.js';
 import { fixturePath, repoPath } from './helpers/fixtures.js';
@@ -232,6 +233,30 @@ test('AMI user without read = security: status exits 5, the guard is blind and s
     assert.equal(sample(metrics, 'pbx_guardian_up{part="guard"}'), '0');
     assert.equal(sample(metrics, 'pbx_guardian_up{part="ami"}'), '1');
     assert.equal(sample(metrics, 'pbx_guardian_ami_security_verified{username="guardian"}'), '0');
+  } finally {
+    await r.close();
+  }
+});
+
+/** the enforcer can pause on purpose (flush through the daemon: fw-watchdog) */
+const CAN_PAUSE = typeof (Enforcer.prototype as unknown as { pause?: unknown }).pause === 'function';
+
+test('flush through the running daemon: status exits 5 and says enforcement is paused on purpose; resume → 0', { skip: !CAN_PAUSE && 'this enforcer cannot pause yet' }, async () => {
+  const r = await start('s3cret');
+  try {
+    const d = r.daemon;
+    await waitFor('AMI login', () => d.ami?.state === 'connected');
+    r.sim.broadcast(readFileSync(join(fixturePath('ami'), 'login-success.raw')));
+    await waitFor('every part healthy', () => d.health().healthy, 10_000);
+    // the admin route itself, not the CLI: the CLI's flush falls back to the host's firewall when no daemon answers
+    await callDaemon(r.socket, 'POST', '/firewall/flush');
+    const paused = await cliOnSocket(r.socket, 'status');
+    assert.equal(paused.status, 5, paused.stdout + paused.stderr);
+    assert.match(paused.stdout, /^Health: FAIL \(firewall: 1 problem\)/);
+    assert.match(paused.stdout, /FAIL {2}firewall .*\n {18}- enforcement is paused on purpose \(pbx-guardian flush at [^)]+\): no ban reaches the kernel.*"pbx-guardian resume"/);
+    await callDaemon(r.socket, 'POST', '/firewall/resume');
+    await waitFor('healthy again', () => d.health().healthy, 10_000);
+    assert.equal((await cliOnSocket(r.socket, 'status')).status, 0);
   } finally {
     await r.close();
   }
