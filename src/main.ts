@@ -14,6 +14,7 @@ import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolv
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { acquireStateLock, prepareStateDir, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
+import { judgeHealth, registerHealthMetrics, type HealthInputs, type HealthReport } from './health/index.js';
 import { VERSION } from './version.js';
 import { createRestApp, restTokenEntries, type RestServer, type RestToken } from './rest/index.js';
 import { AsteriskConsole, registerConsoleRoute } from './console/index.js';
@@ -50,6 +51,8 @@ export interface Daemon {
   /** every HTTP listener's app (null when off), for the route policy tests */
   listeners: Record<'agent' | 'rest' | 'admin' | 'metrics', FastifyInstance | null>;
   reload(): Promise<ReloadResult>;
+  /** one answer per part, judged now */
+  health(): HealthReport;
   stop(): Promise<void>;
 }
 
@@ -300,12 +303,27 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const asteriskConsole = new AsteriskConsole(amiPort, config.console, actionPolicy);
     const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
 
+    const en = enforcer;
+    const healthInputs = (): HealthInputs => ({
+      ami: ami?.health() ?? null,
+      guard: { rules: gd.rules.length, tracked: gd.trackedCount, maxTracked: config.guard.maxTracked, activeBans: (({ v4, v6 }) => v4 + v6)(gd.activeCounts()) },
+      firewall: { configured: config.firewall.backend, health: en.health() },
+      store: { onDisk: st.onDisk, path: st.path, stateDir: config.stateDir, openError: st.fallbackReason, lastWriteError: st.lastWriteError, lastWriteOkAt: st.lastWriteOkAt },
+      odoo: open.odoo?.health() ?? null,
+      webhooks: webhooks?.health() ?? null,
+    });
+    const health = (): HealthReport => judgeHealth(healthInputs(), Date.now());
+    registerHealthMetrics(metrics.registry, () => {
+      const inputs = healthInputs();
+      return { inputs, report: judgeHealth(inputs, Date.now()) };
+    });
+
     // Every listener binds now, before the kernel is touched; until the firewall is ready the
     // gate answers requests that could change something with 503.
     const gate = new StartingGate();
     await bindListeners(config, gate, {
       admin: opts.adminSocket === false ? null : () => {
-        const app = createAdminApp({ control: gd, status: () => gd.status(), reload, version: VERSION }, af);
+        const app = createAdminApp({ control: gd, status: () => gd.status(), reload, version: VERSION, health }, af);
         registerConsoleRoute(app, asteriskConsole);
         return app;
       },
@@ -351,7 +369,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     gate.open();
     ami?.start();
 
-    const en = enforcer;
     return {
       get config() {
         return config;
@@ -368,6 +385,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logger,
       listeners: { agent: odoo?.app ?? null, rest: rest?.app ?? null, admin: open.admin, metrics: open.metrics },
       reload,
+      health,
       async stop() {
         await shutdown();
         logger.info('stopped; kernel bans stay in place with their own timeouts');

@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { AllowListedError, InvalidTargetError, type BanControl, type GuardStatus } from '../guard/index.js';
 import { requestedBanDuration } from '../guard/index.js';
+import type { HealthReport } from '../health/index.js';
 import { installRouteAuth, LOCAL_SOCKET } from './auth.js';
 import type { AuthFailures } from './auth-failures.js';
 import { makeDirs } from '../store/dirs.js';
@@ -15,6 +16,8 @@ export interface AdminPort {
   /** re-read config and rules; bans stay */
   reload(): Promise<{ rules: number; applied?: string[]; restartNeeded?: string[] }>;
   version: string;
+  /** one answer per part (GET /health; pbx-guardian status prints it on top) */
+  health?(): HealthReport;
 }
 
 const banBody = {
@@ -46,6 +49,10 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
 
   app.get('/version', local, async () => ({ version: port.version }));
   app.get('/status', local, async () => port.status());
+  app.get('/health', local, async (_req, reply) => {
+    if (!port.health) return reply.code(404).send({ error: 'this daemon has no health report', code: 'NOT_FOUND' });
+    return port.health();
+  });
   app.get('/bans', local, async () => ({ bans: port.control.listBans() }));
 
   app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>('/bans', { ...local, schema: { body: banBody } }, async (req, reply) => {

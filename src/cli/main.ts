@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '../config/index.js';
 import { loadRulesDir, RuleError, type BanRecord, type GuardStatus } from '../guard/index.js';
+import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
 import { callDaemon, DaemonError, DaemonUnreachableError } from './client.js';
 import { formatCheckReport, runCheck } from './check.js';
@@ -11,7 +12,7 @@ import { ListenError } from '../api/listen.js';
 
 /** Exit codes a script (and systemd's RestartPreventExitStatus=) can rely on; documented in HELP,
  *  README and docs/startup.md. `run` refusing to start: usage (config), alreadyRunning, stateDir, listen. */
-export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, failed: 4, alreadyRunning: 10, stateDir: 11, listen: 12 } as const;
+export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, failed: 4, unhealthy: 5, alreadyRunning: 10, stateDir: 11, listen: 12 } as const;
 
 /** longest `demo --duration` */
 const DEMO_MAX_SEC = 86400;
@@ -24,7 +25,9 @@ Commands:
   run                         run the daemon (what systemd starts)
   demo [--duration D]         run the real pipeline against a simulated Asterisk under attack
                               (D: seconds or 30s, 5m, 1h; at most 24h; default until Ctrl-C)
-  status [--json]             failed / banned counters and the banned list
+  status [--json]             health of each part (OK / FAIL, with what to do), then the
+                              failed / banned counters and the banned list; exits 5 when
+                              an enabled part is unhealthy (--json: { health, ...counters })
   banned [--json]             the banned list
   ban <addr|cidr> [--for DURATION] [--reason TEXT]
                               ban by hand (DURATION like 10m, 1h, 7d; default permanent)
@@ -44,7 +47,8 @@ Options:
   -h, --help      this help
 
 Exit codes: 0 ok, 1 refused by the daemon (allow-listed, not banned, invalid address),
-2 usage or config error, 3 daemon not reachable, 4 other failure.
+2 usage or config error, 3 daemon not reachable, 4 other failure,
+5 (status) the daemon runs but an enabled part is unhealthy (see docs/health.md).
 run exits before touching the firewall with: 2 config error (a bad allow-list entry, an empty
 AMI secret ...), 10 another daemon holds the state directory (its pid is named), 11 the state
 directory cannot be made or written, 12 a listener cannot bind (admin socket, metrics, REST,
@@ -113,9 +117,10 @@ async function main(argv: string[]): Promise<number> {
       return runDemo({ durationSec: values.duration === undefined ? undefined : demoDuration(values.duration) });
     }
     case 'status': {
+      const health = await callDaemon<HealthReport>(socket(), 'GET', '/health');
       const s = await callDaemon<GuardStatus>(socket(), 'GET', '/status');
-      out(values.json ? JSON.stringify(s, null, 2) : printStatus(s));
-      return EXIT.ok;
+      out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}`);
+      return health.healthy ? EXIT.ok : EXIT.unhealthy;
     }
     case 'banned': {
       const { bans } = await callDaemon<{ bans: BanRecord[] }>(socket(), 'GET', '/bans');

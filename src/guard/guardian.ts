@@ -419,6 +419,11 @@ export class Guardian implements BanControl {
     return this.detector.ruleList;
   }
 
+  /** addresses with failures being counted (health) */
+  get trackedCount(): number {
+    return this.detector.trackedCount;
+  }
+
   get allowList(): string[] {
     return [...this.configuredAllow];
   }

@@ -19,12 +19,13 @@ import { FagiServer } from './fagi.js';
 import { Forwarder } from './forwarder.js';
 import { JobRunner, type AmiPort, type JobResultSink } from './jobs.js';
 import { createOdooMetrics } from './metrics.js';
-import { OdooRpc, type OdooCaller } from './rpc.js';
+import { OdooRpc, type OdooCaller, type RpcHealth } from './rpc.js';
+import { redactUrl } from '../config/redact.js';
 
 export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigInput, type OutboxPolicy } from './config.js';
 export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
 export { compileCondition, ConditionError, type CompiledCondition } from './condition.js';
-export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type OdooCaller } from './rpc.js';
+export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type OdooCaller, type RpcHealth } from './rpc.js';
 export { JobRunner, JOB_FUNCTIONS, registerJobFunction, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
 export { Forwarder, type EventHandler } from './forwarder.js';
 export { FagiServer } from './fagi.js';
@@ -50,7 +51,28 @@ export interface OdooBridgeDeps {
   beforeListen?: (server: HttpServer) => void;
 }
 
+/** What the bridge knows about its delivery to Odoo (health model). */
+export interface OdooHealthSnapshot {
+  /** odoo.url without credentials or query */
+  url: string;
+  db: string;
+  user: string;
+  /** null when the RPC client was injected (tests) */
+  rpc: RpcHealth | null;
+  /** undelivered calls in the durable outbox */
+  outboxDepth: number;
+  outboxMaxRows: number;
+  /** epoch ms the oldest undelivered call was queued; null when the outbox is empty */
+  oldestUndeliveredAt: number | null;
+  /** direct: delivering as events come; outbox: Odoo was slow or down, draining the outbox */
+  mode: string;
+  /** the HTTPS job endpoint: listening, off (odoo.listen.enabled false), or no-token (not started) */
+  jobEndpoint: 'listening' | 'off' | 'no-token';
+}
+
 export interface OdooBridge {
+  /** read-only snapshot for the health model */
+  health(): OdooHealthSnapshot;
   /** every AMI event (cheap: one Map lookup for events the map does not ask for) */
   handleAmiEvent(msg: AmiMessage): void;
   /** the guardian's own ban / unban decisions, forwarded as GuardianBan / GuardianUnban events */
@@ -174,7 +196,22 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
   fw.startRefresh();
 
   let closed = false;
+  const jobEndpoint: OdooHealthSnapshot['jobEndpoint'] = app !== null ? 'listening' : config.listen.enabled ? 'no-token' : 'off';
   return {
+    health: () => {
+      const ob = outbox!;
+      return {
+        url: redactUrl(config.url),
+        db: config.db,
+        user: config.user,
+        rpc: ownRpc?.health() ?? null,
+        outboxDepth: ob.count(),
+        outboxMaxRows: config.outboxMaxRows,
+        oldestUndeliveredAt: ob.oldestCreatedAt(),
+        mode: fw.stats().mode,
+        jobEndpoint,
+      };
+    },
     handleAmiEvent: (msg) => fw.handleAmiEvent(msg),
     handleBanNotice: (n) => fw.handleBanNotice(n),
     reloadEvents: () => fw.reloadEvents(),

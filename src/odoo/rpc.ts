@@ -38,6 +38,19 @@ export interface OdooCaller {
   executeKw(model: string, method: string, args: unknown[], kwargs?: Record<string, unknown>, opts?: CallOptions): Promise<unknown>;
 }
 
+/** What the client knows about its link to Odoo (health model). */
+export interface RpcHealth {
+  transport: 'jsonrpc' | 'json2';
+  /** jsonrpc: holding a uid; json2: the last call was accepted */
+  loggedIn: boolean;
+  /** Odoo refused our credentials (until a call is accepted again) */
+  authError: string | null;
+  /** epoch ms since calls fail (unreachable or refused); null while they succeed */
+  failingSince: number | null;
+  lastError: { message: string; at: number } | null;
+  lastOkAt: number | null;
+}
+
 export interface RpcStats {
   onCall?(outcome: 'ok' | 'unavailable' | 'auth' | 'server_error', seconds: number): void;
 }
@@ -65,6 +78,10 @@ export class OdooRpc implements OdooCaller {
   private readonly agent: http.Agent;
   private readonly base: URL;
   private closed = false;
+  private lastOkAt: number | null = null;
+  private failingSince: number | null = null;
+  private lastError: { message: string; at: number } | null = null;
+  private json2AuthError: string | null = null;
 
   constructor(
     private readonly cfg: Pick<OdooConfig, 'url' | 'db' | 'user' | 'password' | 'apiKey' | 'transport' | 'rpcConcurrency' | 'rpcTimeoutMs' | 'rpcRetries' | 'json2ParamNames' | 'responseMaxBytes'>,
@@ -75,6 +92,33 @@ export class OdooRpc implements OdooCaller {
     this.base = new URL(cfg.url.endsWith('/') ? cfg.url : cfg.url + '/');
     const opts = { keepAlive: true, maxSockets: cfg.rpcConcurrency, maxFreeSockets: Math.min(cfg.rpcConcurrency, 32), scheduling: 'lifo' as const };
     this.agent = this.base.protocol === 'https:' ? new https.Agent(opts) : new http.Agent(opts);
+  }
+
+  health(): RpcHealth {
+    const json2 = this.cfg.transport === 'json2';
+    return {
+      transport: json2 ? 'json2' : 'jsonrpc',
+      loggedIn: json2 ? this.lastOkAt !== null && this.json2AuthError === null : this.uid !== null && this.authError === null,
+      authError: json2 ? this.json2AuthError : (this.authError?.message ?? null),
+      failingSince: this.failingSince,
+      lastError: this.lastError,
+      lastOkAt: this.lastOkAt,
+    };
+  }
+
+  private noteOutcome(err: Error | null): void {
+    const now = Date.now();
+    if (err === null) {
+      this.lastOkAt = now;
+      this.failingSince = null;
+      this.json2AuthError = null;
+      return;
+    }
+    this.lastError = { message: err.message, at: now };
+    // Odoo ran the call and raised: the link works
+    if (err instanceof OdooServerError) return;
+    this.failingSince ??= now;
+    if (err instanceof OdooAuthError && this.cfg.transport === 'json2') this.json2AuthError = err.message;
   }
 
   close(): void {
@@ -131,18 +175,23 @@ export class OdooRpc implements OdooCaller {
       try {
         const r = await this.callOnce(model, method, args, kwargs, opts);
         this.stats.onCall?.('ok', (performance.now() - t0) / 1000);
+        this.noteOutcome(null);
         return r;
       } catch (e) {
         const secs = (performance.now() - t0) / 1000;
         if (e instanceof OdooUnavailableError) {
           this.stats.onCall?.('unavailable', secs);
-          if (attempt >= retries || this.closed) throw e;
+          if (attempt >= retries || this.closed) {
+            this.noteOutcome(e);
+            throw e;
+          }
           const delay = Math.min(5000, 200 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
           attempt++;
           await sleep(delay);
           continue;
         }
         this.stats.onCall?.(e instanceof OdooAuthError ? 'auth' : 'server_error', secs);
+        this.noteOutcome(e as Error);
         throw e;
       }
     }

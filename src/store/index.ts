@@ -64,6 +64,18 @@ export class Store {
   private offenders: Set<string> | null;
   /** Called when queued writes fail (read-only, disk full) with how many were lost; bans stay in the kernel. */
   onWriteError: (err: Error, lostWrites: number) => void = () => {};
+  /** the last queued write that failed (health: recent write errors) */
+  lastWriteError: { message: string; at: number; lost: number } | null = null;
+  /** epoch ms of the last queued write that succeeded */
+  lastWriteOkAt: number | null = null;
+
+  /** why the state file could not be opened, when this is the in-memory fallback (set by main.ts) */
+  fallbackReason: string | null = null;
+
+  /** false for ':memory:' (the fallback when the state file cannot be opened): nothing survives a restart */
+  get onDisk(): boolean {
+    return this.path !== ':memory:' && this.path !== '';
+  }
 
   constructor(readonly path: string) {
     this.db = new Database(path);
@@ -150,7 +162,9 @@ export class Store {
       const pending = this.writes.length;
       try {
         this.flush();
+        this.lastWriteOkAt = Date.now();
       } catch (err) {
+        this.lastWriteError = { message: (err as Error).message, at: Date.now(), lost: pending };
         this.onWriteError(err as Error, pending);
       }
     });

@@ -104,6 +104,22 @@ interface Sub {
   draining: boolean;
   failures: number;
   delivered: number;
+  /** epoch ms of the first failed POST of the current outage; null while delivering */
+  failingSince: number | null;
+  lastError: string | null;
+}
+
+/** One subscriber's delivery, for the health model. */
+export interface WebhookHealth {
+  name: string;
+  /** events waiting: outbox rows and not yet written ones */
+  depth: number;
+  maxRows: number;
+  /** epoch ms the oldest undelivered event was queued; null when none waits */
+  oldestUndeliveredAt: number | null;
+  failingSince: number | null;
+  lastError: string | null;
+  delivered: number;
 }
 
 const MAX_PENDING = 50_000;
@@ -153,7 +169,7 @@ export class WebhookDispatcher {
       const sub: Sub = {
         cfg, outbox, ttlMs: parseDuration(cfg.ttl)! * 1000, seq: outbox.maxSeq(), pending: [],
         match: Object.entries(cfg.match).map(([k, v]) => [k, new Set(Array.isArray(v) ? v : [v])]),
-        wake: null, draining: false, failures: 0, delivered: 0,
+        wake: null, draining: false, failures: 0, delivered: 0, failingSince: null, lastError: null,
       };
       for (const e of cfg.events) {
         if (e === '*') { this.all.push(sub); continue; }
@@ -266,6 +282,7 @@ export class WebhookDispatcher {
           if (out === 'retry') return; // closed while retrying: the row stays for the next start
           if (s.failures > 0) this.deps.logger.info({ subscriber: s.cfg.name }, `webhook ${s.cfg.name} answers again: delivering the queued events in order`);
           s.failures = 0;
+          s.failingSince = null;
           s.outbox.remove([row.seq]);
           if (out === 'ok') s.delivered++;
         }
@@ -314,6 +331,8 @@ export class WebhookDispatcher {
     } catch (e) {
       if (s.failures === 0) this.deps.logger.warn({ subscriber: s.cfg.name, url: redactUrl(s.cfg.url), err: (e as Error).message.split(s.cfg.url).join(redactUrl(s.cfg.url)) }, `webhook ${s.cfg.name} unreachable: events wait in its outbox and are retried in order`);
       this.metrics?.deliveries.inc({ subscriber: s.cfg.name, outcome: 'retry' });
+      s.failingSince ??= Date.now();
+      s.lastError = (e as Error).message.split(s.cfg.url).join(redactUrl(s.cfg.url)).slice(0, 300);
       return 'retry';
     }
     if (status >= 200 && status < 300) {
@@ -323,6 +342,8 @@ export class WebhookDispatcher {
     if (status === 408 || status === 429 || status >= 500) {
       if (s.failures === 0) this.deps.logger.warn({ subscriber: s.cfg.name, status }, `webhook ${s.cfg.name} answered ${status}: retrying with backoff`);
       this.metrics?.deliveries.inc({ subscriber: s.cfg.name, outcome: 'retry' });
+      s.failingSince ??= Date.now();
+      s.lastError = `answered HTTP ${status}`;
       return 'retry';
     }
     this.metrics?.deliveries.inc({ subscriber: s.cfg.name, outcome: 'rejected' });
@@ -360,6 +381,23 @@ export class WebhookDispatcher {
 
   stats(): Array<{ name: string; outbox: number; pending: number; delivered: number; failing: boolean }> {
     return this.subs.map((s) => ({ name: s.cfg.name, outbox: s.outbox.count(), pending: s.pending.length, delivered: s.delivered, failing: s.failures > 0 }));
+  }
+
+  /** Read-only snapshot per subscriber (health model). */
+  health(): WebhookHealth[] {
+    return this.subs.map((s) => {
+      const oldest = s.outbox.oldestCreatedAt();
+      const firstPending = s.pending[0]?.createdAt ?? null;
+      return {
+        name: s.cfg.name,
+        depth: s.outbox.count() + s.pending.length,
+        maxRows: s.cfg.maxRows,
+        oldestUndeliveredAt: oldest ?? firstPending,
+        failingSince: s.failingSince,
+        lastError: s.lastError,
+        delivered: s.delivered,
+      };
+    });
   }
 
   /** Resolves true when every subscriber's outbox is empty (tests). */

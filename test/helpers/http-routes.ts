@@ -31,6 +31,7 @@ export const SAMPLES: Sample[] = [
   { listener: 'rest', method: 'POST', route: '/v1/reload', path: '/v1/reload', body: { module: 'pbx_config' } },
   { listener: 'admin', method: 'GET', route: '/version', path: '/version' },
   { listener: 'admin', method: 'GET', route: '/status', path: '/status' },
+  { listener: 'admin', method: 'GET', route: '/health', path: '/health' },
   { listener: 'admin', method: 'GET', route: '/bans', path: '/bans' },
   { listener: 'admin', method: 'POST', route: '/bans', path: '/bans', body: { target: '203.0.113.80' } },
   { listener: 'admin', method: 'DELETE', route: '/bans/:target', path: '/bans/203.0.113.81' },
