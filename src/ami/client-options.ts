@@ -26,6 +26,11 @@ export interface AmiClientOptions {
   reconnectMaxMs?: number;
   /** actions are refused while this many bytes wait in the socket's write buffer (default 1 MiB) */
   maxWriteBufferBytes?: number;
+  /** after each login, wait this long for a security-class event (the session's own
+   *  SuccessfulAuth) before reporting the session blind, ms (default 5000) */
+  securityCheckTimeoutMs?: number;
+  /** while blind, re-check with a probe session this often, ms (default 10000; 0 disables) */
+  securityRecheckIntervalMs?: number;
   logger?: Logger;
 }
 
@@ -49,10 +54,15 @@ export function resolveClientOptions(opts: AmiClientOptions): ResolvedAmiClientO
     reconnectInitialMs: 500,
     reconnectMaxMs: 30000,
     maxWriteBufferBytes: 1048576,
+    securityCheckTimeoutMs: 5000,
+    securityRecheckIntervalMs: 10000,
     ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k !== 'logger')),
   } as ResolvedAmiClientOptions;
   if (!o.host || !Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) {
     throw new TypeError(`AMI client: host and a port in 1..65535 are required (got ${o.host}:${o.port})`);
+  }
+  if (!(o.securityCheckTimeoutMs > 0) || !(o.securityRecheckIntervalMs >= 0)) {
+    throw new TypeError('AMI client: securityCheckTimeoutMs must be > 0 and securityRecheckIntervalMs >= 0');
   }
   // reject header injection through the credentials at once, not at every login attempt
   for (const [k, v] of [['username', o.username], ['secret', o.secret], ['events', o.events]] as const) {

@@ -7,11 +7,13 @@ import { AmiActionError, AmiLoginError } from './errors.js';
 import { AmiFramer } from './framer.js';
 import { AmiFrame } from './message.js';
 import { PendingActions } from './pending.js';
+import { SecurityWatch } from './security-check.js';
 import type {
   AmiActionFields,
   AmiClientStats,
   AmiConnectionState,
   AmiFrameDrop,
+  AmiHealth,
   AmiLoginErrorKind,
   AmiMessage,
   AmiResponse,
@@ -70,6 +72,12 @@ export class AmiClient extends EventEmitter {
   private pingTimer: NodeJS.Timeout | undefined;
   private pingInFlight = false;
   private readonly pending: PendingActions;
+  private readonly watch: SecurityWatch;
+  private since = Date.now();
+  private lastLoginErr: AmiHealth['lastLoginError'] = null;
+  private loginAdvice: string | null = null;
+  /** the next teardown is a deliberate re-login: reconnect at once, no "connection lost" */
+  private reloginNow = false;
 
   constructor(opts: AmiClientOptions) {
     super();
@@ -81,6 +89,36 @@ export class AmiClient extends EventEmitter {
       maxFrameBytes: o.maxFrameBytes,
       onTimeout: () => this.stats.actionsTimedOut++,
     });
+    this.watch = new SecurityWatch({
+      host: o.host,
+      port: o.port,
+      username: o.username,
+      secret: o.secret,
+      events: o.events,
+      checkTimeoutMs: o.securityCheckTimeoutMs,
+      recheckIntervalMs: o.securityRecheckIntervalMs,
+      loginTimeoutMs: o.connectTimeoutMs + o.actionTimeoutMs,
+      log: this.log,
+      relogin: () => this.relogin(),
+    });
+  }
+
+  /** What this client knows about its session now (see AmiHealth); cheap, no I/O. */
+  health(): AmiHealth {
+    const w = this.watch;
+    return {
+      state: this.st,
+      host: this.o.host,
+      port: this.o.port,
+      username: this.o.username,
+      since: this.since,
+      lastLoginError: this.lastLoginErr && { ...this.lastLoginErr },
+      security: w.security,
+      classesSeen: w.classesSeen(),
+      lastEventAt: w.lastEventAt,
+      lastSecurityEventAt: w.lastSecurityEventAt,
+      advice: w.advice ?? (this.st === 'connected' ? null : this.loginAdvice),
+    };
   }
 
   get state(): AmiConnectionState {
@@ -166,6 +204,7 @@ export class AmiClient extends EventEmitter {
   private setState(s: AmiConnectionState): void {
     if (s === this.st) return;
     this.st = s;
+    this.since = Date.now();
     this.emit('state', s);
   }
 
@@ -266,12 +305,17 @@ export class AmiClient extends EventEmitter {
       sock.destroy();
     }
     const wasConnected = this.st === 'connected';
+    const relogin = this.reloginNow;
+    this.reloginNow = false;
+    this.watch.onLogout();
     this.pending.rejectAll(reason);
-    const delay = this.stopped ? undefined : this.nextDelay(loginError?.kind);
+    const delay = this.stopped ? undefined : relogin ? 0 : this.nextDelay(loginError?.kind);
     const retry = delay === undefined ? 'not retrying (client stopped)' : `retrying in ${(delay / 1000).toFixed(1)}s`;
     if (loginError) {
       this.stats.loginFailures++;
       const err = new AmiLoginError(loginError.kind, `${loginError.text}; ${retry}`, delay);
+      this.lastLoginErr = { kind: err.kind, message: err.message, at: Date.now() };
+      this.loginAdvice = loginError.text;
       // One line per kind of failure, then one a minute while it lasts (an outage is not a flood).
       const now = Date.now();
       if (loginError.kind !== this.lastLoggedKind || now - this.lastLoggedAt >= 60_000) {
@@ -280,7 +324,7 @@ export class AmiClient extends EventEmitter {
         this.lastLoggedAt = now;
       }
       this.emit('loginError', err);
-    } else if (wasConnected && !this.stopped) {
+    } else if (wasConnected && !this.stopped && !relogin) {
       this.log.warn({ host: this.o.host, port: this.o.port, reason, retryInMs: delay }, `AMI connection to ${this.where()} lost (${reason}); events are missed until it is back; ${retry}`);
     }
     this.setState('disconnected');
@@ -333,13 +377,25 @@ export class AmiClient extends EventEmitter {
     }
     this.failures = 0;
     this.lastLoggedKind = undefined;
+    this.lastLoginErr = null;
+    this.loginAdvice = null;
     this.setState('connected');
+    this.watch.onLogin();
     this.log.info({ host: this.o.host, port: this.o.port, greeting: this.greeting }, `AMI connected to ${this.where()} as "${this.o.username}"`);
     if (this.o.pingIntervalMs > 0) {
       this.pingTimer = setInterval(() => this.ping(sock), this.o.pingIntervalMs);
       this.pingTimer.unref();
     }
     this.emit('connected');
+  }
+
+  /** Log off and in again at once: Asterisk gives a session the user's read permissions at login. */
+  private relogin(): void {
+    const sock = this.socket;
+    if (!sock || this.st !== 'connected' || this.stopped) return;
+    sock.write(buildAction({ Action: 'Logoff' }, this.pending.nextId()));
+    this.reloginNow = true;
+    this.teardown(sock, 'logging in again to pick up changed AMI read permissions', undefined, true);
   }
 
   private ping(sock: net.Socket): void {
@@ -385,6 +441,7 @@ export class AmiClient extends EventEmitter {
 
   private onEvent(msg: AmiFrame): void {
     this.stats.eventsReceived++;
+    this.watch.onEvent(msg.get('Privilege'));
     if (this.pending.takeListEvent(msg)) return;
     this.emit('event', msg);
   }

@@ -1,0 +1,226 @@
+import type { Logger } from 'pino';
+import { probeSecurity, type ProbeOptions, type ProbeResult } from './probe.js';
+import type { AmiSecurityCheck } from './types.js';
+
+/** manager.h: EVENT_FLAG_SECURITY, for a numeric login Events mask */
+const EVENT_FLAG_SECURITY = 1 << 18;
+/** classes kept for classesSeen (Asterisk has 19; a peer cannot grow the set beyond this) */
+const MAX_CLASSES = 32;
+const CLASS_RE = /^[a-z]{1,24}$/;
+/** a probe that AMI refuses (secret changed, Asterisk down) backs off up to this */
+const PROBE_BACKOFF_MAX_MS = 300_000;
+/** "the guard is blind" is logged once, then at most once an hour while it lasts */
+const MISSING_LOG_REPEAT_MS = 3_600_000;
+
+/**
+ * Whether a login `Events:` mask lets the security class through, read as manager.c
+ * strings_to_mask() does: empty = the user's read permissions; digits = a bit mask; ast_false
+ * words = nothing; ast_true words = everything; else a comma list (`all` = everything).
+ */
+export function maskReadsSecurity(events: string): boolean {
+  const t = events.trim().toLowerCase();
+  if (t === '') return true;
+  if (/^\d+$/.test(t)) return (Number(t) & EVENT_FLAG_SECURITY) !== 0;
+  if (['no', 'false', 'n', 'f', 'off'].includes(t)) return false;
+  if (['yes', 'true', 'y', 't', 'on'].includes(t)) return true;
+  return t.split(',').some((c) => c.trim() === 'security' || c.trim() === 'all');
+}
+
+export interface SecurityWatchOptions {
+  host: string;
+  port: number;
+  username: string;
+  secret: string;
+  /** the login Events mask the main session uses */
+  events: string;
+  /** after a login, how long to wait for a security-class event before calling it missing, ms */
+  checkTimeoutMs: number;
+  /** while missing, how often a probe session re-checks, ms (0: never) */
+  recheckIntervalMs: number;
+  /** bound on the probe's connect + greeting + login answer, ms */
+  loginTimeoutMs: number;
+  log: Logger;
+  /** log the main session off and in again (a probe showed the user may now read security) */
+  relogin: () => void;
+  /** the probe (tests may swap it) */
+  probe?: (o: ProbeOptions) => Promise<ProbeResult>;
+}
+
+/**
+ * Verifies after every login that the main session receives the security class, and while it
+ * does not, re-checks with a probe session. Asterisk copies the user's read permissions into the
+ * session at login (manager.c authenticate(): `s->session->readperm = user->readperm`, "so that in
+ * the event of a reload and a configuration change, the session parameters are not changed"), and
+ * the Events action can only narrow to them (set_eventmask(): `readperm & maskint`): a `manager
+ * reload` that grants security reaches only new sessions, so the main session logs in again.
+ */
+export class SecurityWatch {
+  security: AmiSecurityCheck = 'unknown';
+  advice: string | null = null;
+  lastEventAt: number | null = null;
+  lastSecurityEventAt: number | null = null;
+  /** probe sessions started so far */
+  probes = 0;
+
+  private readonly o: SecurityWatchOptions;
+  private readonly classes = new Set<string>();
+  private lastPrivilege: string | undefined;
+  private lastPrivilegeSecurity = false;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private recheckTimer: NodeJS.Timeout | undefined;
+  private generation = 0;
+  private probing = false;
+  private probeFailures = 0;
+  /** the user has allowmultiplelogin = no: re-check by logging the main session in again */
+  private probeInUse = false;
+  private lastMissingLogAt = -Infinity;
+
+  constructor(o: SecurityWatchOptions) {
+    this.o = o;
+  }
+
+  classesSeen(): string[] {
+    return [...this.classes].sort();
+  }
+
+  /** the main session logged in */
+  onLogin(): void {
+    this.reset();
+    this.classes.clear();
+    this.lastPrivilege = undefined;
+    if (!maskReadsSecurity(this.o.events)) {
+      this.markMissing('mask');
+      return;
+    }
+    this.security = 'checking';
+    this.checkTimer = setTimeout(() => {
+      if (this.security === 'checking') this.markMissing('read');
+    }, this.o.checkTimeoutMs);
+    this.checkTimer.unref();
+  }
+
+  /** the main session is gone (or the client stopped) */
+  onLogout(): void {
+    this.reset();
+    this.security = 'unknown';
+    this.advice = null;
+  }
+
+  /** an event on the main session, with its Privilege header */
+  onEvent(privilege: string | undefined, now = Date.now()): void {
+    this.lastEventAt = now;
+    if (privilege === undefined) return;
+    let security = this.lastPrivilegeSecurity;
+    if (privilege !== this.lastPrivilege) {
+      security = false;
+      for (const raw of privilege.split(',')) {
+        const c = raw.trim().toLowerCase();
+        if (c === 'all' || !CLASS_RE.test(c)) continue;
+        if (c === 'security') security = true;
+        if (this.classes.size < MAX_CLASSES) this.classes.add(c);
+      }
+      this.lastPrivilege = privilege;
+      this.lastPrivilegeSecurity = security;
+    }
+    if (!security) return;
+    this.lastSecurityEventAt = now;
+    if (this.security !== 'checking' && this.security !== 'missing') return;
+    const was = this.security;
+    this.reset();
+    this.security = 'verified';
+    this.advice = null;
+    if (was === 'missing') {
+      this.lastMissingLogAt = -Infinity;
+      this.o.log.info({ host: this.o.host, port: this.o.port, username: this.o.username }, `AMI user "${this.o.username}" at ${this.where()} now receives security events: the guard sees attacks again`);
+    }
+  }
+
+  private where(): string {
+    return `${this.o.host}:${this.o.port}`;
+  }
+
+  private reset(): void {
+    this.generation++;
+    clearTimeout(this.checkTimer);
+    clearTimeout(this.recheckTimer);
+    this.checkTimer = undefined;
+    this.recheckTimer = undefined;
+  }
+
+  private markMissing(why: 'mask' | 'read'): void {
+    this.security = 'missing';
+    const u = this.o.username;
+    let detail: string;
+    if (why === 'mask') {
+      this.advice =
+        `the login Events mask is "${this.o.events}" (ami.events in the pbx-guardian config), which excludes the security class: ` +
+        'set ami.events to auto, on, or a list that includes security, and restart pbx-guardian';
+      detail = `AMI session at ${this.where()} as "${u}" receives no security events: ${this.advice}`;
+    } else {
+      const every = this.o.recheckIntervalMs > 0 ? `; pbx-guardian re-checks every ${Math.round(this.o.recheckIntervalMs / 1000)}s and picks the change up without a restart` : '';
+      this.advice =
+        `in manager.conf, section [${u}], add security to read, keeping what it has (e.g. read = system,call,security), ` +
+        `then run: asterisk -rx "manager reload"${every}`;
+      detail =
+        `AMI user "${u}" at ${this.where()} does not receive security events: no security event (not even this session's own ` +
+        `SuccessfulAuth) arrived within ${this.o.checkTimeoutMs} ms of the login, so the user lacks read permission for the security class. ` +
+        `Fix: ${this.advice}`;
+    }
+    const now = Date.now();
+    if (now - this.lastMissingLogAt >= MISSING_LOG_REPEAT_MS) {
+      this.lastMissingLogAt = now;
+      this.o.log.error({ host: this.o.host, port: this.o.port, username: u, security: 'missing', cause: why }, `${detail}. The guard is blind until then: failed logins, REGISTER and INVITE attacks are neither seen nor banned`);
+    }
+    if (why === 'read') this.scheduleRecheck();
+  }
+
+  private scheduleRecheck(): void {
+    if (this.o.recheckIntervalMs <= 0) return;
+    const delay = Math.min(PROBE_BACKOFF_MAX_MS, this.o.recheckIntervalMs * 2 ** Math.min(this.probeFailures, 10));
+    const gen = this.generation;
+    clearTimeout(this.recheckTimer);
+    this.recheckTimer = setTimeout(() => this.recheck(gen), delay);
+    this.recheckTimer.unref();
+  }
+
+  private recheck(gen: number): void {
+    if (gen !== this.generation || this.security !== 'missing' || this.probing) return;
+    if (this.probeInUse) {
+      this.o.relogin();
+      return;
+    }
+    this.probing = true;
+    this.probes++;
+    const probe = this.o.probe ?? probeSecurity;
+    const opts: ProbeOptions = { host: this.o.host, port: this.o.port, username: this.o.username, secret: this.o.secret, loginTimeoutMs: this.o.loginTimeoutMs, securityTimeoutMs: this.o.checkTimeoutMs };
+    probe(opts).then(
+      (r) => this.onProbe(gen, r),
+      (err: Error) => this.onProbe(gen, { kind: 'unreachable', message: err.message }),
+    );
+  }
+
+  private onProbe(gen: number, r: ProbeResult): void {
+    this.probing = false;
+    if (gen !== this.generation || this.security !== 'missing') return;
+    const u = this.o.username;
+    switch (r.kind) {
+      case 'verified':
+        this.probeFailures = 0;
+        this.o.log.info({ host: this.o.host, port: this.o.port, username: u }, `AMI user "${u}" may now read security events (a probe session received its own SuccessfulAuth): logging the main session in again`);
+        this.o.relogin();
+        return;
+      case 'in-use':
+        this.probeInUse = true;
+        this.o.log.warn({ host: this.o.host, port: this.o.port, username: u }, `AMI user "${u}" has allowmultiplelogin = no, so a probe session cannot log in beside the main one: the main session logs in again every re-check instead (call events are missed for a moment each time)`);
+        this.o.relogin();
+        return;
+      case 'missing':
+        this.probeFailures = 0;
+        break;
+      default:
+        this.probeFailures++;
+        this.o.log.debug({ host: this.o.host, port: this.o.port, kind: r.kind, message: r.message }, 'AMI security probe failed; backing off');
+    }
+    this.scheduleRecheck();
+  }
+}
