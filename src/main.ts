@@ -209,7 +209,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   let ami: AmiClient | null = null;
   if (config.ami.enabled) {
-    ami = new AmiClient({ ...config.ami, events: loginEventMask(config), logger });
+    ami = new AmiClient({
+      ...config.ami,
+      events: loginEventMask(config),
+      securityCheckTimeoutMs: seconds(config.ami.securityCheckTimeout) * 1000,
+      securityRecheckIntervalMs: seconds(config.ami.securityRecheckInterval) * 1000,
+      logger,
+    });
     const a = ami;
     a.on('event', (msg: AmiMessage) => {
       g.handleEvent(msg);

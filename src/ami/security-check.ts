@@ -74,6 +74,8 @@ export class SecurityWatch {
   /** the user has allowmultiplelogin = no: re-check by logging the main session in again */
   private probeInUse = false;
   private lastMissingLogAt = -Infinity;
+  /** was reported blind, and has not been verified since (across re-logins) */
+  private blind = false;
 
   constructor(o: SecurityWatchOptions) {
     this.o = o;
@@ -125,11 +127,11 @@ export class SecurityWatch {
     if (!security) return;
     this.lastSecurityEventAt = now;
     if (this.security !== 'checking' && this.security !== 'missing') return;
-    const was = this.security;
     this.reset();
     this.security = 'verified';
     this.advice = null;
-    if (was === 'missing') {
+    if (this.blind) {
+      this.blind = false;
       this.lastMissingLogAt = -Infinity;
       this.o.log.info({ host: this.o.host, port: this.o.port, username: this.o.username }, `AMI user "${this.o.username}" at ${this.where()} now receives security events: the guard sees attacks again`);
     }
@@ -149,6 +151,7 @@ export class SecurityWatch {
 
   private markMissing(why: 'mask' | 'read'): void {
     this.security = 'missing';
+    this.blind = true;
     const u = this.o.username;
     let detail: string;
     if (why === 'mask') {
