@@ -7,7 +7,7 @@ import { AmiActionError, AmiLoginError } from './errors.js';
 import { AmiFramer } from './framer.js';
 import { AmiFrame } from './message.js';
 import { PendingActions } from './pending.js';
-import { SecurityWatch } from './security-check.js';
+import { SecurityWatch, watchOptions } from './security-check.js';
 import type {
   AmiActionFields,
   AmiClientStats,
@@ -73,9 +73,6 @@ export class AmiClient extends EventEmitter {
   private pingInFlight = false;
   private readonly pending: PendingActions;
   private readonly watch: SecurityWatch;
-  private since = Date.now();
-  private lastLoginErr: AmiHealth['lastLoginError'] = null;
-  private loginAdvice: string | null = null;
   /** the next teardown is a deliberate re-login: reconnect at once, no "connection lost" */
   private reloginNow = false;
 
@@ -89,36 +86,12 @@ export class AmiClient extends EventEmitter {
       maxFrameBytes: o.maxFrameBytes,
       onTimeout: () => this.stats.actionsTimedOut++,
     });
-    this.watch = new SecurityWatch({
-      host: o.host,
-      port: o.port,
-      username: o.username,
-      secret: o.secret,
-      events: o.events,
-      checkTimeoutMs: o.securityCheckTimeoutMs,
-      recheckIntervalMs: o.securityRecheckIntervalMs,
-      loginTimeoutMs: o.connectTimeoutMs + o.actionTimeoutMs,
-      log: this.log,
-      relogin: () => this.relogin(),
-    });
+    this.watch = new SecurityWatch(watchOptions(o, this.log, () => this.relogin()));
   }
 
   /** What this client knows about its session now (see AmiHealth); cheap, no I/O. */
   health(): AmiHealth {
-    const w = this.watch;
-    return {
-      state: this.st,
-      host: this.o.host,
-      port: this.o.port,
-      username: this.o.username,
-      since: this.since,
-      lastLoginError: this.lastLoginErr && { ...this.lastLoginErr },
-      security: w.security,
-      classesSeen: w.classesSeen(),
-      lastEventAt: w.lastEventAt,
-      lastSecurityEventAt: w.lastSecurityEventAt,
-      advice: w.advice ?? (this.st === 'connected' ? null : this.loginAdvice),
-    };
+    return this.watch.health(this.st);
   }
 
   get state(): AmiConnectionState {
@@ -204,7 +177,7 @@ export class AmiClient extends EventEmitter {
   private setState(s: AmiConnectionState): void {
     if (s === this.st) return;
     this.st = s;
-    this.since = Date.now();
+    this.watch.onStateChange();
     this.emit('state', s);
   }
 
@@ -314,8 +287,7 @@ export class AmiClient extends EventEmitter {
     if (loginError) {
       this.stats.loginFailures++;
       const err = new AmiLoginError(loginError.kind, `${loginError.text}; ${retry}`, delay);
-      this.lastLoginErr = { kind: err.kind, message: err.message, at: Date.now() };
-      this.loginAdvice = loginError.text;
+      this.watch.onLoginFailed(err.kind, err.message, loginError.text);
       // One line per kind of failure, then one a minute while it lasts (an outage is not a flood).
       const now = Date.now();
       if (loginError.kind !== this.lastLoggedKind || now - this.lastLoggedAt >= 60_000) {
@@ -377,8 +349,6 @@ export class AmiClient extends EventEmitter {
     }
     this.failures = 0;
     this.lastLoggedKind = undefined;
-    this.lastLoginErr = null;
-    this.loginAdvice = null;
     this.setState('connected');
     this.watch.onLogin();
     this.log.info({ host: this.o.host, port: this.o.port, greeting: this.greeting }, `AMI connected to ${this.where()} as "${this.o.username}"`);

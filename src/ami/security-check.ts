@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { probeSecurity, type ProbeOptions, type ProbeResult } from './probe.js';
-import type { AmiSecurityCheck } from './types.js';
+import type { ResolvedAmiClientOptions } from './client-options.js';
+import type { AmiConnectionState, AmiHealth, AmiLoginErrorKind, AmiSecurityCheck } from './types.js';
 
 /** manager.h: EVENT_FLAG_SECURITY, for a numeric login Events mask */
 const EVENT_FLAG_SECURITY = 1 << 18;
@@ -24,6 +25,22 @@ export function maskReadsSecurity(events: string): boolean {
   if (['no', 'false', 'n', 'f', 'off'].includes(t)) return false;
   if (['yes', 'true', 'y', 't', 'on'].includes(t)) return true;
   return t.split(',').some((c) => c.trim() === 'security' || c.trim() === 'all');
+}
+
+/** The watch's options from the client's own. */
+export function watchOptions(o: ResolvedAmiClientOptions, log: Logger, relogin: () => void): SecurityWatchOptions {
+  return {
+    host: o.host,
+    port: o.port,
+    username: o.username,
+    secret: o.secret,
+    events: o.events,
+    checkTimeoutMs: o.securityCheckTimeoutMs,
+    recheckIntervalMs: o.securityRecheckIntervalMs,
+    loginTimeoutMs: o.connectTimeoutMs + o.actionTimeoutMs,
+    log,
+    relogin,
+  };
 }
 
 export interface SecurityWatchOptions {
@@ -61,6 +78,11 @@ export class SecurityWatch {
   lastSecurityEventAt: number | null = null;
   /** probe sessions started so far */
   probes = 0;
+  /** epoch ms the client's connection state last changed */
+  since = Date.now();
+  lastLoginError: AmiHealth['lastLoginError'] = null;
+  /** the last login error's text without the retry note: what to check */
+  private loginAdvice: string | null = null;
 
   private readonly o: SecurityWatchOptions;
   private readonly classes = new Set<string>();
@@ -85,8 +107,37 @@ export class SecurityWatch {
     return [...this.classes].sort();
   }
 
+  /** The snapshot AmiClient.health() returns. */
+  health(state: AmiConnectionState): AmiHealth {
+    return {
+      state,
+      host: this.o.host,
+      port: this.o.port,
+      username: this.o.username,
+      since: this.since,
+      lastLoginError: this.lastLoginError && { ...this.lastLoginError },
+      security: this.security,
+      classesSeen: this.classesSeen(),
+      lastEventAt: this.lastEventAt,
+      lastSecurityEventAt: this.lastSecurityEventAt,
+      advice: this.advice ?? (state === 'connected' ? null : this.loginAdvice),
+    };
+  }
+
+  onStateChange(): void {
+    this.since = Date.now();
+  }
+
+  /** a login of the main session failed: `message` as logged, `advice` what to check */
+  onLoginFailed(kind: AmiLoginErrorKind, message: string, advice: string): void {
+    this.lastLoginError = { kind, message, at: Date.now() };
+    this.loginAdvice = advice;
+  }
+
   /** the main session logged in */
   onLogin(): void {
+    this.lastLoginError = null;
+    this.loginAdvice = null;
     this.reset();
     this.classes.clear();
     this.lastPrivilege = undefined;
