@@ -8,7 +8,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { AmiClient, type AmiClientOptions, type AmiMessage } from '../src/ami/index.js';
+import { AmiClient, AmiFrame, type AmiClientOptions, type AmiMessage } from '../src/ami/index.js';
+import { SecurityWatch } from '../src/ami/security-check.js';
 import { AmiSimulator, type SimulatedUser } from '../src/demo/ami-simulator.js';
 import { LogCapture, startTestDaemon, waitFor } from './helpers/daemon.js';
 import { fixturePath, readFixture } from './helpers/fixtures.js';
@@ -66,6 +67,7 @@ test('a user without read=security: security missing, advice names the user and 
   assert.match(h.advice ?? '', /read = system,call,security/);
   assert.match(h.advice ?? '', /manager reload/);
   assert.equal(h.lastSecurityEventAt, null);
+  await waitFor('the error line', () => log.errors().length > 0);
   const errors = log.errors().map((l) => String(l.msg));
   assert.equal(errors.length, 1, 'one error line');
   assert.match(errors[0]!, /^AMI user "guardian" at 127\.0\.0\.1:\d+ does not receive security events/);
@@ -100,6 +102,45 @@ test('manager reload granting security: verified without restarting the client, 
   const before = events.length;
   sim.broadcast(attack());
   await waitFor('the attack delivered', () => events.slice(before).filter((e) => e.get('Event') === 'ChallengeResponseFailed').length === 5);
+});
+
+test('write = command: `manager show user` gives the read perm, and the advice keeps it', async (t) => {
+  const { c, log } = await setup(t, { guardian: { secret: SECRET, read: 'system,call,cdr', write: 'call,command' } }, { securityRecheckIntervalMs: 0 });
+  c.start();
+  await waitFor('the error line', () => log.errors().length > 0);
+  assert.match(c.health().advice ?? '', /section \[guardian\], add security to read, keeping what it has \(read = system,call,cdr,security\)/);
+  assert.match(String(log.errors()[0]!.msg), /the user's read perm is "system,call,cdr": it lacks the security class/);
+  assert.equal(log.errors().length, 1);
+});
+
+test('no write = command: no Command is tried (ListCommands says so), the advice stays general', async (t) => {
+  const { sim, c, log } = await setup(t, { guardian: { secret: SECRET, read: 'system', write: 'call' } }, { securityRecheckIntervalMs: 0 });
+  c.start();
+  await waitFor('the error line', () => log.errors().length > 0);
+  assert.match(c.health().advice ?? '', /\(e\.g\. read = system,call,security\)/);
+  assert.ok(sim.requests.some((r) => r.action === 'ListCommands'));
+  assert.ok(!sim.requests.some((r) => r.action === 'Command'), 'a refused Command would be a RequestNotAllowed security event');
+});
+
+test('SecurityWatch: a read perm that has security means an eventfilter drops the events', async () => {
+  const log = new LogCapture();
+  const w = new SecurityWatch({
+    host: 'pbx', port: 5038, username: 'guardian', secret: 'x', events: 'on', checkTimeoutMs: 50, recheckIntervalMs: 0, loginTimeoutMs: 100,
+    log: log.logger, relogin: () => {},
+    action: async (f) =>
+      f.Action === 'ListCommands'
+        ? { response: new AmiFrame('Response: Success\r\nCommand: Execute Asterisk CLI Command. (Priv: command,all)'), events: [] }
+        : { response: new AmiFrame('Response: Success'), events: [], output: ['', '         read perm: system,call,security', '        write perm: command'] },
+  });
+  w.onLogin();
+  await waitFor('the error line', () => log.errors().length > 0);
+  assert.equal(w.security, 'missing');
+  assert.match(w.advice ?? '', /let SuccessfulAuth and the other security events through its eventfilter lines/);
+  w.onEvent('security,all');
+  assert.equal(w.security, 'verified');
+  assert.equal(w.advice, null);
+  assert.ok(log.messages().some((m) => /now receives security events/.test(m)));
+  w.onLogout();
 });
 
 test('a user with read=security: verified by its own SuccessfulAuth, no probe', async (t) => {
@@ -172,7 +213,7 @@ test('daemon: a blind AMI user bans nothing; after manager reload the same attac
   t.after(() => td.close());
   const ami = td.daemon.ami!;
   await waitFor('security missing', () => ami.health().security === 'missing', 5000);
-  assert.ok(td.log.errors().some((l) => /AMI user "guardian" .*does not receive security events/.test(String(l.msg))));
+  await waitFor('the error line', () => td.log.errors().some((l) => /AMI user "guardian" .*does not receive security events/.test(String(l.msg))));
   td.sim!.broadcast(attack());
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(td.daemon.guardian.status().totalFailed, 0, 'the guard saw no failure');

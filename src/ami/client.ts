@@ -86,7 +86,7 @@ export class AmiClient extends EventEmitter {
       maxFrameBytes: o.maxFrameBytes,
       onTimeout: () => this.stats.actionsTimedOut++,
     });
-    this.watch = new SecurityWatch(watchOptions(o, this.log, () => this.relogin()));
+    this.watch = new SecurityWatch(watchOptions(o, this.log, () => this.relogin(), (f, opt) => this.action(f, opt)));
   }
 
   /** What this client knows about its session now (see AmiHealth); cheap, no I/O. */

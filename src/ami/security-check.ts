@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { probeSecurity, type ProbeOptions, type ProbeResult } from './probe.js';
 import type { ResolvedAmiClientOptions } from './client-options.js';
-import type { AmiConnectionState, AmiHealth, AmiLoginErrorKind, AmiSecurityCheck } from './types.js';
+import type { AmiActionFields, AmiConnectionState, AmiHealth, AmiLoginErrorKind, AmiResponse, AmiSecurityCheck } from './types.js';
 
 /** manager.h: EVENT_FLAG_SECURITY, for a numeric login Events mask */
 const EVENT_FLAG_SECURITY = 1 << 18;
@@ -28,7 +28,12 @@ export function maskReadsSecurity(events: string): boolean {
 }
 
 /** The watch's options from the client's own. */
-export function watchOptions(o: ResolvedAmiClientOptions, log: Logger, relogin: () => void): SecurityWatchOptions {
+export function watchOptions(
+  o: ResolvedAmiClientOptions,
+  log: Logger,
+  relogin: () => void,
+  action: SecurityWatchOptions['action'],
+): SecurityWatchOptions {
   return {
     host: o.host,
     port: o.port,
@@ -40,7 +45,20 @@ export function watchOptions(o: ResolvedAmiClientOptions, log: Logger, relogin: 
     loginTimeoutMs: o.connectTimeoutMs + o.actionTimeoutMs,
     log,
     relogin,
+    action,
   };
+}
+
+/** a manager.conf section name we pass to `manager show user` (it is our config, but checked) */
+const USER_NAME_RE = /^[A-Za-z0-9._@-]{1,80}$/;
+
+/** The `read perm:` line of `manager show user <name>` (manager.c handle_showmanager). */
+export function readPermOf(output: readonly string[] | undefined): string | null {
+  for (const line of output ?? []) {
+    const m = /^\s*read perm:\s*(.*?)\s*$/.exec(line);
+    if (m) return m[1]!.slice(0, 200);
+  }
+  return null;
 }
 
 export interface SecurityWatchOptions {
@@ -59,6 +77,8 @@ export interface SecurityWatchOptions {
   log: Logger;
   /** log the main session off and in again (a probe showed the user may now read security) */
   relogin: () => void;
+  /** the main session's actions: `manager show user` (needs write = command) sharpens the advice */
+  action?: (fields: AmiActionFields, opts: { timeoutMs: number }) => Promise<AmiResponse>;
   /** the probe (tests may swap it) */
   probe?: (o: ProbeOptions) => Promise<ProbeResult>;
 }
@@ -210,22 +230,59 @@ export class SecurityWatch {
         `the login Events mask is "${this.o.events}" (ami.events in the pbx-guardian config), which excludes the security class: ` +
         'set ami.events to auto, on, or a list that includes security, and restart pbx-guardian';
       detail = `AMI session at ${this.where()} as "${u}" receives no security events: ${this.advice}`;
-    } else {
-      const every = this.o.recheckIntervalMs > 0 ? `; pbx-guardian re-checks every ${Math.round(this.o.recheckIntervalMs / 1000)}s and picks the change up without a restart` : '';
-      this.advice =
-        `in manager.conf, section [${u}], add security to read, keeping what it has (e.g. read = system,call,security), ` +
-        `then run: asterisk -rx "manager reload"${every}`;
-      detail =
-        `AMI user "${u}" at ${this.where()} does not receive security events: no security event (not even this session's own ` +
-        `SuccessfulAuth) arrived within ${this.o.checkTimeoutMs} ms of the login, so the user lacks read permission for the security class. ` +
-        `Fix: ${this.advice}`;
+      this.logMissing(why, detail);
+      return;
     }
+    this.advice = this.readAdvice(null);
+    this.scheduleRecheck();
+    const gen = this.generation;
+    this.readPerm().then((perm) => {
+      if (gen !== this.generation || this.security !== 'missing') return;
+      this.advice = this.readAdvice(perm);
+      const cause = perm !== null && /(^|,)\s*(security|all)\s*(,|$)/.test(perm)
+        ? `the user's read perm is "${perm}", which has security, so an eventfilter in [${u}] must drop SuccessfulAuth and other security events`
+        : perm !== null
+          ? `the user's read perm is "${perm}": it lacks the security class`
+          : 'so the user lacks read permission for the security class';
+      this.logMissing(why, `AMI user "${u}" at ${this.where()} does not receive security events: no security event (not even this session's own SuccessfulAuth) arrived within ${this.o.checkTimeoutMs} ms of the login; ${cause}. Fix: ${this.advice}`);
+    });
+  }
+
+  /** `manager show user <name>`'s read perm, or null (no write = command, timeout, other name).
+   *  ListCommands first (it lists only what the session may run): a refused Command would be a
+   *  RequestNotAllowed security event that other AMI consumers see. */
+  private async readPerm(): Promise<string | null> {
+    const action = this.o.action;
+    if (!action || !USER_NAME_RE.test(this.o.username)) return null;
+    const timeoutMs = Math.min(5000, this.o.checkTimeoutMs * 2);
+    try {
+      const list = await action({ Action: 'ListCommands' }, { timeoutMs });
+      if (list.response.get('Command') === undefined) return null;
+      const r = await action({ Action: 'Command', Command: `manager show user ${this.o.username}` }, { timeoutMs });
+      return readPermOf(r.output);
+    } catch {
+      return null;
+    }
+  }
+
+  private readAdvice(perm: string | null): string {
+    const u = this.o.username;
+    const every = this.o.recheckIntervalMs > 0 ? `; pbx-guardian re-checks every ${Math.round(this.o.recheckIntervalMs / 1000)}s and picks the change up without a restart` : '';
+    const reload = `then run: asterisk -rx "manager reload"${every}`;
+    if (perm !== null && /(^|,)\s*(security|all)\s*(,|$)/.test(perm)) {
+      return `in manager.conf, section [${u}], let SuccessfulAuth and the other security events through its eventfilter lines (or remove them), ${reload}`;
+    }
+    const keep = perm !== null && perm !== '' && !/^\(?none\)?$/i.test(perm) ? `read = ${perm},security` : 'e.g. read = system,call,security';
+    return `in manager.conf, section [${u}], add security to read, keeping what it has (${keep}), ${reload}`;
+  }
+
+  private logMissing(why: 'mask' | 'read', detail: string): void {
+    const u = this.o.username;
     const now = Date.now();
     if (now - this.lastMissingLogAt >= MISSING_LOG_REPEAT_MS) {
       this.lastMissingLogAt = now;
       this.o.log.error({ host: this.o.host, port: this.o.port, username: u, security: 'missing', cause: why }, `${detail}. The guard is blind until then: failed logins, REGISTER and INVITE attacks are neither seen nor banned`);
     }
-    if (why === 'read') this.scheduleRecheck();
   }
 
   private scheduleRecheck(): void {

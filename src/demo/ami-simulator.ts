@@ -6,6 +6,7 @@ import {
   maskHas,
   parseEventMask,
   parseReadPerms,
+  showUserOutput,
   successfulAuthFrame,
   type EventMask,
   type SimulatedUser,
@@ -60,6 +61,8 @@ interface Session {
   user: string;
   /** send_events: the login's Events mask ∩ the user's read permissions at login */
   events: EventMask;
+  /** writeperm copied at login (undefined: not configured, every action allowed) */
+  write?: EventMask;
 }
 
 /** The frames of `text` a session with this mask receives: Asterisk sends an event only when
@@ -273,6 +276,23 @@ export class AmiSimulator {
       s.sock.end();
       return;
     }
+    const mayCommand = s.write === undefined || maskHas(s.write, 'command');
+    if (action === 'listcommands') {
+      const list = ['Ping: Keepalive command. (Priv: <none>)', 'Logoff: Logoff Manager. (Priv: <none>)', 'ListCommands: List available manager commands. (Priv: <none>)'];
+      if (mayCommand) list.push('Command: Execute Asterisk CLI Command. (Priv: command,all)');
+      this.write(s, crlf(['Response: Success', ...idLine, ...list]));
+      return;
+    }
+    if (action === 'command' && !mayCommand) {
+      this.write(s, crlf(['Response: Error', ...idLine, 'Message: Permission denied']));
+      return;
+    }
+    const show = action === 'command' ? /^manager show user (\S+)$/.exec(get('command') ?? '') : null;
+    if (show) {
+      const out = showUserOutput(show[1]!, this.users.get(show[1]!));
+      this.write(s, crlf(['Response: Success', ...idLine, 'Message: Command output follows', ...out.map((l) => `Output: ${l}`)]));
+      return;
+    }
     const candidates = this.recorded.get(action);
     if (!candidates || candidates.length === 0) {
       this.write(
@@ -310,6 +330,7 @@ export class AmiSimulator {
     }
     s.loggedIn = true;
     s.user = name;
+    s.write = user.write === undefined ? undefined : parseReadPerms(user.write);
     const read = parseReadPerms(user.read);
     s.events = events === undefined || events.trim() === '' ? read : intersectMasks(parseEventMask(events), read);
     this.logins++;

@@ -8,6 +8,8 @@ export interface SimulatedUser {
   secret: string;
   /** manager.conf `read`, e.g. 'all', 'system,call,security' (default 'all') */
   read?: string;
+  /** manager.conf `write`; checked for the Command action only (default: allowed) */
+  write?: string;
   /** manager.conf allowmultiplelogin (default true) */
   allowMultipleLogin?: boolean;
 }
@@ -80,4 +82,21 @@ export function successfulAuthFrame(a: AuthSession): string {
     'UsingPassword: 0',
     `SessionTV: ${tv}`,
   ].map((l) => l + '\r\n').join('') + '\r\n';
+}
+
+/** `manager show user <name>` as manager.c handle_showmanager prints it (no ACL lines). */
+export function showUserOutput(name: string, user: SimulatedUser | undefined): string[] {
+  if (!user) return [`There is no manager called ${name}`];
+  const perms = (m: EventMask) => (m === 'all' ? 'all' : [...m].join(',') || '<none>');
+  return [
+    '',
+    `          username: ${name}`,
+    '            secret: <Set>',
+    '               ACL: no',
+    `         read perm: ${perms(parseReadPerms(user.read))}`,
+    `        write perm: ${perms(parseReadPerms(user.write))}`,
+    '   displayconnects: yes',
+    `allowmultiplelogin: ${user.allowMultipleLogin === false ? 'no' : 'yes'}`,
+    '         Variables: ',
+  ];
 }
