@@ -11,6 +11,7 @@ import net from 'node:net';
 import { AmiClient, AmiFrame, type AmiClientOptions, type AmiMessage } from '../src/ami/index.js';
 import { SecurityWatch } from '../src/ami/security-check.js';
 import { AmiSimulator, type SimulatedUser } from '../src/demo/ami-simulator.js';
+import { buildConfig, ConfigError } from '../src/config/index.js';
 import { LogCapture, startTestDaemon, waitFor } from './helpers/daemon.js';
 import { fixturePath, readFixture } from './helpers/fixtures.js';
 
@@ -223,4 +224,18 @@ test('daemon: a blind AMI user bans nothing; after manager reload the same attac
   assert.equal(td.daemon.ami, ami, 'the same client');
   td.sim!.broadcast(attack());
   await waitFor('192.0.2.11 banned', async () => (await td.backend.list()).some((e) => e.target === '192.0.2.11'));
+});
+
+test('config: ami.securityCheckTimeout and ami.securityRecheckInterval are validated durations', () => {
+  const d = buildConfig({});
+  assert.equal(d.ami.securityCheckTimeout, '5s');
+  assert.equal(d.ami.securityRecheckInterval, '10s');
+  assert.equal(buildConfig({ ami: { securityRecheckInterval: '0' } }).ami.securityRecheckInterval, '0');
+  for (const [key, value, re] of [
+    ['securityCheckTimeout', 'soon', /ami\.securityCheckTimeout: "soon" is not a duration/],
+    ['securityCheckTimeout', '100ms', /ami\.securityCheckTimeout: "100ms" must be from 500ms to 60s/],
+    ['securityRecheckInterval', '1s', /ami\.securityRecheckInterval: "1s" must be 0 \(never\) or from 2s to 1h/],
+  ] as const) {
+    assert.throws(() => buildConfig({ ami: { [key]: value } }), (e: Error) => e instanceof ConfigError && re.test(e.message));
+  }
 });
