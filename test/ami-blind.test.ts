@@ -215,6 +215,9 @@ test('daemon: a blind AMI user bans nothing; after manager reload the same attac
   const ami = td.daemon.ami!;
   await waitFor('security missing', () => ami.health().security === 'missing', 5000);
   await waitFor('the error line', () => td.log.errors().some((l) => /AMI user "guardian" .*does not receive security events/.test(String(l.msg))));
+  // the config reached the client (main.ts): its own timeout and interval are quoted
+  assert.ok(td.log.errors().some((l) => /within 1000 ms of the login/.test(String(l.msg))));
+  assert.match(ami.health().advice ?? '', /re-checks every 2s/);
   td.sim!.broadcast(attack());
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(td.daemon.guardian.status().totalFailed, 0, 'the guard saw no failure');
@@ -238,4 +241,20 @@ test('config: ami.securityCheckTimeout and ami.securityRecheckInterval are valid
   ] as const) {
     assert.throws(() => buildConfig({ ami: { [key]: value } }), (e: Error) => e instanceof ConfigError && re.test(e.message));
   }
+});
+
+test('a probe that AMI refuses (secret changed by the reload) backs off and never touches the main connection', async (t) => {
+  const { sim, c, log } = await setup(t, { guardian: { secret: SECRET, read: 'system' } }, { securityRecheckIntervalMs: 200 });
+  c.start();
+  await waitFor('security missing', () => c.health().security === 'missing');
+  sim.managerReload({ guardian: { secret: 'rotated', read: 'system,security' } });
+  await waitFor('two refused probes', () => log.lines.filter((l) => /security probe failed; backing off/.test(String(l.msg))).length >= 2, 5000);
+  const refused = sim.requests.filter((r) => r.action === 'Login').length;
+  const h = c.health();
+  assert.equal(h.state, 'connected', 'the main session, logged in before the reload, stays');
+  assert.equal(h.security, 'missing');
+  assert.equal(h.lastLoginError, null, 'a probe is not the main connection');
+  // backoff: 200, 400, 800 ms ... so within the next 500 ms at most one more probe
+  await new Promise((r) => setTimeout(r, 500));
+  assert.ok(sim.requests.filter((r) => r.action === 'Login').length <= refused + 1);
 });
