@@ -137,7 +137,9 @@ test('SecurityWatch: a read perm that has security means an eventfilter drops th
   await waitFor('the error line', () => log.errors().length > 0);
   assert.equal(w.security, 'missing');
   assert.match(w.advice ?? '', /let SuccessfulAuth and the other security events through its eventfilter lines/);
-  w.onEvent('security,all');
+  w.onEventFrame('Event: FullyBooted\r\nPrivilege: system,all', Date.now());
+  assert.equal(w.security, 'missing');
+  w.onEventFrame('Event: SuccessfulAuth\r\nPrivilege: security,all\r\nService: AMI', Date.now());
   assert.equal(w.security, 'verified');
   assert.equal(w.advice, null);
   assert.ok(log.messages().some((m) => /now receives security events/.test(m)));

@@ -75,6 +75,8 @@ export class AmiClient extends EventEmitter {
   private readonly watch: SecurityWatch;
   /** the next teardown is a deliberate re-login: reconnect at once, no "connection lost" */
   private reloginNow = false;
+  /** when the chunk being framed arrived (epoch ms) */
+  private chunkAt = 0;
 
   constructor(opts: AmiClientOptions) {
     super();
@@ -231,6 +233,7 @@ export class AmiClient extends EventEmitter {
     sock.on('data', (chunk: Buffer) => {
       if (sock !== this.socket) return;
       this.stats.bytesReceived += chunk.length;
+      this.chunkAt = Date.now(); // one clock read per chunk (~180 events), not per event
       framer.push(chunk);
     });
     sock.on('error', (err) => {
@@ -411,7 +414,7 @@ export class AmiClient extends EventEmitter {
 
   private onEvent(msg: AmiFrame): void {
     this.stats.eventsReceived++;
-    this.watch.onEvent(msg.get('Privilege'));
+    this.watch.onEventFrame(msg.raw, this.chunkAt);
     if (this.pending.takeListEvent(msg)) return;
     this.emit('event', msg);
   }

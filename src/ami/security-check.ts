@@ -107,6 +107,8 @@ export class SecurityWatch {
   private readonly o: SecurityWatchOptions;
   private readonly classes = new Set<string>();
   private lastPrivilege: string | undefined;
+  /** Privilege values seen on this session → names security (bounded) */
+  private readonly privileges = new Map<string, boolean>();
   private lastPrivilegeSecurity = false;
   private checkTimer: NodeJS.Timeout | undefined;
   private recheckTimer: NodeJS.Timeout | undefined;
@@ -160,6 +162,7 @@ export class SecurityWatch {
     this.loginAdvice = null;
     this.reset();
     this.classes.clear();
+    this.privileges.clear();
     this.lastPrivilege = undefined;
     if (!maskReadsSecurity(this.o.events)) {
       this.markMissing('mask');
@@ -179,12 +182,29 @@ export class SecurityWatch {
     this.advice = null;
   }
 
-  /** an event on the main session, with its Privilege header */
-  onEvent(privilege: string | undefined, now = Date.now()): void {
+  /** An event frame on the main session (its text). On the hot path: Asterisk writes
+   *  `Privilege: ` right after the Event line, and it is one of a few strings again and again, so
+   *  it is found with one indexOf and compared in place with the last one (no header parse). */
+  onEventFrame(raw: string, now: number): void {
     this.lastEventAt = now;
-    if (privilege === undefined) return;
-    let security = this.lastPrivilegeSecurity;
-    if (privilege !== this.lastPrivilege) {
+    const at = raw.indexOf('\r\nPrivilege: ');
+    if (at < 0) return;
+    const start = at + 13;
+    const last = this.lastPrivilege;
+    let security: boolean;
+    if (last !== undefined && raw.startsWith(last, start) && (raw.length === start + last.length || raw.charCodeAt(start + last.length) === 13)) {
+      security = this.lastPrivilegeSecurity;
+    } else {
+      const end = raw.indexOf('\r\n', start);
+      security = this.classify(raw.slice(start, end < 0 ? raw.length : end));
+    }
+    if (security) this.onSecurityEvent(now);
+  }
+
+  /** whether a Privilege value names security; records its classes (bounded cache and set) */
+  private classify(privilege: string): boolean {
+    let security = this.privileges.get(privilege);
+    if (security === undefined) {
       security = false;
       for (const raw of privilege.split(',')) {
         const c = raw.trim().toLowerCase();
@@ -192,10 +212,14 @@ export class SecurityWatch {
         if (c === 'security') security = true;
         if (this.classes.size < MAX_CLASSES) this.classes.add(c);
       }
-      this.lastPrivilege = privilege;
-      this.lastPrivilegeSecurity = security;
+      if (this.privileges.size < MAX_CLASSES) this.privileges.set(privilege, security);
     }
-    if (!security) return;
+    this.lastPrivilege = privilege;
+    this.lastPrivilegeSecurity = security;
+    return security;
+  }
+
+  private onSecurityEvent(now: number): void {
     this.lastSecurityEventAt = now;
     if (this.security !== 'checking' && this.security !== 'missing') return;
     this.reset();
