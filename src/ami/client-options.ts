@@ -1,5 +1,9 @@
 import type { Logger } from 'pino';
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADERS } from './framer.js';
+import type { AmiLoginErrorKind } from './types.js';
+
+/** retry cap while the AMI port refuses connections (Asterisk restarting) */
+const UNREACHABLE_RETRY_MAX_MS = 1500;
 
 export interface AmiClientOptions {
   host: string;
@@ -69,4 +73,14 @@ export function resolveClientOptions(opts: AmiClientOptions): ResolvedAmiClientO
     if (typeof v !== 'string' || /[\r\n\0]/.test(v)) throw new TypeError(`AMI client: option ${k} must be a string without CR, LF or NUL`);
   }
   return o;
+}
+
+/** The delay before the next attempt after `failures` failed ones, ms. */
+export function reconnectDelay(o: ResolvedAmiClientOptions, failures: number, kind?: AmiLoginErrorKind): number {
+  // A refused or unreachable connect costs Asterisk nothing: keep trying often, so that an
+  // Asterisk restart is picked up within ~2 s. Refused logins and other peers back off fully.
+  const cap = kind === 'unreachable' ? Math.min(o.reconnectMaxMs, UNREACHABLE_RETRY_MAX_MS) : o.reconnectMaxMs;
+  const base = Math.min(cap, o.reconnectInitialMs * 2 ** Math.min(failures, 30));
+  // equal jitter: [base/2, base)
+  return Math.floor(base / 2 + (Math.random() * base) / 2);
 }

@@ -2,14 +2,15 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import pino, { type Logger } from 'pino';
 import { actionName, buildAction } from './action.js';
-import { resolveClientOptions, type AmiActionOptions, type AmiClientOptions, type ResolvedAmiClientOptions } from './client-options.js';
-import { AmiActionError, AmiLoginError } from './errors.js';
+import { reconnectDelay, resolveClientOptions, type AmiActionOptions, type AmiClientOptions, type ResolvedAmiClientOptions } from './client-options.js';
+import { AmiActionError, AmiLoginError, notSentError } from './errors.js';
 import { AmiFramer } from './framer.js';
 import { AmiFrame } from './message.js';
 import { PendingActions } from './pending.js';
 import { SecurityWatch, watchOptions } from './security-check.js';
 import type {
   AmiActionFields,
+  AmiClientEvents,
   AmiClientStats,
   AmiConnectionState,
   AmiFrameDrop,
@@ -22,19 +23,9 @@ import type {
 export type { AmiActionOptions, AmiClientOptions } from './client-options.js';
 export { legacyCommandOutput } from './pending.js';
 
-/** Events emitted by AmiClient (see on()/once() overloads). */
-export interface AmiClientEvents {
-  event: [msg: AmiMessage];
-  state: [state: AmiConnectionState];
-  connected: [];
-  loginError: [err: AmiLoginError];
-  frameDropped: [info: AmiFrameDrop];
-  disconnected: [reason: string];
-}
+export type { AmiClientEvents } from './types.js';
 
 const GREETING_PREFIX = 'Asterisk Call Manager/';
-/** retry cap while the AMI port refuses connections (Asterisk restarting) */
-const UNREACHABLE_RETRY_MAX_MS = 1500;
 
 /**
  * A small, strict AMI client: one TCP connection, kept up with capped exponential backoff
@@ -149,24 +140,8 @@ export class AmiClient extends EventEmitter {
     }
     const name = actionName(fields)!;
     const sock = this.socket;
-    if (this.st !== 'connected' || !sock) {
-      return Promise.reject(
-        new AmiActionError(
-          'not-connected',
-          `AMI action "${name}" not sent: not connected to Asterisk at ${this.where()} (state: ${this.st}); ` +
-            'nothing is queued, retry after the client emits "connected"',
-        ),
-      );
-    }
-    if (sock.writableLength > this.o.maxWriteBufferBytes) {
-      return Promise.reject(
-        new AmiActionError(
-          'write-buffer-full',
-          `AMI action "${name}" not sent: ${sock.writableLength} bytes already wait to be written to ${this.where()} ` +
-            '(Asterisk is not reading); try again later',
-        ),
-      );
-    }
+    if (this.st !== 'connected' || !sock) return Promise.reject(notSentError(name, this.where(), this.st));
+    if (sock.writableLength > this.o.maxWriteBufferBytes) return Promise.reject(notSentError(name, this.where(), this.st, sock.writableLength));
     return this.send(sock, text, id, name, opts.timeoutMs ?? this.o.actionTimeoutMs);
   }
 
@@ -190,13 +165,7 @@ export class AmiClient extends EventEmitter {
   }
 
   private nextDelay(kind?: AmiLoginErrorKind): number {
-    // A refused or unreachable connect costs Asterisk nothing: keep trying often, so that an
-    // Asterisk restart is picked up within ~2 s. Refused logins and other peers back off fully.
-    const cap = kind === 'unreachable' ? Math.min(this.o.reconnectMaxMs, UNREACHABLE_RETRY_MAX_MS) : this.o.reconnectMaxMs;
-    const base = Math.min(cap, this.o.reconnectInitialMs * 2 ** Math.min(this.failures, 30));
-    this.failures++;
-    // equal jitter: [base/2, base)
-    return Math.floor(base / 2 + (Math.random() * base) / 2);
+    return reconnectDelay(this.o, this.failures++, kind);
   }
 
   private connect(): void {

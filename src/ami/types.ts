@@ -1,3 +1,5 @@
+import type { AmiLoginError } from './errors.js';
+
 /**
  * An AMI message (event or response) as received: the header pairs in wire order.
  * Duplicate keys (Output, ChanVariable, ...) are kept in order; values keep their colons.
@@ -88,4 +90,14 @@ export interface AmiHealth {
   lastSecurityEventAt: number | null;
   /** what to change (manager.conf ...) when security is 'missing' or login fails */
   advice: string | null;
+}
+
+/** Events emitted by AmiClient (see its on()/once() overloads). */
+export interface AmiClientEvents {
+  event: [msg: AmiMessage];
+  state: [state: AmiConnectionState];
+  connected: [];
+  loginError: [err: AmiLoginError];
+  frameDropped: [info: AmiFrameDrop];
+  disconnected: [reason: string];
 }
