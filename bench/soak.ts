@@ -282,7 +282,8 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     let received = 0;
     daemon.ami.on('event', (m: { get(k: string): string | undefined }) => {
       const e = m.get('Event');
-      if (e !== 'FullyBooted') received++;
+      // not the simulator's own login frames (FullyBooted, the AMI SuccessfulAuth of our login)
+      if (e !== 'FullyBooted' && !(e === 'SuccessfulAuth' && m.get('Service') === 'AMI')) received++;
     });
     const rss: Array<[number, number]> = [];
     const t0 = performance.now();

@@ -238,7 +238,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }));
 
     if (config.ami.enabled) {
-      const a = (ami = new AmiClient({ ...config.ami, events: loginEventMask(config), logger }));
+      const a = (ami = new AmiClient({
+        ...config.ami,
+        events: loginEventMask(config),
+        securityCheckTimeoutMs: seconds(config.ami.securityCheckTimeout) * 1000,
+        securityRecheckIntervalMs: seconds(config.ami.securityRecheckInterval) * 1000,
+        logger,
+      }));
       a.on('event', (msg: AmiMessage) => {
         gd.handleEvent(msg);
         metrics.amiEvents.inc(msg.get('Event') ?? '');

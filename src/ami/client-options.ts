@@ -1,5 +1,9 @@
 import type { Logger } from 'pino';
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADERS } from './framer.js';
+import type { AmiLoginErrorKind } from './types.js';
+
+/** retry cap while the AMI port refuses connections (Asterisk restarting) */
+const UNREACHABLE_RETRY_MAX_MS = 1500;
 
 export interface AmiClientOptions {
   host: string;
@@ -26,6 +30,11 @@ export interface AmiClientOptions {
   reconnectMaxMs?: number;
   /** actions are refused while this many bytes wait in the socket's write buffer (default 1 MiB) */
   maxWriteBufferBytes?: number;
+  /** after each login, wait this long for a security-class event (the session's own
+   *  SuccessfulAuth) before reporting the session blind, ms (default 5000) */
+  securityCheckTimeoutMs?: number;
+  /** while blind, re-check with a probe session this often, ms (default 10000; 0 disables) */
+  securityRecheckIntervalMs?: number;
   logger?: Logger;
 }
 
@@ -49,14 +58,29 @@ export function resolveClientOptions(opts: AmiClientOptions): ResolvedAmiClientO
     reconnectInitialMs: 500,
     reconnectMaxMs: 30000,
     maxWriteBufferBytes: 1048576,
+    securityCheckTimeoutMs: 5000,
+    securityRecheckIntervalMs: 10000,
     ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k !== 'logger')),
   } as ResolvedAmiClientOptions;
   if (!o.host || !Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) {
     throw new TypeError(`AMI client: host and a port in 1..65535 are required (got ${o.host}:${o.port})`);
+  }
+  if (!(o.securityCheckTimeoutMs > 0) || !(o.securityRecheckIntervalMs >= 0)) {
+    throw new TypeError('AMI client: securityCheckTimeoutMs must be > 0 and securityRecheckIntervalMs >= 0');
   }
   // reject header injection through the credentials at once, not at every login attempt
   for (const [k, v] of [['username', o.username], ['secret', o.secret], ['events', o.events]] as const) {
     if (typeof v !== 'string' || /[\r\n\0]/.test(v)) throw new TypeError(`AMI client: option ${k} must be a string without CR, LF or NUL`);
   }
   return o;
+}
+
+/** The delay before the next attempt after `failures` failed ones, ms. */
+export function reconnectDelay(o: ResolvedAmiClientOptions, failures: number, kind?: AmiLoginErrorKind): number {
+  // A refused or unreachable connect costs Asterisk nothing: keep trying often, so that an
+  // Asterisk restart is picked up within ~2 s. Refused logins and other peers back off fully.
+  const cap = kind === 'unreachable' ? Math.min(o.reconnectMaxMs, UNREACHABLE_RETRY_MAX_MS) : o.reconnectMaxMs;
+  const base = Math.min(cap, o.reconnectInitialMs * 2 ** Math.min(failures, 30));
+  // equal jitter: [base/2, base)
+  return Math.floor(base / 2 + (Math.random() * base) / 2);
 }

@@ -2,16 +2,19 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import pino, { type Logger } from 'pino';
 import { actionName, buildAction } from './action.js';
-import { resolveClientOptions, type AmiActionOptions, type AmiClientOptions, type ResolvedAmiClientOptions } from './client-options.js';
-import { AmiActionError, AmiLoginError } from './errors.js';
+import { reconnectDelay, resolveClientOptions, type AmiActionOptions, type AmiClientOptions, type ResolvedAmiClientOptions } from './client-options.js';
+import { AmiActionError, AmiLoginError, notSentError } from './errors.js';
 import { AmiFramer } from './framer.js';
 import { AmiFrame } from './message.js';
 import { PendingActions } from './pending.js';
+import { SecurityWatch, watchOptions } from './security-check.js';
 import type {
   AmiActionFields,
+  AmiClientEvents,
   AmiClientStats,
   AmiConnectionState,
   AmiFrameDrop,
+  AmiHealth,
   AmiLoginErrorKind,
   AmiMessage,
   AmiResponse,
@@ -20,19 +23,9 @@ import type {
 export type { AmiActionOptions, AmiClientOptions } from './client-options.js';
 export { legacyCommandOutput } from './pending.js';
 
-/** Events emitted by AmiClient (see on()/once() overloads). */
-export interface AmiClientEvents {
-  event: [msg: AmiMessage];
-  state: [state: AmiConnectionState];
-  connected: [];
-  loginError: [err: AmiLoginError];
-  frameDropped: [info: AmiFrameDrop];
-  disconnected: [reason: string];
-}
+export type { AmiClientEvents } from './types.js';
 
 const GREETING_PREFIX = 'Asterisk Call Manager/';
-/** retry cap while the AMI port refuses connections (Asterisk restarting) */
-const UNREACHABLE_RETRY_MAX_MS = 1500;
 
 /**
  * A small, strict AMI client: one TCP connection, kept up with capped exponential backoff
@@ -70,6 +63,11 @@ export class AmiClient extends EventEmitter {
   private pingTimer: NodeJS.Timeout | undefined;
   private pingInFlight = false;
   private readonly pending: PendingActions;
+  private readonly watch: SecurityWatch;
+  /** the next teardown is a deliberate re-login: reconnect at once, no "connection lost" */
+  private reloginNow = false;
+  /** when the chunk being framed arrived (epoch ms) */
+  private chunkAt = 0;
 
   constructor(opts: AmiClientOptions) {
     super();
@@ -81,6 +79,12 @@ export class AmiClient extends EventEmitter {
       maxFrameBytes: o.maxFrameBytes,
       onTimeout: () => this.stats.actionsTimedOut++,
     });
+    this.watch = new SecurityWatch(watchOptions(o, this.log, () => this.relogin(), (f, opt) => this.action(f, opt)));
+  }
+
+  /** What this client knows about its session now (see AmiHealth); cheap, no I/O. */
+  health(): AmiHealth {
+    return this.watch.health(this.st);
   }
 
   get state(): AmiConnectionState {
@@ -136,24 +140,8 @@ export class AmiClient extends EventEmitter {
     }
     const name = actionName(fields)!;
     const sock = this.socket;
-    if (this.st !== 'connected' || !sock) {
-      return Promise.reject(
-        new AmiActionError(
-          'not-connected',
-          `AMI action "${name}" not sent: not connected to Asterisk at ${this.where()} (state: ${this.st}); ` +
-            'nothing is queued, retry after the client emits "connected"',
-        ),
-      );
-    }
-    if (sock.writableLength > this.o.maxWriteBufferBytes) {
-      return Promise.reject(
-        new AmiActionError(
-          'write-buffer-full',
-          `AMI action "${name}" not sent: ${sock.writableLength} bytes already wait to be written to ${this.where()} ` +
-            '(Asterisk is not reading); try again later',
-        ),
-      );
-    }
+    if (this.st !== 'connected' || !sock) return Promise.reject(notSentError(name, this.where(), this.st));
+    if (sock.writableLength > this.o.maxWriteBufferBytes) return Promise.reject(notSentError(name, this.where(), this.st, sock.writableLength));
     return this.send(sock, text, id, name, opts.timeoutMs ?? this.o.actionTimeoutMs);
   }
 
@@ -166,6 +154,7 @@ export class AmiClient extends EventEmitter {
   private setState(s: AmiConnectionState): void {
     if (s === this.st) return;
     this.st = s;
+    this.watch.onStateChange();
     this.emit('state', s);
   }
 
@@ -176,13 +165,7 @@ export class AmiClient extends EventEmitter {
   }
 
   private nextDelay(kind?: AmiLoginErrorKind): number {
-    // A refused or unreachable connect costs Asterisk nothing: keep trying often, so that an
-    // Asterisk restart is picked up within ~2 s. Refused logins and other peers back off fully.
-    const cap = kind === 'unreachable' ? Math.min(this.o.reconnectMaxMs, UNREACHABLE_RETRY_MAX_MS) : this.o.reconnectMaxMs;
-    const base = Math.min(cap, this.o.reconnectInitialMs * 2 ** Math.min(this.failures, 30));
-    this.failures++;
-    // equal jitter: [base/2, base)
-    return Math.floor(base / 2 + (Math.random() * base) / 2);
+    return reconnectDelay(this.o, this.failures++, kind);
   }
 
   private connect(): void {
@@ -219,6 +202,7 @@ export class AmiClient extends EventEmitter {
     sock.on('data', (chunk: Buffer) => {
       if (sock !== this.socket) return;
       this.stats.bytesReceived += chunk.length;
+      this.chunkAt = Date.now(); // one clock read per chunk (~180 events), not per event
       framer.push(chunk);
     });
     sock.on('error', (err) => {
@@ -266,12 +250,16 @@ export class AmiClient extends EventEmitter {
       sock.destroy();
     }
     const wasConnected = this.st === 'connected';
+    const relogin = this.reloginNow;
+    this.reloginNow = false;
+    this.watch.onLogout();
     this.pending.rejectAll(reason);
-    const delay = this.stopped ? undefined : this.nextDelay(loginError?.kind);
+    const delay = this.stopped ? undefined : relogin ? 0 : this.nextDelay(loginError?.kind);
     const retry = delay === undefined ? 'not retrying (client stopped)' : `retrying in ${(delay / 1000).toFixed(1)}s`;
     if (loginError) {
       this.stats.loginFailures++;
       const err = new AmiLoginError(loginError.kind, `${loginError.text}; ${retry}`, delay);
+      this.watch.onLoginFailed(err.kind, err.message, loginError.text);
       // One line per kind of failure, then one a minute while it lasts (an outage is not a flood).
       const now = Date.now();
       if (loginError.kind !== this.lastLoggedKind || now - this.lastLoggedAt >= 60_000) {
@@ -280,7 +268,7 @@ export class AmiClient extends EventEmitter {
         this.lastLoggedAt = now;
       }
       this.emit('loginError', err);
-    } else if (wasConnected && !this.stopped) {
+    } else if (wasConnected && !this.stopped && !relogin) {
       this.log.warn({ host: this.o.host, port: this.o.port, reason, retryInMs: delay }, `AMI connection to ${this.where()} lost (${reason}); events are missed until it is back; ${retry}`);
     }
     this.setState('disconnected');
@@ -334,12 +322,22 @@ export class AmiClient extends EventEmitter {
     this.failures = 0;
     this.lastLoggedKind = undefined;
     this.setState('connected');
+    this.watch.onLogin();
     this.log.info({ host: this.o.host, port: this.o.port, greeting: this.greeting }, `AMI connected to ${this.where()} as "${this.o.username}"`);
     if (this.o.pingIntervalMs > 0) {
       this.pingTimer = setInterval(() => this.ping(sock), this.o.pingIntervalMs);
       this.pingTimer.unref();
     }
     this.emit('connected');
+  }
+
+  /** Log off and in again at once: Asterisk gives a session the user's read permissions at login. */
+  private relogin(): void {
+    const sock = this.socket;
+    if (!sock || this.st !== 'connected' || this.stopped) return;
+    sock.write(buildAction({ Action: 'Logoff' }, this.pending.nextId()));
+    this.reloginNow = true;
+    this.teardown(sock, 'logging in again to pick up changed AMI read permissions', undefined, true);
   }
 
   private ping(sock: net.Socket): void {
@@ -385,6 +383,7 @@ export class AmiClient extends EventEmitter {
 
   private onEvent(msg: AmiFrame): void {
     this.stats.eventsReceived++;
+    this.watch.onEventFrame(msg.raw, this.chunkAt);
     if (this.pending.takeListEvent(msg)) return;
     this.emit('event', msg);
   }

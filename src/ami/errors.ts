@@ -1,4 +1,4 @@
-import type { AmiLoginErrorKind } from './types.js';
+import type { AmiConnectionState, AmiLoginErrorKind } from './types.js';
 
 /** Login did not succeed. `message` says what happened and what to check. */
 export class AmiLoginError extends Error {
@@ -26,4 +26,18 @@ export class AmiActionError extends Error {
     this.code = code;
     this.actionId = actionId;
   }
+}
+
+/** An action refused before it is written: not connected, or `waiting` bytes not yet written. */
+export function notSentError(name: string, where: string, state: AmiConnectionState, waiting?: number): AmiActionError {
+  if (waiting === undefined) {
+    return new AmiActionError(
+      'not-connected',
+      `AMI action "${name}" not sent: not connected to Asterisk at ${where} (state: ${state}); nothing is queued, retry after the client emits "connected"`,
+    );
+  }
+  return new AmiActionError(
+    'write-buffer-full',
+    `AMI action "${name}" not sent: ${waiting} bytes already wait to be written to ${where} (Asterisk is not reading); try again later`,
+  );
 }

@@ -11,7 +11,11 @@ export type {
   AmiFrameDrop,
   AmiLoginErrorKind,
   AmiClientStats,
+  AmiHealth,
+  AmiSecurityCheck,
 } from './types.js';
+export { maskReadsSecurity } from './security-check.js';
+export { probeSecurity, type ProbeResult, type ProbeOptions } from './probe.js';
 export { AmiClient, legacyCommandOutput, type AmiClientOptions, type AmiActionOptions, type AmiClientEvents } from './client.js';
 export { AmiLoginError, AmiActionError, type AmiActionErrorCode } from './errors.js';
 export {

@@ -1,3 +1,5 @@
+import type { AmiLoginError } from './errors.js';
+
 /**
  * An AMI message (event or response) as received: the header pairs in wire order.
  * Duplicate keys (Output, ChanVariable, ...) are kept in order; values keep their colons.
@@ -61,4 +63,41 @@ export interface AmiClientStats {
   reconnects: number;
   loginFailures: number;
   actionsTimedOut: number;
+}
+
+/** Whether the session receives the security class (see AmiHealth.security). */
+export type AmiSecurityCheck = 'verified' | 'missing' | 'checking' | 'unknown';
+
+/** What the AMI client knows about its session, for `status` and the health gauges. */
+export interface AmiHealth {
+  state: AmiConnectionState;
+  host: string;
+  port: number;
+  username: string;
+  /** epoch ms the current state began */
+  since: number;
+  /** the last failed login of the main session (cleared by a successful login) */
+  lastLoginError: { kind: AmiLoginErrorKind; message: string; at: number } | null;
+  /** verified: this session's own SuccessfulAuth (Service AMI) arrived after login, so it reads the
+   *  security class; missing: it did not (the user lacks read=security, or the login Events mask
+   *  excludes it); checking: logged in, waiting; unknown: not logged in */
+  security: AmiSecurityCheck;
+  /** event classes seen on this session (Privilege headers), sorted */
+  classesSeen: string[];
+  /** epoch ms */
+  lastEventAt: number | null;
+  /** epoch ms of the last security-class event */
+  lastSecurityEventAt: number | null;
+  /** what to change (manager.conf ...) when security is 'missing' or login fails */
+  advice: string | null;
+}
+
+/** Events emitted by AmiClient (see its on()/once() overloads). */
+export interface AmiClientEvents {
+  event: [msg: AmiMessage];
+  state: [state: AmiConnectionState];
+  connected: [];
+  loginError: [err: AmiLoginError];
+  frameDropped: [info: AmiFrameDrop];
+  disconnected: [reason: string];
 }

@@ -44,6 +44,10 @@ export function defaultConfig() {
       maxHeaders: 4096,
       reconnectInitialMs: 500,
       reconnectMaxMs: 30000,
+      /** after each login, how long to wait for proof that the session reads security events */
+      securityCheckTimeout: '5s',
+      /** while it does not, how often to re-check (a probe session); 0 = never */
+      securityRecheckInterval: '10s',
     },
     guard: {
       rulesDir: join(PACKAGE_ROOT, 'rules'),
@@ -141,7 +145,7 @@ const ENUMS: Record<string, string[]> = {
   'odoo.transport': ['jsonrpc', 'json2'],
   'rest.peerDriver': ['auto', 'pjsip', 'sip'],
 };
-const DURATIONS = ['guard.hostLookupInterval', 'guard.maxBanDuration', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
+const DURATIONS = ['ami.securityCheckTimeout', 'ami.securityRecheckInterval', 'guard.hostLookupInterval', 'guard.maxBanDuration', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
 /** Whole numbers and their bounds: 0 or a negative size would fail only once the daemon runs (some in the kernel). */
 const RANGES: Record<string, [number, number]> = {
@@ -286,6 +290,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (!/^0?[0-7]{3}$/.test(cfg.admin.socketMode)) errors.push(`admin.socketMode: "${cfg.admin.socketMode}" is not an octal file mode like 0600`);
   if (cfg.ami.enabled && /[\r\n]/.test(cfg.ami.username + cfg.ami.secret + cfg.ami.events)) errors.push('ami: username, secret and events must not contain line breaks');
   if (!/^(auto|on|off|[a-z]+(,[a-z]+)*)$/i.test(cfg.ami.events.replace(/\s/g, ''))) errors.push(`ami.events: "${cfg.ami.events}" is not auto, on, off or a comma list of event classes (security,system,call,...)`);
+  errors.push(...amiSecurityCheckErrors(cfg.ami));
   if (cfg.odoo.enabled && /^[^:/?#]*:\/\/[^/?#]*@/.test(cfg.odoo.url)) errors.push('odoo.url: a user or password in the URL is not supported (and would be logged): set odoo.user and odoo.password');
   if (cfg.odoo.enabled && /^https?:\/\//.test(cfg.odoo.url) && !URL.canParse(cfg.odoo.url)) errors.push(`odoo.url: "${redactUrl(cfg.odoo.url)}" is not a valid URL (check the host name or address)`);
   if (cfg.odoo.enabled && !/^https?:\/\//.test(cfg.odoo.url)) errors.push(`odoo.url: "${redactUrl(cfg.odoo.url)}" must start with http:// or https:// when odoo.enabled is true`);
@@ -330,6 +335,15 @@ export function assertRunnable(cfg: GuardianConfig): void {
     );
   }
   if (errors.length > 0) throw new ConfigError(`the config cannot run a daemon:\n  - ${errors.join('\n  - ')}`);
+}
+
+function amiSecurityCheckErrors(a: GuardianConfig['ami']): string[] {
+  const errors: string[] = [];
+  const check = parseDuration(a.securityCheckTimeout);
+  const every = parseDuration(a.securityRecheckInterval);
+  if (check !== null && (check < 0.5 || check > 60)) errors.push(`ami.securityCheckTimeout: "${a.securityCheckTimeout}" must be from 500ms to 60s`);
+  if (every !== null && every !== 0 && (every < 2 || every > 3600)) errors.push(`ami.securityRecheckInterval: "${a.securityRecheckInterval}" must be 0 (never) or from 2s to 1h`);
+  return errors;
 }
 
 /** longest guard.maxBanDuration accepted: longer is "permanent" */

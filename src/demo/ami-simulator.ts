@@ -1,6 +1,18 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import {
+  intersectMasks,
+  maskHas,
+  parseEventMask,
+  parseReadPerms,
+  showUserOutput,
+  successfulAuthFrame,
+  type EventMask,
+  type SimulatedUser,
+} from './ami-users.js';
+
+export { parseEventMask, parseReadPerms, type SimulatedUser, type EventMask } from './ami-users.js';
 
 /**
  * A real TCP AMI peer on 127.0.0.1 that behaves like Asterisk 20 as recorded in the fixtures
@@ -8,14 +20,22 @@ import { join } from 'node:path';
  * closed, as Asterisk does), Ping, Logoff, and every other action answered by replaying the
  * recorded response frames of `action-*.raw` with the request's ActionID. Used as the AMI peer in
  * tests and by the demo. Requests are parsed here independently of the client's parser.
+ * manager.conf users and their `read` permissions are honoured as manager.c does (ami-users.ts):
+ * a session receives its login mask ∩ its user's read permissions at login, and every login is
+ * reported as SuccessfulAuth to each session that may read security, the new one included.
  */
 export interface AmiSimulatorOptions {
   /** directory holding greeting.raw and action-*.raw / action-*.request.raw */
   fixturesDir: string;
   /** default 0 (ephemeral); see .port after listen() */
   port?: number;
+  /** the primary user (default 'guardian' / 'guardian-secret', read = all) */
   username?: string;
   secret?: string;
+  /** the primary user's manager.conf `read` (default 'all') */
+  read?: string;
+  /** manager.conf users besides (or including) the primary one */
+  users?: Record<string, SimulatedUser>;
   /** delay before refusing a wrong login, ms (Asterisk: 1000) */
   loginFailDelayMs?: number;
 }
@@ -33,23 +53,16 @@ interface Recorded {
   response: string;
 }
 
-/** Which event classes a session receives: every class its user may read, or only these. */
-type EventMask = 'all' | ReadonlySet<string>;
-
 interface Session {
   sock: net.Socket;
   buf: string;
   loggedIn: boolean;
+  /** the user logged in as */
+  user: string;
+  /** send_events: the login's Events mask ∩ the user's read permissions at login */
   events: EventMask;
-}
-
-/** Login's `Events:` as Asterisk reads it (manager.c strings_to_mask): on/yes/true → every
- *  class, off/no/false → none, else a comma list of classes (security, system, call, ...). */
-export function parseEventMask(text: string | undefined): EventMask {
-  const t = (text ?? 'on').trim().toLowerCase();
-  if (t === '' || ['on', 'yes', 'true', 'y', 't', '1'].includes(t)) return 'all';
-  if (['off', 'no', 'false', 'n', 'f', '0'].includes(t)) return new Set();
-  return new Set(t.split(',').map((c) => c.trim()).filter(Boolean));
+  /** writeperm copied at login (undefined: not configured, every action allowed) */
+  write?: EventMask;
 }
 
 /** The frames of `text` a session with this mask receives: Asterisk sends an event only when
@@ -107,8 +120,6 @@ export class AmiSimulator {
   logins = 0;
   /** action names (lower case) that get no answer at all, e.g. 'ping' for pong-timeout tests */
   readonly ignoreActions = new Set<string>();
-  username: string;
-  secret: string;
   loginFailDelayMs: number;
 
   private readonly fixturesDir: string;
@@ -117,15 +128,45 @@ export class AmiSimulator {
   private readonly sessions = new Set<Session>();
   private server: net.Server | null = null;
   private _port: number;
+  private users = new Map<string, SimulatedUser>();
+  private primary: string;
+  private sessionIds = 0;
 
   constructor(opts: AmiSimulatorOptions) {
     this.fixturesDir = opts.fixturesDir;
     this._port = opts.port ?? 0;
-    this.username = opts.username ?? 'guardian';
-    this.secret = opts.secret ?? 'guardian-secret';
+    this.users = new Map(Object.entries(opts.users ?? {}));
+    this.primary = opts.username ?? (opts.users ? Object.keys(opts.users)[0] : undefined) ?? 'guardian';
+    if (!this.users.has(this.primary)) this.users.set(this.primary, { secret: opts.secret ?? 'guardian-secret', read: opts.read ?? 'all' });
     this.loginFailDelayMs = opts.loginFailDelayMs ?? 1000;
     this.greeting = readFileSync(join(this.fixturesDir, 'greeting.raw'));
     this.loadRecorded();
+  }
+
+  /** the primary user's name and secret (settable: a test fixes a wrong secret "on the server") */
+  get username(): string {
+    return this.primary;
+  }
+  set username(name: string) {
+    const u = this.users.get(this.primary)!;
+    this.users.delete(this.primary);
+    this.primary = name;
+    this.users.set(name, u);
+  }
+  get secret(): string {
+    return this.users.get(this.primary)?.secret ?? '';
+  }
+  set secret(secret: string) {
+    this.users.set(this.primary, { ...this.users.get(this.primary), secret });
+  }
+
+  /**
+   * `manager reload` with a new manager.conf user list. As manager.c: the user table is replaced,
+   * and live sessions keep the read permissions they copied at login (authenticate(): "the session
+   * parameters are not changed"), so a grant reaches only sessions that log in afterwards.
+   */
+  managerReload(users: Record<string, SimulatedUser>): void {
+    this.users = new Map(Object.entries(users));
   }
 
   /** the listening port (after listen()) */
@@ -184,7 +225,7 @@ export class AmiSimulator {
   }
 
   private onConnection(sock: net.Socket): void {
-    const s: Session = { sock, buf: '', loggedIn: false, events: 'all' };
+    const s: Session = { sock, buf: '', loggedIn: false, user: '', events: new Set() };
     this.sessions.add(s);
     sock.setNoDelay(true);
     sock.on('error', () => {});
@@ -217,20 +258,7 @@ export class AmiSimulator {
     const idLine = id === undefined ? [] : [`ActionID: ${id}`];
     const get = (k: string) => req.headers.find(([hk]) => hk.toLowerCase() === k)?.[1];
     if (action === 'login') {
-      if (get('username') === this.username && get('secret') === this.secret) {
-        s.loggedIn = true;
-        s.events = parseEventMask(get('events'));
-        this.logins++;
-        this.write(s, crlf(['Response: Success', ...idLine, 'Message: Authentication accepted']));
-        if (s.events === 'all' || s.events.has('system')) {
-          this.write(s, crlf(['Event: FullyBooted', 'Privilege: system,all', 'Uptime: 8', 'LastReload: 8', 'Status: Fully Booted']));
-        }
-      } else {
-        setTimeout(() => {
-          this.write(s, crlf(['Response: Error', ...idLine, 'Message: Authentication failed']));
-          s.sock.end();
-        }, this.loginFailDelayMs);
-      }
+      this.login(s, get('username') ?? '', get('secret'), get('events'), idLine);
       return;
     }
     if (!s.loggedIn && action !== 'challenge') {
@@ -248,6 +276,23 @@ export class AmiSimulator {
       s.sock.end();
       return;
     }
+    const mayCommand = s.write === undefined || maskHas(s.write, 'command');
+    if (action === 'listcommands') {
+      const list = ['Ping: Keepalive command. (Priv: <none>)', 'Logoff: Logoff Manager. (Priv: <none>)', 'ListCommands: List available manager commands. (Priv: <none>)'];
+      if (mayCommand) list.push('Command: Execute Asterisk CLI Command. (Priv: command,all)');
+      this.write(s, crlf(['Response: Success', ...idLine, ...list]));
+      return;
+    }
+    if (action === 'command' && !mayCommand) {
+      this.write(s, crlf(['Response: Error', ...idLine, 'Message: Permission denied']));
+      return;
+    }
+    const show = action === 'command' ? /^manager show user (\S+)$/.exec(get('command') ?? '') : null;
+    if (show) {
+      const out = showUserOutput(show[1]!, this.users.get(show[1]!));
+      this.write(s, crlf(['Response: Success', ...idLine, 'Message: Command output follows', ...out.map((l) => `Output: ${l}`)]));
+      return;
+    }
     const candidates = this.recorded.get(action);
     if (!candidates || candidates.length === 0) {
       this.write(
@@ -262,6 +307,48 @@ export class AmiSimulator {
       (c) => c.request.size === fields.size && [...c.request].every(([k, v]) => fields.get(k) === v),
     );
     this.write(s, withActionId((exact ?? candidates[0]!).response, id));
+  }
+
+  private login(s: Session, name: string, secret: string | undefined, events: string | undefined, idLine: string[]): void {
+    if (s.loggedIn) {
+      this.write(s, crlf(['Response: Success', ...idLine, 'Message: Already authenticated']));
+      return;
+    }
+    const user = this.users.get(name);
+    const refuse = (message: string) =>
+      setTimeout(() => {
+        this.write(s, crlf(['Response: Error', ...idLine, `Message: ${message}`]));
+        s.sock.end();
+      }, this.loginFailDelayMs);
+    if (user && user.allowMultipleLogin === false && [...this.sessions].some((o) => o.loggedIn && o.user === name)) {
+      refuse('Login Already In Use');
+      return;
+    }
+    if (!user || secret !== user.secret) {
+      refuse('Authentication failed');
+      return;
+    }
+    s.loggedIn = true;
+    s.user = name;
+    s.write = user.write === undefined ? undefined : parseReadPerms(user.write);
+    const read = parseReadPerms(user.read);
+    s.events = events === undefined || events.trim() === '' ? read : intersectMasks(parseEventMask(events), read);
+    this.logins++;
+    this.write(s, crlf(['Response: Success', ...idLine, 'Message: Authentication accepted']));
+    if (maskHas(s.events, 'system')) {
+      this.write(s, crlf(['Event: FullyBooted', 'Privilege: system,all', 'Uptime: 8', 'LastReload: 8', 'Status: Fully Booted']));
+    }
+    this.broadcast(
+      successfulAuthFrame({
+        accountId: name,
+        sessionId: `0x7f18${(0x60001460 + 0x100 * ++this.sessionIds).toString(16)}`,
+        localAddress: s.sock.localAddress ?? '127.0.0.1',
+        localPort: s.sock.localPort ?? this._port,
+        remoteAddress: s.sock.remoteAddress ?? '127.0.0.1',
+        remotePort: s.sock.remotePort ?? 0,
+        startedAt: Date.now(),
+      }),
+    );
   }
 
   /** Event frames filtered now for each logged-in session's `Events:` mask, to broadcast later
