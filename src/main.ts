@@ -7,7 +7,7 @@ import { TokenSet } from './api/auth.js';
 import { changedKeys } from './config/changes.js';
 import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
-import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
+import { clearPausedNote, createBackend, DeferredBackend, Enforcer, notePaused, takePausedNote, type FirewallBackend } from './firewall/index.js';
 import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolver, type GuardOptions, type HostAddressPort, type HostResolver } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
@@ -178,7 +178,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     },
     onRecovered: () => metrics.firewallHealthy.set(1),
     onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
-  });
+    onRepaired: () => metrics.firewallRepairs.inc(),
+  }, { watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000 });
   guardian = new Guardian(guardOptions(config, [], opts.hostAddresses), store, enforcer, logger);
   const g = guardian;
   g.on({
@@ -193,6 +194,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const restored = g.restore();
   metrics.firewallHealthy.set(1);
+  const pausedBefore = takePausedNote(config.stateDir);
+  if (pausedBefore) logger.warn({ pausedReason: pausedBefore }, `firewall enforcement was paused (${pausedBefore}) when the daemon stopped; a start enforces again: the stored bans go back into the kernel (pbx-guardian flush pauses again)`);
   await enforcer.start();
   await enforcer.setAllow(g.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
   g.startExpirySweep();
@@ -337,7 +340,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   let admin: FastifyInstance | null = null;
   if (opts.adminSocket !== false) {
-    admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION }, authFailures);
+    const firewall = {
+      pause: async () => {
+        const reason = `pbx-guardian flush at ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`;
+        await enforcer.pause(reason);
+        notePaused(config.stateDir, reason);
+        return { reason, storeActive: enforcer.health().storeActive };
+      },
+      resume: async () => {
+        const r = await enforcer.resume();
+        clearPausedNote(config.stateDir);
+        return r;
+      },
+    };
+    admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION, firewall }, authFailures);
     registerConsoleRoute(admin, asteriskConsole);
     await listenAdminSocket(admin, config.admin.socket, parseInt(config.admin.socketMode, 8));
     logger.info({ socket: config.admin.socket }, 'admin socket listening');

@@ -13,6 +13,16 @@ export interface AdminPort {
   /** re-read config and rules; bans stay */
   reload(): Promise<{ rules: number; applied?: string[]; restartNeeded?: string[] }>;
   version: string;
+  /** pbx-guardian flush / resume of the running daemon */
+  firewall?: FirewallControl;
+}
+
+/** Stopping enforcement on purpose, and starting it again. */
+export interface FirewallControl {
+  /** removes our table / sets; bans are still decided and stored */
+  pause(): Promise<{ reason: string; storeActive: number }>;
+  /** re-creates and re-fills them from the store */
+  resume(): Promise<{ resumed: boolean; restored: number }>;
 }
 
 const banBody = {
@@ -60,6 +70,11 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
 
   app.delete('/bans', local, async () => ({ unbanned: await port.control.unbanAll() }));
   app.post('/reload', local, async () => port.reload());
+  const fw = port.firewall;
+  if (fw) {
+    app.post('/firewall/flush', local, async () => ({ paused: true, ...(await fw.pause()) }));
+    app.post('/firewall/resume', local, async () => fw.resume());
+  }
   return app;
 }
 
