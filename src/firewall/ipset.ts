@@ -56,6 +56,9 @@ function toolError(tool: string, r: RunResult): Error {
   return new Error(`${tool} failed (rc ${r.code}): ${text}`);
 }
 
+/** our chain's lines in `iptables -S` output */
+const ourRules = (listing: string): string => listing.split('\n').filter((l) => l === `-N ${CHAIN}` || l.startsWith(`-A ${CHAIN} `)).join('\n');
+
 export interface IpsetOptions {
   prefix: string;
   maxElem: number;
@@ -166,19 +169,19 @@ export class IpsetBackend implements FirewallBackend {
         if (r.code !== 0) throw toolError(tool, r);
       }
     }
-    this.expectedRules = [(await this.ipt(this.iptables, ['-S', CHAIN])).stdout, (await this.ipt(this.ip6tables, ['-S', CHAIN])).stdout];
+    this.expectedRules = [ourRules((await this.ipt(this.iptables, ['-S'])).stdout), ourRules((await this.ipt(this.ip6tables, ['-S'])).stdout)];
   }
 
   /**
-   * The watchdog's check, five short processes whatever the set sizes: `ipset list -t` (headers
-   * only: names, element counts), `iptables -S PBXG-INPUT` for both families compared with what
-   * setup() left, and `iptables -C INPUT -j PBXG-INPUT` for both families.
+   * The watchdog's check, three short processes (run at once) whatever the set sizes: `ipset list
+   * -t` (headers only: names, element counts) and `iptables -S` for both families (our chain
+   * compared with what setup() left, and the INPUT rule that jumps to it).
    */
   async inspect(): Promise<Inspection> {
-    const r = await run(this.ipset, ['list', '-t']);
-    if (r.code !== 0) throw toolError('ipset list', r);
+    const [r, ...rules] = await Promise.all([run(this.ipset, ['list', '-t']), this.ipt(this.iptables, ['-S']), this.ipt(this.ip6tables, ['-S'])]);
+    if (r!.code !== 0) throw toolError('ipset list', r!);
     const entries = new Map<string, number>();
-    for (const block of r.stdout.split(/\n(?=Name: )/)) {
+    for (const block of r!.stdout.split(/\n(?=Name: )/)) {
       const name = /^Name: (\S+)/m.exec(block)?.[1];
       const n = /^Number of entries: (\d+)/m.exec(block)?.[1];
       if (name) entries.set(name, n === undefined ? 0 : Number(n));
@@ -193,12 +196,14 @@ export class IpsetBackend implements FirewallBackend {
         elements += Math.max(0, n - 1);
       }
     }
-    for (const [i, bin] of [this.iptables, this.ip6tables].entries()) {
+    for (const [i, listed] of rules.entries()) {
       const tool = i === 0 ? 'iptables' : 'ip6tables';
-      const rules = await this.ipt(bin, ['-S', CHAIN]);
-      if (rules.code !== 0) problems.push(`${tool} chain ${CHAIN} missing`);
-      else if (this.expectedRules && rules.stdout !== this.expectedRules[i]) problems.push(`${tool} rules of chain ${CHAIN} changed`);
-      if ((await this.ipt(bin, ['-C', 'INPUT', '-j', CHAIN])).code !== 0) problems.push(`${tool} INPUT rule -j ${CHAIN} missing`);
+      if (listed.code !== 0) throw toolError(tool, listed);
+      const lines = listed.stdout.split('\n');
+      const ours = ourRules(listed.stdout);
+      if (!lines.includes(`-N ${CHAIN}`)) problems.push(`${tool} chain ${CHAIN} missing`);
+      else if (this.expectedRules && ours !== this.expectedRules[i]) problems.push(`${tool} rules of chain ${CHAIN} changed`);
+      if (!lines.includes(`-A INPUT -j ${CHAIN}`)) problems.push(`${tool} INPUT rule -j ${CHAIN} missing`);
     }
     return { tablePresent: Object.values(this.sets).some((set) => entries.has(set)), problems, elements };
   }
