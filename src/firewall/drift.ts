@@ -84,3 +84,18 @@ export async function confirmedDrift(list: () => Promise<FirewallEntry[]>, activ
   }
   return { batch, after };
 }
+
+/** The active entries still running at `now`, canonical, for a restore; invalid stored targets
+ *  are reported and skipped. Yields to the event loop every 4,096 entries. */
+export async function restoreEntries(active: Iterable<FirewallEntry>, now: number, invalid: (target: string) => void): Promise<FirewallEntry[]> {
+  const add: FirewallEntry[] = [];
+  let n = 0;
+  for (const e of active) {
+    if (++n % YIELD_EVERY === 0) await yieldToLoop();
+    if (e.expiresAt !== null && e.expiresAt <= now) continue;
+    const key = safeKey(e);
+    if (key) add.push({ ...e, target: key });
+    else invalid(String(e.target));
+  }
+  return add;
+}
