@@ -97,16 +97,21 @@ async function bench(kind: Kind, runs: number, out: BenchResult[]): Promise<void
   // 2. repairs with the watchdog at its default interval
   const back: number[] = [];
   const repairMs: number[] = [];
-  const loop = monitorEventLoopDelay({ resolution: 1 });
+  let stallMax = 0;
+  let stallP99 = 0;
   for (let run = 0; run < runs; run++) {
     await sleep(500 + Math.random() * DEFAULT_WATCHDOG_INTERVAL_MS); // a random phase against the timer
     last = null;
+    // a fresh histogram per run: one re-enabled after disable() counts the disabled gap as a delay
+    const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
     const t0 = performance.now();
     await tamper(kind);
     const deadline = t0 + 30_000;
     while (!last && performance.now() < deadline) await sleep(5);
     loop.disable();
+    stallMax = Math.max(stallMax, loop.max / 1e6);
+    stallP99 = Math.max(stallP99, loop.percentile(99) / 1e6);
     if (!last) throw new Error(`${label}: no repair within 30 s`);
     const done = last as { report: RepairReport; at: number };
     if (done.report.restored !== N) throw new Error(`${label}: the repair restored ${done.report.restored}, not ${N}`);
@@ -119,7 +124,7 @@ async function bench(kind: Kind, runs: number, out: BenchResult[]): Promise<void
   const worst = Math.max(...back);
   out.push({ name: `${label}: 100k back in the kernel after ${kind === 'ipset' ? 'ipset flush' : 'nft flush ruleset'} (worst of ${runs})`, value: r3(worst), unit: 's', target: '<= 5', ok: worst <= 5, note: `runs: ${back.map(r3).join(', ')} s (detection waits 0-${DEFAULT_WATCHDOG_INTERVAL_MS / 1000} s: the watchdog interval)` });
   out.push({ name: `${label}: repair itself (re-create + restore 100k, median)`, value: Math.round(median(repairMs)), unit: 'ms', note: `runs: ${repairMs.join(', ')} ms` });
-  out.push({ name: `${label}: longest event-loop stall during the repairs`, value: r1(loop.max / 1e6), unit: 'ms', target: '<= 50', ok: loop.max / 1e6 <= 50, note: `p99 ${r1(loop.percentile(99) / 1e6)} ms` });
+  out.push({ name: `${label}: longest event-loop stall during the repairs`, value: r1(stallMax), unit: 'ms', target: '<= 50', ok: stallMax <= 50, note: `p99 ${r1(stallP99)} ms (worst run)` });
   await backend.flush();
   await enf.stop();
   await sleep(1000);

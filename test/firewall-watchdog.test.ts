@@ -174,6 +174,8 @@ async function daemonScenario(): Promise<DaemonReport> {
     for (const t of ['203.0.113.1', '203.0.113.2', '2001:db8::7']) await callDaemon(socket, 'POST', '/bans', { target: t, duration: '1h' });
     nft('delete', 'table', 'inet', TABLE);
     const r = await cliOnSocket(socket, 'reload');
+    // the reload answers before the allow-set update (and so the repair) has finished
+    await waitFor('the reload to repair the table', () => (kernelTargets()?.length ?? 0) === 3, 5000).catch(() => undefined);
     const reload = {
       exit: r.status,
       stdout: r.stdout,

@@ -13,9 +13,9 @@ interface NativeNft {
   run(ctx: object, script: string): Promise<{ rc: number; output: string; error: string }>;
   /** frees the context (waits for nothing: call it when no run is in flight) */
   freeContext(ctx: object): void;
-  /** single-element lookups in sets of an inet table (src/native/setelem-get.c): per probe 1
-   *  present, 0 absent, -errno; synchronous, a few microseconds at any set size */
-  hasElements?(table: string, probes: Array<{ set: string; key: Buffer }>): number[];
+  /** single-element lookups in sets of an inet table (src/native/setelem-get.c), off the main
+   *  thread: per probe 1 present, 0 absent, -errno; microseconds at any set size */
+  hasElements?(table: string, probes: Array<{ set: string; key: Buffer }>): Promise<number[]>;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

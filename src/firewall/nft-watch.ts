@@ -5,8 +5,8 @@
  *    elements): our table, sets, chains and the rules of our chains, compared with the shape
  *    recorded right after setup() (handles left out: they change on every re-creation);
  * 2. one lookup of the canary element (canary.ts) in every ban set, through the addon's netlink
- *    single-element get (~40 µs for all of them at 100k elements). Without the addon, `nft get
- *    element` is used instead; nft 1.0.6 fetches the whole set for it (~0.75 s at 100k), so it
+ *    single-element get, on the thread pool (~40 µs for all of them at 100k elements). Without
+ *    the addon, `nft get element` is used instead; nft 1.0.6 fetches the whole set for it (~0.75 s at 100k), so it
  *    runs only every FALLBACK_EVERY-th check.
  */
 import { CANARY4, CANARY4_KEY, CANARY6, CANARY6_KEY } from './canary.js';
@@ -99,7 +99,7 @@ export class NftWatch {
     const native = loadNftAddon();
     const is6 = (s: string) => s.endsWith('6');
     if (native?.hasElements) {
-      const rc = native.hasElements(this.table, sets.map((set) => ({ set, key: is6(set) ? CANARY6_KEY : CANARY4_KEY })));
+      const rc = await native.hasElements(this.table, sets.map((set) => ({ set, key: is6(set) ? CANARY6_KEY : CANARY4_KEY })));
       const failed = rc.findIndex((r) => r < 0);
       if (failed >= 0) throw new Error(`nftables: looking up the canary element of set ${sets[failed]} failed (errno ${-rc[failed]!})`);
       return sets.filter((_, i) => rc[i] === 0);

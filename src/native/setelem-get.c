@@ -5,12 +5,14 @@
  * (libnftables 1.0.6) first fetches every element of the set into its cache: ~0.75 s at 100k
  * elements (measured), where this lookup costs a few microseconds at any set size.
  *
- *   hasElements(table, [{ set, key }]) -> number[]   1 present, 0 absent (ENOENT), -errno otherwise
+ *   hasElements(table, [{ set, key }]) -> Promise<number[]>   1 present, 0 absent (ENOENT), -errno
  *
- * Synchronous: each lookup is one send and one short receive on a local netlink socket (bounded
- * by a 1 s receive timeout). Nothing is changed in the kernel.
+ * Each lookup is one send and one short receive on a netlink socket, on the libuv thread pool
+ * (bounded by a 5 s receive timeout). Nothing is changed in the kernel.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -95,6 +97,19 @@ static int lookup(int fd, uint32_t seq, const char *table, const char *set, cons
   }
 }
 
+#define MAX_PROBES 64
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char table[MAX_NAME];
+  uint32_t count;
+  char set[MAX_PROBES][MAX_NAME];
+  unsigned char key[MAX_PROBES][16];
+  size_t keylen[MAX_PROBES];
+  int rc[MAX_PROBES];
+} pbxg_lookup;
+
 static napi_value throw_type(napi_env env, const char *msg) {
   napi_throw_type_error(env, NULL, msg);
   return NULL;
@@ -106,23 +121,16 @@ static int get_string(napi_env env, napi_value v, char *out, size_t cap) {
   return (len == 0 || len >= cap - 1 || strlen(out) != len) ? -1 : 0;
 }
 
-napi_value pbxg_has_elements(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return throw_type(env, "hasElements(table, probes)");
-  char table[MAX_NAME];
-  if (get_string(env, argv[0], table, sizeof(table)) != 0) return throw_type(env, "hasElements: table must be a name of 1-62 bytes");
-  bool is_array = false;
-  uint32_t count = 0;
-  if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array) return throw_type(env, "hasElements: probes must be an array");
-  napi_get_array_length(env, argv[1], &count);
-  if (count > 64) return throw_type(env, "hasElements: at most 64 probes");
-  napi_value result;
-  napi_create_array_with_length(env, count, &result);
+/* libuv thread pool: the lookups may wait for the kernel's nf_tables mutex while someone else
+ * commits a large transaction (measured: ~50 ms during `nft flush ruleset` of 100k elements), so
+ * they never run on the main thread. No N-API calls here. */
+static void lookup_execute(napi_env env, void *data) {
+  (void)env;
+  pbxg_lookup *l = (pbxg_lookup *)data;
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
   int open_err = fd < 0 ? -errno : 0;
   if (fd >= 0) {
-    struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+    struct timeval tv = {.tv_sec = 5, .tv_usec = 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     struct sockaddr_nl local = {.nl_family = AF_NETLINK};
     if (bind(fd, (struct sockaddr *)&local, sizeof(local)) < 0) {
@@ -131,26 +139,68 @@ napi_value pbxg_has_elements(napi_env env, napi_callback_info info) {
       fd = -1;
     }
   }
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value probe, v;
-    char set[MAX_NAME];
-    void *key = NULL;
-    size_t keylen = 0;
-    napi_get_element(env, argv[1], i, &probe);
-    if (napi_get_named_property(env, probe, "set", &v) != napi_ok || get_string(env, v, set, sizeof(set)) != 0) {
-      if (fd >= 0) close(fd);
-      return throw_type(env, "hasElements: probe.set must be a set name");
-    }
-    bool is_buf = false;
-    if (napi_get_named_property(env, probe, "key", &v) != napi_ok || napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf ||
-        napi_get_buffer_info(env, v, &key, &keylen) != napi_ok || (keylen != 4 && keylen != 16)) {
-      if (fd >= 0) close(fd);
-      return throw_type(env, "hasElements: probe.key must be a 4 or 16 byte Buffer");
-    }
-    int rc = fd < 0 ? open_err : lookup(fd, i + 1, table, set, key, keylen);
-    napi_create_int32(env, rc, &v);
-    napi_set_element(env, result, i, v);
-  }
+  for (uint32_t i = 0; i < l->count; i++) l->rc[i] = fd < 0 ? open_err : lookup(fd, i + 1, l->table, l->set[i], l->key[i], l->keylen[i]);
   if (fd >= 0) close(fd);
-  return result;
+}
+
+static void lookup_complete(napi_env env, napi_status status, void *data) {
+  pbxg_lookup *l = (pbxg_lookup *)data;
+  if (status != napi_ok) {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "nftables addon: lookup cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, l->deferred, err);
+  } else {
+    napi_value result, v;
+    napi_create_array_with_length(env, l->count, &result);
+    for (uint32_t i = 0; i < l->count; i++) {
+      napi_create_int32(env, l->rc[i], &v);
+      napi_set_element(env, result, i, v);
+    }
+    napi_resolve_deferred(env, l->deferred, result);
+  }
+  napi_delete_async_work(env, l->work);
+  free(l);
+}
+
+/* hasElements(table, [{ set, key }]) -> Promise<number[]> */
+napi_value pbxg_has_elements(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return throw_type(env, "hasElements(table, probes)");
+  pbxg_lookup *l = calloc(1, sizeof(*l));
+  if (!l) {
+    napi_throw_error(env, NULL, "nftables addon: out of memory");
+    return NULL;
+  }
+  bool is_array = false;
+  const char *bad = NULL;
+  if (get_string(env, argv[0], l->table, sizeof(l->table)) != 0) bad = "hasElements: table must be a name of 1-62 bytes";
+  else if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array) bad = "hasElements: probes must be an array";
+  else if (napi_get_array_length(env, argv[1], &l->count) != napi_ok || l->count > MAX_PROBES) bad = "hasElements: at most 64 probes";
+  for (uint32_t i = 0; !bad && i < l->count; i++) {
+    napi_value probe, v;
+    void *key = NULL;
+    bool is_buf = false;
+    napi_get_element(env, argv[1], i, &probe);
+    if (napi_get_named_property(env, probe, "set", &v) != napi_ok || get_string(env, v, l->set[i], MAX_NAME) != 0) bad = "hasElements: probe.set must be a set name";
+    else if (napi_get_named_property(env, probe, "key", &v) != napi_ok || napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf ||
+             napi_get_buffer_info(env, v, &key, &l->keylen[i]) != napi_ok || (l->keylen[i] != 4 && l->keylen[i] != 16))
+      bad = "hasElements: probe.key must be a 4 or 16 byte Buffer";
+    else memcpy(l->key[i], key, l->keylen[i]);
+  }
+  if (bad) {
+    free(l);
+    return throw_type(env, bad);
+  }
+  napi_value promise, name;
+  if (napi_create_promise(env, &l->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "pbxg_nft_has_elements", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, lookup_execute, lookup_complete, l, &l->work) != napi_ok ||
+      napi_queue_async_work(env, l->work) != napi_ok) {
+    free(l);
+    napi_throw_error(env, NULL, "nftables addon: cannot queue the lookup");
+    return NULL;
+  }
+  return promise;
 }
