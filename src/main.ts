@@ -7,7 +7,7 @@ import { TokenSet } from './api/auth.js';
 import { changedKeys } from './config/changes.js';
 import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
-import { clearPausedNote, createBackend, DeferredBackend, Enforcer, notePaused, takePausedNote, type FirewallBackend } from './firewall/index.js';
+import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
 import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolver, type GuardOptions, type HostAddressPort, type HostResolver } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
@@ -340,19 +340,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   let admin: FastifyInstance | null = null;
   if (opts.adminSocket !== false) {
-    const firewall = {
-      pause: async () => {
-        const reason = `pbx-guardian flush at ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`;
-        await enforcer.pause(reason);
-        notePaused(config.stateDir, reason);
-        return { reason, storeActive: enforcer.health().storeActive };
-      },
-      resume: async () => {
-        const r = await enforcer.resume();
-        clearPausedNote(config.stateDir);
-        return r;
-      },
-    };
+    const firewall = pauseControl(enforcer, config.stateDir);
     admin = createAdminApp({ control: g, status: () => g.status(), reload, version: VERSION, firewall }, authFailures);
     registerConsoleRoute(admin, asteriskConsole);
     await listenAdminSocket(admin, config.admin.socket, parseInt(config.admin.socketMode, 8));

@@ -8,10 +8,10 @@ import { Watchdog } from './watchdog.js';
 import { PendingOps, type NewOp } from './pending.js';
 
 export type { Refusal } from './isolate.js';
+export * from './enforcer-config.js';
 
 /** elements per restore transaction */
 const RESTORE_CHUNK = 5_000;
-export * from './enforcer-config.js';
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));

@@ -15,4 +15,4 @@ export { createBackend } from './create.js';
 export { MemoryBackend } from './memory.js';
 export { DeferredBackend } from './deferred.js';
 export { canonicalTarget, checkTarget, InvalidFirewallTargetError, type CanonicalTarget } from './target.js';
-export { clearPausedNote, notePaused, takePausedNote } from './pause-note.js';
+export { pauseControl, takePausedNote } from './pause-note.js';

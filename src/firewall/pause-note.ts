@@ -1,5 +1,6 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Enforcer } from './enforcer.js';
 
 /**
  * A note in the state directory that enforcement was paused on purpose (pbx-guardian flush). A
@@ -37,4 +38,22 @@ export function takePausedNote(stateDir: string): string | null {
   } catch {
     return 'unknown';
   }
+}
+
+/** pbx-guardian flush / resume of the running daemon (the admin routes): the enforcer's pause and
+ *  resume, with the note kept in the state directory. */
+export function pauseControl(enforcer: Enforcer, stateDir: string) {
+  return {
+    async pause(): Promise<{ reason: string; storeActive: number }> {
+      const reason = `pbx-guardian flush at ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`;
+      await enforcer.pause(reason);
+      notePaused(stateDir, reason);
+      return { reason, storeActive: enforcer.health().storeActive };
+    },
+    async resume(): Promise<{ resumed: boolean; restored: number }> {
+      const r = await enforcer.resume();
+      clearPausedNote(stateDir);
+      return r;
+    },
+  };
 }
