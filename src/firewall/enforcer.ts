@@ -290,6 +290,7 @@ export class Enforcer {
     this.hooks.onApplied?.(restored, 0, ms);
     this.lastSuccessAt = this.now();
     this.kernelCount = { n: restored, at: this.lastSuccessAt };
+    if (this.watchdog) this.watchdog.tablePresent = true; // our own setup just made it
     this.logger.info({ backend: this.backend.name, restored, refused: refused.length, ms: Math.round(ms) }, 'firewall: active bans restored');
     return restored;
   }

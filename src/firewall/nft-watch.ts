@@ -21,6 +21,8 @@ export const BAN_SETS = ['ban4', 'ban6', 'net4', 'net6'] as const;
 /** without the addon, the expensive canary lookups run on every n-th check only */
 export const FALLBACK_EVERY = 15;
 
+type NativeLookup = (table: string, probes: Array<{ set: string; key: Buffer }>) => Promise<number[]>;
+
 /** "set ban4" / "chain input" / "rules of chain input" → the object's JSON without its handle */
 export type Shape = Map<string, string>;
 
@@ -75,9 +77,11 @@ export class NftWatch {
   private expected: Shape | null = null;
   private checks = 0;
 
+  /** `lookup`: the addon's single-element lookup; null = the `nft get element` fallback */
   constructor(
     private readonly runner: NftRunner,
     private readonly table: string,
+    private readonly lookup: NativeLookup | null = loadNftAddon()?.hasElements?.bind(null) ?? null,
   ) {}
 
   /** Records the table's shape as our own setup() just left it. */
@@ -96,10 +100,9 @@ export class NftWatch {
 
   /** the sets whose canary element is missing */
   private async canaryless(sets: readonly string[]): Promise<string[]> {
-    const native = loadNftAddon();
     const is6 = (s: string) => s.endsWith('6');
-    if (native?.hasElements) {
-      const rc = await native.hasElements(this.table, sets.map((set) => ({ set, key: is6(set) ? CANARY6_KEY : CANARY4_KEY })));
+    if (this.lookup) {
+      const rc = await this.lookup(this.table, sets.map((set) => ({ set, key: is6(set) ? CANARY6_KEY : CANARY4_KEY })));
       const failed = rc.findIndex((r) => r < 0);
       if (failed >= 0) throw new Error(`nftables: looking up the canary element of set ${sets[failed]} failed (errno ${-rc[failed]!})`);
       return sets.filter((_, i) => rc[i] === 0);
