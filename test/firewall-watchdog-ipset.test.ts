@@ -42,6 +42,7 @@ interface Report {
   rules: [number, number];
   hooked: [boolean, boolean];
   health: ReturnType<Enforcer['health']>;
+  repairsDuringOwnSetups: number;
 }
 
 async function scenario(): Promise<Report> {
@@ -86,8 +87,20 @@ async function scenario(): Promise<Report> {
     }
     sh(IPSET, 'destroy');
   });
-  const report: Report = { expected: expected.length, repairsAfterOwnWork, incidents, rules: [chainRules(IPT), chainRules(IP6T)], hooked: [hooked(IPT), hooked(IP6T)], health: enf.health() };
+  const report: Report = { expected: expected.length, repairsAfterOwnWork, incidents, rules: [chainRules(IPT), chainRules(IP6T)], hooked: [hooked(IPT), hooked(IP6T)], health: enf.health(), repairsDuringOwnSetups: -1 };
   await enf.stop();
+  // our own setup is several ipset / iptables commands (flush the chain, add each rule): a check
+  // every 10 ms during three pause / resume cycles must never see it half done
+  let own = 0;
+  const fast = new Enforcer(backend, () => store, { ...defaultFirewallConfig, batchWindowMs: 2, reconcileIntervalMs: 0 }, log.logger, { onRepaired: () => own++ }, { watchdogIntervalMs: 10 });
+  await fast.start();
+  for (let i = 0; i < 3; i++) {
+    await fast.pause('test');
+    await fast.resume();
+  }
+  await sleep(100);
+  report.repairsDuringOwnSetups = own;
+  await fast.stop();
   return report;
 }
 
@@ -107,5 +120,6 @@ else {
     assert.equal(r.health.repairs, 4);
     assert.equal(r.health.kernelElements, r.expected, 'counted from ipset list -t');
     assert.equal(r.health.tablePresent, true);
+    assert.equal(r.repairsDuringOwnSetups, 0, 'the check never runs in the middle of our own setup (it holds the enforcer lock)');
   });
 }
