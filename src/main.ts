@@ -9,7 +9,7 @@ import { TokenSet } from './api/auth.js';
 import { changedKeys } from './config/changes.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
-import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
+import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
 import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolver, type GuardOptions, type HostAddressPort, type HostResolver } from './guard/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { acquireStateLock, prepareStateDir, StateDirError, Store } from './store/index.js';
@@ -217,7 +217,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       },
       onRecovered: () => metrics.firewallHealthy.set(1),
       onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
-    });
+      onRepaired: () => metrics.firewallRepairs.inc(),
+    }, { watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000 });
     const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, enforcer, logger));
     gd.on({
       securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
@@ -329,7 +330,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const gate = new StartingGate();
     await bindListeners(config, gate, {
       admin: opts.adminSocket === false ? null : () => {
-        const app = createAdminApp({ control: gd, status: () => gd.status(), reload, version: VERSION, health }, af);
+        const app = createAdminApp({ control: gd, status: () => gd.status(), reload, version: VERSION, health, firewall: pauseControl(en, config.stateDir) }, af);
         registerConsoleRoute(app, asteriskConsole);
         return app;
       },
@@ -367,6 +368,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     logger.info({ backend: kernel.name }, `firewall backend: ${kernel.name}`);
     const restored = gd.restore();
     metrics.firewallHealthy.set(1);
+    const pausedBefore = takePausedNote(config.stateDir);
+    if (pausedBefore) logger.warn({ pausedReason: pausedBefore }, `firewall enforcement was paused (${pausedBefore}) when the daemon stopped; a start enforces again: the stored bans go back into the kernel (pbx-guardian flush pauses again)`);
     await enforcer.start();
     await enforcer.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
     gd.startExpirySweep();

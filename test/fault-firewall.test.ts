@@ -19,6 +19,7 @@ import { Enforcer, MemoryBackend, defaultFirewallConfig, type FirewallBackend, t
 import { nftError } from '../src/firewall/nft-runner.js';
 import { NftablesBackend } from '../src/firewall/nftables.js';
 import { NftCommandRunner } from '../src/firewall/nft-command.js';
+import { isCanary } from '../src/firewall/canary.js';
 import { assertPrivateNetns, netnsSkipReason, runInNetns, reportScenario } from './helpers/netns.js';
 import { LogCapture, waitFor } from './helpers/daemon.js';
 
@@ -142,6 +143,7 @@ async function missingBinaryScenario(): Promise<MissingReport> {
       if (!it.set || !['ban4', 'ban6'].includes(it.set.name)) continue;
       for (const e of it.set.elem ?? []) kernel.push(typeof e === 'string' ? e : e.elem.val);
     }
+    for (let i = kernel.length - 1; i >= 0; i--) if (isCanary(kernel[i]!)) kernel.splice(i, 1); // the watchdog's canaries
     const firstError = String(log.errors()[0]?.msg ?? '');
     const report = { firstError, healthyAfterFailure, healthyAfterFix: enf.healthy, failures, kernel: kernel.sort(), expected: store.map((e) => e.target).sort() };
     await enf.stop();

@@ -18,6 +18,16 @@ export interface AdminPort {
   version: string;
   /** one answer per part (GET /health; pbx-guardian status prints it on top) */
   health?(): HealthReport;
+  /** pbx-guardian flush / resume of the running daemon */
+  firewall?: FirewallControl;
+}
+
+/** Stopping enforcement on purpose, and starting it again. */
+export interface FirewallControl {
+  /** removes our table / sets; bans are still decided and stored */
+  pause(): Promise<{ reason: string; storeActive: number }>;
+  /** re-creates and re-fills them from the store */
+  resume(): Promise<{ resumed: boolean; restored: number }>;
 }
 
 const banBody = {
@@ -69,6 +79,11 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
 
   app.delete('/bans', local, async () => ({ unbanned: await port.control.unbanAll() }));
   app.post('/reload', local, async () => port.reload());
+  const fw = port.firewall;
+  if (fw) {
+    app.post('/firewall/flush', local, async () => ({ paused: true, ...(await fw.pause()) }));
+    app.post('/firewall/resume', local, async () => fw.resume());
+  }
   return app;
 }
 

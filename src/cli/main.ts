@@ -36,8 +36,10 @@ Commands:
   check <security.log|transcript.raw> [--rules DIR] [--json]
                               replay an Asterisk security log or a raw AMI transcript through the
                               rules: matched lines per event, addresses that would be banned
-  flush                       remove our nftables table / ipsets from the kernel (the daemon's
-                              store keeps the bans; the next start restores them)
+  flush                       stop enforcing on purpose: the running daemon removes its nftables
+                              table / ipsets, keeps detecting and storing bans, and reports
+                              "paused"; with no daemon running, removes them directly
+  resume                      enforce again after flush: the stored bans go back into the kernel
   console [-- "COMMAND"]       Asterisk CLI through AMI (interactive, or one command); no "!" shell escapes
   version                     print the version
 
@@ -167,9 +169,13 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     case 'flush': {
-      const { flushFirewall } = await import('./run.js');
-      await flushFirewall(values.config);
-      out('removed the pbx-guardian firewall table / sets');
+      const { flushCommand } = await import('./flush.js');
+      out(await flushCommand(socket(), values.config));
+      return EXIT.ok;
+    }
+    case 'resume': {
+      const { resumeCommand } = await import('./flush.js');
+      out(await resumeCommand(socket()));
       return EXIT.ok;
     }
     case 'console': {

@@ -145,7 +145,7 @@ const ENUMS: Record<string, string[]> = {
   'odoo.transport': ['jsonrpc', 'json2'],
   'rest.peerDriver': ['auto', 'pjsip', 'sip'],
 };
-const DURATIONS = ['ami.securityCheckTimeout', 'ami.securityRecheckInterval', 'guard.hostLookupInterval', 'guard.maxBanDuration', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
+const DURATIONS = ['firewall.watchdogInterval', 'ami.securityCheckTimeout', 'ami.securityRecheckInterval', 'guard.hostLookupInterval', 'guard.maxBanDuration', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
 const PORTS = ['ami.port', 'metrics.port'];
 /** Whole numbers and their bounds: 0 or a negative size would fail only once the daemon runs (some in the kernel). */
 const RANGES: Record<string, [number, number]> = {
@@ -202,6 +202,8 @@ function merge(defaults: Record<string, unknown>, user: unknown, path: string, e
       else out[key] = value;
     } else if (typeof def === 'number' && typeof value === 'string' && /^\d+$/.test(value)) {
       out[key] = Number(value);
+    } else if (typeof def === 'string' && typeof value === 'number' && DURATIONS.includes(at)) {
+      out[key] = String(value); // a duration in seconds
     } else if (typeof value !== typeof def) {
       const shown = isSecretKey(at) ? 'its value is not shown: a secret' : JSON.stringify(value)?.slice(0, 60);
       errors.push(`${at}: expected a ${typeof def}, got ${kindOf(value)} (${shown})`);
@@ -283,6 +285,8 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (!Number.isInteger(cfg.guard.maxTracked) || cfg.guard.maxTracked < 1000) errors.push('guard.maxTracked: must be a whole number of at least 1000');
   if ((parseDuration(cfg.guard.hostLookupInterval) ?? 10) < 10) errors.push('guard.hostLookupInterval: at least 10s');
   if (!(cfg.guard.escalation.factor >= 1 && cfg.guard.escalation.factor <= 100)) errors.push('guard.escalation.factor: must be from 1 to 100');
+  const watchdog = parseDuration(cfg.firewall.watchdogInterval);
+  if (watchdog !== null && watchdog !== 0 && (watchdog < 0.1 || watchdog > 3600)) errors.push('firewall.watchdogInterval: 0 (off) or from 100ms to 1h (default 2s: a removed table is repaired within 5 s)');
   if (!/^[A-Za-z0-9_]{1,32}$/.test(cfg.firewall.table)) errors.push('firewall.table: 1-32 letters, digits or "_"');
   if (!/^[A-Za-z0-9_-]{1,16}$/.test(cfg.firewall.ipsetPrefix)) errors.push('firewall.ipsetPrefix: 1-16 letters, digits, "_" or "-"');
   if (!Number.isInteger(cfg.auth.maxFailuresPerMinute) || cfg.auth.maxFailuresPerMinute < 1 || cfg.auth.maxFailuresPerMinute > 10_000) errors.push('auth.maxFailuresPerMinute: a whole number from 1 to 10000');

@@ -1,4 +1,4 @@
-import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
+import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget, Inspection } from './types.js';
 
 /**
  * A backend that could not be built at start (not root, no CAP_NET_ADMIN, nft missing). Every
@@ -45,5 +45,11 @@ export class DeferredBackend implements FirewallBackend {
 
   async close(): Promise<void> {
     await this.inner?.close();
+  }
+
+  /** the built backend's check; one that has nothing to watch (memory) is always intact */
+  async inspect(): Promise<Inspection> {
+    const inner = await this.backend();
+    return inner.inspect ? inner.inspect() : { tablePresent: true, problems: [] };
   }
 }

@@ -61,3 +61,41 @@ function drifted(kernel: number | null, store: number | null): boolean {
   if (kernel === null || store === null) return kernel !== store;
   return Math.abs(kernel - store) > TTL_TOLERANCE_MS;
 }
+
+/**
+ * What reconcile repairs: the drift between `active` and the kernel's listing, confirmed by a
+ * second listing. A dump of a large kernel hash set can repeat some elements and leave out others
+ * while the kernel resizes the set (seen with 60k elements just after they were added): repair
+ * only what both listings agree on. Also returns how many elements the kernel holds once the
+ * batch is applied (the last listing, less the removes, plus the adds it lacked).
+ */
+export async function confirmedDrift(list: () => Promise<FirewallEntry[]>, active: () => Iterable<FirewallEntry>, now: () => number, maxTimeoutMs?: number): Promise<{ batch: FirewallBatch; after: number }> {
+  let inKernel: FirewallEntry[] = [];
+  const drift = async () => {
+    inKernel = await list();
+    return driftBetween(active(), inKernel, now(), maxTimeoutMs);
+  };
+  let batch = await drift();
+  if (batch.add.length || batch.remove.length) batch = confirmed(batch, await drift());
+  let after = inKernel.length - batch.remove.length;
+  if (batch.add.length) {
+    const have = new Set(inKernel.map((e) => e.target));
+    for (const e of batch.add) if (!have.has(e.target)) after++;
+  }
+  return { batch, after };
+}
+
+/** The active entries still running at `now`, canonical, for a restore; invalid stored targets
+ *  are reported and skipped. Yields to the event loop every 4,096 entries. */
+export async function restoreEntries(active: Iterable<FirewallEntry>, now: number, invalid: (target: string) => void): Promise<FirewallEntry[]> {
+  const add: FirewallEntry[] = [];
+  let n = 0;
+  for (const e of active) {
+    if (++n % YIELD_EVERY === 0) await yieldToLoop();
+    if (e.expiresAt !== null && e.expiresAt <= now) continue;
+    const key = safeKey(e);
+    if (key) add.push({ ...e, target: key });
+    else invalid(String(e.target));
+  }
+  return add;
+}

@@ -1,83 +1,17 @@
 import type { Logger } from 'pino';
-import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
-import { confirmed, driftBetween, safeKey } from './drift.js';
+import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallHealth, FirewallTarget, RepairReport } from './types.js';
+import { confirmedDrift, restoreEntries } from './drift.js';
 import { checkTarget } from './target.js';
-import { applyIsolating, type Refusal } from './isolate.js';
+import { applyReporting, type Refusal, type RefusalLog } from './isolate.js';
+import { DEFAULT_WATCHDOG_INTERVAL_MS, EnforcerStoppedError, type EnforcerHooks, type EnforcerOptions, type FirewallConfig } from './enforcer-config.js';
+import { Watchdog } from './watchdog.js';
+import { PendingOps, type NewOp } from './pending.js';
 
 export type { Refusal } from './isolate.js';
+export * from './enforcer-config.js';
 
-export interface FirewallConfig {
-  backend: 'auto' | 'nftables' | 'ipset' | 'memory';
-  /** nftables table name (family inet) */
-  table: string;
-  verdict: 'drop' | 'reject';
-  /** ports the ban applies to (TCP and UDP); empty = all ports */
-  ports: number[];
-  nftMode: 'auto' | 'addon' | 'command';
-  /** ipset maxelem, and the size of the nftables address sets */
-  ipsetMaxElem: number;
-  ipsetPrefix: string;
-  batchWindowMs: number;
-  batchMaxSize: number;
-  reconcileIntervalMs: number;
-  retryInitialMs: number;
-  retryMaxMs: number;
-}
-
-export const defaultFirewallConfig: FirewallConfig = {
-  backend: 'auto',
-  table: 'pbx_guardian',
-  verdict: 'drop',
-  ports: [],
-  nftMode: 'auto',
-  ipsetMaxElem: 1048576,
-  ipsetPrefix: 'pbxg',
-  batchWindowMs: 2,
-  batchMaxSize: 10000,
-  reconcileIntervalMs: 300000,
-  retryInitialMs: 1000,
-  retryMaxMs: 60000,
-};
-
-export interface EnforcerHooks {
-  onApplied?(adds: number, removes: number, ms: number): void;
-  onDrift?(added: number, removed: number): void;
-  onFailure?(err: Error, attempt: number): void;
-  onRecovered?(): void;
-  /** the kernel refused one element; the rest of its transaction was applied */
-  onRefused?(refusal: Refusal): void;
-}
-
-export interface EnforcerOptions {
-  /** bound on queued, not yet applied operations (oldest dropped beyond it); default 1,000,000 */
-  maxPending?: number;
-  /** clock, for tests */
-  now?: () => number;
-}
-
-
-/** The kernel refused this element (see Refusal); the ban stays in the store and reconcile
- *  tries it again. */
-export class FirewallRefusedError extends Error {
-  constructor(readonly refusal: Refusal) {
-    super(`the kernel refused ${refusal.op === 'add' ? 'to add' : 'to remove'} ${refusal.target}: ${refusal.error.message}`);
-    this.name = 'FirewallRefusedError';
-  }
-}
-
-export class EnforcerStoppedError extends Error {
-  constructor() {
-    super('firewall enforcer stopped before this change was applied');
-    this.name = 'EnforcerStoppedError';
-  }
-}
-
-interface Waiter {
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
-
-type Op = { kind: 'add'; entry: FirewallEntry; waiters: Waiter[] } | { kind: 'remove'; target: FirewallTarget; waiters: Waiter[] };
+/** elements per restore transaction */
+const RESTORE_CHUNK = 5_000;
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -87,16 +21,19 @@ function toError(err: unknown): Error {
  * Sits between the guard's decisions and a FirewallBackend:
  * - batches ban/unban calls arriving within batchWindowMs (or up to batchMaxSize) into one
  *   backend transaction; the last operation on a target wins;
- * - restores everything the store says is active in one transaction at start and after recovery;
+ * - restores everything the store says is active at start, after recovery and after a watchdog
+ *   repair (in transactions of RESTORE_CHUNK elements, yielding to the event loop between them);
  * - reconciles periodically (re-adds missing elements with their remaining timeout, re-asserts
  *   drifted timeouts, removes elements the store does not know);
  * - on failure keeps a bounded queue, reports, and retries with exponential backoff; it never
- *   throws at detection.
+ *   throws at detection;
+ * - runs the watchdog (watchdog.ts), which repairs our table when someone else removes it;
+ * - pauses on purpose (pbx-guardian flush): the table is removed, bans are still decided and
+ *   stored, nothing is repaired until resume() (or a restart) re-creates and re-fills it.
  * All backend calls are serialised.
  */
 export class Enforcer {
-  private readonly pending = new Map<string, Op>();
-  private readonly maxPending: number;
+  private readonly pending: PendingOps;
   private readonly now: () => number;
   private windowTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -105,9 +42,14 @@ export class Enforcer {
   private failing = false;
   private attempt = 0;
   private stopped = false;
-  private droppedSinceLog = 0;
-  /** targets refused before (bounded): a repeat refusal is logged at debug level only */
-  private readonly refusedBefore = new Set<string>();
+  private readonly refusals: RefusalLog;
+  private started = false;
+  private paused: string | null = null;
+  private lastSuccessAt: number | null = null;
+  private lastError: { message: string; at: number } | null = null;
+  private kernelCount: { n: number; at: number } | null = null;
+  private readonly watchdog: Watchdog | null;
+  private readonly watchdogIntervalMs: number;
   private allow: FirewallTarget[] | null = null;
   private lock: Promise<unknown> = Promise.resolve();
   private drainDone: Promise<void> = Promise.resolve();
@@ -120,8 +62,49 @@ export class Enforcer {
     private readonly hooks: EnforcerHooks = {},
     options: EnforcerOptions = {},
   ) {
-    this.maxPending = Math.max(1, options.maxPending ?? 1_000_000);
+    this.pending = new PendingOps(Math.max(1, options.maxPending ?? 1_000_000), logger);
     this.now = options.now ?? Date.now;
+    this.refusals = { logger, seen: new Set(), onRefused: (r) => hooks.onRefused?.(r) };
+    this.watchdogIntervalMs = options.watchdogIntervalMs ?? DEFAULT_WATCHDOG_INTERVAL_MS;
+    this.watchdog = backend.inspect
+      ? new Watchdog({
+          backend,
+          logger,
+          whileEnforcing: (fn) => this.serial(async () => (this.enforcing ? fn() : null)),
+          restore: () => this.setupAndRestore(),
+          repairFailed: (err) => this.fail(err, 'watchdog repair'),
+          counted: (n) => (this.kernelCount = { n, at: this.now() }),
+          onRepaired: (r) => hooks.onRepaired?.(r),
+        })
+      : null;
+  }
+
+  private get enforcing(): boolean {
+    return this.started && !this.failing && !this.stopped && this.paused === null;
+  }
+
+  /** The firewall part of the health report. */
+  health(): FirewallHealth {
+    const state = this.stopped ? 'stopped' : this.paused !== null ? 'paused' : !this.started ? 'starting' : this.failing ? 'failing' : 'enforcing';
+    return {
+      backend: this.backend.name,
+      dryRun: this.backend.name === 'memory',
+      state,
+      pausedReason: this.paused,
+      tablePresent: this.paused !== null ? false : (this.watchdog?.tablePresent ?? null),
+      kernelElements: this.kernelCount?.n ?? null,
+      kernelCountedAt: this.kernelCount?.at ?? null,
+      storeActive: this.activeEntries().length,
+      queued: this.pending.size,
+      lastSuccessAt: this.lastSuccessAt,
+      lastError: this.lastError,
+      repairs: this.watchdog?.repairs ?? 0,
+    };
+  }
+
+  /** One watchdog check now (tests, benchmarks): the repair's report, or null when all was in place. */
+  checkNow(): Promise<RepairReport | null> {
+    return this.watchdog ? this.watchdog.tick() : Promise.resolve(null);
   }
 
   get healthy(): boolean {
@@ -144,9 +127,11 @@ export class Enforcer {
     } catch (err) {
       this.fail(toError(err), 'start');
     }
+    this.started = true;
+    if (!this.stopped) this.watchdog?.start(this.watchdogIntervalMs);
     if (this.config.reconcileIntervalMs > 0 && !this.stopped) {
       this.reconcileTimer = setInterval(() => {
-        if (!this.healthy || this.stopped) return;
+        if (!this.enforcing) return;
         this.reconcile().catch((err: unknown) => this.logger.warn({ err: toError(err) }, 'firewall reconcile failed'));
       }, this.config.reconcileIntervalMs);
       this.reconcileTimer.unref();
@@ -160,7 +145,7 @@ export class Enforcer {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue(key, (waiters) => ({ kind: 'add', entry: { ...entry, target: key }, waiters }));
+    return this.enqueue(key, { kind: 'add', entry: { ...entry, target: key } });
   }
 
   unban(target: FirewallTarget): Promise<void> {
@@ -170,11 +155,7 @@ export class Enforcer {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue(key, (waiters) => ({
-      kind: 'remove',
-      target: { target: key, family: target.family, isNetwork: target.isNetwork },
-      waiters,
-    }));
+    return this.enqueue(key, { kind: 'remove', target: { target: key, family: target.family, isNetwork: target.isNetwork } });
   }
 
   async setAllow(targets: FirewallTarget[]): Promise<void> {
@@ -184,26 +165,66 @@ export class Enforcer {
     });
     this.allow = clean;
     if (this.stopped) throw new EnforcerStoppedError();
-    if (this.failing) return; // re-applied on recovery
+    if (this.failing || this.paused !== null) return; // re-applied on recovery / resume
     try {
-      await this.serial(() => this.backend.setAllow(clean));
+      await this.serial(async () => {
+        // a reload after our table was removed repairs it (the repair applies the allow set too)
+        if (await this.watchdog?.checkLocked('setAllow')) return;
+        await this.backend.setAllow(clean);
+        this.lastSuccessAt = this.now();
+      });
     } catch (err) {
       this.fail(toError(err), 'setAllow');
     }
   }
 
+  /**
+   * Stops enforcing on purpose (pbx-guardian flush): removes our table / sets / rules; the watchdog
+   * does not repair it, reconcile does not run, new bans are stored by the guard only. resume()
+   * or a restart enforces again.
+   */
+  async pause(reason: string): Promise<void> {
+    if (this.stopped) throw new EnforcerStoppedError();
+    const before = this.paused;
+    this.paused = reason;
+    try {
+      await this.serial(() => this.backend.flush());
+    } catch (err) {
+      this.paused = before;
+      throw err;
+    }
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.failing = false;
+    this.attempt = 0;
+    this.pending.settleAll();
+    this.kernelCount = { n: 0, at: this.now() };
+    this.logger.warn({ reason, backend: this.backend.name }, `firewall enforcement paused (${reason}): pbx-guardian's table / sets are removed and nothing is banned in the kernel; detection goes on and new bans are stored. pbx-guardian resume (or a restart) enforces again`);
+  }
+
+  /** Ends a pause: re-creates the table and re-fills it from the store. `resumed` is false when
+   *  it was not paused. Rejects (and retries with backoff) when the backend fails. */
+  async resume(): Promise<{ resumed: boolean; restored: number }> {
+    if (this.stopped) throw new EnforcerStoppedError();
+    if (this.paused === null) return { resumed: false, restored: 0 };
+    this.paused = null;
+    try {
+      const restored = await this.serial(() => this.setupAndRestore());
+      this.logger.info({ restored }, `firewall enforcement resumed: ${restored} bans back in the kernel`);
+      return { resumed: true, restored };
+    } catch (err) {
+      this.fail(toError(err), 'resume');
+      throw err;
+    }
+  }
+
   async reconcile(): Promise<{ added: number; removed: number }> {
     if (this.stopped) throw new EnforcerStoppedError();
+    if (this.paused !== null) return { added: 0, removed: 0 };
     return this.serial(async () => {
-      const drift = async () => {
-        const inKernel = await this.backend.list();
-        return driftBetween(this.activeEntries(), inKernel, this.now(), this.backend.maxTimeoutMs);
-      };
-      let batch = await drift();
-      // A dump of a large kernel hash set can repeat some elements and leave out others while the
-      // kernel resizes the set (seen with 60k elements just after they were added): repair only
-      // what a second listing confirms.
-      if (batch.add.length || batch.remove.length) batch = confirmed(batch, await drift());
+      const { batch, after } = await confirmedDrift(() => this.backend.list(), () => this.activeEntries(), this.now, this.backend.maxTimeoutMs);
+      this.kernelCount = { n: after, at: this.now() };
+      this.lastSuccessAt = this.now();
       if (batch.add.length || batch.remove.length) {
         const t0 = performance.now();
         const refused = await this.applyBatch(batch, 'reconcile');
@@ -224,6 +245,7 @@ export class Enforcer {
     for (const t of [this.windowTimer, this.retryTimer]) if (t) clearTimeout(t);
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.windowTimer = this.retryTimer = this.reconcileTimer = null;
+    this.watchdog?.stop();
     await this.drainDone;
     if (!this.failing && this.pending.size > 0) {
       try {
@@ -232,9 +254,7 @@ export class Enforcer {
         this.logger.error({ err: toError(err) }, 'firewall: queued bans could not be applied at stop');
       }
     }
-    const err = new EnforcerStoppedError();
-    for (const op of this.pending.values()) for (const w of op.waiters) w.reject(err);
-    this.pending.clear();
+    this.pending.settleAll(new EnforcerStoppedError());
     await this.lock.catch(() => undefined);
     try {
       await this.backend.close();
@@ -251,59 +271,41 @@ export class Enforcer {
     return run;
   }
 
-  private async setupAndRestore(): Promise<void> {
+  /** resolves the number of elements restored */
+  private async setupAndRestore(): Promise<number> {
     const t0 = performance.now();
     await this.backend.setup();
-    const now = this.now();
-    const add: FirewallEntry[] = [];
-    for (const e of this.activeEntries()) {
-      if (e.expiresAt !== null && e.expiresAt <= now) continue;
-      const key = safeKey(e);
-      if (!key) {
-        this.logger.warn({ target: String(e.target).slice(0, 80) }, 'firewall restore: skipping an invalid stored target');
-        continue;
-      }
-      add.push({ ...e, target: key });
-    }
-    const refused = await this.applyBatch({ add, remove: [] }, 'restore');
-    this.dropRefused(refused);
+    const add = await restoreEntries(this.activeEntries(), this.now(), (target) =>
+      this.logger.warn({ target: target.slice(0, 80) }, 'firewall restore: skipping an invalid stored target'),
+    );
+    // in transactions of RESTORE_CHUNK elements, the event loop running between them: a repair runs
+    // while the AMI socket must be read. Measured at 100k on a loaded 2-core host: one transaction
+    // stalled the loop 0.8-3 s (building its script), 5,000-element ones 20-40 ms at most (GC included)
+    const refused: Refusal[] = [];
+    for (let i = 0; i === 0 || i < add.length; i += RESTORE_CHUNK) refused.push(...(await this.applyBatch({ add: add.slice(i, i + RESTORE_CHUNK), remove: [] }, 'restore')));
+    this.pending.dropRefused(refused);
     if (this.allow) await this.backend.setAllow(this.allow);
     const ms = performance.now() - t0;
     const restored = add.length - refused.length;
     this.hooks.onApplied?.(restored, 0, ms);
+    this.lastSuccessAt = this.now();
+    this.kernelCount = { n: restored, at: this.lastSuccessAt };
+    if (this.watchdog) this.watchdog.tablePresent = true; // our own setup just made it
     this.logger.info({ backend: this.backend.name, restored, refused: refused.length, ms: Math.round(ms) }, 'firewall: active bans restored');
+    return restored;
   }
 
-  private enqueue(key: string, make: (waiters: Waiter[]) => Op): Promise<void> {
+
+  private enqueue(key: string, op: NewOp): Promise<void> {
     if (this.stopped) return Promise.reject(new EnforcerStoppedError());
-    return new Promise<void>((resolve, reject) => {
-      const prev = this.pending.get(key);
-      const waiters = prev ? prev.waiters : [];
-      waiters.push({ resolve, reject });
-      if (prev) this.pending.delete(key);
-      else if (this.pending.size >= this.maxPending) this.dropOldest();
-      this.pending.set(key, make(waiters));
-      this.schedule();
-    });
-  }
-
-  private dropOldest(): void {
-    const first = this.pending.keys().next();
-    if (first.done) return;
-    const op = this.pending.get(first.value)!;
-    this.pending.delete(first.value);
-    // The store keeps the truth: the restore run on recovery re-asserts every active ban.
-    for (const w of op.waiters) w.resolve();
-    if (this.droppedSinceLog++ === 0 || this.droppedSinceLog % 100000 === 0) {
-      this.logger.error(
-        { maxPending: this.maxPending, dropped: this.droppedSinceLog },
-        'firewall queue full while enforcement is failing: dropping the oldest queued change (the restore on recovery re-applies all active bans)',
-      );
-    }
+    if (this.paused !== null) return Promise.resolve(); // stored by the guard; resume() restores it
+    const done = this.pending.put(key, op);
+    this.schedule();
+    return done;
   }
 
   private schedule(): void {
-    if (this.failing || this.stopped || this.draining) return;
+    if (this.failing || this.stopped || this.draining || this.paused !== null) return;
     if (this.pending.size >= this.config.batchMaxSize) {
       if (this.windowTimer) clearTimeout(this.windowTimer);
       this.windowTimer = null;
@@ -323,7 +325,7 @@ export class Enforcer {
     this.draining = true;
     this.drainDone = (async () => {
       try {
-        while (this.pending.size > 0 && !this.failing && !this.stopped) {
+        while (this.pending.size > 0 && !this.failing && !this.stopped && this.paused === null) {
           await this.drainOnce(this.config.batchMaxSize);
         }
       } catch {
@@ -339,64 +341,40 @@ export class Enforcer {
   /** Applies up to `max` queued operations in one transaction. On failure puts them back and
    *  enters the failing state (then rethrows). */
   private async drainOnce(max: number): Promise<void> {
-    const ops: [string, Op][] = [];
-    for (const [key, op] of this.pending) {
-      ops.push([key, op]);
-      if (ops.length >= max) break;
-    }
-    for (const [key] of ops) this.pending.delete(key);
-    const batch: FirewallBatch = { add: [], remove: [] };
-    for (const [, op] of ops) {
-      if (op.kind === 'add') batch.add.push(op.entry);
-      else batch.remove.push(op.target);
-    }
+    const { ops, batch } = this.pending.take(max);
     try {
       const t0 = performance.now();
       await this.serial(() => this.backend.apply(batch));
+      this.lastSuccessAt = this.now();
       this.hooks.onApplied?.(batch.add.length, batch.remove.length, performance.now() - t0);
       for (const [, op] of ops) for (const w of op.waiters) w.resolve();
     } catch (err) {
-      // put back what was not superseded meanwhile (a newer op on the same key wins)
-      for (const [key, op] of ops) {
-        const newer = this.pending.get(key);
-        if (newer) newer.waiters.unshift(...op.waiters);
-        else this.pending.set(key, op);
-      }
+      this.pending.putBack(ops);
+      if (this.paused !== null) return this.pending.settleAll(); // flushed on purpose meanwhile: the store keeps them
+      // our table was removed under us: repair it, and these go again (the loop drains them)
+      if (await this.repairedAfterFailure()) return;
       this.fail(toError(err), 'apply');
       throw err;
     }
   }
 
-  /** Queued adds of elements the restore found refused: they would fail every batch again. */
-  private dropRefused(refused: Refusal[]): void {
-    for (const r of refused) {
-      const op = this.pending.get(r.target);
-      if (op?.kind !== 'add') continue;
-      this.pending.delete(r.target);
-      for (const w of op.waiters) w.reject(new FirewallRefusedError(r));
+  private async repairedAfterFailure(): Promise<boolean> {
+    if (!this.watchdog || !this.enforcing) return false;
+    try {
+      return (await this.serial(() => this.watchdog!.checkLocked('apply'))) !== null;
+    } catch {
+      return false;
     }
   }
 
-  /** One transaction; when the kernel refuses it, the elements it refuses are set aside (logged,
-   *  reported) and the rest applied (see isolate.ts). Throws when the backend itself fails. */
-  private async applyBatch(batch: FirewallBatch, during: string): Promise<Refusal[]> {
-    const refused = await applyIsolating(this.backend, batch);
-    for (const r of refused) {
-      const first = !this.refusedBefore.has(r.target);
-      if (first && this.refusedBefore.size < 10_000) this.refusedBefore.add(r.target);
-      const msg = `firewall (${during}): the kernel refused ${r.op === 'add' ? 'to add' : 'to remove'} ${r.target}: ${r.error.message}. It is set aside and the rest of the transaction applied; the ban stays in the store and reconcile tries it again`;
-      if (first) this.logger.error({ target: r.target, op: r.op, err: r.error }, msg);
-      else this.logger.debug({ target: r.target, op: r.op }, msg);
-      try {
-        this.hooks.onRefused?.(r);
-      } catch {
-        /* a hook never breaks enforcement */
-      }
-    }
-    return refused;
+  /** One transaction; the elements the kernel refuses are set aside (see isolate.ts). */
+  private applyBatch(batch: FirewallBatch, during: string): Promise<Refusal[]> {
+    return applyReporting(this.backend, batch, during, this.refusals);
   }
 
   private fail(err: Error, during: string): void {
+    if (this.paused !== null) return; // nothing is enforced on purpose: no retry
+    this.lastError = { message: err.message, at: this.now() };
     this.attempt++;
     const wasHealthy = !this.failing;
     this.failing = true;
@@ -428,9 +406,9 @@ export class Enforcer {
     const attempts = this.attempt;
     this.failing = false;
     this.attempt = 0;
-    if (this.droppedSinceLog > 0) {
-      this.logger.warn({ dropped: this.droppedSinceLog }, 'firewall: queued changes were dropped during the outage; the restore re-applied the active bans');
-      this.droppedSinceLog = 0;
+    if (this.pending.dropped > 0) {
+      this.logger.warn({ dropped: this.pending.dropped }, 'firewall: queued changes were dropped during the outage; the restore re-applied the active bans');
+      this.pending.dropped = 0;
     }
     this.logger.info({ backend: this.backend.name, attempts }, 'firewall enforcement recovered');
     try {

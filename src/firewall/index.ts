@@ -1,11 +1,12 @@
 /** Public interface of the firewall stage (enforcement backends and the batcher). */
-export type { Family, FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
+export type { Family, FirewallBackend, FirewallBatch, FirewallEntry, FirewallHealth, FirewallTarget, Inspection, RepairReport } from './types.js';
 export {
   Enforcer,
   EnforcerStoppedError,
   FirewallRefusedError,
   type Refusal,
   defaultFirewallConfig,
+  DEFAULT_WATCHDOG_INTERVAL_MS,
   type EnforcerHooks,
   type EnforcerOptions,
   type FirewallConfig,
@@ -14,3 +15,4 @@ export { createBackend } from './create.js';
 export { MemoryBackend } from './memory.js';
 export { DeferredBackend } from './deferred.js';
 export { canonicalTarget, checkTarget, InvalidFirewallTargetError, type CanonicalTarget } from './target.js';
+export { pauseControl, takePausedNote } from './pause-note.js';

@@ -3,7 +3,8 @@ import { accessSync, constants } from 'node:fs';
 import type { Logger } from 'pino';
 import type { FirewallConfig } from './enforcer.js';
 import { canonicalTarget, checkTarget } from './target.js';
-import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
+import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget, Inspection } from './types.js';
+import { CANARY4, CANARY6, isCanary } from './canary.js';
 
 /** ipset's largest per-element timeout, in seconds (the kernel refuses more). */
 export const IPSET_MAX_TIMEOUT_S = 2147483;
@@ -55,6 +56,9 @@ function toolError(tool: string, r: RunResult): Error {
   return new Error(`${tool} failed (rc ${r.code}): ${text}`);
 }
 
+/** our chain's lines in `iptables -S` output */
+const ourRules = (listing: string): string => listing.split('\n').filter((l) => l === `-N ${CHAIN}` || l.startsWith(`-A ${CHAIN} `)).join('\n');
+
 export interface IpsetOptions {
   prefix: string;
   maxElem: number;
@@ -81,6 +85,8 @@ export class IpsetBackend implements FirewallBackend {
   private readonly ip6tables: string;
   private readonly now: () => number;
   readonly sets: { v4: string; v6: string; net4: string; net6: string; allow4: string; allow6: string };
+  /** `iptables -S PBXG-INPUT` / `ip6tables -S PBXG-INPUT` as setup() left them (the watchdog compares) */
+  private expectedRules: [string, string] | null = null;
 
   constructor(
     private readonly opts: IpsetOptions,
@@ -127,6 +133,11 @@ export class IpsetBackend implements FirewallBackend {
       `create ${s.net6} hash:net family inet6 timeout 0 maxelem ${m}`,
       `create ${s.allow4} hash:net family inet maxelem 65536`,
       `create ${s.allow6} hash:net family inet6 maxelem 65536`,
+      // canaries (canary.ts): the watchdog sees an emptied set in `ipset list -t`
+      `add ${s.v4} ${CANARY4} timeout 0`,
+      `add ${s.v6} ${CANARY6} timeout 0`,
+      `add ${s.net4} ${CANARY4} timeout 0`,
+      `add ${s.net6} ${CANARY6} timeout 0`,
     ]);
     const ports = [...new Set(this.opts.ports)].sort((a, b) => a - b);
     for (const [bin, fam] of [[this.iptables, 4], [this.ip6tables, 6]] as const) {
@@ -158,6 +169,43 @@ export class IpsetBackend implements FirewallBackend {
         if (r.code !== 0) throw toolError(tool, r);
       }
     }
+    this.expectedRules = [ourRules((await this.ipt(this.iptables, ['-S'])).stdout), ourRules((await this.ipt(this.ip6tables, ['-S'])).stdout)];
+  }
+
+  /**
+   * The watchdog's check, three short processes (run at once) whatever the set sizes: `ipset list
+   * -t` (headers only: names, element counts) and `iptables -S` for both families (our chain
+   * compared with what setup() left, and the INPUT rule that jumps to it).
+   */
+  async inspect(): Promise<Inspection> {
+    const [r, ...rules] = await Promise.all([run(this.ipset, ['list', '-t']), this.ipt(this.iptables, ['-S']), this.ipt(this.ip6tables, ['-S'])]);
+    if (r!.code !== 0) throw toolError('ipset list', r!);
+    const entries = new Map<string, number>();
+    for (const block of r!.stdout.split(/\n(?=Name: )/)) {
+      const name = /^Name: (\S+)/m.exec(block)?.[1];
+      const n = /^Number of entries: (\d+)/m.exec(block)?.[1];
+      if (name) entries.set(name, n === undefined ? 0 : Number(n));
+    }
+    const problems: string[] = [];
+    let elements = 0;
+    for (const [key, set] of Object.entries(this.sets)) {
+      const n = entries.get(set);
+      if (n === undefined) problems.push(`ipset ${set} missing`);
+      else if (!key.startsWith('allow')) {
+        if (n === 0) problems.push(`elements of ipset ${set} (its canary element is gone: the set was flushed)`);
+        elements += Math.max(0, n - 1);
+      }
+    }
+    for (const [i, listed] of rules.entries()) {
+      const tool = i === 0 ? 'iptables' : 'ip6tables';
+      if (listed.code !== 0) throw toolError(tool, listed);
+      const lines = listed.stdout.split('\n');
+      const ours = ourRules(listed.stdout);
+      if (!lines.includes(`-N ${CHAIN}`)) problems.push(`${tool} chain ${CHAIN} missing`);
+      else if (this.expectedRules && ours !== this.expectedRules[i]) problems.push(`${tool} rules of chain ${CHAIN} changed`);
+      if (!lines.includes(`-A INPUT -j ${CHAIN}`)) problems.push(`${tool} INPUT rule -j ${CHAIN} missing`);
+    }
+    return { tablePresent: Object.values(this.sets).some((set) => entries.has(set)), problems, elements };
   }
 
   async apply(batch: FirewallBatch): Promise<void> {
@@ -187,6 +235,7 @@ export class IpsetBackend implements FirewallBackend {
     const s = this.sets;
     for (const set of [s.v4, s.v6, s.net4, s.net6]) {
       for (const { target, timeout } of await this.save(set)) {
+        if (isCanary(target)) continue;
         const c = canonicalTarget(target);
         if (!c) continue;
         out.push({ target: c.target, family: c.family, isNetwork: c.isNetwork, expiresAt: timeout ? now + timeout * 1000 : null });
@@ -198,7 +247,7 @@ export class IpsetBackend implements FirewallBackend {
   /** The allow sets' elements. */
   async listAllow(): Promise<string[]> {
     const out: string[] = [];
-    for (const set of [this.sets.allow4, this.sets.allow6]) for (const e of await this.save(set)) out.push(canonicalTarget(e.target)?.target ?? e.target);
+    for (const set of [this.sets.allow4, this.sets.allow6]) for (const e of await this.save(set)) if (!isCanary(e.target)) out.push(canonicalTarget(e.target)?.target ?? e.target);
     return out;
   }
 

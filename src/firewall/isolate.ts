@@ -75,3 +75,28 @@ async function isolate(backend: FirewallBackend, items: Item[], err: Error, run:
     }
   }
 }
+
+/** Remembers which targets were refused before (bounded), so a repeat refusal logs at debug level. */
+export interface RefusalLog {
+  logger: { error(obj: object, msg: string): void; debug(obj: object, msg: string): void };
+  seen: Set<string>;
+  onRefused?(refusal: Refusal): void;
+}
+
+/** applyIsolating, with each refusal logged (the first time as an error) and reported. */
+export async function applyReporting(backend: FirewallBackend, batch: FirewallBatch, during: string, log: RefusalLog): Promise<Refusal[]> {
+  const refused = await applyIsolating(backend, batch);
+  for (const r of refused) {
+    const first = !log.seen.has(r.target);
+    if (first && log.seen.size < 10_000) log.seen.add(r.target);
+    const msg = `firewall (${during}): the kernel refused ${r.op === 'add' ? 'to add' : 'to remove'} ${r.target}: ${r.error.message}. It is set aside and the rest of the transaction applied; the ban stays in the store and reconcile tries it again`;
+    if (first) log.logger.error({ target: r.target, op: r.op, err: r.error }, msg);
+    else log.logger.debug({ target: r.target, op: r.op }, msg);
+    try {
+      log.onRefused?.(r);
+    } catch {
+      /* a hook never breaks enforcement */
+    }
+  }
+  return refused;
+}

@@ -7,12 +7,15 @@ import { nftError, type NftRunner } from './nft-runner.js';
 
 /** What build/Release/nftables.node exports (src/native/nftables.c). */
 interface NativeNft {
-  /** a new libnftables context (JSON output, buffered output and error) */
-  createContext(): object;
+  /** a new libnftables context (JSON output, buffered output and error; terse: no set elements) */
+  createContext(terse?: boolean): object;
   /** runs a command buffer off the main thread; runs on one context are serialised */
   run(ctx: object, script: string): Promise<{ rc: number; output: string; error: string }>;
   /** frees the context (waits for nothing: call it when no run is in flight) */
   freeContext(ctx: object): void;
+  /** single-element lookups in sets of an inet table (src/native/setelem-get.c), off the main
+   *  thread: per probe 1 present, 0 absent, -errno; microseconds at any set size */
+  hasElements?(table: string, probes: Array<{ set: string; key: Buffer }>): Promise<number[]>;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -62,6 +65,8 @@ export class NftAddonRunner implements NftRunner {
   readonly kind = 'addon' as const;
   private ctx: object | null;
   private listCtx: object | null = null;
+  /** the watchdog's terse listings */
+  private terseCtx: object | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private listChain: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -86,11 +91,23 @@ export class NftAddonRunner implements NftRunner {
     return next;
   }
 
+  listTerse(): Promise<string> {
+    const exec = async () => {
+      if (this.closed) throw new Error('nftables addon context closed');
+      const r = await this.native.run((this.terseCtx ??= this.native.createContext(true)), 'list ruleset inet');
+      if (r.rc !== 0) throw nftError('addon', r.error, r.rc);
+      return r.output;
+    };
+    const next = this.listChain.then(exec, exec);
+    this.listChain = next.catch(() => undefined);
+    return next;
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.chain, this.listChain]);
     this.closed = true;
-    for (const c of [this.ctx, this.listCtx]) if (c) this.native.freeContext(c);
-    this.ctx = this.listCtx = null;
+    for (const c of [this.ctx, this.listCtx, this.terseCtx]) if (c) this.native.freeContext(c);
+    this.ctx = this.listCtx = this.terseCtx = null;
   }
 }
 

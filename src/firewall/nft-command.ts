@@ -48,8 +48,16 @@ export class NftCommandRunner implements NftRunner {
       }
       if (this.closed) void this.close(); // used after close(): leave nothing behind
     };
+    return this.exec(['-j', '-f', file]).finally(cleanup);
+  }
+
+  listTerse(): Promise<string> {
+    return this.exec(['-j', '-t', 'list', 'ruleset', 'inet']);
+  }
+
+  private exec(args: string[]): Promise<string> {
     return new Promise<string>((resolve, reject) => {
-      const child = spawn(this.nftPath, ['-j', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(this.nftPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let outLen = 0;
@@ -73,7 +81,7 @@ export class NftCommandRunner implements NftRunner {
         if (outLen > MAX_OUTPUT) return reject(new Error(`nft output larger than ${MAX_OUTPUT} bytes`));
         resolve(Buffer.concat(out).toString('utf8'));
       });
-    }).finally(cleanup);
+    });
   }
 
   async close(): Promise<void> {

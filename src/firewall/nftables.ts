@@ -7,8 +7,10 @@ import { createAddonRunner } from './nft-addon.js';
 import { findNft, NftCommandRunner } from './nft-command.js';
 import { parseSetElems, parseSets, toEntries } from './nft-json.js';
 import type { NftRunner } from './nft-runner.js';
+import { canaryLines, NftWatch } from './nft-watch.js';
+import { isCanary } from './canary.js';
 import { checkTarget, type CanonicalTarget } from './target.js';
-import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget } from './types.js';
+import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallTarget, Inspection } from './types.js';
 
 export interface NftablesOptions {
   table: string;
@@ -107,6 +109,7 @@ export class NftablesBackend implements FirewallBackend {
   private readonly now: () => number;
   /** does `add element` of a present element refresh its timeout (kernel >= 6.10)? */
   private addRefreshesTimeout = false;
+  private readonly watch: NftWatch;
 
   constructor(
     readonly runner: NftRunner,
@@ -119,6 +122,7 @@ export class NftablesBackend implements FirewallBackend {
     if (!Number.isInteger(opts.size) || opts.size < 1) throw new Error(`invalid set size ${String(opts.size)}`);
     this.now = opts.now ?? Date.now;
     this.maxTimeoutMs = opts.maxTimeoutMs ?? NFT_MAX_TIMEOUT_MS;
+    this.watch = new NftWatch(runner, opts.table);
   }
 
   /** ` timeout <rest>` of an element that ends at `expiresAt`, capped at the kernel's limit
@@ -144,7 +148,7 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   async setup(): Promise<void> {
-    await this.runner.run(this.renderTemplate());
+    await this.runner.run([this.renderTemplate(), ...canaryLines(this.opts.table)].join('\n') + '\n');
     // Probe: does re-adding a present element refresh its timeout on this kernel?
     const t = this.opts.table;
     try {
@@ -161,6 +165,7 @@ export class NftablesBackend implements FirewallBackend {
     } finally {
       await this.runner.run(`delete set inet ${t} probe`).catch(() => undefined);
     }
+    await this.watch.recordShape();
     this.logger?.debug({ addRefreshesTimeout: this.addRefreshesTimeout, runner: this.runner.kind }, 'nftables: table ready');
   }
 
@@ -275,7 +280,7 @@ export class NftablesBackend implements FirewallBackend {
     const out: FirewallEntry[] = [];
     for (const set of ['net4', 'net6'] as const) {
       const text = await this.runner.run(`list set inet ${t} ${set}`);
-      out.push(...toEntries(parseSetElems(text, set), set, now, this.logger));
+      out.push(...toEntries(parseSetElems(text, set), set, now, this.logger).filter((e) => !isCanary(e.target)));
     }
     return out;
   }
@@ -290,7 +295,7 @@ export class NftablesBackend implements FirewallBackend {
       // in slices, letting the event loop run between them (the AMI socket is read meanwhile)
       for (let i = 0; i < elems.length; i += LIST_SLICE) {
         if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        for (const e of toEntries(elems.slice(i, i + LIST_SLICE), set, now, this.logger)) out.push(e);
+        for (const e of toEntries(elems.slice(i, i + LIST_SLICE), set, now, this.logger)) if (!isCanary(e.target)) out.push(e);
       }
     }
     return out;
@@ -300,7 +305,7 @@ export class NftablesBackend implements FirewallBackend {
   async listAllow(): Promise<string[]> {
     const text = await this.runner.run(`list table inet ${this.opts.table}`);
     const out: string[] = [];
-    for (const set of ['allow4', 'allow6'] as const) for (const e of toEntries(parseSetElems(text, set), set, 0)) out.push(e.target);
+    for (const set of ['allow4', 'allow6'] as const) for (const e of toEntries(parseSetElems(text, set), set, 0)) if (!isCanary(e.target)) out.push(e.target);
     return out;
   }
 
@@ -337,6 +342,11 @@ export class NftablesBackend implements FirewallBackend {
 
   async close(): Promise<void> {
     await this.runner.close?.();
+  }
+
+  /** The watchdog's check (nft-watch.ts): the terse shape of our table and the canary elements. */
+  inspect(): Promise<Inspection> {
+    return this.watch.inspect();
   }
 }
 

@@ -48,4 +48,43 @@ export interface FirewallBackend {
   flush(): Promise<void>;
   /** Release resources (native context, child processes). Leaves kernel state in place. */
   close(): Promise<void>;
+  /** The watchdog's check: are our table, chains, hook rules and sets (with their canary
+   *  elements) as setup() left them? Cheap at any set size. Undefined: nothing to watch (memory). */
+  inspect?(): Promise<Inspection>;
+}
+
+/** What a backend's inspect() found: cheap (never a listing of every element). */
+export interface Inspection {
+  /** our table (nftables) or our sets and chain (ipset) exist at all */
+  tablePresent: boolean;
+  /** what is missing or not as setup() left it, e.g. "set ban4", "elements of set ban4 (canary gone)";
+   *  empty when intact */
+  problems: string[];
+  /** ban elements in the kernel, when the check can count them cheaply (ipset -t); else undefined */
+  elements?: number;
+}
+
+/** One watchdog repair: what was missing, what the restore put back, how long it took. */
+export interface RepairReport {
+  problems: string[];
+  restored: number;
+  ms: number;
+  /** what found it: the periodic check, a reload's allow-set update, or a failed transaction */
+  during: 'watchdog' | 'setAllow' | 'apply';
+}
+
+/** The firewall part of the health report (Enforcer.health()). */
+export interface FirewallHealth {
+  backend: string;                      // nftables | ipset | memory | ... (backend.name)
+  dryRun: boolean;                      // true for memory: nothing reaches the kernel
+  state: 'starting' | 'enforcing' | 'failing' | 'paused' | 'stopped';
+  pausedReason: string | null;          // e.g. 'pbx-guardian flush at 2026-12-02T13:05:00Z'
+  tablePresent: boolean | null;         // last watchdog check; null = not checked / not applicable
+  kernelElements: number | null;        // ban elements in the kernel at the last count
+  kernelCountedAt: number | null;       // epoch ms
+  storeActive: number;                  // active bans the enforcer was told about (activeEntries().length)
+  queued: number;
+  lastSuccessAt: number | null;         // epoch ms of the last successful transaction
+  lastError: { message: string; at: number } | null;
+  repairs: number;                      // watchdog repairs since start
 }

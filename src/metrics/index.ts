@@ -45,6 +45,7 @@ export function createMetrics() {
     firewallHealthy: new Gauge({ name: 'pbx_guardian_firewall_healthy', help: '1 while enforcement works, 0 while it is failing (retrying)', registers: [registry] }),
     firewallFailures: new Counter({ name: 'pbx_guardian_firewall_failures_total', help: 'failed firewall transactions', registers: [registry] }),
     firewallRefused: new Counter({ name: 'pbx_guardian_firewall_refused_total', help: 'elements the kernel refused (set aside; the rest of their transaction applied), by op', labelNames: ['op'], registers: [registry] }),
+    firewallRepairs: new Counter({ name: 'pbx_guardian_firewall_repairs_total', help: 'times the watchdog found our table / sets / hook rules removed or changed by someone else and re-created them', registers: [registry] }),
     firewallDrift: new Counter({ name: 'pbx_guardian_firewall_drift_repaired_total', help: 'elements re-added or removed by reconcile', labelNames: ['op'], registers: [registry] }),
   };
   return m;

@@ -1,12 +1,14 @@
 /*
  * pbx-guardian: a minimal N-API binding of libnftables (plain C, node_api.h only).
  *
- *   createContext() -> ctx        nft_ctx_new(NFT_CTX_DEFAULT), JSON output, buffered output/error
+ *   createContext(terse?) -> ctx  nft_ctx_new(NFT_CTX_DEFAULT), JSON output, buffered output/error;
+ *                                 terse: NFT_CTX_OUTPUT_TERSE too (listings leave set elements out)
  *   run(ctx, script) -> Promise<{rc, output, error}>
  *                                 nft_run_cmd_from_buffer() on the libuv thread pool; runs on one
  *                                 context are serialised by a mutex (libnftables contexts are not
  *                                 thread-safe)
  *   freeContext(ctx)              frees the context (also done by the GC finalizer)
+ *   hasElements(table, probes)    single-element lookups over netlink (setelem-get.c)
  *
  * The script is passed as a buffer: nothing here interprets it; the JS side builds it from
  * validated addresses only.
@@ -59,8 +61,13 @@ static void ctx_finalize(napi_env env, void *data, void *hint) {
   free(c);
 }
 
+napi_value pbxg_has_elements(napi_env env, napi_callback_info info);
+
 static napi_value create_context(napi_env env, napi_callback_info info) {
-  (void)info;
+  size_t argc = 1;
+  napi_value argv[1];
+  bool terse = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 1) napi_get_value_bool(env, argv[0], &terse);
   pbxg_ctx *c = calloc(1, sizeof(*c));
   if (!c) {
     napi_throw_error(env, NULL, "nftables addon: out of memory");
@@ -72,7 +79,7 @@ static napi_value create_context(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "nftables addon: nft_ctx_new failed");
     return NULL;
   }
-  nft_ctx_output_set_flags(c->nft, NFT_CTX_OUTPUT_JSON);
+  nft_ctx_output_set_flags(c->nft, NFT_CTX_OUTPUT_JSON | (terse ? NFT_CTX_OUTPUT_TERSE : 0));
   if (nft_ctx_buffer_output(c->nft) != 0 || nft_ctx_buffer_error(c->nft) != 0) {
     nft_ctx_free(c->nft);
     free(c);
@@ -219,6 +226,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"createContext", NULL, create_context, NULL, NULL, NULL, napi_default, NULL},
       {"run", NULL, run, NULL, NULL, NULL, napi_default, NULL},
       {"freeContext", NULL, free_context, NULL, NULL, NULL, napi_default, NULL},
+      {"hasElements", NULL, pbxg_has_elements, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

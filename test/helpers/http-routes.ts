@@ -37,6 +37,8 @@ export const SAMPLES: Sample[] = [
   { listener: 'admin', method: 'DELETE', route: '/bans/:target', path: '/bans/203.0.113.81' },
   { listener: 'admin', method: 'DELETE', route: '/bans', path: '/bans' },
   { listener: 'admin', method: 'POST', route: '/reload', path: '/reload', body: {} },
+  { listener: 'admin', method: 'POST', route: '/firewall/flush', path: '/firewall/flush', body: {} },
+  { listener: 'admin', method: 'POST', route: '/firewall/resume', path: '/firewall/resume', body: {} },
   { listener: 'admin', method: 'POST', route: '/console', path: '/console', body: { command: 'core show channels' } },
 ];
 

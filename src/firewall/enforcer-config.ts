@@ -1,0 +1,80 @@
+/** The enforcer's configuration, hooks and errors. */
+import type { Refusal } from './isolate.js';
+import type { RepairReport } from './types.js';
+
+export interface FirewallConfig {
+  backend: 'auto' | 'nftables' | 'ipset' | 'memory';
+  /** nftables table name (family inet) */
+  table: string;
+  verdict: 'drop' | 'reject';
+  /** ports the ban applies to (TCP and UDP); empty = all ports */
+  ports: number[];
+  nftMode: 'auto' | 'addon' | 'command';
+  /** ipset maxelem, and the size of the nftables address sets */
+  ipsetMaxElem: number;
+  ipsetPrefix: string;
+  batchWindowMs: number;
+  batchMaxSize: number;
+  reconcileIntervalMs: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** how often the watchdog checks that our table / sets / hook rules are still there (a duration:
+   *  "2s"; "0" disables it). Parsed by the config stage, handed over as EnforcerOptions.watchdogIntervalMs. */
+  watchdogInterval: string;
+}
+
+export const defaultFirewallConfig: FirewallConfig = {
+  backend: 'auto',
+  table: 'pbx_guardian',
+  verdict: 'drop',
+  ports: [],
+  nftMode: 'auto',
+  ipsetMaxElem: 1048576,
+  ipsetPrefix: 'pbxg',
+  batchWindowMs: 2,
+  batchMaxSize: 10000,
+  reconcileIntervalMs: 300000,
+  retryInitialMs: 1000,
+  retryMaxMs: 60000,
+  watchdogInterval: '2s',
+};
+
+/** the watchdog's default period: a removal is seen within 2 s and repaired well inside 5 s */
+export const DEFAULT_WATCHDOG_INTERVAL_MS = 2000;
+
+export interface EnforcerHooks {
+  onApplied?(adds: number, removes: number, ms: number): void;
+  onDrift?(added: number, removed: number): void;
+  onFailure?(err: Error, attempt: number): void;
+  onRecovered?(): void;
+  /** the kernel refused one element; the rest of its transaction was applied */
+  onRefused?(refusal: Refusal): void;
+  /** the watchdog found our table / sets / rules removed or changed and re-created them */
+  onRepaired?(report: RepairReport): void;
+}
+
+export interface EnforcerOptions {
+  /** bound on queued, not yet applied operations (oldest dropped beyond it); default 1,000,000 */
+  maxPending?: number;
+  /** clock, for tests */
+  now?: () => number;
+  /** watchdog period (ms); 0 = off. Default DEFAULT_WATCHDOG_INTERVAL_MS */
+  watchdogIntervalMs?: number;
+}
+
+
+/** The kernel refused this element (see Refusal); the ban stays in the store and reconcile
+ *  tries it again. */
+export class FirewallRefusedError extends Error {
+  constructor(readonly refusal: Refusal) {
+    super(`the kernel refused ${refusal.op === 'add' ? 'to add' : 'to remove'} ${refusal.target}: ${refusal.error.message}`);
+    this.name = 'FirewallRefusedError';
+  }
+}
+
+export class EnforcerStoppedError extends Error {
+  constructor() {
+    super('firewall enforcer stopped before this change was applied');
+    this.name = 'EnforcerStoppedError';
+  }
+}
