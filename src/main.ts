@@ -218,7 +218,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       onRecovered: () => metrics.firewallHealthy.set(1),
       onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
       onRepaired: () => metrics.firewallRepairs.inc(),
-    }, { watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000 });
+    }, {
+      watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000,
+      activeCount: () => (g ? (({ v4, v6 }) => v4 + v6)(g.activeCounts()) : 0),
+    });
     const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, enforcer, logger));
     gd.on({
       securityEvent: (event, service) => metrics.securityEvents.inc(event, service),

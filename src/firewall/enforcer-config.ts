@@ -60,6 +60,9 @@ export interface EnforcerOptions {
   now?: () => number;
   /** watchdog period (ms); 0 = off. Default DEFAULT_WATCHDOG_INTERVAL_MS */
   watchdogIntervalMs?: number;
+  /** how many bans are active, without building their entries (health is asked on every scrape;
+   *  activeEntries() at 100k bans costs tens of ms); default activeEntries().length */
+  activeCount?: () => number;
 }
 
 

@@ -35,6 +35,7 @@ function toError(err: unknown): Error {
 export class Enforcer {
   private readonly pending: PendingOps;
   private readonly now: () => number;
+  private readonly activeCount: () => number;
   private windowTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
@@ -64,6 +65,7 @@ export class Enforcer {
   ) {
     this.pending = new PendingOps(Math.max(1, options.maxPending ?? 1_000_000), logger);
     this.now = options.now ?? Date.now;
+    this.activeCount = options.activeCount ?? (() => this.activeEntries().length);
     this.refusals = { logger, seen: new Set(), onRefused: (r) => hooks.onRefused?.(r) };
     this.watchdogIntervalMs = options.watchdogIntervalMs ?? DEFAULT_WATCHDOG_INTERVAL_MS;
     this.watchdog = backend.inspect
@@ -94,7 +96,7 @@ export class Enforcer {
       tablePresent: this.paused !== null ? false : (this.watchdog?.tablePresent ?? null),
       kernelElements: this.kernelCount?.n ?? null,
       kernelCountedAt: this.kernelCount?.at ?? null,
-      storeActive: this.activeEntries().length,
+      storeActive: this.activeCount(),
       queued: this.pending.size,
       lastSuccessAt: this.lastSuccessAt,
       lastError: this.lastError,
