@@ -8,7 +8,7 @@ import { changedKeys } from './config/changes.js';
 import { loadConfig, loginEventMask, odooBridgeConfig, seconds, type GuardianConfig } from './config/index.js';
 import { startOdooBridge, type OdooBridge } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, type FirewallBackend } from './firewall/index.js';
-import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolver, type GuardOptions, type HostAddressPort, type HostResolver } from './guard/index.js';
+import { Guardian, HOST_REFRESH_MS, HostAllowFeed, HostWatch, interfaceAddresses, loadRulesDir, systemResolver, type AllowEntry, type GuardOptions, type HostAddressPort, type HostFilesPort, type HostPaths, type HostResolver } from './guard/index.js';
 import { createMetrics, startMetricsServer, type Metrics } from './metrics/index.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
@@ -31,6 +31,8 @@ export interface DaemonOptions {
   resolveHost?: HostResolver;
   /** the host's own addresses, never banned (default: every local interface's) */
   hostAddresses?: HostAddressPort;
+  /** where the resolver and default gateways are read (tests: temp files) */
+  hostFiles?: { files?: HostFilesPort; paths?: HostPaths };
 }
 
 export interface Daemon {
@@ -62,7 +64,7 @@ export interface ReloadResult {
  * Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed;
  * `resolved`: the addresses their host names resolve to (HostAllowFeed); `host`: the host's own addresses, never banned.
  */
-export function guardOptions(cfg: GuardianConfig, resolved: string[] = [], host: HostAddressPort = interfaceAddresses): GuardOptions {
+export function guardOptions(cfg: GuardianConfig, resolved: AllowEntry[] = [], host: HostAddressPort = interfaceAddresses): GuardOptions {
   return {
     rules: loadRulesDir(cfg.guard.rulesDir),
     allow: cfg.guard.allow,
@@ -80,13 +82,13 @@ export function guardOptions(cfg: GuardianConfig, resolved: string[] = [], host:
   };
 }
 
-/** The AMI and Odoo hosts, as written in the config. */
-function configuredHosts(cfg: GuardianConfig): string[] {
-  const hosts: string[] = [];
-  if (cfg.ami.enabled && cfg.ami.host) hosts.push(cfg.ami.host);
+/** The AMI and Odoo hosts, as written in the config, with their role. */
+function configuredHosts(cfg: GuardianConfig): Array<{ host: string; role: string }> {
+  const hosts: Array<{ host: string; role: string }> = [];
+  if (cfg.ami.enabled && cfg.ami.host) hosts.push({ host: cfg.ami.host, role: 'AMI host' });
   if (cfg.odoo.enabled && cfg.odoo.url) {
     try {
-      hosts.push(new URL(cfg.odoo.url).hostname.replace(/^\[|\]$/g, ''));
+      hosts.push({ host: new URL(cfg.odoo.url).hostname.replace(/^\[|\]$/g, ''), role: 'Odoo host' });
     } catch {
       // validated elsewhere
     }
@@ -96,14 +98,27 @@ function configuredHosts(cfg: GuardianConfig): string[] {
 
 const isLiteral = (host: string): boolean => /^[0-9.]+$|:/.test(host);
 
-/** Loopback and the hosts written as addresses. */
-function literalAllow(cfg: GuardianConfig): string[] {
-  return ['127.0.0.0/8', '::1', ...configuredHosts(cfg).filter(isLiteral)];
+/** Loopback and the hosts written as addresses, with where each came from. */
+function literalAllow(cfg: GuardianConfig): AllowEntry[] {
+  return [
+    { entry: '127.0.0.0/8', from: 'loopback' },
+    { entry: '::1', from: 'loopback' },
+    ...configuredHosts(cfg).filter((h) => isLiteral(h.host)).map((h) => ({ entry: h.host, from: `${h.role} ${h.host}` })),
+  ];
 }
 
 /** The hosts written as names: resolved by the HostAllowFeed. */
 export function hostNames(cfg: GuardianConfig): string[] {
-  return configuredHosts(cfg).filter((h) => !isLiteral(h));
+  return configuredHosts(cfg).filter((h) => !isLiteral(h.host)).map((h) => h.host);
+}
+
+/** What the host names resolve to now, as allow entries ('AMI host pbx.example.com'). */
+function resolvedAllow(cfg: GuardianConfig, feed: HostAllowFeed): AllowEntry[] {
+  const roles = configuredHosts(cfg);
+  return feed.byName().flatMap(({ name, addresses }) => {
+    const role = roles.filter((h) => h.host === name).map((h) => h.role).join(' and ') || 'host';
+    return addresses.map((entry) => ({ entry, from: `${role} ${name}` }));
+  });
 }
 
 /** after a failed lookup of the AMI or Odoo host name */
@@ -202,9 +217,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     retryMs: HOST_LOOKUP_RETRY_MS,
     timeoutMs: HOST_LOOKUP_TIMEOUT_MS,
     logger,
-    onChange: (addresses) => g.setAutomaticAllow([...literalAllow(config), ...addresses]),
+    onChange: () => g.setAllowSource('hosts', resolvedAllow(config, hostFeed)),
   });
   await hostFeed.setHosts(hostNames(config));
+  // the resolver and default gateways, followed as they change (both in the kernel allow set too)
+  const hostWatch = new HostWatch({ ...opts.hostFiles, intervalMs: HOST_REFRESH_MS, logger, onChange: (source, entries) => g.setAllowSource(source, entries) });
+  await hostWatch.start();
   logger.info({ restored: restored.length, rules: g.rules.length }, `restored ${restored.length} active bans; ${g.rules.length} rules loaded`);
 
   let ami: AmiClient | null = null;
@@ -241,7 +259,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const reload = async (): Promise<ReloadResult> => {
     const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
-    const options = guardOptions(next, hostFeed.addresses(), opts.hostAddresses);
+    const options = guardOptions(next, [], opts.hostAddresses);
     g.reload(options);
     // credentials apply at once: a removed or rotated secret stops working with this reload
     const changed = changedKeys(config, next).filter((k) => !k.startsWith('guard.'));
@@ -262,6 +280,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
     config = next;
     await hostFeed.setHosts(hostNames(next));
+    g.setAllowSource('hosts', resolvedAllow(next, hostFeed));
     logger.info({ rules: options.rules.length, applied }, 'reloaded config and rules; active bans kept');
     if (restartNeeded.length > 0) logger.warn({ restartNeeded }, `these changed settings take effect only after a restart: ${restartNeeded.join('; ')}`);
     return { rules: options.rules.length, applied, restartNeeded };
@@ -371,6 +390,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     async stop() {
       g.stop();
       hostFeed.stop();
+      hostWatch.stop();
       await ami?.stop();
       await odoo?.close();
       await rest?.close();
