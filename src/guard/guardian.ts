@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
 import { formatDuration } from '../config/duration.js';
-import { ruleBan } from './rule-ban.js';
+import { checkBannable, checkDuration, ruleBan } from './ban-judge.js';
 import { remoteAddressOf, resolveAttacker } from './attacker.js';
 import { Detector, type EventView } from './detector.js';
 import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '../net/ip.js';
@@ -9,11 +9,7 @@ import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from '
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
 import {
-  AllowListedError,
-  BanDurationError,
-  BanScopeError,
   InvalidTargetError,
-  OwnAddressError,
   type BanControl,
   type BanNotice,
   type BanRecord,
@@ -293,9 +289,9 @@ export class Guardian implements BanControl {
 
   async ban(request: ManualBanRequest): Promise<BanRecord> {
     const net = this.parseTarget(request.target);
-    this.checkBannable(net, this.allow);
+    checkBannable(net, this.scope, this.allow);
     const duration = request.durationSec ?? null;
-    this.checkDuration(duration);
+    checkDuration(duration, this.maxBanSec);
     const now = this.clock();
     const rec: BanRecord = {
       target: formatNetwork(net),
@@ -348,7 +344,7 @@ export class Guardian implements BanControl {
     const deny = rules.deny.map((d) => this.parseTarget(d));
     // every deny entry is judged before anything changes: one refused entry changes nothing
     const nextAllow = this.allow.withConfigured(allow, 'allow');
-    for (const net of deny) this.checkBannable(net, nextAllow);
+    for (const net of deny) checkBannable(net, this.scope, nextAllow);
     this.allow = nextAllow;
     await this.enforcement.setAllow(this.allowTargets());
     this.endAllowListedBans();
@@ -430,25 +426,6 @@ export class Guardian implements BanControl {
 
   private get maxBanSec(): number {
     return this.options.maxBanSec ?? DEFAULT_MAX_BAN_SEC;
-  }
-
-  /** Throws when `net` may not be banned: out of scope, the host's own, or allow-listed (by `allow`). */
-  private checkBannable(net: IpNetwork, allow: AllowList): void {
-    const refused = this.scope.refusal(net);
-    if (refused?.code === 'OWN_ADDRESS') throw new OwnAddressError(refused.message);
-    if (refused) throw new BanScopeError(refused.message, refused.code);
-    const allowed = allow.refusal(net);
-    if (allowed) throw new AllowListedError(allowed);
-  }
-
-  private checkDuration(duration: number | null): void {
-    if (duration === null) return;
-    if (!Number.isFinite(duration) || duration <= 0) throw new InvalidTargetError(`ban duration must be a positive number of seconds, or permanent`);
-    if (duration > this.maxBanSec) {
-      throw new BanDurationError(
-        `ban duration ${formatDuration(duration)} is longer than the longest allowed (${formatDuration(this.maxBanSec)}, guard.maxBanDuration): give a shorter one, ban permanently, or raise guard.maxBanDuration`,
-      );
-    }
   }
 
   /** The scope refusal of a stored target text, or null. */

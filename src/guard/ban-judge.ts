@@ -1,7 +1,10 @@
+/** What a ban may cover and how long it lasts: the checks of manual bans and the record a crossed rule window gives. */
 import { formatDuration } from '../config/duration.js';
 import { formatNetwork, isSingleAddress, type IpNetwork } from '../net/ip.js';
+import type { AllowList } from './allow.js';
 import type { Rule } from './rules.js';
-import type { BanRecord } from './types.js';
+import type { BanScope } from './scope.js';
+import { AllowListedError, BanDurationError, BanScopeError, InvalidTargetError, OwnAddressError, type BanRecord } from './types.js';
 
 export interface RuleBanInput {
   target: IpNetwork;
@@ -16,6 +19,26 @@ export interface RuleBanInput {
   escalation: { factor: number; maxSec: number; lookbackSec: number };
   recidive: { bans: number; withinSec: number; banSec: number } | null;
   maxBanSec: number;
+}
+
+/** Throws when `net` may not be banned: out of scope, the host's own, or allow-listed (by `allow`). */
+export function checkBannable(net: IpNetwork, scope: BanScope, allow: AllowList): void {
+  const refused = scope.refusal(net);
+  if (refused?.code === 'OWN_ADDRESS') throw new OwnAddressError(refused.message);
+  if (refused) throw new BanScopeError(refused.message, refused.code);
+  const allowed = allow.refusal(net);
+  if (allowed) throw new AllowListedError(allowed);
+}
+
+/** Throws when a manual ban's duration (seconds, null = permanent) is not allowed. */
+export function checkDuration(duration: number | null, maxBanSec: number): void {
+  if (duration === null) return;
+  if (!Number.isFinite(duration) || duration <= 0) throw new InvalidTargetError(`ban duration must be a positive number of seconds, or permanent`);
+  if (duration > maxBanSec) {
+    throw new BanDurationError(
+      `ban duration ${formatDuration(duration)} is longer than the longest allowed (${formatDuration(maxBanSec)}, guard.maxBanDuration): give a shorter one, ban permanently, or raise guard.maxBanDuration`,
+    );
+  }
 }
 
 /** The ban a crossed rule window gives: escalated for repeat offenders, recidive past its count. */
