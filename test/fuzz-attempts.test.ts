@@ -1,8 +1,8 @@
 /**
  * The attempt merge (src/guard/attempt.ts) against an attacker who chooses every SessionID (the
  * SIP Call-ID) and every pause: no pattern makes his failures count less than
- * max(ChallengeResponseFailed, ceil(failure events / 3)), nor his real attempts (each ending in a
- * refused credential) less than one each.
+ * max(ChallengeResponseFailed, ceil((failure events - 1) / 3)), nor N real attempts (Asterisk 22's
+ * shapes, no-credential probes included) less than N.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,13 +43,20 @@ const key = parseNetwork('192.0.2.50')!;
 const INSIDE = [0, 1, 3, 300, 600];
 const GAPS = [0, 1, 3, ATTEMPT_WITHIN_MS - 1, ATTEMPT_WITHIN_MS, ATTEMPT_WITHIN_MS + 1, 300, 5000];
 
-/** Asterisk 22's PJSIP attempts (test/fixtures/ami-asterisk22-pjsip), each ending in a refused credential */
+/** Asterisk 22's PJSIP attempts (test/fixtures/ami-asterisk22-pjsip), each ending in a refused
+ *  credential. (A bare authenticated request, [InvalidAccountID, ChallengeResponseFailed], right
+ *  after a probe in the same Call-ID is exactly the unknown-user attempt: it is one attempt there,
+ *  so it is not a shape of its own here; the first test bounds it.) */
 const SHAPES: string[][] = [
   ['ChallengeSent', 'ChallengeResponseFailed'], // wrong password
   ['InvalidAccountID', 'ChallengeSent', 'InvalidAccountID', 'ChallengeResponseFailed'], // unknown user
   ['FailedACL', 'ChallengeSent', 'FailedACL', 'ChallengeResponseFailed'], // ACL refusal
-  ['ChallengeResponseFailed'], // a credential sent without being challenged first
-  ['InvalidAccountID', 'ChallengeResponseFailed'],
+];
+/** no-credential probes (pjsip-udp-invite-unknown-user): no refused credential, counted too; a
+ *  probe's failure waits for the next event, so the runs below end with a full attempt */
+const PROBES: string[][] = [
+  ['InvalidAccountID', 'ChallengeSent'],
+  ['FailedACL', 'ChallengeSent'],
 ];
 
 test('any event order, SessionID and pause: counted >= max(refused credentials, failure events / 3), <= failure events', () => {
@@ -70,10 +77,12 @@ test('any event order, SessionID and pause: counted >= max(refused credentials, 
       if (name === 'ChallengeResponseFailed') verdicts++;
     }
     const counted = d.totalFailures;
-    const floor = Math.max(verdicts, Math.ceil(failures / ATTEMPT_MAX_EVENTS));
+    // at most one failure waits for the attacker's next event (deferred, attempt.ts)
+    const waiting = failures - counted - d.mergedEvents;
+    assert.ok(waiting === 0 || waiting === 1, `seed ${seed}: ${waiting} failure events neither counted nor merged`);
+    const floor = Math.max(verdicts, Math.ceil((failures - 1) / ATTEMPT_MAX_EVENTS));
     assert.ok(counted >= floor, `seed ${seed}: ${counted} counted for ${failures} failure events, ${verdicts} refused credentials (floor ${floor})`);
     assert.ok(counted <= failures, `seed ${seed}: ${counted} counted for ${failures} failure events`);
-    assert.equal(counted + d.mergedEvents, failures, `seed ${seed}: every failure event is counted or merged`);
   }
 });
 
@@ -85,7 +94,8 @@ test('N real attempts (Asterisk 22 shapes) under any Call-ID pattern and pace co
     let now = 1_796_190_000_000;
     const n = 1 + Math.floor(rnd() * 30);
     for (let a = 0; a < n; a++) {
-      const shape = SHAPES[Math.floor(rnd() * SHAPES.length)]!;
+      const all = a === n - 1 ? SHAPES : [...SHAPES, ...PROBES];
+      const shape = all[Math.floor(rnd() * all.length)]!;
       const session = mode === 0 ? 'same' : mode === 1 ? `a-${a}` : `p-${Math.floor(rnd() * 2)}`;
       for (const name of shape) {
         now += INSIDE[Math.floor(rnd() * INSIDE.length)]!;

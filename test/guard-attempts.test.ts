@@ -36,6 +36,7 @@ const CASES: Array<{ capture: string; attacker: string; eventsPerAttempt: number
   { capture: 'pjsip-tcp-unknown-user', attacker: '192.0.2.14', eventsPerAttempt: 3 },
   { capture: 'pjsip-tcp6-unknown-user', attacker: '2001:db8:c::12', eventsPerAttempt: 3 },
   { capture: 'pjsip-udp-acl-denied', attacker: '192.0.2.21', eventsPerAttempt: 3 },
+  { capture: 'pjsip-udp-invite-unknown-user', attacker: '192.0.2.16', eventsPerAttempt: 1 },
   { capture: 'ami-wrong-secret', attacker: '192.0.2.17', eventsPerAttempt: 1 },
   { capture: 'ami-unknown-user', attacker: '192.0.2.18', eventsPerAttempt: 1 },
   { capture: 'ami-acl-denied', attacker: '192.0.2.19', eventsPerAttempt: 1 },

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Rule } from './rules.js';
 import { attackerKey, type IpNetwork } from '../net/ip.js';
-import { mergesAttempts, placeEvent, type AttemptState } from './attempt.js';
+import { mergesAttempts, placeEvent, type AttemptState, type Outcome } from './attempt.js';
 
 /** What the detector reads from an event: AmiMessage satisfies it, so do parsed log lines. */
 export interface EventView {
@@ -53,6 +53,12 @@ const ATTEMPT_TAG = -1;
  *  that adds its first pair before anything is written to it */
 const EMPTY_RING: Ring = [0];
 const FRESH_STATE: KeyState = [0];
+/** a deferred event's rules are kept as a bit mask in one number: rule sets larger than this
+ *  absorb instead of deferring (attempt.ts) */
+const MAX_MASK_RULES = 52;
+const POW2 = Array.from({ length: MAX_MASK_RULES }, (_, i) => 2 ** i);
+/** bit `i` of a mask kept in a double (bitwise operators stop at 32 bits) */
+const hasBit = (mask: number, i: number): boolean => Math.floor(mask / (POW2[i] ?? 2 ** i)) % 2 === 1;
 
 /** Index of the value tagged `tag` in a key's array, or -1 (a handful of pairs: a short walk). */
 function slotOf(st: KeyState, tag: number): number {
@@ -89,6 +95,8 @@ export class Detector {
   totalFailures = 0;
   /** failure events merged into an attempt already counted (attempt.ts) */
   mergedEvents = 0;
+  /** the key's array while one event is counted (it is replaced when a pair is added) */
+  private cur: KeyState = FRESH_STATE;
 
   constructor(private readonly rules: Rule[], private readonly options: DetectorOptions) {
     rules.forEach((rule, index) => {
@@ -131,31 +139,41 @@ export class Detector {
     }
     const candidates = this.byEvent.get(eventName);
     if (!candidates) return null;
-    let st: KeyState | undefined;
-    let stored: KeyState | undefined;
-    let found: Detection | null = null;
+    let mask = 0;
+    for (const { rule, index } of candidates) if (!hasBit(mask, index) && matches(rule, event)) mask += POW2[index] ?? 2 ** index;
+    if (mask === 0) return null;
+    const stored = this.state.get(keyText);
+    this.cur = stored ?? FRESH_STATE;
     // ChallengeSent is counted by its flood rule but is not itself a failure (status, metrics).
     const isFailure = event.get('Severity') !== 'Informational';
-    for (const { rule, index } of candidates) {
-      if (!matches(rule, event)) continue;
-      if (!st) {
-        stored = this.state.get(keyText);
-        st = stored ?? FRESH_STATE;
-        if (mergesAttempts(event.get('Service'))) {
-          const at = slotOf(st, ATTEMPT_TAG);
-          const placed = placeEvent(at > 0 ? (st[at] as AttemptState) : undefined, event.get('SessionID'), isFailure, eventName === 'ChallengeResponseFailed', now);
-          if (at < 0) st = st.concat(ATTEMPT_TAG, [placed.state]);
-          if (placed.absorbed) {
-            this.mergedEvents++;
-            break;
-          }
-        }
-      }
+    let found: Detection | null = null;
+    let outcome: Outcome = 'count';
+    if (mergesAttempts(event.get('Service'))) {
+      const at = slotOf(this.cur, ATTEMPT_TAG);
+      const placed = placeEvent(at > 0 ? (this.cur[at] as AttemptState) : undefined, event.get('SessionID'), isFailure, eventName === 'ChallengeResponseFailed', now, this.rules.length <= MAX_MASK_RULES);
+      if (at < 0) this.cur = this.cur.concat(ATTEMPT_TAG, [placed.state]);
+      if (placed.release !== 0) found = this.countRules(placed.release, true, key, keyText, now);
+      outcome = placed.outcome;
+      if (outcome === 'defer') placed.state[3] = mask;
+      else if (outcome === 'absorb') this.mergedEvents += 1 + (placed.dropped ?? 0);
+    }
+    if (!found && outcome === 'count') found = this.countRules(mask, isFailure, key, keyText, now);
+    if (this.cur !== stored) this.state.set(keyText, this.cur);
+    return found;
+  }
+
+  /** Counts one hit in each rule of `mask` (bit = rule index) on the key's array (this.cur);
+   *  returns the first window crossed. */
+  private countRules(mask: number, isFailure: boolean, key: IpNetwork, keyText: string, now: number): Detection | null {
+    for (let index = 0; index < this.rules.length; index++) {
+      if (!hasBit(mask, index)) continue;
+      const rule = this.rules[index]!;
+      let st = this.cur;
       const at = slotOf(st, index);
       let ring = (at > 0 ? (st[at] as Ring | undefined) : undefined) ?? EMPTY_RING;
       for (let w = 0; w < rule.weight; w++) ring = pushHit(ring, rule.ringSize, now);
       if (at > 0) st[at] = ring;
-      else st = st.concat(index, [ring]);
+      else this.cur = st = st.concat(index, [ring]);
       // after the concat: a new key's array is the shared FRESH_STATE until then
       if (isFailure) {
         this.totalFailures += rule.weight;
@@ -163,15 +181,10 @@ export class Detector {
       }
       for (const window of rule.windows) {
         const nth = nthRecent(ring, rule.ringSize, window.count);
-        if (nth !== undefined && now - nth < window.withinMs) {
-          found = { key, keyText, rule, count: window.count, windowMs: window.withinMs };
-          break;
-        }
+        if (nth !== undefined && now - nth < window.withinMs) return { key, keyText, rule, count: window.count, windowMs: window.withinMs };
       }
-      if (found) break;
     }
-    if (st && st !== stored) this.state.set(keyText, st);
-    return found;
+    return null;
   }
 
   /** Forget everything counted for a key (after it is banned, or unbanned by hand). */
