@@ -151,7 +151,7 @@ export class Detector {
     if (mergesAttempts(event.get('Service'))) {
       const at = slotOf(this.cur, ATTEMPT_TAG);
       const placed = placeEvent(at > 0 ? (this.cur[at] as AttemptState) : undefined, event.get('SessionID'), isFailure, eventName === 'ChallengeResponseFailed', now, this.rules.length <= MAX_MASK_RULES);
-      if (at < 0) this.cur = this.cur.concat(ATTEMPT_TAG, [placed.state]);
+      if (at < 0) this.cur = this.cur === FRESH_STATE ? [0, ATTEMPT_TAG, placed.state] : this.cur.concat(ATTEMPT_TAG, [placed.state]);
       if (placed.release !== 0) found = this.countRules(placed.release, true, key, keyText, now);
       outcome = placed.outcome;
       if (outcome === 'defer') placed.state[3] = mask;
@@ -173,7 +173,7 @@ export class Detector {
       let ring = (at > 0 ? (st[at] as Ring | undefined) : undefined) ?? EMPTY_RING;
       for (let w = 0; w < rule.weight; w++) ring = pushHit(ring, rule.ringSize, now);
       if (at > 0) st[at] = ring;
-      else this.cur = st = st.concat(index, [ring]);
+      else this.cur = st = st === FRESH_STATE ? [0, index, ring] : st.concat(index, [ring]);
       // after the concat: a new key's array is the shared FRESH_STATE until then
       if (isFailure) {
         this.totalFailures += rule.weight;
