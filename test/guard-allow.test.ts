@@ -197,8 +197,9 @@ test('daemon: interfaces, resolver, gateways and the AMI / Odoo hosts are allowe
     // the default route goes away
     writeFileSync(paths.route4, ROUTE4.split('\n').slice(0, 3).join('\n'));
     await waitFor('the gateway removed', () => !kernel().includes('10.0.0.10') && kernel().includes('192.0.2.1'));
-    // and a /64 ban over the PBX's resolver is refused through the daemon's own control
-    await assert.rejects(g.ban({ target: '2001:db8:a::/64', source: 'api' }), /covers 2001:db8:a::1/);
+    // and a /64 ban over the PBX's gateway (and its own address) is refused through the daemon's own control
+    await assert.rejects(g.ban({ target: '2001:db8:a::/64', source: 'api' }), /2001:db8:a::\/64 overlaps the allow-listed 2001:db8:a::fffe \(default gateway \(eth0\)\)/);
+    await assert.rejects(g.ban({ target: '198.51.100.77', source: 'api' }), (err: Error & { code?: string }) => err.code === 'OWN_ADDRESS' && /an address of this host \(eth1\)/.test(err.message));
   } finally {
     await daemon?.stop();
     rmSync(dir, { recursive: true, force: true });

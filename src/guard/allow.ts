@@ -9,7 +9,7 @@
  * the kernel accepts these sources before any ban set is consulted, so a ban that reached the
  * kernel some other way still never cuts the host off from itself, its resolver or its gateway.
  */
-import { formatNetwork, isSingleAddress, NetworkList, parseNetwork, type IpNetwork } from '../net/ip.js';
+import { formatNetwork, isSingleAddress, NetworkList, networksOverlap, parseNetwork, type IpNetwork } from '../net/ip.js';
 import type { FirewallTarget } from '../firewall/types.js';
 import { InvalidTargetError } from './types.js';
 
@@ -86,24 +86,34 @@ export class AllowList {
     return this.list.findOverlap(net);
   }
 
-  /** Where an allowed network came from: 'guard.allow (configured)' or its automatic origin. */
+  /** Where an allowed network came from: 'guard.allow' or its automatic origin. */
   originOf(net: IpNetwork): string {
     const text = formatNetwork(net);
     for (const list of this.automatic.values()) for (const p of list) if (formatNetwork(p.net) === text) return p.from;
     return 'guard.allow';
   }
 
-  /** Why `net` may not be banned (it is, covers, or lies in an allowed entry: named with its
-   *  origin), or null. */
-  refusal(net: IpNetwork): string | null {
-    const allowed = this.findOverlap(net);
-    if (!allowed) return null;
+  /** The first allowed entry `net` overlaps (configured first, then by source), skipping the
+   *  source `except`: a walk of the list, for manual bans (the hot path uses contains). */
+  overlapOf(net: IpNetwork, except?: AllowSource): { by: IpNetwork; from: string } | undefined {
+    for (const c of this.configured) if (networksOverlap(c, net)) return { by: c, from: 'guard.allow' };
+    for (const [source, list] of this.automatic) {
+      if (source === except) continue;
+      for (const p of list) if (networksOverlap(p.net, net)) return { by: p.net, from: p.from };
+    }
+    return undefined;
+  }
+
+  /** Why `net` may not be banned (it is, covers or lies in an allowed entry, named with its
+   *  origin), or null; `except`: a source judged elsewhere (the interfaces: by the ban scope). */
+  refusal(net: IpNetwork, except?: AllowSource): string | null {
+    const hit = this.overlapOf(net, except);
+    if (!hit) return null;
     const text = formatNetwork(net);
-    const by = formatNetwork(allowed);
-    const from = this.originOf(allowed);
-    if (text === by) return `${text} is allow-listed (${from}) and is never banned`;
-    const hint = allowed.prefix > net.prefix ? `: ban the single address, or a narrower network that leaves ${by} out` : '';
-    return `${text} overlaps the allow-listed ${by} (${from}) and is never banned${hint}`;
+    const by = formatNetwork(hit.by);
+    if (text === by) return `${text} is allow-listed (${hit.from}) and is never banned`;
+    const hint = hit.by.prefix > net.prefix ? `: ban the single address, or a narrower network that leaves ${by} out` : '';
+    return `${text} overlaps the allow-listed ${by} (${hit.from}) and is never banned${hint}`;
   }
 
   /** The effective list for the kernel allow set. */

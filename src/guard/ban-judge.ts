@@ -21,13 +21,17 @@ export interface RuleBanInput {
   maxBanSec: number;
 }
 
-/** Throws when `net` may not be banned: out of scope, the host's own, or allow-listed (by `allow`). */
+/** Throws when `net` may not be banned, in this order: too wide or in a reserved range (scope),
+ *  allow-listed (by `allow`, with its origin), the host's own address (scope: the interface
+ *  addresses are on the allow-list too, but the scope names them, code OWN_ADDRESS). */
 export function checkBannable(net: IpNetwork, scope: BanScope, allow: AllowList): void {
   const refused = scope.refusal(net);
-  if (refused?.code === 'OWN_ADDRESS') throw new OwnAddressError(refused.message);
-  if (refused) throw new BanScopeError(refused.message, refused.code);
-  const allowed = allow.refusal(net);
+  if (refused && refused.code !== 'OWN_ADDRESS') throw new BanScopeError(refused.message, refused.code);
+  const allowed = allow.refusal(net, 'interfaces');
   if (allowed) throw new AllowListedError(allowed);
+  if (refused) throw new OwnAddressError(refused.message);
+  const own = allow.refusal(net);
+  if (own) throw new OwnAddressError(own);
 }
 
 /** Throws when a manual ban's duration (seconds, null = permanent) is not allowed. */

@@ -147,7 +147,9 @@ export class HostWatch {
 
   async start(): Promise<void> {
     await this.refresh();
-    this.timer = setInterval(() => void this.refresh(), this.o.intervalMs);
+    this.timer = setInterval(() => {
+      this.refresh().catch((err: Error) => this.o.logger.warn({ err }, 'reading the resolver / default gateways failed; the last known ones stay allow-listed'));
+    }, this.o.intervalMs);
     this.timer.unref();
   }
 
