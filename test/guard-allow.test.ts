@@ -137,6 +137,21 @@ test('a gateway that moves into a banned /64 ends that ban; the kernel allow set
 
 // ---- the daemon: files through temp paths, interfaces followed within seconds, status lists origins ----
 
+const TOKEN = 'guard-allow-admin-token-0123456789';
+
+function restBan(port: number, target: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify({ target });
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/bans', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} }));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 8000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
@@ -160,6 +175,7 @@ test('daemon: interfaces, resolver, gateways and the AMI / Odoo hosts are allowe
     odoo: { enabled: true, url: 'https://203.0.113.8:8069', db: 'db', listen: { enabled: false }, eventsRefreshMs: 3_600_000 },
     firewall: { backend: 'memory' },
     metrics: { enabled: false },
+    rest: { enabled: true, port: 0, tokens: [{ token: TOKEN, scopes: ['read', 'admin'], name: 'test' }] },
   });
   const backend = new MemoryBackend();
   let daemon: Daemon | undefined;
@@ -200,6 +216,13 @@ test('daemon: interfaces, resolver, gateways and the AMI / Odoo hosts are allowe
     // and a /64 ban over the PBX's gateway (and its own address) is refused through the daemon's own control
     await assert.rejects(g.ban({ target: '2001:db8:a::/64', source: 'api' }), /2001:db8:a::\/64 overlaps the allow-listed 2001:db8:a::fffe \(default gateway \(eth0\)\)/);
     await assert.rejects(g.ban({ target: '198.51.100.77', source: 'api' }), (err: Error & { code?: string }) => err.code === 'OWN_ADDRESS' && /an address of this host \(eth1\)/.test(err.message));
+    // and over REST: 409 with the reason, nothing banned
+    const r = await restBan(daemon.rest!.address.port, '2001:db8:a::/64');
+    assert.equal(r.status, 409);
+    assert.equal(r.json.code, 'ALLOW_LISTED');
+    assert.match(String(r.json.message ?? r.json.error), /overlaps the allow-listed 2001:db8:a::fffe \(default gateway \(eth0\)\)/);
+    assert.deepEqual(g.listBans(), []);
+    assert.deepEqual(await backend.list(), []);
   } finally {
     await daemon?.stop();
     rmSync(dir, { recursive: true, force: true });
