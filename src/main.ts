@@ -10,7 +10,7 @@ import { changedKeys } from './config/changes.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
-import { Guardian, HostAllowFeed, interfaceAddresses, loadRulesDir, systemResolver, type GuardOptions, type HostAddressPort, type HostResolver } from './guard/index.js';
+import { Guardian, HOST_REFRESH_MS, HostAllowFeed, HostWatch, interfaceAddresses, loadRulesDir, systemResolver, type AllowEntry, type GuardOptions, type HostAddressPort, type HostFilesPort, type HostPaths, type HostResolver } from './guard/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { acquireStateLock, prepareStateDir, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
@@ -34,6 +34,8 @@ export interface DaemonOptions {
   resolveHost?: HostResolver;
   /** the host's own addresses, never banned (default: every local interface's) */
   hostAddresses?: HostAddressPort;
+  /** where the resolver and default gateways are read (tests: temp files) */
+  hostFiles?: { files?: HostFilesPort; paths?: HostPaths };
 }
 
 export interface Daemon {
@@ -67,7 +69,7 @@ export interface ReloadResult {
  * Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed;
  * `resolved`: the addresses their host names resolve to (HostAllowFeed); `host`: the host's own addresses, never banned.
  */
-export function guardOptions(cfg: GuardianConfig, resolved: string[] = [], host: HostAddressPort = interfaceAddresses): GuardOptions {
+export function guardOptions(cfg: GuardianConfig, resolved: AllowEntry[] = [], host: HostAddressPort = interfaceAddresses): GuardOptions {
   return {
     rules: loadRulesDir(cfg.guard.rulesDir),
     allow: cfg.guard.allow,
@@ -85,13 +87,13 @@ export function guardOptions(cfg: GuardianConfig, resolved: string[] = [], host:
   };
 }
 
-/** The AMI and Odoo hosts, as written in the config. */
-function configuredHosts(cfg: GuardianConfig): string[] {
-  const hosts: string[] = [];
-  if (cfg.ami.enabled && cfg.ami.host) hosts.push(cfg.ami.host);
+/** The AMI and Odoo hosts, as written in the config, with their role. */
+function configuredHosts(cfg: GuardianConfig): Array<{ host: string; role: string }> {
+  const hosts: Array<{ host: string; role: string }> = [];
+  if (cfg.ami.enabled && cfg.ami.host) hosts.push({ host: cfg.ami.host, role: 'AMI host' });
   if (cfg.odoo.enabled && cfg.odoo.url) {
     try {
-      hosts.push(new URL(cfg.odoo.url).hostname.replace(/^\[|\]$/g, ''));
+      hosts.push({ host: new URL(cfg.odoo.url).hostname.replace(/^\[|\]$/g, ''), role: 'Odoo host' });
     } catch {
       // validated elsewhere
     }
@@ -101,14 +103,27 @@ function configuredHosts(cfg: GuardianConfig): string[] {
 
 const isLiteral = (host: string): boolean => /^[0-9.]+$|:/.test(host);
 
-/** Loopback and the hosts written as addresses. */
-function literalAllow(cfg: GuardianConfig): string[] {
-  return ['127.0.0.0/8', '::1', ...configuredHosts(cfg).filter(isLiteral)];
+/** Loopback and the hosts written as addresses, with where each came from. */
+function literalAllow(cfg: GuardianConfig): AllowEntry[] {
+  return [
+    { entry: '127.0.0.0/8', from: 'loopback' },
+    { entry: '::1', from: 'loopback' },
+    ...configuredHosts(cfg).filter((h) => isLiteral(h.host)).map((h) => ({ entry: h.host, from: `${h.role} ${h.host}` })),
+  ];
 }
 
 /** The hosts written as names: resolved by the HostAllowFeed. */
 export function hostNames(cfg: GuardianConfig): string[] {
-  return configuredHosts(cfg).filter((h) => !isLiteral(h));
+  return configuredHosts(cfg).filter((h) => !isLiteral(h.host)).map((h) => h.host);
+}
+
+/** What the host names resolve to now, as allow entries ('AMI host pbx.example.com'). */
+function resolvedAllow(cfg: GuardianConfig, feed: HostAllowFeed): AllowEntry[] {
+  const roles = configuredHosts(cfg);
+  return feed.byName().flatMap(({ name, addresses }) => {
+    const role = roles.filter((h) => h.host === name).map((h) => h.role).join(' and ') || 'host';
+    return addresses.map((entry) => ({ entry, from: `${role} ${name}` }));
+  });
 }
 
 /** after a failed lookup of the AMI or Odoo host name */
@@ -169,6 +184,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let g: Guardian | null = null;
   let enforcer: Enforcer | null = null;
   let hostFeed: HostAllowFeed | null = null;
+  let hostWatch: HostWatch | null = null;
   let ami: AmiClient | null = null;
   let authFailures: AuthFailures | null = null;
   let webhooks: WebhookDispatcher | null = null;
@@ -176,6 +192,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const shutdown = async () => {
     g?.stop();
     hostFeed?.stop();
+    hostWatch?.stop();
     await ami?.stop();
     await open.odoo?.close();
     await open.rest?.close();
@@ -238,7 +255,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       retryMs: HOST_LOOKUP_RETRY_MS,
       timeoutMs: HOST_LOOKUP_TIMEOUT_MS,
       logger,
-      onChange: (addresses) => gd.setAutomaticAllow([...literalAllow(config), ...addresses]),
+      onChange: () => gd.setAllowSource('hosts', resolvedAllow(config, feed)),
     }));
 
     if (config.ami.enabled) {
@@ -276,7 +293,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
     const reload = async (): Promise<ReloadResult> => {
       const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
-      const options = guardOptions(next, feed.addresses(), opts.hostAddresses);
+      const options = guardOptions(next, [], opts.hostAddresses);
       gd.reload(options);
       // credentials apply at once: a removed or rotated secret stops working with this reload
       const changed = changedKeys(config, next).filter((k) => !k.startsWith('guard.'));
@@ -297,6 +314,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       }
       config = next;
       await feed.setHosts(hostNames(next));
+      gd.setAllowSource('hosts', resolvedAllow(next, feed));
       logger.info({ rules: options.rules.length, applied }, 'reloaded config and rules; active bans kept');
       if (restartNeeded.length > 0) logger.warn({ restartNeeded }, `these changed settings take effect only after a restart: ${restartNeeded.join('; ')}`);
       return { rules: options.rules.length, applied, restartNeeded };
@@ -377,6 +395,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await enforcer.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
     gd.startExpirySweep();
     await feed.setHosts(hostNames(config));
+    // the resolver and default gateways, followed as they change (both in the kernel allow set too)
+    const watch = (hostWatch = new HostWatch({ ...opts.hostFiles, intervalMs: HOST_REFRESH_MS, logger, onChange: (source, entries) => gd.setAllowSource(source, entries) }));
+    await watch.start();
     logger.info({ restored: restored.length, rules: gd.rules.length }, `restored ${restored.length} active bans; ${gd.rules.length} rules loaded`);
     gate.open();
     ami?.start();

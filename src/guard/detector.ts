@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Rule } from './rules.js';
 import { attackerKey, type IpNetwork } from '../net/ip.js';
+import { mergesAttempts, placeEvent, type AttemptState, type Outcome } from './attempt.js';
 
 /** What the detector reads from an event: AmiMessage satisfies it, so do parsed log lines. */
 export interface EventView {
@@ -32,7 +33,11 @@ export interface Detection {
 
 /**
  * Per attacker key, one compact array (this is what 1M tracked addresses cost, so it is small):
- * slot 0 holds the failures counted; slot 1 + ruleIndex holds that rule's hit ring, or nothing.
+ * slot 0 holds the failures counted, then (tag, value) pairs for what the key has been seen by:
+ * tag = a rule's index → that rule's hit ring (undefined after a reset), tag ATTEMPT_TAG → its
+ * current attempt (src/guard/attempt.ts, PJSIP only). Most keys hit one rule: [n, rule, ring] is
+ * 3 slots, where a slot per rule cost one per rule loaded (measured: 24 MB more at 1M keys with
+ * 2 rules and the attempt added). Pairs are added with concat (exact size; see pushHit).
  * A ring is `[next, t1, t2, ...]`: it grows one time per hit up to the rule's largest window
  * count, then `next` says which slot the next hit overwrites. Most scanners send a handful of
  * events, so most rings stay short.
@@ -43,6 +48,23 @@ type KeyState = Array<number | number[] | undefined>;
 const SENTINEL_KEY = '#';
 const SENTINEL_STATE: KeyState = [0];
 type Ring = number[];
+const ATTEMPT_TAG = -1;
+/** never written: pushHit grows a ring by concat, and a new key's array is replaced by the concat
+ *  that adds its first pair before anything is written to it */
+const EMPTY_RING: Ring = [0];
+const FRESH_STATE: KeyState = [0];
+/** a deferred event's rules are kept as a bit mask in one number: rule sets larger than this
+ *  absorb instead of deferring (attempt.ts) */
+const MAX_MASK_RULES = 52;
+const POW2 = Array.from({ length: MAX_MASK_RULES }, (_, i) => 2 ** i);
+/** bit `i` of a mask kept in a double (bitwise operators stop at 32 bits) */
+const hasBit = (mask: number, i: number): boolean => Math.floor(mask / (POW2[i] ?? 2 ** i)) % 2 === 1;
+
+/** Index of the value tagged `tag` in a key's array, or -1 (a handful of pairs: a short walk). */
+function slotOf(st: KeyState, tag: number): number {
+  for (let i = 1; i < st.length; i += 2) if (st[i] === tag) return i + 1;
+  return -1;
+}
 
 /** Adds a hit; returns the ring, which is a new array while it grows (exact-size arrays: a
  *  `push` would reserve 16 spare slots, which at 1M keys is ~270 MB of nothing). */
@@ -69,8 +91,12 @@ export class Detector {
   private readonly byEvent = new Map<string, Array<{ rule: Rule; index: number }>>();
   private readonly resetBy = new Map<string, number[]>();
   private readonly state: LRUCache<string, KeyState>;
-  /** failures counted since start (status: "total failed") */
+  /** failures counted since start (status: "total failed"): attempts, see attempt.ts */
   totalFailures = 0;
+  /** failure events merged into an attempt already counted (attempt.ts) */
+  mergedEvents = 0;
+  /** the key's array while one event is counted (it is replaced when a pair is added) */
+  private cur: KeyState = FRESH_STATE;
 
   constructor(private readonly rules: Rule[], private readonly options: DetectorOptions) {
     rules.forEach((rule, index) => {
@@ -106,35 +132,56 @@ export class Detector {
     const resets = this.resetBy.get(eventName);
     if (resets) {
       const st = this.state.peek(keyText);
-      if (st) for (const i of resets) st[1 + i] = undefined;
+      if (st) for (const i of resets) {
+        const at = slotOf(st, i);
+        if (at > 0) st[at] = undefined;
+      }
     }
     const candidates = this.byEvent.get(eventName);
     if (!candidates) return null;
-    let st: KeyState | undefined;
+    let mask = 0;
+    for (const { rule, index } of candidates) if (!hasBit(mask, index) && matches(rule, event)) mask += POW2[index] ?? 2 ** index;
+    if (mask === 0) return null;
+    const stored = this.state.get(keyText);
+    this.cur = stored ?? FRESH_STATE;
     // ChallengeSent is counted by its flood rule but is not itself a failure (status, metrics).
     const isFailure = event.get('Severity') !== 'Informational';
-    for (const { rule, index } of candidates) {
-      if (!matches(rule, event)) continue;
-      if (!st) {
-        st = this.state.get(keyText);
-        if (!st) {
-          st = new Array<number | number[] | undefined>(1 + this.rules.length);
-          st[0] = 0;
-          this.state.set(keyText, st);
-        }
-      }
+    let found: Detection | null = null;
+    let outcome: Outcome = 'count';
+    if (mergesAttempts(event.get('Service'))) {
+      const at = slotOf(this.cur, ATTEMPT_TAG);
+      const placed = placeEvent(at > 0 ? (this.cur[at] as AttemptState) : undefined, event.get('SessionID'), isFailure, eventName === 'ChallengeResponseFailed', now, this.rules.length <= MAX_MASK_RULES);
+      if (at < 0) this.cur = this.cur === FRESH_STATE ? [0, ATTEMPT_TAG, placed.state] : this.cur.concat(ATTEMPT_TAG, [placed.state]);
+      if (placed.release !== 0) found = this.countRules(placed.release, true, key, keyText, now);
+      outcome = placed.outcome;
+      if (outcome === 'defer') placed.state[3] = mask;
+      else if (outcome === 'absorb') this.mergedEvents += 1 + (placed.dropped ?? 0);
+    }
+    if (!found && outcome === 'count') found = this.countRules(mask, isFailure, key, keyText, now);
+    if (this.cur !== stored) this.state.set(keyText, this.cur);
+    return found;
+  }
+
+  /** Counts one hit in each rule of `mask` (bit = rule index) on the key's array (this.cur);
+   *  returns the first window crossed. */
+  private countRules(mask: number, isFailure: boolean, key: IpNetwork, keyText: string, now: number): Detection | null {
+    for (let index = 0; index < this.rules.length; index++) {
+      if (!hasBit(mask, index)) continue;
+      const rule = this.rules[index]!;
+      let st = this.cur;
+      const at = slotOf(st, index);
+      let ring = (at > 0 ? (st[at] as Ring | undefined) : undefined) ?? EMPTY_RING;
+      for (let w = 0; w < rule.weight; w++) ring = pushHit(ring, rule.ringSize, now);
+      if (at > 0) st[at] = ring;
+      else this.cur = st = st === FRESH_STATE ? [0, index, ring] : st.concat(index, [ring]);
+      // after the concat: a new key's array is the shared FRESH_STATE until then
       if (isFailure) {
         this.totalFailures += rule.weight;
         st[0] = (st[0] as number) + rule.weight;
       }
-      let ring = (st[1 + index] as Ring | undefined) ?? [0];
-      for (let w = 0; w < rule.weight; w++) ring = pushHit(ring, rule.ringSize, now);
-      st[1 + index] = ring;
       for (const window of rule.windows) {
         const nth = nthRecent(ring, rule.ringSize, window.count);
-        if (nth !== undefined && now - nth < window.withinMs) {
-          return { key, keyText, rule, count: window.count, windowMs: window.withinMs };
-        }
+        if (nth !== undefined && now - nth < window.withinMs) return { key, keyText, rule, count: window.count, windowMs: window.withinMs };
       }
     }
     return null;

@@ -1,17 +1,15 @@
 import type { Logger } from 'pino';
 import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
 import { formatDuration } from '../config/duration.js';
+import { checkBannable, checkDuration, ruleBan } from './ban-judge.js';
 import { remoteAddressOf, resolveAttacker } from './attacker.js';
 import { Detector, type EventView } from './detector.js';
-import { formatNetwork, isSingleAddress, NetworkList, parseNetwork, type IpNetwork } from '../net/ip.js';
+import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '../net/ip.js';
+import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from './allow.js';
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
 import {
-  AllowListedError,
-  BanDurationError,
-  BanScopeError,
   InvalidTargetError,
-  OwnAddressError,
   type BanControl,
   type BanNotice,
   type BanRecord,
@@ -41,8 +39,9 @@ export interface GuardOptions {
   rules: Rule[];
   /** allow-list from the config (CIDRs or addresses) */
   allow: string[];
-  /** always allowed and not editable from Odoo: loopback, the AMI host, the Odoo host */
-  automaticAllow: string[];
+  /** always allowed and not editable from Odoo: loopback, the AMI and Odoo hosts written as
+   *  addresses (a plain string's origin is 'automatic') */
+  automaticAllow: Array<string | AllowEntry>;
   ipv6Prefix: number;
   maxTracked: number;
   trackTtlSec: number;
@@ -62,8 +61,9 @@ export interface GuardOptions {
 export type IgnoredReason = 'allow-listed' | 'already-banned' | 'bad-address' | 'ambiguous' | 'link-local' | 'reserved' | 'own-address' | 'out-of-scope';
 
 export const DEFAULT_MAX_BAN_SEC = 365 * 86400;
-/** how often the host's own addresses are re-read (an address added by DHCP / SLAAC) */
-const HOST_REFRESH_MS = 60_000;
+/** how often the host's own addresses are re-read (an address added by DHCP / SLAAC shows within
+ *  this): os.networkInterfaces() costs ~75 µs here, so a 2 s poll is ~0.004 % of one core */
+export const HOST_REFRESH_MS = 2_000;
 
 export interface GuardListener {
   securityEvent?(event: string, service: string): void;
@@ -80,6 +80,10 @@ export interface GuardStatus {
   currentlyBanned: number;
   totalBanned: number;
   banned: BanRecord[];
+  /** the effective automatic allow-list and where each entry came from (at most MAX_LISTED) */
+  automaticAllow: AllowEntry[];
+  /** automatic entries in all (more than listed when the list is cut) */
+  automaticAllowTotal: number;
 }
 
 const DENY_LIST_REASON = 'deny list (Odoo access rules)';
@@ -87,9 +91,7 @@ const DENY_LIST_REASON = 'deny list (Odoo access rules)';
 /** Turns security events into bans, and is the one place every ban and unban goes through. */
 export class Guardian implements BanControl {
   private detector: Detector;
-  private allow: NetworkList;
-  private configuredAllow: string[];
-  private automaticAllow: NetworkList;
+  private allow = new AllowList();
   private readonly active = new Map<string, BanRecord>();
   private readonly listeners: GuardListener[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -107,9 +109,9 @@ export class Guardian implements BanControl {
   ) {
     this.detector = this.newDetector(options);
     this.scope = newScope(options);
-    this.automaticAllow = toNetworkList(options.automaticAllow, 'automatic allow-list');
-    this.configuredAllow = options.allow;
-    this.allow = this.buildAllow(options.allow);
+    this.allow.setConfigured(options.allow);
+    this.allow.setSource('static', options.automaticAllow);
+    this.allow.setSource('interfaces', interfaceEntries(this.scope.hostAddresses()));
   }
 
   on(listener: GuardListener): void {
@@ -145,8 +147,9 @@ export class Guardian implements BanControl {
     return out;
   }
 
+  /** The kernel allow set: the same effective list the guard checks (configured + automatic). */
   allowTargets(): FirewallTarget[] {
-    return this.allow.entries().map((n) => ({ target: formatNetwork(n), family: n.family, isNetwork: !isSingleAddress(n) }));
+    return this.allow.targets();
   }
 
   /** Starts the timer that ends expired bans. */
@@ -162,16 +165,11 @@ export class Guardian implements BanControl {
     if (this.hostTimer) clearInterval(this.hostTimer);
   }
 
-  /** Re-reads the host's own addresses; ends bans that now cover one of them. */
+  /** Re-reads the host's own addresses (scope and allow-list); ends bans that now cover one. */
   refreshHostAddresses(force = false): void {
     if (!this.scope.refresh() && !force) return;
-    for (const rec of [...this.active.values()]) {
-      const net = parseNetwork(rec.target);
-      const own = net && this.scope.ownOverlap(net);
-      if (!own) continue;
-      this.logger.warn({ target: rec.target, own: formatNetwork(own) }, `ban of ${rec.target} ended: it covers ${formatNetwork(own)}, now an address of this host`);
-      this.endBan(rec, 'unbanned');
-    }
+    this.setAllowSource('interfaces', interfaceEntries(this.scope.hostAddresses()));
+    this.endBansCovering((net) => this.scope.ownOverlap(net), () => 'now an address of this host');
   }
 
   /** The hot path: one AMI event (or a replayed log line). */
@@ -190,13 +188,14 @@ export class Guardian implements BanControl {
       return;
     }
     const { address, key, keyText } = attacker;
-    if (this.allow.contains(address)) {
-      this.emitIgnored('allow-listed', address);
-      return;
-    }
+    // scope first: the host's own addresses are also allow-listed, and say 'own-address'
     const never = this.scope.neverBanned(address);
     if (never) {
       this.emitIgnored(never, address);
+      return;
+    }
+    if (this.allow.contains(address)) {
+      this.emitIgnored('allow-listed', address);
       return;
     }
     if (this.active.has(keyText) || (key !== address && this.active.size > 0 && this.active.has(formatNetwork(address)))) {
@@ -208,8 +207,8 @@ export class Guardian implements BanControl {
     const counted = this.detector.totalFailures - before;
     if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted, keyText);
     if (!detection) return;
-    // An IPv6 prefix that would also cover an allow-listed address or one of the host's own, or
-    // that is out of scope: ban the address alone.
+    // An IPv6 prefix that would also cover an allow-listed address (configured, the host's own,
+    // its resolver or gateway, the AMI / Odoo host), or that is out of scope: the address alone.
     let target = detection.key;
     if (target !== address && (this.allow.findOverlap(target) || this.scope.refusal(target))) target = address;
     if (this.scope.refusal(target)) {
@@ -217,7 +216,12 @@ export class Guardian implements BanControl {
       this.emitIgnored('out-of-scope', address);
       return;
     }
-    this.applyBan(this.ruleBan(target, detection.rule, detection.count, detection.windowMs, name, now), detection.windowMs);
+    const targetText = formatNetwork(target);
+    const { escalation, recidive } = this.options;
+    const since = now - 1000 * Math.max(escalation.lookbackSec, recidive?.withinSec ?? 0);
+    const earlier = this.safeStore(() => this.store.banTimesSince(targetText, since)) ?? [];
+    const rec = ruleBan({ target, rule: detection.rule, count: detection.count, windowMs: detection.windowMs, eventName: name, now, earlier, escalation, recidive, maxBanSec: this.maxBanSec });
+    this.applyBan(rec, detection.windowMs);
     this.detector.forget(detection.keyText);
   }
 
@@ -234,36 +238,6 @@ export class Guardian implements BanControl {
     const remote = `IPV${parsed.family}/TCP/${formatNetwork(parsed)}/0`;
     const fields: Record<string, string> = { Event: eventName, Service: service, RemoteAddress: remote };
     this.handleEvent({ get: (k) => fields[k] }, now);
-  }
-
-  private ruleBan(target: IpNetwork, rule: Rule, count: number, windowMs: number, eventName: string, now: number): BanRecord {
-    const targetText = formatNetwork(target);
-    const { escalation, recidive } = this.options;
-    const since = now - 1000 * Math.max(escalation.lookbackSec, recidive?.withinSec ?? 0);
-    const earlier = this.safeStore(() => this.store.banTimesSince(targetText, since)) ?? [];
-    const prior = earlier.filter((t) => t >= now - escalation.lookbackSec * 1000).length;
-    let durationSec = Math.min(rule.banSec * Math.pow(escalation.factor, prior), Math.max(escalation.maxSec, rule.banSec), this.maxBanSec);
-    let ruleName = rule.name;
-    let source: BanRecord['source'] = 'rule';
-    let reason = `${count} × ${rule.events.includes(eventName) ? eventName : rule.name} within ${formatDuration(windowMs / 1000)}`;
-    if (prior > 0) reason += ` (repeat offender: ban ${prior + 1})`;
-    if (recidive && earlier.filter((t) => t >= now - recidive.withinSec * 1000).length + 1 >= recidive.bans) {
-      durationSec = Math.min(recidive.banSec, this.maxBanSec);
-      ruleName = 'recidive';
-      source = 'recidive';
-      reason = `banned ${recidive.bans} times within ${formatDuration(recidive.withinSec)} (last: ${rule.name})`;
-    }
-    return {
-      target: targetText,
-      family: target.family,
-      isNetwork: !isSingleAddress(target),
-      createdAt: now,
-      expiresAt: now + durationSec * 1000,
-      rule: ruleName,
-      source,
-      reason,
-      count,
-    };
   }
 
   private applyBan(rec: BanRecord, windowMs: number): void {
@@ -315,9 +289,9 @@ export class Guardian implements BanControl {
 
   async ban(request: ManualBanRequest): Promise<BanRecord> {
     const net = this.parseTarget(request.target);
-    this.checkBannable(net, this.allow);
+    checkBannable(net, this.scope, this.allow);
     const duration = request.durationSec ?? null;
-    this.checkDuration(duration);
+    checkDuration(duration, this.maxBanSec);
     const now = this.clock();
     const rec: BanRecord = {
       target: formatNetwork(net),
@@ -369,14 +343,11 @@ export class Guardian implements BanControl {
     const allow = rules.allow.map((a) => formatNetwork(this.parseTarget(a)));
     const deny = rules.deny.map((d) => this.parseTarget(d));
     // every deny entry is judged before anything changes: one refused entry changes nothing
-    const nextAllow = this.buildAllow(allow);
-    for (const net of deny) this.checkBannable(net, nextAllow);
-    this.configuredAllow = allow;
+    const nextAllow = this.allow.withConfigured(allow, 'allow');
+    for (const net of deny) checkBannable(net, this.scope, nextAllow);
     this.allow = nextAllow;
     await this.enforcement.setAllow(this.allowTargets());
-    for (const rec of [...this.active.values()]) {
-      if (this.isAllowListed(rec.target)) this.endBan(rec, 'unbanned');
-    }
+    this.endAllowListedBans();
     const wanted = new Set(deny.map(formatNetwork));
     for (const rec of [...this.active.values()]) {
       if (rec.reason === DENY_LIST_REASON && !wanted.has(rec.target)) this.endBan(rec, 'unbanned');
@@ -392,16 +363,44 @@ export class Guardian implements BanControl {
     this.options = options;
     this.detector = this.newDetector(options);
     this.scope = newScope(options);
-    this.configuredAllow = options.allow;
-    this.setAutomaticAllow(options.automaticAllow);
+    this.allow = this.allow.withConfigured(options.allow);
+    this.setAllowSource('static', options.automaticAllow, true);
     this.refreshHostAddresses(true);
   }
 
-  /** A new automatic allow-list (the AMI or Odoo host resolves to other addresses now); bans stay. */
-  setAutomaticAllow(list: string[]): void {
-    this.automaticAllow = toNetworkList(list, 'automatic allow-list');
-    this.allow = this.buildAllow(this.configuredAllow);
+  /** Loopback and the AMI / Odoo hosts written as addresses (kept for callers of the old name). */
+  setAutomaticAllow(list: Array<string | AllowEntry>): void {
+    this.setAllowSource('static', list);
+  }
+
+  /**
+   * New entries for one automatic source (the AMI or Odoo host resolves elsewhere now, an
+   * interface got an address, the resolver or gateway changed): when the effective list changes,
+   * the kernel allow set follows and bans that now cover an allowed address end; other bans stay.
+   */
+  setAllowSource(source: AllowSource, entries: Array<string | AllowEntry>, force = false): void {
+    if (!this.allow.setSource(source, entries) && !force) return;
     void this.enforcement.setAllow(this.allowTargets()).catch((err: Error) => this.logger.error({ err }, 'allow set not updated in the kernel'));
+    this.endAllowListedBans();
+  }
+
+  /** The effective automatic allow-list with each entry's origin (bounded). */
+  automaticAllow(): AllowEntry[] {
+    return this.allow.automaticEntries();
+  }
+
+  private endAllowListedBans(): void {
+    this.endBansCovering((net) => this.allow.findOverlap(net), (by) => `allow-listed (${this.allow.originOf(by)})`);
+  }
+
+  private endBansCovering(find: (net: IpNetwork) => IpNetwork | undefined, what: (by: IpNetwork) => string): void {
+    for (const rec of [...this.active.values()]) {
+      const net = parseNetwork(rec.target);
+      const by = net && find(net);
+      if (!by) continue;
+      this.logger.warn({ target: rec.target, covers: formatNetwork(by) }, `ban of ${rec.target} ended: it covers ${formatNetwork(by)}, ${what(by)}`);
+      this.endBan(rec, 'unbanned');
+    }
   }
 
   status(): GuardStatus {
@@ -412,6 +411,8 @@ export class Guardian implements BanControl {
       currentlyBanned: banned.length,
       totalBanned: this.safeStore(() => this.store.totalBans()) ?? banned.length,
       banned,
+      automaticAllow: this.allow.automaticEntries(),
+      automaticAllowTotal: this.allow.automaticCount,
     };
   }
 
@@ -425,34 +426,11 @@ export class Guardian implements BanControl {
   }
 
   get allowList(): string[] {
-    return [...this.configuredAllow];
+    return this.allow.configuredEntries();
   }
 
   private get maxBanSec(): number {
     return this.options.maxBanSec ?? DEFAULT_MAX_BAN_SEC;
-  }
-
-  /** Throws when `net` may not be banned: allow-listed (by `allow`), out of scope, or the host's. */
-  private checkBannable(net: IpNetwork, allow: NetworkList): void {
-    const text = formatNetwork(net);
-    const allowed = allow.findOverlap(net);
-    if (allowed) {
-      const by = formatNetwork(allowed);
-      throw new AllowListedError(text === by ? `${text} is allow-listed and is never banned` : `${text} overlaps the allow-listed ${by} and is never banned`);
-    }
-    const refused = this.scope.refusal(net);
-    if (refused?.code === 'OWN_ADDRESS') throw new OwnAddressError(refused.message);
-    if (refused) throw new BanScopeError(refused.message, refused.code);
-  }
-
-  private checkDuration(duration: number | null): void {
-    if (duration === null) return;
-    if (!Number.isFinite(duration) || duration <= 0) throw new InvalidTargetError(`ban duration must be a positive number of seconds, or permanent`);
-    if (duration > this.maxBanSec) {
-      throw new BanDurationError(
-        `ban duration ${formatDuration(duration)} is longer than the longest allowed (${formatDuration(this.maxBanSec)}, guard.maxBanDuration): give a shorter one, ban permanently, or raise guard.maxBanDuration`,
-      );
-    }
   }
 
   /** The scope refusal of a stored target text, or null. */
@@ -463,12 +441,6 @@ export class Guardian implements BanControl {
 
   private newDetector(o: GuardOptions): Detector {
     return new Detector(o.rules, { ipv6Prefix: o.ipv6Prefix, maxTracked: o.maxTracked, trackTtlMs: o.trackTtlSec * 1000 });
-  }
-
-  private buildAllow(configured: string[]): NetworkList {
-    const list = toNetworkList(configured, 'guard.allow');
-    for (const n of this.automaticAllow.entries()) list.add(n);
-    return list;
   }
 
   private emitIgnored(reason: IgnoredReason, address?: IpNetwork): void {
@@ -495,14 +467,4 @@ function newScope(o: GuardOptions): BanScope {
 
 function toEntry(rec: BanRecord): FirewallEntry {
   return { target: rec.target, family: rec.family, isNetwork: rec.isNetwork, expiresAt: rec.expiresAt };
-}
-
-function toNetworkList(items: string[], where: string): NetworkList {
-  return new NetworkList(
-    items.map((item, i) => {
-      const net = parseNetwork(item);
-      if (!net) throw new InvalidTargetError(`${where}[${i}]: "${item}" is not an IPv4/IPv6 address or CIDR`);
-      return net;
-    }),
-  );
 }

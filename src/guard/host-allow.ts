@@ -54,6 +54,11 @@ export class HostAllowFeed {
     return [...new Set(this.names.flatMap((n) => this.good.get(n) ?? []))].sort();
   }
 
+  /** Each name with what it resolves to now (for the allow-list's origins). */
+  byName(): Array<{ name: string; addresses: string[] }> {
+    return this.names.map((name) => ({ name, addresses: this.good.get(name) ?? [] }));
+  }
+
   async refresh(): Promise<void> {
     clearTimeout(this.timer);
     await Promise.all(this.names.map((n) => this.resolveOne(n)));

@@ -18,8 +18,16 @@ export const defaultScopeLimits: ScopeLimits = { widestV4: 16, widestV6: 32 };
 
 /** The host's own addresses, and the addresses reserved on its links (IPv4 subnet broadcasts). */
 export interface HostAddressPort {
-  /** address or CIDR texts; `why` says what each one is (shown in refusals) */
-  addresses(): Array<{ address: string; why: string }>;
+  /** address or CIDR texts; `why` says what each one is (shown in refusals); `iface` the
+   *  interface it is on, `broadcast` true for a subnet broadcast (refused, but not allow-listed) */
+  addresses(): HostAddress[];
+}
+
+export interface HostAddress {
+  address: string;
+  why: string;
+  iface?: string;
+  broadcast?: boolean;
 }
 
 export type ScopeCode = 'TOO_WIDE' | 'RESERVED_RANGE' | 'OWN_ADDRESS';
@@ -66,15 +74,15 @@ function isReservedSource(a: IpNetwork): boolean {
  *  broadcast address. */
 export const interfaceAddresses: HostAddressPort = {
   addresses() {
-    const out: Array<{ address: string; why: string }> = [];
+    const out: HostAddress[] = [];
     for (const [name, list] of Object.entries(networkInterfaces())) {
       for (const a of list ?? []) {
-        out.push({ address: a.address, why: `an address of this host (${name})` });
+        out.push({ address: a.address, why: `an address of this host (${name})`, iface: name });
         const net = a.family === 'IPv4' && a.cidr ? parseNetwork(a.cidr) : null;
         if (net && net.prefix < 31) {
           const b = new Uint8Array(net.bytes);
           for (let bit = net.prefix; bit < 32; bit++) b[bit >> 3]! |= 0x80 >> (bit & 7);
-          out.push({ address: formatNetwork({ family: 4, bytes: b, prefix: 32 }), why: `the broadcast address of ${name}'s subnet ${a.cidr}` });
+          out.push({ address: formatNetwork({ family: 4, bytes: b, prefix: 32 }), why: `the broadcast address of ${name}'s subnet ${a.cidr}`, iface: name, broadcast: true });
         }
       }
     }
@@ -87,6 +95,8 @@ export class BanScope {
   private own: Named[] = [];
   private ownList = new NetworkList();
   private ownKey = '';
+  /** what the port gave at the last change (the allow-list's 'interfaces' source reads it) */
+  private lastAddresses: HostAddress[] = [];
 
   constructor(
     private readonly limits: ScopeLimits,
@@ -98,7 +108,7 @@ export class BanScope {
   /** Re-reads the host's addresses; true when they changed. */
   refresh(): boolean {
     const own: Named[] = [];
-    let list: Array<{ address: string; why: string }> = [];
+    let list: HostAddress[] = [];
     try {
       list = this.host.addresses();
     } catch {
@@ -113,7 +123,13 @@ export class BanScope {
     this.ownKey = key;
     this.own = own;
     this.ownList = new NetworkList(own.map((o) => o.net));
+    this.lastAddresses = list;
     return true;
+  }
+
+  /** The host's addresses as last read. */
+  hostAddresses(): HostAddress[] {
+    return this.lastAddresses;
   }
 
   /** The host's own address that `net` covers, if any. */
