@@ -255,7 +255,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       retryMs: HOST_LOOKUP_RETRY_MS,
       timeoutMs: HOST_LOOKUP_TIMEOUT_MS,
       logger,
-      onChange: () => gd.setAllowSource('hosts', resolvedAllow(config, feed)),
+      onChange: () => void gd.setAllowSource('hosts', resolvedAllow(config, feed)),
     }));
 
     if (config.ami.enabled) {
@@ -314,7 +314,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       }
       config = next;
       await feed.setHosts(hostNames(next));
-      gd.setAllowSource('hosts', resolvedAllow(next, feed));
+      await gd.setAllowSource('hosts', resolvedAllow(next, feed));
       logger.info({ rules: options.rules.length, applied }, 'reloaded config and rules; active bans kept');
       if (restartNeeded.length > 0) logger.warn({ restartNeeded }, `these changed settings take effect only after a restart: ${restartNeeded.join('; ')}`);
       return { rules: options.rules.length, applied, restartNeeded };
@@ -396,7 +396,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     gd.startExpirySweep();
     await feed.setHosts(hostNames(config));
     // the resolver and default gateways, followed as they change (both in the kernel allow set too)
-    const watch = (hostWatch = new HostWatch({ ...opts.hostFiles, intervalMs: HOST_REFRESH_MS, logger, onChange: (source, entries) => gd.setAllowSource(source, entries) }));
+    const watch = (hostWatch = new HostWatch({ ...opts.hostFiles, intervalMs: HOST_REFRESH_MS, logger, onChange: (source, entries) => void gd.setAllowSource(source, entries) }));
     await watch.start();
     logger.info({ restored: restored.length, rules: gd.rules.length }, `restored ${restored.length} active bans; ${gd.rules.length} rules loaded`);
     gate.open();

@@ -95,6 +95,8 @@ export class Guardian implements BanControl {
   private readonly active = new Map<string, BanRecord>();
   private readonly listeners: GuardListener[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** the last kernel allow-set update (setAllowSource) */
+  private allowApplied: Promise<void> = Promise.resolve();
   private hostTimer: NodeJS.Timeout | undefined;
   private scope: BanScope;
   /** the key an address is counted under (the detector's, which a reload replaces) */
@@ -377,11 +379,14 @@ export class Guardian implements BanControl {
    * New entries for one automatic source (the AMI or Odoo host resolves elsewhere now, an
    * interface got an address, the resolver or gateway changed): when the effective list changes,
    * the kernel allow set follows and bans that now cover an allowed address end; other bans stay.
+   * Resolves once the kernel allow set holds the effective list (a failure is logged, never
+   * thrown), also when this call changed nothing but an earlier update is still on its way.
    */
-  setAllowSource(source: AllowSource, entries: Array<string | AllowEntry>, force = false): void {
-    if (!this.allow.setSource(source, entries) && !force) return;
-    void this.enforcement.setAllow(this.allowTargets()).catch((err: Error) => this.logger.error({ err }, 'allow set not updated in the kernel'));
+  setAllowSource(source: AllowSource, entries: Array<string | AllowEntry>, force = false): Promise<void> {
+    if (!this.allow.setSource(source, entries) && !force) return this.allowApplied;
+    this.allowApplied = this.enforcement.setAllow(this.allowTargets()).catch((err: Error) => this.logger.error({ err }, 'allow set not updated in the kernel'));
     this.endAllowListedBans();
+    return this.allowApplied;
   }
 
   /** The effective automatic allow-list with each entry's origin (bounded). */
