@@ -82,8 +82,10 @@ test('end to end: AMI brute force → ban in the backend and store; CLI and metr
     assert.match(metrics, /pbx_guardian_ami_connected 1/);
     assert.match(metrics, /pbx_guardian_bans_active\{family="ipv4"\} 1\n/, 'counted at the scrape: 203.0.113.5 (the /24 was unbanned)');
     assert.match(metrics, /pbx_guardian_bans_active\{family="ipv6"\} 0\n/);
-    // the office's 8 frames, and the SuccessfulAuth of the daemon's own login (from 127.0.0.1)
-    assert.match(metrics, /pbx_guardian_events_ignored_total\{reason="allow-listed"\} 9/);
+    // the office's 8 frames; the SuccessfulAuth of the daemon's own login comes from 127.0.0.1, an
+    // address of this host (the scope is asked first)
+    assert.match(metrics, /pbx_guardian_events_ignored_total\{reason="allow-listed"\} 8/);
+    assert.match(metrics, /pbx_guardian_events_ignored_total\{reason="own-address"\} 1/);
     assert.match(metrics, /pbx_guardian_security_events_total\{event="InvalidPassword",service="SIP"\} 9/);
     // guard only (no Odoo, no webhooks): the login asks Asterisk for the security class alone, so
     // the transcript's PeerStatus frames (class system) never reach the daemon

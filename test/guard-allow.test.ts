@@ -171,7 +171,7 @@ test('daemon: interfaces, resolver, gateways and the AMI / Odoo hosts are allowe
   const config = buildConfig({
     stateDir: join(dir, 'state'),
     logLevel: 'silent',
-    ami: { host: 'pbx.example.com', port: 1, reconnectInitialMs: 60_000, reconnectMaxMs: 60_000 },
+    ami: { host: 'pbx.example.com', port: 1, secret: 's', reconnectInitialMs: 60_000, reconnectMaxMs: 60_000 },
     odoo: { enabled: true, url: 'https://203.0.113.8:8069', db: 'db', listen: { enabled: false }, eventsRefreshMs: 3_600_000 },
     firewall: { backend: 'memory' },
     metrics: { enabled: false },
