@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { cpus, loadavg } from 'node:os';
 import { pino } from 'pino';
 import type { BenchResult } from './types.js';
+import { skipReason } from './firewall.js';
 import { DEFAULT_WATCHDOG_INTERVAL_MS, Enforcer, defaultFirewallConfig, type FirewallBackend, type FirewallEntry, type RepairReport } from '../src/firewall/index.js';
 import { NftablesBackend } from '../src/firewall/nftables.js';
 import { NftCommandRunner } from '../src/firewall/nft-command.js';
@@ -36,17 +37,6 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function skipReason(): string | null {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'needs root (private network namespace)';
-  for (const p of ['/usr/bin/unshare', NFT]) {
-    try {
-      accessSync(p, constants.X_OK);
-    } catch {
-      return `${p} missing`;
-    }
-  }
-  return null;
-}
 
 function entries(n: number): FirewallEntry[] {
   const now = Date.now();

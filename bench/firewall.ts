@@ -24,7 +24,8 @@ const TABLE = 'pbxg_bench';
 const pexec = promisify(execFile);
 const log = pino({ level: 'silent' });
 
-function skipReason(): string | null {
+/** Why the kernel benchmarks cannot run here (root, unshare, nft), or null. */
+export function skipReason(): string | null {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'needs root (private network namespace)';
   for (const p of ['/usr/bin/unshare', NFT]) {
     try {

@@ -61,7 +61,7 @@ export async function run(opts: { bans?: number; runs?: number } = {}): Promise<
       const round = (x: number) => Math.round(x * 100) / 100;
       return [
         { name: `daemon.health() with ${bans.toLocaleString('en-US')} active bans, median`, value: round(h.median), unit: 'ms', target: `<= ${TARGET_MS}`, ok: h.median <= TARGET_MS, note: `max ${round(h.max)} ms over ${runs} runs; ${String(active)} bans seen by the firewall part` },
-        { name: `of which Enforcer.health() (the firewall snapshot), median`, value: round(e.median), unit: 'ms', note: `max ${round(e.max)} ms; FirewallHealth.storeActive counts activeEntries(), which builds one entry per ban` },
+        { name: `of which Enforcer.health() (the firewall snapshot), median`, value: round(e.median), unit: 'ms', note: `max ${round(e.max)} ms; storeActive is a count (Guardian.activeCounts), no entry is built` },
         { name: `full metrics scrape (health gauges included) with ${bans.toLocaleString('en-US')} active bans, median`, value: round(s.median), unit: 'ms', note: `max ${round(s.max)} ms over ${runs} runs (prom-client default metrics included)` },
       ];
     } finally {

@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'node:https';
 import pino from 'pino';
 import { buildConfig } from '../src/config/index.js';
 import { MemoryBackend } from '../src/firewall/index.js';
@@ -12,24 +11,11 @@ import { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { loadTemplate, replayBytes } from '../src/demo/attack.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
 import { fixturePath } from './helpers/fixtures.js';
+import { postJob as postAgentJob } from './helpers/agent-job.js';
 
 const TOKEN = 'agent-token-0123456789';
 
-function postJob(port: number, body: unknown, token = TOKEN): Promise<{ status: number; body: string }> {
-  const payload = JSON.stringify(body);
-  return new Promise((resolvePromise, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/app/asterisk_plus/agent', rejectUnauthorized: false, headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(payload) } },
-      (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const postJob = (port: number, body: unknown, token = TOKEN) => postAgentJob(port, body, token);
 
 test('through the daemon: Odoo bans and unbans reach the store and the firewall; guard bans are forwarded to Odoo', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-odoo-e2e-'));

@@ -10,7 +10,6 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'node:https';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { ListenError, StartingGate } from '../src/api/listen.js';
@@ -20,6 +19,7 @@ import { DeferredBackend, MemoryBackend } from '../src/firewall/index.js';
 import { startDaemon } from '../src/main.js';
 import { AlreadyRunningError, LOCK_FILE, StateDirError } from '../src/store/index.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
+import { postJob } from './helpers/agent-job.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -193,22 +193,6 @@ test('a state database that cannot be opened stops the start (it used to run on 
   assert.equal(existsSync(join(base, 'admin.sock')), false);
   assert.equal(existsSync(join(base, 'state', LOCK_FILE)), false);
 });
-
-function postJob(port: number, body: unknown, token: string): Promise<{ status: number; body: string }> {
-  const payload = JSON.stringify(body);
-  return new Promise((resolvePromise, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/app/asterisk_plus/agent', rejectUnauthorized: false, headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(payload) } },
-      (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 test('between bind and firewall ready, an Odoo ban job is answered 503 (Odoo sees a failed post), not run', async (t) => {
   const base = tempBase(t);
