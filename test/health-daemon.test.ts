@@ -10,9 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { buildConfig } from '../src/config/index.js';
-import { DeferredBackend, Enforcer, MemoryBackend, type FirewallBackend } from '../src/firewall/index.js';
+import { DeferredBackend, MemoryBackend, type FirewallBackend } from '../src/firewall/index.js';
 import { startDaemon, type Daemon } from '../src/main.js';
-import * as simulatorModule from '../src/demo/ami-simulator.js';
 import { AmiSimulator, type AmiSimulatorOptions } from '../src/demo/ami-simulator.js';
 import { registerHealthMetrics, type HealthReport } from '../src/health/index.js';
 import { createMetrics } from '../src/metrics/index.js';
@@ -43,9 +42,6 @@ interface Running {
 }
 
 /** A daemon as `run` starts it (admin socket, metrics on an ephemeral port), on the memory backend. */
-/** the simulator honours manager.conf `read` (the blind-user scenario needs it) */
-const HONOURS_READ = 'parseReadPerms' in simulatorModule;
-
 async function start(amiSecret: string, amiPort?: number, backend: FirewallBackend = new MemoryBackend(), backendName = 'memory', read?: string): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-health-'));
   const simOptions = { fixturesDir: fixturePath('ami'), username: 'guardian', secret: 's3cret', loginFailDelayMs: 10, ...(read === undefined ? {} : { read }) };
@@ -219,7 +215,7 @@ test('no usable firewall backend: status exits 5 with the firewall problem, whil
   }
 });
 
-test('AMI user without read = security: status exits 5, the guard is blind and says what to add to manager.conf', { skip: !HONOURS_READ && 'this simulator does not honour manager.conf read yet' }, async () => {
+test('AMI user without read = security: status exits 5, the guard is blind and says what to add to manager.conf', async () => {
   const r = await start('s3cret', undefined, new MemoryBackend(), 'memory', 'system,call');
   try {
     const d = r.daemon;
@@ -238,10 +234,7 @@ test('AMI user without read = security: status exits 5, the guard is blind and s
   }
 });
 
-/** the enforcer can pause on purpose (flush through the daemon: fw-watchdog) */
-const CAN_PAUSE = typeof (Enforcer.prototype as unknown as { pause?: unknown }).pause === 'function';
-
-test('flush through the running daemon: status exits 5 and says enforcement is paused on purpose; resume → 0', { skip: !CAN_PAUSE && 'this enforcer cannot pause yet' }, async () => {
+test('flush through the running daemon: status exits 5 and says enforcement is paused on purpose; resume → 0', async () => {
   const r = await start('s3cret');
   try {
     const d = r.daemon;
