@@ -110,7 +110,9 @@ function runUnitLane(): void {
   child.on('close', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+// `npm test` (node --test dist/test/) runs every .js file there, this one too: nothing to do then
+const underTestRunner = process.env.NODE_TEST_CONTEXT !== undefined;
+if (!underTestRunner && process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const lane = process.argv[2];
   if (lane !== 'unit') {
     console.error('usage: node dist/test/lanes.js unit   (the full lane is `npm test`: node --test dist/test/)');
