@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { PACKAGE_ROOT } from '../paths.js';
 import { parseDuration } from './duration.js';
 import { isSecretKey, redactUrl } from './redact.js';
 import { defaultOdooConfig, resolveOdooConfig, type OdooConfigInput } from '../odoo/index.js';
@@ -19,7 +19,7 @@ export { isSecretKey, redactUrl } from './redact.js';
 export const DEFAULT_CONFIG_PATH = '/etc/pbx-guardian/guardian.yaml';
 
 /** The package root (where rules/ and package.json live), from dist/src/config/. */
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export { PACKAGE_ROOT };
 
 export class ConfigError extends Error {}
 

@@ -11,10 +11,7 @@ export interface AmiPort {
   action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
 }
 
-/** A job function failed in a way Odoo should be told about (the message is shown to a person). */
-export class JobError extends Error {
-  readonly code = 'JOB_ERROR';
-}
+export { JobError } from './job-error.js';
 
 export interface JobContext {
   ami: AmiPort;
