@@ -13,6 +13,7 @@ export type {
   AmiClientStats,
   AmiHealth,
   AmiSecurityCheck,
+  AmiPort,
 } from './types.js';
 export { maskReadsSecurity } from './security-check.js';
 export { probeSecurity, type ProbeResult, type ProbeOptions } from './probe.js';

@@ -99,3 +99,12 @@ export interface AmiClientEvents {
   frameDropped: [info: AmiFrameDrop];
   disconnected: [reason: string];
 }
+
+/**
+ * The AMI client as another stage needs it: one action at a time (implemented by AmiClient;
+ * main.ts gives a refusing stand-in when AMI is disabled). The one definition, for REST, Odoo,
+ * the console and asterisk-config.
+ */
+export interface AmiPort {
+  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
+}

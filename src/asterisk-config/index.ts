@@ -17,7 +17,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { AmiActionFields, AmiResponse } from '../ami/index.js';
+import type { AmiActionFields, AmiPort, AmiResponse } from '../ami/index.js';
 import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../config/atomic-write.js';
 import { DEFAULT_BASES, managedBase, protectedReason, validateBases } from './names.js';
 
@@ -26,9 +26,7 @@ export { PROTECTED_BASES } from './names.js';
 /** Mode of a new file whose base file does not exist (owner and group: the directory's). */
 const NEW_FILE_MODE = 0o640;
 
-export interface AmiPort {
-  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
-}
+export type { AmiPort };
 
 export function defaultAsteriskConfigConfig() {
   return {

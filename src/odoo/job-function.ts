@@ -1,15 +1,12 @@
 /** What a job function is given and how it reports a failure. */
 import type { Logger } from 'pino';
-import type { AmiActionFields, AmiResponse } from '../ami/types.js';
+import type { AmiPort } from '../ami/types.js';
 import type { ActionPolicy } from '../ami/policy.js';
 import type { BanControl } from '../guard/types.js';
 import type { Reservation } from './byte-budget.js';
 import type { OdooConfig } from './config.js';
 
-/** The AMI client as the bridge needs it (implemented by src/ami). */
-export interface AmiPort {
-  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
-}
+export type { AmiPort };
 
 export { JobError } from './job-error.js';
 
