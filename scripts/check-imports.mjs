@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The import rule of src/, checked: a module imports only modules of a lower layer (docs/layers.md).
 // Fails (exit 1) on a wrong-way import (up a layer, or sideways into another module of the same
-// layer), on an import cycle between files, and on an allow-list entry that no longer matches.
+// layer), on an import cycle between files, on an allow-list entry that no longer matches, and on a
+// second copy of a helper that exists once (ONE_DEFINITION).
 //   node scripts/check-imports.mjs            the check (npm run lint)
 //   node scripts/check-imports.mjs --all      the same, ignoring the allow-list (to count what is left)
 //   node scripts/check-imports.mjs --root DIR another checkout's src/ (to compare before and after)
@@ -39,6 +40,34 @@ export const ALLOWED = [
   { from: 'odoo/index.ts', to: 'api/auth-failures.ts', reason: 'shared HTTP auth-failure limiter, to move to a leaf module with api/auth.ts' },
   { from: 'console/cli.ts', to: 'cli/client.ts', reason: 'the console reuses the CLI\'s admin-socket client; the client belongs in a leaf module' },
 ];
+
+/**
+ * Helpers that exist once: a name declared (interface, type, class, function, const) or a pattern
+ * written anywhere else under src/ than `in` fails the check.
+ */
+export const ONE_DEFINITION = [
+  { name: 'AmiPort', in: 'ami/types.ts' },
+  { name: 'backoffMs', in: 'net/backoff.ts' },
+  { name: 'parseDuration', in: 'config/duration.ts' },
+  { name: 'escapeRegExp', in: 'asterisk-config/names.ts' },
+  { pattern: /\* 2 \*\* /, what: 'an exponential backoff formula (use backoffMs)', in: 'net/backoff.ts' },
+  { pattern: /'\\\\\$&'/, what: 'a RegExp escape (use escapeRegExp)', in: 'asterisk-config/names.ts' },
+];
+
+/** Where a ONE_DEFINITION entry is defined again: [{ file, what }]. */
+export function duplicateDefinitions(root, rules = ONE_DEFINITION) {
+  const out = [];
+  for (const file of sourceFiles(root)) {
+    const rel = toRel(root, file);
+    const text = fs.readFileSync(file, 'utf8');
+    for (const r of rules) {
+      if (rel === r.in) continue;
+      const re = r.pattern ?? new RegExp(`^\\s*(?:export\\s+)?(?:declare\\s+)?(?:interface|type|class|function|const|let)\\s+${r.name}\\b`, 'm');
+      if (re.test(text)) out.push({ file: rel, what: r.what ?? `${r.name} (defined in src/${r.in})` });
+    }
+  }
+  return out;
+}
 
 /** Which module (a LAYERS name) a path under src/ belongs to, and its layer; undefined when unplaced. */
 export function placeOf(rel, layers = LAYERS) {
@@ -106,7 +135,7 @@ export function fileCycles(edges) {
 }
 
 /** The whole check on one tree: wrong-way arrows, file cycles, unplaced files, stale allowances. */
-export function checkImports(root, { layers = LAYERS, allowed = ALLOWED } = {}) {
+export function checkImports(root, { layers = LAYERS, allowed = ALLOWED, once = ONE_DEFINITION } = {}) {
   const edges = importEdges(root);
   const key = (e) => `${e.from} -> ${e.to}`;
   const allowSet = new Set(allowed.map(key));
@@ -123,7 +152,7 @@ export function checkImports(root, { layers = LAYERS, allowed = ALLOWED } = {}) 
   }
   const cycles = fileCycles(edges.filter((e) => !allowSet.has(key(e))));
   const stale = allowed.filter((e) => !used.has(key(e)));
-  return { edges: edges.length, wrongWay, cycles, unplaced: [...unplaced].sort(), stale };
+  return { edges: edges.length, wrongWay, cycles, unplaced: [...unplaced].sort(), stale, duplicates: duplicateDefinitions(root, once) };
 }
 
 function main() {
@@ -135,8 +164,9 @@ function main() {
   for (const c of r.cycles) console.log(`cycle: ${c.map((f) => 'src/' + f).join(' <-> ')}`);
   for (const f of r.unplaced) console.log(`not in a layer: src/${f} (add it to LAYERS in scripts/check-imports.mjs)`);
   for (const e of r.stale) console.log(`allowed but no longer there: src/${e.from} -> src/${e.to} (remove it from ALLOWED)`);
-  const failed = r.wrongWay.length + r.cycles.length + r.unplaced.length + r.stale.length;
-  console.log(`imports: ${r.edges} arrows, ${r.wrongWay.length} wrong-way, ${r.cycles.length} cycles` +
+  for (const d of r.duplicates) console.log(`defined twice: src/${d.file} has ${d.what}`);
+  const failed = r.wrongWay.length + r.cycles.length + r.unplaced.length + r.stale.length + r.duplicates.length;
+  console.log(`imports: ${r.edges} arrows, ${r.wrongWay.length} wrong-way, ${r.cycles.length} cycles, ${r.duplicates.length} duplicated helpers` +
     (all ? '' : `, ${ALLOWED.length - r.stale.length} allowed exceptions`));
   if (failed > 0) process.exitCode = 1;
 }

@@ -19,7 +19,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { AmiActionFields, AmiPort, AmiResponse } from '../ami/index.js';
 import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../config/atomic-write.js';
-import { DEFAULT_BASES, managedBase, protectedReason, validateBases } from './names.js';
+import { DEFAULT_BASES, escapeRegExp, managedBase, protectedReason, validateBases } from './names.js';
 
 export { PROTECTED_BASES } from './names.js';
 
@@ -304,7 +304,7 @@ export class AsteriskConfigFiles {
   }
 
   private includeRe(name: string): RegExp {
-    const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const esc = escapeRegExp(name);
     return new RegExp(`^[ \\t]*#(?:try)?include[ \\t]+(?:"${esc}"|<${esc}>|${esc})[ \\t]*(?:;.*)?$`);
   }
 
