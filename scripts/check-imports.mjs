@@ -34,12 +34,7 @@ export const LAYERS = [
 ];
 
 /** Today's exceptions, each an edge (from -> to, paths under src/) and why it is still there. */
-export const ALLOWED = [
-  { from: 'odoo/index.ts', to: 'api/agent.ts', reason: 'the Odoo agent listener still lives in api/; it moves into odoo/ (issue 14)' },
-  { from: 'odoo/index.ts', to: 'api/tls.ts', reason: 'the agent listener\'s TLS pair, moves into odoo/ with it (issue 14)' },
-  { from: 'odoo/index.ts', to: 'api/auth-failures.ts', reason: 'shared HTTP auth-failure limiter, to move to a leaf module with api/auth.ts' },
-  { from: 'console/cli.ts', to: 'cli/client.ts', reason: 'the console reuses the CLI\'s admin-socket client; the client belongs in a leaf module' },
-];
+export const ALLOWED = [];
 
 /**
  * Helpers that exist once: a name declared (interface, type, class, function, const) or a pattern

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { judgeCliWords, type AmiActionFields, type AmiPort, type AmiResponse, type DialplanPolicy } from '../ami/index.js';
-import { LOCAL_SOCKET } from '../api/auth.js';
+import { LOCAL_SOCKET } from '../net/auth.js';
 
 export type { AmiPort };
 
