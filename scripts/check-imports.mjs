@@ -45,6 +45,7 @@ export const ONE_DEFINITION = [
   { name: 'backoffMs', in: 'net/backoff.ts' },
   { name: 'parseDuration', in: 'config/duration.ts' },
   { name: 'escapeRegExp', in: 'asterisk-config/names.ts' },
+  { name: 'messageToDict', in: 'ami/to-dict.ts' },
   { pattern: /\* 2 \*\* /, what: 'an exponential backoff formula (use backoffMs)', in: 'net/backoff.ts' },
   { pattern: /'\\\\\$&'/, what: 'a RegExp escape (use escapeRegExp)', in: 'asterisk-config/names.ts' },
 ];

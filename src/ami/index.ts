@@ -28,6 +28,7 @@ export {
   type AmiFramerHandlers,
 } from './framer.js';
 export { AmiFrame, parseFrame } from './message.js';
+export { messageToDict } from './to-dict.js';
 export { splitTranscript, type TranscriptFrame } from './transcript.js';
 export { buildAction, actionName, actionHeaders } from './action.js';
 export {
