@@ -46,7 +46,7 @@ export const ONE_DEFINITION = [
   { name: 'parseDuration', in: 'config/duration.ts' },
   { name: 'escapeRegExp', in: 'asterisk-config/names.ts' },
   { name: 'messageToDict', in: 'ami/to-dict.ts' },
-  { pattern: /\* 2 \*\* /, what: 'an exponential backoff formula (use backoffMs)', in: 'net/backoff.ts' },
+  { pattern: /\* 2 \*\* |backoff \* 2\b/i, what: 'an exponential backoff formula (use backoffMs)', in: 'net/backoff.ts' },
   { pattern: /'\\\\\$&'/, what: 'a RegExp escape (use escapeRegExp)', in: 'asterisk-config/names.ts' },
 ];
 
