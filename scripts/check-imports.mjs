@@ -12,12 +12,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import ts from 'typescript';
 
 /**
- * Bottom to top. A name is a folder under src/ (its files are one module), a file, or a file in a
- * folder placed apart from its folder; the longest matching name wins.
+ * Bottom to top. A name is a folder under src/ (its files are one module) or a top-level file; a
+ * file in a folder may also be named, to place it apart from its folder (the longest name wins).
  */
 export const LAYERS = [
-  ['net', 'paths.ts'],
-  ['version.ts', 'config/duration.ts', 'config/redact.ts', 'config/atomic-write.ts', 'config/addresses.ts', 'config/changes.ts'],
+  ['net', 'common', 'paths.ts'],
+  ['version.ts'],
   ['ami', 'firewall'],
   ['guard'],
   ['store'],
@@ -25,8 +25,8 @@ export const LAYERS = [
   ['health'],
   ['api'],
   ['rest', 'metrics', 'console'],
-  // The one file that still assembles every stage's config section (until each stage owns its schema).
-  ['config/index.ts'],
+  // Still assembles every stage's config section (until each stage owns its schema).
+  ['config'],
   ['guard-options.ts', 'listeners.ts'],
   ['main.ts'],
   ['demo'],
@@ -43,7 +43,7 @@ export const ALLOWED = [];
 export const ONE_DEFINITION = [
   { name: 'AmiPort', in: 'ami/types.ts' },
   { name: 'backoffMs', in: 'net/backoff.ts' },
-  { name: 'parseDuration', in: 'config/duration.ts' },
+  { name: 'parseDuration', in: 'common/duration.ts' },
   { name: 'escapeRegExp', in: 'asterisk-config/names.ts' },
   { name: 'messageToDict', in: 'ami/to-dict.ts' },
   { pattern: /\* 2 \*\* |backoff \* 2\b/i, what: 'an exponential backoff formula (use backoffMs)', in: 'net/backoff.ts' },

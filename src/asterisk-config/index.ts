@@ -18,7 +18,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { AmiActionFields, AmiPort, AmiResponse } from '../ami/index.js';
-import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../config/atomic-write.js';
+import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../common/atomic-write.js';
 import { DEFAULT_BASES, escapeRegExp, managedBase, protectedReason, validateBases } from './names.js';
 
 export { PROTECTED_BASES } from './names.js';

@@ -20,7 +20,7 @@ import { Forwarder } from './forwarder.js';
 import { JobRunner, type AmiPort, type JobResultSink } from './jobs.js';
 import { createOdooMetrics } from './metrics.js';
 import { OdooRpc, type OdooCaller, type RpcHealth } from './rpc.js';
-import { redactUrl } from '../config/redact.js';
+import { redactUrl } from '../common/redact.js';
 
 export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigInput, type OutboxPolicy } from './config.js';
 export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
