@@ -101,3 +101,16 @@ test('the project itself passes its own check', () => {
   assert.deepEqual({ wrongWay: r.wrongWay, cycles: r.cycles, unplaced: r.unplaced, stale: r.stale, duplicates: r.duplicates },
     { wrongWay: [], cycles: [], unplaced: [], stale: [], duplicates: [] });
 });
+
+test('importing VERSION loads nothing of the program but paths.ts, and finds package.json', async () => {
+  const src = path.join(path.dirname(script), '..', 'src');
+  const { importEdges } = (await import(pathToFileURL(script).href)) as { importEdges(root: string): Edge[] };
+  const edges = importEdges(src);
+  const seen = new Set<string>();
+  const visit = (f: string): void => { for (const e of edges) if (e.from === f && !seen.has(e.to)) { seen.add(e.to); visit(e.to); } };
+  visit('version.ts');
+  assert.deepEqual([...seen], ['paths.ts']);
+  const { VERSION } = await import('../src/version.js');
+  const pkg = JSON.parse(fs.readFileSync(path.join(src, '..', 'package.json'), 'utf8')) as { version: string };
+  assert.equal(VERSION, pkg.version);
+});
