@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from './config/index.js';
+import { PACKAGE_ROOT } from './paths.js';
 
 /** The package version, read once from package.json. */
 export const VERSION: string = (() => {

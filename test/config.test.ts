@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { buildConfig, ConfigError, loginEventMask } from '../src/config/index.js';
-import { parseDuration, formatDuration } from '../src/config/duration.js';
+import { parseDuration, formatDuration } from '../src/common/duration.js';
 import { parseRules, RuleError } from '../src/guard/index.js';
 import { repoPath } from './helpers/fixtures.js';
 

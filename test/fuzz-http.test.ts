@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { createAgentApp } from '../src/api/agent.js';
+import { createAgentApp } from '../src/odoo/agent.js';
 import { createAdminApp } from '../src/api/admin.js';
 import { JobRunner, resolveOdooConfig } from '../src/odoo/index.js';
 import { FakeAmi } from './helpers/fake-odoo.js';

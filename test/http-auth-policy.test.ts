@@ -17,7 +17,7 @@ import { buildConfig } from '../src/config/index.js';
 import { MemoryBackend } from '../src/firewall/index.js';
 import { startDaemon } from '../src/main.js';
 import { AmiSimulator } from '../src/demo/ami-simulator.js';
-import { installRouteAuth, routesOf, RoutePolicyError, TokenSet, PUBLIC } from '../src/api/auth.js';
+import { installRouteAuth, routesOf, RoutePolicyError, TokenSet, PUBLIC } from '../src/net/auth.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { PUBLIC_SAMPLES, SAMPLES } from './helpers/http-routes.js';

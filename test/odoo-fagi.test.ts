@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { startOdooBridge, odooInit, OdooInitError } from '../src/odoo/index.js';
-import { ensureTlsPair } from '../src/api/tls.js';
+import { ensureTlsPair } from '../src/odoo/tls.js';
 import { FakeOdoo, FakeAmi, FakeBans } from './helpers/fake-odoo.js';
 
 const log = pino({ level: 'silent' });

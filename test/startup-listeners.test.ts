@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { ListenError, StartingGate } from '../src/api/listen.js';
-import { callDaemon } from '../src/cli/client.js';
+import { callDaemon } from '../src/api/client.js';
 import { buildConfig } from '../src/config/index.js';
 import { DeferredBackend, MemoryBackend } from '../src/firewall/index.js';
 import { startDaemon } from '../src/main.js';

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADERS } from './framer.js';
 import type { AmiLoginErrorKind } from './types.js';
+import { backoffMs } from '../net/backoff.js';
 
 /** retry cap while the AMI port refuses connections (Asterisk restarting) */
 const UNREACHABLE_RETRY_MAX_MS = 1500;
@@ -80,7 +81,8 @@ export function reconnectDelay(o: ResolvedAmiClientOptions, failures: number, ki
   // A refused or unreachable connect costs Asterisk nothing: keep trying often, so that an
   // Asterisk restart is picked up within ~2 s. Refused logins and other peers back off fully.
   const cap = kind === 'unreachable' ? Math.min(o.reconnectMaxMs, UNREACHABLE_RETRY_MAX_MS) : o.reconnectMaxMs;
-  const base = Math.min(cap, o.reconnectInitialMs * 2 ** Math.min(failures, 30));
-  // equal jitter: [base/2, base)
+  const base = backoffMs(failures, o.reconnectInitialMs, cap);
+  // equal jitter, [base/2, base): after an Asterisk restart every AMI client of the host (ours,
+  // the Odoo agent's, a dialer's) reconnects at once; the spread keeps them from arriving together.
   return Math.floor(base / 2 + (Math.random() * base) / 2);
 }

@@ -1,4 +1,6 @@
-import type { AmiConnectionState, AmiLoginErrorKind } from './types.js';
+export type AmiConnectionState = 'disconnected' | 'connecting' | 'authenticating' | 'connected';
+
+export type AmiLoginErrorKind = 'auth' | 'unreachable' | 'not-ami' | 'timeout';
 
 /** Login did not succeed. `message` says what happened and what to check. */
 export class AmiLoginError extends Error {

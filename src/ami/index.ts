@@ -13,6 +13,7 @@ export type {
   AmiClientStats,
   AmiHealth,
   AmiSecurityCheck,
+  AmiPort,
 } from './types.js';
 export { maskReadsSecurity } from './security-check.js';
 export { probeSecurity, type ProbeResult, type ProbeOptions } from './probe.js';
@@ -27,6 +28,7 @@ export {
   type AmiFramerHandlers,
 } from './framer.js';
 export { AmiFrame, parseFrame } from './message.js';
+export { messageToDict } from './to-dict.js';
 export { splitTranscript, type TranscriptFrame } from './transcript.js';
 export { buildAction, actionName, actionHeaders } from './action.js';
 export {

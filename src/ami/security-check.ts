@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { probeSecurity, type ProbeOptions, type ProbeResult } from './probe.js';
 import type { ResolvedAmiClientOptions } from './client-options.js';
 import type { AmiActionFields, AmiConnectionState, AmiHealth, AmiLoginErrorKind, AmiResponse, AmiSecurityCheck } from './types.js';
+import { backoffMs } from '../net/backoff.js';
 
 /** manager.h: EVENT_FLAG_SECURITY, for a numeric login Events mask */
 const EVENT_FLAG_SECURITY = 1 << 18;
@@ -311,7 +312,7 @@ export class SecurityWatch {
 
   private scheduleRecheck(): void {
     if (this.o.recheckIntervalMs <= 0) return;
-    const delay = Math.min(PROBE_BACKOFF_MAX_MS, this.o.recheckIntervalMs * 2 ** Math.min(this.probeFailures, 10));
+    const delay = backoffMs(this.probeFailures, this.o.recheckIntervalMs, PROBE_BACKOFF_MAX_MS);
     const gen = this.generation;
     clearTimeout(this.recheckTimer);
     this.recheckTimer = setTimeout(() => this.recheck(gen), delay);

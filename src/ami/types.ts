@@ -1,4 +1,6 @@
-import type { AmiLoginError } from './errors.js';
+import type { AmiConnectionState, AmiLoginError, AmiLoginErrorKind } from './errors.js';
+
+export type { AmiConnectionState, AmiLoginErrorKind } from './errors.js';
 
 /**
  * An AMI message (event or response) as received: the header pairs in wire order.
@@ -31,8 +33,6 @@ export interface AmiResponse {
   output?: string[];
 }
 
-export type AmiConnectionState = 'disconnected' | 'connecting' | 'authenticating' | 'connected';
-
 export interface RemoteAddress {
   family: 4 | 6;
   /** UDP | TCP | TLS | WS | WSS, when present */
@@ -50,8 +50,6 @@ export interface AmiFrameDrop {
   /** bytes of the dropped frame seen when it was dropped (an endless frame keeps being skipped after this) */
   bytes: number;
 }
-
-export type AmiLoginErrorKind = 'auth' | 'unreachable' | 'not-ami' | 'timeout';
 
 /** Counters for metrics; monotonically increasing for the client's lifetime. */
 export interface AmiClientStats {
@@ -100,4 +98,13 @@ export interface AmiClientEvents {
   loginError: [err: AmiLoginError];
   frameDropped: [info: AmiFrameDrop];
   disconnected: [reason: string];
+}
+
+/**
+ * The AMI client as another stage needs it: one action at a time (implemented by AmiClient;
+ * main.ts gives a refusing stand-in when AMI is disabled). The one definition, for REST, Odoo,
+ * the console and asterisk-config.
+ */
+export interface AmiPort {
+  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
 }

@@ -5,8 +5,8 @@ import { dirname } from 'node:path';
 import { AllowListedError, InvalidTargetError, type BanControl, type GuardStatus } from '../guard/index.js';
 import { requestedBanDuration } from '../guard/index.js';
 import type { HealthReport } from '../health/index.js';
-import { installRouteAuth, LOCAL_SOCKET } from './auth.js';
-import type { AuthFailures } from './auth-failures.js';
+import { installRouteAuth, LOCAL_SOCKET } from '../net/auth.js';
+import type { AuthFailures } from '../net/auth-failures.js';
 import { makeDirs } from '../store/dirs.js';
 
 /** What the admin routes (used by the CLI over the unix socket) need from the daemon. */

@@ -17,18 +17,16 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { AmiActionFields, AmiResponse } from '../ami/index.js';
-import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../config/atomic-write.js';
-import { DEFAULT_BASES, managedBase, protectedReason, validateBases } from './names.js';
+import type { AmiActionFields, AmiPort, AmiResponse } from '../ami/index.js';
+import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../common/atomic-write.js';
+import { DEFAULT_BASES, escapeRegExp, managedBase, protectedReason, validateBases } from './names.js';
 
 export { PROTECTED_BASES } from './names.js';
 
 /** Mode of a new file whose base file does not exist (owner and group: the directory's). */
 const NEW_FILE_MODE = 0o640;
 
-export interface AmiPort {
-  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
-}
+export type { AmiPort };
 
 export function defaultAsteriskConfigConfig() {
   return {
@@ -306,7 +304,7 @@ export class AsteriskConfigFiles {
   }
 
   private includeRe(name: string): RegExp {
-    const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const esc = escapeRegExp(name);
     return new RegExp(`^[ \\t]*#(?:try)?include[ \\t]+(?:"${esc}"|<${esc}>|${esc})[ \\t]*(?:;.*)?$`);
   }
 

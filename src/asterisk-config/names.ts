@@ -30,7 +30,8 @@ export const DEFAULT_BASES = ['extensions', 'pjsip', 'queues', 'voicemail'];
 
 const BASE_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&');
+/** `s` matched literally inside a RegExp (the one escape of this stage; `-` too, for classes). */
+export const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&');
 
 /** Why a file name (last path segment) belongs to a protected base, or null. */
 export function protectedReason(file: string): string | null {
@@ -46,7 +47,7 @@ export function protectedReason(file: string): string | null {
 /** The configured base a file name belongs to (extensions_odoo.conf → extensions), or null. */
 export function managedBase(file: string, bases: readonly string[], marker: string): string | null {
   for (const base of bases) {
-    if (new RegExp(`^${escape(base)}[_-]${escape(marker)}(?:[_-][A-Za-z0-9_.+-]*)?\\.conf$`).test(file)) return base;
+    if (new RegExp(`^${escapeRegExp(base)}[_-]${escapeRegExp(marker)}(?:[_-][A-Za-z0-9_.+-]*)?\\.conf$`).test(file)) return base;
   }
   return null;
 }

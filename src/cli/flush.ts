@@ -1,4 +1,4 @@
-import { callDaemon, DaemonUnreachableError } from './client.js';
+import { callDaemon, DaemonUnreachableError } from '../api/client.js';
 
 /**
  * `pbx-guardian flush`: asks the running daemon to stop enforcing on purpose (it removes its own

@@ -4,7 +4,7 @@ import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDura
 import { loadRulesDir, RuleError, type BanRecord, type GuardStatus } from '../guard/index.js';
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
-import { callDaemon, DaemonError, DaemonUnreachableError } from './client.js';
+import { callDaemon, DaemonError, DaemonUnreachableError } from '../api/client.js';
 import { formatCheckReport, runCheck } from './check.js';
 import { AlreadyRunningError } from '../store/lock.js';
 import { StateDirError } from '../store/dirs.js';

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseDocument } from 'yaml';
 import { buildConfig } from '../config/index.js';
-import { attributesOf, writeFileAtomic, type FileAttributes } from '../config/atomic-write.js';
+import { attributesOf, writeFileAtomic, type FileAttributes } from '../common/atomic-write.js';
 import { odooInit } from '../odoo/index.js';
 
 /**

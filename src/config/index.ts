@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { parseDuration } from './duration.js';
-import { isSecretKey, redactUrl } from './redact.js';
+import { PACKAGE_ROOT } from '../paths.js';
+import { parseDuration } from '../common/duration.js';
+import { isSecretKey, redactUrl } from '../common/redact.js';
 import { defaultOdooConfig, resolveOdooConfig, type OdooConfigInput } from '../odoo/index.js';
 import { defaultRestConfig, validateRestConfig } from '../rest/index.js';
 import { defaultConsoleConfig, validateConsoleConfig } from '../console/index.js';
@@ -13,13 +13,13 @@ import { defaultFirewallConfig } from '../firewall/index.js';
 import { validateActionPolicyAllow } from '../ami/index.js';
 import { addressListErrors, hostError, listenerErrors, type TcpListener } from './addresses.js';
 
-export { parseDuration, formatDuration } from './duration.js';
-export { isSecretKey, redactUrl } from './redact.js';
+export { parseDuration, formatDuration } from '../common/duration.js';
+export { isSecretKey, redactUrl } from '../common/redact.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pbx-guardian/guardian.yaml';
 
 /** The package root (where rules/ and package.json live), from dist/src/config/. */
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export { PACKAGE_ROOT };
 
 export class ConfigError extends Error {}
 

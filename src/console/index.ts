@@ -7,12 +7,10 @@
  * seed agent's "!command" is refused.
  */
 import type { FastifyInstance } from 'fastify';
-import { judgeCliWords, type AmiActionFields, type AmiResponse, type DialplanPolicy } from '../ami/index.js';
-import { LOCAL_SOCKET } from '../api/auth.js';
+import { judgeCliWords, type AmiActionFields, type AmiPort, type AmiResponse, type DialplanPolicy } from '../ami/index.js';
+import { LOCAL_SOCKET } from '../net/auth.js';
 
-export interface AmiPort {
-  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
-}
+export type { AmiPort };
 
 /** Commands that stop or restart Asterisk, unload modules, write files, or add dialplan. */
 export const DEFAULT_CONSOLE_DENY = [

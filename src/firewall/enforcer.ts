@@ -6,6 +6,7 @@ import { applyReporting, type Refusal, type RefusalLog } from './isolate.js';
 import { DEFAULT_WATCHDOG_INTERVAL_MS, EnforcerStoppedError, type EnforcerHooks, type EnforcerOptions, type FirewallConfig } from './enforcer-config.js';
 import { Watchdog } from './watchdog.js';
 import { PendingOps, type NewOp } from './pending.js';
+import { backoffMs } from '../net/backoff.js';
 
 export type { Refusal } from './isolate.js';
 export * from './enforcer-config.js';
@@ -380,7 +381,7 @@ export class Enforcer {
     this.attempt++;
     const wasHealthy = !this.failing;
     this.failing = true;
-    const delay = Math.min(this.config.retryMaxMs, this.config.retryInitialMs * 2 ** Math.min(this.attempt - 1, 30));
+    const delay = backoffMs(this.attempt - 1, this.config.retryInitialMs, this.config.retryMaxMs);
     const msg = `firewall enforcement failed (${during}, backend ${this.backend.name}): ${err.message}. New bans are queued (${this.pending.size} pending) and detection goes on; retrying in ${delay} ms`;
     if (wasHealthy || this.attempt <= 3 || this.attempt % 10 === 0) this.logger.error({ err, attempt: this.attempt }, msg);
     try {

@@ -1,8 +1,10 @@
 /** Reading nft's JSON output (`nft -j list ...`): set elements, as firewall entries. */
 import type { Logger } from 'pino';
-import type { SetName } from './nftables.js';
 import { canonicalTarget } from './target.js';
 import type { FirewallEntry } from './types.js';
+
+/** The sets of our nftables table. */
+export type SetName = 'ban4' | 'ban6' | 'net4' | 'net6' | 'allow4' | 'allow6';
 
 export interface RawElem {
   val: string;

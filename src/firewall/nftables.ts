@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { FirewallConfig } from './enforcer.js';
 import { createAddonRunner } from './nft-addon.js';
 import { findNft, NftCommandRunner } from './nft-command.js';
-import { parseSetElems, parseSets, toEntries } from './nft-json.js';
+import { parseSetElems, parseSets, toEntries, type SetName } from './nft-json.js';
 import type { NftRunner } from './nft-runner.js';
 import { canaryLines, NftWatch } from './nft-watch.js';
 import { isCanary } from './canary.js';
@@ -70,7 +70,7 @@ export function nftTime(ms: number): string {
   return out;
 }
 
-export type SetName = 'ban4' | 'ban6' | 'net4' | 'net6' | 'allow4' | 'allow6';
+export type { SetName } from './nft-json.js';
 
 function banSet(t: FirewallTarget): SetName {
   return t.isNetwork ? (t.family === 4 ? 'net4' : 'net6') : t.family === 4 ? 'ban4' : 'ban6';

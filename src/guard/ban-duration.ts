@@ -1,4 +1,4 @@
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../common/duration.js';
 import { InvalidTargetError } from './types.js';
 
 /**

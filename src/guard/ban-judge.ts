@@ -1,5 +1,5 @@
 /** What a ban may cover and how long it lasts: the checks of manual bans and the record a crossed rule window gives. */
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../common/duration.js';
 import { formatNetwork, isSingleAddress, type IpNetwork } from '../net/ip.js';
 import type { AllowList } from './allow.js';
 import type { Rule } from './rules.js';

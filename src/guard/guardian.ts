@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../common/duration.js';
 import { checkBannable, checkDuration, ruleBan } from './ban-judge.js';
 import { remoteAddressOf, resolveAttacker } from './attacker.js';
 import { Detector, type EventView } from './detector.js';

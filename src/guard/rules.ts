@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../common/duration.js';
 
 export interface RuleWindow {
   count: number;

@@ -4,7 +4,7 @@
  * affects and what to do. Nothing here reads a socket, a file or the time by itself.
  */
 import type { AmiHealth } from '../ami/index.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../common/duration.js';
 import type { OdooHealthSnapshot } from '../odoo/index.js';
 import type { WebhookHealth } from '../webhooks/index.js';
 import type { GuardSnapshot, HealthInputs, HealthReport, PartHealth, PartName, StoreSnapshot } from './types.js';

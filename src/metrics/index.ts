@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { installRouteAuth, PUBLIC } from '../api/auth.js';
+import { installRouteAuth, PUBLIC } from '../net/auth.js';
 import { Counter, Gauge, Registry, collectDefaultMetrics, type CounterConfiguration } from 'prom-client';
 
 /** Every metric of the guardian's core. Other stages (odoo/) register theirs on `registry`. */

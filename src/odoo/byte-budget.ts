@@ -4,7 +4,7 @@
  * its wait ends or when it alone needs more than the whole budget. Never more than the budget is
  * granted, so concurrent jobs fail one by one instead of taking the daemon down.
  */
-import { JobError } from './job-function.js';
+import { JobError } from './job-error.js';
 
 export interface Reservation {
   readonly bytes: number;

@@ -15,6 +15,7 @@ import type { OdooConfig } from './config.js';
 import { compileEventsMap, EVENTS_MAP_DOMAIN, EVENTS_MAP_FIELDS, type EventHandler } from './events-map.js';
 import type { OdooMetrics } from './metrics.js';
 import { OdooServerError, type OdooCaller } from './rpc.js';
+import { backoffMs } from '../net/backoff.js';
 
 export type { EventHandler, EventSource } from './events-map.js';
 
@@ -300,7 +301,7 @@ export class Forwarder {
 
   private async drainLoop(): Promise<void> {
     this.draining = true;
-    let backoff = 250;
+    let failures = 0;
     let lastFailed = false;
     try {
       while (!this.closed && this.mode === 'outbox') {
@@ -315,11 +316,11 @@ export class Forwarder {
         if (lastFailed) {
           // probe with the oldest row alone
           const r = await this.send(rows[0]!, 0);
-          if (r === 'unavailable') { await this.pause(backoff); backoff = Math.min(backoff * 2, 10_000); continue; }
+          if (r === 'unavailable') { await this.pause(backoffMs(failures++, 250, 10_000)); continue; }
           this.deps.outbox.remove([rows[0]!.seq]);
           rows.shift();
           lastFailed = false;
-          backoff = 250;
+          failures = 0;
         }
         const done: number[] = [];
         let failed = false;
@@ -341,8 +342,7 @@ export class Forwarder {
         this.deps.outbox.remove(done);
         if (failed) {
           lastFailed = true;
-          await this.pause(backoff);
-          backoff = Math.min(backoff * 2, 10_000);
+          await this.pause(backoffMs(failures++, 250, 10_000));
         }
       }
     } catch (e) {
@@ -386,17 +386,17 @@ export class Forwarder {
 
   /** Load the map now (retrying with backoff until it works), then refresh periodically. */
   startRefresh(): void {
-    let backoff = 1000;
+    let failures = 0;
     const attempt = async (): Promise<void> => {
       if (this.closed) return;
       try {
         await this.reloadEvents();
-        backoff = 1000;
+        failures = 0;
         this.refreshTimer = setTimeout(() => void attempt(), this.deps.config.eventsRefreshMs);
       } catch (e) {
+        const backoff = backoffMs(failures++, 1000, 60_000);
         this.deps.log.warn({ err: (e as Error).message, retryInMs: backoff }, 'cannot download the events map from Odoo; retrying');
         this.refreshTimer = setTimeout(() => void attempt(), backoff);
-        backoff = Math.min(backoff * 2, 60_000);
       }
       this.refreshTimer?.unref();
     };

@@ -2,19 +2,10 @@
 import type { AmiMessage, AmiResponse } from '../ami/types.js';
 import { ActionRefusedError } from '../ami/dialplan-policy.js';
 import { callerAction } from '../ami/policy.js';
+import { messageToDict } from '../ami/to-dict.js';
 import { JobError, truthyKw, type JobFunction } from './job-function.js';
 
-/** AMI message → dict; duplicate keys become lists (like the Salt agent's panoramisk messages). */
-export function messageToDict(m: AmiMessage): Record<string, unknown> {
-  const o: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-  for (const [k, v] of m.headers) {
-    const cur = o[k];
-    if (cur === undefined) o[k] = v;
-    else if (Array.isArray(cur)) cur.push(v);
-    else o[k] = [cur, v];
-  }
-  return { ...o };
-}
+export { messageToDict };
 
 function responseToResult(resp: AmiResponse, asList: boolean): unknown {
   const head = messageToDict(resp.response);

@@ -1,20 +1,14 @@
 /** What a job function is given and how it reports a failure. */
 import type { Logger } from 'pino';
-import type { AmiActionFields, AmiResponse } from '../ami/types.js';
+import type { AmiPort } from '../ami/types.js';
 import type { ActionPolicy } from '../ami/policy.js';
 import type { BanControl } from '../guard/types.js';
 import type { Reservation } from './byte-budget.js';
 import type { OdooConfig } from './config.js';
 
-/** The AMI client as the bridge needs it (implemented by src/ami). */
-export interface AmiPort {
-  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
-}
+export type { AmiPort };
 
-/** A job function failed in a way Odoo should be told about (the message is shown to a person). */
-export class JobError extends Error {
-  readonly code = 'JOB_ERROR';
-}
+export { JobError } from './job-error.js';
 
 export interface JobContext {
   ami: AmiPort;

@@ -1,7 +1,7 @@
 /** security.*: bans, unbans and access rules from Odoo. */
 import { AllowListedError, InvalidTargetError, type BanRecord } from '../guard/types.js';
 import { JobError, type JobFunction } from './job-function.js';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../common/duration.js';
 
 function banToDict(b: BanRecord): Record<string, unknown> {
   const now = Date.now();

@@ -8,6 +8,7 @@ import https from 'node:https';
 import type { Logger } from 'pino';
 import type { OdooConfig } from './config.js';
 import { jsonBody, type JsonBody } from './json-body.js';
+import { backoffMs } from '../net/backoff.js';
 
 /** Odoo could not be reached or answered 5xx / not JSON: worth retrying later. */
 export class OdooUnavailableError extends Error {
@@ -185,7 +186,8 @@ export class OdooRpc implements OdooCaller {
             this.noteOutcome(e);
             throw e;
           }
-          const delay = Math.min(5000, 200 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+          // +-25% jitter: the calls that failed together (Odoo down) should not all retry in the same ms.
+          const delay = backoffMs(attempt, 200, 5000) * (0.75 + Math.random() * 0.5);
           attempt++;
           await sleep(delay);
           continue;

@@ -9,11 +9,11 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { requestedBanDuration } from '../guard/ban-duration.js';
 import { AllowListedError, InvalidTargetError, type BanControl } from '../guard/types.js';
-import { JobError, messageToDict } from '../odoo/index.js';
-import { ActionRefusedError, callerAction, type ActionPolicy } from '../ami/index.js';
+import { JobError } from '../odoo/index.js';
+import { ActionRefusedError, callerAction, messageToDict, type ActionPolicy } from '../ami/index.js';
 import { buildOpenApi, type RouteDoc } from './openapi.js';
-import { bearer, installRouteAuth, PUBLIC, TokenSet } from '../api/auth.js';
-import type { AuthFailures } from '../api/auth-failures.js';
+import { bearer, installRouteAuth, PUBLIC, TokenSet } from '../net/auth.js';
+import type { AuthFailures } from '../net/auth-failures.js';
 import { Telephony, TelephonyError, type AmiPort, type TelephonyOptions } from './telephony.js';
 
 export { Telephony, TelephonyError, type AmiPort, type SalaraStatus, type TelephonyOptions } from './telephony.js';

@@ -5,12 +5,9 @@
  * route schema first; the AMI client refuses CR/LF/NUL as a second line of defence.
  */
 import { randomUUID } from 'node:crypto';
-import type { AmiActionFields, AmiMessage, AmiResponse } from '../ami/index.js';
+import type { AmiActionFields, AmiMessage, AmiPort, AmiResponse } from '../ami/index.js';
 
-/** The AMI client as this stage needs it (structurally the same as src/ami's AmiClient). */
-export interface AmiPort {
-  action(fields: AmiActionFields, opts?: { timeoutMs?: number }): Promise<AmiResponse>;
-}
+export type { AmiPort };
 
 /** salara's answer: a status code and its text. */
 export interface SalaraStatus {

@@ -14,11 +14,12 @@ import type { Database } from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AmiMessage } from '../ami/index.js';
-import { parseDuration } from '../config/duration.js';
-import { redactUrl } from '../config/redact.js';
+import { parseDuration } from '../common/duration.js';
+import { redactUrl } from '../common/redact.js';
 import { readLimited } from '../net/http-body.js';
 import { banNoticeEvent, type BanNotice } from '../guard/index.js';
 import { Outbox, type OutboxItem } from '../store/outbox.js';
+import { backoffMs } from '../net/backoff.js';
 
 export interface WebhookConfig {
   name: string;
@@ -275,7 +276,7 @@ export class WebhookDispatcher {
             out = await this.post(s, row);
             if (out !== 'retry' || this.closed) break;
             s.outbox.noteAttempt(row.seq);
-            const backoff = Math.min(s.cfg.maxBackoffMs, 250 * 2 ** Math.min(s.failures++, 20));
+            const backoff = backoffMs(s.failures++, 250, s.cfg.maxBackoffMs);
             await this.sleepUninterrupted(backoff);
             if (row.expiresAt <= Date.now()) { out = 'rejected'; this.metrics?.dropped.inc({ subscriber: s.cfg.name, reason: 'expired' }); break; }
           }

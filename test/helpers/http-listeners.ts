@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { createAgentApp } from '../../src/api/agent.js';
+import { createAgentApp } from '../../src/odoo/agent.js';
 import { createAdminApp } from '../../src/api/admin.js';
 import { createRestApp, defaultRestConfig } from '../../src/rest/index.js';
 import { AsteriskConsole, defaultConsoleConfig, registerConsoleRoute } from '../../src/console/index.js';

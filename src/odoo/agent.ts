@@ -7,9 +7,9 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { JobRequest, SubmitResult } from '../odoo/jobs.js';
-import { AGENT_TOKEN, installRouteAuth, TokenSet } from './auth.js';
-import type { AuthFailures } from './auth-failures.js';
+import type { JobRequest, SubmitResult } from './jobs.js';
+import { AGENT_TOKEN, installRouteAuth, TokenSet } from '../net/auth.js';
+import type { AuthFailures } from '../net/auth-failures.js';
 
 /** The agent token as a token set (replace() it at reload); an empty token accepts nothing. */
 export function agentTokenSet(token: string): TokenSet {

@@ -8,7 +8,7 @@
  */
 import crypto from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { AuthFailures, FailureReason } from './auth-failures.js';
+import type { AuthFailures, FailureReason, ListenerName } from './auth-failures.js';
 
 export type RoutePolicy =
   /** anyone who reaches the listener (OpenAPI document, metrics) */
@@ -35,7 +35,7 @@ declare module 'fastify' {
   }
 }
 
-export type ListenerName = 'agent' | 'rest' | 'admin' | 'metrics';
+export type { ListenerName } from './auth-failures.js';
 
 export interface TokenEntry {
   name: string;

@@ -8,9 +8,10 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import type { ListenerName } from './auth.js';
 
 export type FailureReason = 'missing' | 'invalid' | 'not-local' | 'scope';
+
+export type ListenerName = 'agent' | 'rest' | 'admin' | 'metrics';
 
 export interface AuthFailureOptions {
   /** failed authentications per source and minute before it is answered 429 */
