@@ -25,6 +25,8 @@ export const UNIT: readonly string[] = [
   'ami-framer.test.ts',
   'ami-simulator.test.ts',
   'asterisk-config-sync.test.ts',
+  'backoff.test.ts',
+  'check-imports.test.ts',
   'config-addresses.test.ts',
   'config-secrets.test.ts',
   'config.test.ts',
