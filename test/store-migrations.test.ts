@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +15,7 @@ import { HistoryPruner, MIGRATIONS, SCHEMA_VERSION, SchemaVersionError, Store, t
 import { migrateSchema } from '../src/store/schema.js';
 import { Outbox } from '../src/store/outbox.js';
 import type { BanRecord } from '../src/guard/types.js';
-import { cli } from './helpers/cli.js';
-import { fixturePath } from './helpers/fixtures.js';
+import { fixturePath, repoPath } from './helpers/fixtures.js';
 
 const DAY = 86_400_000;
 
@@ -120,7 +120,7 @@ test('a database from a newer pbx-guardian is refused with what to do, and left 
   after.close();
 });
 
-test('pbx-guardian run on a database from a newer version: exit 11 (state directory) with the message', async (t) => {
+test('pbx-guardian run on a database from a newer version: exit 11 (state directory) with the message', (t) => {
   const base = tmp(t);
   mkdirSync(join(base, 'state'));
   const db = new Database(join(base, 'state', 'guardian.sqlite'));
@@ -130,7 +130,8 @@ test('pbx-guardian run on a database from a newer version: exit 11 (state direct
   writeFileSync(config, JSON.stringify({
     stateDir: join(base, 'state'), ami: { enabled: false }, firewall: { backend: 'memory' }, metrics: { enabled: false }, admin: { socket: join(base, 'admin.sock') },
   }));
-  const r = await cli('run', '--config', config);
+  // killed after 20 s: a daemon that wrongly starts on the file would run forever
+  const r = spawnSync(process.execPath, [repoPath('dist/src/cli/main.js'), 'run', '--config', config], { encoding: 'utf8', timeout: 20_000, killSignal: 'SIGKILL' });
   t.diagnostic(`exit ${r.status}: ${r.stderr.trim()}`);
   assert.equal(r.status, 11);
   assert.match(r.stderr, /the state directory .* cannot be used: the state database .*guardian\.sqlite has schema version \d+, and this pbx-guardian knows versions up to \d+/);
@@ -212,7 +213,9 @@ test('started, the prune runs after its first delay; stopped, it deletes no more
   const dir = tmp(t);
   const store = seeded(join(dir, 's.sqlite'), now);
   const done = new Promise<number>((resolve) => store.startHistoryPrune({ retentionMs: 90 * DAY, now: () => now, firstDelayMs: 1, onPruned: resolve }));
+  const alive = setInterval(() => {}, 1000); // the prune's timers are unref'd: they do not keep a process alive
   assert.equal(await done, 30);
+  clearInterval(alive);
   store.close();
   const other = seeded(join(dir, 't.sqlite'), now);
   const never = new HistoryPruner(other.db, { retentionMs: 0, now: () => now });
