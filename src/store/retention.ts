@@ -8,9 +8,10 @@
 import type { Database, Statement } from 'better-sqlite3';
 
 /**
- * rows per DELETE. 1,000 rows take ~1 ms (p50; p99 1.9 ms) in a 166 MB file of 1.1M rows on a
- * loaded 2-CPU VM (bench/store-prune.ts); the WAL checkpoint that SQLite adds to a commit every
- * ~4 MB of changes (an fsync, as for any write) makes its chunk 10-18 ms. 1M old rows go in ~1.5 s.
+ * rows per DELETE. 1,000 rows take ~1 ms (p50; 3.7 ms when few addresses were banned again and
+ * again) in a 166 MB file of 1.1M rows on a loaded 2-CPU VM (bench/store-prune.ts, docs/store.md);
+ * the WAL checkpoint that SQLite adds to a commit every ~4 MB of changes (an fsync, as for any
+ * write) makes its chunk 8-20 ms. 1M old rows go in ~1.2 s.
  */
 export const PRUNE_CHUNK_ROWS = 1_000;
 /** a prune runs this long after the start (not during the restore) and then every interval */
