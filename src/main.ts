@@ -13,7 +13,7 @@ import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote,
 import { Guardian, HOST_REFRESH_MS, HostAllowFeed, HostWatch, systemResolver, type HostAddressPort, type HostFilesPort, type HostPaths, type HostResolver } from './guard/index.js';
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
-import { acquireStateLock, prepareStateDir, StateDirError, Store } from './store/index.js';
+import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { judgeHealth, registerHealthMetrics, type HealthInputs, type HealthReport } from './health/index.js';
 import { VERSION } from './version.js';
@@ -80,6 +80,7 @@ function openStore(stateDir: string): Store {
   try {
     return Store.open(stateDir);
   } catch (err) {
+    if (err instanceof SchemaVersionError) throw new StateDirError(stateDir, err.message);
     throw new StateDirError(stateDir, `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`);
   }
 }
@@ -154,6 +155,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       metrics.storeErrors.inc(lostWrites);
       logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
     };
+    if (st.schema.from !== st.schema.to && (st.schema.from > 0 || st.schema.adopted)) logger.info({ schema: st.schema }, `state database schema ${st.schema.adopted ? 'adopted as version 1 and ' : ''}migrated from version ${st.schema.from} to ${st.schema.to}`);
+    st.startHistoryPrune({
+      retentionMs: seconds(config.store.historyRetention) * 1000,
+      onPruned: (rows, chunks) => logger.info({ rows, chunks }, `ban history: deleted ${rows} bans that ended more than ${config.store.historyRetention} ago (store.historyRetention)`),
+      onError: (err) => {
+        metrics.storeErrors.inc();
+        logger.error({ err }, 'ban history prune failed; it is tried again in an hour');
+      },
+    });
     // The enforcer is built now, its backend only once every listener is bound (see below).
     let kernel: FirewallBackend | null = null;
     const backend = new DeferredBackend(async () => {

@@ -80,6 +80,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'ban-scope.test.ts': 'whole daemon and CLI children',
   'cli-odoo-init.test.ts': 'CLI children against a fake Odoo',
   'daemon.test.ts': 'whole daemon and CLI children on its admin socket',
+  'store-migrations.test.ts': 'a `run` child on a database from a newer version (exit 11); timers of the prune',
   'demo.test.ts': 'the demo: a daemon under a simulated attack for seconds',
   'fault-ami.test.ts': 'whole daemon: the AMI peer killed and restarted (outages of seconds)',
   'fault-odoo.test.ts': 'whole daemon: Odoo slow and down for seconds',

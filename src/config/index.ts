@@ -66,6 +66,8 @@ export function defaultConfig() {
       hostLookupInterval: '5m',
     },
     firewall: { ...defaultFirewallConfig, ports: [] as number[] },
+    /** the state database (docs/store.md): ended bans leave the history this long after; 0 = never */
+    store: { historyRetention: '90d' },
     admin: {
       socket: '/run/pbx-guardian/admin.sock',
       socketMode: '0600',
@@ -145,7 +147,7 @@ const ENUMS: Record<string, string[]> = {
   'odoo.transport': ['jsonrpc', 'json2'],
   'rest.peerDriver': ['auto', 'pjsip', 'sip'],
 };
-const DURATIONS = ['firewall.watchdogInterval', 'ami.securityCheckTimeout', 'ami.securityRecheckInterval', 'guard.hostLookupInterval', 'guard.maxBanDuration', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban'];
+const DURATIONS = ['firewall.watchdogInterval', 'ami.securityCheckTimeout', 'ami.securityRecheckInterval', 'guard.hostLookupInterval', 'guard.maxBanDuration', 'guard.trackTtl', 'guard.escalation.max', 'guard.escalation.lookback', 'guard.recidive.within', 'guard.recidive.ban', 'store.historyRetention'];
 const PORTS = ['ami.port', 'metrics.port'];
 /** Whole numbers and their bounds: 0 or a negative size would fail only once the daemon runs (some in the kernel). */
 const RANGES: Record<string, [number, number]> = {
@@ -272,6 +274,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   if (cfg.firewall.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) errors.push('firewall.ports: every port must be 1-65535');
   if (!Number.isInteger(cfg.guard.ipv6Prefix) || cfg.guard.ipv6Prefix < 16 || cfg.guard.ipv6Prefix > 128) errors.push('guard.ipv6Prefix: must be a whole number from 16 to 128');
   errors.push(...banScopeErrors(cfg.guard));
+  errors.push(...retentionErrors(cfg));
   errors.push(...addressListErrors('guard.allow', cfg.guard.allow));
   errors.push(...listenerErrors(tcpListeners(cfg)));
   if (cfg.ami.enabled) {
@@ -366,6 +369,16 @@ function banScopeErrors(g: GuardianConfig['guard']): string[] {
     if (v !== null && v > max) errors.push(`${key}: "${value}" is longer than guard.maxBanDuration (${g.maxBanDuration})`);
   }
   return errors;
+}
+
+/** The history the guard reads (escalation, recidive) must outlive the prune: refused, not clamped. */
+function retentionErrors(cfg: GuardianConfig): string[] {
+  const keep = parseDuration(cfg.store.historyRetention);
+  if (keep === null || keep === 0) return [];
+  const { escalation, recidive } = cfg.guard;
+  const reads: Array<[string, string]> = [['guard.escalation.lookback', escalation.lookback], ...(recidive.enabled ? [['guard.recidive.within', recidive.within] as [string, string]] : [])];
+  return reads.filter(([, v]) => (parseDuration(v) ?? 0) > keep)
+    .map(([key, v]) => `store.historyRetention: "${cfg.store.historyRetention}" is shorter than ${key} ("${v}"), which counts earlier bans from the history: set it to at least ${v}, or 0 to keep the history forever`);
 }
 
 /** Reads and validates the YAML config file; a missing file at the default path means defaults. */

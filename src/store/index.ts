@@ -2,8 +2,12 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { BanRecord, BanSource } from '../guard/types.js';
 import { makeDirs } from './dirs.js';
+import { HistoryPruner, type HistoryPruneOptions } from './retention.js';
+import { migrateSchema, type MigrationResult } from './schema.js';
 
 export { makeDirs, prepareStateDir, StateDirError } from './dirs.js';
+export { MIGRATIONS, SCHEMA_VERSION, SchemaVersionError, type Migration, type MigrationResult } from './schema.js';
+export { HistoryPruner, PRUNE_CHUNK_ROWS, type HistoryPruneOptions } from './retention.js';
 export { acquireStateLock, AlreadyRunningError, LOCK_FILE, type LockRecord, type StateLock } from './lock.js';
 
 export type { Database } from 'better-sqlite3';
@@ -69,6 +73,10 @@ export class Store {
   /** epoch ms of the last queued write that succeeded */
   lastWriteOkAt: number | null = null;
 
+  /** the schema version found at open and the one it was brought to (src/store/schema.ts) */
+  readonly schema: MigrationResult;
+  private pruner: HistoryPruner | null = null;
+
   /** why the state file could not be opened, when this is the in-memory fallback (set by main.ts) */
   fallbackReason: string | null = null;
 
@@ -82,32 +90,12 @@ export class Store {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 2000');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS bans (
-        target TEXT PRIMARY KEY,
-        family INTEGER NOT NULL,
-        is_network INTEGER NOT NULL,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER,
-        rule TEXT NOT NULL,
-        source TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        count INTEGER NOT NULL
-      );
-      CREATE TABLE IF NOT EXISTS ban_history (
-        id INTEGER PRIMARY KEY,
-        target TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER,
-        rule TEXT NOT NULL,
-        source TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        count INTEGER NOT NULL,
-        ended_at INTEGER,
-        end_reason TEXT
-      );
-      CREATE INDEX IF NOT EXISTS ban_history_target ON ban_history (target, created_at);
-    `);
+    try {
+      this.schema = migrateSchema(this.db, path);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
     this.stmts = {
       upsertBan: this.db.prepare(`INSERT INTO bans (target, family, is_network, created_at, expires_at, rule, source, reason, count)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -217,7 +205,16 @@ export class Store {
     return (this.stmts.totalBans.get() as { n: number }).n;
   }
 
+  /** Prunes ended history older than the retention, periodically (src/store/retention.ts). */
+  startHistoryPrune(opts: HistoryPruneOptions): HistoryPruner {
+    this.pruner?.stop();
+    this.pruner = new HistoryPruner(this.db, opts);
+    this.pruner.start();
+    return this.pruner;
+  }
+
   close(): void {
+    this.pruner?.stop();
     try {
       this.flush();
     } finally {
