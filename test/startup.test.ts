@@ -44,6 +44,17 @@ function tables(): string {
   return execFileSync(NFT, ['list', 'tables'], { encoding: 'utf8' });
 }
 
+/** `nft list tables` once our table is there (or after timeoutMs): the admin socket answers before
+ *  the start reaches the firewall, so a daemon whose socket answers may not have its table yet. */
+async function tablesOnceCreated(timeoutMs = 10_000): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const t = tables();
+    if (t.includes(TABLE) || Date.now() > until) return t;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** A config file in a fresh directory; every test config is a dry run unless it asks for nftables. */
 function writeConfig(base: string, cfg: Record<string, unknown>): string {
   const full = {
@@ -112,7 +123,7 @@ const scenarios: Record<string, (base: string) => Promise<unknown>> = {
     try {
       await waitForSocket(socket);
       const inodeBefore = statSync(socket).ino;
-      const tablesWhileFirstRuns = tables();
+      const tablesWhileFirstRuns = await tablesOnceCreated();
       const second = cli(['run', '--config', config]);
       const status = cli(['status', '--socket', socket]);
       const inodeAfter = statSync(socket).ino;
