@@ -84,8 +84,8 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       ...(cliBuilt ? [] : ['--allow-incomplete'])], 240_000);
     const debs = readdirSync(out).filter((f) => f.endsWith('.deb'));
     assert.equal(debs.length, 1, `expected one .deb in ${out}, found ${debs.join(', ')}`);
-    deb = join(out, debs[0]);
-    assert.match(debs[0], /^pbx-guardian_[0-9][^_]*_[a-z0-9]+\.deb$/);
+    deb = join(out, debs[0]!);
+    assert.match(debs[0]!, /^pbx-guardian_[0-9][^_]*_[a-z0-9]+\.deb$/);
     t.diagnostic(`${debs[0]}: ${Math.round(statSync(deb).size / 1024)} KiB, built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 
@@ -123,7 +123,7 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     const user = getent('passwd', PKG);
     assert.ok(user, 'no pbx-guardian user');
     assert.equal(user[5], '/var/lib/pbx-guardian');
-    assert.match(user[6], /nologin|false/);
+    assert.match(user[6] ?? '', /nologin|false/);
     const group = getent('group', PKG);
     assert.ok(group, 'no pbx-guardian group');
     const state = statSync('/var/lib/pbx-guardian');
@@ -210,7 +210,7 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       prefix = ['unshare', '-n'];
       st.diagnostic('no `ip`: purging under unshare -n without kernel state to clean');
     }
-    const r = run(prefix[0], [...prefix.slice(1), 'dpkg', '-P', PKG]);
+    const r = run(prefix[0]!, [...prefix.slice(1), 'dpkg', '-P', PKG]);
     assert.equal(r.status, 0, `dpkg -P failed:\n${r.out}`);
     assert.equal(dpkgStatus(), 'not-installed');
     for (const f of [...files, '/etc/pbx-guardian', '/var/lib/pbx-guardian', '/run/pbx-guardian',

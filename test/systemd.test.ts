@@ -89,7 +89,7 @@ test('the unit grants CAP_NET_ADMIN only, runs the daemon as pbx-guardian and ke
   const settings = new Map<string, string[]>();
   for (const line of unit.split('\n')) {
     const m = /^([A-Za-z]+)=(.*)$/.exec(line);
-    if (m) settings.set(m[1], [...(settings.get(m[1]) ?? []), m[2]]);
+    if (m) settings.set(m[1]!, [...(settings.get(m[1]!) ?? []), m[2]!]);
   }
   const one = (k: string) => {
     const v = settings.get(k);
