@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { listenAdminSocket } from './api/admin.js';
+import { isClientError } from './common/errors.js';
 import { bindListener, hostPort, type ListenerSpec, type StartingGate } from './api/listen.js';
 import { odooBridgeConfig, type GuardianConfig } from './config/index.js';
 import { createMetricsApp } from './metrics/index.js';
@@ -98,8 +99,7 @@ export function startOdoo(config: GuardianConfig, w: OdooWiring): Promise<OdooBr
       try {
         return await fn(args, kwargs);
       } catch (e) {
-        const err = e as Error & { statusCode?: number };
-        if (typeof err.statusCode === 'number' && err.statusCode < 500) throw new JobError(err.message);
+        if (isClientError(e)) throw new JobError(e.message);
         throw e;
       }
     });

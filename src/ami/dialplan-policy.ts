@@ -7,12 +7,14 @@
  * write class (is_originate_app_permitted, function_capable_string_allowed_with_auths); the lists
  * here are that list, widened to what runs a program, writes a file or evaluates text again.
  */
+import { AppError } from '../common/errors.js';
 import { networkContains, parseNetwork } from '../net/ip.js';
 
 /** A caller's action, AGI command or CLI command was refused; nothing was sent. */
-export class ActionRefusedError extends Error {
-  readonly code = 'ACTION_REFUSED';
-  readonly statusCode = 403;
+export class ActionRefusedError extends AppError {
+  constructor(message: string) {
+    super(message, 'ACTION_REFUSED', 403);
+  }
 }
 
 /**

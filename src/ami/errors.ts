@@ -1,3 +1,5 @@
+import { AppError } from '../common/errors.js';
+
 export type AmiConnectionState = 'disconnected' | 'connecting' | 'authenticating' | 'connected';
 
 export type AmiLoginErrorKind = 'auth' | 'unreachable' | 'not-ami' | 'timeout';
@@ -42,4 +44,10 @@ export function notSentError(name: string, where: string, state: AmiConnectionSt
     'write-buffer-full',
     `AMI action "${name}" not sent: ${waiting} bytes already wait to be written to ${where} (Asterisk is not reading); try again later`,
   );
+}
+
+/** The HTTP status and UPPER_SNAKE code an AmiActionError answers with (`timeout` -> 504 AMI_TIMEOUT). */
+export function amiActionAppError(err: AmiActionError): AppError {
+  const status = err.code === 'invalid' ? 400 : err.code === 'timeout' ? 504 : 503;
+  return new AppError(err.message, `AMI_${err.code.toUpperCase().replace(/-/g, '_')}`, status);
 }

@@ -2,7 +2,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { chmodSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { AllowListedError, InvalidTargetError, type BanControl, type GuardStatus } from '../guard/index.js';
+import { toHttp } from '../common/errors.js';
+import type { BanControl, GuardStatus } from '../guard/index.js';
 import { requestedBanDuration } from '../guard/index.js';
 import type { HealthReport } from '../health/index.js';
 import { installRouteAuth, LOCAL_SOCKET } from '../net/auth.js';
@@ -49,12 +50,9 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   installRouteAuth(app, { listener: 'admin', failures });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
-    if (err instanceof AllowListedError) return reply.code(409).send({ error: err.message, code: err.code });
-    if (err instanceof InvalidTargetError) return reply.code(400).send({ error: err.message, code: err.code });
-    if (err.validation) return reply.code(400).send({ error: err.message, code: 'BAD_REQUEST' });
-    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    return reply.code(status).send({ error: err.message, code: status === 500 ? 'INTERNAL' : 'BAD_REQUEST' });
+  app.setErrorHandler((err: Error, _req, reply) => {
+    const { status, body } = toHttp(err, { foreignCode: 'BAD_REQUEST' });
+    return reply.code(status).send(body);
   });
 
   app.get('/version', local, async () => ({ version: port.version }));

@@ -18,6 +18,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { AmiActionFields, AmiPort, AmiResponse } from '../ami/index.js';
+import { AppError } from '../common/errors.js';
 import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../common/atomic-write.js';
 import { DEFAULT_BASES, escapeRegExp, managedBase, protectedReason, validateBases } from './names.js';
 
@@ -56,9 +57,10 @@ export function validateAsteriskConfigConfig(c: AsteriskConfigConfig): string[] 
 }
 
 /** Refused or failed; statusCode/code are what the REST API answers. */
-export class ConfigFileError extends Error {
-  constructor(message: string, readonly statusCode: 400 | 403 | 404 | 409 | 413 | 502, readonly code: string) {
-    super(message);
+export class ConfigFileError extends AppError {
+  declare readonly statusCode: 400 | 403 | 404 | 409 | 413 | 502;
+  constructor(message: string, statusCode: 400 | 403 | 404 | 409 | 413 | 502, code: string) {
+    super(message, code, statusCode);
   }
 }
 

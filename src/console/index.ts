@@ -8,6 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { judgeCliWords, type AmiActionFields, type AmiPort, type AmiResponse, type DialplanPolicy } from '../ami/index.js';
+import { AppError } from '../common/errors.js';
 import { LOCAL_SOCKET } from '../net/auth.js';
 
 export type { AmiPort };
@@ -48,9 +49,10 @@ export function validateConsoleConfig(c: ConsoleConfig): string[] {
 }
 
 /** A command the policy refuses; the message says which rule and what to change. */
-export class ConsoleRefusedError extends Error {
-  readonly statusCode = 403;
-  readonly code = 'CONSOLE_REFUSED';
+export class ConsoleRefusedError extends AppError {
+  constructor(message: string) {
+    super(message, 'CONSOLE_REFUSED', 403);
+  }
 }
 
 /** Split like Asterisk's CLI (main/cli.c parse_args): blanks separate, "..." groups, \x escapes x. */

@@ -1,3 +1,4 @@
+import { AppError } from '../common/errors.js';
 import type { Family } from '../firewall/types.js';
 
 /** Where a ban came from. */
@@ -30,13 +31,17 @@ export interface ManualBanRequest {
 }
 
 /** Raised when a ban targets an allow-listed address; message is shown to the person asking. */
-export class AllowListedError extends Error {
-  readonly code: string = 'ALLOW_LISTED';
+export class AllowListedError extends AppError {
+  constructor(message: string) {
+    super(message, 'ALLOW_LISTED', 409);
+  }
 }
 
 /** Raised for an address or CIDR that does not parse. */
-export class InvalidTargetError extends Error {
-  readonly code: string = 'INVALID_TARGET';
+export class InvalidTargetError extends AppError {
+  constructor(message: string) {
+    super(message, 'INVALID_TARGET', 400);
+  }
 }
 
 /** Raised for a ban wider than allowed or in a range that is never banned (src/guard/scope.ts):

@@ -4,6 +4,7 @@
  * res_model.res_method(result, **pass_back); job errors are also notified to res_notify_uid.
  */
 import { randomUUID } from 'node:crypto';
+import { toJobResult } from '../common/errors.js';
 import { ByteBudget, type Reservation } from './byte-budget.js';
 import { managerAction, sipPeers } from './job-ami.js';
 import { deleteFile, getFile } from './job-files.js';
@@ -202,7 +203,7 @@ export class JobRunner {
           new Promise((_, reject) => { timer = setTimeout(() => { timedOut = true; reject(new JobError(`job ${job.fun} timed out after ${config.jobTimeoutMs} ms`)); }, config.jobTimeoutMs); }),
         ]);
       } catch (e) {
-        error = e instanceof JobError ? e.message : `${job.fun} failed: ${(e as Error)?.message ?? String(e)}`;
+        error = toJobResult(e, String(job.fun));
       } finally {
         if (timer) clearTimeout(timer);
       }

@@ -8,9 +8,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { requestedBanDuration } from '../guard/ban-duration.js';
-import { AllowListedError, InvalidTargetError, type BanControl } from '../guard/types.js';
-import { JobError } from '../odoo/index.js';
-import { ActionRefusedError, callerAction, messageToDict, type ActionPolicy } from '../ami/index.js';
+import type { BanControl } from '../guard/types.js';
+import { AppError, toHttp } from '../common/errors.js';
+import { AmiActionError, amiActionAppError, callerAction, messageToDict, type ActionPolicy } from '../ami/index.js';
 import { buildOpenApi, type RouteDoc } from './openapi.js';
 import { bearer, installRouteAuth, PUBLIC, TokenSet } from '../net/auth.js';
 import type { AuthFailures } from '../net/auth-failures.js';
@@ -195,11 +195,14 @@ export function restTokenEntries(list: readonly RestToken[]): Array<{ token: str
   return list.map((entry) => ({ token: entry.token, entry }));
 }
 
-class HttpError extends Error {
-  constructor(readonly statusCode: number, message: string, readonly code: string) {
-    super(message);
+class HttpError extends AppError {
+  constructor(statusCode: number, message: string, code: string) {
+    super(message, code, statusCode);
   }
 }
+
+/** Codes the REST API has always answered with for a refusal by policy (its clients match on them). */
+const REST_CODE: Readonly<Record<string, string>> = { JOB_ERROR: 'DENIED', ACTION_REFUSED: 'DENIED' };
 
 /** Builds the fastify app (not listening). */
 export function createRestApp(deps: RestDeps): FastifyInstance {
@@ -227,22 +230,12 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
     if (reply.statusCode >= 400 && ![401, 404, 429].includes(reply.statusCode)) log?.info({ client: req.authClient, route: req.routeOptions.url, status: reply.statusCode }, 'REST request refused');
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; status?: unknown }, req, reply) => {
-    if (err instanceof TelephonyError) return reply.code(err.statusCode).send({ ...(err.status ?? {}), error: err.message, code: 'REFUSED' });
-    if (err instanceof AllowListedError) return reply.code(409).send({ error: err.message, code: err.code });
-    if (err instanceof InvalidTargetError) return reply.code(400).send({ error: err.message, code: err.code });
-    if (err instanceof JobError || err instanceof ActionRefusedError) return reply.code(403).send({ error: err.message, code: 'DENIED' });
-    if (err instanceof HttpError) return reply.code(err.statusCode).send({ error: err.message, code: err.code });
-    if (err.validation) return reply.code(400).send({ error: err.message, code: 'BAD_REQUEST' });
-    const code = (err as { code?: string }).code;
-    if (err.statusCode === 413) return reply.code(413).send({ error: `body larger than ${cfg.bodyLimitBytes} bytes (rest.bodyLimitBytes)`, code: 'TOO_LARGE' });
-    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message, code: typeof code === 'string' && /^[A-Z_]+$/.test(code) ? code : 'BAD_REQUEST' });
-    if (err.name === 'AmiActionError') {
-      const status = code === 'invalid' ? 400 : code === 'timeout' ? 504 : 503;
-      return reply.code(status).send({ error: err.message, code: `AMI_${String(code ?? 'error').toUpperCase().replace(/-/g, '_')}` });
-    }
-    log?.error({ err: err.message, route: req.routeOptions.url }, 'REST request failed');
-    return reply.code(500).send({ error: err.message, code: 'INTERNAL' });
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    if (err instanceof TelephonyError) return reply.code(err.statusCode).send({ ...(err.status ?? {}), error: err.message, code: err.code });
+    if (!(err instanceof AppError) && err.statusCode === 413) return reply.code(413).send({ error: `body larger than ${cfg.bodyLimitBytes} bytes (rest.bodyLimitBytes)`, code: 'TOO_LARGE' });
+    const { status, body } = toHttp(err instanceof AmiActionError ? amiActionAppError(err) : err, { foreignCode: 'own' });
+    if (status === 500) log?.error({ err: err.message, route: req.routeOptions.url }, 'REST request failed');
+    return reply.code(status).send({ error: body.error, code: REST_CODE[body.code] ?? body.code });
   });
 
   const docs: RouteDoc[] = [];

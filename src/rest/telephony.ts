@@ -5,6 +5,7 @@
  * route schema first; the AMI client refuses CR/LF/NUL as a second line of defence.
  */
 import { randomUUID } from 'node:crypto';
+import { AppError } from '../common/errors.js';
 import type { AmiActionFields, AmiMessage, AmiPort, AmiResponse } from '../ami/index.js';
 
 export type { AmiPort };
@@ -34,9 +35,9 @@ export interface TelephonyOptions {
 }
 
 /** A request the PBX state refuses (operator unavailable, context not allowed...): HTTP 409 / 404 / 403. */
-export class TelephonyError extends Error {
-  constructor(message: string, readonly statusCode: number, readonly status?: SalaraStatus) {
-    super(message);
+export class TelephonyError extends AppError {
+  constructor(message: string, statusCode: number, readonly status?: SalaraStatus) {
+    super(message, 'REFUSED', statusCode);
   }
 }
 
