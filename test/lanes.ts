@@ -32,6 +32,7 @@ export const UNIT: readonly string[] = [
   'config.test.ts',
   'console-commands.test.ts',
   'daemon-odoo.test.ts',
+  'error-model.test.ts',
   'firewall-deferred.test.ts',
   'firewall-enforcer.test.ts',
   'firewall-health.test.ts',
