@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError, CODE_PATTERN, isClientError, toHttp, toJobResult } from '../src/common/errors.js';
 import { AllowListedError, InvalidTargetError, type BanControl, type BanRecord } from '../src/guard/index.js';
 import { ActionRefusedError, AmiActionError, amiActionAppError, resolveActionPolicy, type AmiPort } from '../src/ami/index.js';
-import { ConsoleRefusedError } from '../src/console/index.js';
+import { AsteriskConsole, ConsoleRefusedError, defaultConsoleConfig, registerConsoleRoute } from '../src/console/index.js';
 import { JobError } from '../src/odoo/index.js';
 import { ConfigFileError } from '../src/asterisk-config/index.js';
 import { TelephonyError } from '../src/rest/telephony.js';
@@ -148,6 +148,27 @@ test('REST and admin socket: an unknown error is 500 INTERNAL', async () => {
   const a = await admin.inject({ method: 'POST', url: '/bans', payload: { target: '10.0.0.1' } });
   assert.deepEqual([r.statusCode, r.json().code], [500, 'INTERNAL']);
   assert.deepEqual([a.statusCode, a.json().code], [500, 'INTERNAL']);
+  await rest.close();
+  await admin.close();
+});
+
+test('a console refusal is 403 CONSOLE_REFUSED on the REST API and on the admin socket (the admin socket said BAD_REQUEST)', async () => {
+  const ami: AmiPort = { action: async () => { throw new Error('must not be sent'); } };
+  const con = new AsteriskConsole(ami, defaultConsoleConfig(), resolveActionPolicy());
+  const { bans } = throwing(() => new Error('unused'));
+  const rest = createRestApp({
+    config: { ...defaultRestConfig(), enabled: true, tokens: [{ name: 'ops', token: ADMIN, scopes: ['admin'] }] },
+    ami, bans, console: con, actionPolicy: resolveActionPolicy(),
+  });
+  const admin = createAdminApp({ control: bans, status: () => { throw new Error('unused'); }, reload: async () => ({ rules: 0 }), version: 'test' });
+  registerConsoleRoute(admin, con);
+  const r = await rest.inject({ method: 'POST', url: '/v1/console', headers: auth, payload: { command: 'core stop now' } });
+  const a = await admin.inject({ method: 'POST', url: '/console', payload: { command: 'core stop now' } });
+  assert.equal(r.statusCode, 403);
+  assert.equal(a.statusCode, 403);
+  assert.equal(r.json().code, 'CONSOLE_REFUSED');
+  assert.deepEqual(a.json(), r.json());
+  assert.match(a.json().error, /console\.deny/);
   await rest.close();
   await admin.close();
 });
