@@ -10,7 +10,7 @@
  * `unshare -n`). The host's ruleset is never touched.
  *   node dist/bench/firewall-repair.js [--runs N]
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { accessSync, constants, readlinkSync } from 'node:fs';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { cpus, loadavg } from 'node:os';
 import { pino } from 'pino';
 import type { BenchResult } from './types.js';
-import { skipReason } from './firewall.js';
+import { childRowsInNetns, skipReason } from './firewall.js';
 import { DEFAULT_WATCHDOG_INTERVAL_MS, Enforcer, defaultFirewallConfig, type FirewallBackend, type FirewallEntry, type RepairReport } from '../src/firewall/index.js';
 import { NftablesBackend } from '../src/firewall/nftables.js';
 import { NftCommandRunner } from '../src/firewall/nft-command.js';
@@ -149,23 +149,7 @@ export async function run(opts: { runs?: number } = {}): Promise<BenchResult[]> 
   const skip = skipReason();
   if (skip) return [{ name: 'firewall repair benchmark skipped', value: 0, unit: '-', note: skip }];
   const runs = opts.runs ?? 5;
-  return new Promise((resolve, reject) => {
-    const c = spawn('/usr/bin/unshare', ['-n', process.execPath, SELF, '--child', String(runs)], {
-      env: { ...process.env, PBXG_PARENT_NETNS: readlinkSync('/proc/self/ns/net') },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let text = '';
-    c.stdout.on('data', (b: Buffer) => (text += b.toString()));
-    c.on('error', reject);
-    c.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`firewall repair benchmark child exited ${code}`));
-      try {
-        resolve(JSON.parse(text.trim().split('\n').pop() ?? '[]') as BenchResult[]);
-      } catch (err) {
-        reject(err as Error);
-      }
-    });
-  });
+  return childRowsInNetns(SELF, ['--child', String(runs)], 'firewall repair benchmark');
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -164,8 +164,14 @@ async function child(): Promise<BenchResult[]> {
 export async function run(): Promise<BenchResult[]> {
   const skip = skipReason();
   if (skip) return [{ name: 'firewall benchmark skipped', value: 0, unit: '-', note: skip }];
+  return childRowsInNetns(SELF, ['--child'], 'firewall benchmark');
+}
+
+/** Runs `node <script> ...args` in a private network namespace and returns the BenchResult rows
+ *  it prints as JSON on its last stdout line (the kernel benchmarks' children). */
+export function childRowsInNetns(script: string, args: string[], what: string): Promise<BenchResult[]> {
   return new Promise((resolve, reject) => {
-    const c = spawn('/usr/bin/unshare', ['-n', process.execPath, SELF, '--child'], {
+    const c = spawn('/usr/bin/unshare', ['-n', process.execPath, script, ...args], {
       env: { ...process.env, PBXG_PARENT_NETNS: readlinkSync('/proc/self/ns/net') },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -173,7 +179,7 @@ export async function run(): Promise<BenchResult[]> {
     c.stdout.on('data', (b: Buffer) => (text += b.toString()));
     c.on('error', reject);
     c.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`firewall benchmark child exited ${code}`));
+      if (code !== 0) return reject(new Error(`${what} child exited ${code}`));
       try {
         resolve(JSON.parse(text.trim().split('\n').pop() ?? '[]') as BenchResult[]);
       } catch (err) {
