@@ -284,14 +284,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
 
     const en = enforcer;
-    const healthInputs = (): HealthInputs => ({
-      ami: ami?.health() ?? null,
-      guard: { rules: gd.rules.length, tracked: gd.trackedCount, maxTracked: config.guard.maxTracked, activeBans: (({ v4, v6 }) => v4 + v6)(gd.activeCounts()) },
-      firewall: { configured: config.firewall.backend, health: en.health() },
-      store: { onDisk: st.onDisk, path: st.path, stateDir: config.stateDir, openError: st.fallbackReason, lastWriteError: st.lastWriteError, lastWriteOkAt: st.lastWriteOkAt },
-      odoo: open.odoo?.health() ?? null,
-      webhooks: webhooks?.health() ?? null,
-    });
+    const healthInputs = (): HealthInputs => {
+      // one walk of the active bans: the firewall snapshot counts them (activeCount above)
+      const firewall = en.health();
+      return {
+        ami: ami?.health() ?? null,
+        guard: { rules: gd.rules.length, tracked: gd.trackedCount, maxTracked: config.guard.maxTracked, activeBans: firewall.storeActive },
+        firewall: { configured: config.firewall.backend, health: firewall },
+        store: { onDisk: st.onDisk, path: st.path, stateDir: config.stateDir, openError: st.fallbackReason, lastWriteError: st.lastWriteError, lastWriteOkAt: st.lastWriteOkAt },
+        odoo: open.odoo?.health() ?? null,
+        webhooks: webhooks?.health() ?? null,
+      };
+    };
     const health = (): HealthReport => judgeHealth(healthInputs(), Date.now());
     registerHealthMetrics(metrics.registry, () => {
       const inputs = healthInputs();
