@@ -1,5 +1,5 @@
 /**
- * CPU time per security event through Guardian.handleEvent (user + system, minimum of 7 runs of
+ * CPU time per security event through the AMI source into Guardian.observe (user + system, minimum of 7 runs of
  * 100k events): wall-clock rates swing several-fold on a shared machine, CPU time much less, so
  * this is the figure to compare two builds with (run it in each checkout, one after the other).
  *   - SIP InvalidPassword from 100k distinct addresses (a new key per event);
@@ -14,6 +14,7 @@ import { parseFrame, type AmiFrame } from '../src/ami/index.js';
 import { PACKAGE_ROOT } from '../src/config/index.js';
 import { Guardian, loadRulesDir } from '../src/guard/index.js';
 import { MemoryBanStore } from '../src/store/memory.js';
+import { amiObserver } from '../src/sources/index.js';
 import type { BenchResult } from './types.js';
 
 const N = 100_000;
@@ -35,15 +36,15 @@ function guardian(clock: () => number): Guardian {
   );
 }
 
-/** µs of CPU per event, frames parsed beforehand (the lazy parse still runs in handleEvent) */
+/** µs of CPU per event, frames parsed beforehand (the lazy parse still runs in the AMI source) */
 function cpuPerEvent(texts: string[]): number {
   let clock = 1_796_190_000_000;
-  const g = guardian(() => clock);
+  const observe = amiObserver(guardian(() => clock), () => clock);
   const frames: AmiFrame[] = texts.map(parseFrame);
   const c0 = process.cpuUsage();
   for (const f of frames) {
     clock += 1;
-    g.handleEvent(f, clock);
+    observe(f);
   }
   const c = process.cpuUsage(c0);
   return (c.user + c.system) / frames.length;

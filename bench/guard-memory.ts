@@ -1,6 +1,6 @@
 /**
  * RSS with N distinct attacking addresses tracked by the guard (default 1M), each with one
- * counted failure, through the real hot path (Guardian.handleEvent on a lazily parsed AMI frame).
+ * counted failure, through the real hot path (the AMI source, src/sources/ami-source.ts, on a lazily parsed AMI frame, into Guardian.observe).
  * Target: 400 MB or less for 1M. Also reports the hot-path cost per event.
  * Run: node --expose-gc dist/bench/guard-memory.js [N]
  */
@@ -8,6 +8,7 @@ import pino from 'pino';
 import { parseFrame } from '../src/ami/index.js';
 import { Guardian, loadRulesDir } from '../src/guard/index.js';
 import { MemoryBanStore } from '../src/store/memory.js';
+import { amiObserver } from '../src/sources/index.js';
 import { PACKAGE_ROOT } from '../src/config/index.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +72,7 @@ function newGuardian(clock: () => number): Guardian {
 function pjsipHotPath(attackers: number, rounds: number): BenchResult {
   let clock = Date.parse('2026-11-22T10:00:00Z');
   const guardian = newGuardian(() => clock);
+  const observe = amiObserver(guardian, () => clock);
   const frames = Array.from({ length: rounds }, (_, r) => Array.from({ length: attackers }, (_, i) => pjsipAttempt(i, r)));
   let events = 0;
   const start = process.hrtime.bigint();
@@ -78,7 +80,7 @@ function pjsipHotPath(attackers: number, rounds: number): BenchResult {
     for (const attempt of round) {
       for (const text of attempt) {
         clock += 1;
-        guardian.handleEvent(parseFrame(text), clock);
+        observe(parseFrame(text));
         events++;
       }
     }
@@ -99,10 +101,11 @@ export async function run(opts: { addresses?: number } = {}): Promise<BenchResul
   const rssBefore = process.memoryUsage().rss;
   let clock = Date.parse('2026-11-22T10:00:00Z');
   const guardian = newGuardian(() => clock);
+  const observe = amiObserver(guardian, () => clock);
   const start = process.hrtime.bigint();
   for (let i = 0; i < n; i++) {
     clock += 1;
-    guardian.handleEvent(parseFrame(frameFor(i)), clock);
+    observe(parseFrame(frameFor(i)));
   }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   // Settle: a few full collections with pauses, so pages V8 has freed are returned before RSS is read.

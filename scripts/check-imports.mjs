@@ -20,7 +20,7 @@ export const LAYERS = [
   ['version.ts'],
   ['ami', 'firewall'],
   ['guard'],
-  ['store'],
+  ['store', 'sources'],
   ['odoo', 'webhooks', 'asterisk-config'],
   ['health'],
   ['api'],

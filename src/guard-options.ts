@@ -4,6 +4,7 @@
  */
 import { seconds, type GuardianConfig } from './config/index.js';
 import { interfaceAddresses, loadRulesDir, type AllowEntry, type GuardOptions, type HostAddressPort, type HostAllowFeed } from './guard/index.js';
+import { decodeAmiEvent } from './sources/index.js';
 
 /**
  * Guard options from the validated config: the AMI and Odoo hosts and loopback are always allowed;
@@ -24,6 +25,7 @@ export function guardOptions(cfg: GuardianConfig, resolved: AllowEntry[] = [], h
     recidive: cfg.guard.recidive.enabled
       ? { bans: cfg.guard.recidive.bans, withinSec: seconds(cfg.guard.recidive.within), banSec: seconds(cfg.guard.recidive.ban) }
       : null,
+    decodeEvent: decodeAmiEvent,
   };
 }
 

@@ -21,6 +21,7 @@ import { createRestApp, restTokenEntries, type RestServer, type RestToken } from
 import { AsteriskConsole, registerConsoleRoute } from './console/index.js';
 import { AsteriskConfigFiles } from './asterisk-config/index.js';
 import { WebhookDispatcher } from './webhooks/index.js';
+import { attachSources, type Sources } from './sources/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -131,11 +132,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let ami: AmiClient | null = null;
   let authFailures: AuthFailures | null = null;
   let webhooks: WebhookDispatcher | null = null;
+  let sources: Sources | null = null;
   const open = noListeners();
   const shutdown = async () => {
     g?.stop();
     hostFeed?.stop();
     hostWatch?.stop();
+    await sources?.stop();
     await ami?.stop();
     await open.odoo?.close();
     await open.rest?.close();
@@ -218,10 +221,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         securityRecheckIntervalMs: seconds(config.ami.securityRecheckInterval) * 1000,
         logger,
       }));
-      a.on('event', (msg: AmiMessage) => {
-        gd.handleEvent(msg);
-        metrics.amiEvents.inc(msg.get('Event') ?? '');
-      });
+      a.on('event', (msg: AmiMessage) => metrics.amiEvents.inc(msg.get('Event') ?? ''));
       a.on('state', (state: string) => {
         metrics.amiConnected.set(state === 'connected' ? 1 : 0);
         for (const s of ['disconnected', 'connecting', 'authenticating', 'connected']) metrics.amiState.set({ state: s }, s === state ? 1 : 0);
@@ -230,6 +230,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       a.on('loginError', (err: Error & { kind?: string }) => metrics.amiLoginFailures.inc({ kind: err.kind ?? 'unknown' }));
       a.on('frameDropped', (info: { reason: string }) => metrics.amiFramesDropped.inc({ reason: info.reason }));
     }
+
+    // AMI events and the security log become the guard's observations (src/sources)
+    const srcs = (sources = attachSources({ sink: gd, ami, config: config.sources, logger, registry: metrics.registry }));
 
     // failed authentication on every HTTP listener: 429 past the bound, one log line per source and
     // minute, metrics, and a security event for the guard (rules/listeners.yaml)
@@ -357,6 +360,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     logger.info({ restored: restored.length, rules: gd.rules.length }, `restored ${restored.length} active bans; ${gd.rules.length} rules loaded`);
     gate.open();
     ami?.start();
+    await srcs.start();
 
     return {
       get config() {

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { parseRemoteAddress } from '../src/ami/index.js';
 import { formatNetwork, parseNetwork } from '../src/net/ip.js';
 import { canonicalTarget } from '../src/firewall/index.js';
-import { resolveAttacker } from '../src/guard/attacker.js';
+import { resolveAttacker } from '../src/sources/address.js';
 
 const SEED = 5038;
 

@@ -1,15 +1,16 @@
 import { readFileSync } from 'node:fs';
 import pino from 'pino';
-import { Guardian, type EventView, type IgnoredReason, type Rule } from '../guard/index.js';
+import { Guardian, type IgnoredReason, type Observation, type Rule } from '../guard/index.js';
 import { MemoryBanStore } from '../store/memory.js';
 import { splitTranscript } from '../ami/index.js';
+import { decodeAmiEvent, logObservation, logTime, parseSecurityLogLine } from '../sources/index.js';
 
-/** One event replayed by `check`: where it came from and its fields. */
+/** One event replayed by `check`: where it came from, as the source that reads it observes it. */
 export interface ReplayEvent {
   line: number;
   text: string;
   time: number;
-  view: EventView;
+  view: Observation;
 }
 
 export type LineOutcome = Exclude<IgnoredReason, 'already-banned'> | 'matched' | 'not-watched';
@@ -24,43 +25,6 @@ export interface CheckReport {
   bans: Array<{ target: string; rule: string; reason: string; line: number }>;
 }
 
-class FieldView implements EventView {
-  constructor(private readonly fields: Map<string, string>) {}
-  get(key: string): string | undefined {
-    return this.fields.get(key.toLowerCase());
-  }
-}
-
-const LOG_FIELD = /(?:^|,)([A-Za-z]+)="(.*?)"(?=,[A-Za-z]+="|\s*$)/g;
-
-/**
- * Parses one line of Asterisk's security log (res_security_log). A line whose fields appear
- * twice with different values is "ambiguous": an attacker-chosen value (AccountID, SessionID,
- * ReceivedHash) can imitate `",RemoteAddress="...`, so such a line is never trusted.
- */
-export function parseSecurityLogLine(text: string): { fields: Map<string, string> | null; ambiguous: boolean } {
-  const start = text.indexOf('SecurityEvent="');
-  if (start < 0) return { fields: null, ambiguous: false };
-  const fields = new Map<string, string>();
-  let ambiguous = false;
-  for (const m of text.slice(start).matchAll(LOG_FIELD)) {
-    const key = m[1]!.toLowerCase();
-    const prev = fields.get(key);
-    if (prev !== undefined && prev !== m[2]) ambiguous = true;
-    fields.set(key, m[2]!);
-  }
-  const event = fields.get('securityevent');
-  if (event === undefined) return { fields: null, ambiguous: false };
-  fields.set('event', event);
-  return { fields, ambiguous };
-}
-
-function logTime(fields: Map<string, string>, fallback: number): number {
-  const tv = fields.get('eventtv');
-  const t = tv ? Date.parse(tv) : NaN;
-  return Number.isFinite(t) ? t : fallback;
-}
-
 function readSecurityLog(text: string): { events: ReplayEvent[]; ambiguous: ReplayEvent[]; lines: number } {
   const lines = text.split(/\r?\n/);
   const events: ReplayEvent[] = [];
@@ -70,7 +34,7 @@ function readSecurityLog(text: string): { events: ReplayEvent[]; ambiguous: Repl
     const { fields, ambiguous: amb } = parseSecurityLogLine(line);
     if (!fields) return;
     last = logTime(fields, last);
-    const ev = { line: i + 1, text: line, time: last, view: new FieldView(fields) };
+    const ev = { line: i + 1, text: line, time: last, view: logObservation(fields, amb, last) };
     (amb ? ambiguous : events).push(ev);
   });
   return { events, ambiguous, lines: lines.length };
@@ -83,11 +47,12 @@ function readTranscript(bytes: Buffer): { events: ReplayEvent[]; lines: number }
   for (const frame of splitTranscript(bytes)) {
     const lineNo = line;
     line += frame.raw.split('\r\n').length;
-    if (frame.message.get('Event') === undefined) continue;
+    const name = frame.message.get('Event');
+    if (name === undefined) continue;
     const ts = Number(frame.message.get('Timestamp'));
     const tv = Date.parse(frame.message.get('EventTV') ?? '');
     clock = Number.isFinite(ts) && ts > 0 ? ts * 1000 : Number.isFinite(tv) ? tv : clock + 1;
-    events.push({ line: lineNo, text: frame.raw.replace(/\r\n/g, ' | ').slice(0, 300), time: clock, view: frame.message });
+    events.push({ line: lineNo, text: frame.raw.replace(/\r\n/g, ' | ').slice(0, 300), time: clock, view: decodeAmiEvent(frame.message, name, clock) });
   }
   return { events, lines: line - 1 };
 }
@@ -128,11 +93,11 @@ export function runCheck(path: string, rules: Rule[], allow: string[], ipv6Prefi
     clock = ev.time;
     seen.line = ev.line;
     seen.outcome = 'not-watched';
-    const name = ev.view.get('Event') ?? '';
-    guardian.handleEvent(ev.view, ev.time);
+    const name = ev.view.event;
+    guardian.observe(ev.view, ev.time);
     const outcome = seen.outcome as LineOutcome;
     if (outcome === 'matched' && failureEvents.has(name)) {
-      report.matched.push({ line: ev.line, event: name, service: ev.view.get('Service') ?? '', address: ev.view.get('RemoteAddress') ?? '', text: ev.text });
+      report.matched.push({ line: ev.line, event: name, service: ev.view.service, address: ev.view.get('RemoteAddress') ?? '', text: ev.text });
     } else if (outcome !== 'not-watched' && outcome !== 'matched') {
       report.skipped.push({ line: ev.line, outcome, text: ev.text });
     }

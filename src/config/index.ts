@@ -11,6 +11,7 @@ import { defaultAsteriskConfigConfig, validateAsteriskConfigConfig } from '../as
 import { resolveWebhooks, type WebhookConfig } from '../webhooks/index.js';
 import { defaultFirewallConfig } from '../firewall/index.js';
 import { validateActionPolicyAllow } from '../ami/index.js';
+import { defaultSourcesConfig, validateSourcesConfig } from '../sources/index.js';
 import { addressListErrors, hostError, listenerErrors, type TcpListener } from './addresses.js';
 
 export { parseDuration, formatDuration } from '../common/duration.js';
@@ -95,6 +96,8 @@ export function defaultConfig() {
     asteriskConfig: defaultAsteriskConfigConfig(),
     /** event POSTs: [{name, url, events, match, secret, maxRows, ttl, timeoutMs, maxBackoffMs}] */
     webhooks: [] as WebhookConfig[],
+    /** detection sources besides AMI: the security log (docs/detection.md) */
+    sources: defaultSourcesConfig(),
   };
 }
 
@@ -311,6 +314,7 @@ export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 
   errors.push(...validateRestConfig(cfg.rest).filter((e) => !e.startsWith('rest.peerDriver')));
   errors.push(...validateConsoleConfig(cfg.console), ...validateAsteriskConfigConfig(cfg.asteriskConfig));
   errors.push(...validateActionPolicyAllow(cfg.actionPolicy.allow));
+  errors.push(...validateSourcesConfig(cfg.sources));
   const hooks = resolveWebhooks(cfg.webhooks);
   errors.push(...hooks.errors);
   cfg.webhooks = hooks.webhooks;

@@ -2,14 +2,9 @@ import { LRUCache } from 'lru-cache';
 import type { Rule } from './rules.js';
 import { attackerKey, type IpNetwork } from '../net/ip.js';
 import { mergesAttempts, placeEvent, type AttemptState, type Outcome } from './attempt.js';
+import type { EventView } from './observation.js';
 
-/** What the detector reads from an event: AmiMessage satisfies it, so do parsed log lines. */
-export interface EventView {
-  get(key: string): string | undefined;
-  /** a key given once: undefined when absent, null when given twice with different values
-   *  (AmiFrame has it; a view without it is read with get) */
-  getSingle?(key: string): string | undefined | null;
-}
+export type { EventView } from './observation.js';
 
 export interface DetectorOptions {
   /** IPv6 attackers are counted and banned by this prefix (default 64) */
@@ -133,6 +128,7 @@ export class Detector {
     if (resets) {
       const st = this.state.peek(keyText);
       if (st) for (const i of resets) {
+        if (!fromSource(this.rules[i]!, event)) continue;
         const at = slotOf(st, i);
         if (at > 0) st[at] = undefined;
       }
@@ -211,7 +207,12 @@ export class Detector {
   }
 }
 
+function fromSource(rule: Rule, event: EventView): boolean {
+  return rule.sources === null || (event.source !== undefined && rule.sources.has(event.source));
+}
+
 function matches(rule: Rule, event: EventView): boolean {
+  if (rule.sources !== null && !fromSource(rule, event)) return false;
   for (const [field, accepted] of rule.match) {
     const value = event.get(field);
     if (value === undefined || !accepted.has(value.toLowerCase())) return false;

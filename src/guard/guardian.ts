@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
 import { formatDuration } from '../common/duration.js';
 import { checkBannable, checkDuration, ruleBan } from './ban-judge.js';
-import { remoteAddressOf, resolveAttacker } from './attacker.js';
 import { Detector, type EventView } from './detector.js';
+import { plainObservation, type EventDecoder, type Observation, type ObservationSink } from './observation.js';
 import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '../net/ip.js';
 import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from './allow.js';
 import type { Rule } from './rules.js';
@@ -55,6 +55,8 @@ export interface GuardOptions {
   maxBanSec?: number;
   /** the host's own addresses, never banned (default: every address of every local interface) */
   host?: HostAddressPort;
+  /** how handleEvent reads an Asterisk security event in field form (src/sources: decodeAmiEvent) */
+  decodeEvent?: EventDecoder;
 }
 
 /** Why a security event was not counted. */
@@ -66,7 +68,7 @@ export const DEFAULT_MAX_BAN_SEC = 365 * 86400;
 export const HOST_REFRESH_MS = 2_000;
 
 export interface GuardListener {
-  securityEvent?(event: string, service: string): void;
+  securityEvent?(event: string, service: string, source: string): void;
   failure?(event: string, weight: number, key: string): void;
   ignored?(reason: IgnoredReason, address?: string): void;
   banned?(notice: BanNotice): void;
@@ -89,7 +91,7 @@ export interface GuardStatus {
 const DENY_LIST_REASON = 'deny list (Odoo access rules)';
 
 /** Turns security events into bans, and is the one place every ban and unban goes through. */
-export class Guardian implements BanControl {
+export class Guardian implements BanControl, ObservationSink {
   private detector: Detector;
   private allow = new AllowList();
   private readonly active = new Map<string, BanRecord>();
@@ -174,22 +176,36 @@ export class Guardian implements BanControl {
     this.endBansCovering((net) => this.scope.ownOverlap(net), () => 'now an address of this host');
   }
 
-  /** The hot path: one AMI event (or a replayed log line). */
+  /** true when some rule counts or resets on this event name (sources build nothing else) */
+  watches(eventName: string): boolean {
+    return this.detector.watches(eventName);
+  }
+
+  /**
+   * An Asterisk security event in field form (an AMI frame, a log line's fields), read by the
+   * configured decoder (options.decodeEvent): the tests' and replays' way in; the daemon's
+   * sources (src/sources) call observe().
+   */
   handleEvent(event: EventView, now = this.clock()): void {
     const name = event.get('Event');
     if (name === undefined || !this.detector.watches(name)) return;
-    for (const l of this.listeners) l.securityEvent?.(name, event.get('Service') ?? '');
-    const remote = remoteAddressOf(event);
-    if (remote === null) {
-      this.emitIgnored('ambiguous');
+    const decode = this.options.decodeEvent;
+    if (!decode) throw new Error('Guardian.handleEvent needs options.decodeEvent (src/sources: decodeAmiEvent)');
+    this.observe(decode(event, name, now), now);
+  }
+
+  /** The hot path: one observation from a source (an AMI event, a security-log line, ...). */
+  observe(o: Observation, now = o.time): void {
+    const name = o.event;
+    if (!this.detector.watches(name)) return;
+    for (const l of this.listeners) l.securityEvent?.(name, o.service, o.source);
+    const address = o.address;
+    if (address === null) {
+      this.emitIgnored(o.ambiguous ? 'ambiguous' : 'bad-address');
       return;
     }
-    const attacker = resolveAttacker(remote, this.keyOf);
-    if (!attacker) {
-      this.emitIgnored('bad-address');
-      return;
-    }
-    const { address, key, keyText } = attacker;
+    const key = this.keyOf(address);
+    const keyText = formatNetwork(key);
     // scope first: the host's own addresses are also allow-listed, and say 'own-address'
     const never = this.scope.neverBanned(address);
     if (never) {
@@ -205,7 +221,7 @@ export class Guardian implements BanControl {
       return;
     }
     const before = this.detector.totalFailures;
-    const detection = this.detector.observe(name, event, key, keyText, now);
+    const detection = this.detector.observe(name, o, key, keyText, now);
     const counted = this.detector.totalFailures - before;
     if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted, keyText);
     if (!detection) return;
@@ -228,18 +244,14 @@ export class Guardian implements BanControl {
   }
 
   /**
-   * A security event seen outside AMI (e.g. a refused credential on an HTTP listener, event
-   * HttpAuthFailure): counted by the same rules and windows as Asterisk's, allow-list first.
+   * A security event seen outside Asterisk (e.g. a refused credential on an HTTP listener, event
+   * HttpAuthFailure, source 'http'): counted by the same rules and windows as Asterisk's,
+   * allow-list first.
    */
   observeExternal(eventName: string, address: string, service: string, now = this.clock()): void {
     const parsed = parseNetwork(address);
-    if (!parsed || !isSingleAddress(parsed)) {
-      this.emitIgnored('bad-address');
-      return;
-    }
-    const remote = `IPV${parsed.family}/TCP/${formatNetwork(parsed)}/0`;
-    const fields: Record<string, string> = { Event: eventName, Service: service, RemoteAddress: remote };
-    this.handleEvent({ get: (k) => fields[k] }, now);
+    // a CIDR is no attacker's address: 'bad-address', like an unparsable one
+    this.observe(plainObservation('http', eventName, service, parsed && isSingleAddress(parsed) ? parsed : null, now), now);
   }
 
   private applyBan(rec: BanRecord, windowMs: number): void {

@@ -1,5 +1,6 @@
 export { Guardian, DEFAULT_MAX_BAN_SEC, HOST_REFRESH_MS, type IgnoredReason, type GuardOptions, type GuardListener, type GuardStatus, type BanStorePort, type EnforcementPort } from './guardian.js';
 export { Detector, type EventView, type Detection } from './detector.js';
+export { SOURCE_NAMES, plainObservation, type SourceName, type Observation, type ObservationSink, type EventDecoder } from './observation.js';
 export { loadRulesDir, parseRules, RuleError, type Rule } from './rules.js';
 export { parseNetwork, formatNetwork, NetworkList, type IpNetwork } from '../net/ip.js';
 export * from './types.js';

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../common/duration.js';
+import { SOURCE_NAMES } from './observation.js';
 
 export interface RuleWindow {
   count: number;
@@ -18,6 +19,8 @@ export interface Rule {
   windows: RuleWindow[];
   banSec: number;
   resetOn: string[];
+  /** the sources whose observations it counts (and is reset by); null: any source */
+  sources: ReadonlySet<string> | null;
   /** the largest window count: how many hit times the detector keeps per address */
   ringSize: number;
 }
@@ -27,7 +30,7 @@ export class RuleError extends Error {}
 const MAX_COUNT = 10_000;
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const EVENT_RE = /^[A-Za-z0-9_]{1,64}$/;
-const RULE_KEYS = new Set(['name', 'description', 'events', 'match', 'weight', 'windows', 'ban', 'resetOn']);
+const RULE_KEYS = new Set(['name', 'description', 'events', 'match', 'weight', 'windows', 'ban', 'resetOn', 'source']);
 
 function fail(where: string, message: string): never {
   throw new RuleError(`${where}: ${message}`);
@@ -40,6 +43,18 @@ function eventList(value: unknown, where: string): string[] {
     if (typeof e !== 'string' || !EVENT_RE.test(e)) fail(`${where}[${i}]`, `"${String(e)}" is not an AMI event name`);
     return e;
   });
+}
+
+function sourceList(value: unknown, where: string): Set<string> {
+  const list = typeof value === 'string' ? [value] : value;
+  const known: readonly string[] = SOURCE_NAMES;
+  if (!Array.isArray(list) || list.length === 0) fail(where, `must be a source name or a non-empty list of them (${known.join(', ')})`);
+  return new Set(
+    list.map((s, i) => {
+      if (typeof s !== 'string' || !known.includes(s)) fail(`${where}[${i}]`, `"${String(s).slice(0, 64)}" is not a source (one of ${known.join(', ')})`);
+      return s;
+    }),
+  );
 }
 
 /** Validates one rule object as read from YAML. `where` names it in errors ("rules/x.yaml rules[2]"). */
@@ -74,6 +89,7 @@ export function compileRule(raw: unknown, where: string): Rule {
   const banSec = parseDuration(r.ban);
   if (banSec === null || banSec <= 0) fail(`${at}.ban`, `"${String(r.ban)}" is not a duration (e.g. 10m, 1h, 7d)`);
   const resetOn = r.resetOn === undefined ? [] : eventList(r.resetOn, `${at}.resetOn`);
+  const sources = r.source === undefined ? null : sourceList(r.source, `${at}.source`);
   return {
     name: r.name,
     description: typeof r.description === 'string' ? r.description : '',
@@ -83,6 +99,7 @@ export function compileRule(raw: unknown, where: string): Rule {
     windows,
     banSec,
     resetOn,
+    sources,
     ringSize: Math.max(...windows.map((w) => w.count)),
   };
 }

@@ -4,6 +4,7 @@ import { MemoryBackend } from '../../src/firewall/memory.js';
 import { MemoryBanStore } from '../../src/store/memory.js';
 import type { BanStorePort } from '../../src/guard/index.js';
 import type { FirewallEntry, FirewallTarget } from '../../src/firewall/types.js';
+import { decodeAmiEvent } from '../../src/sources/index.js';
 import { repoPath } from './fixtures.js';
 
 export const shippedRules = () => loadRulesDir(repoPath('rules'));
@@ -21,6 +22,8 @@ export function guardOptions(over: Partial<GuardOptions> = {}): GuardOptions {
     // the fixtures were captured over loopback (127.0.0.2, ::1): no host addresses here, so they
     // count as attackers (test/ban-scope.test.ts gives its own)
     host: { addresses: () => [] },
+    // handleEvent reads the fixtures' AMI frames as the AMI source does
+    decodeEvent: decodeAmiEvent,
     ...over,
   };
 }

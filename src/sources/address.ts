@@ -1,6 +1,6 @@
 import { parsePort, parseRemoteAddress } from '../ami/index.js';
+import type { EventView } from '../guard/index.js';
 import { formatNetwork, parseIPv4, parseNetwork, type IpNetwork } from '../net/ip.js';
-import type { EventView } from './detector.js';
 
 /** Where a security event comes from, resolved once. */
 export interface Attacker {
@@ -13,7 +13,7 @@ export interface Attacker {
 /**
  * The event's RemoteAddress text ('' when absent), or null when the event carries two different
  * ones: such an event is ambiguous and never counted (the live path and `pbx-guardian check`
- * both judge it here, through the Guardian).
+ * both judge it here).
  */
 export function remoteAddressOf(event: EventView): string | null {
   const v = event.getSingle ? event.getSingle('RemoteAddress') : event.get('RemoteAddress');
@@ -21,17 +21,22 @@ export function remoteAddressOf(event: EventView): string | null {
 }
 
 /**
- * Resolves an event's RemoteAddress text to its attacker: `keyOf` gives the key an address is
- * counted under. This runs for every security event, so the form Asterisk writes for IPv4
- * (`IPV4/UDP/203.0.113.7/5060`) is read without splitting or re-validating; anything else
- * (IPv6, other spellings, invalid text) goes through parseRemoteAddress. Both accept exactly the
- * same texts (test/fuzz-address).
+ * The address of an Asterisk security-event address text (`IPV4/UDP/203.0.113.7/5060`,
+ * `IPV6/UDP/2001:db8::1/5060`, ...), or null. This runs for every watched security event, so the
+ * form Asterisk writes for IPv4 is read without splitting or re-validating; anything else (IPv6,
+ * other spellings, invalid text) goes through parseRemoteAddress. Both accept exactly the same
+ * texts (test/fuzz-address).
  */
-export function resolveAttacker(remoteText: string, keyOf: (address: IpNetwork) => IpNetwork): Attacker | null {
+export function parseAsteriskAddress(remoteText: string): IpNetwork | null {
   const fast = scanAsteriskIPv4(remoteText);
   if (fast !== undefined) return fast;
   const remote = parseRemoteAddress(remoteText);
-  const address = remote ? parseNetwork(remote.address) : null;
+  return remote ? parseNetwork(remote.address) : null;
+}
+
+/** parseAsteriskAddress with the key it is counted under (`keyOf`), for tests and tools. */
+export function resolveAttacker(remoteText: string, keyOf: (address: IpNetwork) => IpNetwork): Attacker | null {
+  const address = parseAsteriskAddress(remoteText);
   if (!address) return null;
   const key = keyOf(address);
   return { address, key, keyText: formatNetwork(key) };
@@ -51,16 +56,15 @@ function addressStart(s: string): number {
 }
 
 /**
- * `IPV4/[TRANSPORT/]a.b.c.d/port` exactly as Asterisk writes it: the attacker, or undefined when
+ * `IPV4/[TRANSPORT/]a.b.c.d/port` exactly as Asterisk writes it: the address, or undefined when
  * the text is in any other form or not valid (the general parser then decides).
  */
-function scanAsteriskIPv4(s: string): Attacker | undefined {
+function scanAsteriskIPv4(s: string): IpNetwork | undefined {
   const start = addressStart(s);
   if (start < 0) return undefined;
   const slash = s.indexOf('/', start);
   if (slash < 0 || parsePort(s.slice(slash + 1)) === null) return undefined;
   const bytes = parseIPv4(s.slice(start, slash));
   if (!bytes) return undefined;
-  const address: IpNetwork = { family: 4, bytes, prefix: 32 };
-  return { address, key: address, keyText: formatNetwork(address) };
+  return { family: 4, bytes, prefix: 32 };
 }
