@@ -32,6 +32,7 @@ export const UNIT: readonly string[] = [
   'config.test.ts',
   'console-commands.test.ts',
   'daemon-odoo.test.ts',
+  'daemon-security-log.test.ts',
   'error-model.test.ts',
   'firewall-deferred.test.ts',
   'firewall-enforcer.test.ts',
@@ -56,6 +57,8 @@ export const UNIT: readonly string[] = [
   'odoo-jobs.test.ts',
   'response-bounds.test.ts',
   'rest-api.test.ts',
+  'sources-security-log.test.ts',
+  'sources-tail.test.ts',
   'state-lock.test.ts',
   'webhooks-delivery.test.ts',
 ];
