@@ -114,6 +114,26 @@ test('a rule with source: counts only the observations of the sources it names; 
   assert.deepEqual(b.guardian.listBans().map((r) => r.rule), ['ami-only']);
 });
 
+test('a rule with source: is reset (resetOn) only by its sources\' events', () => {
+  const rules = parseRules(
+    'rules:\n  - { name: log-challenges, source: security-log, events: [InvalidPassword], resetOn: [SuccessfulAuth], windows: [{ count: 3, within: 10m }], ban: 1h }\n',
+    'r.yaml',
+  );
+  const { guardian, clock } = makeGuardian({ rules });
+  const log = new SecurityLogSource(guardian, 'always', () => false, () => clock.now);
+  const wrong = SIP_FAILURES.filter((l) => l.includes('SecurityEvent="InvalidPassword"'));
+  const success = wrong[0]!.replace('SecurityEvent="InvalidPassword"', 'SecurityEvent="SuccessfulAuth"').replace('Severity="Error"', 'Severity="Informational"');
+  const amiSuccess = { get: (k: string) => ({ Event: 'SuccessfulAuth', Service: 'SIP', Severity: 'Informational', RemoteAddress: 'IPV4/UDP/127.0.0.2/5060' })[k] };
+  log.handleLines(wrong.slice(0, 2));
+  guardian.handleEvent(amiSuccess); // AMI's: not this rule's source, no reset
+  log.handleLines([wrong[2]!]);
+  assert.equal(guardian.listBans().length, 1, 'the AMI SuccessfulAuth did not reset the log rule');
+  const b = makeGuardian({ rules });
+  const logB = new SecurityLogSource(b.guardian, 'always', () => false, () => b.clock.now);
+  logB.handleLines([...wrong.slice(0, 2), success, wrong[2]!]);
+  assert.equal(b.guardian.listBans().length, 0, "the log's SuccessfulAuth reset it");
+});
+
 test('a rule naming an unknown source is refused with its key', () => {
   assert.throws(() => parseRules('rules:\n  - { name: x, source: sip-proxy, events: [A], windows: [{ count: 1, within: 1m }], ban: 1h }\n', 'r.yaml'), (err: Error) => {
     assert.ok(err instanceof RuleError);
