@@ -292,7 +292,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const firewall = en.health();
       return {
         ami: ami?.health() ?? null,
-        guard: { rules: gd.rules.length, tracked: gd.trackedCount, maxTracked: config.guard.maxTracked, activeBans: firewall.storeActive },
+        guard: { rules: gd.rules.length, tracked: gd.trackedCount, maxTracked: config.guard.maxTracked, activeBans: firewall.storeActive, securityLog: srcs.securityLog() },
         firewall: { configured: config.firewall.backend, health: firewall },
         store: { onDisk: st.onDisk, path: st.path, stateDir: config.stateDir, openError: st.fallbackReason, lastWriteError: st.lastWriteError, lastWriteOkAt: st.lastWriteOkAt },
         odoo: open.odoo?.health() ?? null,

@@ -14,7 +14,8 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { splitTranscript, type AmiClient, type AmiHealth, type AmiMessage } from '../src/ami/index.js';
 import { formatNetwork, parseRules, RuleError, type Observation } from '../src/guard/index.js';
-import { attachSources, defaultSourcesConfig, parseSecurityLogLine, logObservation, SecurityLogSource, validateSourcesConfig } from '../src/sources/index.js';
+import { judgeGuard } from '../src/health/index.js';
+import { attachSources, defaultSourcesConfig, type SecurityLogHealth, parseSecurityLogLine, logObservation, SecurityLogSource, validateSourcesConfig } from '../src/sources/index.js';
 import { readFixture } from './helpers/fixtures.js';
 import { makeGuardian, shippedRules } from './helpers/guard.js';
 import { waitFor } from './helpers/daemon.js';
@@ -222,4 +223,21 @@ test('attachSources, mode fallback: the followed log is covered while AMI is ver
     await srcs.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('health: a followed security log keeps the guard from being blind while AMI is down; a log not followed is a problem', () => {
+  const now = Date.parse('2026-11-22T10:00:00Z');
+  const guard = { rules: 7, tracked: 0, maxTracked: 1000, activeBans: 0 };
+  const down = { state: 'disconnected', security: 'unknown', username: 'guardian', since: now - 60_000 } as AmiHealth;
+  const log = (over: Partial<SecurityLogHealth> = {}): SecurityLogHealth => ({
+    following: true, bytesRead: 0, lines: 0, longLines: 0, rotations: 0, truncations: 0, lastLineAt: null, lastError: null,
+    path: '/var/log/asterisk/security', mode: 'fallback', amiCovers: false, counts: { other: 0, unwatched: 0, observed: 0, covered: 0 }, ...over,
+  });
+  assert.equal(judgeGuard(guard, down, now).healthy, false, 'without the log: blind');
+  const followed = judgeGuard({ ...guard, securityLog: log() }, down, now);
+  assert.equal(followed.healthy, true, followed.problems.join('; '));
+  assert.match(followed.summary, /AMI BLIND: not logged in to AMI; reads the security log \/var\/log\/asterisk\/security: counted \(fallback: AMI does not deliver\)/);
+  const lost = judgeGuard({ ...guard, securityLog: log({ following: false, lastError: '/var/log/asterisk/security does not exist (yet)' }) }, null, now);
+  assert.equal(lost.healthy, false);
+  assert.match(lost.problems[0]!, /the security log is not followed \(\/var\/log\/asterisk\/security does not exist \(yet\)\).*sources\.securityLog\.path/);
 });

@@ -7,6 +7,7 @@ import type { AmiHealth } from '../ami/index.js';
 import { formatDuration } from '../common/duration.js';
 import type { OdooHealthSnapshot } from '../odoo/index.js';
 import type { WebhookHealth } from '../webhooks/index.js';
+import type { SecurityLogHealth } from '../sources/index.js';
 import type { GuardSnapshot, HealthInputs, HealthReport, PartHealth, PartName, StoreSnapshot } from './types.js';
 
 /** a store write error this recent still counts, even if later writes succeeded */
@@ -88,30 +89,53 @@ export function judgeAmi(a: AmiHealth | null, now: number): PartHealth {
 
 export function judgeGuard(g: GuardSnapshot, ami: AmiHealth | null, now: number): PartHealth {
   const problems: string[] = [];
-  const detail = { rules: g.rules, tracked: g.tracked, maxTracked: g.maxTracked, activeBans: g.activeBans, amiSecurity: ami?.security ?? null };
+  const log = g.securityLog ?? null;
+  const detail = { rules: g.rules, tracked: g.tracked, maxTracked: g.maxTracked, activeBans: g.activeBans, amiSecurity: ami?.security ?? null, ...(log ? { securityLog: logDetail(log) } : {}) };
   if (g.rules === 0) problems.push('no detection rules are loaded: nothing can be detected. Check guard.rulesDir (the shipped rules are in the package\'s rules/ folder), then pbx-guardian reload');
+  // a followed security log sees what AMI does not: then AMI being blind is no blind guard (the
+  // ami part still says why AMI is down)
+  const blindProblem = (text: string) => {
+    if (!log?.following) problems.push(text);
+  };
+  const BLIND = log?.following ? 'AMI BLIND' : 'BLIND';
   let eyes: string;
   if (!ami) {
     eyes = 'AMI disabled: bans come only from the CLI, Odoo, REST and HTTP authentication failures';
   } else if (ami.security === 'verified') {
     eyes = 'receives AMI security events';
   } else if (ami.security === 'missing') {
-    eyes = 'BLIND: the AMI session receives no security events';
+    eyes = `${BLIND}: the AMI session receives no security events`;
     const advice = ami.advice ? ami.advice.charAt(0).toUpperCase() + ami.advice.slice(1) : `${DEFAULT_SECURITY_ADVICE.charAt(0).toUpperCase()}${DEFAULT_SECURITY_ADVICE.slice(1)}; the guard notices the change without a restart`;
-    problems.push(`blind: the AMI user "${ami.username}" does not receive security events, so no attack is seen and nothing is banned. ${advice}`);
+    blindProblem(`blind: the AMI user "${ami.username}" does not receive security events, so no attack is seen and nothing is banned. ${advice}`);
   } else if (ami.security === 'checking') {
     eyes = 'checking that the AMI session receives security events';
-    problems.push(
+    blindProblem(
       `not yet verified that the AMI user "${ami.username}" receives security events (logged in ${ago(ami.since, now)}): until then attacks may go unseen. ` +
         `Asterisk proves it at once with the session's own SuccessfulAuth; if this lasts, ${DEFAULT_SECURITY_ADVICE}`,
     );
   } else {
-    eyes = 'BLIND: not logged in to AMI';
-    problems.push('blind: not logged in to AMI, so no security events reach the rules and nothing is banned automatically (see the ami line for the cause)');
+    eyes = `${BLIND}: not logged in to AMI`;
+    blindProblem('blind: not logged in to AMI, so no security events reach the rules and nothing is banned automatically (see the ami line for the cause)');
   }
   const full = g.tracked >= g.maxTracked ? ` (at guard.maxTracked: the least recent are forgotten)` : '';
-  const summary = `${g.rules} rules, ${g.tracked} addresses tracked${full}, ${g.activeBans} active bans; ${eyes}`;
+  const summary = `${g.rules} rules, ${g.tracked} addresses tracked${full}, ${g.activeBans} active bans; ${eyes}${log ? `; ${logEyes(log)}` : ''}`;
+  if (log && !log.following) {
+    problems.push(
+      `the security log is not followed (${log.lastError ?? 'not open'}): its events are not seen. Check sources.securityLog.path and that ` +
+        "Asterisk's logger.conf writes a security channel there (e.g. security => security); the file is opened when it appears",
+    );
+  }
   return part('guard', summary, problems, detail);
+}
+
+function logEyes(log: SecurityLogHealth): string {
+  if (!log.following) return `security log ${log.path} NOT followed`;
+  const counted = log.mode === 'always' ? 'counted' : log.amiCovers ? 'not counted while AMI delivers (fallback)' : 'counted (fallback: AMI does not deliver)';
+  return `reads the security log ${log.path}: ${counted}`;
+}
+
+function logDetail(log: SecurityLogHealth): Record<string, unknown> {
+  return { path: log.path, mode: log.mode, following: log.following, amiCovers: log.amiCovers, lastLineAt: iso(log.lastLineAt), lastError: log.lastError, rotations: log.rotations, truncations: log.truncations, longLines: log.longLines, counts: log.counts };
 }
 
 export function judgeFirewall(input: HealthInputs['firewall'], now: number): PartHealth {

@@ -2,6 +2,7 @@ import type { AmiHealth } from '../ami/index.js';
 import type { FirewallHealth } from '../firewall/index.js';
 import type { OdooHealthSnapshot } from '../odoo/index.js';
 import type { WebhookHealth } from '../webhooks/index.js';
+import type { SecurityLogHealth } from '../sources/index.js';
 
 export type PartName = 'ami' | 'guard' | 'firewall' | 'store' | 'odoo' | 'webhooks';
 
@@ -33,6 +34,8 @@ export interface GuardSnapshot {
   tracked: number;
   maxTracked: number;
   activeBans: number;
+  /** the security-log source; absent or null when sources.securityLog is off */
+  securityLog?: SecurityLogHealth | null;
 }
 
 export interface StoreSnapshot {
