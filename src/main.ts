@@ -56,6 +56,8 @@ export interface Daemon {
   /** every HTTP listener's app (null when off), for the route policy tests */
   listeners: Record<'agent' | 'rest' | 'admin' | 'metrics', FastifyInstance | null>;
   reload(): Promise<ReloadResult>;
+  /** the started components, in start order (stop() stops them in reverse) */
+  components(): string[];
   /** one answer per part, judged now */
   health(): HealthReport;
   stop(): Promise<void>;
@@ -332,6 +334,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logger,
       listeners: { agent: odoo?.app ?? null, rest: rest?.app ?? null, admin: open.admin, metrics: open.metrics },
       reload,
+      components: () => life.names(),
       health,
       async stop() {
         await life.stop();

@@ -31,6 +31,7 @@ export const UNIT: readonly string[] = [
   'config-secrets.test.ts',
   'config.test.ts',
   'console-commands.test.ts',
+  'daemon-lifecycle.test.ts',
   'daemon-odoo.test.ts',
   'error-model.test.ts',
   'firewall-deferred.test.ts',
@@ -50,6 +51,7 @@ export const UNIT: readonly string[] = [
   'http-auth-reload.test.ts',
   'ip.test.ts',
   'lanes.test.ts',
+  'lifecycle.test.ts',
   'metrics.test.ts',
   'odoo-condition.test.ts',
   'odoo-fagi.test.ts',
@@ -57,6 +59,7 @@ export const UNIT: readonly string[] = [
   'response-bounds.test.ts',
   'rest-api.test.ts',
   'state-lock.test.ts',
+  'subscribers.test.ts',
   'webhooks-delivery.test.ts',
 ];
 
