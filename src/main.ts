@@ -337,7 +337,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       components: () => life.names(),
       health,
       async stop() {
-        await life.stop();
+        const failed = await life.stop();
+        // the CLI exits 4 on a failed stop (docs/startup.md), after everything else was stopped
+        if (failed.length > 0) throw new Error(`stopping failed for: ${failed.join(', ')} (logged above); everything else stopped, the lock released`);
         logger.info('stopped; kernel bans stay in place with their own timeouts');
       },
     };

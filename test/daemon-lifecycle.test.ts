@@ -17,7 +17,7 @@ import { FakeOdoo } from './helpers/fake-odoo.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { LogCapture } from './helpers/daemon.js';
 
-test('every part on: components start in order and stop in reverse; a failing stop is logged and the lock is still released', async (t) => {
+test('every part on: components start in order and stop in reverse; a failing stop is logged, the rest and the lock still stopped, and stop() rejects (exit 4)', async (t) => {
   const base = mkdtempSync(join(tmpdir(), 'pbxg-life-'));
   t.after(() => rmSync(base, { recursive: true, force: true }));
   const odoo = new FakeOdoo();
@@ -56,7 +56,7 @@ test('every part on: components start in order and stop in reverse; a failing st
     stopped.push('Odoo bridge');
     await odooClose();
   };
-  await d.stop();
+  await assert.rejects(d.stop(), /stopping failed for: webhooks \(logged above\); everything else stopped, the lock released/);
   assert.deepEqual(stopped, ['webhooks', 'Odoo bridge'], 'the webhooks stop first (started after the Odoo bridge), the bridge stops after the failure');
   assert.equal(existsSync(join(base, 'state', LOCK_FILE)), false, 'the lock was released');
   assert.equal(existsSync(join(base, 'admin.sock')), false, 'the admin socket was closed');

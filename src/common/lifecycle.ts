@@ -36,14 +36,20 @@ export class Lifecycle {
     return this.started.map((c) => c.name);
   }
 
-  /** Stops every started component, the last started first; a second call stops nothing. */
-  async stop(): Promise<void> {
+  /**
+   * Stops every started component, the last started first; a second call stops nothing.
+   * Resolves to the names of those whose stop failed (each already told to onStopFailure).
+   */
+  async stop(): Promise<string[]> {
+    const failed: string[] = [];
     for (let c = this.started.pop(); c; c = this.started.pop()) {
       try {
         await c.stop();
       } catch (err) {
+        failed.push(c.name);
         this.onStopFailure(c.name, err);
       }
     }
+    return failed;
   }
 }
