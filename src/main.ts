@@ -9,10 +9,12 @@ import { TokenSet } from './net/auth.js';
 import { changedKeys } from './config/changes.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
+import { Lifecycle } from './common/lifecycle.js';
 import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
-import { Guardian, HOST_REFRESH_MS, HostAllowFeed, HostWatch, systemResolver, type HostAddressPort, type HostFilesPort, type HostPaths, type HostResolver } from './guard/index.js';
+import { connectSubscribers, Guardian, HOST_REFRESH_MS, HostAllowFeed, HostWatch, systemResolver, type Subscriber, type HostAddressPort, type HostFilesPort, type HostPaths, type HostResolver } from './guard/index.js';
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
+import { bindAmiMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
 import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { judgeHealth, registerHealthMetrics, type HealthInputs, type HealthReport } from './health/index.js';
@@ -21,7 +23,7 @@ import { createRestApp, restTokenEntries, type RestServer, type RestToken } from
 import { AsteriskConsole, registerConsoleRoute } from './console/index.js';
 import { AsteriskConfigFiles } from './asterisk-config/index.js';
 import { WebhookDispatcher } from './webhooks/index.js';
-import { attachSources, type Sources } from './sources/index.js';
+import { attachSources } from './sources/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -55,6 +57,8 @@ export interface Daemon {
   /** every HTTP listener's app (null when off), for the route policy tests */
   listeners: Record<'agent' | 'rest' | 'admin' | 'metrics', FastifyInstance | null>;
   reload(): Promise<ReloadResult>;
+  /** the started components, in start order (stop() stops them in reverse) */
+  components(): string[];
   /** one answer per part, judged now */
   health(): HealthReport;
   stop(): Promise<void>;
@@ -75,15 +79,37 @@ const HOST_LOOKUP_TIMEOUT_MS = 5_000;
 
 /**
  * The state database, at start. It must open: a daemon whose bans would not survive a restart is
- * refused here (fail fast). Write failures at run time are survived instead (Store.onWriteError).
+ * refused here (fail fast). Write failures at run time are survived instead (Store.onWriteError),
+ * counted and logged, as are failed history prunes.
  */
-function openStore(stateDir: string): Store {
+function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): Store {
+  const { stateDir } = config;
+  let st: Store;
   try {
-    return Store.open(stateDir);
+    st = Store.open(stateDir);
   } catch (err) {
     if (err instanceof SchemaVersionError) throw new StateDirError(stateDir, err.message);
     throw new StateDirError(stateDir, `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`);
   }
+  try {
+    st.onWriteError = (err, lostWrites) => {
+      metrics.storeErrors.inc(lostWrites);
+      logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
+    };
+    if (st.schema.from !== st.schema.to && (st.schema.from > 0 || st.schema.adopted)) logger.info({ schema: st.schema }, `state database schema ${st.schema.adopted ? 'adopted as version 1 and ' : ''}migrated from version ${st.schema.from} to ${st.schema.to}`);
+    st.startHistoryPrune({
+      retentionMs: seconds(config.store.historyRetention) * 1000,
+      onPruned: (rows, chunks) => logger.info({ rows, chunks }, `ban history: deleted ${rows} bans that ended more than ${config.store.historyRetention} ago (store.historyRetention)`),
+      onError: (err) => {
+        metrics.storeErrors.inc();
+        logger.error({ err }, 'ban history prune failed; it is tried again in an hour');
+      },
+    });
+  } catch (err) {
+    st.close();
+    throw err;
+  }
+  return st;
 }
 
 /** The configured backend; when it cannot be built yet, one that keeps trying (see DeferredBackend). */
@@ -110,9 +136,10 @@ function stdoutLogger(level: string, metrics: Metrics): Logger {
 /**
  * Starts the daemon in an order that fails before any side effect that matters: the config is
  * checked, then the state directory is made and locked (one daemon per state dir), the store
- * opened, every listener bound — and only then is the firewall touched and AMI connected. Any
- * failure closes what was opened (the lock last) and throws: ConfigError, StateDirError,
- * AlreadyRunningError or ListenError (the CLI maps each to its exit code).
+ * opened, every listener bound — and only then is the firewall touched and AMI connected. Each
+ * part is a component of `life`: a failure stops what was started, in reverse (the lock last),
+ * and throws: ConfigError, StateDirError, AlreadyRunningError or ListenError (the CLI maps each to
+ * its exit code). stop() stops them the same way.
  */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let config = opts.config;
@@ -122,128 +149,61 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   prepareStateDir(config.stateDir);
   const lock = acquireStateLock(config.stateDir);
   if (lock.tookOver) logger.warn({ lock: lock.path, stale: lock.tookOver.holder }, `took over a stale lock ${lock.path}: ${lock.tookOver.why}`);
-
-  // what is open so far, closed in reverse order by shutdown() (a failed start or stop())
-  let store: Store | null = null;
-  let g: Guardian | null = null;
-  let enforcer: Enforcer | null = null;
-  let hostFeed: HostAllowFeed | null = null;
-  let hostWatch: HostWatch | null = null;
-  let ami: AmiClient | null = null;
-  let authFailures: AuthFailures | null = null;
-  let webhooks: WebhookDispatcher | null = null;
-  let sources: Sources | null = null;
-  const open = noListeners();
-  const shutdown = async () => {
-    g?.stop();
-    hostFeed?.stop();
-    hostWatch?.stop();
-    await sources?.stop();
-    await ami?.stop();
-    await open.odoo?.close();
-    await open.rest?.close();
-    await webhooks?.close();
-    await open.admin?.close();
-    await open.metrics?.close();
-    authFailures?.stop();
-    await enforcer?.stop();
-    store?.close();
-    lock.release();
-  };
+  const life = new Lifecycle((name, err) => logger.warn({ err, component: name }, `stopping the ${name} failed; stopping the rest`));
+  await life.start({ name: 'state lock', stop: () => lock.release() });
 
   try {
-    store = openStore(config.stateDir);
-    const st = store;
-    st.onWriteError = (err, lostWrites) => {
-      metrics.storeErrors.inc(lostWrites);
-      logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
-    };
-    if (st.schema.from !== st.schema.to && (st.schema.from > 0 || st.schema.adopted)) logger.info({ schema: st.schema }, `state database schema ${st.schema.adopted ? 'adopted as version 1 and ' : ''}migrated from version ${st.schema.from} to ${st.schema.to}`);
-    st.startHistoryPrune({
-      retentionMs: seconds(config.store.historyRetention) * 1000,
-      onPruned: (rows, chunks) => logger.info({ rows, chunks }, `ban history: deleted ${rows} bans that ended more than ${config.store.historyRetention} ago (store.historyRetention)`),
-      onError: (err) => {
-        metrics.storeErrors.inc();
-        logger.error({ err }, 'ban history prune failed; it is tried again in an hour');
-      },
-    });
+    const st = openStore(config, metrics, logger);
+    await life.start({ name: 'state store', stop: () => st.close() });
     // The enforcer is built now, its backend only once every listener is bound (see below).
     let kernel: FirewallBackend | null = null;
+    let g: Guardian | null = null;
     const backend = new DeferredBackend(async () => {
       if (!kernel) throw new Error('the firewall backend is not set up yet (pbx-guardian is starting)');
       return kernel;
     });
-    enforcer = new Enforcer(backend, () => g?.activeEntries() ?? [], config.firewall, logger, {
-      onApplied: (adds, removes) => {
-        metrics.firewallBatches.inc();
-        metrics.firewallElements.inc({ op: 'add' }, adds);
-        metrics.firewallElements.inc({ op: 'remove' }, removes);
-      },
-      onDrift: (added, removed) => {
-        metrics.firewallDrift.inc({ op: 'add' }, added);
-        metrics.firewallDrift.inc({ op: 'remove' }, removed);
-      },
-      onFailure: () => {
-        metrics.firewallFailures.inc();
-        metrics.firewallHealthy.set(0);
-      },
-      onRecovered: () => metrics.firewallHealthy.set(1),
-      onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
-      onRepaired: () => metrics.firewallRepairs.inc(),
-    }, {
+    const en = new Enforcer(backend, () => g?.activeEntries() ?? [], config.firewall, logger, enforcerMetricHooks(metrics), {
       watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000,
       activeCount: () => (g ? (({ v4, v6 }) => v4 + v6)(g.activeCounts()) : 0),
     });
-    const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, enforcer, logger));
-    gd.on({
-      securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
-      failure: (event, weight) => metrics.failures.inc(event, undefined, weight),
-      ignored: (reason) => metrics.ignored.inc(reason),
-      banned: ({ record }) => metrics.bans.inc({ rule: record.rule, source: record.source }),
-      unbanned: (_n, why) => metrics.unbans.inc({ why }),
-      storeError: () => metrics.storeErrors.inc(),
-    });
-    metrics.bansActiveSource = () => gd.activeCounts();
-    const feed = (hostFeed = new HostAllowFeed({
+    await life.start({ name: 'enforcer', stop: () => en.stop() });
+    const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, en, logger));
+    bindGuardMetrics(metrics, gd);
+    const feed = new HostAllowFeed({
       resolve: opts.resolveHost ?? systemResolver,
       intervalMs: seconds(config.guard.hostLookupInterval) * 1000,
       retryMs: HOST_LOOKUP_RETRY_MS,
       timeoutMs: HOST_LOOKUP_TIMEOUT_MS,
       logger,
       onChange: () => void gd.setAllowSource('hosts', resolvedAllow(config, feed)),
-    }));
+    });
 
-    if (config.ami.enabled) {
-      const a = (ami = new AmiClient({
+    const ami = config.ami.enabled
+      ? new AmiClient({
         ...config.ami,
         events: loginEventMask(config),
         securityCheckTimeoutMs: seconds(config.ami.securityCheckTimeout) * 1000,
         securityRecheckIntervalMs: seconds(config.ami.securityRecheckInterval) * 1000,
         logger,
-      }));
-      a.on('event', (msg: AmiMessage) => metrics.amiEvents.inc(msg.get('Event') ?? ''));
-      a.on('state', (state: string) => {
-        metrics.amiConnected.set(state === 'connected' ? 1 : 0);
-        for (const s of ['disconnected', 'connecting', 'authenticating', 'connected']) metrics.amiState.set({ state: s }, s === state ? 1 : 0);
-      });
-      a.on('disconnected', () => metrics.amiReconnects.inc());
-      a.on('loginError', (err: Error & { kind?: string }) => metrics.amiLoginFailures.inc({ kind: err.kind ?? 'unknown' }));
-      a.on('frameDropped', (info: { reason: string }) => metrics.amiFramesDropped.inc({ reason: info.reason }));
+      })
+      : null;
+    if (ami) {
+      bindAmiMetrics(metrics, ami);
     }
 
     // AMI events and the security log become the guard's observations (src/sources)
-    const srcs = (sources = attachSources({ sink: gd, ami, config: config.sources, logger, registry: metrics.registry }));
+    const srcs = attachSources({ sink: gd, ami, config: config.sources, logger, registry: metrics.registry });
 
     // failed authentication on every HTTP listener: 429 past the bound, one log line per source and
     // minute, metrics, and a security event for the guard (rules/listeners.yaml)
-    const af = (authFailures = new AuthFailures({
+    const af = new AuthFailures({
       maxPerMinute: config.auth.maxFailuresPerMinute,
       maxSources: config.auth.trackedSources,
       logger,
       registry: metrics.registry,
       onFailure: (listener, address) => gd.observeExternal('HttpAuthFailure', address, listener),
-    }));
-    af.start();
+    });
+    await life.start({ name: 'auth-failure tracker', start: () => af.start(), stop: () => af.stop() });
     const restTokens = new TokenSet<RestToken>(restTokenEntries(config.rest.tokens));
 
     const reload = async (): Promise<ReloadResult> => {
@@ -286,7 +246,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const asteriskConsole = new AsteriskConsole(amiPort, config.console, actionPolicy);
     const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
 
-    const en = enforcer;
     const healthInputs = (): HealthInputs => {
       // one walk of the active bans: the firewall snapshot counts them (activeCount above)
       const firewall = en.health();
@@ -308,6 +267,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     // Every listener binds now, before the kernel is touched; until the firewall is ready the
     // gate answers requests that could change something with 503.
     const gate = new StartingGate();
+    const open = noListeners();
     await bindListeners(config, gate, {
       admin: opts.adminSocket === false ? null : () => {
         const app = createAdminApp({ control: gd, status: () => gd.status(), reload, version: VERSION, health, firewall: pauseControl(en, config.stateDir) }, af);
@@ -329,19 +289,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         authFailures: af,
       }),
       odoo: (beforeListen) => startOdoo(config, { ami: amiPort, bans: gd, db: st.db, logger, registry: metrics.registry, reloadConfig: reload, authFailures: af, actionPolicy, asteriskConsole, configFiles, beforeListen }),
-    }, open);
+    }, open, life);
     logListeners(logger, open, config);
     const { odoo, rest } = open;
-    if (odoo) {
-      ami?.on('event', (msg: AmiMessage) => odoo.handleAmiEvent(msg));
-      gd.on({ banned: (notice) => odoo.handleBanNotice(notice), unbanned: (notice) => odoo.handleBanNotice(notice) });
-    }
-    if (config.webhooks.length > 0) {
-      const wh = (webhooks = new WebhookDispatcher({ webhooks: config.webhooks, db: st.db, logger: logger.child({ stage: 'webhooks' }), registry: metrics.registry, systemName: config.odoo.systemName || undefined }));
-      ami?.on('event', (msg: AmiMessage) => wh.handleAmiEvent(msg));
-      gd.on({ banned: (notice) => wh.handleBanNotice(notice), unbanned: (notice) => wh.handleBanNotice(notice) });
+    const webhooks = config.webhooks.length > 0
+      ? new WebhookDispatcher({ webhooks: config.webhooks, db: st.db, logger: logger.child({ stage: 'webhooks' }), registry: metrics.registry, systemName: config.odoo.systemName || undefined })
+      : null;
+    if (webhooks) {
+      await life.start({ name: 'webhooks', stop: () => webhooks.close() });
       logger.info({ subscribers: config.webhooks.map((w) => w.name) }, `webhooks: ${config.webhooks.length} subscribers`);
     }
+    // what consumes AMI events and ban decisions, called in this order (each one started above)
+    const subscribers: Subscriber[] = [odoo, webhooks].filter((s) => s !== null);
+    connectSubscribers(subscribers, ami, gd);
 
     // the kernel, from here on
     kernel = opts.backend ?? (await openBackend(config, logger));
@@ -350,17 +310,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     metrics.firewallHealthy.set(1);
     const pausedBefore = takePausedNote(config.stateDir);
     if (pausedBefore) logger.warn({ pausedReason: pausedBefore }, `firewall enforcement was paused (${pausedBefore}) when the daemon stopped; a start enforces again: the stored bans go back into the kernel (pbx-guardian flush pauses again)`);
-    await enforcer.start();
-    await enforcer.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
-    gd.startExpirySweep();
-    await feed.setHosts(hostNames(config));
+    await en.start();
+    await en.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
+    await life.start({ name: 'guard timers', start: () => gd.startExpirySweep(), stop: () => gd.stop() });
+    await life.start({ name: 'host name lookups', start: () => feed.setHosts(hostNames(config)), stop: () => feed.stop() });
     // the resolver and default gateways, followed as they change (both in the kernel allow set too)
-    const watch = (hostWatch = new HostWatch({ ...opts.hostFiles, intervalMs: HOST_REFRESH_MS, logger, onChange: (source, entries) => void gd.setAllowSource(source, entries) }));
-    await watch.start();
+    const watch = new HostWatch({ ...opts.hostFiles, intervalMs: HOST_REFRESH_MS, logger, onChange: (source, entries) => void gd.setAllowSource(source, entries) });
+    await life.start({ name: 'host watch', start: () => watch.start(), stop: () => watch.stop() });
     logger.info({ restored: restored.length, rules: gd.rules.length }, `restored ${restored.length} active bans; ${gd.rules.length} rules loaded`);
     gate.open();
-    ami?.start();
-    await srcs.start();
+    if (ami) await life.start({ name: 'AMI client', start: () => ami.start(), stop: () => ami.stop() });
+    await life.start({ name: 'detection sources', start: () => srcs.start(), stop: () => srcs.stop() });
 
     return {
       get config() {
@@ -378,14 +338,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logger,
       listeners: { agent: odoo?.app ?? null, rest: rest?.app ?? null, admin: open.admin, metrics: open.metrics },
       reload,
+      components: () => life.names(),
       health,
       async stop() {
-        await shutdown();
+        const failed = await life.stop();
+        // the CLI exits 4 on a failed stop (docs/startup.md), after everything else was stopped
+        if (failed.length > 0) throw new Error(`stopping failed for: ${failed.join(', ')} (logged above); everything else stopped, the lock released`);
         logger.info('stopped; kernel bans stay in place with their own timeouts');
       },
     };
   } catch (err) {
-    await shutdown().catch((e: Error) => logger.warn({ err: e }, 'cleanup after a failed start was incomplete'));
+    await life.stop();
     throw err;
   }
 }

@@ -31,6 +31,7 @@ export const UNIT: readonly string[] = [
   'config-secrets.test.ts',
   'config.test.ts',
   'console-commands.test.ts',
+  'daemon-lifecycle.test.ts',
   'daemon-odoo.test.ts',
   'daemon-security-log.test.ts',
   'error-model.test.ts',
@@ -51,6 +52,7 @@ export const UNIT: readonly string[] = [
   'http-auth-reload.test.ts',
   'ip.test.ts',
   'lanes.test.ts',
+  'lifecycle.test.ts',
   'metrics.test.ts',
   'odoo-condition.test.ts',
   'odoo-fagi.test.ts',
@@ -60,6 +62,7 @@ export const UNIT: readonly string[] = [
   'sources-security-log.test.ts',
   'sources-tail.test.ts',
   'state-lock.test.ts',
+  'subscribers.test.ts',
   'webhooks-delivery.test.ts',
 ];
 

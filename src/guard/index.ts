@@ -10,3 +10,4 @@ export { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddress, typ
 export { AllowList, MAX_LISTED, type AllowEntry, type AllowSource } from './allow.js';
 export { HostWatch, systemFiles, defaultHostPaths, parseResolvConf, parseIPv4Routes, parseIPv6Routes, type HostFilesPort, type HostPaths } from './host-watch.js';
 export { requestedBanDuration } from './ban-duration.js';
+export { connectSubscribers, type Subscriber, type AmiEventSource } from './subscriber.js';

@@ -10,6 +10,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { AmiMessage } from '../ami/types.js';
 import { resolveActionPolicy, type ActionPolicy } from '../ami/policy.js';
 import type { BanControl, BanNotice } from '../guard/types.js';
+import type { Subscriber } from '../guard/subscriber.js';
 import { agentTokenSet, createAgentApp, setAgentToken } from './agent.js';
 import type { AuthFailures } from '../net/auth-failures.js';
 import { ensureTlsPair } from './tls.js';
@@ -17,7 +18,7 @@ import { Outbox } from '../store/outbox.js';
 import { resolveOdooConfig, type OdooConfig, type OdooConfigInput } from './config.js';
 import { FagiServer } from './fagi.js';
 import { Forwarder } from './forwarder.js';
-import { JobRunner, type AmiPort, type JobResultSink } from './jobs.js';
+import { JobRegistry, JobRunner, type AmiPort, type JobFunction, type JobResultSink } from './jobs.js';
 import { createOdooMetrics } from './metrics.js';
 import { OdooRpc, type OdooCaller, type RpcHealth } from './rpc.js';
 import { redactUrl } from '../common/redact.js';
@@ -26,7 +27,7 @@ export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigI
 export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
 export { compileCondition, ConditionError, type CompiledCondition } from './condition.js';
 export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type OdooCaller, type RpcHealth } from './rpc.js';
-export { JobRunner, JOB_FUNCTIONS, registerJobFunction, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
+export { JobRunner, JobRegistry, JOB_FUNCTIONS, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
 export { Forwarder, type EventHandler } from './forwarder.js';
 export { FagiServer } from './fagi.js';
 
@@ -49,6 +50,8 @@ export interface OdooBridgeDeps {
   actionPolicy?: ActionPolicy;
   /** called with the job endpoint's HTTP server before it listens (the daemon's StartingGate) */
   beforeListen?: (server: HttpServer) => void;
+  /** job functions of other stages (console, config sync) added to this bridge's own registry */
+  jobFunctions?: Iterable<[string, JobFunction]>;
 }
 
 /** What the bridge knows about its delivery to Odoo (health model). */
@@ -70,7 +73,8 @@ export interface OdooHealthSnapshot {
   jobEndpoint: 'listening' | 'off' | 'no-token';
 }
 
-export interface OdooBridge {
+export interface OdooBridge extends Subscriber<OdooHealthSnapshot> {
+  readonly name: 'odoo';
   /** read-only snapshot for the health model */
   health(): OdooHealthSnapshot;
   /** every AMI event (cheap: one Map lookup for events the map does not ask for) */
@@ -99,6 +103,8 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
   const actionPolicy = deps.actionPolicy ?? resolveActionPolicy({ deniedActions: config.deniedActions, deniedApplications: config.deniedApplications });
   if (!config.url && !deps.rpc) throw new Error('odoo.url is empty: set the Odoo base URL (or run "pbx-guardian odoo init")');
   if (!config.db && !deps.rpc) throw new Error('odoo.db is empty: set the Odoo database name');
+  const functions = new JobRegistry();
+  for (const [name, fn] of deps.jobFunctions ?? []) functions.register(name, fn);
 
   let forwarder: Forwarder | null = null;
   let jobs: JobRunner | null = null;
@@ -151,6 +157,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
     ctx: { ami: deps.ami, bans: deps.bans, config, actionPolicy, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents() },
     sink,
     metrics,
+    functions,
   });
   const jr = jobs;
 
@@ -198,6 +205,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
   let closed = false;
   const jobEndpoint: OdooHealthSnapshot['jobEndpoint'] = app !== null ? 'listening' : config.listen.enabled ? 'no-token' : 'off';
   return {
+    name: 'odoo',
     health: () => {
       const ob = outbox!;
       return {

@@ -61,7 +61,8 @@ const reloadConfig: JobFunction = async (_a, _k, ctx) => {
   return true;
 };
 
-const FUNCTIONS = new Map<string, JobFunction>([
+/** The built-in job functions: every bridge's registry starts with these. */
+export const JOB_FUNCTIONS: ReadonlyMap<string, JobFunction> = new Map<string, JobFunction>([
   ['test.ping', ping],
   ['agent.reload_config', reloadConfig],
   ['agent_reload_config', reloadConfig],
@@ -80,18 +81,28 @@ const FUNCTIONS = new Map<string, JobFunction>([
   ['update_access_rules', updateAccessRules],
   ['asterisk.update_access_rules', updateAccessRules],
 ]);
-const BUILT_IN = new Set(FUNCTIONS.keys());
-
-/** Every job function: the built-in ones above plus those other stages registered. */
-export const JOB_FUNCTIONS: ReadonlyMap<string, JobFunction> = FUNCTIONS;
 
 /**
- * Extension point for other stages (console, Asterisk config sync): adds (or replaces a
- * previously registered) job function. Built-in names cannot be replaced.
+ * The job functions one bridge runs: the built-in ones plus those other stages (console, Asterisk
+ * config sync) added to it. Owned by the bridge, so two daemons in one process never run each
+ * other's functions.
  */
-export function registerJobFunction(name: string, fn: JobFunction): void {
-  if (BUILT_IN.has(name)) throw new Error(`job function ${name} is built in and cannot be replaced`);
-  FUNCTIONS.set(name, fn);
+export class JobRegistry {
+  private readonly fns = new Map(JOB_FUNCTIONS);
+
+  /** Adds (or replaces a previously added) job function; a built-in name cannot be replaced. */
+  register(name: string, fn: JobFunction): void {
+    if (JOB_FUNCTIONS.has(name)) throw new Error(`job function ${name} is built in and cannot be replaced`);
+    this.fns.set(name, fn);
+  }
+
+  get(name: string): JobFunction | undefined {
+    return this.fns.get(name);
+  }
+
+  names(): string[] {
+    return [...this.fns.keys()];
+  }
 }
 
 // ------------------------------------------------------------------ the runner
@@ -108,6 +119,8 @@ export interface JobRunnerOptions {
   ctx: Omit<JobContext, 'timeoutMs' | 'hold'>;
   sink: JobResultSink;
   metrics?: OdooMetrics | null;
+  /** what jobs may call (default: the built-in functions only) */
+  functions?: JobRegistry;
 }
 
 export type SubmitResult = { ok: true; id: string } | { ok: false; reason: 'queue_full' | 'closed' };
@@ -123,9 +136,11 @@ export class JobRunner {
   /** what running jobs buffer and results hold until delivered (odoo.jobMemoryMaxBytes) */
   readonly memory: ByteBudget;
   readonly counters = { accepted: 0, completed: 0, failed: 0 };
+  readonly functions: JobRegistry;
 
   constructor(private readonly opts: JobRunnerOptions) {
     this.memory = new ByteBudget(opts.ctx.config.jobMemoryMaxBytes);
+    this.functions = opts.functions ?? new JobRegistry();
   }
 
   queued(): number { return this.queue.length - this.qHead; }
@@ -174,7 +189,7 @@ export class JobRunner {
 
   private async run(job: Job): Promise<void> {
     const { config, log } = this.opts.ctx;
-    const fn = JOB_FUNCTIONS.get(job.fun);
+    const fn = this.functions.get(job.fun);
     const funLabel = fn ? job.fun : 'unknown';
     const kwargs = job.kwargs && typeof job.kwargs === 'object' && !Array.isArray(job.kwargs) ? job.kwargs : {};
     const asList = truthyKw(kwargs.as_list);
@@ -184,7 +199,7 @@ export class JobRunner {
     // settles when the job function is done with the memory it reserved
     let fnDone: Promise<unknown> = Promise.resolve();
     if (!fn) {
-      error = `unknown function ${JSON.stringify(String(job.fun).slice(0, 80))} (this agent supports: ${[...JOB_FUNCTIONS.keys()].join(', ')})`;
+      error = `unknown function ${JSON.stringify(String(job.fun).slice(0, 80))} (this agent supports: ${this.functions.names().join(', ')})`;
     } else {
       let timer: NodeJS.Timeout | undefined;
       const started = Date.now();

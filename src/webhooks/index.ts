@@ -17,7 +17,7 @@ import type { AmiMessage } from '../ami/index.js';
 import { parseDuration } from '../common/duration.js';
 import { redactUrl } from '../common/redact.js';
 import { readLimited } from '../net/http-body.js';
-import { banNoticeEvent, type BanNotice } from '../guard/index.js';
+import { banNoticeEvent, type BanNotice, type Subscriber } from '../guard/index.js';
 import { Outbox, type OutboxItem } from '../store/outbox.js';
 import { backoffMs } from '../net/backoff.js';
 
@@ -144,7 +144,8 @@ function tableFor(name: string): string {
   return `webhook_outbox_${safe}_${createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
 }
 
-export class WebhookDispatcher {
+export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
+  readonly name = 'webhooks';
   private readonly subs: Sub[];
   private readonly byEvent = new Map<string, Sub[]>();
   private readonly all: Sub[] = [];

@@ -1,0 +1,57 @@
+/**
+ * What feeds the core metrics: the guard's, the enforcer's and the AMI client's events, each
+ * wired to the counters and gauges of createMetrics() (names and labels are defined there).
+ */
+import type { AmiClient, AmiConnectionState, AmiFrameDrop, AmiMessage } from '../ami/index.js';
+import type { EnforcerHooks } from '../firewall/index.js';
+import type { Guardian } from '../guard/index.js';
+import type { Metrics } from './index.js';
+
+const AMI_STATES: readonly AmiConnectionState[] = ['disconnected', 'connecting', 'authenticating', 'connected'];
+
+/** The enforcer's hooks: transactions, drift, failures and recovery, refusals, watchdog repairs. */
+export function enforcerMetricHooks(metrics: Metrics): EnforcerHooks {
+  return {
+    onApplied: (adds, removes) => {
+      metrics.firewallBatches.inc();
+      metrics.firewallElements.inc({ op: 'add' }, adds);
+      metrics.firewallElements.inc({ op: 'remove' }, removes);
+    },
+    onDrift: (added, removed) => {
+      metrics.firewallDrift.inc({ op: 'add' }, added);
+      metrics.firewallDrift.inc({ op: 'remove' }, removed);
+    },
+    onFailure: () => {
+      metrics.firewallFailures.inc();
+      metrics.firewallHealthy.set(0);
+    },
+    onRecovered: () => metrics.firewallHealthy.set(1),
+    onRefused: (r) => metrics.firewallRefused.inc({ op: r.op }),
+    onRepaired: () => metrics.firewallRepairs.inc(),
+  };
+}
+
+/** Security events, counted failures, ignored events, bans, unbans, store errors; the active-ban gauge. */
+export function bindGuardMetrics(metrics: Metrics, guard: Guardian): void {
+  guard.on({
+    securityEvent: (event, service) => metrics.securityEvents.inc(event, service),
+    failure: (event, weight) => metrics.failures.inc(event, undefined, weight),
+    ignored: (reason) => metrics.ignored.inc(reason),
+    banned: ({ record }) => metrics.bans.inc({ rule: record.rule, source: record.source }),
+    unbanned: (_n, why) => metrics.unbans.inc({ why }),
+    storeError: () => metrics.storeErrors.inc(),
+  });
+  metrics.bansActiveSource = () => guard.activeCounts();
+}
+
+/** Events by name (a Map lookup per event: this runs on the AMI read path), connection state, reconnects, login failures, dropped frames. */
+export function bindAmiMetrics(metrics: Metrics, ami: AmiClient): void {
+  ami.on('event', (msg: AmiMessage) => metrics.amiEvents.inc(msg.get('Event') ?? ''));
+  ami.on('state', (state: AmiConnectionState) => {
+    metrics.amiConnected.set(state === 'connected' ? 1 : 0);
+    for (const s of AMI_STATES) metrics.amiState.set({ state: s }, s === state ? 1 : 0);
+  });
+  ami.on('disconnected', () => metrics.amiReconnects.inc());
+  ami.on('loginError', (err: Error & { kind?: string }) => metrics.amiLoginFailures.inc({ kind: err.kind ?? 'unknown' }));
+  ami.on('frameDropped', (info: AmiFrameDrop) => metrics.amiFramesDropped.inc({ reason: info.reason }));
+}
