@@ -316,3 +316,72 @@ test('per-job timeout gives an error result; metrics are defined with the agreed
     assert.match(text, /pbx_guardian_jobs_completed_total\{fun="asterisk.manager_action",outcome="error"\} 1/);
   } finally { await bridge.close(); await odoo.stop(); }
 });
+
+/** The jobs a real Odoo 17 with Asterisk Plus 4.2 sent (test/fixtures/odoo17-asterisk-plus/). */
+function recordedJobs(): Array<Record<string, unknown>> {
+  const file = new URL('../../test/fixtures/odoo17-asterisk-plus/odoo-to-agent.jsonl', import.meta.url);
+  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean)
+    .map((l) => JSON.parse((JSON.parse(l) as { req_body: string }).req_body) as Record<string, unknown>);
+}
+
+test('job outcomes reach res_notify_uid (the module\'s Ping Agent, Ping Asterisk, System Information, Reload buttons; recorded jobs)', async () => {
+  const env = await setup();
+  const coreStatus = fs.readFileSync(new URL('../../test/fixtures/ami/action-corestatus.raw', import.meta.url), 'latin1');
+  env.ami.handler = (f) => ({ response: f.Action === 'CoreStatus' ? parseFrames(coreStatus)[0]! : amiMessage([['Response', 'Success'], ['Ping', 'Pong'], ['Timestamp', '1796191368.2']]), events: [] });
+  try {
+    const recorded = recordedJobs();
+    const pick = (fun: string, action?: string) => recorded.find((j) => j.fun === fun && (action === undefined || (j.args as { Action?: string }).Action === action))!;
+    const buttons = [pick('test.ping'), pick('asterisk.manager_action', 'Ping'), pick('asterisk.manager_action', 'CoreStatus'), pick('agent.reload_config'), pick('recording.get_transcript')];
+    for (const j of buttons) {
+      assert.equal(j.res_model, null, `${String(j.fun)} is sent without res_model`);
+      assert.equal((await post(env, j)).status, 200);
+    }
+    const notices = () => env.odoo.callsTo('asterisk_plus.settings', 'asterisk_plus_notify');
+    await env.odoo.waitFor(() => notices().length === buttons.length, 5000, 'a notice per job');
+    const byText = (re: RegExp) => notices().find((n) => re.test(n.args[0] as string));
+    const ping = byText(/^test\.ping: OK$/);
+    assert.ok(ping, 'test.ping: OK');
+    assert.deepEqual(ping.kwargs, { title: 'Async', notify_uid: 2, warning: false });
+    const core = byText(/^asterisk\.manager_action: OK\n/);
+    assert.ok(core, notices().map((n) => n.args[0]).join(' | '));
+    const coreNotice = notices().find((n) => /CoreCurrentCalls/.test(n.args[0] as string));
+    assert.ok(coreNotice, 'the CoreStatus output reaches the user');
+    assert.match(coreNotice.args[0] as string, /^CoreStartupDate: 2026-11-22$/m);
+    assert.match(coreNotice.args[0] as string, /^CoreCurrentCalls: 0$/m);
+    assert.match(coreNotice.args[0] as string, /^asterisk\.manager_action: OK\nResponse: Success/);
+    assert.ok(notices().some((n) => /Ping: Pong/.test(n.args[0] as string)), 'Ping Asterisk shows Pong');
+    const reload = byText(/^agent\.reload_config: OK$/);
+    assert.equal(reload?.kwargs.title, 'Reload Config');
+    assert.equal(env.reloads, 1);
+    // transcription: a clear notice, not an error toast, and the API key it carried shown nowhere
+    const transcript = byText(/^recording\.get_transcript: /)!;
+    assert.match(transcript.args[0] as string, /transcription is not available on this agent/);
+    assert.match(transcript.args[0] as string, /1796191368\.20\.wav was not transcribed/);
+    assert.equal(transcript.kwargs.warning, false);
+    assert.ok(!notices().some((n) => JSON.stringify(n).includes('openai')));
+    // a failure stays a warning with its message
+    await post(env, { fun: 'asterisk.manager_action', args: { Action: 'ModuleLoad', Module: 'x.so' }, res_notify_uid: 7, res_notify_title: 'PBX' });
+    await env.odoo.waitFor(() => notices().length === buttons.length + 1);
+    const failed = notices().at(-1)!;
+    assert.equal(failed.kwargs.warning, true);
+    assert.equal(failed.kwargs.notify_uid, 7);
+    assert.match(failed.args[0] as string, /refused/);
+    // a job without res_notify_uid notifies nobody
+    await post(env, { fun: 'test.ping' });
+    await env.bridge.jobs.whenIdle();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(notices().length, buttons.length + 1);
+  } finally { await env.close(); }
+});
+
+test('a notice is bounded and never shows a file or a secret', async () => {
+  const { successNotice, NOTIFY_MAX_CHARS } = await import('../src/odoo/notify.js');
+  assert.equal(successNotice('test.ping', true), 'test.ping: OK');
+  assert.equal(successNotice('x', { file_name: 'a.mp3', file_data: 'QUJD', password: 'p' }), 'x: OK\nfile_name: a.mp3');
+  assert.equal(successNotice('x', [{ A: '1' }, { B: '2' }]), 'x: OK\nA: 1\n\nB: 2');
+  const big = successNotice('x', 'y'.repeat(100_000));
+  assert.ok(big.length <= NOTIFY_MAX_CHARS + 40, String(big.length));
+  assert.match(big, /more characters\)$/);
+  const many = successNotice('x', Array.from({ length: 100_000 }, (_, i) => ({ Event: 'PeerEntry', ObjectName: String(i) })));
+  assert.ok(many.length <= NOTIFY_MAX_CHARS + 40);
+});

@@ -141,9 +141,9 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
       const now = Date.now();
       fw.enqueue({ seq: 0, lane: `job:${job.id}`, kind: 'JobResult', model, method, args: [result], kwargs, priority: pol.priority, createdAt: now, expiresAt: now + pol.ttlSec * 1000 });
     },
-    notify(job, uid, title, message) {
-      rpc.executeKw(config.notifyModel, config.notifyMethod, [message], { title, notify_uid: uid, warning: true }, { retries: 2 }).catch((e: Error) => {
-        log.warn({ jobId: job.id, err: e.message }, 'cannot send a job error notice to Odoo');
+    notify(job, uid, title, message, warning) {
+      rpc.executeKw(config.notifyModel, config.notifyMethod, [message], { title, notify_uid: uid, warning }, { retries: 2 }).catch((e: Error) => {
+        log.warn({ jobId: job.id, err: e.message }, `cannot send a job ${warning ? 'error' : 'outcome'} notice to Odoo`);
       });
     },
   };

@@ -33,3 +33,14 @@ export type JobFunction = (args: unknown, kwargs: Record<string, unknown>, ctx: 
 export function truthyKw(v: unknown): boolean {
   return v === true || v === 1 || v === 'true' || v === 'True' || v === 'yes';
 }
+
+/**
+ * A job's result with the notice its user reads instead of "<fun>: OK" (see notify.ts), for an
+ * outcome that is not an error but not what was asked either.
+ */
+export class JobNotice {
+  constructor(
+    readonly result: unknown,
+    readonly notice: string,
+  ) {}
+}
