@@ -187,7 +187,7 @@ test('CR/LF injection, denied actions and shell-running Originates are refused w
   } finally { await env.close(); }
 });
 
-test('recording.get_file / file.delete: confined to the recording dirs, no ../, no symlink escape, size limit, clear mp3 error', async () => {
+test('recording.get_file / file.delete: confined to the recording dirs, no ../, no symlink escape, size limit; mp3 asked without an encoder sends the file as it is', async () => {
   const rec = path.join(tmp, 'rec');
   fs.mkdirSync(path.join(rec, '2024/01/02'), { recursive: true });
   fs.writeFileSync(path.join(rec, '2024/01/02/call.wav'), Buffer.from('RIFFdata'));
@@ -220,7 +220,10 @@ test('recording.get_file / file.delete: confined to the recording dirs, no ../, 
       assert.equal(res(m).file_data, undefined, m);
     }
     assert.match(res('big').error!, /recordingMaxBytes/);
-    assert.match(res('mp3').error!, /neither lame nor ffmpeg/);
+    // no encoder: the recording still reaches Odoo (as the earlier agents did), unconverted
+    assert.equal(res('mp3').error, undefined);
+    assert.equal(res('mp3').file_name, 'call.wav');
+    assert.equal(Buffer.from(res('mp3').file_data!, 'base64').toString(), 'RIFFdata');
     assert.equal(env.odoo.callsTo('asterisk_plus.recording', 'del_ok')[0]!.args[0], true);
     assert.ok(!fs.existsSync(path.join(rec, 'del.wav')));
     assert.ok(fs.existsSync(path.join(tmp, 'secret.txt')));
