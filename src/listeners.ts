@@ -104,8 +104,8 @@ export function startOdoo(config: GuardianConfig, w: OdooWiring): Promise<OdooBr
       }
     });
   }
-  const { asteriskConsole: _c, configFiles: _f, ...deps } = w;
-  return startOdooBridge({ ...deps, config: odooBridgeConfig(config), stateDir: config.stateDir });
+  const { asteriskConsole: _c, configFiles, ...deps } = w;
+  return startOdooBridge({ ...deps, configSync: configFiles, config: odooBridgeConfig(config), stateDir: config.stateDir });
 }
 
 /** One line per listener, as before the split. */

@@ -230,15 +230,80 @@ test('recording.get_file / file.delete: confined to the recording dirs, no ../, 
   } finally { await env.close(); }
 });
 
-test('sip.get_peers uses whichever of PJSIP / chan_sip answers', async () => {
+test('sip.get_peers (the module\'s Apply SIP peers: args = server id) downloads Odoo\'s SIP configuration with the server\'s security token and applies it through config sync', async () => {
+  const dir = fs.mkdtempSync(path.join(tmp, 'etc-asterisk-'));
+  fs.writeFileSync(path.join(dir, 'pjsip_wizard.conf'), '[global-wizard](!)\ntype = wizard\n');
+  fs.writeFileSync(path.join(dir, 'pjsip.conf'), '[transport-udp]\ntype = transport\n');
+  const ami = new FakeAmi();
+  ami.handler = () => ({ response: amiMessage([['Response', 'Success'], ['Message', 'Module Reloaded']]), events: [] });
+  const { AsteriskConfigFiles, defaultAsteriskConfigConfig } = await import('../src/asterisk-config/index.js');
+  const files = new AsteriskConfigFiles({ ...defaultAsteriskConfigConfig(), dir }, ami);
+  const odoo = new FakeOdoo();
+  await odoo.start();
+  // what the module's default template makes of one PBX user (server.py DEFAULT_SIP_TEMPLATE)
+  const peers = '[101](udp-user)\ninbound_auth/username = 101\ninbound_auth/password = s3cr3t-101\nendpoint/callerid = Alice <101>\nhint_exten = 101\n';
+  odoo.sipPeers = { securityToken: '5a0c2f0e-security-token', text: peers };
+  odoo.responders.set('asterisk_plus.server.read', (c) => (JSON.stringify(c.args[0]) === '[1]' ? [{ id: 1, security_token: '5a0c2f0e-security-token' }] : []));
+  const bridge = await startOdooBridge({
+    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: TOKEN, listen: { enabled: true, host: '127.0.0.1', port: 0 }, systemName: 'pbx1' },
+    ami, bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry: new Registry(), stateDir: path.join(tmp, 'state'), reloadConfig: () => undefined, configSync: files,
+  });
+  const env = { bridge } as Env;
+  const notices = () => odoo.callsTo('asterisk_plus.settings', 'asterisk_plus_notify');
+  try {
+    // the recorded request: {"fun": "sip.get_peers", "args": 1, "res_notify_uid": 2, ...}
+    const recorded = recordedJobs().find((j) => j.fun === 'sip.get_peers')!;
+    assert.equal(recorded.args, 1);
+    assert.equal((await post(env, recorded)).status, 200);
+    await odoo.waitFor(() => notices().length === 1, 5000, 'the outcome notice');
+    assert.deepEqual(odoo.sipPeersRequests, [{ token: '5a0c2f0e-security-token' }]);
+    assert.equal(fs.readFileSync(path.join(dir, 'pjsip_wizard_odoo.conf'), 'utf8'), peers);
+    assert.match(fs.readFileSync(path.join(dir, 'pjsip_wizard.conf'), 'utf8'), /^#include pjsip_wizard_odoo\.conf$/m);
+    assert.deepEqual(ami.actions.map((a) => `${a.Action} ${a.Module}`), ['Reload res_pjsip.so']);
+    const n = notices()[0]!;
+    assert.equal(n.kwargs.warning, false);
+    assert.equal(n.kwargs.notify_uid, 2);
+    assert.match(n.args[0] as string, /^sip\.get_peers: OK\nfile: pjsip_wizard_odoo\.conf\n/);
+    assert.doesNotMatch(n.args[0] as string, /s3cr3t/, 'the peers\' passwords are not in the notice');
+    // the same again: nothing changed, nothing reloaded
+    await post(env, recorded);
+    await odoo.waitFor(() => notices().length === 2);
+    assert.equal(ami.actions.length, 1);
+    assert.match(notices()[1]!.args[0] as string, /reload: not needed/);
+    // what the module answers when the token is wrong, or when Odoo tries to make Asterisk run or read something
+    const refused = async (text: string | null, re: RegExp) => {
+      odoo.sipPeers = text === null ? { securityToken: 'another', text: peers } : { securityToken: '5a0c2f0e-security-token', text };
+      const before = notices().length;
+      await post(env, recorded);
+      await odoo.waitFor(() => notices().length === before + 1);
+      const last = notices().at(-1)!;
+      assert.equal(last.kwargs.warning, true);
+      assert.match(last.args[0] as string, re);
+    };
+    await refused(null, /HTTP 400: Bad token!/);
+    await refused('[101](udp-user)\n#exec /usr/bin/id\n', /#exec line: not applied/);
+    await refused('[101](udp-user)\n  #include /etc/asterisk/manager.conf\n', /#include line: not applied/);
+    await refused('<html>login</html>', /no configuration section/);
+    await post(env, { fun: 'sip.get_peers', args: 'x', res_notify_uid: 2 });
+    await odoo.waitFor(() => /server id/.test(notices().at(-1)!.args[0] as string));
+    assert.equal(fs.readFileSync(path.join(dir, 'pjsip_wizard_odoo.conf'), 'utf8'), peers, 'a refused answer changes nothing');
+    assert.equal(ami.actions.length, 1);
+    // plain PJSIP objects (no wizard) go to pjsip_odoo.conf
+    const { sipPeersFile } = await import('../src/odoo/job-sip-peers.js');
+    assert.equal(sipPeersFile('[101]\ntype=endpoint\n'), 'pjsip_odoo.conf');
+    assert.equal(sipPeersFile('[101](udp-user)\ninbound_auth/username = 101\n'), 'pjsip_wizard_odoo.conf');
+    assert.equal(sipPeersFile('[101]\ntype = wizard ; the wizard\n'), 'pjsip_wizard_odoo.conf');
+    assert.deepEqual(odoo.violations, []);
+  } finally { await bridge.close(); await odoo.stop(); }
+});
+
+test('sip.get_peers without config sync says so (asteriskConfig.enabled: false)', async () => {
   const env = await setup();
   try {
-    env.ami.handler = (f) => f.Action === 'PJSIPShowEndpoints'
-      ? { response: amiMessage([['Response', 'Success'], ['EventList', 'start']]), events: [amiMessage([['Event', 'EndpointList'], ['ObjectName', '101']])], complete: amiMessage([['Event', 'EndpointListComplete']]) }
-      : { response: amiMessage([['Response', 'Error'], ['Message', 'Invalid/unknown command']]), events: [] };
     await post(env, { fun: 'sip.get_peers', args: 1, res_model: 'asterisk_plus.server', res_method: 'peers' });
     await env.odoo.waitFor(() => env.odoo.callsTo('asterisk_plus.server', 'peers').length === 1);
-    assert.deepEqual(env.odoo.callsTo('asterisk_plus.server', 'peers')[0]!.args[0], [{ Event: 'EndpointList', ObjectName: '101' }]);
+    assert.match((env.odoo.callsTo('asterisk_plus.server', 'peers')[0]!.args[0] as { error: string }).error, /config sync is off/);
+    assert.equal(env.ami.actions.length, 0);
   } finally { await env.close(); }
 });
 

@@ -21,6 +21,7 @@ import { JobRunner, type AmiPort, type JobResultSink } from './jobs.js';
 import { createOdooMetrics } from './metrics.js';
 import { OdooRpc, type OdooCaller, type RpcHealth } from './rpc.js';
 import { redactUrl } from '../common/redact.js';
+import type { ConfigSyncPort } from './job-sip-peers.js';
 
 export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigInput, type OutboxPolicy } from './config.js';
 export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
@@ -29,6 +30,7 @@ export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type Odo
 export { JobRunner, JOB_FUNCTIONS, registerJobFunction, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
 export { Forwarder, type EventHandler } from './forwarder.js';
 export { FagiServer } from './fagi.js';
+export type { ConfigSyncPort } from './job-sip-peers.js';
 
 export interface OdooBridgeDeps {
   config: OdooConfig | OdooConfigInput;
@@ -49,6 +51,8 @@ export interface OdooBridgeDeps {
   actionPolicy?: ActionPolicy;
   /** called with the job endpoint's HTTP server before it listens (the daemon's StartingGate) */
   beforeListen?: (server: HttpServer) => void;
+  /** config sync, for sip.get_peers (null or absent: not available) */
+  configSync?: ConfigSyncPort | null;
 }
 
 /** What the bridge knows about its delivery to Odoo (health model). */
@@ -148,7 +152,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
     },
   };
   jobs = new JobRunner({
-    ctx: { ami: deps.ami, bans: deps.bans, config, actionPolicy, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents() },
+    ctx: { ami: deps.ami, bans: deps.bans, config, actionPolicy, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents(), rpc, configSync: deps.configSync ?? null },
     sink,
     metrics,
   });

@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { toJobResult } from '../common/errors.js';
 import { ByteBudget, type Reservation } from './byte-budget.js';
-import { managerAction, sipPeers } from './job-ami.js';
+import { managerAction } from './job-ami.js';
+import { getSipPeers } from './job-sip-peers.js';
 import { deleteFile, getFile } from './job-files.js';
 import { JobError, JobNotice, truthyKw, type JobContext, type JobFunction } from './job-function.js';
 import { ban, getBanned, unban, updateAccessRules } from './job-security.js';
@@ -84,7 +85,7 @@ const FUNCTIONS = new Map<string, JobFunction>([
   ['asterisk.manager_action', managerAction],
   ['recording.get_file', getFile],
   ['file.delete', deleteFile],
-  ['sip.get_peers', sipPeers],
+  ['sip.get_peers', getSipPeers],
   ['security.ban', ban],
   ['security.unban', unban],
   ['security.get_banned', getBanned],
