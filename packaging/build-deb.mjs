@@ -282,7 +282,8 @@ function main() {
     const nodeRel = `nodejs (>= ${nodeMajor}), nodejs (<< ${nodeMajor + 1})`;
     // libc6/libstdc++6: what the compiled addons link (nodejs pulls them too, but it may be soft).
     const depends = ['adduser', 'libc6', 'libstdc++6', 'libnftables1', ...(nodeDep === 'hard' ? [nodeRel] : [])];
-    const recommends = ['nftables | ipset', ...(nodeDep === 'soft' ? [`nodejs (>= ${nodeMajor})`] : [])];
+    // lame: the Odoo bridge converts recordings to mp3 as the module asks by default (without it they go unconverted)
+    const recommends = ['nftables | ipset', 'lame', ...(nodeDep === 'soft' ? [`nodejs (>= ${nodeMajor})`] : [])];
 
     const subst = {
       '@PACKAGE@': PKG,

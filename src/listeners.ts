@@ -108,8 +108,8 @@ export function startOdoo(config: GuardianConfig, w: OdooWiring): Promise<OdooBr
       throw e;
     }
   }]);
-  const { asteriskConsole: _c, configFiles: _f, ...deps } = w;
-  return startOdooBridge({ ...deps, jobFunctions, config: odooBridgeConfig(config), stateDir: config.stateDir });
+  const { asteriskConsole: _c, configFiles, ...deps } = w;
+  return startOdooBridge({ ...deps, jobFunctions, configSync: configFiles, config: odooBridgeConfig(config), stateDir: config.stateDir });
 }
 
 /** One line per listener, as before the split. */

@@ -109,7 +109,7 @@ test('a base file that is a symlink to a protected file, or a symlinked name, is
 });
 
 test('asteriskConfig.bases: the defaults, a widened set, and a hard config error for a protected base', async () => {
-  assert.deepEqual(defaultAsteriskConfigConfig().bases, ['extensions', 'pjsip', 'queues', 'voicemail']);
+  assert.deepEqual(defaultAsteriskConfigConfig().bases, ['extensions', 'pjsip', 'pjsip_wizard', 'queues', 'voicemail']);
   for (const bad of ['manager', 'asterisk', 'modules', 'Modules', 'ari', 'http', 'logger', 'cli_permissions']) {
     assert.throws(() => buildConfig({ asteriskConfig: { bases: ['extensions', bad] } }), (e) => e instanceof ConfigError && new RegExp(`asteriskConfig\\.bases\\[1\\]: "${bad}" is refused`).test(e.message), bad);
   }

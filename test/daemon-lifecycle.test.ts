@@ -41,7 +41,7 @@ test('every part on: components start in order and stop in reverse; a failing st
   assert.deepEqual(d.components(), [
     'state lock', 'state store', 'enforcer', 'auth-failure tracker',
     'admin socket', 'metrics endpoint', 'REST API', 'Odoo bridge', 'webhooks',
-    'guard timers', 'host name lookups', 'host watch', 'AMI client',
+    'guard timers', 'host name lookups', 'host watch', 'AMI client', 'detection sources',
   ]);
   const stopped: string[] = [];
   const wh = d.webhooks!;

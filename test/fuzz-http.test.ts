@@ -80,7 +80,7 @@ test('fuzz Odoo job endpoint: random bodies, wrong types, huge bodies → 2xx or
   const config = resolveOdooConfig({ jobQueueMax: 100_000, jobTimeoutMs: 2000, recordingDirs: ['/nonexistent-pbxg'] });
   const results: string[] = [];
   const runner = new JobRunner({
-    ctx: { ami: new FakeAmi(), bans: guardian, config, actionPolicy: resolveActionPolicy(config), log, reloadConfig: () => undefined, reloadEvents: async () => ({ loaded: 0, skipped: 0 }) },
+    ctx: { rpc: { executeKw: () => Promise.reject(new Error('no Odoo in this test')) }, configSync: null, ami: new FakeAmi(), bans: guardian, config, actionPolicy: resolveActionPolicy(config), log, reloadConfig: () => undefined, reloadEvents: async () => ({ loaded: 0, skipped: 0 }) },
     sink: { result: (_j, m, me) => results.push(`${m}.${me}`), notify: () => undefined },
   });
   const app = createAgentApp({ token: TOKEN, bodyLimitBytes: 64 * 1024, submit: (r) => runner.submit(r), logger: log });

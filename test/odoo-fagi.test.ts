@@ -120,3 +120,31 @@ test('self-signed pair: generated once in the state dir with mode 0600, valid, r
   assert.equal(b.generated, false);
   assert.equal(b.cert, a.cert);
 });
+
+test('FastAGI: the answer Odoo gave for a user with two channels (PJSIP_DIAL_CONTACTS 101,101, recorded) asks and dials each contact once', async () => {
+  const recorded = fs.readFileSync(new URL('../../test/fixtures/odoo17-asterisk-plus/agent-to-odoo.jsonl', import.meta.url), 'utf8').split('\n').filter(Boolean)
+    .map((l) => JSON.parse(l) as { req_body?: string; resp_body?: string })
+    .find((r) => r.req_body?.includes('fagi_request'))!;
+  const answer = (JSON.parse(recorded.resp_body!) as { result: string[] }).result;
+  assert.ok(answer.includes('PJSIP_DIAL_CONTACTS 101,101 30,t'));
+  const odoo = new FakeOdoo({ eventsMap: [{ id: 10, name: 'route_did', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false }] });
+  await odoo.start();
+  odoo.responders.set('asterisk_plus.user.fagi_request', () => answer);
+  const bridge = await startOdooBridge({
+    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, listen: { enabled: false }, fagi: { enabled: true, host: '127.0.0.1', port: 0 } },
+    ami: new FakeAmi(), bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry: new Registry(), stateDir: path.join(tmp, 's2'), reloadConfig: () => undefined,
+  });
+  try {
+    await odoo.waitFor(() => odoo.callsTo('asterisk_plus.event', 'search_read').length === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    const env = { agi_network: 'yes', agi_network_script: 'route_did', agi_request: `agi://127.0.0.1:${bridge.fagiAddress!.port}/route_did`, agi_channel: 'PJSIP/trunk-00000002', agi_uniqueid: '1796191600.30' };
+    // two contacts registered for 101 (a desk phone and a softphone), one of them twice
+    const cmds = await agiSession(bridge.fagiAddress!.port, env, (cmd) =>
+      cmd === 'GET FULL VARIABLE ${PJSIP_DIAL_CONTACTS(101)}' ? '200 result=1 (PJSIP/101/sip:101@192.0.2.10:5060&PJSIP/101/sip:101@192.0.2.20:5062&PJSIP/101/sip:101@192.0.2.10:5060)' : '200 result=0');
+    assert.deepEqual(cmds, [
+      'EXEC MIXMONITOR 2026/12/2/1796191600.30.wav,b',
+      'GET FULL VARIABLE ${PJSIP_DIAL_CONTACTS(101)}',
+      'EXEC Dial PJSIP/101/sip:101@192.0.2.10:5060&PJSIP/101/sip:101@192.0.2.20:5062,30,t',
+    ]);
+  } finally { await bridge.close(); await odoo.stop(); }
+});

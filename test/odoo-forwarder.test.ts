@@ -78,7 +78,11 @@ test('events map: the right handler gets the right event (conditions, delays, Sy
     }
     const hangup = odoo.callsTo('asterisk_plus.channel', 'on_ami_hangup')[0]!;
     assert.ok(hangup.at - t0 >= 140, `Hangup delay kept (${hangup.at - t0} ms)`);
-    assert.deepEqual(hangup.args[0], { Event: 'Hangup', Privilege: 'call,all', Channel: 'PJSIP/100-00000001', Uniqueid: '1.1', Linkedid: '1.1', Cause: '16', SystemName: 'pbx1' });
+    // EventTime: when the Hangup arrived, not when its delayed handler ran (unix seconds, a number)
+    const { EventTime: hangupTime, ...hangupRest } = hangup.args[0] as Record<string, unknown>;
+    assert.equal(typeof hangupTime, 'number');
+    assert.ok((hangupTime as number) * 1000 >= t0 - 1 && (hangupTime as number) * 1000 < hangup.at - 100, `EventTime ${String(hangupTime)} is the arrival, not the delivery (${hangup.at / 1000})`);
+    assert.deepEqual(hangupRest, { Event: 'Hangup', Privilege: 'call,all', Channel: 'PJSIP/100-00000001', Uniqueid: '1.1', Linkedid: '1.1', Cause: '16', SystemName: 'pbx1' });
     // the row with the unsafe condition was skipped, its siblings work
     assert.equal(odoo.callsTo('asterisk_plus.recording', 'update_mvm_filename').length, 0);
     assert.deepEqual(odoo.violations, []);
@@ -147,6 +151,63 @@ test('Odoo down for a while, the agent restarted meanwhile, then back: no durabl
     assert.equal((db.prepare('SELECT COUNT(*) AS n FROM odoo_outbox').get() as { n: number }).n, 0);
     assert.deepEqual(odoo.violations, []);
   } finally { await bridge.close(); db.close(); await odoo.stop(); }
+});
+
+test('a call replayed after an Odoo outage keeps its real times: EventTime is the arrival, kept through the outbox', async () => {
+  const dbFile = path.join(tmp, 'outbox-eventtime.sqlite');
+  const odoo = new FakeOdoo({ eventsMap: MAP });
+  await odoo.start();
+  const { bridge, db } = await setup({}, dbFile, odoo);
+  try {
+    odoo.mode = 'reset';
+    const call = { Uniqueid: '1733.7', Linkedid: '1733.7', Channel: 'PJSIP/100-00000007' };
+    const arrived: number[] = [];
+    arrived.push(Date.now());
+    bridge.handleAmiEvent(ev('Newchannel', call));
+    await new Promise((r) => setTimeout(r, 300)); // ringing
+    arrived.push(Date.now());
+    bridge.handleAmiEvent(ev('UserEvent', { ...call, UserEvent: 'CallAnswered' }));
+    await new Promise((r) => setTimeout(r, 600)); // talking
+    arrived.push(Date.now());
+    bridge.handleAmiEvent(ev('Hangup', { ...call, Cause: '16' }));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok((db.prepare('SELECT COUNT(*) AS n FROM odoo_outbox').get() as { n: number }).n >= 2, 'the call waits in the SQLite outbox');
+    const back = Date.now();
+    odoo.mode = 'ok';
+    const sent = () => [odoo.callsTo('asterisk_plus.channel', 'on_ami_new_channel'), odoo.callsTo('asterisk_plus.call', 'on_user_event_set_answered'), odoo.callsTo('asterisk_plus.channel', 'on_ami_hangup')];
+    await odoo.waitFor(() => sent().every((c) => c.length === 1), 10_000, 'the replayed call');
+    const times = sent().map((c) => (c[0]!.args[0] as Record<string, unknown>).EventTime as number);
+    for (const [i, t] of times.entries()) {
+      assert.equal(typeof t, 'number');
+      assert.ok(t * 1000 >= arrived[i]! - 1 && t * 1000 <= arrived[i]! + 50, `event ${i}: EventTime ${t} is its arrival (${arrived[i]! / 1000})`);
+      assert.ok(t * 1000 < back, 'not the delivery time');
+    }
+    // what the module computes from them: ringing and talk time survive the replay
+    assert.ok(times[2]! - times[1]! >= 0.59, `call duration ${times[2]! - times[1]!} s (0 without EventTime)`);
+    assert.ok(times[1]! - times[0]! >= 0.29);
+  } finally { await bridge.close(); db.close(); await odoo.stop(); }
+});
+
+test('EventTime is Asterisk\'s own Timestamp when manager.conf has timestampevents = yes (real frame); a broken one is not used', async () => {
+  const { eventTime } = await import('../src/odoo/forwarder.js');
+  const now = 1795345519_344 + 3_600_000; // an hour after the fixture's frame
+  assert.equal(eventTime('1795345519.344607', now), 1795345519.344607);
+  assert.equal(eventTime(undefined, now), now / 1000);
+  for (const bad of ['', 'abc', '0', '1e20', String(now / 1000 + 2 * 86400)]) assert.equal(eventTime(bad, now), now / 1000, `Timestamp ${JSON.stringify(bad)}`);
+  const all = new FakeOdoo({ eventsMap: [{ id: 1, name: 'Newchannel', source: 'AMI', model: 'asterisk_plus.channel', method: 'on_ami_new_channel', delay: 0, condition: false }] });
+  await all.start();
+  const { bridge, odoo } = await setup({}, ':memory:', all);
+  try {
+    const raw = fs.readFileSync(new URL('../../test/fixtures/ami/session-recorder-timestamp-systemname.raw', import.meta.url), 'latin1');
+    const frame = raw.split('\r\n\r\n').find((f) => /^Event: Newchannel/m.test(f));
+    assert.ok(frame, 'the fixture has a channel event');
+    const headers = frame.split('\r\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()] as [string, string]);
+    const stamp = headers.find(([k]) => k === 'Timestamp')![1];
+    bridge.handleAmiEvent(amiMessage(headers));
+    const method = 'on_ami_new_channel';
+    await odoo.waitFor(() => odoo.callsTo('asterisk_plus.channel', method).length === 1, 3000, method);
+    assert.equal((odoo.callsTo('asterisk_plus.channel', method)[0]!.args[0] as Record<string, unknown>).EventTime, Number(stamp));
+  } finally { await bridge.close(); await odoo.stop(); }
 });
 
 test('a slow Odoo (3 s per call) does not slow or block handleAmiEvent', async () => {

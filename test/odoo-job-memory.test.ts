@@ -160,7 +160,7 @@ function runner(cfg: OdooConfigInput) {
   const config = resolveOdooConfig({ recordingDirs: [path.join(tmp, 'rec2')], ...cfg });
   const results: Array<{ method: string; result: unknown }> = [];
   const r = new JobRunner({
-    ctx: { ami: new FakeAmi(), bans: new FakeBans(), config, log: pino({ level: 'silent' }), reloadConfig: () => undefined, reloadEvents: async () => undefined, actionPolicy: resolveActionPolicy() },
+    ctx: { rpc: { executeKw: () => Promise.reject(new Error('no Odoo in this test')) }, configSync: null, ami: new FakeAmi(), bans: new FakeBans(), config, log: pino({ level: 'silent' }), reloadConfig: () => undefined, reloadEvents: async () => undefined, actionPolicy: resolveActionPolicy() },
     sink: { result: (_j, _m, method, result) => { results.push({ method, result }); }, notify: () => undefined },
   });
   return { r, results };

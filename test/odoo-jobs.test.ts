@@ -187,7 +187,7 @@ test('CR/LF injection, denied actions and shell-running Originates are refused w
   } finally { await env.close(); }
 });
 
-test('recording.get_file / file.delete: confined to the recording dirs, no ../, no symlink escape, size limit, clear mp3 error', async () => {
+test('recording.get_file / file.delete: confined to the recording dirs, no ../, no symlink escape, size limit; mp3 asked without an encoder sends the file as it is', async () => {
   const rec = path.join(tmp, 'rec');
   fs.mkdirSync(path.join(rec, '2024/01/02'), { recursive: true });
   fs.writeFileSync(path.join(rec, '2024/01/02/call.wav'), Buffer.from('RIFFdata'));
@@ -220,22 +220,90 @@ test('recording.get_file / file.delete: confined to the recording dirs, no ../, 
       assert.equal(res(m).file_data, undefined, m);
     }
     assert.match(res('big').error!, /recordingMaxBytes/);
-    assert.match(res('mp3').error!, /neither lame nor ffmpeg/);
+    // no encoder: the recording still reaches Odoo (as the earlier agents did), unconverted
+    assert.equal(res('mp3').error, undefined);
+    assert.equal(res('mp3').file_name, 'call.wav');
+    assert.equal(Buffer.from(res('mp3').file_data!, 'base64').toString(), 'RIFFdata');
     assert.equal(env.odoo.callsTo('asterisk_plus.recording', 'del_ok')[0]!.args[0], true);
     assert.ok(!fs.existsSync(path.join(rec, 'del.wav')));
     assert.ok(fs.existsSync(path.join(tmp, 'secret.txt')));
   } finally { await env.close(); }
 });
 
-test('sip.get_peers uses whichever of PJSIP / chan_sip answers', async () => {
+test('sip.get_peers (the module\'s Apply SIP peers: args = server id) downloads Odoo\'s SIP configuration with the server\'s security token and applies it through config sync', async () => {
+  const dir = fs.mkdtempSync(path.join(tmp, 'etc-asterisk-'));
+  fs.writeFileSync(path.join(dir, 'pjsip_wizard.conf'), '[global-wizard](!)\ntype = wizard\n');
+  fs.writeFileSync(path.join(dir, 'pjsip.conf'), '[transport-udp]\ntype = transport\n');
+  const ami = new FakeAmi();
+  ami.handler = () => ({ response: amiMessage([['Response', 'Success'], ['Message', 'Module Reloaded']]), events: [] });
+  const { AsteriskConfigFiles, defaultAsteriskConfigConfig } = await import('../src/asterisk-config/index.js');
+  const files = new AsteriskConfigFiles({ ...defaultAsteriskConfigConfig(), dir }, ami);
+  const odoo = new FakeOdoo();
+  await odoo.start();
+  // what the module's default template makes of one PBX user (server.py DEFAULT_SIP_TEMPLATE)
+  const peers = '[101](udp-user)\ninbound_auth/username = 101\ninbound_auth/password = s3cr3t-101\nendpoint/callerid = Alice <101>\nhint_exten = 101\n';
+  odoo.sipPeers = { securityToken: '5a0c2f0e-security-token', text: peers };
+  odoo.responders.set('asterisk_plus.server.read', (c) => (JSON.stringify(c.args[0]) === '[1]' ? [{ id: 1, security_token: '5a0c2f0e-security-token' }] : []));
+  const bridge = await startOdooBridge({
+    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: TOKEN, listen: { enabled: true, host: '127.0.0.1', port: 0 }, systemName: 'pbx1' },
+    ami, bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry: new Registry(), stateDir: path.join(tmp, 'state'), reloadConfig: () => undefined, configSync: files,
+  });
+  const env = { bridge } as Env;
+  const notices = () => odoo.callsTo('asterisk_plus.settings', 'asterisk_plus_notify');
+  try {
+    // the recorded request: {"fun": "sip.get_peers", "args": 1, "res_notify_uid": 2, ...}
+    const recorded = recordedJobs().find((j) => j.fun === 'sip.get_peers')!;
+    assert.equal(recorded.args, 1);
+    assert.equal((await post(env, recorded)).status, 200);
+    await odoo.waitFor(() => notices().length === 1, 5000, 'the outcome notice');
+    assert.deepEqual(odoo.sipPeersRequests, [{ token: '5a0c2f0e-security-token' }]);
+    assert.equal(fs.readFileSync(path.join(dir, 'pjsip_wizard_odoo.conf'), 'utf8'), peers);
+    assert.match(fs.readFileSync(path.join(dir, 'pjsip_wizard.conf'), 'utf8'), /^#include pjsip_wizard_odoo\.conf$/m);
+    assert.deepEqual(ami.actions.map((a) => `${a.Action} ${a.Module}`), ['Reload res_pjsip.so']);
+    const n = notices()[0]!;
+    assert.equal(n.kwargs.warning, false);
+    assert.equal(n.kwargs.notify_uid, 2);
+    assert.match(n.args[0] as string, /^sip\.get_peers: OK\nfile: pjsip_wizard_odoo\.conf\n/);
+    assert.doesNotMatch(n.args[0] as string, /s3cr3t/, 'the peers\' passwords are not in the notice');
+    // the same again: nothing changed, nothing reloaded
+    await post(env, recorded);
+    await odoo.waitFor(() => notices().length === 2);
+    assert.equal(ami.actions.length, 1);
+    assert.match(notices()[1]!.args[0] as string, /reload: not needed/);
+    // what the module answers when the token is wrong, or when Odoo tries to make Asterisk run or read something
+    const refused = async (text: string | null, re: RegExp) => {
+      odoo.sipPeers = text === null ? { securityToken: 'another', text: peers } : { securityToken: '5a0c2f0e-security-token', text };
+      const before = notices().length;
+      await post(env, recorded);
+      await odoo.waitFor(() => notices().length === before + 1);
+      const last = notices().at(-1)!;
+      assert.equal(last.kwargs.warning, true);
+      assert.match(last.args[0] as string, re);
+    };
+    await refused(null, /HTTP 400: Bad token!/);
+    await refused('[101](udp-user)\n#exec /usr/bin/id\n', /#exec line: not applied/);
+    await refused('[101](udp-user)\n  #include /etc/asterisk/manager.conf\n', /#include line: not applied/);
+    await refused('<html>login</html>', /no configuration section/);
+    await post(env, { fun: 'sip.get_peers', args: 'x', res_notify_uid: 2 });
+    await odoo.waitFor(() => /server id/.test(notices().at(-1)!.args[0] as string));
+    assert.equal(fs.readFileSync(path.join(dir, 'pjsip_wizard_odoo.conf'), 'utf8'), peers, 'a refused answer changes nothing');
+    assert.equal(ami.actions.length, 1);
+    // plain PJSIP objects (no wizard) go to pjsip_odoo.conf
+    const { sipPeersFile } = await import('../src/odoo/job-sip-peers.js');
+    assert.equal(sipPeersFile('[101]\ntype=endpoint\n'), 'pjsip_odoo.conf');
+    assert.equal(sipPeersFile('[101](udp-user)\ninbound_auth/username = 101\n'), 'pjsip_wizard_odoo.conf');
+    assert.equal(sipPeersFile('[101]\ntype = wizard ; the wizard\n'), 'pjsip_wizard_odoo.conf');
+    assert.deepEqual(odoo.violations, []);
+  } finally { await bridge.close(); await odoo.stop(); }
+});
+
+test('sip.get_peers without config sync says so (asteriskConfig.enabled: false)', async () => {
   const env = await setup();
   try {
-    env.ami.handler = (f) => f.Action === 'PJSIPShowEndpoints'
-      ? { response: amiMessage([['Response', 'Success'], ['EventList', 'start']]), events: [amiMessage([['Event', 'EndpointList'], ['ObjectName', '101']])], complete: amiMessage([['Event', 'EndpointListComplete']]) }
-      : { response: amiMessage([['Response', 'Error'], ['Message', 'Invalid/unknown command']]), events: [] };
     await post(env, { fun: 'sip.get_peers', args: 1, res_model: 'asterisk_plus.server', res_method: 'peers' });
     await env.odoo.waitFor(() => env.odoo.callsTo('asterisk_plus.server', 'peers').length === 1);
-    assert.deepEqual(env.odoo.callsTo('asterisk_plus.server', 'peers')[0]!.args[0], [{ Event: 'EndpointList', ObjectName: '101' }]);
+    assert.match((env.odoo.callsTo('asterisk_plus.server', 'peers')[0]!.args[0] as { error: string }).error, /config sync is off/);
+    assert.equal(env.ami.actions.length, 0);
   } finally { await env.close(); }
 });
 
@@ -315,4 +383,73 @@ test('per-job timeout gives an error result; metrics are defined with the agreed
     }
     assert.match(text, /pbx_guardian_jobs_completed_total\{fun="asterisk.manager_action",outcome="error"\} 1/);
   } finally { await bridge.close(); await odoo.stop(); }
+});
+
+/** The jobs a real Odoo 17 with Asterisk Plus 4.2 sent (test/fixtures/odoo17-asterisk-plus/). */
+function recordedJobs(): Array<Record<string, unknown>> {
+  const file = new URL('../../test/fixtures/odoo17-asterisk-plus/odoo-to-agent.jsonl', import.meta.url);
+  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean)
+    .map((l) => JSON.parse((JSON.parse(l) as { req_body: string }).req_body) as Record<string, unknown>);
+}
+
+test('job outcomes reach res_notify_uid (the module\'s Ping Agent, Ping Asterisk, System Information, Reload buttons; recorded jobs)', async () => {
+  const env = await setup();
+  const coreStatus = fs.readFileSync(new URL('../../test/fixtures/ami/action-corestatus.raw', import.meta.url), 'latin1');
+  env.ami.handler = (f) => ({ response: f.Action === 'CoreStatus' ? parseFrames(coreStatus)[0]! : amiMessage([['Response', 'Success'], ['Ping', 'Pong'], ['Timestamp', '1796191368.2']]), events: [] });
+  try {
+    const recorded = recordedJobs();
+    const pick = (fun: string, action?: string) => recorded.find((j) => j.fun === fun && (action === undefined || (j.args as { Action?: string }).Action === action))!;
+    const buttons = [pick('test.ping'), pick('asterisk.manager_action', 'Ping'), pick('asterisk.manager_action', 'CoreStatus'), pick('agent.reload_config'), pick('recording.get_transcript')];
+    for (const j of buttons) {
+      assert.equal(j.res_model, null, `${String(j.fun)} is sent without res_model`);
+      assert.equal((await post(env, j)).status, 200);
+    }
+    const notices = () => env.odoo.callsTo('asterisk_plus.settings', 'asterisk_plus_notify');
+    await env.odoo.waitFor(() => notices().length === buttons.length, 5000, 'a notice per job');
+    const byText = (re: RegExp) => notices().find((n) => re.test(n.args[0] as string));
+    const ping = byText(/^test\.ping: OK$/);
+    assert.ok(ping, 'test.ping: OK');
+    assert.deepEqual(ping.kwargs, { title: 'Async', notify_uid: 2, warning: false });
+    const core = byText(/^asterisk\.manager_action: OK\n/);
+    assert.ok(core, notices().map((n) => n.args[0]).join(' | '));
+    const coreNotice = notices().find((n) => /CoreCurrentCalls/.test(n.args[0] as string));
+    assert.ok(coreNotice, 'the CoreStatus output reaches the user');
+    assert.match(coreNotice.args[0] as string, /^CoreStartupDate: 2026-11-22$/m);
+    assert.match(coreNotice.args[0] as string, /^CoreCurrentCalls: 0$/m);
+    assert.match(coreNotice.args[0] as string, /^asterisk\.manager_action: OK\nResponse: Success/);
+    assert.ok(notices().some((n) => /Ping: Pong/.test(n.args[0] as string)), 'Ping Asterisk shows Pong');
+    const reload = byText(/^agent\.reload_config: OK$/);
+    assert.equal(reload?.kwargs.title, 'Reload Config');
+    assert.equal(env.reloads, 1);
+    // transcription: a clear notice, not an error toast, and the API key it carried shown nowhere
+    const transcript = byText(/^recording\.get_transcript: /)!;
+    assert.match(transcript.args[0] as string, /transcription is not available on this agent/);
+    assert.match(transcript.args[0] as string, /1796191368\.20\.wav was not transcribed/);
+    assert.equal(transcript.kwargs.warning, false);
+    assert.ok(!notices().some((n) => JSON.stringify(n).includes('openai')));
+    // a failure stays a warning with its message
+    await post(env, { fun: 'asterisk.manager_action', args: { Action: 'ModuleLoad', Module: 'x.so' }, res_notify_uid: 7, res_notify_title: 'PBX' });
+    await env.odoo.waitFor(() => notices().length === buttons.length + 1);
+    const failed = notices().at(-1)!;
+    assert.equal(failed.kwargs.warning, true);
+    assert.equal(failed.kwargs.notify_uid, 7);
+    assert.match(failed.args[0] as string, /refused/);
+    // a job without res_notify_uid notifies nobody
+    await post(env, { fun: 'test.ping' });
+    await env.bridge.jobs.whenIdle();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(notices().length, buttons.length + 1);
+  } finally { await env.close(); }
+});
+
+test('a notice is bounded and never shows a file or a secret', async () => {
+  const { successNotice, NOTIFY_MAX_CHARS } = await import('../src/odoo/notify.js');
+  assert.equal(successNotice('test.ping', true), 'test.ping: OK');
+  assert.equal(successNotice('x', { file_name: 'a.mp3', file_data: 'QUJD', password: 'p' }), 'x: OK\nfile_name: a.mp3');
+  assert.equal(successNotice('x', [{ A: '1' }, { B: '2' }]), 'x: OK\nA: 1\n\nB: 2');
+  const big = successNotice('x', 'y'.repeat(100_000));
+  assert.ok(big.length <= NOTIFY_MAX_CHARS + 40, String(big.length));
+  assert.match(big, /more characters\)$/);
+  const many = successNotice('x', Array.from({ length: 100_000 }, (_, i) => ({ Event: 'PeerEntry', ObjectName: String(i) })));
+  assert.ok(many.length <= NOTIFY_MAX_CHARS + 40);
 });

@@ -112,6 +112,8 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       assert.ok(!files.some((f) => f.startsWith(`/usr/lib/pbx-guardian/node_modules/${dev}/`)), `devDependency ${dev} is in the package`);
     }
     assert.equal(ok('dpkg-deb', ['-f', deb, 'Package']).trim(), PKG);
+    // recordings for Odoo are mp3 by the module's default: the encoder comes with a default install
+    assert.match(ok('dpkg-deb', ['-f', deb, 'Recommends']), /(^|, )lame(,|$)/m);
     assert.equal(ok('dpkg-deb', ['--ctrl-tarfile', deb]).length > 0, true);
   });
 

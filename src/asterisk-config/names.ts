@@ -26,7 +26,8 @@ export const PROTECTED_BASES: ReadonlyMap<string, string> = new Map([
   ['res_config_mysql', 'database connections and their passwords'],
 ]);
 
-export const DEFAULT_BASES = ['extensions', 'pjsip', 'queues', 'voicemail'];
+/** pjsip_wizard: Asterisk Plus generates its SIP peers as wizard sections (sip.get_peers) */
+export const DEFAULT_BASES = ['extensions', 'pjsip', 'pjsip_wizard', 'queues', 'voicemail'];
 
 const BASE_RE = /^[A-Za-z0-9_-]{1,64}$/;
 

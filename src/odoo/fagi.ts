@@ -208,20 +208,22 @@ export class FagiServer {
   private async runCommand(sock: net.Socket, reader: LineReader, cmd: string): Promise<boolean> {
     const m = /^PJSIP_DIAL_CONTACTS\s+(\S+)(?:\s+(.*))?$/i.exec(cmd);
     if (!m) return (await this.send(sock, reader, cmd)) !== null;
-    const endpoints = m[1]!.split(/[,&]/).map((e) => e.trim()).filter((e) => /^[A-Za-z0-9_.@+\-]{1,80}$/.test(e));
+    // the module lists an endpoint once per channel of the user ("101,101" for a user with two
+    // channels on one endpoint): each endpoint is asked once, each contact dialled once
+    const endpoints = [...new Set(m[1]!.split(/[,&]/).map((e) => e.trim()).filter((e) => /^[A-Za-z0-9_.@+\-]{1,80}$/.test(e)))];
     const dialOpts = (m[2] ?? '').trim();
-    const contacts: string[] = [];
+    const contacts = new Set<string>();
     for (const ep of endpoints.slice(0, 50)) {
       const r = await this.send(sock, reader, `GET FULL VARIABLE \${PJSIP_DIAL_CONTACTS(${ep})}`);
       if (r === null) return false;
-      if (r.code === 200 && r.result === '1' && r.data) contacts.push(r.data);
+      if (r.code === 200 && r.result === '1' && r.data) for (const c of r.data.split('&')) if (c.trim()) contacts.add(c.trim());
     }
-    if (contacts.length === 0) {
+    if (contacts.size === 0) {
       this.opts.log.info({ endpoints }, 'PJSIP_DIAL_CONTACTS: no registered contact; not dialing');
       const r = await this.send(sock, reader, 'SET VARIABLE DIALSTATUS CHANUNAVAIL');
       return r !== null;
     }
-    const dialArgs = [contacts.join('&'), ...(dialOpts ? dialOpts.split(/\s*,\s*/) : [])].join(',');
+    const dialArgs = [[...contacts].join('&'), ...(dialOpts ? dialOpts.split(/\s*,\s*/) : [])].join(',');
     const r = await this.send(sock, reader, `EXEC Dial ${dialArgs.includes(' ') ? `"${dialArgs}"` : dialArgs}`);
     return r !== null;
   }

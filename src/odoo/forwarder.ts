@@ -128,11 +128,14 @@ export class Forwarder {
 
   private dispatch(name: string, hs: EventHandler[], obj: Record<string, string>): void {
     try {
-      // null prototype: a header named __proto__ stays a plain key
-      const ev: Record<string, string> = Object.assign(Object.create(null) as Record<string, string>, obj);
-      if (this.deps.config.systemName) ev.SystemName = this.deps.config.systemName;
-      const lane = ev.Linkedid || ev.Uniqueid || ev.Channel || ev.Address || name;
       const now = Date.now();
+      // null prototype: a header named __proto__ stays a plain key
+      const ev: Record<string, string | number> = Object.assign(Object.create(null) as Record<string, string | number>, obj);
+      if (this.deps.config.systemName) ev.SystemName = this.deps.config.systemName;
+      // The module stamps channel and call times with EventTime and falls back to "now" (the
+      // delivery time): without it a call replayed from the outbox would last 0 s.
+      ev.EventTime = eventTime(obj.Timestamp, now);
+      const lane = obj.Linkedid || obj.Uniqueid || obj.Channel || obj.Address || name;
       for (const h of hs) {
         if (h.condition !== null && !h.condition.test(ev)) continue;
         this.counters.matched++;
@@ -441,4 +444,19 @@ export class Forwarder {
     this.pendingWrites.push(...this.inflight);
     this.flushWrites();
   }
+}
+
+/**
+ * When the event happened, in unix seconds as the module's `convert_unixtime` takes them (a JSON
+ * number: `utcfromtimestamp` refuses a string): Asterisk's own `Timestamp` header when
+ * manager.conf has `timestampevents = yes`, else the moment the frame reached the bridge (the AMI
+ * fan-out is synchronous, so that is its arrival), to the millisecond.
+ */
+export function eventTime(timestamp: string | undefined, nowMs: number): number {
+  if (timestamp !== undefined) {
+    const t = Number(timestamp);
+    // a value before 2000 or more than a day ahead is a broken header or clock: use our own
+    if (Number.isFinite(t) && t >= 946_684_800 && t * 1000 <= nowMs + 86_400_000) return t;
+  }
+  return Math.round(nowMs) / 1000;
 }

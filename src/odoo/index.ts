@@ -22,6 +22,7 @@ import { JobRegistry, JobRunner, type AmiPort, type JobFunction, type JobResultS
 import { createOdooMetrics } from './metrics.js';
 import { OdooRpc, type OdooCaller, type RpcHealth } from './rpc.js';
 import { redactUrl } from '../common/redact.js';
+import type { ConfigSyncPort } from './job-sip-peers.js';
 
 export { resolveOdooConfig, defaultOdooConfig, type OdooConfig, type OdooConfigInput, type OutboxPolicy } from './config.js';
 export { odooInit, OdooInitError, type OdooInitResult } from './init.js';
@@ -30,6 +31,7 @@ export { OdooRpc, OdooAuthError, OdooServerError, OdooUnavailableError, type Odo
 export { JobRunner, JobRegistry, JOB_FUNCTIONS, messageToDict, JobError, type AmiPort, type JobRequest, type JobFunction } from './jobs.js';
 export { Forwarder, type EventHandler } from './forwarder.js';
 export { FagiServer } from './fagi.js';
+export type { ConfigSyncPort } from './job-sip-peers.js';
 
 export interface OdooBridgeDeps {
   config: OdooConfig | OdooConfigInput;
@@ -52,6 +54,8 @@ export interface OdooBridgeDeps {
   beforeListen?: (server: HttpServer) => void;
   /** job functions of other stages (console, config sync) added to this bridge's own registry */
   jobFunctions?: Iterable<[string, JobFunction]>;
+  /** config sync, for sip.get_peers (null or absent: not available) */
+  configSync?: ConfigSyncPort | null;
 }
 
 /** What the bridge knows about its delivery to Odoo (health model). */
@@ -147,14 +151,14 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
       const now = Date.now();
       fw.enqueue({ seq: 0, lane: `job:${job.id}`, kind: 'JobResult', model, method, args: [result], kwargs, priority: pol.priority, createdAt: now, expiresAt: now + pol.ttlSec * 1000 });
     },
-    notify(job, uid, title, message) {
-      rpc.executeKw(config.notifyModel, config.notifyMethod, [message], { title, notify_uid: uid, warning: true }, { retries: 2 }).catch((e: Error) => {
-        log.warn({ jobId: job.id, err: e.message }, 'cannot send a job error notice to Odoo');
+    notify(job, uid, title, message, warning) {
+      rpc.executeKw(config.notifyModel, config.notifyMethod, [message], { title, notify_uid: uid, warning }, { retries: 2 }).catch((e: Error) => {
+        log.warn({ jobId: job.id, err: e.message }, `cannot send a job ${warning ? 'error' : 'outcome'} notice to Odoo`);
       });
     },
   };
   jobs = new JobRunner({
-    ctx: { ami: deps.ami, bans: deps.bans, config, actionPolicy, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents() },
+    ctx: { ami: deps.ami, bans: deps.bans, config, actionPolicy, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents(), rpc, configSync: deps.configSync ?? null },
     sink,
     metrics,
     functions,

@@ -71,21 +71,9 @@ export const getFile: JobFunction = async (args, kwargs, ctx) => {
     if (kwargs.recordings_access !== undefined) base.recording_access = kwargs.recordings_access;
     if (kwargs.recordings_access_url !== undefined) base.recording_access_url = kwargs.recordings_access_url;
     if (kwargs.file_format === 'mp3' && !name.toLowerCase().endsWith('.mp3')) {
-      const bitrate = Number(kwargs.mp3_bitrate ?? 96);
-      const quality = Number(kwargs.mp3_quality ?? 4);
-      const br = Number.isFinite(bitrate) && bitrate >= 8 && bitrate <= 320 ? Math.round(bitrate) : 96;
-      const q = Number.isFinite(quality) && quality >= 0 && quality <= 9 ? Math.round(quality) : 4;
-      const lame = await findExecutable('lame', ctx.config.lamePath);
-      const ffmpeg = lame ? null : await findExecutable('ffmpeg', ctx.config.ffmpegPath);
-      if (!lame && !ffmpeg) throw new JobError('mp3 conversion was requested but neither lame nor ffmpeg is installed on the agent host: install one (apt install lame) or turn off mp3 conversion in Odoo');
-      const max = ctx.config.recordingMaxBytes;
-      const hold = await ctx.hold(max, `converting ${String(p)} to mp3`);
-      const parts = lame
-        ? await runToChunks(lame, ['--quiet', '-b', String(br), '-q', String(q), '-', '-'], file.fd, max, ctx.timeoutMs)
-        : await runToChunks(ffmpeg!, ['-nostdin', '-loglevel', 'error', '-i', 'pipe:0', '-codec:a', 'libmp3lame', '-b:a', `${br}k`, '-q:a', String(q), '-f', 'mp3', 'pipe:1'], file.fd, max, ctx.timeoutMs);
-      const data = new BufferBlob(parts);
-      hold.shrink(data.byteLength);
-      return { ...base, file_data: data, file_name: name.replace(/\.[^.]*$/, '') + '.mp3' };
+      const mp3 = await toMp3(file.fd, String(p), kwargs, ctx);
+      if (mp3) return { ...base, file_data: mp3, file_name: name.replace(/\.[^.]*$/, '') + '.mp3' };
+      // as the earlier agents did: the recording as it is rather than none (Odoo stores either)
     }
     await ctx.hold(STREAM_HOLD_BYTES, `sending ${String(p)}`);
     sending = true;
@@ -94,6 +82,46 @@ export const getFile: JobFunction = async (args, kwargs, ctx) => {
     if (!sending) await file.close();
   }
 };
+
+/** one warning per this long that recordings go out unconverted (a busy PBX records many calls) */
+const WARN_EVERY_MS = 10 * 60_000;
+let lastWarnAt = -Infinity;
+
+/**
+ * The recording as mp3, with the module's parameters (`mp3_bitrate` a number or a string such as
+ * "64", `mp3_quality` 2-7); null when no encoder is installed or it cannot convert this file (a
+ * voicemail in GSM WAV49, say): the caller then sends the file as it is.
+ */
+async function toMp3(fd: number, shown: string, kwargs: Record<string, unknown>, ctx: Parameters<JobFunction>[2]): Promise<BufferBlob | null> {
+  const bitrate = Number(kwargs.mp3_bitrate ?? 96);
+  const quality = Number(kwargs.mp3_quality ?? 4);
+  const br = Number.isFinite(bitrate) && bitrate >= 8 && bitrate <= 320 ? Math.round(bitrate) : 96;
+  const q = Number.isFinite(quality) && quality >= 0 && quality <= 9 ? Math.round(quality) : 4;
+  const lame = await findExecutable('lame', ctx.config.lamePath);
+  const ffmpeg = lame ? null : await findExecutable('ffmpeg', ctx.config.ffmpegPath);
+  const unconverted = (why: string) => {
+    const now = Date.now();
+    if (now - lastWarnAt >= WARN_EVERY_MS) {
+      lastWarnAt = now;
+      ctx.log.warn({ file: shown }, `recordings are sent to Odoo as they are, not as mp3: ${why}`);
+    }
+    return null;
+  };
+  if (!lame && !ffmpeg) return unconverted('neither lame nor ffmpeg is installed on the agent host (apt install lame; the package recommends it)');
+  const max = ctx.config.recordingMaxBytes;
+  const hold = await ctx.hold(max, `converting ${shown} to mp3`);
+  try {
+    const parts = lame
+      ? await runToChunks(lame, ['--quiet', '-b', String(br), '-q', String(q), '-', '-'], fd, max, ctx.timeoutMs)
+      : await runToChunks(ffmpeg!, ['-nostdin', '-loglevel', 'error', '-i', 'pipe:0', '-codec:a', 'libmp3lame', '-b:a', `${br}k`, '-q:a', String(q), '-f', 'mp3', 'pipe:1'], fd, max, ctx.timeoutMs);
+    const data = new BufferBlob(parts);
+    hold.shrink(data.byteLength);
+    return data;
+  } catch (e) {
+    hold.release();
+    return unconverted(`${(e as Error).message} (${shown})`);
+  }
+}
 
 export const deleteFile: JobFunction = async (args, _k, ctx) => {
   await unlinkConfinedFile(pathArg(args), ctx.config.recordingDirs);

@@ -6,11 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import { toJobResult } from '../common/errors.js';
 import { ByteBudget, type Reservation } from './byte-budget.js';
-import { managerAction, sipPeers } from './job-ami.js';
+import { managerAction } from './job-ami.js';
+import { getSipPeers } from './job-sip-peers.js';
 import { deleteFile, getFile } from './job-files.js';
-import { JobError, truthyKw, type JobContext, type JobFunction } from './job-function.js';
+import { JobError, JobNotice, truthyKw, type JobContext, type JobFunction } from './job-function.js';
 import { ban, getBanned, unban, updateAccessRules } from './job-security.js';
 import { blobsOf } from './json-body.js';
+import { bound, successNotice } from './notify.js';
 import type { OdooMetrics } from './metrics.js';
 
 export { JobError, type AmiPort, type JobContext, type JobFunction } from './job-function.js';
@@ -40,8 +42,8 @@ export interface JobResultSink {
    * (Base64Blob): the file and the job's memory reservation are released once it settles
    */
   result(job: Job, model: string, method: string, result: unknown, kwargs: Record<string, unknown>): unknown;
-  /** a notice to a user (job errors) */
-  notify(job: Job, uid: number, title: string, message: string): void;
+  /** a notice to the user who started the job (`res_notify_uid`): its outcome, a warning when it failed */
+  notify(job: Job, uid: number, title: string, message: string, warning: boolean): void;
 }
 
 function errorResult(fun: string, message: string, asList: boolean): unknown {
@@ -61,15 +63,30 @@ const reloadConfig: JobFunction = async (_a, _k, ctx) => {
   return true;
 };
 
+/**
+ * The module's transcription (OpenAI) is not done here: a recording of a phone call is not sent to
+ * an outside service by the PBX's guard, and no local engine is shipped. A clear notice, not an
+ * error toast; the API key the job carries is neither kept nor logged.
+ */
+const getTranscript: JobFunction = async (args) => {
+  const file = typeof args === 'string' ? args : Array.isArray(args) && typeof args[0] === 'string' ? args[0] : '';
+  const name = file.split('/').pop()?.slice(0, 120) ?? '';
+  return new JobNotice(
+    { transcript: null, available: false },
+    `call transcription is not available on this agent (pbx-guardian sends no recording to an outside service)${name ? `; ${name} was not transcribed` : ''}`,
+  );
+};
+
 /** The built-in job functions: every bridge's registry starts with these. */
 export const JOB_FUNCTIONS: ReadonlyMap<string, JobFunction> = new Map<string, JobFunction>([
   ['test.ping', ping],
+  ['recording.get_transcript', getTranscript],
   ['agent.reload_config', reloadConfig],
   ['agent_reload_config', reloadConfig],
   ['asterisk.manager_action', managerAction],
   ['recording.get_file', getFile],
   ['file.delete', deleteFile],
-  ['sip.get_peers', sipPeers],
+  ['sip.get_peers', getSipPeers],
   ['security.ban', ban],
   ['security.unban', unban],
   ['security.get_banned', getBanned],
@@ -223,16 +240,21 @@ export class JobRunner {
         if (timer) clearTimeout(timer);
       }
     }
+    const uid = typeof job.res_notify_uid === 'number' ? job.res_notify_uid : null;
+    const title = job.res_notify_title || 'PBX';
     if (error !== null) {
       this.counters.failed++;
       this.opts.metrics?.jobsCompleted.inc({ fun: funLabel, outcome: 'error' });
       log.warn({ jobId: job.id, fun: String(job.fun).slice(0, 80), err: error }, 'Odoo job failed');
       result = errorResult(job.fun, error, asList);
-      const uid = typeof job.res_notify_uid === 'number' ? job.res_notify_uid : null;
-      if (uid !== null) this.opts.sink.notify(job, uid, job.res_notify_title || 'PBX', error);
+      if (uid !== null) this.opts.sink.notify(job, uid, title, bound(error), true);
     } else {
       this.counters.completed++;
       this.opts.metrics?.jobsCompleted.inc({ fun: funLabel, outcome: 'ok' });
+      // as the earlier agents did: the outcome reaches the user whether or not res_model takes it too
+      let notice: string | null = null;
+      if (result instanceof JobNotice) ({ result, notice } = result);
+      if (uid !== null) this.opts.sink.notify(job, uid, title, notice === null ? successNotice(String(job.fun), result) : bound(`${job.fun}: ${notice}`), false);
     }
     let delivered: unknown;
     if (job.res_model && job.res_method) {

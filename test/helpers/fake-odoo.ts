@@ -44,6 +44,9 @@ export class FakeOdoo {
   readonly logins: Array<{ args: unknown[] }> = [];
   readonly violations: string[] = [];
   readonly responders = new Map<string, Responder>();
+  /** GET /asterisk_plus/sip_peers as the module's controller answers it (null: generate_sip_peers off) */
+  sipPeers: { securityToken: string; text: string } | null = null;
+  readonly sipPeersRequests: Array<{ token: string | undefined }> = [];
   /** requests currently being answered */
   pending = 0;
   private server: http.Server;
@@ -102,6 +105,14 @@ export class FakeOdoo {
       if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
       const url = new URL(req.url ?? '/', 'http://x');
       if (req.method === 'GET' && url.pathname === '/asterisk_plus/agent') return this.handleInit(url, res);
+      if (req.method === 'GET' && url.pathname === '/asterisk_plus/sip_peers') {
+        const token = req.headers['x-security-token'] as string | undefined;
+        this.sipPeersRequests.push({ token });
+        const plain = (status: number, text: string): void => void res.writeHead(status, { 'content-type': status === 200 ? 'text/html; charset=utf-8' : 'text/plain' }).end(text);
+        if (!token) return plain(400, '; No token!\n');
+        if (!this.sipPeers || token !== this.sipPeers.securityToken) return plain(400, this.sipPeers ? '; Bad token!\n' : '; Server has generate_sip_peers setting disabled!\n');
+        return plain(200, this.sipPeers.text);
+      }
       if (req.method === 'POST' && url.pathname === '/jsonrpc') return this.handleJsonRpc(req, body, res);
       const m = /^\/json\/2\/([^/]+)\/([^/]+)$/.exec(url.pathname);
       if (req.method === 'POST' && m) return this.handleJson2(req, decodeURIComponent(m[1]!), decodeURIComponent(m[2]!), body, res);

@@ -95,7 +95,7 @@ export async function startListeners(): Promise<Listeners> {
   const odooConfig = resolveOdooConfig({ ...defaultOdooConfig(), jobTimeoutMs: 2000, recordingDirs: [dir] });
   const policy = resolveActionPolicy({ deniedActions: odooConfig.deniedActions, deniedApplications: odooConfig.deniedApplications });
   const runner = new JobRunner({
-    ctx: { actionPolicy: policy, ami, bans: guardian, config: odooConfig, log, reloadConfig: () => { touched.n++; }, reloadEvents: async () => { touched.n++; return { loaded: 0, skipped: 0 }; } },
+    ctx: { rpc: { executeKw: () => Promise.reject(new Error('no Odoo in this test')) }, configSync: null, actionPolicy: policy, ami, bans: guardian, config: odooConfig, log, reloadConfig: () => { touched.n++; }, reloadEvents: async () => { touched.n++; return { loaded: 0, skipped: 0 }; } },
     sink: { result: () => undefined, notify: () => undefined },
   });
   const agent = createAgentApp({ token: AGENT, bodyLimitBytes: 64 * 1024, submit: (r) => { submitted.push(r); return runner.submit(r); }, logger: log });
