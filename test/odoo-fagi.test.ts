@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { startOdooBridge, odooInit, OdooInitError } from '../src/odoo/index.js';
 import { ensureTlsPair } from '../src/odoo/tls.js';
-import { FakeOdoo, FakeAmi, FakeBans } from './helpers/fake-odoo.js';
+import { FakeOdoo, FakeAmi, FakeBans, recordedExchanges } from './helpers/fake-odoo.js';
 
 const log = pino({ level: 'silent' });
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pbxg-odoo-fagi-'));
@@ -122,9 +122,7 @@ test('self-signed pair: generated once in the state dir with mode 0600, valid, r
 });
 
 test('FastAGI: the answer Odoo gave for a user with two channels (PJSIP_DIAL_CONTACTS 101,101, recorded) asks and dials each contact once', async () => {
-  const recorded = fs.readFileSync(new URL('../../test/fixtures/odoo17-asterisk-plus/agent-to-odoo.jsonl', import.meta.url), 'utf8').split('\n').filter(Boolean)
-    .map((l) => JSON.parse(l) as { req_body?: string; resp_body?: string })
-    .find((r) => r.req_body?.includes('fagi_request'))!;
+  const recorded = recordedExchanges('agent-to-odoo').find((r) => r.req_body?.includes('fagi_request'))!;
   const answer = (JSON.parse(recorded.resp_body!) as { result: string[] }).result;
   assert.ok(answer.includes('PJSIP_DIAL_CONTACTS 101,101 30,t'));
   const odoo = new FakeOdoo({ eventsMap: [{ id: 10, name: 'route_did', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false }] });

@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { startOdooBridge, type OdooBridge, type OdooConfigInput } from '../src/odoo/index.js';
-import { FakeOdoo, FakeAmi, FakeBans, amiMessage, parseFrames } from './helpers/fake-odoo.js';
+import { FakeOdoo, FakeAmi, FakeBans, amiMessage, parseFrames, recordedExchanges } from './helpers/fake-odoo.js';
 
 const log = pino({ level: 'silent' });
 const TOKEN = 'f1c3a0de-5b2b-4c4e-9d7e-1234567890ab';
@@ -387,9 +387,7 @@ test('per-job timeout gives an error result; metrics are defined with the agreed
 
 /** The jobs a real Odoo 17 with Asterisk Plus 4.2 sent (test/fixtures/odoo17-asterisk-plus/). */
 function recordedJobs(): Array<Record<string, unknown>> {
-  const file = new URL('../../test/fixtures/odoo17-asterisk-plus/odoo-to-agent.jsonl', import.meta.url);
-  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean)
-    .map((l) => JSON.parse((JSON.parse(l) as { req_body: string }).req_body) as Record<string, unknown>);
+  return recordedExchanges('odoo-to-agent').map((x) => JSON.parse(x.req_body!) as Record<string, unknown>);
 }
 
 test('job outcomes reach res_notify_uid (the module\'s Ping Agent, Ping Asterisk, System Information, Reload buttons; recorded jobs)', async () => {

@@ -3,6 +3,7 @@
  * of the contract (JSON-RPC envelope, common.login args, execute_kw's 7 args, JSON-2 headers) and
  * records every call. Contract violations are answered with an error AND recorded in `violations`.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -268,4 +269,13 @@ export class FakeBans implements BanControl {
   listBans(): BanRecord[] { return [...this.bans.values()]; }
   async replaceAccessRules(rules: { allow: string[]; deny: string[] }): Promise<void> { this.calls.push(`rules ${JSON.stringify(rules)}`); this.allow = rules.allow; this.deny = rules.deny; }
   isAllowListed(a: string): boolean { return this.allow.includes(a); }
+}
+
+/** One exchange of the run between a real Odoo 17 with Asterisk Plus 4.2 and the agent (test/fixtures/odoo17-asterisk-plus/). */
+export interface RecordedExchange { method: string; path: string; req_body?: string; status: number; resp_body?: string }
+
+/** The exchanges of one direction: 'odoo-to-agent' (jobs) or 'agent-to-odoo' (RPC calls). */
+export function recordedExchanges(direction: 'odoo-to-agent' | 'agent-to-odoo'): RecordedExchange[] {
+  const file = new URL(`../../../test/fixtures/odoo17-asterisk-plus/${direction}.jsonl`, import.meta.url);
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as RecordedExchange);
 }
