@@ -15,7 +15,8 @@ import { Registry } from 'prom-client';
 import { splitTranscript, type AmiClient, type AmiHealth, type AmiMessage } from '../src/ami/index.js';
 import { formatNetwork, parseRules, RuleError, type Observation } from '../src/guard/index.js';
 import { judgeGuard } from '../src/health/index.js';
-import { attachSources, defaultSourcesConfig, type SecurityLogHealth, parseSecurityLogLine, logObservation, SecurityLogSource, validateSourcesConfig } from '../src/sources/index.js';
+import { attachSources, type SecurityLogHealth, parseSecurityLogLine, logObservation, SecurityLogSource } from '../src/sources/index.js';
+import { buildConfig, ConfigError, defaultConfig } from '../src/config/index.js';
 import { readFixture } from './helpers/fixtures.js';
 import { makeGuardian, shippedRules } from './helpers/guard.js';
 import { waitFor } from './helpers/daemon.js';
@@ -157,15 +158,17 @@ test('an ambiguous log line (a forged RemoteAddress inside another field) is obs
 });
 
 test('sources config: defaults, and each error names its key', () => {
-  const d = defaultSourcesConfig();
+  const d = defaultConfig().sources;
   assert.deepEqual(d.securityLog, { enabled: false, path: '/var/log/asterisk/security', mode: 'fallback', pollInterval: '1s' });
-  assert.deepEqual(validateSourcesConfig(d), []);
-  const bad = { securityLog: { enabled: true, path: 'var/log/security', mode: 'sometimes' as 'always', pollInterval: '5ms' } };
-  const errors = validateSourcesConfig(bad);
-  assert.equal(errors.length, 3);
-  assert.match(errors[0]!, /^sources\.securityLog\.mode: "sometimes" is not one of fallback, always/);
-  assert.match(errors[1]!, /^sources\.securityLog\.path: .* must be an absolute path/);
-  assert.match(errors[2]!, /^sources\.securityLog\.pollInterval: "5ms"/);
+  assert.doesNotThrow(() => buildConfig({ sources: d }));
+  const bad = { sources: { securityLog: { enabled: true, path: 'var/log/security', mode: 'sometimes', pollInterval: '5ms' } } };
+  const err = (() => { try { buildConfig(bad); } catch (e) { return e as Error; } return null; })();
+  assert.ok(err instanceof ConfigError);
+  const lines = err.message.split('\n').slice(1);
+  assert.equal(lines.length, 3, err.message);
+  assert.ok(lines.some((l) => /sources\.securityLog\.mode: "sometimes" is not one of fallback, always/.test(l)), err.message);
+  assert.ok(lines.some((l) => /sources\.securityLog\.path: .*absolute path/.test(l)), err.message);
+  assert.ok(lines.some((l) => /sources\.securityLog\.pollInterval: "5ms"/.test(l)), err.message);
 });
 
 /** An AMI client as attachSources sees it: events and health. */
@@ -181,7 +184,7 @@ test('attachSources: AMI events reach the guard; http and AMI observations are c
   const { guardian } = makeGuardian();
   const ami = new FakeAmi();
   const registry = new Registry();
-  const srcs = attachSources({ sink: guardian, ami: ami as unknown as AmiClient, config: defaultSourcesConfig(), logger: pino({ level: 'silent' }), registry });
+  const srcs = attachSources({ sink: guardian, ami: ami as unknown as AmiClient, config: defaultConfig().sources, logger: pino({ level: 'silent' }), registry });
   assert.equal(srcs.securityLog(), null, 'the log is off by default');
   for (let i = 0; i < 3; i++) ami.emit('event', sipFrame());
   ami.emit('event', splitTranscript(readFixture('ami/action-corestatus.raw'))[0]!.message); // no security event

@@ -20,7 +20,9 @@ import path from 'node:path';
 import type { AmiActionFields, AmiPort, AmiResponse } from '../ami/index.js';
 import { AppError } from '../common/errors.js';
 import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../common/atomic-write.js';
-import { DEFAULT_BASES, escapeRegExp, managedBase, protectedReason, validateBases } from './names.js';
+import { escapeRegExp, managedBase, protectedReason } from './names.js';
+import { defaultsOf } from '../common/config-schema.js';
+import { AsteriskConfigConfigSchema, type AsteriskConfigConfig } from './config-schema.js';
 
 export { PROTECTED_BASES } from './names.js';
 
@@ -29,31 +31,11 @@ const NEW_FILE_MODE = 0o640;
 
 export type { AmiPort };
 
-export function defaultAsteriskConfigConfig() {
-  return {
-    enabled: true,
-    dir: '/etc/asterisk',
-    /** only <base>_<marker>.conf files can be written or deleted */
-    marker: 'odoo',
-    /** the bases whose <base>_<marker>.conf config sync owns (never manager, asterisk, modules, ...) */
-    bases: [...DEFAULT_BASES],
-    maxFileBytes: 1048576,
-    /** get_all_configs returns at most this many files */
-    maxFiles: 500,
-    backup: true,
-    reloadTimeoutMs: 30000,
-  };
-}
-export type AsteriskConfigConfig = ReturnType<typeof defaultAsteriskConfigConfig>;
+export { AsteriskConfigConfigSchema, validateAsteriskConfigConfig, type AsteriskConfigConfig } from './config-schema.js';
 
-export function validateAsteriskConfigConfig(c: AsteriskConfigConfig): string[] {
-  const errors: string[] = [];
-  if (!path.isAbsolute(c.dir)) errors.push(`asteriskConfig.dir: "${c.dir}" must be an absolute path like /etc/asterisk`);
-  if (!/^[A-Za-z0-9_-]{2,32}$/.test(c.marker)) errors.push(`asteriskConfig.marker: "${c.marker}" must be 2-32 letters, digits, "_" or "-"`);
-  if (!Number.isInteger(c.maxFileBytes) || c.maxFileBytes < 1024 || c.maxFileBytes > 64 * 1024 * 1024) errors.push('asteriskConfig.maxFileBytes: from 1024 to 67108864');
-  if (!Number.isInteger(c.maxFiles) || c.maxFiles < 1) errors.push('asteriskConfig.maxFiles: a whole number of at least 1');
-  errors.push(...validateBases(c.bases));
-  return errors;
+/** The `asteriskConfig:` config section with its defaults (from AsteriskConfigConfigSchema). */
+export function defaultAsteriskConfigConfig(): AsteriskConfigConfig {
+  return defaultsOf(AsteriskConfigConfigSchema);
 }
 
 /** Refused or failed; statusCode/code are what the REST API answers. */

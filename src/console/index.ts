@@ -10,42 +10,18 @@ import type { FastifyInstance } from 'fastify';
 import { judgeCliWords, type AmiActionFields, type AmiPort, type AmiResponse, type DialplanPolicy } from '../ami/index.js';
 import { AppError } from '../common/errors.js';
 import { LOCAL_SOCKET } from '../net/auth.js';
+import { defaultsOf } from '../common/config-schema.js';
+import { ConsoleConfigSchema, type ConsoleConfig } from './config-schema.js';
+import { tokenizeCli } from './tokenize.js';
 
 export type { AmiPort };
 
-/** Commands that stop or restart Asterisk, unload modules, write files, or add dialplan. */
-export const DEFAULT_CONSOLE_DENY = [
-  'core stop', 'core restart', 'stop', 'restart', 'module load', 'module unload',
-  'dialplan save', 'dialplan add', 'dialplan remove',
-  'logger rotate', 'pjsip export', 'xmldoc dump',
-  'database put', 'database del', 'database deltree',
-  'realtime store', 'realtime update', 'realtime destroy',
-];
+export { DEFAULT_CONSOLE_DENY, validateConsoleConfig, type ConsoleConfig } from './config-schema.js';
+export { tokenizeCli } from './tokenize.js';
 
-export function defaultConsoleConfig() {
-  return {
-    enabled: true,
-    /** non-empty: only commands starting with one of these (word by word) run */
-    allow: [] as string[],
-    /** commands starting with one of these (word by word) are refused; applies after allow */
-    deny: [...DEFAULT_CONSOLE_DENY],
-    maxCommandLength: 512,
-    timeoutMs: 10000,
-    /** output lines kept per command */
-    maxOutputLines: 10000,
-  };
-}
-export type ConsoleConfig = ReturnType<typeof defaultConsoleConfig>;
-
-export function validateConsoleConfig(c: ConsoleConfig): string[] {
-  const errors: string[] = [];
-  for (const k of ['allow', 'deny'] as const) {
-    c[k].forEach((p, i) => { if (tokenizeCli(p).length === 0 || /[\r\n\0]/.test(p)) errors.push(`console.${k}[${i}]: "${p}" is not a CLI command prefix like "core show"`); });
-  }
-  if (!Number.isInteger(c.maxCommandLength) || c.maxCommandLength < 16 || c.maxCommandLength > 4096) errors.push('console.maxCommandLength: from 16 to 4096');
-  if (!Number.isInteger(c.timeoutMs) || c.timeoutMs < 100 || c.timeoutMs > 600_000) errors.push('console.timeoutMs: from 100 to 600000 ms');
-  if (!Number.isInteger(c.maxOutputLines) || c.maxOutputLines < 1) errors.push('console.maxOutputLines: a whole number of at least 1');
-  return errors;
+/** The `console:` config section with its defaults (from ConsoleConfigSchema). */
+export function defaultConsoleConfig(): ConsoleConfig {
+  return defaultsOf(ConsoleConfigSchema);
 }
 
 /** A command the policy refuses; the message says which rule and what to change. */
@@ -53,27 +29,6 @@ export class ConsoleRefusedError extends AppError {
   constructor(message: string) {
     super(message, 'CONSOLE_REFUSED', 403);
   }
-}
-
-/** Split like Asterisk's CLI (main/cli.c parse_args): blanks separate, "..." groups, \x escapes x. */
-export function tokenizeCli(s: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let inWord = false;
-  let quoted = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
-    if (c === '"') { quoted = !quoted; inWord = true; continue; }
-    if (c === '\\' && i + 1 < s.length) { cur += s[++i]; inWord = true; continue; }
-    if (!quoted && (c === ' ' || c === '\t')) {
-      if (inWord) { out.push(cur); cur = ''; inWord = false; }
-      continue;
-    }
-    cur += c;
-    inWord = true;
-  }
-  if (inWord) out.push(cur);
-  return out;
 }
 
 /** Words back into a command Asterisk splits into exactly these words. */

@@ -1,43 +1,14 @@
 /** The enforcer's configuration, hooks and errors. */
 import type { Refusal } from './isolate.js';
 import type { RepairReport } from './types.js';
+import { defaultsOf } from '../common/config-schema.js';
+import { FirewallConfigSchema, type FirewallConfig } from './config-schema.js';
 
-export interface FirewallConfig {
-  backend: 'auto' | 'nftables' | 'ipset' | 'memory';
-  /** nftables table name (family inet) */
-  table: string;
-  verdict: 'drop' | 'reject';
-  /** ports the ban applies to (TCP and UDP); empty = all ports */
-  ports: number[];
-  nftMode: 'auto' | 'addon' | 'command';
-  /** ipset maxelem, and the size of the nftables address sets */
-  ipsetMaxElem: number;
-  ipsetPrefix: string;
-  batchWindowMs: number;
-  batchMaxSize: number;
-  reconcileIntervalMs: number;
-  retryInitialMs: number;
-  retryMaxMs: number;
-  /** how often the watchdog checks that our table / sets / hook rules are still there (a duration:
-   *  "2s"; "0" disables it). Parsed by the config stage, handed over as EnforcerOptions.watchdogIntervalMs. */
-  watchdogInterval: string;
-}
+/** The `firewall:` config section (FirewallConfigSchema). watchdogInterval is a duration ("2s"; "0"
+ *  disables it), parsed by the config stage and handed over as EnforcerOptions.watchdogIntervalMs. */
+export type { FirewallConfig } from './config-schema.js';
 
-export const defaultFirewallConfig: FirewallConfig = {
-  backend: 'auto',
-  table: 'pbx_guardian',
-  verdict: 'drop',
-  ports: [],
-  nftMode: 'auto',
-  ipsetMaxElem: 1048576,
-  ipsetPrefix: 'pbxg',
-  batchWindowMs: 2,
-  batchMaxSize: 10000,
-  reconcileIntervalMs: 300000,
-  retryInitialMs: 1000,
-  retryMaxMs: 60000,
-  watchdogInterval: '2s',
-};
+export const defaultFirewallConfig: FirewallConfig = defaultsOf(FirewallConfigSchema);
 
 /** the watchdog's default period: a removal is seen within 2 s and repaired well inside 5 s */
 export const DEFAULT_WATCHDOG_INTERVAL_MS = 2000;

@@ -14,13 +14,14 @@ import { AmiActionError, amiActionAppError, callerAction, messageToDict, type Ac
 import { buildOpenApi, type RouteDoc } from './openapi.js';
 import { bearer, installRouteAuth, PUBLIC, TokenSet } from '../net/auth.js';
 import type { AuthFailures } from '../net/auth-failures.js';
+import { defaultsOf } from '../common/config-schema.js';
+import { CONTEXT_PATTERN, RestConfigSchema, SCOPES, type RestConfig, type Scope } from './config-schema.js';
 import { Telephony, TelephonyError, type AmiPort, type TelephonyOptions } from './telephony.js';
 
 export { Telephony, TelephonyError, type AmiPort, type SalaraStatus, type TelephonyOptions } from './telephony.js';
 export { buildOpenApi } from './openapi.js';
 
-export type Scope = 'read' | 'call' | 'admin';
-export const SCOPES: readonly Scope[] = ['read', 'call', 'admin'];
+export { RestConfigSchema, SCOPES, validateRestConfig, type RestConfig, type Scope } from './config-schema.js';
 
 export interface RestToken {
   token: string;
@@ -28,65 +29,19 @@ export interface RestToken {
   name: string;
 }
 
-/** The `rest:` config section with its defaults (config/index.ts embeds this). */
-export function defaultRestConfig() {
-  return {
-    enabled: false,
-    host: '127.0.0.1',
-    port: 48010,
-    tokens: [] as RestToken[],
-    bodyLimitBytes: 65536,
-    actionTimeoutMs: 10000,
-    defaultContext: 'default',
-    callContexts: [] as string[],
-    operatorChannel: 'PJSIP/{operator}',
-    originateTimeoutMs: 30000,
-    messageTo: 'pjsip:{operator}',
-    messageFrom: '"{phone}" <sip:{phone}>',
-    peerDriver: 'auto' as 'auto' | 'pjsip' | 'sip',
-  };
-}
-export type RestConfig = ReturnType<typeof defaultRestConfig>;
-
-/** Problems in a `rest:` section, each naming its key. */
-export function validateRestConfig(c: RestConfig): string[] {
-  const errors: string[] = [];
-  const names = new Set<string>();
-  c.tokens.forEach((t: unknown, i) => {
-    const at = `rest.tokens[${i}]`;
-    if (t === null || typeof t !== 'object' || Array.isArray(t)) { errors.push(`${at}: expected a mapping {token, scopes, name}`); return; }
-    const o = t as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (!['token', 'scopes', 'name'].includes(k)) errors.push(`${at}.${k}: unknown key (known keys here: token, scopes, name)`);
-    if (typeof o.token !== 'string' || o.token.length < 16) errors.push(`${at}.token: a string of at least 16 characters is required (e.g. from: openssl rand -hex 24)`);
-    if (!Array.isArray(o.scopes) || o.scopes.length === 0 || o.scopes.some((s) => !SCOPES.includes(s as Scope))) errors.push(`${at}.scopes: a non-empty list of ${SCOPES.join(', ')}`);
-    if (typeof o.name !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(o.name)) errors.push(`${at}.name: 1-64 letters, digits, "_", ".", "@" or "-" (shown in logs)`);
-    else if (names.has(o.name)) errors.push(`${at}.name: "${o.name}" is used twice`);
-    else names.add(o.name);
-  });
-  if (c.enabled && c.tokens.length === 0) errors.push('rest.tokens: rest.enabled is true but no token is configured: every request would be refused');
-  if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) errors.push(`rest.port: ${c.port} is not a TCP port (0-65535)`);
-  if (!Number.isInteger(c.bodyLimitBytes) || c.bodyLimitBytes < 1024 || c.bodyLimitBytes > 16 * 1024 * 1024) errors.push('rest.bodyLimitBytes: from 1024 to 16777216');
-  if (!CONTEXT_RE.test(c.defaultContext)) errors.push(`rest.defaultContext: "${c.defaultContext}" is not a dialplan context name`);
-  c.callContexts.forEach((x, i) => { if (!CONTEXT_RE.test(x)) errors.push(`rest.callContexts[${i}]: "${x}" is not a dialplan context name`); });
-  if (!/^[A-Za-z0-9_]+\/[^\r\n\0]*\{operator\}/.test(c.operatorChannel)) errors.push('rest.operatorChannel: must look like TECH/...{operator}..., e.g. PJSIP/{operator}');
-  if (!c.messageTo.includes('{operator}') || /[\r\n\0]/.test(c.messageTo)) errors.push('rest.messageTo: must contain {operator}, e.g. pjsip:{operator}');
-  if (/[\r\n\0]/.test(c.messageFrom)) errors.push('rest.messageFrom: must not contain line breaks');
-  if (!['auto', 'pjsip', 'sip'].includes(c.peerDriver)) errors.push(`rest.peerDriver: "${c.peerDriver}" is not one of auto, pjsip, sip`);
-  for (const k of ['actionTimeoutMs', 'originateTimeoutMs'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 100 || c[k] > 600_000) errors.push(`rest.${k}: from 100 to 600000 ms`);
-  }
-  return errors;
+/** The `rest:` config section with its defaults (from RestConfigSchema). */
+export function defaultRestConfig(): RestConfig {
+  return defaultsOf(RestConfigSchema);
 }
 
 // ------------------------------------------------------------------ schemas (validation and OpenAPI)
 
 /** Dialplan names: extensions may hold + * # (dialled digits), contexts and peers may not. */
 export const EXTEN_PATTERN = '^[A-Za-z0-9_.+*#-]{1,80}$';
-export const CONTEXT_PATTERN = '^[A-Za-z0-9_.-]{1,80}$';
+export { CONTEXT_PATTERN };
 export const PEER_PATTERN = '^[A-Za-z0-9_.@-]{1,80}$';
 /** TECH/resource, e.g. SIP/8003-00000020, PJSIP/100-0000001a, Local/610@default-00000001;1 */
 export const CHANNEL_PATTERN = '^[A-Za-z0-9_]{1,20}/[A-Za-z0-9_.@:;+*#/-]{1,160}$';
-const CONTEXT_RE = new RegExp(CONTEXT_PATTERN);
 
 const salaraStatus = {
   type: 'object',

@@ -7,10 +7,10 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AmiClient } from '../ami/index.js';
-import { parseDuration } from '../common/duration.js';
 import { SOURCE_NAMES, type GuardListener, type ObservationSink } from '../guard/index.js';
 import { amiObserver } from './ami-source.js';
-import { SecurityLogSource, type SecurityLogCounts, type SecurityLogMode } from './security-log.js';
+import { SecurityLogSource, type SecurityLogCounts } from './security-log.js';
+import type { SourcesConfig } from './config-schema.js';
 import { FileTail, type TailStats } from './tail.js';
 
 export { amiObserver, decodeAmiEvent } from './ami-source.js';
@@ -19,31 +19,7 @@ export { parseAsteriskAddress, remoteAddressOf, resolveAttacker, type Attacker }
 export { FieldView, logObservation, logTime, parseSecurityLogLine, SecurityLogSource, type SecurityLogMode } from './security-log.js';
 export { FileTail, type TailOptions, type TailStats } from './tail.js';
 
-/** The `sources` config section (documented in docs/detection.md). */
-export function defaultSourcesConfig() {
-  return {
-    securityLog: {
-      enabled: false,
-      path: '/var/log/asterisk/security',
-      /** fallback: counted only while AMI does not deliver security events; always: always */
-      mode: 'fallback' as SecurityLogMode,
-      /** how often the file is looked at besides fs.watch (rotation, truncation, missed events) */
-      pollInterval: '1s',
-    },
-  };
-}
-
-export type SourcesConfig = ReturnType<typeof defaultSourcesConfig>;
-
-export function validateSourcesConfig(c: SourcesConfig): string[] {
-  const errors: string[] = [];
-  const s = c.securityLog;
-  if (!['fallback', 'always'].includes(s.mode)) errors.push(`sources.securityLog.mode: "${String(s.mode).slice(0, 40)}" is not one of fallback, always`);
-  if (s.enabled && !s.path.startsWith('/')) errors.push(`sources.securityLog.path: "${s.path.slice(0, 120)}" must be an absolute path`);
-  const poll = parseDuration(s.pollInterval);
-  if (poll === null || poll < 0.1 || poll > 60) errors.push(`sources.securityLog.pollInterval: "${String(s.pollInterval).slice(0, 40)}" must be a duration from 100ms to 60s`);
-  return errors;
-}
+export { SourcesConfigSchema, type SourcesConfig } from './config-schema.js';
 
 /** What `status` shows of the security-log source. */
 export interface SecurityLogHealth extends TailStats {
