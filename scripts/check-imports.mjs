@@ -25,9 +25,9 @@ export const LAYERS = [
   ['health'],
   ['api'],
   ['rest', 'metrics', 'console'],
-  // Still assembles every stage's config section (until each stage owns its schema).
+  // Assembles the stages' config sections from their schema files (src/<stage>/config-schema.ts).
   ['config'],
-  ['guard-options.ts', 'listeners.ts'],
+  ['guard-options.ts', 'listeners.ts', 'reload.ts'],
   ['main.ts'],
   ['demo'],
   ['cli'],

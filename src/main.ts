@@ -6,7 +6,6 @@ import { createAdminApp } from './api/admin.js';
 import { StartingGate } from './api/listen.js';
 import { AuthFailures } from './net/auth-failures.js';
 import { TokenSet } from './net/auth.js';
-import { changedKeys } from './config/changes.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { Lifecycle } from './common/lifecycle.js';
@@ -17,6 +16,7 @@ import { createMetrics, type Metrics } from './metrics/index.js';
 import { bindAmiMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
 import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
+import { applyReload } from './reload.js';
 import { judgeHealth, registerHealthMetrics, type HealthInputs, type HealthReport } from './health/index.js';
 import { VERSION } from './version.js';
 import { createRestApp, restTokenEntries, type RestServer, type RestToken } from './rest/index.js';
@@ -80,7 +80,7 @@ const HOST_LOOKUP_TIMEOUT_MS = 5_000;
 /**
  * The state database, at start. It must open: a daemon whose bans would not survive a restart is
  * refused here (fail fast). Write failures at run time are survived instead (Store.onWriteError),
- * counted and logged, as are failed history prunes.
+ * counted and logged.
  */
 function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): Store {
   const { stateDir } = config;
@@ -97,19 +97,23 @@ function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): St
       logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
     };
     if (st.schema.from !== st.schema.to && (st.schema.from > 0 || st.schema.adopted)) logger.info({ schema: st.schema }, `state database schema ${st.schema.adopted ? 'adopted as version 1 and ' : ''}migrated from version ${st.schema.from} to ${st.schema.to}`);
-    st.startHistoryPrune({
-      retentionMs: seconds(config.store.historyRetention) * 1000,
-      onPruned: (rows, chunks) => logger.info({ rows, chunks }, `ban history: deleted ${rows} bans that ended more than ${config.store.historyRetention} ago (store.historyRetention)`),
-      onError: (err) => {
-        metrics.storeErrors.inc();
-        logger.error({ err }, 'ban history prune failed; it is tried again in an hour');
-      },
-    });
   } catch (err) {
     st.close();
     throw err;
   }
   return st;
+}
+
+/** Starts (or restarts, on a reload) the hourly history prune; failures are counted and logged. */
+function historyPrune(st: Store, metrics: Metrics, logger: Logger): (retention: string) => void {
+  return (retention) => st.startHistoryPrune({
+    retentionMs: seconds(retention) * 1000,
+    onPruned: (rows, chunks) => logger.info({ rows, chunks }, `ban history: deleted ${rows} bans that ended more than ${retention} ago (store.historyRetention)`),
+    onError: (err) => {
+      metrics.storeErrors.inc();
+      logger.error({ err }, 'ban history prune failed; it is tried again in an hour');
+    },
+  });
 }
 
 /** The configured backend; when it cannot be built yet, one that keeps trying (see DeferredBackend). */
@@ -155,6 +159,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   try {
     const st = openStore(config, metrics, logger);
     await life.start({ name: 'state store', stop: () => st.close() });
+    const prune = historyPrune(st, metrics, logger);
+    prune(config.store.historyRetention);
     // The enforcer is built now, its backend only once every listener is bound (see below).
     let kernel: FirewallBackend | null = null;
     let g: Guardian | null = null;
@@ -211,22 +217,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const options = guardOptions(next, [], opts.hostAddresses);
       gd.reload(options);
       // credentials apply at once: a removed or rotated secret stops working with this reload
-      const changed = changedKeys(config, next).filter((k) => !k.startsWith('guard.'));
-      const applied: string[] = [];
-      const restartNeeded: string[] = [];
-      for (const key of changed) {
-        if (key === 'rest.tokens') {
-          restTokens.replace(restTokenEntries(next.rest.tokens));
-          applied.push(key);
-        } else if (key === 'odoo.agentToken' && odoo) {
-          if (odoo.setAgentToken(next.odoo.agentToken)) applied.push(key);
-          else restartNeeded.push(`${key} (the job endpoint is not running)`);
-        } else if (key === 'webhooks' && webhooks) {
-          const r = webhooks.update(next.webhooks);
-          applied.push(...r.applied);
-          restartNeeded.push(...r.restartNeeded);
-        } else restartNeeded.push(key);
-      }
+      const { applied, restartNeeded } = applyReload(config, next, { logger, restTokens, odoo, webhooks, historyRetention: prune });
       config = next;
       await feed.setHosts(hostNames(next));
       await gd.setAllowSource('hosts', resolvedAllow(next, feed));

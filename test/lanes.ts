@@ -28,6 +28,7 @@ export const UNIT: readonly string[] = [
   'backoff.test.ts',
   'check-imports.test.ts',
   'config-addresses.test.ts',
+  'config-generate.test.ts',
   'config-secrets.test.ts',
   'config.test.ts',
   'console-commands.test.ts',

@@ -31,6 +31,8 @@ export interface SchemaMeta extends KeyDoc {
   zeroOff?: boolean;
   /** what a valid value looks like, for the error of a pattern or a bound */
   shape?: string;
+  /** the whole error of a value out of bounds, when it must read otherwise than '"v" must be <shape>' */
+  boundsError?: string;
   absolutePath?: boolean;
   /** list items or map values checked by the stage's own code (their errors name the entry) */
   checkedBy?: string;
@@ -56,7 +58,7 @@ export const Num = (def: number, min: number, max: number, doc: KeyDoc) => Type.
 export const Port = (def: number, doc: KeyDoc) => Type.Integer(meta(doc, { default: def, minimum: 0, maximum: 65535, unit: 'port' } as object));
 
 /** A duration string ("30s", "10m", "1h", "7d"; a bare number is seconds). */
-export const Duration = (def: string, doc: KeyDoc, bounds: { minSeconds?: number; maxSeconds?: number; zeroOff?: boolean; shape?: string } = {}) =>
+export const Duration = (def: string, doc: KeyDoc, bounds: { minSeconds?: number; maxSeconds?: number; zeroOff?: boolean; shape?: string; boundsError?: string } = {}) =>
   Type.String(meta(doc, { default: def, format: 'duration', unit: 'duration', ...bounds } as object));
 
 export function Enum<const T extends readonly string[]>(values: T, def: T[number], doc: KeyDoc): TUnion<TLiteral<T[number]>[]> {

@@ -14,7 +14,7 @@ export const FirewallConfigSchema = Section({
   reconcileIntervalMs: Int(300000, 0, 86_400_000, { description: 're-add elements the store says are active, remove unknown ones, this often; 0 = never' }, 'ms'),
   retryInitialMs: Int(1000, 1, 3_600_000, { description: 'a failed kernel transaction: first retry delay (capped exponential backoff)' }, 'ms'),
   retryMaxMs: Int(60000, 1, 86_400_000, { description: 'a failed kernel transaction: longest retry delay' }, 'ms'),
-  watchdogInterval: Duration('2s', { description: 'how often the watchdog checks that the table, sets and hook rules are still there (a removed table is repaired within 5 s); 0 = off' }, { minSeconds: 0.1, maxSeconds: 3600, zeroOff: true, shape: '0 (off) or from 100ms to 1h' }),
+  watchdogInterval: Duration('2s', { description: 'how often the watchdog checks that the table, sets and hook rules are still there (a removed table is repaired within 5 s); 0 = off' }, { minSeconds: 0.1, maxSeconds: 3600, zeroOff: true, shape: '0 (off) or from 100ms to 1h', boundsError: '0 (off) or from 100ms to 1h (default 2s: a removed table is repaired within 5 s)' }),
 }, { description: 'the kernel firewall that enforces the bans' });
 
 export type FirewallConfig = Static<typeof FirewallConfigSchema>;

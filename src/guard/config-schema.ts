@@ -1,4 +1,4 @@
-/** The `guard:` config section (src/common/config-schema.ts, docs/config.md); a reload applies all of it. */
+/** The `guard:` config section (src/common/config-schema.ts, docs/config.md); a reload applies all of it but hostLookupInterval. */
 import { join } from 'node:path';
 import { Bool, Duration, Int, Num, Section, Str, StrList, type Static } from '../common/config-schema.js';
 import { parseDuration } from '../common/duration.js';
@@ -31,8 +31,7 @@ export const GuardConfigSchema = Section({
     ban: Duration('30d', { description: 'give one ban this long', reload: live }),
   }, { description: 'repeat offenders' }),
   hostLookupInterval: Duration('5m', {
-    description: 'an AMI or Odoo host given by name is resolved at start (every address) and again this often for the allow-list; a failed lookup keeps the last good addresses and is retried every 30 s',
-    reload: live,
+    description: 'an AMI or Odoo host given by name is resolved at start (every address) and again this often for the allow-list; a failed lookup keeps the last good addresses and is retried every 30 s (a new interval applies at restart)',
   }, { minSeconds: 10, shape: 'at least 10s' }),
 }, { description: 'detection and ban decisions' });
 

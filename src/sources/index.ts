@@ -5,11 +5,12 @@
  *   http          refused credentials on our own listeners (Guardian.observeExternal)
  */
 import type { Logger } from 'pino';
+import { parseDuration } from '../common/duration.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AmiClient } from '../ami/index.js';
 import { SOURCE_NAMES, type GuardListener, type ObservationSink } from '../guard/index.js';
 import { amiObserver } from './ami-source.js';
-import { SecurityLogSource, type SecurityLogCounts } from './security-log.js';
+import { SecurityLogSource, type SecurityLogCounts, type SecurityLogMode } from './security-log.js';
 import type { SourcesConfig } from './config-schema.js';
 import { FileTail, type TailStats } from './tail.js';
 

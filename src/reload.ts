@@ -1,0 +1,71 @@
+/**
+ * The apply step of a reload: every key the schema marks live (src/config/reload-plan.ts) has its
+ * entry in APPLY; the rest comes back in restartNeeded, by key. main.ts calls this from `reload`
+ * after the guard took its new options (every guard.* key).
+ */
+import { reloadPlan } from './config/reload-plan.js';
+import type { GuardianConfig } from './config/index.js';
+import { restTokenEntries, type RestToken } from './rest/index.js';
+import type { WebhookConfig } from './webhooks/index.js';
+
+/** What the running daemon exposes to a reload (each null or absent when that part is not running). */
+export interface ReloadTargets {
+  logger: { level: string };
+  restTokens: { replace(entries: ReturnType<typeof restTokenEntries>): void };
+  odoo: { setAgentToken(token: string): boolean } | null;
+  webhooks: { update(list: WebhookConfig[]): { applied: string[]; restartNeeded: string[] } } | null;
+  /** starts the ban history prune again with this retention */
+  historyRetention: (retention: string) => void;
+}
+
+export interface ReloadOutcome {
+  applied: string[];
+  restartNeeded: string[];
+}
+
+type Apply = (next: GuardianConfig, t: ReloadTargets, out: ReloadOutcome, key: string) => void;
+
+const done: Apply = (_n, _t, out, key) => void out.applied.push(key);
+
+/** Live keys and how each is applied; a key prefix ends in '.' (the guard took its options already). */
+export const APPLY: Record<string, Apply> = {
+  'guard.': done,
+  logLevel: (next, t, out, key) => {
+    t.logger.level = next.logLevel;
+    out.applied.push(key);
+  },
+  'rest.tokens': (next, t, out, key) => {
+    t.restTokens.replace(restTokenEntries(next.rest.tokens as RestToken[]));
+    out.applied.push(key);
+  },
+  'odoo.agentToken': (next, t, out, key) => {
+    if (t.odoo?.setAgentToken(next.odoo.agentToken)) out.applied.push(key);
+    else out.restartNeeded.push(`${key} (the job endpoint is not running)`);
+  },
+  webhooks: (next, t, out, key) => {
+    if (!t.webhooks) return void out.restartNeeded.push(`${key} (no webhook was running)`);
+    const r = t.webhooks.update(next.webhooks);
+    out.applied.push(...r.applied);
+    out.restartNeeded.push(...r.restartNeeded);
+  },
+  'store.historyRetention': (next, t, out, key) => {
+    t.historyRetention(next.store.historyRetention);
+    out.applied.push(key);
+  },
+};
+
+export function applierOf(key: string): Apply | undefined {
+  return APPLY[key] ?? Object.entries(APPLY).find(([k]) => k.endsWith('.') && key.startsWith(k))?.[1];
+}
+
+/** Applies what can be applied of `next` over `prev`; names the rest (keys, never values). */
+export function applyReload(prev: GuardianConfig, next: GuardianConfig, targets: ReloadTargets): ReloadOutcome {
+  const plan = reloadPlan(prev, next);
+  const out: ReloadOutcome = { applied: [], restartNeeded: [...plan.restart] };
+  for (const key of plan.live) {
+    const apply = applierOf(key);
+    if (apply) apply(next, targets, out, key);
+    else out.restartNeeded.push(key);
+  }
+  return out;
+}
