@@ -127,7 +127,7 @@ test('asteriskConfig.bases: the defaults, a widened set, and a hard config error
 test('written files keep their owner, group and mode under the unit\'s umask 0077; new files take their base file\'s (REST and job path)', { skip: process.getuid?.() !== 0 && 'needs root (chown)' }, async () => {
   const oldUmask = process.umask(0o077);
   try {
-    const { files, jobs, app, rest } = setup();
+    const { jobs, app, rest } = setup();
     const at = (f: string) => path.join(dir, f);
     fs.chownSync(at('extensions.conf'), 1234, 2345);
     fs.chmodSync(at('extensions.conf'), 0o640);

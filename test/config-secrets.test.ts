@@ -42,6 +42,7 @@ test('wrong-typed and invalid secrets of every kind: the error names each key, s
     rest: {
       enabled: true,
       tokens: [
+        // eslint-disable-next-line no-loss-of-precision -- a number where a token string belongs
         { token: 123456789012345678, scopes: ['admin'], name: 'a' },
         { token: 'short-tok-5150', scopes: ['read'], name: 'b' },
         { token: 'long-enough-token-value-6021', scopes: ['bogus'], name: 'c' },

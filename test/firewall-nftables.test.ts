@@ -39,6 +39,8 @@ interface Report {
   tablesAfterFlush: string;
 }
 
+// nft's JSON, read loosely: a wrong shape fails the assertions that use it
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function nftJson(...args: string[]): any {
   return JSON.parse(execFileSync(NFT, ['-j', ...args], { encoding: 'utf8' }));
 }
@@ -47,6 +49,7 @@ function elems(): Record<string, { val: string; timeout: number | null }[]> {
   const out: Record<string, { val: string; timeout: number | null }[]> = {};
   for (const item of nftJson('list', 'table', 'inet', TABLE).nftables) {
     if (!item.set) continue;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     out[item.set.name] = (item.set.elem ?? []).map((e: any) => {
       const v = e.elem ? e.elem.val : e;
       const val = typeof v === 'string' ? v : `${v.prefix.addr}/${v.prefix.len}`;

@@ -21,6 +21,7 @@ function asteriskReads(bytes: string) {
   const lines = bytes.slice(0, -4).split('\r\n');
   assert.ok(lines.length <= 128, 'AST_MAX_MANHEADERS');
   for (const l of lines) assert.ok(Buffer.byteLength(l) + 2 <= 1024, 'a line Asterisk refuses as too long');
+  // eslint-disable-next-line no-control-regex -- what Asterisk skips before a value
   const skip = (v: string) => v.replace(/^[\x00-\x20]+/, '');
   const first = (k: string) => { const l = lines.find((x) => x.toLowerCase().startsWith(`${k.toLowerCase()}:`)); return l === undefined ? '' : skip(l.slice(k.length + 1)); };
   const all = (k: string) => lines.filter((x) => x.toLowerCase().startsWith(`${k.toLowerCase()}:`)).map((l) => skip(l.slice(k.length + 1)));

@@ -90,8 +90,8 @@ function attack(g: ReturnType<typeof makeGuardian>, address: string): void {
 test('an attacker in the /64 of the PBX\'s own address, its gateway or its resolver is banned alone, never the /64', async () => {
   for (const [name, setup] of [
     ['interface address', () => makeGuardian({ host: PBX })],
-    ['default gateway', () => { const g = makeGuardian(); g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:a::fffe', from: 'default gateway (eth0)' }]); return g; }],
-    ['resolver', () => { const g = makeGuardian(); g.guardian.setAllowSource('resolver', [{ entry: '2001:db8:a::53', from: 'resolver (/etc/resolv.conf)' }]); return g; }],
+    ['default gateway', () => { const g = makeGuardian(); void g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:a::fffe', from: 'default gateway (eth0)' }]); return g; }],
+    ['resolver', () => { const g = makeGuardian(); void g.guardian.setAllowSource('resolver', [{ entry: '2001:db8:a::53', from: 'resolver (/etc/resolv.conf)' }]); return g; }],
   ] as const) {
     const g = setup();
     attack(g, '2001:db8:a::99');
@@ -103,8 +103,8 @@ test('an attacker in the /64 of the PBX\'s own address, its gateway or its resol
 
 test('a manual ban of a /64 covering the PBX, its gateway or its resolver is refused with the origin named; nothing changes', async () => {
   const g = makeGuardian({ host: PBX });
-  g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:b::fffe', from: 'default gateway (eth0)' }]);
-  g.guardian.setAllowSource('resolver', [{ entry: '2001:db8:c::53', from: 'resolver (/etc/resolv.conf)' }]);
+  void g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:b::fffe', from: 'default gateway (eth0)' }]);
+  void g.guardian.setAllowSource('resolver', [{ entry: '2001:db8:c::53', from: 'resolver (/etc/resolv.conf)' }]);
   const refusals: Array<[string, string, RegExp]> = [
     ['2001:db8:a::/64', 'OWN_ADDRESS', /2001:db8:a::\/64 covers 2001:db8:a::1, an address of this host \(eth0\)/],
     ['2001:db8:b::/64', 'ALLOW_LISTED', /2001:db8:b::\/64 overlaps the allow-listed 2001:db8:b::fffe \(default gateway \(eth0\)\).*ban the single address/],
@@ -127,7 +127,7 @@ test('a manual ban of a /64 covering the PBX, its gateway or its resolver is ref
 test('a gateway that moves into a banned /64 ends that ban; the kernel allow set follows', async () => {
   const g = makeGuardian();
   await g.guardian.ban({ target: '2001:db8:d::/64', source: 'manual' });
-  g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:d::1', from: 'default gateway (eth0)' }]);
+  void g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:d::1', from: 'default gateway (eth0)' }]);
   assert.deepEqual(g.guardian.listBans(), []);
   assert.deepEqual(g.enforcement.calls.map((c) => c.op), ['ban', 'unban']);
   await new Promise((r) => setImmediate(r));

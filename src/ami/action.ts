@@ -2,7 +2,6 @@ import { AmiActionError } from './errors.js';
 import type { AmiActionFields } from './types.js';
 
 const KEY_RE = /^[A-Za-z0-9_-]+$/;
-// eslint-disable-next-line no-control-regex
 const BAD_VALUE_RE = /[\r\n\0]/;
 
 function show(s: string): string {

@@ -16,7 +16,6 @@ import type {
   AmiFrameDrop,
   AmiHealth,
   AmiLoginErrorKind,
-  AmiMessage,
   AmiResponse,
 } from './types.js';
 
@@ -33,6 +32,7 @@ const GREETING_PREFIX = 'Asterisk Call Manager/';
  * counter ActionIDs, per-action timeouts, event-list collection, bounded frames.
  * The socket is always read (never paused); all work per chunk is bounded.
  */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- the typed listener overloads below
 export class AmiClient extends EventEmitter {
   readonly stats: AmiClientStats = {
     bytesReceived: 0,
@@ -401,6 +401,7 @@ export class AmiClient extends EventEmitter {
 }
 
 // typed listener overloads
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export interface AmiClient {
   on<K extends keyof AmiClientEvents>(event: K, listener: (...args: AmiClientEvents[K]) => void): this;
   once<K extends keyof AmiClientEvents>(event: K, listener: (...args: AmiClientEvents[K]) => void): this;

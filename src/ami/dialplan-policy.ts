@@ -118,7 +118,7 @@ export function separateArgs(input: string, delim: string, removeChars: boolean,
 }
 
 const FUNCTION_RE = /^([A-Za-z0-9_]+)\(([^()$]*(?:\([^()$]*\)[^()$]*)*)\)$/;
-const PLAIN_VARIABLE_RE = /^[A-Za-z0-9_.\-]+$/;
+const PLAIN_VARIABLE_RE = /^[A-Za-z0-9_.-]+$/;
 
 /**
  * A variable name a caller reads or writes: a plain name (not one of the denied variables), or

@@ -182,7 +182,7 @@ class WireMessage {
   }
 }
 
-const LOCAL_CHANNEL_RE = /^Local\/[A-Za-z0-9_+*#.\-]+@[A-Za-z0-9_.\-]+(?:\/[a-z]+)?$/i;
+const LOCAL_CHANNEL_RE = /^Local\/[A-Za-z0-9_+*#.-]+@[A-Za-z0-9_.-]+(?:\/[a-z]+)?$/i;
 
 /** Judges the lines actionHeaders(fields) writes; throws ActionRefusedError naming the rule. */
 export function judgeAction(fields: AmiActionFields, p: ActionPolicy): void {

@@ -261,7 +261,8 @@ export class SecurityWatch {
     this.advice = this.readAdvice(null);
     this.scheduleRecheck();
     const gen = this.generation;
-    this.readPerm().then((perm) => {
+    // readPerm never rejects (null on any failure); the check's result is only logged.
+    void this.readPerm().then((perm) => {
       if (gen !== this.generation || this.security !== 'missing') return;
       this.advice = this.readAdvice(perm);
       const cause = perm !== null && /(^|,)\s*(security|all)\s*(,|$)/.test(perm)

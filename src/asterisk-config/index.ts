@@ -17,7 +17,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { AmiActionFields, AmiPort, AmiResponse } from '../ami/index.js';
+import type { AmiActionFields, AmiPort } from '../ami/index.js';
 import { AppError } from '../common/errors.js';
 import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } from '../common/atomic-write.js';
 import { escapeRegExp, managedBase, protectedReason } from './names.js';

@@ -7,7 +7,7 @@
  * seed agent's "!command" is refused.
  */
 import type { FastifyInstance } from 'fastify';
-import { judgeCliWords, type AmiActionFields, type AmiPort, type AmiResponse, type DialplanPolicy } from '../ami/index.js';
+import { judgeCliWords, type AmiPort, type DialplanPolicy } from '../ami/index.js';
 import { AppError } from '../common/errors.js';
 import { LOCAL_SOCKET } from '../net/auth.js';
 import { defaultsOf } from '../common/config-schema.js';

@@ -18,7 +18,10 @@ const toError = (err: unknown): Error => (err instanceof Error ? err : new Error
 
 function toBatch(items: Item[]): FirewallBatch {
   const batch: FirewallBatch = { add: [], remove: [] };
-  for (const i of items) 'add' in i ? batch.add.push(i.add) : batch.remove.push(i.remove);
+  for (const i of items) {
+    if ('add' in i) batch.add.push(i.add);
+    else batch.remove.push(i.remove);
+  }
   return batch;
 }
 

@@ -172,7 +172,8 @@ export class Guardian implements BanControl, ObservationSink {
   /** Re-reads the host's own addresses (scope and allow-list); ends bans that now cover one. */
   refreshHostAddresses(force = false): void {
     if (!this.scope.refresh() && !force) return;
-    this.setAllowSource('interfaces', interfaceEntries(this.scope.hostAddresses()));
+    // setAllowSource never rejects (a kernel failure is logged); callers that must wait use allowApplied.
+    void this.setAllowSource('interfaces', interfaceEntries(this.scope.hostAddresses()));
     this.endBansCovering((net) => this.scope.ownOverlap(net), () => 'now an address of this host');
   }
 
@@ -315,6 +316,7 @@ export class Guardian implements BanControl, ObservationSink {
       expiresAt: duration === null ? null : now + duration * 1000,
       rule: 'manual',
       source: request.source,
+      // eslint-disable-next-line no-control-regex -- control characters are what it takes out
       reason: (request.reason ?? `manual ban (${request.source})`).replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 200),
       count: 0,
     };
@@ -378,13 +380,13 @@ export class Guardian implements BanControl, ObservationSink {
     this.detector = this.newDetector(options);
     this.scope = newScope(options);
     this.allow = this.allow.withConfigured(options.allow);
-    this.setAllowSource('static', options.automaticAllow, true);
+    void this.setAllowSource('static', options.automaticAllow, true);
     this.refreshHostAddresses(true);
   }
 
   /** Loopback and the AMI / Odoo hosts written as addresses (kept for callers of the old name). */
   setAutomaticAllow(list: Array<string | AllowEntry>): void {
-    this.setAllowSource('static', list);
+    void this.setAllowSource('static', list);
   }
 
   /**

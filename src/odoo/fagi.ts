@@ -210,7 +210,7 @@ export class FagiServer {
     if (!m) return (await this.send(sock, reader, cmd)) !== null;
     // the module lists an endpoint once per channel of the user ("101,101" for a user with two
     // channels on one endpoint): each endpoint is asked once, each contact dialled once
-    const endpoints = [...new Set(m[1]!.split(/[,&]/).map((e) => e.trim()).filter((e) => /^[A-Za-z0-9_.@+\-]{1,80}$/.test(e)))];
+    const endpoints = [...new Set(m[1]!.split(/[,&]/).map((e) => e.trim()).filter((e) => /^[A-Za-z0-9_.@+-]{1,80}$/.test(e)))];
     const dialOpts = (m[2] ?? '').trim();
     const contacts = new Set<string>();
     for (const ep of endpoints.slice(0, 50)) {

@@ -1,5 +1,5 @@
 /** asterisk.manager_action and sip.get_peers: AMI actions Odoo asks for, judged by the one action policy (src/ami/policy.ts). */
-import type { AmiMessage, AmiResponse } from '../ami/types.js';
+import type { AmiResponse } from '../ami/types.js';
 import { ActionRefusedError } from '../ami/dialplan-policy.js';
 import { callerAction } from '../ami/policy.js';
 import { messageToDict } from '../ami/to-dict.js';

@@ -121,7 +121,7 @@ export function ensureTlsPair(opts: { certFile?: string; keyFile?: string; state
     } catch { /* regenerate below */ }
   }
   fs.mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
-  const names = [...new Set(['localhost', '127.0.0.1', '::1', os.hostname(), ...(opts.hostNames ?? [])])].filter((n) => n && /^[A-Za-z0-9.:\-]+$/.test(n));
+  const names = [...new Set(['localhost', '127.0.0.1', '::1', os.hostname(), ...(opts.hostNames ?? [])])].filter((n) => n && /^[A-Za-z0-9.:-]+$/.test(n));
   const pair = generateSelfSigned(os.hostname() || 'pbx-guardian', names);
   writePrivate(keyFile, pair.key);
   writePrivate(certFile, pair.cert);
