@@ -6,7 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
-import { AppError, CODE_PATTERN, isClientError, toHttp, toJobResult } from '../src/common/errors.js';
+import { AppError, CODE_PATTERN, isClientError, STARTUP_CODES, StartupError, toHttp, toJobResult } from '../src/common/errors.js';
+import { ConfigError } from '../src/config/index.js';
+import { RuleError } from '../src/guard/index.js';
+import { AlreadyRunningError, SchemaVersionError, StateDirError } from '../src/store/index.js';
+import { ListenError } from '../src/api/listen.js';
+import { DaemonError, DaemonUnreachableError } from '../src/api/client.js';
+import { RoutePolicyError } from '../src/net/auth.js';
+import { EXIT, exitCodeOf } from '../src/cli/exit.js';
 import { AllowListedError, InvalidTargetError, type BanControl, type BanRecord } from '../src/guard/index.js';
 import { ActionRefusedError, AmiActionError, amiActionAppError, resolveActionPolicy, type AmiPort } from '../src/ami/index.js';
 import { AsteriskConsole, ConsoleRefusedError, defaultConsoleConfig, registerConsoleRoute } from '../src/console/index.js';
@@ -171,4 +178,34 @@ test('a console refusal is 403 CONSOLE_REFUSED on the REST API and on the admin 
   assert.match(a.json().error, /console\.deny/);
   await rest.close();
   await admin.close();
+});
+
+test('startup errors: each class has its stable code, and the CLI exit status goes by that code', () => {
+  const lock = { pid: 4242, startTicks: null, at: 0, token: 't', argv: [] };
+  const listener = { name: 'metrics', keys: 'metrics.host / metrics.port', address: '127.0.0.1:9470', disable: 'metrics.enabled: false' };
+  const cases: Array<[Error & { code: string }, string, number]> = [
+    [new ConfigError('ami.port: not a port'), 'CONFIG_INVALID', EXIT.usage],
+    [new RuleError('r.yaml rules[0]: no name'), 'RULES_INVALID', EXIT.usage],
+    [new StateDirError('/nope', 'cannot create it'), 'STATE_DIR_UNUSABLE', EXIT.stateDir],
+    [new AlreadyRunningError(lock, '/s/lock', '/s'), 'ALREADY_RUNNING', EXIT.alreadyRunning],
+    [new ListenError(listener, Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' })), 'LISTEN_FAILED', EXIT.listen],
+    [new DaemonUnreachableError('cannot reach the pbx-guardian daemon'), 'DAEMON_UNREACHABLE', EXIT.unreachable],
+    [new SchemaVersionError('/s/guardian.sqlite', 9, 3), 'SCHEMA_TOO_NEW', EXIT.failed],
+  ];
+  for (const [err, code, exit] of cases) {
+    assert.ok(err instanceof StartupError, err.constructor.name);
+    assert.equal(err.code, code, err.constructor.name);
+    assert.ok((STARTUP_CODES as readonly string[]).includes(code), code);
+    assert.equal(exitCodeOf(err), exit, err.constructor.name);
+  }
+  assert.equal(new RoutePolicyError('GET /x: no auth policy').code, 'ROUTE_POLICY_MISSING');
+  for (const code of STARTUP_CODES) assert.match(code, CODE_PATTERN);
+  // the listener's own reason stays readable next to the stable code
+  assert.equal((cases[4]![0] as ListenError).errno, 'EADDRINUSE');
+  // by code, not by class: a foreign error that merely has a code is a failure; parseArgs' is usage
+  assert.equal(exitCodeOf(Object.assign(new Error('x'), { code: 'CONFIG_INVALID' })), EXIT.failed);
+  assert.equal(exitCodeOf(Object.assign(new Error('Unknown option'), { code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION' })), EXIT.usage);
+  assert.equal(exitCodeOf(new DaemonError('not found', 404, 'NOT_FOUND')), EXIT.refused);
+  assert.equal(exitCodeOf(new DaemonError('boom', 500, 'INTERNAL')), EXIT.failed);
+  assert.equal(exitCodeOf(new TypeError('x is undefined')), EXIT.failed);
 });

@@ -66,7 +66,7 @@ for (const [listener, keys, extra] of [
     const backend = new CountingBackend();
     await assert.rejects(
       startDaemon({ config: config(base, extra(port)), backend, logger: silent }),
-      (err: Error) => err instanceof ListenError && err.code === 'EADDRINUSE' && err.message.includes(`127.0.0.1:${port} for the ${listener} (${keys})`),
+      (err: Error) => err instanceof ListenError && err.code === 'LISTEN_FAILED' && err.errno === 'EADDRINUSE' && err.message.includes(`127.0.0.1:${port} for the ${listener} (${keys})`),
     );
     assert.equal(backend.setups, 0, 'the firewall was never set up');
     assert.equal(existsSync(join(base, 'admin.sock')), false, 'the admin socket bound first was closed');

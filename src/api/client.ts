@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { StartupError } from '../common/errors.js';
 
 /** The daemon answered with an error status: `status` and the daemon's own message. */
 export class DaemonError extends Error {
@@ -8,7 +9,11 @@ export class DaemonError extends Error {
 }
 
 /** The daemon's admin socket could not be reached. */
-export class DaemonUnreachableError extends Error {}
+export class DaemonUnreachableError extends StartupError {
+  constructor(message: string) {
+    super(message, 'DAEMON_UNREACHABLE');
+  }
+}
 
 /** One JSON request to the admin API over the unix socket. */
 export function callDaemon<T>(socketPath: string, method: string, path: string, body?: unknown): Promise<T> {

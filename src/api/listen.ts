@@ -4,6 +4,7 @@
  * arrive before the firewall is ready are held off.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { StartupError } from '../common/errors.js';
 
 /** A listener the daemon opens, as a person configures it. */
 export interface ListenerSpec {
@@ -18,16 +19,18 @@ export interface ListenerSpec {
 }
 
 /** A listener could not bind: nothing else was started. */
-export class ListenError extends Error {
-  readonly code: string;
+export class ListenError extends StartupError {
+  /** the system's reason, e.g. EADDRINUSE (UNKNOWN when it gave none) */
+  readonly errno: string;
   constructor(readonly listener: ListenerSpec, cause: NodeJS.ErrnoException) {
     const code = cause.code ?? 'UNKNOWN';
     super(
       `cannot listen on ${listener.address} for the ${listener.name} (${listener.keys}): ${cause.message}. ${advice(code, listener)} ` +
         'pbx-guardian did not start: the firewall was not touched',
+      'LISTEN_FAILED',
     );
     this.name = 'ListenError';
-    this.code = code;
+    this.errno = code;
   }
 }
 

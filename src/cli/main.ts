@@ -1,18 +1,13 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '../config/index.js';
-import { loadRulesDir, RuleError, type BanRecord, type GuardStatus } from '../guard/index.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '../config/index.js';
+import { loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.js';
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
-import { callDaemon, DaemonError, DaemonUnreachableError } from '../api/client.js';
+import { callDaemon } from '../api/client.js';
 import { formatCheckReport, runCheck } from './check.js';
-import { AlreadyRunningError } from '../store/lock.js';
-import { StateDirError } from '../store/dirs.js';
-import { ListenError } from '../api/listen.js';
-
-/** Exit codes a script (and systemd's RestartPreventExitStatus=) can rely on; documented in HELP,
- *  README and docs/startup.md. `run` refusing to start: usage (config), alreadyRunning, stateDir, listen. */
-export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, failed: 4, unhealthy: 5, alreadyRunning: 10, stateDir: 11, listen: 12 } as const;
+import { StartupError } from '../common/errors.js';
+import { EXIT, exitCodeOf } from './exit.js';
 
 /** longest `demo --duration` */
 const DEMO_MAX_SEC = 86400;
@@ -193,7 +188,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-class UsageError extends Error {}
+class UsageError extends StartupError {
+  constructor(message: string) {
+    super(message, 'USAGE');
+  }
+}
 
 function demoDuration(text: string): number {
   const sec = parseDuration(text);
@@ -201,16 +200,6 @@ function demoDuration(text: string): number {
     throw new UsageError(`--duration: "${text.slice(0, 40)}" is not a duration from 1s to 24h (seconds, or like 30s, 5m, 1h)`);
   }
   return sec;
-}
-
-function exitCodeOf(err: Error): number {
-  if (err instanceof UsageError || err instanceof ConfigError || err instanceof RuleError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return EXIT.usage;
-  if (err instanceof AlreadyRunningError) return EXIT.alreadyRunning;
-  if (err instanceof StateDirError) return EXIT.stateDir;
-  if (err instanceof ListenError) return EXIT.listen;
-  if (err instanceof DaemonUnreachableError) return EXIT.unreachable;
-  if (err instanceof DaemonError && err.status < 500) return EXIT.refused;
-  return EXIT.failed;
 }
 
 main(process.argv.slice(2)).then(

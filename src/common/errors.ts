@@ -49,6 +49,30 @@ export function toHttp(err: unknown, opts: HttpMapOptions = {}): HttpError {
   return { status: 500, body: { error: e.message, code: 'INTERNAL' } };
 }
 
+/**
+ * The stable codes of the errors that stop the program before or while it starts (and of the
+ * CLI's own); the CLI's exit status goes by these (src/cli/exit.ts), never by class names.
+ */
+export const STARTUP_CODES = [
+  'USAGE',
+  'CONFIG_INVALID',
+  'RULES_INVALID',
+  'STATE_DIR_UNUSABLE',
+  'SCHEMA_TOO_NEW',
+  'ALREADY_RUNNING',
+  'LISTEN_FAILED',
+  'ROUTE_POLICY_MISSING',
+  'DAEMON_UNREACHABLE',
+] as const;
+export type StartupCode = (typeof STARTUP_CODES)[number];
+
+/** An error that stops a start or a CLI command: what it says is for the operator; `code` picks the exit status. */
+export class StartupError extends Error {
+  constructor(message: string, readonly code: StartupCode) {
+    super(message);
+  }
+}
+
 /** The code a job error carries: its message reaches Odoo as written. */
 export const JOB_ERROR = 'JOB_ERROR';
 

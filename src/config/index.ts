@@ -14,6 +14,7 @@ import { resolveWebhooks } from '../webhooks/config-schema.js';
 import { addressListErrors, hostError, listenerErrors, type TcpListener } from './addresses.js';
 import { ConfigSchema, type GuardianConfig } from './schema.js';
 import { constraintErrors, isPlainObject, mergeWithDefaults } from './validate.js';
+import { StartupError } from '../common/errors.js';
 
 export { ConfigSchema, type GuardianConfig } from './schema.js';
 export { parseDuration, formatDuration } from '../common/duration.js';
@@ -24,7 +25,11 @@ export const DEFAULT_CONFIG_PATH = '/etc/pbx-guardian/guardian.yaml';
 /** The package root (where rules/ and package.json live), from dist/src/config/. */
 export { PACKAGE_ROOT };
 
-export class ConfigError extends Error {}
+export class ConfigError extends StartupError {
+  constructor(message: string) {
+    super(message, 'CONFIG_INVALID');
+  }
+}
 
 /** Every key with its default (from ConfigSchema). A key not in the schema is an error (a typo must not pass silently). */
 export function defaultConfig(): GuardianConfig {

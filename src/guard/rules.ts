@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../common/duration.js';
 import { SOURCE_NAMES } from './observation.js';
+import { StartupError } from '../common/errors.js';
 
 export interface RuleWindow {
   count: number;
@@ -25,7 +26,11 @@ export interface Rule {
   ringSize: number;
 }
 
-export class RuleError extends Error {}
+export class RuleError extends StartupError {
+  constructor(message: string) {
+    super(message, 'RULES_INVALID');
+  }
+}
 
 const MAX_COUNT = 10_000;
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;

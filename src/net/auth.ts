@@ -92,7 +92,11 @@ export interface RegisteredRoute {
   policy: RoutePolicy;
 }
 
-export class RoutePolicyError extends Error {}
+/** A route registered without an auth policy, or with one its listener cannot check: a defect, found at start. */
+// (net sits beside common in the layers, so the code is its own field here, not StartupError's)
+export class RoutePolicyError extends Error {
+  readonly code = 'ROUTE_POLICY_MISSING';
+}
 
 const registered = new WeakMap<FastifyInstance, RegisteredRoute[]>();
 

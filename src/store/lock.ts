@@ -12,6 +12,7 @@ import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'n
 import { uptime } from 'node:os';
 import { join } from 'node:path';
 import { StateDirError } from './dirs.js';
+import { StartupError } from '../common/errors.js';
 
 export const LOCK_FILE = 'guardian.lock';
 
@@ -28,12 +29,13 @@ export interface LockRecord {
 }
 
 /** Another daemon holds the state directory. */
-export class AlreadyRunningError extends Error {
+export class AlreadyRunningError extends StartupError {
   constructor(readonly holder: LockRecord, readonly lockPath: string, readonly stateDir: string) {
     super(
       `another pbx-guardian (pid ${holder.pid}, running since ${new Date(holder.at).toISOString()}) holds the state directory ` +
         `${stateDir} (lock ${lockPath}): this one exits without touching the firewall, the admin socket or the listeners. ` +
         `Stop the running one first (systemctl stop pbx-guardian, or kill ${holder.pid}), or give this instance its own stateDir`,
+      'ALREADY_RUNNING',
     );
     this.name = 'AlreadyRunningError';
   }

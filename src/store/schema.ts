@@ -10,6 +10,7 @@
  * be a migration here that alters every table matching their name pattern.
  */
 import type { Database } from 'better-sqlite3';
+import { StartupError } from '../common/errors.js';
 
 export interface Migration {
   /** the version the database has once this migration ran (1, 2, ... without gaps) */
@@ -64,12 +65,13 @@ export const MIGRATIONS: readonly Migration[] = [
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
 
 /** The database was written by a newer pbx-guardian: opening it could lose what that version keeps. */
-export class SchemaVersionError extends Error {
+export class SchemaVersionError extends StartupError {
   constructor(readonly path: string, readonly found: number, readonly known: number) {
     super(
       `the state database ${path} has schema version ${found}, and this pbx-guardian knows versions up to ${known}: ` +
         'it was written by a newer pbx-guardian (a downgrade?). It was not changed. Run the newer version again, or, to ' +
         'start with an empty ban store and ban history, stop the daemon and move the file aside (with its -wal and -shm files)',
+      'SCHEMA_TOO_NEW',
     );
     this.name = 'SchemaVersionError';
   }
