@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { AmiClient, resolveActionPolicy, type AmiMessage } from './ami/index.js';
+import { AmiClient, resolveActionPolicy } from './ami/index.js';
 import { createAdminApp } from './api/admin.js';
 import { StartingGate } from './api/listen.js';
 import { AuthFailures } from './net/auth-failures.js';

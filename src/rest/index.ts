@@ -15,7 +15,7 @@ import { buildOpenApi, type RouteDoc } from './openapi.js';
 import { bearer, installRouteAuth, PUBLIC, TokenSet } from '../net/auth.js';
 import type { AuthFailures } from '../net/auth-failures.js';
 import { defaultsOf } from '../common/config-schema.js';
-import { CONTEXT_PATTERN, RestConfigSchema, SCOPES, type RestConfig, type Scope } from './config-schema.js';
+import { CONTEXT_PATTERN, RestConfigSchema, type RestConfig, type Scope } from './config-schema.js';
 import { Telephony, TelephonyError, type AmiPort, type TelephonyOptions } from './telephony.js';
 
 export { Telephony, TelephonyError, type AmiPort, type SalaraStatus, type TelephonyOptions } from './telephony.js';
