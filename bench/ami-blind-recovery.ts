@@ -40,7 +40,15 @@ interface Run {
 async function oneRun(phaseMs: number): Promise<Run> {
   const sim = new AmiSimulator({ fixturesDir: `${PACKAGE_ROOT}/test/fixtures/ami`, users: { guardian: { secret: 's', read: 'system,call' } } });
   await sim.listen();
-  const c = new AmiClient({ host: '127.0.0.1', port: sim.port, username: 'guardian', secret: 's', events: 'on', securityCheckTimeoutMs: CHECK_MS, securityRecheckIntervalMs: RECHECK_MS });
+  const c = new AmiClient({
+    host: '127.0.0.1',
+    port: sim.port,
+    username: 'guardian',
+    secret: 's',
+    events: 'on',
+    securityCheckTimeoutMs: CHECK_MS,
+    securityRecheckIntervalMs: RECHECK_MS,
+  });
   try {
     c.start();
     await until('security missing', () => c.health().security === 'missing', CHECK_MS + 5000);
@@ -91,5 +99,6 @@ export async function run(opts: { runs?: number } = {}): Promise<BenchResult[]> 
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const rows = await run({ runs: Number(process.argv[2] ?? 6) });
-  for (const r of rows) console.log(`${r.name.padEnd(60)} ${String(r.value).padStart(7)} ${r.unit} ${r.target ?? ''} ${r.ok === undefined ? '' : r.ok ? 'ok' : 'MISS'}`);
+  for (const r of rows)
+    console.log(`${r.name.padEnd(60)} ${String(r.value).padStart(7)} ${r.unit} ${r.target ?? ''} ${r.ok === undefined ? '' : r.ok ? 'ok' : 'MISS'}`);
 }

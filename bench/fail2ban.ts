@@ -99,7 +99,8 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
   const gP99 = pct(g.latencyMs, 99);
   const fP50 = pct(f.latencyMs, 50);
   const fP99 = pct(f.latencyMs, 99);
-  const lNote = (s: SideResult) => `${s.latencyMs.length}/${plan.latencyAddrs} addresses banned${s.latencyMissing ? ` (${s.latencyMissing} MISSING)` : ''}; M-th failure written → element in the kernel set (${s.instrument}${s.overflows ? `, ${s.overflows} NOTIFICATION OVERFLOWS` : ''})`;
+  const lNote = (s: SideResult) =>
+    `${s.latencyMs.length}/${plan.latencyAddrs} addresses banned${s.latencyMissing ? ` (${s.latencyMissing} MISSING)` : ''}; M-th failure written → element in the kernel set (${s.instrument}${s.overflows ? `, ${s.overflows} NOTIFICATION OVERFLOWS` : ''})`;
   rows.push({ name: 'vs fail2ban: ban latency p50, guardian', value: r1(gP50), unit: 'ms', note: lNote(g) });
   rows.push({
     name: 'vs fail2ban: ban latency p99, guardian',
@@ -109,7 +110,9 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
     ok: gP99 * 25 <= fP50 && g.latencyMissing === 0,
     anchor: `fail2ban p50 ${r1(fP50)} ms`,
     ratio: r1(fP50 / gP99),
-    note: g.decidedLatencyMs?.length ? `ban decided (the daemon's log line, ms resolution): p50 ${r1(pct(g.decidedLatencyMs, 50))} ms, p99 ${r1(pct(g.decidedLatencyMs, 99))} ms` : undefined,
+    note: g.decidedLatencyMs?.length
+      ? `ban decided (the daemon's log line, ms resolution): p50 ${r1(pct(g.decidedLatencyMs, 50))} ms, p99 ${r1(pct(g.decidedLatencyMs, 99))} ms`
+      : undefined,
   });
   rows.push({ name: 'vs fail2ban: ban latency p50, fail2ban', value: r1(fP50), unit: 'ms', note: lNote(f) });
   rows.push({ name: 'vs fail2ban: ban latency p99, fail2ban', value: r1(fP99), unit: 'ms' });
@@ -134,9 +137,21 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
       ratio: r1(rate(gb) / rate(fb)),
       note: bNote(gb, main ? burstOf(g, 'warm-up') : null),
     });
-    rows.push({ name: `vs fail2ban: burst bans/s (${fb.size.toLocaleString('en')} addresses), fail2ban`, value: r1(rate(fb)), unit: 'bans/s', note: bNote(fb, main ? burstOf(f, 'warm-up') : null) });
+    rows.push({
+      name: `vs fail2ban: burst bans/s (${fb.size.toLocaleString('en')} addresses), fail2ban`,
+      value: r1(rate(fb)),
+      unit: 'bans/s',
+      note: bNote(fb, main ? burstOf(f, 'warm-up') : null),
+    });
   }
-  rows.push({ name: 'vs fail2ban: CPU for the attack, guardian', value: r2(g.cpuSeconds), unit: 's', anchor: `fail2ban ${r2(f.cpuSeconds)} s`, ratio: r1(f.cpuSeconds / g.cpuSeconds), note: g.cpuNote });
+  rows.push({
+    name: 'vs fail2ban: CPU for the attack, guardian',
+    value: r2(g.cpuSeconds),
+    unit: 's',
+    anchor: `fail2ban ${r2(f.cpuSeconds)} s`,
+    ratio: r1(f.cpuSeconds / g.cpuSeconds),
+    note: g.cpuNote,
+  });
   rows.push({ name: 'vs fail2ban: CPU for the attack, fail2ban', value: r2(f.cpuSeconds), unit: 's', note: f.cpuNote });
   for (const size of plan.restoreSizes) {
     const gr = g.restore.find((r) => r.size === size);
@@ -155,9 +170,21 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
       ratio: fs === null ? undefined : r1(ratio),
       note: `${gr.present}/${size} in the kernel set; startDaemon (store load + setup + one transaction) returned after ${gr.startedS !== undefined ? r2(gr.startedS) : '?'} s, the value is when the kernel announced the last element${fs === null ? `; ratio > ${r1(ratio)}x (fail2ban bounded at ${plan.restoreBoundS} s)` : ''}`,
     });
-    rows.push({ name: `vs fail2ban: restore ${size.toLocaleString('en')} bans, fail2ban`, value: fs === null ? plan.restoreBoundS : r2(fs), unit: 's', note: fs === null ? `> ${plan.restoreBoundS} s: ${fr.present}/${size} restored when stopped` : `${fr.present}/${size}` });
+    rows.push({
+      name: `vs fail2ban: restore ${size.toLocaleString('en')} bans, fail2ban`,
+      value: fs === null ? plan.restoreBoundS : r2(fs),
+      unit: 's',
+      note: fs === null ? `> ${plan.restoreBoundS} s: ${fr.present}/${size} restored when stopped` : `${fr.present}/${size}`,
+    });
   }
-  rows.push({ name: 'vs fail2ban: legitimate addresses banned (guardian / fail2ban)', value: g.legitBanned, unit: 'addresses', target: '0', ok: g.legitBanned === 0, note: `fail2ban: ${f.legitBanned}` });
+  rows.push({
+    name: 'vs fail2ban: legitimate addresses banned (guardian / fail2ban)',
+    value: g.legitBanned,
+    unit: 'addresses',
+    target: '0',
+    ok: g.legitBanned === 0,
+    note: `fail2ban: ${f.legitBanned}`,
+  });
   return rows;
 }
 
@@ -189,7 +216,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   } else {
     run({ quick }).then(
       (rows) => {
-        for (const r of rows) console.log(`${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'met' : 'NOT met'})` : ''}${r.anchor ? ` [${r.anchor}${r.ratio !== undefined ? `, ratio ${r.ratio}x` : ''}]` : ''}${r.note ? ` — ${r.note}` : ''}`);
+        for (const r of rows)
+          console.log(
+            `${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'met' : 'NOT met'})` : ''}${r.anchor ? ` [${r.anchor}${r.ratio !== undefined ? `, ratio ${r.ratio}x` : ''}]` : ''}${r.note ? ` — ${r.note}` : ''}`,
+          );
       },
       (err: unknown) => {
         console.error(err);

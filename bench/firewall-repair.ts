@@ -19,7 +19,14 @@ import { cpus, loadavg } from 'node:os';
 import { pino } from 'pino';
 import type { BenchResult } from './types.js';
 import { childRowsInNetns, skipReason } from './firewall.js';
-import { DEFAULT_WATCHDOG_INTERVAL_MS, Enforcer, defaultFirewallConfig, type FirewallBackend, type FirewallEntry, type RepairReport } from '../src/firewall/index.js';
+import {
+  DEFAULT_WATCHDOG_INTERVAL_MS,
+  Enforcer,
+  defaultFirewallConfig,
+  type FirewallBackend,
+  type FirewallEntry,
+  type RepairReport,
+} from '../src/firewall/index.js';
 import { NftablesBackend } from '../src/firewall/nftables.js';
 import { NftCommandRunner } from '../src/firewall/nft-command.js';
 import { createAddonRunner } from '../src/firewall/nft-addon.js';
@@ -37,10 +44,14 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-
 function entries(n: number): FirewallEntry[] {
   const now = Date.now();
-  return Array.from({ length: n }, (_, i) => ({ target: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, family: 4 as const, isNetwork: false, expiresAt: now + 3_600_000 }));
+  return Array.from({ length: n }, (_, i) => ({
+    target: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+    family: 4 as const,
+    isNetwork: false,
+    expiresAt: now + 3_600_000,
+  }));
 }
 
 type Kind = 'addon' | 'command' | 'ipset';
@@ -65,9 +76,16 @@ async function bench(kind: Kind, runs: number, out: BenchResult[]): Promise<void
   const store = entries(N);
   const backend = backendFor(kind);
   let last: { report: RepairReport; at: number } | null = null;
-  const enf = new Enforcer(backend, () => store, { ...defaultFirewallConfig, table: TABLE, reconcileIntervalMs: 0 }, log, {
-    onRepaired: (report) => (last = { report, at: performance.now() }),
-  }, { watchdogIntervalMs: DEFAULT_WATCHDOG_INTERVAL_MS });
+  const enf = new Enforcer(
+    backend,
+    () => store,
+    { ...defaultFirewallConfig, table: TABLE, reconcileIntervalMs: 0 },
+    log,
+    {
+      onRepaired: (report) => (last = { report, at: performance.now() }),
+    },
+    { watchdogIntervalMs: DEFAULT_WATCHDOG_INTERVAL_MS },
+  );
   await enf.start();
 
   // 1. one check at 100k elements (wall time, and this process's CPU time; the watchdog's own
@@ -83,7 +101,13 @@ async function bench(kind: Kind, runs: number, out: BenchResult[]): Promise<void
   const cpu = process.cpuUsage(cpu0);
   // a target only in process: the others are child processes, whose cost is the host's fork/exec
   const target = kind === 'addon' ? { target: '<= 5', ok: median(walls) <= 5 } : {};
-  out.push({ name: `${label}: watchdog check at 100k elements (median)`, value: r3(median(walls)), unit: 'ms', ...target, note: `max ${r1(Math.max(...walls))} ms; daemon CPU ${r1((cpu.user + cpu.system) / 1000 / CHECKS)} ms per check${kind === 'addon' ? '' : ' (plus the child processes)'}` });
+  out.push({
+    name: `${label}: watchdog check at 100k elements (median)`,
+    value: r3(median(walls)),
+    unit: 'ms',
+    ...target,
+    note: `max ${r1(Math.max(...walls))} ms; daemon CPU ${r1((cpu.user + cpu.system) / 1000 / CHECKS)} ms per check${kind === 'addon' ? '' : ' (plus the child processes)'}`,
+  });
 
   // 2. repairs with the watchdog at its default interval
   const back: number[] = [];
@@ -119,9 +143,28 @@ async function bench(kind: Kind, runs: number, out: BenchResult[]): Promise<void
   const listed = (await backend.list()).length;
   if (listed !== N) throw new Error(`${label}: ${listed} elements listed after the last repair, not ${N}`);
   const worst = Math.max(...back);
-  out.push({ name: `${label}: 100k back in the kernel after ${kind === 'ipset' ? 'ipset flush' : 'nft flush ruleset'} (worst of ${runs})`, value: r3(worst), unit: 's', target: '<= 5', ok: worst <= 5, note: `runs: ${back.map(r3).join(', ')} s (detection waits 0-${DEFAULT_WATCHDOG_INTERVAL_MS / 1000} s: the watchdog interval)` });
-  out.push({ name: `${label}: repair itself (re-create + restore 100k, median)`, value: Math.round(median(repairMs)), unit: 'ms', note: `runs: ${repairMs.join(', ')} ms` });
-  out.push({ name: `${label}: longest event-loop stall during the repairs`, value: r1(stallMax), unit: 'ms', target: '<= 50', ok: stallMax <= 50, note: `p99 ${r1(stallP99)} ms (worst run); longest GC pause ${r1(gcMax)} ms; load ${loadavg()[0]!.toFixed(1)} on ${cpus().length} CPUs` });
+  out.push({
+    name: `${label}: 100k back in the kernel after ${kind === 'ipset' ? 'ipset flush' : 'nft flush ruleset'} (worst of ${runs})`,
+    value: r3(worst),
+    unit: 's',
+    target: '<= 5',
+    ok: worst <= 5,
+    note: `runs: ${back.map(r3).join(', ')} s (detection waits 0-${DEFAULT_WATCHDOG_INTERVAL_MS / 1000} s: the watchdog interval)`,
+  });
+  out.push({
+    name: `${label}: repair itself (re-create + restore 100k, median)`,
+    value: Math.round(median(repairMs)),
+    unit: 'ms',
+    note: `runs: ${repairMs.join(', ')} ms`,
+  });
+  out.push({
+    name: `${label}: longest event-loop stall during the repairs`,
+    value: r1(stallMax),
+    unit: 'ms',
+    target: '<= 50',
+    ok: stallMax <= 50,
+    note: `p99 ${r1(stallP99)} ms (worst run); longest GC pause ${r1(gcMax)} ms; load ${loadavg()[0]!.toFixed(1)} on ${cpus().length} CPUs`,
+  });
   await backend.flush();
   await enf.stop();
   await sleep(1000);
@@ -167,7 +210,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     run({ runs: r >= 0 ? Number(process.argv[r + 1]) : undefined }).then(
       (rows) => {
         const w = Math.max(...rows.map((x) => x.name.length));
-        for (const x of rows) console.log(`${x.name.padEnd(w)}  ${String(x.value).padStart(9)} ${x.unit.padEnd(3)} ${(x.target ?? '').padEnd(6)} ${x.ok === undefined ? '    ' : x.ok ? 'ok  ' : 'MISS'} ${x.note ?? ''}`);
+        for (const x of rows)
+          console.log(
+            `${x.name.padEnd(w)}  ${String(x.value).padStart(9)} ${x.unit.padEnd(3)} ${(x.target ?? '').padEnd(6)} ${x.ok === undefined ? '    ' : x.ok ? 'ok  ' : 'MISS'} ${x.note ?? ''}`,
+          );
       },
       (err) => {
         console.error(err);

@@ -74,7 +74,14 @@ async function nftBench(kind: 'addon' | 'command', out: BenchResult[]): Promise<
   await enf.start();
   const restoreS = (performance.now() - t0) / 1000;
   const listed = (await be.list()).length;
-  out.push({ name: `nft ${kind}: restore 100k bans`, value: r3(restoreS), unit: 's', target: '<= 1.5', ok: restoreS <= 1.5 && listed === 100_000, note: `${listed} in the kernel set` });
+  out.push({
+    name: `nft ${kind}: restore 100k bans`,
+    value: r3(restoreS),
+    unit: 's',
+    target: '<= 1.5',
+    ok: restoreS <= 1.5 && listed === 100_000,
+    note: `${listed} in the kernel set`,
+  });
 
   // 2. latency ban() → in the kernel set, 1k addresses at 5k bans/s, on top of the 100k set
   const lat: number[] = [];
@@ -91,8 +98,19 @@ async function nftBench(kind: 'addon' | 'command', out: BenchResult[]): Promise<
   const present = new Set((await be.list()).map((e) => e.target));
   const allThere = probe.every((p) => present.has(p.target));
   lat.sort((a, b) => a - b);
-  out.push({ name: `nft ${kind}: ban→kernel latency p50 (1k @5k/s)`, value: r1(pct(lat, 50)), unit: 'ms', note: allThere ? 'all 1000 verified in the set' : 'MISSING elements' });
-  out.push({ name: `nft ${kind}: ban→kernel latency p99 (1k @5k/s)`, value: r1(pct(lat, 99)), unit: 'ms', target: '<= 20', ok: pct(lat, 99) <= 20 && allThere });
+  out.push({
+    name: `nft ${kind}: ban→kernel latency p50 (1k @5k/s)`,
+    value: r1(pct(lat, 50)),
+    unit: 'ms',
+    note: allThere ? 'all 1000 verified in the set' : 'MISSING elements',
+  });
+  out.push({
+    name: `nft ${kind}: ban→kernel latency p99 (1k @5k/s)`,
+    value: r1(pct(lat, 99)),
+    unit: 'ms',
+    target: '<= 20',
+    ok: pct(lat, 99) <= 20 && allThere,
+  });
   await be.flush();
   await enf.stop();
   await settle();
@@ -105,7 +123,13 @@ async function nftBench(kind: 'addon' | 'command', out: BenchResult[]): Promise<
   await Promise.all(bulk.map((e) => enf.ban(e)));
   const bulkS = (performance.now() - t0) / 1000;
   const perBanMs = (bulkS * 1000) / bulk.length;
-  out.push({ name: `nft ${kind}: bulk ban throughput (50k)`, value: Math.round(bulk.length / bulkS), unit: 'bans/s', target: '>= 50000', ok: bulk.length / bulkS >= 50_000 });
+  out.push({
+    name: `nft ${kind}: bulk ban throughput (50k)`,
+    value: Math.round(bulk.length / bulkS),
+    unit: 'bans/s',
+    target: '>= 50000',
+    ok: bulk.length / bulkS >= 50_000,
+  });
   await be.flush();
   await enf.stop();
   await settle();
@@ -144,7 +168,13 @@ async function ipsetBench(out: BenchResult[]): Promise<void> {
   const t1 = performance.now();
   await Promise.all(bulk.map((e) => enf.ban(e)));
   const bs = (performance.now() - t1) / 1000;
-  out.push({ name: 'ipset: bulk ban throughput (50k)', value: Math.round(bulk.length / bs), unit: 'bans/s', target: '>= 50000', ok: bulk.length / bs >= 50_000 });
+  out.push({
+    name: 'ipset: bulk ban throughput (50k)',
+    value: Math.round(bulk.length / bs),
+    unit: 'bans/s',
+    target: '>= 50000',
+    ok: bulk.length / bs >= 50_000,
+  });
   await be.flush();
   await enf.stop();
 }

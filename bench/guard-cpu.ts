@@ -21,14 +21,43 @@ const N = 100_000;
 const RUNS = 7;
 const addr = (i: number) => `${10 + ((i >>> 16) & 0x7f)}.${(i >>> 8) & 255}.${i & 255}.${1 + (i % 250)}`;
 const sip = (i: number) =>
-  ['Event: InvalidPassword', 'Privilege: security,all', 'Severity: Error', 'Service: SIP', 'EventVersion: 2', 'AccountID: 100', 'SessionID: 0x7f51fc001ec0', 'LocalAddress: IPV4/UDP/127.0.0.1/5060', `RemoteAddress: IPV4/UDP/${addr(i)}/36778`].join('\r\n');
+  [
+    'Event: InvalidPassword',
+    'Privilege: security,all',
+    'Severity: Error',
+    'Service: SIP',
+    'EventVersion: 2',
+    'AccountID: 100',
+    'SessionID: 0x7f51fc001ec0',
+    'LocalAddress: IPV4/UDP/127.0.0.1/5060',
+    `RemoteAddress: IPV4/UDP/${addr(i)}/36778`,
+  ].join('\r\n');
 const pjsip = (i: number, event: string, severity: string, round: number) =>
-  [`Event: ${event}`, 'Privilege: security,all', `Severity: ${severity}`, 'Service: PJSIP', 'EventVersion: 1', 'AccountID: 100', `SessionID: cid${i}-${round}`, 'LocalAddress: IPV4/UDP/192.0.2.1/5060', `RemoteAddress: IPV4/UDP/${addr(i)}/5060`].join('\r\n');
+  [
+    `Event: ${event}`,
+    'Privilege: security,all',
+    `Severity: ${severity}`,
+    'Service: PJSIP',
+    'EventVersion: 1',
+    'AccountID: 100',
+    `SessionID: cid${i}-${round}`,
+    'LocalAddress: IPV4/UDP/192.0.2.1/5060',
+    `RemoteAddress: IPV4/UDP/${addr(i)}/5060`,
+  ].join('\r\n');
 
 function guardian(clock: () => number): Guardian {
   return new Guardian(
-    { rules: loadRulesDir(join(PACKAGE_ROOT, 'rules')), allow: [], automaticAllow: ['127.0.0.0/8'], ipv6Prefix: 64, maxTracked: 1_000_000, trackTtlSec: 43200,
-      escalation: { factor: 2, maxSec: 86400, lookbackSec: 86400 }, recidive: null, host: { addresses: () => [] } },
+    {
+      rules: loadRulesDir(join(PACKAGE_ROOT, 'rules')),
+      allow: [],
+      automaticAllow: ['127.0.0.0/8'],
+      ipv6Prefix: 64,
+      maxTracked: 1_000_000,
+      trackTtlSec: 43200,
+      escalation: { factor: 2, maxSec: 86400, lookbackSec: 86400 },
+      recidive: null,
+      host: { addresses: () => [] },
+    },
     new MemoryBanStore(),
     { ban: async () => {}, unban: async () => {}, setAllow: async () => {} },
     pino({ level: 'silent' }),
@@ -39,7 +68,10 @@ function guardian(clock: () => number): Guardian {
 /** µs of CPU per event, frames parsed beforehand (the lazy parse still runs in the AMI source) */
 function cpuPerEvent(texts: string[]): number {
   let clock = 1_796_190_000_000;
-  const observe = amiObserver(guardian(() => clock), () => clock);
+  const observe = amiObserver(
+    guardian(() => clock),
+    () => clock,
+  );
   const frames: AmiFrame[] = texts.map(parseFrame);
   const c0 = process.cpuUsage();
   for (const f of frames) {
@@ -53,7 +85,8 @@ function cpuPerEvent(texts: string[]): number {
 export async function run(): Promise<BenchResult[]> {
   const sipTexts = Array.from({ length: N }, (_, i) => sip(i));
   const pjsipTexts: string[] = [];
-  for (let r = 0; r < 2; r++) for (let i = 0; i < N / 4; i++) pjsipTexts.push(pjsip(i, 'ChallengeSent', 'Informational', r), pjsip(i, 'ChallengeResponseFailed', 'Error', r));
+  for (let r = 0; r < 2; r++)
+    for (let i = 0; i < N / 4; i++) pjsipTexts.push(pjsip(i, 'ChallengeSent', 'Informational', r), pjsip(i, 'ChallengeResponseFailed', 'Error', r));
   const s: number[] = [];
   const p: number[] = [];
   for (let k = 0; k < RUNS; k++) {

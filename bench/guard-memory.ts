@@ -38,12 +38,25 @@ function frameFor(i: number): string {
 function pjsipAttempt(i: number, round: number): string[] {
   const a = `${10 + ((i >>> 16) & 0x7f)}.${(i >>> 8) & 255}.${i & 255}.${1 + (i % 250)}`;
   const head = (event: string, severity: string) => [
-    `Event: ${event}`, 'Privilege: security,all', 'EventTV: 2026-12-02T05:55:28.466+0000', `Severity: ${severity}`, 'Service: PJSIP', 'EventVersion: 1',
-    'AccountID: 100', `SessionID: 4qkdxqmq${i.toString(36)}-${round}`, 'LocalAddress: IPV4/UDP/192.0.2.1/5060', `RemoteAddress: IPV4/UDP/${a}/50126`,
+    `Event: ${event}`,
+    'Privilege: security,all',
+    'EventTV: 2026-12-02T05:55:28.466+0000',
+    `Severity: ${severity}`,
+    'Service: PJSIP',
+    'EventVersion: 1',
+    'AccountID: 100',
+    `SessionID: 4qkdxqmq${i.toString(36)}-${round}`,
+    'LocalAddress: IPV4/UDP/192.0.2.1/5060',
+    `RemoteAddress: IPV4/UDP/${a}/50126`,
   ];
   return [
     [...head('ChallengeSent', 'Informational'), 'Challenge: '].join('\r\n'),
-    [...head('ChallengeResponseFailed', 'Error'), 'Challenge: 1796190928/5c3b0d8e3d2e5e1b8f0c2a4d6e8f0a1b', 'Response: 0f1e2d3c4b5a69788796a5b4c3d2e1f0', 'ExpectedResponse: '].join('\r\n'),
+    [
+      ...head('ChallengeResponseFailed', 'Error'),
+      'Challenge: 1796190928/5c3b0d8e3d2e5e1b8f0c2a4d6e8f0a1b',
+      'Response: 0f1e2d3c4b5a69788796a5b4c3d2e1f0',
+      'ExpectedResponse: ',
+    ].join('\r\n'),
   ];
 }
 
@@ -119,13 +132,26 @@ export async function run(opts: { addresses?: number } = {}): Promise<BenchResul
   const heapMb = Math.round(process.memoryUsage().heapUsed / 1048576);
   const pjsip = pjsipHotPath(Math.min(n, 50_000), 4);
   return [
-    { name: `guard: RSS with ${n.toLocaleString('en')} attacking addresses tracked`, value: Math.round(mb), unit: 'MB', target: n === 1_000_000 ? '<= 400' : undefined, ok: n === 1_000_000 ? mb <= 400 : undefined, note: `${tracked} tracked; heap used ${heapMb} MB; RSS before ${Math.round(rssBefore / 1048576)} MB${gc ? '' : ' (run with --expose-gc for a settled figure)'}` },
-    { name: 'guard: hot path (parse + detect), distinct addresses', value: Math.round(n / seconds), unit: 'events/s', note: `${((seconds * 1e6) / n).toFixed(2)} µs/event incl. building the frame text` },
+    {
+      name: `guard: RSS with ${n.toLocaleString('en')} attacking addresses tracked`,
+      value: Math.round(mb),
+      unit: 'MB',
+      target: n === 1_000_000 ? '<= 400' : undefined,
+      ok: n === 1_000_000 ? mb <= 400 : undefined,
+      note: `${tracked} tracked; heap used ${heapMb} MB; RSS before ${Math.round(rssBefore / 1048576)} MB${gc ? '' : ' (run with --expose-gc for a settled figure)'}`,
+    },
+    {
+      name: 'guard: hot path (parse + detect), distinct addresses',
+      value: Math.round(n / seconds),
+      unit: 'events/s',
+      note: `${((seconds * 1e6) / n).toFixed(2)} µs/event incl. building the frame text`,
+    },
     pjsip,
   ];
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const n = process.argv[2] ? Number(process.argv[2]) : undefined;
-  for (const r of await run({ addresses: n })) console.log(`${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'met' : 'NOT met'})` : ''}${r.note ? ` — ${r.note}` : ''}`);
+  for (const r of await run({ addresses: n }))
+    console.log(`${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'met' : 'NOT met'})` : ''}${r.note ? ` — ${r.note}` : ''}`);
 }

@@ -30,10 +30,20 @@ export async function run(opts: { bans?: number; runs?: number } = {}): Promise<
     const now = Date.now();
     for (let i = 0; i < bans; i++) {
       const target = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
-      seed.saveBan({ target, family: 4, isNetwork: false, createdAt: now, expiresAt: now + 3600_000, rule: 'bench', source: 'manual', reason: 'bench', count: 1 }, false);
+      seed.saveBan(
+        { target, family: 4, isNetwork: false, createdAt: now, expiresAt: now + 3600_000, rule: 'bench', source: 'manual', reason: 'bench', count: 1 },
+        false,
+      );
     }
     seed.close();
-    const config = buildConfig({ stateDir, logLevel: 'silent', ami: { enabled: false }, firewall: { backend: 'memory' }, admin: { socket: join(dir, 'admin.sock') }, metrics: { enabled: false } });
+    const config = buildConfig({
+      stateDir,
+      logLevel: 'silent',
+      ami: { enabled: false },
+      firewall: { backend: 'memory' },
+      admin: { socket: join(dir, 'admin.sock') },
+      metrics: { enabled: false },
+    });
     const d = await startDaemon({ config, backend: new MemoryBackend(), logger: pino({ level: 'silent' }), adminSocket: false });
     try {
       const healthMs: number[] = [];
@@ -60,9 +70,26 @@ export async function run(opts: { bans?: number; runs?: number } = {}): Promise<
       const e = stats(enforcerMs);
       const round = (x: number) => Math.round(x * 100) / 100;
       return [
-        { name: `daemon.health() with ${bans.toLocaleString('en-US')} active bans, median`, value: round(h.median), unit: 'ms', target: `<= ${TARGET_MS}`, ok: h.median <= TARGET_MS, note: `max ${round(h.max)} ms over ${runs} runs; ${String(active)} bans seen by the firewall part` },
-        { name: `of which Enforcer.health() (the firewall snapshot), median`, value: round(e.median), unit: 'ms', note: `max ${round(e.max)} ms; storeActive is a count (Guardian.activeCounts), no entry is built` },
-        { name: `full metrics scrape (health gauges included) with ${bans.toLocaleString('en-US')} active bans, median`, value: round(s.median), unit: 'ms', note: `max ${round(s.max)} ms over ${runs} runs (prom-client default metrics included)` },
+        {
+          name: `daemon.health() with ${bans.toLocaleString('en-US')} active bans, median`,
+          value: round(h.median),
+          unit: 'ms',
+          target: `<= ${TARGET_MS}`,
+          ok: h.median <= TARGET_MS,
+          note: `max ${round(h.max)} ms over ${runs} runs; ${String(active)} bans seen by the firewall part`,
+        },
+        {
+          name: `of which Enforcer.health() (the firewall snapshot), median`,
+          value: round(e.median),
+          unit: 'ms',
+          note: `max ${round(e.max)} ms; storeActive is a count (Guardian.activeCounts), no entry is built`,
+        },
+        {
+          name: `full metrics scrape (health gauges included) with ${bans.toLocaleString('en-US')} active bans, median`,
+          value: round(s.median),
+          unit: 'ms',
+          note: `max ${round(s.max)} ms over ${runs} runs (prom-client default metrics included)`,
+        },
       ];
     } finally {
       await d.stop();

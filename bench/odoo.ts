@@ -23,7 +23,17 @@ import type { BenchResult } from './types.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-token-0123456789';
-const MAP = [{ id: 1, name: 'Newchannel', source: 'AMI', model: 'asterisk_plus.channel', method: 'on_ami_new_channel', delay: 0, condition: "not event['Channel'].startswith('Local/')" }];
+const MAP = [
+  {
+    id: 1,
+    name: 'Newchannel',
+    source: 'AMI',
+    model: 'asterisk_plus.channel',
+    method: 'on_ami_new_channel',
+    delay: 0,
+    condition: "not event['Channel'].startswith('Local/')",
+  },
+];
 
 // ------------------------------------------------------------------ child modes
 
@@ -32,9 +42,13 @@ async function childFakeOdoo(port: number, latency: number): Promise<void> {
   odoo.latencyMs = latency;
   await odoo.start(port);
   // keep memory flat: forget recorded calls, report counts
-  setInterval(() => { odoo.calls.length = 0; }, 1000).unref();
+  setInterval(() => {
+    odoo.calls.length = 0;
+  }, 1000).unref();
   process.send!({ url: odoo.url, violations: odoo.violations.length });
-  process.on('message', (m: { cmd: string }) => { if (m.cmd === 'stop') void odoo.stop().then(() => process.exit(0)); });
+  process.on('message', (m: { cmd: string }) => {
+    if (m.cmd === 'stop') void odoo.stop().then(() => process.exit(0));
+  });
 }
 
 async function childJobClient(port: number, durationMs: number, concurrency: number): Promise<void> {
@@ -44,20 +58,45 @@ async function childJobClient(port: number, durationMs: number, concurrency: num
   let ok = 0;
   let other = 0;
   const end = performance.now() + durationMs;
-  const one = (): Promise<void> => new Promise((resolve) => {
-    const t0 = performance.now();
-    const req = https.request({ host: '127.0.0.1', port, path: '/app/asterisk_plus/agent', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-token': TOKEN } }, (res) => {
-      res.resume();
-      res.on('end', () => { lat.push(performance.now() - t0); if (res.statusCode === 200) ok++; else other++; resolve(); });
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const t0 = performance.now();
+      const req = https.request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/app/asterisk_plus/agent',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-token': TOKEN },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            lat.push(performance.now() - t0);
+            if (res.statusCode === 200) ok++;
+            else other++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        other++;
+        resolve();
+      });
+      req.end(body);
     });
-    req.on('error', () => { other++; resolve(); });
-    req.end(body);
-  });
   // warm-up
   await Promise.all(Array.from({ length: concurrency }, () => one()));
-  lat.length = 0; ok = 0; other = 0;
+  lat.length = 0;
+  ok = 0;
+  other = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => { while (performance.now() < end) await one(); }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) await one();
+    }),
+  );
   const secs = (performance.now() - t0) / 1000;
   lat.sort((a, b) => a - b);
   const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0;
@@ -83,7 +122,10 @@ async function stopFake(child: ChildProcess): Promise<void> {
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
   });
 }
 
@@ -94,12 +136,32 @@ async function bridgeFor(url: string, dir: string, cfg: OdooConfigInput = {}): P
   const fo = new FakeOdoo();
   const bridge = await startOdooBridge({
     config: { url, db: fo.db, user: fo.user, password: fo.password, agentToken: TOKEN, listen: { enabled: false }, systemName: 'bench', ...cfg },
-    ami: new FakeAmi(), bans: new FakeBans(), db, logger: pino({ level: 'silent' }), registry: new Registry(), stateDir: dir, reloadConfig: () => undefined,
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db,
+    logger: pino({ level: 'silent' }),
+    registry: new Registry(),
+    stateDir: dir,
+    reloadConfig: () => undefined,
   });
   return { bridge, db };
 }
 
-const events = (n: number) => Array.from({ length: n }, (_, i) => amiMessage([['Event', 'Newchannel'], ['Privilege', 'call,all'], ['Channel', `PJSIP/${i % 500}-${i}`], ['ChannelState', '4'], ['ChannelStateDesc', 'Ring'], ['CallerIDNum', '100'], ['Exten', '200'], ['Context', 'from-internal'], ['Uniqueid', `1700000000.${i}`], ['Linkedid', `1700000000.${i}`]]));
+const events = (n: number) =>
+  Array.from({ length: n }, (_, i) =>
+    amiMessage([
+      ['Event', 'Newchannel'],
+      ['Privilege', 'call,all'],
+      ['Channel', `PJSIP/${i % 500}-${i}`],
+      ['ChannelState', '4'],
+      ['ChannelStateDesc', 'Ring'],
+      ['CallerIDNum', '100'],
+      ['Exten', '200'],
+      ['Context', 'from-internal'],
+      ['Uniqueid', `1700000000.${i}`],
+      ['Linkedid', `1700000000.${i}`],
+    ]),
+  );
 
 async function waitMap(b: OdooBridge): Promise<void> {
   for (let i = 0; i < 500 && !b.forwarder.hasMap(); i++) await new Promise((r) => setTimeout(r, 10));
@@ -149,18 +211,38 @@ async function drainRate(latency: number, n: number, dir: string): Promise<{ rat
   }
 }
 
-async function jobRate(dir: string, durationMs: number, concurrency: number): Promise<{ rate: number; p50: number; p99: number; ok: number; other: number; cpuUs: number }> {
+async function jobRate(
+  dir: string,
+  durationMs: number,
+  concurrency: number,
+): Promise<{ rate: number; p50: number; p99: number; ok: number; other: number; cpuUs: number }> {
   const fo = new FakeOdoo();
   await fo.start();
   const db = new Database(':memory:');
   const bridge = await startOdooBridge({
-    config: { url: fo.url, db: fo.db, user: fo.user, password: fo.password, agentToken: TOKEN, listen: { enabled: true, host: '127.0.0.1', port: 0 }, jobQueueMax: 100_000 },
-    ami: new FakeAmi(), bans: new FakeBans(), db, logger: pino({ level: 'silent' }), registry: new Registry(), stateDir: dir, reloadConfig: () => undefined,
+    config: {
+      url: fo.url,
+      db: fo.db,
+      user: fo.user,
+      password: fo.password,
+      agentToken: TOKEN,
+      listen: { enabled: true, host: '127.0.0.1', port: 0 },
+      jobQueueMax: 100_000,
+    },
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db,
+    logger: pino({ level: 'silent' }),
+    registry: new Registry(),
+    stateDir: dir,
+    reloadConfig: () => undefined,
   });
   try {
     const child = fork(SELF, ['--job-client', String(bridge.agentAddress!.port), String(durationMs), String(concurrency)], { stdio: 'inherit' });
     const cpu0 = process.cpuUsage();
-    const r = await new Promise<{ ok: number; other: number; secs: number; p50: number; p99: number }>((resolve) => child.once('message', resolve as (m: unknown) => void));
+    const r = await new Promise<{ ok: number; other: number; secs: number; p50: number; p99: number }>((resolve) =>
+      child.once('message', resolve as (m: unknown) => void),
+    );
     const cpu = process.cpuUsage(cpu0);
     // server-side CPU per accepted job (includes the warm-up requests: an upper bound)
     const cpuUs = (cpu.user + cpu.system) / Math.max(1, r.ok);
@@ -183,18 +265,52 @@ export async function run(only?: string): Promise<BenchResult[]> {
       return out;
     }
     const f0 = await forwardRate(0, 20_000, dir);
-    out.push({ name: 'odoo events forwarded (Odoo answers at once)', value: Math.round(f0.rate), unit: 'events/s', note: '20k Newchannel, distinct calls, fake Odoo in a child process' });
+    out.push({
+      name: 'odoo events forwarded (Odoo answers at once)',
+      value: Math.round(f0.rate),
+      unit: 'events/s',
+      note: '20k Newchannel, distinct calls, fake Odoo in a child process',
+    });
     const f20 = await forwardRate(20, 20_000, dir);
-    out.push({ name: 'odoo events forwarded (Odoo 20 ms per call)', value: Math.round(f20.rate), unit: 'events/s', target: '>= 2000', ok: f20.rate >= 2000, note: `eventConcurrency 64 lanes` });
-    out.push({ name: 'handleAmiEvent cost, mapped event with condition', value: Number(f0.handleUs.toFixed(2)), unit: 'µs/event', note: 'synchronous part on the AMI path' });
+    out.push({
+      name: 'odoo events forwarded (Odoo 20 ms per call)',
+      value: Math.round(f20.rate),
+      unit: 'events/s',
+      target: '>= 2000',
+      ok: f20.rate >= 2000,
+      note: `eventConcurrency 64 lanes`,
+    });
+    out.push({
+      name: 'handleAmiEvent cost, mapped event with condition',
+      value: Number(f0.handleUs.toFixed(2)),
+      unit: 'µs/event',
+      note: 'synchronous part on the AMI path',
+    });
     const conc = Number(process.env.BENCH_CONC ?? 8);
     const j = await jobRate(dir, 5000, conc);
-    out.push({ name: 'jobs accepted on the HTTPS endpoint', value: Math.round(j.rate), unit: 'jobs/s', target: '>= 5000', ok: j.rate >= 5000, note: `test.ping, ${conc} keep-alive connections from a child process; ${j.other} non-200` });
+    out.push({
+      name: 'jobs accepted on the HTTPS endpoint',
+      value: Math.round(j.rate),
+      unit: 'jobs/s',
+      target: '>= 5000',
+      ok: j.rate >= 5000,
+      note: `test.ping, ${conc} keep-alive connections from a child process; ${j.other} non-200`,
+    });
     out.push({ name: 'job accept latency p50', value: Number(j.p50.toFixed(2)), unit: 'ms' });
     out.push({ name: 'job accept latency p99', value: Number(j.p99.toFixed(2)), unit: 'ms', target: '< 10', ok: j.p99 < 10 });
-    out.push({ name: 'server CPU per accepted job', value: Math.round(j.cpuUs), unit: 'µs', note: `capacity ~${Math.round(1e6 / j.cpuUs)} jobs/s per core when the client is elsewhere` });
+    out.push({
+      name: 'server CPU per accepted job',
+      value: Math.round(j.cpuUs),
+      unit: 'µs',
+      note: `capacity ~${Math.round(1e6 / j.cpuUs)} jobs/s per core when the client is elsewhere`,
+    });
     const d0 = await drainRate(0, 20_000, dir);
-    out.push({ name: 'outbox drain after outage (Odoo answers at once)', value: Math.round(d0.rate), unit: 'rows/s', note: `${d0.written} rows written during the outage` });
+    out.push({
+      name: 'outbox drain after outage (Odoo answers at once)',
+      value: Math.round(d0.rate),
+      unit: 'rows/s',
+      note: `${d0.written} rows written during the outage`,
+    });
     const d20 = await drainRate(20, 10_000, dir);
     out.push({ name: 'outbox drain after outage (Odoo 20 ms per call)', value: Math.round(d20.rate), unit: 'rows/s', note: `${d20.written} rows` });
   } finally {
@@ -210,6 +326,15 @@ if (argv[0] === '--fake-odoo') {
   void childJobClient(Number(argv[1]), Number(argv[2]), Number(argv[3]));
 } else if (process.argv[1] && path.resolve(process.argv[1]) === SELF) {
   const rows = await run(argv[0] === '--only' ? argv[1] : undefined);
-  console.table(rows.map((r) => ({ name: r.name, value: r.value, unit: r.unit, target: r.target ?? '', ok: r.ok === undefined ? '' : r.ok ? 'yes' : 'NO', note: r.note ?? '' })));
+  console.table(
+    rows.map((r) => ({
+      name: r.name,
+      value: r.value,
+      unit: r.unit,
+      target: r.target ?? '',
+      ok: r.ok === undefined ? '' : r.ok ? 'yes' : 'NO',
+      note: r.note ?? '',
+    })),
+  );
   process.exit(0);
 }

@@ -42,7 +42,9 @@ function parseFlags(argv: string[]): Flags {
     else if (a.startsWith('--only=')) f.only = a.slice(7).split(',').filter(Boolean);
     else if (a === '--soak-seconds') f.soakSeconds = Number(argv[++i]);
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node dist/bench/run.js [--only ami-decode,guard-memory,odoo,firewall,firewall-repair,fail2ban,soak,health,ami-blind-recovery,worst-case,store-prune] [--quick] [--soak-seconds N]');
+      console.log(
+        'usage: node dist/bench/run.js [--only ami-decode,guard-memory,odoo,firewall,firewall-repair,fail2ban,soak,health,ami-blind-recovery,worst-case,store-prune] [--quick] [--soak-seconds N]',
+      );
       process.exit(0);
     } else throw new Error(`unknown flag ${a} (see --help)`);
   }
@@ -112,7 +114,17 @@ const fmt = (v: number) => (Number.isFinite(v) ? v.toLocaleString('en-US') : 'â€
 const status = (r: Row) => (r.error ? 'ERROR' : r.ok === undefined ? '' : r.ok ? 'ok' : 'MISS');
 
 function table(rows: Row[]): string[][] {
-  return rows.map((r) => [r.module, r.name, fmt(r.value), r.unit, r.target ?? '', status(r), r.ratio !== undefined ? `${r.ratio}x` : '', r.anchor ?? '', r.note ?? '']);
+  return rows.map((r) => [
+    r.module,
+    r.name,
+    fmt(r.value),
+    r.unit,
+    r.target ?? '',
+    status(r),
+    r.ratio !== undefined ? `${r.ratio}x` : '',
+    r.anchor ?? '',
+    r.note ?? '',
+  ]);
 }
 
 const HEAD = ['module', 'figure', 'value', 'unit', 'target', 'ok', 'ratio', 'anchor (same run)', 'note'];
@@ -120,7 +132,11 @@ const HEAD = ['module', 'figure', 'value', 'unit', 'target', 'ok', 'ratio', 'anc
 function printTable(rows: Row[]): void {
   const cells = table(rows).map((c) => c.map((x, i) => (i === 8 && x.length > 110 ? x.slice(0, 107) + '...' : x)));
   const w = HEAD.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) => c.map((x, i) => (i === 2 || i === 6 ? x.padStart(w[i]!) : x.padEnd(w[i]!))).join('  ').trimEnd();
+  const line = (c: string[]) =>
+    c
+      .map((x, i) => (i === 2 || i === 6 ? x.padStart(w[i]!) : x.padEnd(w[i]!)))
+      .join('  ')
+      .trimEnd();
   console.log(line(HEAD));
   console.log(w.map((n) => '-'.repeat(n)).join('  '));
   for (const c of cells) console.log(line(c));
@@ -128,7 +144,14 @@ function printTable(rows: Row[]): void {
 
 function markdown(rows: Row[], meta: Record<string, string>): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  const out = ['# pbx-guardian benchmarks', '', ...Object.entries(meta).map(([k, v]) => `- ${k}: ${v}`), '', `| ${HEAD.join(' | ')} |`, `|${HEAD.map(() => '---').join('|')}|`];
+  const out = [
+    '# pbx-guardian benchmarks',
+    '',
+    ...Object.entries(meta).map(([k, v]) => `- ${k}: ${v}`),
+    '',
+    `| ${HEAD.join(' | ')} |`,
+    `|${HEAD.map(() => '---').join('|')}|`,
+  ];
   for (const c of table(rows)) out.push(`| ${c.map(esc).join(' | ')} |`);
   return out.join('\n') + '\n';
 }
@@ -149,7 +172,15 @@ export async function main(argv: string[]): Promise<Row[]> {
       for (const r of res) rows.push({ ...r, module: name, seconds: secs });
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
-      rows.push({ module: name, name: `${name}: failed`, value: NaN, unit: '-', ok: false, error: true, note: e.message.split('\n').slice(0, 3).join(' ').slice(0, 400) });
+      rows.push({
+        module: name,
+        name: `${name}: failed`,
+        value: NaN,
+        unit: '-',
+        ok: false,
+        error: true,
+        note: e.message.split('\n').slice(0, 3).join(' ').slice(0, 400),
+      });
     }
     process.stderr.write(`bench: ${name} done in ${Math.round((performance.now() - t0) / 1000)} s\n`);
   }
@@ -159,11 +190,17 @@ export async function main(argv: string[]): Promise<Row[]> {
     date: started.toISOString(),
     mode: flags.quick ? 'quick (smaller sizes, smoke run)' : 'full',
     node: process.version,
-    host: `${(await import('node:os')).cpus().length} CPUs, load ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')} at the end (shared machine: figures are noisy)`,
+    host: `${(await import('node:os')).cpus().length} CPUs, load ${(await import('node:os'))
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} at the end (shared machine: figures are noisy)`,
   };
   const dir = join(PACKAGE_ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'latest.json'), JSON.stringify({ ...meta, rows: rows.map((r) => ({ ...r, value: Number.isFinite(r.value) ? r.value : null })) }, null, 2) + '\n');
+  writeFileSync(
+    join(dir, 'latest.json'),
+    JSON.stringify({ ...meta, rows: rows.map((r) => ({ ...r, value: Number.isFinite(r.value) ? r.value : null })) }, null, 2) + '\n',
+  );
   writeFileSync(join(dir, 'latest.md'), markdown(rows, meta));
   console.log(`\nwritten: bench/results/latest.json, bench/results/latest.md`);
   return rows;

@@ -26,8 +26,17 @@ export async function run(): Promise<BenchResult[]> {
   const path = join(dir, 'security');
   try {
     const guardian = new Guardian(
-      { rules: loadRulesDir(join(PACKAGE_ROOT, 'rules')), allow: [], automaticAllow: [], ipv6Prefix: 64, maxTracked: 1_000_000, trackTtlSec: 43200,
-        escalation: { factor: 2, maxSec: 86400, lookbackSec: 86400 }, recidive: null, host: { addresses: () => [] } },
+      {
+        rules: loadRulesDir(join(PACKAGE_ROOT, 'rules')),
+        allow: [],
+        automaticAllow: [],
+        ipv6Prefix: 64,
+        maxTracked: 1_000_000,
+        trackTtlSec: 43200,
+        escalation: { factor: 2, maxSec: 86400, lookbackSec: 86400 },
+        recidive: null,
+        host: { addresses: () => [] },
+      },
       new MemoryBanStore(),
       { ban: async () => {}, unban: async () => {}, setAllow: async () => {} },
       pino({ level: 'silent' }),
@@ -51,8 +60,18 @@ export async function run(): Promise<BenchResult[]> {
     await tail.stop();
     const mb = (text.length / 1048576).toFixed(0);
     return [
-      { name: 'security log: lines read, parsed and counted', value: Math.round(N / (ms / 1000)), unit: 'lines/s', note: `${N} lines (${mb} MiB) appended at once; ${((ms * 1000) / N).toFixed(2)} µs/line; ${source.counts.observed} observed, ${guardian.status().totalFailed} failures counted` },
-      { name: 'security log: longest event-loop gap while reading', value: Number(maxGap.toFixed(1)), unit: 'ms', note: 'a 1 ms timer, during the read of the whole append' },
+      {
+        name: 'security log: lines read, parsed and counted',
+        value: Math.round(N / (ms / 1000)),
+        unit: 'lines/s',
+        note: `${N} lines (${mb} MiB) appended at once; ${((ms * 1000) / N).toFixed(2)} µs/line; ${source.counts.observed} observed, ${guardian.status().totalFailed} failures counted`,
+      },
+      {
+        name: 'security log: longest event-loop gap while reading',
+        value: Number(maxGap.toFixed(1)),
+        unit: 'ms',
+        note: 'a 1 ms timer, during the read of the whole append',
+      },
     ];
   } finally {
     rmSync(dir, { recursive: true, force: true });

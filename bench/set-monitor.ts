@@ -63,7 +63,11 @@ export class SetMonitor {
 
   static async start(setName: string): Promise<SetMonitor> {
     const bin = await setElemMonitorBinary();
-    const m = new SetMonitor(bin ? 'kernel netlink notification (bench/native/setelem-monitor.c)' : 'nft monitor (no cc for the netlink instrument)', bin, setName);
+    const m = new SetMonitor(
+      bin ? 'kernel netlink notification (bench/native/setelem-monitor.c)' : 'nft monitor (no cc for the netlink instrument)',
+      bin,
+      setName,
+    );
     await Promise.race([m.readyPromise, sleep(5000)]);
     return m;
   }

@@ -395,11 +395,46 @@ export const LAG_P99_MAX_MS = 50;
 export function toRows(r: SoakResult): BenchResult[] {
   const curve = r.rssMb.map(([t, mb]) => `${t}s:${mb}`).join(' ');
   return [
-    { name: `soak: events delivered (${r.seconds} s, target rate ${r.rate}/s)`, value: r.achievedRate, unit: 'events/s', target: `>= ${Math.round(r.rate * 0.95)}`, ok: r.achievedRate >= r.rate * 0.95 && r.eventsReceived === r.eventsSent, note: `${r.eventsSent} sent, ${r.eventsReceived} received, drain after stop ${r.drainMs} ms; producer socket backlog max ${Math.round(r.producerBacklogMaxBytes / 1024)} KiB${r.producerSkippedTicks ? `, ${r.producerSkippedTicks} ticks skipped (daemon behind)` : ''}; backend ${r.backend}` },
-    { name: 'soak: event-loop delay p99', value: r.lagP99Ms, unit: 'ms', target: `< ${LAG_P99_MAX_MS}`, ok: r.lagP99Ms < LAG_P99_MAX_MS, note: `p50 ${r.lagP50Ms} ms, max ${r.lagMaxMs} ms at ${r.stallAtS} s (monitorEventLoopDelay, 1 ms sampling; figures include that 1 ms); longest GC pause ${r.gcMaxMs} ms at ${r.gcMaxAtS} s` },
-    { name: 'soak: RSS growth, last third max vs first third max', value: r.rssGrowthPct, unit: '%', target: `<= ${RSS_GROWTH_MAX_PCT}`, ok: r.rssGrowthPct <= RSS_GROWTH_MAX_PCT, note: `first ${r.rssFirstThirdMaxMb} MB, last ${r.rssLastThirdMaxMb} MB; curve (s:MB) ${curve}` },
-    { name: 'soak: attackers missed', value: r.attackersMissed, unit: 'addresses', target: '0', ok: r.attackersExpected > 0 && r.attackersMissed === 0, note: `${r.attackersBanned}/${r.attackersExpected} attackers that crossed ${THRESHOLD} failures are in the set${r.missedSample.length ? `; e.g. ${r.missedSample.join(', ')}` : ''}` },
-    { name: 'soak: allow-listed / legitimate / noise addresses banned', value: r.allowListedBanned + r.legitBanned + r.noiseBanned, unit: 'addresses', target: '0', ok: r.allowListedBanned + r.legitBanned + r.noiseBanned === 0, note: `allow-listed ${r.allowListedBanned}, phones ${r.legitBanned}, noise (<= ${NOISE_MAX} failures) ${r.noiseBanned}; ${r.bansTotal} bans in total` },
+    {
+      name: `soak: events delivered (${r.seconds} s, target rate ${r.rate}/s)`,
+      value: r.achievedRate,
+      unit: 'events/s',
+      target: `>= ${Math.round(r.rate * 0.95)}`,
+      ok: r.achievedRate >= r.rate * 0.95 && r.eventsReceived === r.eventsSent,
+      note: `${r.eventsSent} sent, ${r.eventsReceived} received, drain after stop ${r.drainMs} ms; producer socket backlog max ${Math.round(r.producerBacklogMaxBytes / 1024)} KiB${r.producerSkippedTicks ? `, ${r.producerSkippedTicks} ticks skipped (daemon behind)` : ''}; backend ${r.backend}`,
+    },
+    {
+      name: 'soak: event-loop delay p99',
+      value: r.lagP99Ms,
+      unit: 'ms',
+      target: `< ${LAG_P99_MAX_MS}`,
+      ok: r.lagP99Ms < LAG_P99_MAX_MS,
+      note: `p50 ${r.lagP50Ms} ms, max ${r.lagMaxMs} ms at ${r.stallAtS} s (monitorEventLoopDelay, 1 ms sampling; figures include that 1 ms); longest GC pause ${r.gcMaxMs} ms at ${r.gcMaxAtS} s`,
+    },
+    {
+      name: 'soak: RSS growth, last third max vs first third max',
+      value: r.rssGrowthPct,
+      unit: '%',
+      target: `<= ${RSS_GROWTH_MAX_PCT}`,
+      ok: r.rssGrowthPct <= RSS_GROWTH_MAX_PCT,
+      note: `first ${r.rssFirstThirdMaxMb} MB, last ${r.rssLastThirdMaxMb} MB; curve (s:MB) ${curve}`,
+    },
+    {
+      name: 'soak: attackers missed',
+      value: r.attackersMissed,
+      unit: 'addresses',
+      target: '0',
+      ok: r.attackersExpected > 0 && r.attackersMissed === 0,
+      note: `${r.attackersBanned}/${r.attackersExpected} attackers that crossed ${THRESHOLD} failures are in the set${r.missedSample.length ? `; e.g. ${r.missedSample.join(', ')}` : ''}`,
+    },
+    {
+      name: 'soak: allow-listed / legitimate / noise addresses banned',
+      value: r.allowListedBanned + r.legitBanned + r.noiseBanned,
+      unit: 'addresses',
+      target: '0',
+      ok: r.allowListedBanned + r.legitBanned + r.noiseBanned === 0,
+      note: `allow-listed ${r.allowListedBanned}, phones ${r.legitBanned}, noise (<= ${NOISE_MAX} failures) ${r.noiseBanned}; ${r.bansTotal} bans in total`,
+    },
   ];
 }
 
@@ -470,7 +505,14 @@ if (!isMainThread && workerData && (workerData as ProducerData).fixturesDir) {
     console.log(JSON.stringify(r));
     process.exit(0);
   } else {
-    const rows = await run({ seconds: arg('seconds'), rate: arg('rate'), addresses: arg('addresses'), memory: process.argv.includes('--memory'), quick: process.argv.includes('--quick') });
-    for (const r of rows) console.log(`${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'met' : 'NOT met'})` : ''}${r.note ? ` — ${r.note}` : ''}`);
+    const rows = await run({
+      seconds: arg('seconds'),
+      rate: arg('rate'),
+      addresses: arg('addresses'),
+      memory: process.argv.includes('--memory'),
+      quick: process.argv.includes('--quick'),
+    });
+    for (const r of rows)
+      console.log(`${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'met' : 'NOT met'})` : ''}${r.note ? ` — ${r.note}` : ''}`);
   }
 }

@@ -69,8 +69,18 @@ export async function run(opts: { rows?: number; chunkRows?: number } = {}): Pro
     const note = `${rows} old + ${rows / 10} recent rows, ${sizeMb.toFixed(0)} MB file, chunks of ${chunkRows}`;
     return [
       { name: 'history prune: chunk p50', value: at(0.5), unit: 'ms', target: '<= 5', ok: at(0.5) <= 5, note: `${chunks} chunks; ${note}` },
-      { name: 'history prune: chunk p99', value: at(0.99), unit: 'ms', note: 'the top 1% are the chunks that carry a WAL checkpoint (NO_CHECKPOINT=1 shows it without)' },
-      { name: 'history prune: longest chunk', value: +worstChunk.toFixed(2), unit: 'ms', note: 'includes the WAL checkpoints every ~4 MB of changes (an fsync), as any write does' },
+      {
+        name: 'history prune: chunk p99',
+        value: at(0.99),
+        unit: 'ms',
+        note: 'the top 1% are the chunks that carry a WAL checkpoint (NO_CHECKPOINT=1 shows it without)',
+      },
+      {
+        name: 'history prune: longest chunk',
+        value: +worstChunk.toFixed(2),
+        unit: 'ms',
+        note: 'includes the WAL checkpoints every ~4 MB of changes (an fsync), as any write does',
+      },
       { name: 'history prune: event loop worst delay', value: +worstLag.toFixed(2), unit: 'ms', note: 'a 1 ms interval timer during the run' },
       { name: 'history prune: whole run', value: +(ms / 1000).toFixed(2), unit: 's', note },
     ];
@@ -81,5 +91,6 @@ export async function run(opts: { rows?: number; chunkRows?: number } = {}): Pro
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [rows, chunkRows] = process.argv.slice(2).map(Number);
-  for (const r of await run({ rows: rows || undefined, chunkRows: chunkRows || undefined })) console.log(`${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'ok' : 'NOT MET'})` : ''} — ${r.note ?? ''}`);
+  for (const r of await run({ rows: rows || undefined, chunkRows: chunkRows || undefined }))
+    console.log(`${r.name}: ${r.value} ${r.unit}${r.target ? ` (target ${r.target}: ${r.ok ? 'ok' : 'NOT MET'})` : ''} — ${r.note ?? ''}`);
 }

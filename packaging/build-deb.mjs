@@ -16,8 +16,18 @@
 
 import { spawnSync } from 'node:child_process';
 import {
-  chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync,
-  realpathSync, rmSync, statSync, writeFileSync,
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -49,7 +59,12 @@ function parseArgs(argv) {
     else if (a === '--allow-incomplete') opts.allowIncomplete = true;
     else if (a === '--keep-staging') opts.keep = true;
     else if (a === '-h' || a === '--help') {
-      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 8).join('\n') + '\n');
+      process.stdout.write(
+        readFileSync(fileURLToPath(import.meta.url), 'utf8')
+          .split('\n')
+          .slice(1, 8)
+          .join('\n') + '\n',
+      );
       process.exit(0);
     } else fail(`unknown argument ${JSON.stringify(a)} (see --help)`);
   }
@@ -182,7 +197,8 @@ function main() {
   const distSrc = join(repo, 'dist', 'src');
   const cliMain = join(distSrc, 'cli', 'main.js');
   if (!existsSync(cliMain)) {
-    if (!opts.allowIncomplete) fail(`${relative(repo, cliMain)} is missing: the package would have no command (build first, or pass --allow-incomplete for a test build)`);
+    if (!opts.allowIncomplete)
+      fail(`${relative(repo, cliMain)} is missing: the package would have no command (build first, or pass --allow-incomplete for a test build)`);
     process.stderr.write(`build-deb: WARNING ${relative(repo, cliMain)} is missing; building an incomplete package\n`);
   }
   if (!existsSync(join(repo, 'node_modules'))) fail('node_modules is missing: run `npm ci` first');
@@ -209,7 +225,9 @@ function main() {
       mkdirSync(join(lib, 'build', 'Release'), { recursive: true });
       cpSync(addon, join(lib, 'build', 'Release', 'nftables.node'));
     } else if (existsSync(join(repo, 'binding.gyp'))) {
-      process.stderr.write('build-deb: WARNING binding.gyp exists but build/Release/nftables.node is not built: the nftables backend will fall back (run `npx node-gyp rebuild`)\n');
+      process.stderr.write(
+        'build-deb: WARNING binding.gyp exists but build/Release/nftables.node is not built: the nftables backend will fall back (run `npx node-gyp rebuild`)\n',
+      );
     }
 
     // --- production node_modules: a copy of the repo's (native addons already compiled), pruned --
@@ -231,8 +249,7 @@ function main() {
     // A tiny launcher rather than a symlink: it does not depend on main.js's shebang or mode, and
     // finds `node` on PATH (Debian's, NodeSource's, or /usr/local/bin).
     mkdirSync(join(root, 'usr', 'bin'), { recursive: true });
-    writeFileSync(join(root, 'usr', 'bin', PKG),
-      `#!/bin/sh\n# pbx-guardian launcher (Debian package)\nexec node /${LIBDIR}/dist/src/cli/main.js "$@"\n`);
+    writeFileSync(join(root, 'usr', 'bin', PKG), `#!/bin/sh\n# pbx-guardian launcher (Debian package)\nexec node /${LIBDIR}/dist/src/cli/main.js "$@"\n`);
 
     // --- unit, conffile, man page, copyright ---------------------------------------------------
     mkdirSync(join(root, 'lib', 'systemd', 'system'), { recursive: true });
@@ -244,8 +261,10 @@ function main() {
       cpSync(example, join(root, 'etc', PKG, 'guardian.yaml'));
     } else {
       process.stderr.write('build-deb: WARNING config/guardian.example.yaml is missing; shipping a placeholder config\n');
-      writeFileSync(join(root, 'etc', PKG, 'guardian.yaml'),
-        '# pbx-guardian configuration. See pbx-guardian(1).\n# (placeholder: config/guardian.example.yaml was not present when this package was built)\n');
+      writeFileSync(
+        join(root, 'etc', PKG, 'guardian.yaml'),
+        '# pbx-guardian configuration. See pbx-guardian(1).\n# (placeholder: config/guardian.example.yaml was not present when this package was built)\n',
+      );
     }
 
     const man = readFileSync(join(repo, 'packaging', `${PKG}.1`));
@@ -255,11 +274,21 @@ function main() {
     const docdir = join(root, 'usr', 'share', 'doc', PKG);
     mkdirSync(docdir, { recursive: true });
     const license = ['LICENSE', 'LICENSE.md'].map((f) => join(repo, f)).find((f) => existsSync(f));
-    writeFileSync(join(docdir, 'copyright'),
+    writeFileSync(
+      join(docdir, 'copyright'),
       'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n' +
-      `Upstream-Name: ${PKG}\n\nFiles: *\nCopyright: the ${PKG} authors\nLicense: ${pkg.license ?? 'UNKNOWN'}\n` +
-      (license ? ' ' + readFileSync(license, 'utf8').trim().split('\n').map((l) => l.trim() === '' ? '.' : l).join('\n ') + '\n' : '') +
-      '\nFiles: usr/lib/pbx-guardian/node_modules/*\nCopyright: their respective authors\nLicense: see each module\'s own LICENSE file\n');
+        `Upstream-Name: ${PKG}\n\nFiles: *\nCopyright: the ${PKG} authors\nLicense: ${pkg.license ?? 'UNKNOWN'}\n` +
+        (license
+          ? ' ' +
+            readFileSync(license, 'utf8')
+              .trim()
+              .split('\n')
+              .map((l) => (l.trim() === '' ? '.' : l))
+              .join('\n ') +
+            '\n'
+          : '') +
+        "\nFiles: usr/lib/pbx-guardian/node_modules/*\nCopyright: their respective authors\nLicense: see each module's own LICENSE file\n",
+    );
 
     stripAddons(lib);
     normalizeModes(root);

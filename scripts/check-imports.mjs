@@ -112,17 +112,31 @@ export function fileCycles(edges) {
     next.get(from).add(to);
   }
   let index = 0;
-  const idx = new Map(), low = new Map(), stack = [], on = new Set(), out = [];
+  const idx = new Map(),
+    low = new Map(),
+    stack = [],
+    on = new Set(),
+    out = [];
   const visit = (v) => {
-    idx.set(v, index); low.set(v, index); index++; stack.push(v); on.add(v);
+    idx.set(v, index);
+    low.set(v, index);
+    index++;
+    stack.push(v);
+    on.add(v);
     for (const w of next.get(v)) {
-      if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v), low.get(w))); }
-      else if (on.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v), low.get(w)));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
     }
     if (low.get(v) === idx.get(v)) {
       const scc = [];
       let w;
-      do { w = stack.pop(); on.delete(w); scc.push(w); } while (w !== v);
+      do {
+        w = stack.pop();
+        on.delete(w);
+        scc.push(w);
+      } while (w !== v);
       if (scc.length > 1 || next.get(v).has(v)) out.push(scc.sort());
     }
   };
@@ -139,11 +153,15 @@ export function checkImports(root, { layers = LAYERS, allowed = ALLOWED, once = 
   const wrongWay = [];
   const unplaced = new Set();
   for (const e of edges) {
-    const a = placeOf(e.from, layers), b = placeOf(e.to, layers);
+    const a = placeOf(e.from, layers),
+      b = placeOf(e.to, layers);
     if (!a) unplaced.add(e.from);
     if (!b) unplaced.add(e.to);
     if (!a || !b || a.module === b.module || b.layer < a.layer) continue;
-    if (allowSet.has(key(e))) { used.add(key(e)); continue; }
+    if (allowSet.has(key(e))) {
+      used.add(key(e));
+      continue;
+    }
     wrongWay.push({ ...e, why: b.layer === a.layer ? 'sideways' : 'upward' });
   }
   const cycles = fileCycles(edges.filter((e) => !allowSet.has(key(e))));
@@ -162,8 +180,10 @@ function main() {
   for (const e of r.stale) console.log(`allowed but no longer there: src/${e.from} -> src/${e.to} (remove it from ALLOWED)`);
   for (const d of r.duplicates) console.log(`defined twice: src/${d.file} has ${d.what}`);
   const failed = r.wrongWay.length + r.cycles.length + r.unplaced.length + r.stale.length + r.duplicates.length;
-  console.log(`imports: ${r.edges} arrows, ${r.wrongWay.length} wrong-way, ${r.cycles.length} cycles, ${r.duplicates.length} duplicated helpers` +
-    (all ? '' : `, ${ALLOWED.length - r.stale.length} allowed exceptions`));
+  console.log(
+    `imports: ${r.edges} arrows, ${r.wrongWay.length} wrong-way, ${r.cycles.length} cycles, ${r.duplicates.length} duplicated helpers` +
+      (all ? '' : `, ${ALLOWED.length - r.stale.length} allowed exceptions`),
+  );
   if (failed > 0) process.exitCode = 1;
 }
 

@@ -50,21 +50,28 @@ function literalAllow(cfg: GuardianConfig): AllowEntry[] {
   return [
     { entry: '127.0.0.0/8', from: 'loopback' },
     { entry: '::1', from: 'loopback' },
-    ...configuredHosts(cfg).filter((h) => isLiteral(h.host)).map((h) => ({ entry: h.host, from: `${h.role} ${h.host}` })),
+    ...configuredHosts(cfg)
+      .filter((h) => isLiteral(h.host))
+      .map((h) => ({ entry: h.host, from: `${h.role} ${h.host}` })),
   ];
 }
 
 /** The hosts written as names: resolved by the HostAllowFeed. */
 export function hostNames(cfg: GuardianConfig): string[] {
-  return configuredHosts(cfg).filter((h) => !isLiteral(h.host)).map((h) => h.host);
+  return configuredHosts(cfg)
+    .filter((h) => !isLiteral(h.host))
+    .map((h) => h.host);
 }
 
 /** What the host names resolve to now, as allow entries ('AMI host pbx.example.com'). */
 export function resolvedAllow(cfg: GuardianConfig, feed: HostAllowFeed): AllowEntry[] {
   const roles = configuredHosts(cfg);
   return feed.byName().flatMap(({ name, addresses }) => {
-    const role = roles.filter((h) => h.host === name).map((h) => h.role).join(' and ') || 'host';
+    const role =
+      roles
+        .filter((h) => h.host === name)
+        .map((h) => h.role)
+        .join(' and ') || 'host';
     return addresses.map((entry) => ({ entry, from: `${role} ${name}` }));
   });
 }
-

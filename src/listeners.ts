@@ -64,14 +64,24 @@ export async function bindListeners(config: GuardianConfig, gate: StartingGate, 
   if (config.metrics.enabled) {
     const { host, port } = config.metrics;
     const app = createMetricsApp(make.metrics);
-    const a = await tcp({ name: 'metrics endpoint', keys: 'metrics.host / metrics.port', address: hostPort(host, port), disable: 'metrics.enabled: false' }, app, host, port);
+    const a = await tcp(
+      { name: 'metrics endpoint', keys: 'metrics.host / metrics.port', address: hostPort(host, port), disable: 'metrics.enabled: false' },
+      app,
+      host,
+      port,
+    );
     open.metrics = app;
     open.metricsUrl = `http://${hostPort(host, a.port)}/metrics`;
   }
   if (config.rest.enabled) {
     const { host, port } = config.rest;
     const app = make.rest();
-    const address = await tcp({ name: 'REST API', keys: 'rest.host / rest.port', address: hostPort(host, port), disable: 'rest.enabled: false' }, app, host, port);
+    const address = await tcp(
+      { name: 'REST API', keys: 'rest.host / rest.port', address: hostPort(host, port), disable: 'rest.enabled: false' },
+      app,
+      host,
+      port,
+    );
     open.rest = { app, address, close: () => app.close() };
   }
   if (config.odoo.enabled) {
@@ -86,9 +96,15 @@ async function odooBindFailed(config: GuardianConfig, err: unknown): Promise<nev
   const { listen, fagi } = config.odoo;
   const { port, syscall } = err as { port?: number; syscall?: string };
   if (syscall !== 'listen' && syscall !== 'bind') throw err;
-  const spec: ListenerSpec = fagi.enabled && port === fagi.port && port !== listen.port
-    ? { name: 'FastAGI server', keys: 'odoo.fagi.host / odoo.fagi.port', address: hostPort(fagi.host, fagi.port), disable: 'odoo.fagi.enabled: false' }
-    : { name: 'Odoo job endpoint', keys: 'odoo.listen.host / odoo.listen.port', address: hostPort(listen.host, listen.port), disable: 'odoo.listen.enabled: false' };
+  const spec: ListenerSpec =
+    fagi.enabled && port === fagi.port && port !== listen.port
+      ? { name: 'FastAGI server', keys: 'odoo.fagi.host / odoo.fagi.port', address: hostPort(fagi.host, fagi.port), disable: 'odoo.fagi.enabled: false' }
+      : {
+          name: 'Odoo job endpoint',
+          keys: 'odoo.listen.host / odoo.listen.port',
+          address: hostPort(listen.host, listen.port),
+          disable: 'odoo.listen.enabled: false',
+        };
   return bindListener(spec, () => Promise.reject(err));
 }
 
@@ -100,14 +116,17 @@ export interface OdooWiring extends Omit<OdooBridgeDeps, 'config' | 'stateDir'> 
 /** The Odoo bridge with the console and config-sync jobs; their refusals reach Odoo as job errors with their own message. */
 export function startOdoo(config: GuardianConfig, w: OdooWiring): Promise<OdooBridge> {
   const extra = new Map([...consoleJobFunctions(w.asteriskConsole), ...(w.configFiles ? configJobFunctions(w.configFiles) : [])]);
-  const jobFunctions = [...extra].map(([name, fn]): [string, JobFunction] => [name, async (args, kwargs) => {
-    try {
-      return await fn(args, kwargs);
-    } catch (e) {
-      if (isClientError(e)) throw new JobError(e.message);
-      throw e;
-    }
-  }]);
+  const jobFunctions = [...extra].map(([name, fn]): [string, JobFunction] => [
+    name,
+    async (args, kwargs) => {
+      try {
+        return await fn(args, kwargs);
+      } catch (e) {
+        if (isClientError(e)) throw new JobError(e.message);
+        throw e;
+      }
+    },
+  ]);
   const { asteriskConsole: _c, configFiles, ...deps } = w;
   return startOdooBridge({ ...deps, jobFunctions, configSync: configFiles, config: odooBridgeConfig(config), stateDir: config.stateDir });
 }
@@ -116,5 +135,9 @@ export function startOdoo(config: GuardianConfig, w: OdooWiring): Promise<OdooBr
 export function logListeners(logger: Logger, open: OpenListeners, config: GuardianConfig): void {
   if (open.admin) logger.info({ socket: config.admin.socket }, 'admin socket listening');
   if (open.metricsUrl) logger.info({ url: open.metricsUrl }, `metrics at ${open.metricsUrl}`);
-  if (open.rest) logger.info({ ...open.rest.address }, `REST API listening on http://${hostPort(open.rest.address.host, open.rest.address.port)}/v1/ (OpenAPI at /v1/openapi.json)`);
+  if (open.rest)
+    logger.info(
+      { ...open.rest.address },
+      `REST API listening on http://${hostPort(open.rest.address.host, open.rest.address.port)}/v1/ (OpenAPI at /v1/openapi.json)`,
+    );
 }

@@ -10,7 +10,19 @@ import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfi
 import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { Lifecycle } from './common/lifecycle.js';
 import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
-import { connectSubscribers, Guardian, HOST_REFRESH_MS, HostAllowFeed, HostWatch, systemResolver, type Subscriber, type HostAddressPort, type HostFilesPort, type HostPaths, type HostResolver } from './guard/index.js';
+import {
+  connectSubscribers,
+  Guardian,
+  HOST_REFRESH_MS,
+  HostAllowFeed,
+  HostWatch,
+  systemResolver,
+  type Subscriber,
+  type HostAddressPort,
+  type HostFilesPort,
+  type HostPaths,
+  type HostResolver,
+} from './guard/index.js';
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { bindAmiMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
@@ -89,14 +101,21 @@ function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): St
     st = Store.open(stateDir);
   } catch (err) {
     if (err instanceof SchemaVersionError) throw new StateDirError(stateDir, err.message);
-    throw new StateDirError(stateDir, `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`);
+    throw new StateDirError(
+      stateDir,
+      `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`,
+    );
   }
   try {
     st.onWriteError = (err, lostWrites) => {
       metrics.storeErrors.inc(lostWrites);
       logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
     };
-    if (st.schema.from !== st.schema.to && (st.schema.from > 0 || st.schema.adopted)) logger.info({ schema: st.schema }, `state database schema ${st.schema.adopted ? 'adopted as version 1 and ' : ''}migrated from version ${st.schema.from} to ${st.schema.to}`);
+    if (st.schema.from !== st.schema.to && (st.schema.from > 0 || st.schema.adopted))
+      logger.info(
+        { schema: st.schema },
+        `state database schema ${st.schema.adopted ? 'adopted as version 1 and ' : ''}migrated from version ${st.schema.from} to ${st.schema.to}`,
+      );
   } catch (err) {
     st.close();
     throw err;
@@ -106,14 +125,16 @@ function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): St
 
 /** Starts (or restarts, on a reload) the hourly history prune; failures are counted and logged. */
 function historyPrune(st: Store, metrics: Metrics, logger: Logger): (retention: string) => void {
-  return (retention) => st.startHistoryPrune({
-    retentionMs: seconds(retention) * 1000,
-    onPruned: (rows, chunks) => logger.info({ rows, chunks }, `ban history: deleted ${rows} bans that ended more than ${retention} ago (store.historyRetention)`),
-    onError: (err) => {
-      metrics.storeErrors.inc();
-      logger.error({ err }, 'ban history prune failed; it is tried again in an hour');
-    },
-  });
+  return (retention) =>
+    st.startHistoryPrune({
+      retentionMs: seconds(retention) * 1000,
+      onPruned: (rows, chunks) =>
+        logger.info({ rows, chunks }, `ban history: deleted ${rows} bans that ended more than ${retention} ago (store.historyRetention)`),
+      onError: (err) => {
+        metrics.storeErrors.inc();
+        logger.error({ err }, 'ban history prune failed; it is tried again in an hour');
+      },
+    });
 }
 
 /** The configured backend; when it cannot be built yet, one that keeps trying (see DeferredBackend). */
@@ -186,12 +207,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
     const ami = config.ami.enabled
       ? new AmiClient({
-        ...config.ami,
-        events: loginEventMask(config),
-        securityCheckTimeoutMs: seconds(config.ami.securityCheckTimeout) * 1000,
-        securityRecheckIntervalMs: seconds(config.ami.securityRecheckInterval) * 1000,
-        logger,
-      })
+          ...config.ami,
+          events: loginEventMask(config),
+          securityCheckTimeoutMs: seconds(config.ami.securityCheckTimeout) * 1000,
+          securityRecheckIntervalMs: seconds(config.ami.securityRecheckInterval) * 1000,
+          logger,
+        })
       : null;
     if (ami) {
       bindAmiMetrics(metrics, ami);
@@ -242,9 +263,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const firewall = en.health();
       return {
         ami: ami?.health() ?? null,
-        guard: { rules: gd.rules.length, tracked: gd.trackedCount, maxTracked: config.guard.maxTracked, activeBans: firewall.storeActive, securityLog: srcs.securityLog() },
+        guard: {
+          rules: gd.rules.length,
+          tracked: gd.trackedCount,
+          maxTracked: config.guard.maxTracked,
+          activeBans: firewall.storeActive,
+          securityLog: srcs.securityLog(),
+        },
         firewall: { configured: config.firewall.backend, health: firewall },
-        store: { onDisk: st.onDisk, path: st.path, stateDir: config.stateDir, openError: st.fallbackReason, lastWriteError: st.lastWriteError, lastWriteOkAt: st.lastWriteOkAt },
+        store: {
+          onDisk: st.onDisk,
+          path: st.path,
+          stateDir: config.stateDir,
+          openError: st.fallbackReason,
+          lastWriteError: st.lastWriteError,
+          lastWriteOkAt: st.lastWriteOkAt,
+        },
         odoo: open.odoo?.health() ?? null,
         webhooks: webhooks?.health() ?? null,
       };
@@ -259,33 +293,66 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     // gate answers requests that could change something with 503.
     const gate = new StartingGate();
     const open = noListeners();
-    await bindListeners(config, gate, {
-      admin: opts.adminSocket === false ? null : () => {
-        const app = createAdminApp({ control: gd, status: () => gd.status(), reload, version: VERSION, health, firewall: pauseControl(en, config.stateDir) }, af);
-        registerConsoleRoute(app, asteriskConsole);
-        return app;
+    await bindListeners(
+      config,
+      gate,
+      {
+        admin:
+          opts.adminSocket === false
+            ? null
+            : () => {
+                const app = createAdminApp(
+                  { control: gd, status: () => gd.status(), reload, version: VERSION, health, firewall: pauseControl(en, config.stateDir) },
+                  af,
+                );
+                registerConsoleRoute(app, asteriskConsole);
+                return app;
+              },
+        metrics: metrics.registry,
+        rest: () =>
+          createRestApp({
+            config: config.rest,
+            ami: amiPort,
+            bans: gd,
+            actionPolicy,
+            console: config.console.enabled ? asteriskConsole : null,
+            configFiles,
+            logger: logger.child({ stage: 'rest' }),
+            registry: metrics.registry,
+            version: VERSION,
+            tokens: restTokens,
+            authFailures: af,
+          }),
+        odoo: (beforeListen) =>
+          startOdoo(config, {
+            ami: amiPort,
+            bans: gd,
+            db: st.db,
+            logger,
+            registry: metrics.registry,
+            reloadConfig: reload,
+            authFailures: af,
+            actionPolicy,
+            asteriskConsole,
+            configFiles,
+            beforeListen,
+          }),
       },
-      metrics: metrics.registry,
-      rest: () => createRestApp({
-        config: config.rest,
-        ami: amiPort,
-        bans: gd,
-        actionPolicy,
-        console: config.console.enabled ? asteriskConsole : null,
-        configFiles,
-        logger: logger.child({ stage: 'rest' }),
-        registry: metrics.registry,
-        version: VERSION,
-        tokens: restTokens,
-        authFailures: af,
-      }),
-      odoo: (beforeListen) => startOdoo(config, { ami: amiPort, bans: gd, db: st.db, logger, registry: metrics.registry, reloadConfig: reload, authFailures: af, actionPolicy, asteriskConsole, configFiles, beforeListen }),
-    }, open, life);
+      open,
+      life,
+    );
     logListeners(logger, open, config);
     const { odoo, rest } = open;
-    const webhooks = config.webhooks.length > 0
-      ? new WebhookDispatcher({ webhooks: config.webhooks, db: st.db, logger: logger.child({ stage: 'webhooks' }), registry: metrics.registry, systemName: config.odoo.systemName || undefined })
-      : null;
+    const webhooks =
+      config.webhooks.length > 0
+        ? new WebhookDispatcher({
+            webhooks: config.webhooks,
+            db: st.db,
+            logger: logger.child({ stage: 'webhooks' }),
+            registry: metrics.registry,
+            systemName: config.odoo.systemName || undefined,
+          })
+        : null;
     if (webhooks) {
       await life.start({ name: 'webhooks', stop: () => webhooks.close() });
       logger.info({ subscribers: config.webhooks.map((w) => w.name) }, `webhooks: ${config.webhooks.length} subscribers`);
@@ -300,13 +367,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const restored = gd.restore();
     metrics.firewallHealthy.set(1);
     const pausedBefore = takePausedNote(config.stateDir);
-    if (pausedBefore) logger.warn({ pausedReason: pausedBefore }, `firewall enforcement was paused (${pausedBefore}) when the daemon stopped; a start enforces again: the stored bans go back into the kernel (pbx-guardian flush pauses again)`);
+    if (pausedBefore)
+      logger.warn(
+        { pausedReason: pausedBefore },
+        `firewall enforcement was paused (${pausedBefore}) when the daemon stopped; a start enforces again: the stored bans go back into the kernel (pbx-guardian flush pauses again)`,
+      );
     await en.start();
     await en.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
     await life.start({ name: 'guard timers', start: () => gd.startExpirySweep(), stop: () => gd.stop() });
     await life.start({ name: 'host name lookups', start: () => feed.setHosts(hostNames(config)), stop: () => feed.stop() });
     // the resolver and default gateways, followed as they change (both in the kernel allow set too)
-    const watch = new HostWatch({ ...opts.hostFiles, intervalMs: HOST_REFRESH_MS, logger, onChange: (source, entries) => void gd.setAllowSource(source, entries) });
+    const watch = new HostWatch({
+      ...opts.hostFiles,
+      intervalMs: HOST_REFRESH_MS,
+      logger,
+      onChange: (source, entries) => void gd.setAllowSource(source, entries),
+    });
     await life.start({ name: 'host watch', start: () => watch.start(), stop: () => watch.stop() });
     logger.info({ restored: restored.length, rules: gd.rules.length }, `restored ${restored.length} active bans; ${gd.rules.length} rules loaded`);
     gate.open();

@@ -7,13 +7,19 @@ import { buildConfig, ConfigError } from '../src/config/index.js';
 const ORIG = { Action: 'Originate', Channel: 'PJSIP/101' };
 
 test('actionPolicy.allow is validated: every entry names one thing the built-in lists deny', () => {
-  assert.deepEqual(validateActionPolicyAllow(['application:AGI', 'function:ODBC_CUSTOMER', 'action:UpdateConfig', 'variable:MONITOR_EXEC', 'agi', 'expressions']), []);
+  assert.deepEqual(
+    validateActionPolicyAllow(['application:AGI', 'function:ODBC_CUSTOMER', 'action:UpdateConfig', 'variable:MONITOR_EXEC', 'agi', 'expressions']),
+    [],
+  );
   const errors = validateActionPolicyAllow(['application:Playback', 'System', 42, 'action:Ping', 'function:A B']);
   assert.equal(errors.length, 5);
   assert.match(errors[0]!, /actionPolicy\.allow\[0\]: "application:Playback" widens nothing/);
   assert.match(errors[1]!, /actionPolicy\.allow\[1\]: "System" is not "action:NAME"/);
   assert.match(errors[2]!, /actionPolicy\.allow\[2\]: expected a string/);
-  assert.throws(() => buildConfig({ actionPolicy: { allow: ['application:Playback'] } }), (e: Error) => e instanceof ConfigError && /actionPolicy\.allow\[0\]/.test(e.message));
+  assert.throws(
+    () => buildConfig({ actionPolicy: { allow: ['application:Playback'] } }),
+    (e: Error) => e instanceof ConfigError && /actionPolicy\.allow\[0\]/.test(e.message),
+  );
   assert.throws(() => buildConfig({ actionPolicy: { widen: [] } }), /actionPolicy\.widen: unknown key/);
   assert.deepEqual(buildConfig({}).actionPolicy, { allow: [] });
 });
@@ -35,9 +41,15 @@ test('each widening lets exactly its own thing through; odoo.denied* add denials
     assert.doesNotThrow(() => callerAction(action, wide), allow);
   }
   // a widening is one name only: application:AGI does not let Exec through
-  assert.throws(() => callerAction({ ...ORIG, Application: 'Exec', Data: 'Playback(x)' }, resolveActionPolicy({ allow: ['application:AGI'] })), /Exec is denied/);
+  assert.throws(
+    () => callerAction({ ...ORIG, Application: 'Exec', Data: 'Playback(x)' }, resolveActionPolicy({ allow: ['application:AGI'] })),
+    /Exec is denied/,
+  );
   // the operator's own list still narrows
-  assert.throws(() => callerAction({ ...ORIG, Application: 'Playback', Data: 'x' }, resolveActionPolicy({ deniedApplications: ['Playback'] })), /Playback is denied/);
+  assert.throws(
+    () => callerAction({ ...ORIG, Application: 'Playback', Data: 'x' }, resolveActionPolicy({ deniedApplications: ['Playback'] })),
+    /Playback is denied/,
+  );
   assert.throws(() => callerAction({ Action: 'Hangup', Channel: 'x' }, resolveActionPolicy({ deniedActions: ['hangup'] })), /Hangup is denied/);
 });
 

@@ -48,20 +48,39 @@ before(async () => {
   ami = new AmiClient({ host: '127.0.0.1', port: sim.port, username: 'guardian', secret: 'guardian-secret', events: 'off', reconnectInitialMs: 20 });
   ami.start();
   await once(ami, 'connected');
-  odoo = new FakeOdoo({ eventsMap: [{ id: 10, name: 'route', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false }] });
+  odoo = new FakeOdoo({
+    eventsMap: [{ id: 10, name: 'route', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false }],
+  });
   await odoo.start();
   const deps = {
     config: {
-      url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, apiKey: odoo.apiKey, agentToken: TOKEN, ...DENIED,
-      listen: { enabled: true, host: '127.0.0.1', port: 0 }, fagi: { enabled: true, host: '127.0.0.1', port: 0 }, recordingDirs: [tmp], systemName: 'pbx1',
+      url: odoo.url,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      apiKey: odoo.apiKey,
+      agentToken: TOKEN,
+      ...DENIED,
+      listen: { enabled: true, host: '127.0.0.1', port: 0 },
+      fagi: { enabled: true, host: '127.0.0.1', port: 0 },
+      recordingDirs: [tmp],
+      systemName: 'pbx1',
     },
-    ami, bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry: new Registry(), stateDir: path.join(tmp, 'state'),
-    reloadConfig: () => undefined, actionPolicy: wiredPolicy(),
+    ami,
+    bans: new FakeBans(),
+    db: new Database(':memory:'),
+    logger: log,
+    registry: new Registry(),
+    stateDir: path.join(tmp, 'state'),
+    reloadConfig: () => undefined,
+    actionPolicy: wiredPolicy(),
   };
   bridge = await startOdooBridge(deps);
   const restDeps = {
     config: { ...defaultRestConfig(), enabled: true, port: 0, tokens: [{ token: ADMIN, scopes: ['admin' as const], name: 'ops' }] },
-    ami, bans: new FakeBans(), actionPolicy: wiredPolicy(),
+    ami,
+    bans: new FakeBans(),
+    actionPolicy: wiredPolicy(),
   };
   rest = createRestApp(restDeps);
   await rest.ready();
@@ -79,10 +98,20 @@ after(async () => {
 function postJob(body: unknown): Promise<number> {
   const data = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = https.request({
-      host: '127.0.0.1', port: bridge.agentAddress!.port, path: '/app/asterisk_plus/agent', method: 'POST', rejectUnauthorized: false,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'x-token': TOKEN },
-    }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: bridge.agentAddress!.port,
+        path: '/app/asterisk_plus/agent',
+        method: 'POST',
+        rejectUnauthorized: false,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'x-token': TOKEN },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -165,23 +194,66 @@ test('every bypass through REST POST /v1/actions: 403 naming the rule, and nothi
 const crlf = (lines: string[]) => lines.map((l) => l + '\r\n').join('') + '\r\n';
 /** Odoo's legitimate uses, with the exact lines Asterisk must receive. */
 const LEGITIMATE: Array<[Record<string, unknown>, string[]]> = [
-  [{ Action: 'Originate', Context: 'from-internal', Priority: '1', Timeout: 60000, Channel: 'PJSIP/101', Exten: '100', Async: 'true' },
-    ['Action: Originate', 'ActionID: *', 'Context: from-internal', 'Priority: 1', 'Timeout: 60000', 'Channel: PJSIP/101', 'Exten: 100', 'Async: true']],
-  [{ Action: 'Originate', Channel: 'SIP/trunk/5551234', Context: 'from-crm', Exten: '5551234', Priority: 1, CallerID: '"Sales" <100>',
-    Variable: ['CALLERID(name)=Sales', 'CONNECTEDLINE(num)=5551234', '__ODOO_PARTNER=42', 'PJSIP_HEADER(add,X-Odoo)=1'] },
-    ['Action: Originate', 'ActionID: *', 'Channel: SIP/trunk/5551234', 'Context: from-crm', 'Exten: 5551234', 'Priority: 1', 'CallerID: "Sales" <100>',
-      'Variable: CALLERID(name)=Sales', 'Variable: CONNECTEDLINE(num)=5551234', 'Variable: __ODOO_PARTNER=42', 'Variable: PJSIP_HEADER(add,X-Odoo)=1']],
-  [{ Action: 'Originate', Channel: 'PJSIP/101', Application: 'Playback', Data: 'hello-world' },
-    ['Action: Originate', 'ActionID: *', 'Channel: PJSIP/101', 'Application: Playback', 'Data: hello-world']],
-  [{ Action: 'Originate', Channel: 'Local/101@from-internal', Application: 'Dial', Data: 'PJSIP/102,30,tT' },
-    ['Action: Originate', 'ActionID: *', 'Channel: Local/101@from-internal', 'Application: Dial', 'Data: PJSIP/102,30,tT']],
-  [{ Action: 'Originate', Channel: 'PJSIP/101', Application: 'MixMonitor', Data: '2024/01/02/call.wav,b' },
-    ['Action: Originate', 'ActionID: *', 'Channel: PJSIP/101', 'Application: MixMonitor', 'Data: 2024/01/02/call.wav,b']],
-  [{ Action: 'Getvar', Channel: 'PJSIP/101-00000001', Variable: 'DIALSTATUS' }, ['Action: Getvar', 'ActionID: *', 'Channel: PJSIP/101-00000001', 'Variable: DIALSTATUS']],
-  [{ Action: 'Getvar', Channel: 'PJSIP/101-00000001', Variable: 'CHANNEL(peerip)' }, ['Action: Getvar', 'ActionID: *', 'Channel: PJSIP/101-00000001', 'Variable: CHANNEL(peerip)']],
-  [{ Action: 'Setvar', Channel: 'PJSIP/101-00000001', Variable: 'ODOO_CALL', Value: '42' }, ['Action: Setvar', 'ActionID: *', 'Channel: PJSIP/101-00000001', 'Variable: ODOO_CALL', 'Value: 42']],
-  [{ Action: 'QueueAdd', Queue: 'sales', Interface: 'PJSIP/101', Penalty: 0, Paused: 'false' }, ['Action: QueueAdd', 'ActionID: *', 'Queue: sales', 'Interface: PJSIP/101', 'Penalty: 0', 'Paused: false']],
-  [{ Action: 'Redirect', Channel: 'PJSIP/101-00000001', Context: 'from-internal', Exten: '200', Priority: 1 }, ['Action: Redirect', 'ActionID: *', 'Channel: PJSIP/101-00000001', 'Context: from-internal', 'Exten: 200', 'Priority: 1']],
+  [
+    { Action: 'Originate', Context: 'from-internal', Priority: '1', Timeout: 60000, Channel: 'PJSIP/101', Exten: '100', Async: 'true' },
+    ['Action: Originate', 'ActionID: *', 'Context: from-internal', 'Priority: 1', 'Timeout: 60000', 'Channel: PJSIP/101', 'Exten: 100', 'Async: true'],
+  ],
+  [
+    {
+      Action: 'Originate',
+      Channel: 'SIP/trunk/5551234',
+      Context: 'from-crm',
+      Exten: '5551234',
+      Priority: 1,
+      CallerID: '"Sales" <100>',
+      Variable: ['CALLERID(name)=Sales', 'CONNECTEDLINE(num)=5551234', '__ODOO_PARTNER=42', 'PJSIP_HEADER(add,X-Odoo)=1'],
+    },
+    [
+      'Action: Originate',
+      'ActionID: *',
+      'Channel: SIP/trunk/5551234',
+      'Context: from-crm',
+      'Exten: 5551234',
+      'Priority: 1',
+      'CallerID: "Sales" <100>',
+      'Variable: CALLERID(name)=Sales',
+      'Variable: CONNECTEDLINE(num)=5551234',
+      'Variable: __ODOO_PARTNER=42',
+      'Variable: PJSIP_HEADER(add,X-Odoo)=1',
+    ],
+  ],
+  [
+    { Action: 'Originate', Channel: 'PJSIP/101', Application: 'Playback', Data: 'hello-world' },
+    ['Action: Originate', 'ActionID: *', 'Channel: PJSIP/101', 'Application: Playback', 'Data: hello-world'],
+  ],
+  [
+    { Action: 'Originate', Channel: 'Local/101@from-internal', Application: 'Dial', Data: 'PJSIP/102,30,tT' },
+    ['Action: Originate', 'ActionID: *', 'Channel: Local/101@from-internal', 'Application: Dial', 'Data: PJSIP/102,30,tT'],
+  ],
+  [
+    { Action: 'Originate', Channel: 'PJSIP/101', Application: 'MixMonitor', Data: '2024/01/02/call.wav,b' },
+    ['Action: Originate', 'ActionID: *', 'Channel: PJSIP/101', 'Application: MixMonitor', 'Data: 2024/01/02/call.wav,b'],
+  ],
+  [
+    { Action: 'Getvar', Channel: 'PJSIP/101-00000001', Variable: 'DIALSTATUS' },
+    ['Action: Getvar', 'ActionID: *', 'Channel: PJSIP/101-00000001', 'Variable: DIALSTATUS'],
+  ],
+  [
+    { Action: 'Getvar', Channel: 'PJSIP/101-00000001', Variable: 'CHANNEL(peerip)' },
+    ['Action: Getvar', 'ActionID: *', 'Channel: PJSIP/101-00000001', 'Variable: CHANNEL(peerip)'],
+  ],
+  [
+    { Action: 'Setvar', Channel: 'PJSIP/101-00000001', Variable: 'ODOO_CALL', Value: '42' },
+    ['Action: Setvar', 'ActionID: *', 'Channel: PJSIP/101-00000001', 'Variable: ODOO_CALL', 'Value: 42'],
+  ],
+  [
+    { Action: 'QueueAdd', Queue: 'sales', Interface: 'PJSIP/101', Penalty: 0, Paused: 'false' },
+    ['Action: QueueAdd', 'ActionID: *', 'Queue: sales', 'Interface: PJSIP/101', 'Penalty: 0', 'Paused: false'],
+  ],
+  [
+    { Action: 'Redirect', Channel: 'PJSIP/101-00000001', Context: 'from-internal', Exten: '200', Priority: 1 },
+    ['Action: Redirect', 'ActionID: *', 'Channel: PJSIP/101-00000001', 'Context: from-internal', 'Exten: 200', 'Priority: 1'],
+  ],
   [{ Action: 'Hangup', Channel: 'PJSIP/101-00000001' }, ['Action: Hangup', 'ActionID: *', 'Channel: PJSIP/101-00000001']],
   [{ Action: 'ExtensionState', Exten: '100', Context: 'default' }, ['Action: ExtensionState', 'ActionID: *', 'Exten: 100', 'Context: default']],
   [{ Action: 'PJSIPShowEndpoints' }, ['Action: PJSIPShowEndpoints', 'ActionID: *']],
@@ -223,11 +295,30 @@ async function agiSession(answerWith: string[]): Promise<string[]> {
 
 test('FastAGI: commands Odoo answers with are judged before they are written; a refused one ends the request', async () => {
   const refused = [
-    'EXEC System "touch /tmp/pwn"', 'exec trysystem id', 'EXEC AGI /bin/sh', 'EXEC Exec ${SH${EMPTY}ELL(id)}', 'EXEC Set FILE(/etc/x)=y',
-    'EXEC MixMonitor x.wav,,/bin/touch\\ /tmp/pwn', 'EXEC ExternalIVR /bin/sh', 'GET FULL VARIABLE ${SHELL(id)}', 'GET FULL VARIABLE ${EVAL(${X})}',
-    'GET VARIABLE SHELL(id)', 'SET VARIABLE MONITOR_EXEC /bin/sh', 'SET VARIABLE FILE(/etc/x) y', 'EXEC "Sys"tem id', 'EXEC Playback $\\{SHELL(id)}',
+    'EXEC System "touch /tmp/pwn"',
+    'exec trysystem id',
+    'EXEC AGI /bin/sh',
+    'EXEC Exec ${SH${EMPTY}ELL(id)}',
+    'EXEC Set FILE(/etc/x)=y',
+    'EXEC MixMonitor x.wav,,/bin/touch\\ /tmp/pwn',
+    'EXEC ExternalIVR /bin/sh',
+    'GET FULL VARIABLE ${SHELL(id)}',
+    'GET FULL VARIABLE ${EVAL(${X})}',
+    'GET VARIABLE SHELL(id)',
+    'SET VARIABLE MONITOR_EXEC /bin/sh',
+    'SET VARIABLE FILE(/etc/x) y',
+    'EXEC "Sys"tem id',
+    'EXEC Playback $\\{SHELL(id)}',
   ];
   for (const cmd of refused) assert.deepEqual(await agiSession(['ANSWER', cmd, 'EXEC Playback hello']), ['ANSWER'], cmd);
-  const fine = ['ANSWER', 'EXEC Playback hello-world', 'EXEC Dial PJSIP/101,30,t', 'SET VARIABLE ODOO_CALL 42', 'GET FULL VARIABLE ${CALLERID(num)}', 'EXEC AGI agi://127.0.0.1/route', 'HANGUP'];
+  const fine = [
+    'ANSWER',
+    'EXEC Playback hello-world',
+    'EXEC Dial PJSIP/101,30,t',
+    'SET VARIABLE ODOO_CALL 42',
+    'GET FULL VARIABLE ${CALLERID(num)}',
+    'EXEC AGI agi://127.0.0.1/route',
+    'HANGUP',
+  ];
   assert.deepEqual(await agiSession(fine), fine);
 });

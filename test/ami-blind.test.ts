@@ -76,7 +76,11 @@ test('a user without read=security: security missing, advice names the user and 
   // the real Asterisk 22 attack: only its FullyBooted (class system) reaches the session
   sim.broadcast(attack());
   await waitFor('the replay delivered', () => names(events).filter((n) => n === 'FullyBooted').length === 2);
-  assert.deepEqual(names(events).filter((n) => n !== 'FullyBooted'), [], 'no ChallengeSent, ChallengeResponseFailed or SuccessfulAuth');
+  assert.deepEqual(
+    names(events).filter((n) => n !== 'FullyBooted'),
+    [],
+    'no ChallengeSent, ChallengeResponseFailed or SuccessfulAuth',
+  );
   assert.deepEqual(c.health().classesSeen, ['system']);
   assert.equal(c.health().security, 'missing');
 });
@@ -126,8 +130,16 @@ test('no write = command: no Command is tried (ListCommands says so), the advice
 test('SecurityWatch: a read perm that has security means an eventfilter drops the events', async () => {
   const log = new LogCapture();
   const w = new SecurityWatch({
-    host: 'pbx', port: 5038, username: 'guardian', secret: 'x', events: 'on', checkTimeoutMs: 50, recheckIntervalMs: 0, loginTimeoutMs: 100,
-    log: log.logger, relogin: () => {},
+    host: 'pbx',
+    port: 5038,
+    username: 'guardian',
+    secret: 'x',
+    events: 'on',
+    checkTimeoutMs: 50,
+    recheckIntervalMs: 0,
+    loginTimeoutMs: 100,
+    log: log.logger,
+    relogin: () => {},
     action: async (f) =>
       f.Action === 'ListCommands'
         ? { response: new AmiFrame('Response: Success\r\nCommand: Execute Asterisk CLI Command. (Priv: command,all)'), events: [] }
@@ -241,7 +253,10 @@ test('config: ami.securityCheckTimeout and ami.securityRecheckInterval are valid
     ['securityCheckTimeout', '100ms', /ami\.securityCheckTimeout: "100ms" must be from 500ms to 60s/],
     ['securityRecheckInterval', '1s', /ami\.securityRecheckInterval: "1s" must be 0 \(never\) or from 2s to 1h/],
   ] as const) {
-    assert.throws(() => buildConfig({ ami: { [key]: value } }), (e: Error) => e instanceof ConfigError && re.test(e.message));
+    assert.throws(
+      () => buildConfig({ ami: { [key]: value } }),
+      (e: Error) => e instanceof ConfigError && re.test(e.message),
+    );
   }
 });
 

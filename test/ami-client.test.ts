@@ -90,7 +90,12 @@ test('login ok, then events flow (session transcript replayed), state changes re
   assert.match(login.actionId!, /^pbxg-\d+$/);
   assert.deepEqual(
     login.headers.filter(([k]) => k !== 'ActionID'),
-    [['Action', 'Login'], ['Username', 'guardian'], ['Secret', 'guardian-secret'], ['Events', 'on']],
+    [
+      ['Action', 'Login'],
+      ['Username', 'guardian'],
+      ['Secret', 'guardian-secret'],
+      ['Events', 'on'],
+    ],
   );
   await waitFor(() => events.length >= 1); // FullyBooted
   assert.equal(events[0]!.get('Event'), 'FullyBooted');
@@ -102,7 +107,10 @@ test('login ok, then events flow (session transcript replayed), state changes re
   const full = readFixture('ami/session-recorder-full.raw');
   const body = full.subarray(full.indexOf('\r\n') + 2);
   const before = c.stats.eventsReceived;
-  const expected = body.toString('utf8').split('\r\n\r\n').filter((f) => f.startsWith('Event:')).length;
+  const expected = body
+    .toString('utf8')
+    .split('\r\n\r\n')
+    .filter((f) => f.startsWith('Event:')).length;
   s.broadcast(body);
   await waitFor(() => c.stats.eventsReceived - before === expected);
   assert.equal(c.stats.framesDropped, 0);
@@ -116,7 +124,10 @@ test('wrong secret: loginError kind auth with an actionable message, retried wit
   await waitFor(() => errs.length >= 2);
   assert.ok(errs[0] instanceof AmiLoginError);
   assert.equal(errs[0]!.kind, 'auth');
-  assert.match(errs[0]!.message, /^AMI login to 127\.0\.0\.1:\d+ as "guardian" was refused \("Authentication failed"\): wrong username or secret.*check manager\.conf.*; retrying in \d+\.\ds$/);
+  assert.match(
+    errs[0]!.message,
+    /^AMI login to 127\.0\.0\.1:\d+ as "guardian" was refused \("Authentication failed"\): wrong username or secret.*check manager\.conf.*; retrying in \d+\.\ds$/,
+  );
   assert.ok(!errs[0]!.message.includes('wrong-secret'), 'the secret is never shown');
   assert.equal(c.stats.loginFailures >= 2, true);
   assert.equal(s.logins, 0);
@@ -290,11 +301,17 @@ test('pending actions are rejected on disconnect; actions while disconnected rej
   c.on('disconnected', (r) => reasons.push(r));
   s.kill();
   for (const p of [p1, p2]) {
-    await assert.rejects(p, (e: unknown) => e instanceof AmiActionError && e.code === 'disconnected' && /closed .* before the response arrived/.test(e.message));
+    await assert.rejects(
+      p,
+      (e: unknown) => e instanceof AmiActionError && e.code === 'disconnected' && /closed .* before the response arrived/.test(e.message),
+    );
   }
   assert.equal(c.state, 'disconnected');
   assert.equal(reasons.length, 1);
-  await assert.rejects(c.action({ Action: 'Ping' }), (e: unknown) => e instanceof AmiActionError && e.code === 'not-connected' && /not connected/.test(e.message));
+  await assert.rejects(
+    c.action({ Action: 'Ping' }),
+    (e: unknown) => e instanceof AmiActionError && e.code === 'not-connected' && /not connected/.test(e.message),
+  );
 });
 
 test('CR/LF/NUL in keys or values, and bad keys, are rejected before anything is written', async (t) => {
@@ -326,7 +343,10 @@ test('CR/LF/NUL in keys or values, and bad keys, are rejected before anything is
   // arrays send one header per value
   await c.action({ Action: 'Ping', Variable: ['A=1', 'B=2'] });
   assert.deepEqual(
-    s.requests.at(-1)!.headers.filter(([k]) => k === 'Variable').map(([, v]) => v),
+    s.requests
+      .at(-1)!
+      .headers.filter(([k]) => k === 'Variable')
+      .map(([, v]) => v),
     ['A=1', 'B=2'],
   );
   assert.throws(() => client(s.port, { secret: 'x\r\nAction: Command' }), /without CR, LF or NUL/);

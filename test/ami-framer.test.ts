@@ -1,14 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import {
-  AmiFramer,
-  parseFrame,
-  parseRemoteAddress,
-  splitTranscript,
-  type AmiFrameDrop,
-  type AmiFramerOptions,
-} from '../src/ami/index.js';
+import { AmiFramer, parseFrame, parseRemoteAddress, splitTranscript, type AmiFrameDrop, type AmiFramerOptions } from '../src/ami/index.js';
 import { fixturePath, readFixture } from './helpers/fixtures.js';
 
 interface Collected {
@@ -19,10 +12,7 @@ interface Collected {
 
 function framer(opts: AmiFramerOptions = {}): { f: AmiFramer; out: Collected } {
   const out: Collected = { greeting: [], frames: [], drops: [] };
-  const f = new AmiFramer(
-    { frame: (t) => out.frames.push(t), drop: (d) => out.drops.push(d), greeting: (l) => out.greeting.push(l) },
-    opts,
-  );
+  const f = new AmiFramer({ frame: (t) => out.frames.push(t), drop: (d) => out.drops.push(d), greeting: (l) => out.greeting.push(l) }, opts);
   return { f, out };
 }
 
@@ -243,8 +233,15 @@ test('parser edge cases: no colon, empty value, colon without space, hostile key
 
 // Expected per security fixture: [Event, Service, family, transport, address, port] of every security event.
 const SECURITY_EVENTS = new Set([
-  'InvalidPassword', 'ChallengeResponseFailed', 'FailedACL', 'InvalidAccountID', 'SuccessfulAuth',
-  'ChallengeSent', 'RequestBadFormat', 'RequestNotAllowed', 'RequestNotSupported',
+  'InvalidPassword',
+  'ChallengeResponseFailed',
+  'FailedACL',
+  'InvalidAccountID',
+  'SuccessfulAuth',
+  'ChallengeSent',
+  'RequestBadFormat',
+  'RequestNotAllowed',
+  'RequestNotSupported',
 ]);
 type Row = [string, 'AMI' | 'SIP', 4 | 6, string, string, number];
 const EXPECTED: Record<string, Row[]> = {
@@ -339,9 +336,21 @@ test('parseRemoteAddress: formats, validation, garbage', () => {
   assert.deepEqual(parseRemoteAddress('::1'), { family: 6, address: '::1' });
   assert.deepEqual(parseRemoteAddress('[2001:DB8::2]'), { family: 6, address: '2001:db8::2' });
   for (const bad of [
-    '', 'garbage', 'IPV4/UDP/999.0.0.1/5060', 'IPV4/UDP/::1/5060', 'IPV6/UDP/127.0.0.1/5060', 'IPV4/FOO/1.2.3.4/5060',
-    'IPV4/UDP/1.2.3.4/70000', 'IPV4/UDP/1.2.3.4/x', 'IPV7/UDP/1.2.3.4/1', 'IPV4/UDP/1.2.3.4', 'a/b/c/d/e',
-    'IPV4/UDP/1.2.3.4%eth0/5060', 'IPV6/UDP/fe80::1%/5060', 'x'.repeat(10000), 'IPV4/UDP/1.2.3.4/5060\r\nEvil: 1',
+    '',
+    'garbage',
+    'IPV4/UDP/999.0.0.1/5060',
+    'IPV4/UDP/::1/5060',
+    'IPV6/UDP/127.0.0.1/5060',
+    'IPV4/FOO/1.2.3.4/5060',
+    'IPV4/UDP/1.2.3.4/70000',
+    'IPV4/UDP/1.2.3.4/x',
+    'IPV7/UDP/1.2.3.4/1',
+    'IPV4/UDP/1.2.3.4',
+    'a/b/c/d/e',
+    'IPV4/UDP/1.2.3.4%eth0/5060',
+    'IPV6/UDP/fe80::1%/5060',
+    'x'.repeat(10000),
+    'IPV4/UDP/1.2.3.4/5060\r\nEvil: 1',
   ]) {
     assert.equal(parseRemoteAddress(bad), null, JSON.stringify(bad.slice(0, 40)));
   }
@@ -351,11 +360,17 @@ test('parseRemoteAddress: formats, validation, garbage', () => {
 
 test('splitTranscript skips the greeting and reports drops', () => {
   const frames = splitTranscript(readFixture('ami/login-success.client.raw'));
-  assert.deepEqual(frames.map((f) => f.message.get('Response') ?? f.message.get('Event')), ['Success', 'FullyBooted', 'SuccessfulAuth']);
+  assert.deepEqual(
+    frames.map((f) => f.message.get('Response') ?? f.message.get('Event')),
+    ['Success', 'FullyBooted', 'SuccessfulAuth'],
+  );
   const drops: AmiFrameDrop[] = [];
   const out = splitTranscript('Event: A\r\n' + 'x'.repeat(2000) + '\r\n\r\nEvent: B\r\n\r\n', { maxFrameBytes: 1000, onDrop: (d) => drops.push(d) });
   assert.equal(drops.length, 1);
-  assert.deepEqual(out.map((f) => f.raw), ['Event: B']);
+  assert.deepEqual(
+    out.map((f) => f.raw),
+    ['Event: B'],
+  );
 });
 
 test('get(): the unindexed fast path and the indexed path agree on every header of every fixture', () => {

@@ -66,7 +66,10 @@ async function rawLogin(port: number, user: string, secret: string, events = 'on
 }
 
 test('simulator: manager.conf read ∩ Events mask; every login a SuccessfulAuth; manager reload reaches only new sessions', async () => {
-  const sim = new AmiSimulator({ fixturesDir: fixturePath('ami'), users: { freepbx: { secret: 'a', read: 'system,call' }, guardian: { secret: 'b', read: 'all' } } });
+  const sim = new AmiSimulator({
+    fixturesDir: fixturePath('ami'),
+    users: { freepbx: { secret: 'a', read: 'system,call' }, guardian: { secret: 'b', read: 'all' } },
+  });
   await sim.listen();
   try {
     const blind = await rawLogin(sim.port, 'freepbx', 'a');
@@ -75,7 +78,10 @@ test('simulator: manager.conf read ∩ Events mask; every login a SuccessfulAuth
     assert.doesNotMatch(blind.text(), /SuccessfulAuth/, 'read = system,call: no security class, even with Events: on');
     assert.match(blind.text(), /Event: FullyBooted/);
     // the SuccessfulAuth of the guardian's own login, as Asterisk 22 writes it
-    const own = /Event: SuccessfulAuth\r\nPrivilege: security,all\r\nEventTV: \S+\+0000\r\nSeverity: Informational\r\nService: AMI\r\nEventVersion: 1\r\nAccountID: guardian\r\nSessionID: 0x[0-9a-f]+\r\nLocalAddress: IPV4\/TCP\/127\.0\.0\.1\/(\d+)\r\nRemoteAddress: IPV4\/TCP\/127\.0\.0\.1\/(\d+)\r\nUsingPassword: 0\r\nSessionTV: \S+\r\n\r\n/.exec(seeing.text());
+    const own =
+      /Event: SuccessfulAuth\r\nPrivilege: security,all\r\nEventTV: \S+\+0000\r\nSeverity: Informational\r\nService: AMI\r\nEventVersion: 1\r\nAccountID: guardian\r\nSessionID: 0x[0-9a-f]+\r\nLocalAddress: IPV4\/TCP\/127\.0\.0\.1\/(\d+)\r\nRemoteAddress: IPV4\/TCP\/127\.0\.0\.1\/(\d+)\r\nUsingPassword: 0\r\nSessionTV: \S+\r\n\r\n/.exec(
+        seeing.text(),
+      );
     assert.ok(own, seeing.text());
     assert.equal(Number(own[1]), sim.port);
     assert.equal(Number(own[2]), seeing.localPort, 'RemoteAddress carries the client port');

@@ -28,7 +28,8 @@ function snapshot(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const f of fs.readdirSync(dir).sort()) {
     const st = fs.lstatSync(path.join(dir, f));
-    out[f] = `${st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}:${st.isSymbolicLink() ? `->${fs.readlinkSync(path.join(dir, f))}` : fs.readFileSync(path.join(dir, f), 'utf8')}`;
+    out[f] =
+      `${st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}:${st.isSymbolicLink() ? `->${fs.readlinkSync(path.join(dir, f))}` : fs.readFileSync(path.join(dir, f), 'utf8')}`;
   }
   return out;
 }
@@ -42,10 +43,18 @@ function setup(cfg: Partial<ReturnType<typeof defaultAsteriskConfigConfig>> = {}
   const files = new AsteriskConfigFiles({ ...defaultAsteriskConfigConfig(), dir, ...cfg }, new FakeAmi());
   const app = createRestApp({
     config: { ...defaultRestConfig(), tokens: [{ token: ADMIN, scopes: ['admin'], name: 'ops' }] },
-    ami: new FakeAmi(), bans: new FakeBans(), actionPolicy: resolveActionPolicy(), configFiles: files,
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    actionPolicy: resolveActionPolicy(),
+    configFiles: files,
   });
   const rest = async (method: 'GET' | 'PUT' | 'DELETE', name: string, content?: string) => {
-    const r = await app.inject({ method, url: `/v1/configs/${name}`, headers: { authorization: `Bearer ${ADMIN}` }, ...(content !== undefined ? { payload: { content } } : {}) });
+    const r = await app.inject({
+      method,
+      url: `/v1/configs/${name}`,
+      headers: { authorization: `Bearer ${ADMIN}` },
+      ...(content !== undefined ? { payload: { content } } : {}),
+    });
     return { status: r.statusCode, body: JSON.parse(r.body) as Record<string, unknown> };
   };
   return { files, jobs: configJobFunctions(files), app, rest };
@@ -62,13 +71,29 @@ beforeEach(() => {
   fs.writeFileSync(path.join(dir, 'sip.conf'), '[general]\n');
 });
 
-test('config sync never writes, deletes, includes into or reads Asterisk\'s own security files, by REST or by job', async () => {
+test("config sync never writes, deletes, includes into or reads Asterisk's own security files, by REST or by job", async () => {
   const { files, jobs, app, rest } = setup();
   const before = snapshot();
   // writes: the finding's manager_odoo.conf, the other protected bases, bases not configured, names without a base
-  const refusedWrites = ['manager_odoo.conf', 'Manager_odoo.conf', 'asterisk_odoo.conf', 'modules_odoo.conf', 'ari_odoo.conf', 'http_odoo.conf',
-    'logger_odoo.conf', 'cli_odoo.conf', 'cli_aliases_odoo.conf', 'manager_odoo_extensions.conf', 'sip_odoo.conf', 'odoo.conf', 'odoo_users.conf',
-    'myodoo.conf', 'extensions_odoo.sh', 'extensions_odoo.conf.bak', 'extensions.conf'];
+  const refusedWrites = [
+    'manager_odoo.conf',
+    'Manager_odoo.conf',
+    'asterisk_odoo.conf',
+    'modules_odoo.conf',
+    'ari_odoo.conf',
+    'http_odoo.conf',
+    'logger_odoo.conf',
+    'cli_odoo.conf',
+    'cli_aliases_odoo.conf',
+    'manager_odoo_extensions.conf',
+    'sip_odoo.conf',
+    'odoo.conf',
+    'odoo_users.conf',
+    'myodoo.conf',
+    'extensions_odoo.sh',
+    'extensions_odoo.conf.bak',
+    'extensions.conf',
+  ];
   for (const name of refusedWrites) {
     await assert.rejects(files.write(name, '[x]\nsecret=y\n'), (e) => e instanceof ConfigFileError && e.statusCode === 403, `write ${name}`);
     await assert.rejects(jobs.get('put_config')!([name, '[x]\n'], {}), (e) => e instanceof ConfigFileError && e.statusCode === 403, `put_config ${name}`);
@@ -111,7 +136,11 @@ test('a base file that is a symlink to a protected file, or a symlinked name, is
 test('asteriskConfig.bases: the defaults, a widened set, and a hard config error for a protected base', async () => {
   assert.deepEqual(defaultAsteriskConfigConfig().bases, ['extensions', 'pjsip', 'pjsip_wizard', 'queues', 'voicemail']);
   for (const bad of ['manager', 'asterisk', 'modules', 'Modules', 'ari', 'http', 'logger', 'cli_permissions']) {
-    assert.throws(() => buildConfig({ asteriskConfig: { bases: ['extensions', bad] } }), (e) => e instanceof ConfigError && new RegExp(`asteriskConfig\\.bases\\[1\\]: "${bad}" is refused`).test(e.message), bad);
+    assert.throws(
+      () => buildConfig({ asteriskConfig: { bases: ['extensions', bad] } }),
+      (e) => e instanceof ConfigError && new RegExp(`asteriskConfig\\.bases\\[1\\]: "${bad}" is refused`).test(e.message),
+      bad,
+    );
   }
   assert.throws(() => buildConfig({ asteriskConfig: { bases: ['../x'] } }), /asteriskConfig\.bases\[0\]/);
   // sip added by the operator: sip_odoo.conf is owned, and #included into sip.conf
@@ -124,74 +153,85 @@ test('asteriskConfig.bases: the defaults, a widened set, and a hard config error
   assert.equal(listed.find((f) => f.name === 'manager.conf')!.managed, false);
 });
 
-test('written files keep their owner, group and mode under the unit\'s umask 0077; new files take their base file\'s (REST and job path)', { skip: process.getuid?.() !== 0 && 'needs root (chown)' }, async () => {
-  const oldUmask = process.umask(0o077);
-  try {
-    const { jobs, app, rest } = setup();
-    const at = (f: string) => path.join(dir, f);
-    fs.chownSync(at('extensions.conf'), 1234, 2345);
-    fs.chmodSync(at('extensions.conf'), 0o640);
-    // a new file: the base file's owner, group and mode (REST)
-    let r = await rest('PUT', 'extensions_odoo.conf', '[odoo]\n');
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    assert.deepEqual(attrs('extensions_odoo.conf'), { uid: 1234, gid: 2345, mode: '640' });
-    assert.deepEqual(attrs('extensions.conf'), { uid: 1234, gid: 2345, mode: '640' }, 'the base file with its new #include keeps its own');
-    assert.deepEqual(attrs('extensions.conf.bak'), { uid: 1234, gid: 2345, mode: '640' });
-    // a replaced file keeps its own, whatever the base file has (job path); its .bak too
-    fs.chownSync(at('extensions_odoo.conf'), 3456, 4567);
-    fs.chmodSync(at('extensions_odoo.conf'), 0o604);
-    await jobs.get('put_config')!(['extensions_odoo.conf', '[odoo]\nexten => 1,1,NoOp\n'], {});
-    assert.equal(fs.readFileSync(at('extensions_odoo.conf'), 'utf8'), '[odoo]\nexten => 1,1,NoOp\n');
-    assert.deepEqual(attrs('extensions_odoo.conf'), { uid: 3456, gid: 4567, mode: '604' });
-    assert.deepEqual(attrs('extensions_odoo.conf.bak'), { uid: 3456, gid: 4567, mode: '604' });
-    // put_all_configs: queues.conf 0644 7000:7001 → queues_odoo.conf the same
-    fs.writeFileSync(at('queues.conf'), '[general]\n');
-    fs.chownSync(at('queues.conf'), 7000, 7001);
-    fs.chmodSync(at('queues.conf'), 0o644);
-    await jobs.get('put_all_configs')!([{ 'queues_odoo.conf': '[q]\n' }], {});
-    assert.deepEqual(attrs('queues_odoo.conf'), { uid: 7000, gid: 7001, mode: '644' });
-    assert.deepEqual(attrs('queues.conf'), { uid: 7000, gid: 7001, mode: '644' });
-    // no base file: the directory's owner and group, mode 0640
-    fs.chownSync(dir, 5555, 6666);
-    r = await rest('PUT', 'pjsip_odoo.conf', '[100]\n');
-    assert.equal(r.status, 200);
-    assert.equal((r.body.include as { action: string }).action, 'base-missing');
-    assert.deepEqual(attrs('pjsip_odoo.conf'), { uid: 5555, gid: 6666, mode: '640' });
-    // delete (job and REST): the base file loses the #include line and keeps its owner, group and mode
-    await jobs.get('delete_config')!(['queues_odoo.conf'], {});
-    assert.equal(fs.readFileSync(at('queues.conf'), 'utf8'), '[general]\n');
-    assert.deepEqual(attrs('queues.conf'), { uid: 7000, gid: 7001, mode: '644' });
-    assert.deepEqual(attrs('queues_odoo.conf.bak'), { uid: 7000, gid: 7001, mode: '644' });
-    assert.equal((await rest('DELETE', 'extensions_odoo.conf')).status, 200);
-    assert.deepEqual(attrs('extensions.conf'), { uid: 1234, gid: 2345, mode: '640' });
-    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
-    await app.close();
-  } finally {
-    process.umask(oldUmask);
-  }
-});
+test(
+  "written files keep their owner, group and mode under the unit's umask 0077; new files take their base file's (REST and job path)",
+  { skip: process.getuid?.() !== 0 && 'needs root (chown)' },
+  async () => {
+    const oldUmask = process.umask(0o077);
+    try {
+      const { jobs, app, rest } = setup();
+      const at = (f: string) => path.join(dir, f);
+      fs.chownSync(at('extensions.conf'), 1234, 2345);
+      fs.chmodSync(at('extensions.conf'), 0o640);
+      // a new file: the base file's owner, group and mode (REST)
+      let r = await rest('PUT', 'extensions_odoo.conf', '[odoo]\n');
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual(attrs('extensions_odoo.conf'), { uid: 1234, gid: 2345, mode: '640' });
+      assert.deepEqual(attrs('extensions.conf'), { uid: 1234, gid: 2345, mode: '640' }, 'the base file with its new #include keeps its own');
+      assert.deepEqual(attrs('extensions.conf.bak'), { uid: 1234, gid: 2345, mode: '640' });
+      // a replaced file keeps its own, whatever the base file has (job path); its .bak too
+      fs.chownSync(at('extensions_odoo.conf'), 3456, 4567);
+      fs.chmodSync(at('extensions_odoo.conf'), 0o604);
+      await jobs.get('put_config')!(['extensions_odoo.conf', '[odoo]\nexten => 1,1,NoOp\n'], {});
+      assert.equal(fs.readFileSync(at('extensions_odoo.conf'), 'utf8'), '[odoo]\nexten => 1,1,NoOp\n');
+      assert.deepEqual(attrs('extensions_odoo.conf'), { uid: 3456, gid: 4567, mode: '604' });
+      assert.deepEqual(attrs('extensions_odoo.conf.bak'), { uid: 3456, gid: 4567, mode: '604' });
+      // put_all_configs: queues.conf 0644 7000:7001 → queues_odoo.conf the same
+      fs.writeFileSync(at('queues.conf'), '[general]\n');
+      fs.chownSync(at('queues.conf'), 7000, 7001);
+      fs.chmodSync(at('queues.conf'), 0o644);
+      await jobs.get('put_all_configs')!([{ 'queues_odoo.conf': '[q]\n' }], {});
+      assert.deepEqual(attrs('queues_odoo.conf'), { uid: 7000, gid: 7001, mode: '644' });
+      assert.deepEqual(attrs('queues.conf'), { uid: 7000, gid: 7001, mode: '644' });
+      // no base file: the directory's owner and group, mode 0640
+      fs.chownSync(dir, 5555, 6666);
+      r = await rest('PUT', 'pjsip_odoo.conf', '[100]\n');
+      assert.equal(r.status, 200);
+      assert.equal((r.body.include as { action: string }).action, 'base-missing');
+      assert.deepEqual(attrs('pjsip_odoo.conf'), { uid: 5555, gid: 6666, mode: '640' });
+      // delete (job and REST): the base file loses the #include line and keeps its owner, group and mode
+      await jobs.get('delete_config')!(['queues_odoo.conf'], {});
+      assert.equal(fs.readFileSync(at('queues.conf'), 'utf8'), '[general]\n');
+      assert.deepEqual(attrs('queues.conf'), { uid: 7000, gid: 7001, mode: '644' });
+      assert.deepEqual(attrs('queues_odoo.conf.bak'), { uid: 7000, gid: 7001, mode: '644' });
+      assert.equal((await rest('DELETE', 'extensions_odoo.conf')).status, 200);
+      assert.deepEqual(attrs('extensions.conf'), { uid: 1234, gid: 2345, mode: '640' });
+      assert.deepEqual(
+        fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+        [],
+      );
+      await app.close();
+    } finally {
+      process.umask(oldUmask);
+    }
+  },
+);
 
-test('a daemon that may not chown refuses to replace a file owned by someone else, and changes nothing (409 OWNER_NOT_KEPT)', { skip: process.getuid?.() !== 0 && 'needs root (to run the child as another user)' }, () => {
-  const nobody = 65534;
-  fs.chmodSync(top, 0o755);
-  fs.chownSync(dir, nobody, nobody); // the service user may write the directory...
-  for (const f of ['extensions.conf', 'extensions_odoo.conf']) {
-    fs.writeFileSync(path.join(dir, f), f === 'extensions.conf' ? '[general]\n#include extensions_odoo.conf\n' : '[odoo]\n');
-    fs.chownSync(path.join(dir, f), 1234, 2345); // ...but the files are Asterisk's
-    fs.chmodSync(path.join(dir, f), 0o644);
-  }
-  const before = snapshot();
-  const module = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'asterisk-config', 'index.js');
-  const script = `import(${JSON.stringify(module)}).then(async (m) => {
+test(
+  'a daemon that may not chown refuses to replace a file owned by someone else, and changes nothing (409 OWNER_NOT_KEPT)',
+  { skip: process.getuid?.() !== 0 && 'needs root (to run the child as another user)' },
+  () => {
+    const nobody = 65534;
+    fs.chmodSync(top, 0o755);
+    fs.chownSync(dir, nobody, nobody); // the service user may write the directory...
+    for (const f of ['extensions.conf', 'extensions_odoo.conf']) {
+      fs.writeFileSync(path.join(dir, f), f === 'extensions.conf' ? '[general]\n#include extensions_odoo.conf\n' : '[odoo]\n');
+      fs.chownSync(path.join(dir, f), 1234, 2345); // ...but the files are Asterisk's
+      fs.chmodSync(path.join(dir, f), 0o644);
+    }
+    const before = snapshot();
+    const module = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'asterisk-config', 'index.js');
+    const script = `import(${JSON.stringify(module)}).then(async (m) => {
     const files = new m.AsteriskConfigFiles({ ...m.defaultAsteriskConfigConfig(), dir: ${JSON.stringify(dir)} }, null);
     try { await files.write('extensions_odoo.conf', '[odoo]\\nexten => 1,1,NoOp\\n'); console.log(JSON.stringify({ ok: true })); }
     catch (e) { console.log(JSON.stringify({ code: e.code, statusCode: e.statusCode, message: e.message })); }
   });`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: nobody, gid: nobody, encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { code: string; statusCode: number; message: string };
-  assert.equal(out.code, 'OWNER_NOT_KEPT', r.stdout);
-  assert.equal(out.statusCode, 409);
-  assert.match(out.message, /uid 1234, gid 2345.*Nothing was changed.*CAP_CHOWN/);
-  assert.deepEqual(snapshot(), before, 'no file changed, no temp file left');
-});
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: nobody, gid: nobody, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { code: string; statusCode: number; message: string };
+    assert.equal(out.code, 'OWNER_NOT_KEPT', r.stdout);
+    assert.equal(out.statusCode, 409);
+    assert.match(out.message, /uid 1234, gid 2345.*Nothing was changed.*CAP_CHOWN/);
+    assert.deepEqual(snapshot(), before, 'no file changed, no temp file left');
+  },
+);

@@ -29,7 +29,13 @@ beforeEach(() => {
   fs.symlinkSync(path.join(outside, 'secret_odoo.conf'), path.join(dir, 'link.conf'));
   fs.symlinkSync(outside, path.join(dir, 'sub'));
   ami = new FakeAmi();
-  ami.handler = () => ({ response: amiMessage([['Response', 'Success'], ['Message', 'Module Reloaded']]), events: [] });
+  ami.handler = () => ({
+    response: amiMessage([
+      ['Response', 'Success'],
+      ['Message', 'Module Reloaded'],
+    ]),
+    events: [],
+  });
   const defaults = defaultAsteriskConfigConfig();
   files = new AsteriskConfigFiles({ ...defaults, dir, bases: [...defaults.bases, 'sip'] }, ami);
 });
@@ -56,7 +62,10 @@ test('writing extensions_odoo.conf adds one #include to extensions.conf, once; a
   assert.deepEqual((await files.write('sip_odoo.conf', '[100]\n')).include, { base: 'sip.conf', action: 'present' });
   assert.equal((await files.write('pjsip_odoo.conf', '')).include!.action, 'base-missing');
   assert.equal(fs.existsSync(path.join(dir, 'pjsip.conf')), false);
-  assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+  assert.deepEqual(
+    fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+    [],
+  );
 });
 
 test('deleting removes the file and its #include line (a #include of a missing file breaks the base file)', async () => {
@@ -113,8 +122,17 @@ test('REST routes (admin scope): list, read, write with reload, delete; refusals
   const ADMIN = 'admin-token-0123456789abcdef';
   const READ = 'read-token-0123456789abcdef';
   const app = createRestApp({
-    config: { ...defaultRestConfig(), tokens: [{ token: ADMIN, scopes: ['admin'], name: 'ops' }, { token: READ, scopes: ['read'], name: 'crm' }] },
-    ami, bans: new FakeBans(), actionPolicy: resolveActionPolicy(), configFiles: files,
+    config: {
+      ...defaultRestConfig(),
+      tokens: [
+        { token: ADMIN, scopes: ['admin'], name: 'ops' },
+        { token: READ, scopes: ['read'], name: 'crm' },
+      ],
+    },
+    ami,
+    bans: new FakeBans(),
+    actionPolicy: resolveActionPolicy(),
+    configFiles: files,
   });
   const call = async (method: string, url: string, token: string, payload?: object) => {
     const r = await app.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${token}` }, ...(payload ? { payload } : {}) });
@@ -123,7 +141,7 @@ test('REST routes (admin scope): list, read, write with reload, delete; refusals
   assert.equal((await call('PUT', '/v1/configs/extensions_odoo.conf', READ, { content: 'x' })).status, 403);
   let r = await call('PUT', '/v1/configs/extensions_odoo.conf', ADMIN, { content: '[odoo]\n', reload: 'pbx_config' });
   assert.equal(r.status, 200, JSON.stringify(r.body));
-  assert.deepEqual((r.body.include as object), { base: 'extensions.conf', action: 'added' });
+  assert.deepEqual(r.body.include as object, { base: 'extensions.conf', action: 'added' });
   assert.equal((r.body.reload as { module: string }).module, 'pbx_config');
   r = await call('GET', '/v1/configs/extensions_odoo.conf', ADMIN);
   assert.equal(r.body.content, '[odoo]\n');

@@ -35,7 +35,9 @@ const host: HostAddressPort = {
 
 /** Everything that must be refused, with the code each path reports. */
 const REFUSED: Array<[string, string]> = [
-  ...['1.0.0.0/8', '2.0.0.0/7', '4.0.0.0/6', '8.0.0.0/5', '16.0.0.0/4', '32.0.0.0/3', '64.0.0.0/2', '128.0.0.0/1', '0.0.0.0/0', '10.0.0.0/15'].map((t) => [t, 'TOO_WIDE'] as [string, string]),
+  ...['1.0.0.0/8', '2.0.0.0/7', '4.0.0.0/6', '8.0.0.0/5', '16.0.0.0/4', '32.0.0.0/3', '64.0.0.0/2', '128.0.0.0/1', '0.0.0.0/0', '10.0.0.0/15'].map(
+    (t) => [t, 'TOO_WIDE'] as [string, string],
+  ),
   ['2000::/3', 'TOO_WIDE'],
   ['2001:db8::/31', 'TOO_WIDE'],
   ['fe80::/64', 'RESERVED_RANGE'],
@@ -88,7 +90,10 @@ test('scope: the widest prefix is configurable (an operator may allow a /8)', as
   await guardian.ban({ target: '10.0.0.0/8', source: 'manual' });
   await guardian.ban({ target: '3fff:100::/24', source: 'manual' });
   await assert.rejects(guardian.ban({ target: '8.0.0.0/7', source: 'manual' }), /widest ban allowed \(\/8/);
-  assert.deepEqual(guardian.listBans().map((b) => b.target), ['10.0.0.0/8', '3fff:100::/24']);
+  assert.deepEqual(
+    guardian.listBans().map((b) => b.target),
+    ['10.0.0.0/8', '3fff:100::/24'],
+  );
 });
 
 test('scope: an update_access_rules deny list with one refused entry changes nothing (allow list, bans, kernel)', async () => {
@@ -96,11 +101,21 @@ test('scope: an update_access_rules deny list with one refused entry changes not
   const ctx = { bans: guardian } as unknown as JobContext;
   const fn = JOB_FUNCTIONS.get('security.update_access_rules')!;
   await fn({ allow: ['198.51.100.0/24'], deny: ['192.0.2.66'] }, {}, ctx);
-  assert.deepEqual(guardian.listBans().map((b) => b.target), ['192.0.2.66']);
+  assert.deepEqual(
+    guardian.listBans().map((b) => b.target),
+    ['192.0.2.66'],
+  );
   await assert.rejects(fn({ allow: ['10.1.0.0/24'], deny: ['192.0.2.67', '128.0.0.0/1'] }, {}, ctx), /128\.0\.0\.0\/1 is wider/);
   assert.deepEqual(guardian.allowList, ['198.51.100.0/24'], 'allow list unchanged');
-  assert.deepEqual(guardian.listBans().map((b) => b.target), ['192.0.2.66'], 'bans unchanged');
-  assert.deepEqual((await enforcement.backend.list()).map((e) => e.target), ['192.0.2.66']);
+  assert.deepEqual(
+    guardian.listBans().map((b) => b.target),
+    ['192.0.2.66'],
+    'bans unchanged',
+  );
+  assert.deepEqual(
+    (await enforcement.backend.list()).map((e) => e.target),
+    ['192.0.2.66'],
+  );
 });
 
 test('scope: a link-local attacker is never counted nor banned (no fe80::/64, not even the address); 169.254/16 alike', () => {
@@ -116,10 +131,13 @@ test('scope: a link-local attacker is never counted nor banned (no fe80::/64, no
   assert.deepEqual(guardian.listBans(), []);
   assert.equal(guardian.status().totalFailed, 0);
   assert.equal(seen.length, 60);
-  assert.ok(seen.every((w) => w === 'link-local'), seen.join());
+  assert.ok(
+    seen.every((w) => w === 'link-local'),
+    seen.join(),
+  );
 });
 
-test('scope: an IPv6 /64 that would cover one of the host\'s addresses bans the attacker\'s address alone; the host itself is never banned', () => {
+test("scope: an IPv6 /64 that would cover one of the host's addresses bans the attacker's address alone; the host itself is never banned", () => {
   const { guardian, clock } = makeGuardian({ host });
   const ignored: string[] = [];
   guardian.on({ ignored: (why) => ignored.push(why) });
@@ -130,27 +148,65 @@ test('scope: an IPv6 /64 that would cover one of the host\'s addresses bans the 
     guardian.handleEvent(frameFrom('IPV4/UDP/203.0.113.50/5060')); // spoofed: the host's own
     guardian.handleEvent(frameFrom('IPV4/UDP/224.0.0.5/5060'));
   }
-  assert.deepEqual(guardian.listBans().map((b) => b.target).sort(), ['2001:db8:5::99', '2001:db8:77::/64']);
+  assert.deepEqual(
+    guardian
+      .listBans()
+      .map((b) => b.target)
+      .sort(),
+    ['2001:db8:5::99', '2001:db8:77::/64'],
+  );
   assert.equal(ignored.filter((w) => w === 'own-address').length, 5);
   assert.equal(ignored.filter((w) => w === 'reserved').length, 5);
 });
 
-test('scope: stored bans out of scope (from before the fix) are ended at start; the host\'s new address ends a ban covering it', async () => {
+test("scope: stored bans out of scope (from before the fix) are ended at start; the host's new address ends a ban covering it", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-scope-'));
   try {
     const store = Store.open(dir);
     const now = Date.now();
-    const row = (target: string, family: 4 | 6) => ({ target, family, isNetwork: target.includes('/'), createdAt: now, expiresAt: now + 3600_000, rule: 'manual', source: 'odoo' as const, reason: 'old', count: 0 });
+    const row = (target: string, family: 4 | 6) => ({
+      target,
+      family,
+      isNetwork: target.includes('/'),
+      createdAt: now,
+      expiresAt: now + 3600_000,
+      rule: 'manual',
+      source: 'odoo' as const,
+      reason: 'old',
+      count: 0,
+    });
     for (const r of [row('128.0.0.0/1', 4), row('2000::/3', 6), row('fe80::/64', 6), row('198.51.100.9', 4), row('198.51.0.0/16', 4)]) store.saveBan(r);
     const addresses = [...host.addresses()];
     const { guardian, enforcement } = makeGuardian({ host: { addresses: () => addresses } }, store);
     guardian.restore();
-    assert.deepEqual(guardian.listBans().map((b) => b.target).sort(), ['198.51.0.0/16', '198.51.100.9']);
-    assert.deepEqual(store.activeBans(now).map((b) => b.target).sort(), ['198.51.0.0/16', '198.51.100.9'], 'store rows ended');
-    assert.deepEqual(enforcement.calls.filter((c) => c.op === 'unban').map((c) => c.target).sort(), ['128.0.0.0/1', '2000::/3', 'fe80::/64']);
+    assert.deepEqual(
+      guardian
+        .listBans()
+        .map((b) => b.target)
+        .sort(),
+      ['198.51.0.0/16', '198.51.100.9'],
+    );
+    assert.deepEqual(
+      store
+        .activeBans(now)
+        .map((b) => b.target)
+        .sort(),
+      ['198.51.0.0/16', '198.51.100.9'],
+      'store rows ended',
+    );
+    assert.deepEqual(
+      enforcement.calls
+        .filter((c) => c.op === 'unban')
+        .map((c) => c.target)
+        .sort(),
+      ['128.0.0.0/1', '2000::/3', 'fe80::/64'],
+    );
     addresses.push({ address: '198.51.7.1', why: 'an address of this host (eth1)' });
     guardian.refreshHostAddresses();
-    assert.deepEqual(guardian.listBans().map((b) => b.target), ['198.51.100.9']);
+    assert.deepEqual(
+      guardian.listBans().map((b) => b.target),
+      ['198.51.100.9'],
+    );
     store.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -178,7 +234,10 @@ test('ambiguous: an AMI event with two different RemoteAddress headers is ignore
   assert.equal(guardian.status().totalFailed, 0);
   assert.deepEqual(seen, new Array(10).fill('ambiguous'));
   for (let i = 0; i < 5; i++) guardian.handleEvent(frameFrom('IPV4/UDP/198.51.100.3/5060', 'IPV4/UDP/198.51.100.3/5060'));
-  assert.deepEqual(guardian.listBans().map((b) => b.target), ['198.51.100.3']);
+  assert.deepEqual(
+    guardian.listBans().map((b) => b.target),
+    ['198.51.100.3'],
+  );
   // an already indexed frame answers the same
   const f = frameFrom('IPV4/UDP/198.51.100.1/5060', 'IPV4/UDP/198.51.100.2/5060');
   void f.headers;
@@ -206,11 +265,14 @@ const TOKEN = 'ban-scope-admin-token-0123456789';
 function rest(port: number, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { authorization: `Bearer ${TOKEN}`, ...(data ? { 'content-type': 'application/json' } : {}) } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} }));
-    });
+    const req = request(
+      { host: '127.0.0.1', port, method, path, headers: { authorization: `Bearer ${TOKEN}`, ...(data ? { 'content-type': 'application/json' } : {}) } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} }));
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -235,7 +297,12 @@ test('daemon: REST, CLI and Odoo refuse out-of-scope targets and overlong durati
     const socket = config.admin.socket;
     const ctx = { bans: daemon.guardian } as unknown as JobContext;
     const odooBan = JOB_FUNCTIONS.get('security.ban')!;
-    for (const [target, code] of [['128.0.0.0/1', 'TOO_WIDE'], ['2000::/3', 'TOO_WIDE'], ['fe80::/64', 'RESERVED_RANGE'], ['203.0.113.50', 'OWN_ADDRESS']] as const) {
+    for (const [target, code] of [
+      ['128.0.0.0/1', 'TOO_WIDE'],
+      ['2000::/3', 'TOO_WIDE'],
+      ['fe80::/64', 'RESERVED_RANGE'],
+      ['203.0.113.50', 'OWN_ADDRESS'],
+    ] as const) {
       const r = await rest(port, 'POST', '/v1/bans', { target });
       assert.equal(r.status, code === 'OWN_ADDRESS' ? 409 : 400, `REST ${target}`);
       assert.equal(r.json.code, code);
@@ -266,7 +333,13 @@ test('daemon: REST, CLI and Odoo refuse out-of-scope targets and overlong durati
     assert.equal((await rest(port, 'POST', '/v1/bans', { target: '198.51.0.0/16', duration: '365d' })).status, 201);
     assert.equal((await cliOnSocket(socket, 'ban', '3fff:1::/32', '--for', '1h')).status, 0);
     assert.equal(((await odooBan({ address: '192.0.2.99', timeout: '2h' }, {}, ctx)) as Array<{ banned: boolean }>)[0]!.banned, true);
-    assert.deepEqual(daemon.store.activeBans(Date.now()).map((b) => b.target).sort(), ['192.0.2.99', '198.51.0.0/16', '3fff:1::/32']);
+    assert.deepEqual(
+      daemon.store
+        .activeBans(Date.now())
+        .map((b) => b.target)
+        .sort(),
+      ['192.0.2.99', '198.51.0.0/16', '3fff:1::/32'],
+    );
   } finally {
     await daemon?.stop();
     rmSync(dir, { recursive: true, force: true });

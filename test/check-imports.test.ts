@@ -8,8 +8,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-interface Edge { from: string; to: string; why?: string }
-interface Result { edges: number; wrongWay: Edge[]; cycles: string[][]; unplaced: string[]; stale: Edge[]; duplicates: { file: string; what: string }[] }
+interface Edge {
+  from: string;
+  to: string;
+  why?: string;
+}
+interface Result {
+  edges: number;
+  wrongWay: Edge[];
+  cycles: string[][];
+  unplaced: string[];
+  stale: Edge[];
+  duplicates: { file: string; what: string }[];
+}
 interface CheckModule {
   checkImports(root: string, o?: { layers?: string[][]; allowed?: { from: string; to: string; reason: string }[]; once?: object[] }): Result;
 }
@@ -70,7 +81,10 @@ test('an allowance hides its edge, and a stale one is reported', () => {
   ];
   const r = checkImports(root, { layers, allowed, once: [] });
   assert.deepEqual(r.wrongWay, []);
-  assert.deepEqual(r.stale.map((e) => e.from), ['ami/index.ts']);
+  assert.deepEqual(
+    r.stale.map((e) => e.from),
+    ['ami/index.ts'],
+  );
 });
 
 test('a file outside every layer is reported', () => {
@@ -98,8 +112,10 @@ test('a second copy of a one-definition helper is found', () => {
 test('the project itself passes its own check', () => {
   const src = path.join(path.dirname(script), '..', 'src');
   const r = checkImports(src);
-  assert.deepEqual({ wrongWay: r.wrongWay, cycles: r.cycles, unplaced: r.unplaced, stale: r.stale, duplicates: r.duplicates },
-    { wrongWay: [], cycles: [], unplaced: [], stale: [], duplicates: [] });
+  assert.deepEqual(
+    { wrongWay: r.wrongWay, cycles: r.cycles, unplaced: r.unplaced, stale: r.stale, duplicates: r.duplicates },
+    { wrongWay: [], cycles: [], unplaced: [], stale: [], duplicates: [] },
+  );
 });
 
 test('importing VERSION loads nothing of the program but paths.ts, and finds package.json', async () => {
@@ -107,7 +123,13 @@ test('importing VERSION loads nothing of the program but paths.ts, and finds pac
   const { importEdges } = (await import(pathToFileURL(script).href)) as { importEdges(root: string): Edge[] };
   const edges = importEdges(src);
   const seen = new Set<string>();
-  const visit = (f: string): void => { for (const e of edges) if (e.from === f && !seen.has(e.to)) { seen.add(e.to); visit(e.to); } };
+  const visit = (f: string): void => {
+    for (const e of edges)
+      if (e.from === f && !seen.has(e.to)) {
+        seen.add(e.to);
+        visit(e.to);
+      }
+  };
   visit('version.ts');
   assert.deepEqual([...seen], ['paths.ts']);
   const { VERSION } = await import('../src/version.js');

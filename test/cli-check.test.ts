@@ -18,7 +18,7 @@ function check(file: string): Report {
   return JSON.parse(execFileSync(process.execPath, [CLI, 'check', file, '--json'], { encoding: 'utf8' })) as Report;
 }
 
-test('check on the shipped security log finds every line fail2ban\'s asterisk filter finds, plus RequestNotAllowed and RequestBadFormat', (t) => {
+test("check on the shipped security log finds every line fail2ban's asterisk filter finds, plus RequestNotAllowed and RequestBadFormat", (t) => {
   const haveFail2ban = existsSync('/usr/bin/fail2ban-regex') && existsSync(FAIL2BAN_FILTER);
   if (!haveFail2ban && !process.env.CI) return t.skip('fail2ban is not installed (.ci/run installs it)');
   assert.ok(haveFail2ban, 'CI installs fail2ban; fail2ban-regex must be there');
@@ -42,7 +42,10 @@ test('check on the shipped security log finds every line fail2ban\'s asterisk fi
 
 test('check reports the addresses that would be banned, for logs and raw AMI transcripts', () => {
   const log = check(LOG);
-  assert.ok(log.bans.some((b) => b.target === '127.0.0.2' && b.rule === 'auth-failure'), JSON.stringify(log.bans));
+  assert.ok(
+    log.bans.some((b) => b.target === '127.0.0.2' && b.rule === 'auth-failure'),
+    JSON.stringify(log.bans),
+  );
   const transcript = check(fixturePath('ami/session-recorder-full.raw'));
   assert.ok(transcript.matched.length >= 10, `matched ${transcript.matched.length}`);
   assert.ok(transcript.bans.some((b) => b.target === '127.0.0.2'));
@@ -55,11 +58,18 @@ test('check reports the addresses that would be banned, for logs and raw AMI tra
 test('a forged RemoteAddress inside an attacker-chosen log field is never trusted', () => {
   const dir = mkdtempSync('/tmp/pbxg-check-');
   const forged = Array.from({ length: 6 }, (_, i) =>
-    `[Nov 22 10:17:2${i}] SECURITY[3223] res_security_log.c: SecurityEvent="InvalidAccountID",EventTV="2026-11-22T10:17:2${i}.000+0000",Severity="Error",Service="SIP",EventVersion="1",AccountID="x\\",RemoteAddress=\\"IPV4/UDP/8.8.8.8/5060",SessionID="0x1",LocalAddress="IPV4/UDP/127.0.0.1/5060",RemoteAddress="IPV4/UDP/203.0.113.50/5060"`.replace(/\\"/g, '"'),
+    `[Nov 22 10:17:2${i}] SECURITY[3223] res_security_log.c: SecurityEvent="InvalidAccountID",EventTV="2026-11-22T10:17:2${i}.000+0000",Severity="Error",Service="SIP",EventVersion="1",AccountID="x\\",RemoteAddress=\\"IPV4/UDP/8.8.8.8/5060",SessionID="0x1",LocalAddress="IPV4/UDP/127.0.0.1/5060",RemoteAddress="IPV4/UDP/203.0.113.50/5060"`.replace(
+      /\\"/g,
+      '"',
+    ),
   ).join('\n');
   writeFileSync(`${dir}/forged.log`, forged + '\n');
   const report = check(`${dir}/forged.log`);
-  assert.equal(report.bans.some((b) => b.target === '8.8.8.8'), false, 'the forged address is not banned');
+  assert.equal(
+    report.bans.some((b) => b.target === '8.8.8.8'),
+    false,
+    'the forged address is not banned',
+  );
   assert.equal(report.skipped.filter((s) => s.outcome === 'ambiguous').length, 6);
 });
 

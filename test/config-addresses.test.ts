@@ -34,7 +34,10 @@ test('listener hosts and the AMI host: an address literal must parse, a name mus
   assert.match(errorsOf({ metrics: { host: '10.0.0.0/8' } }), /metrics\.host: "10\.0\.0\.0\/8" is not an IPv4\/IPv6 address/);
   assert.match(errorsOf({ ami: { host: '999.1.1.1' } }), /ami\.host: "999\.1\.1\.1" is not an IPv4\/IPv6 address/);
   assert.match(errorsOf(rest({ host: '' })), /rest\.host: empty/);
-  assert.match(errorsOf({ odoo: { enabled: true, url: 'https://odoo.example.com', db: 'd', fagi: { enabled: true, host: 'bad_host!', port: 4573 } } }), /odoo\.fagi\.host: "bad_host!"/);
+  assert.match(
+    errorsOf({ odoo: { enabled: true, url: 'https://odoo.example.com', db: 'd', fagi: { enabled: true, host: 'bad_host!', port: 4573 } } }),
+    /odoo\.fagi\.host: "bad_host!"/,
+  );
   // valid: names, IPv4, IPv6, the wildcard
   for (const host of ['localhost', 'pbx.example.com', '::1', '0.0.0.0', '::']) buildConfig({ metrics: { host } });
   // a disabled listener's host is not checked
@@ -44,8 +47,14 @@ test('listener hosts and the AMI host: an address literal must parse, a name mus
 test('two enabled listeners on one port: refused at load time, not at bind time', () => {
   assert.match(errorsOf(rest({ port: 9470 })), /rest\.port: 9470 is also metrics\.port \(127\.0\.0\.1 and 127\.0\.0\.1 overlap\)/);
   assert.match(errorsOf({ ...rest({ port: 9470, host: '127.0.0.1' }), metrics: { host: '0.0.0.0' } }), /rest\.port: 9470 is also metrics\.port/);
-  assert.match(errorsOf({ odoo: { enabled: true, url: 'https://odoo.example.com', db: 'd', listen: { port: 9470 } } }), /odoo\.listen\.port: 9470 is also metrics\.port \(127\.0\.0\.1 and 0\.0\.0\.0 overlap\)/);
-  assert.match(errorsOf({ odoo: { enabled: true, url: 'https://odoo.example.com', db: 'd', listen: { port: 70000 } } }), /odoo\.listen\.port: 70000 is not a TCP port/);
+  assert.match(
+    errorsOf({ odoo: { enabled: true, url: 'https://odoo.example.com', db: 'd', listen: { port: 9470 } } }),
+    /odoo\.listen\.port: 9470 is also metrics\.port \(127\.0\.0\.1 and 0\.0\.0\.0 overlap\)/,
+  );
+  assert.match(
+    errorsOf({ odoo: { enabled: true, url: 'https://odoo.example.com', db: 'd', listen: { port: 70000 } } }),
+    /odoo\.listen\.port: 70000 is not a TCP port/,
+  );
   // distinct addresses of one family, other family with 0.0.0.0, and port 0: fine
   buildConfig(rest({ port: 9470, host: '127.0.0.2' }));
   buildConfig({ ...rest({ port: 9470, host: '::1' }), metrics: { host: '0.0.0.0' } });
@@ -59,7 +68,14 @@ test('stateDir and admin.socket must be absolute paths (the service runs from /)
 
 test('an empty AMI secret: the CLI can still read the config, a daemon refuses to start and says where to set it', () => {
   const cfg = buildConfig({ ami: { secret: '' } }); // status/ban/unban only need admin.socket
-  assert.throws(() => assertRunnable(cfg), (err: Error) => err instanceof ConfigError && /ami\.secret: empty/.test(err.message) && /ASTERISK_AMI_PASSWORD/.test(err.message) && /ami\.enabled: false/.test(err.message));
+  assert.throws(
+    () => assertRunnable(cfg),
+    (err: Error) =>
+      err instanceof ConfigError &&
+      /ami\.secret: empty/.test(err.message) &&
+      /ASTERISK_AMI_PASSWORD/.test(err.message) &&
+      /ami\.enabled: false/.test(err.message),
+  );
   assertRunnable(buildConfig({ ami: { secret: '' } }, { ASTERISK_AMI_PASSWORD: 'from-env' }));
   assertRunnable(buildConfig({ ami: { enabled: false } }));
 });

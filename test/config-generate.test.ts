@@ -36,14 +36,25 @@ test('every key of the schema has a description and a default', () => {
 });
 
 test('the schema bounds are checked and name the key', () => {
-  const err = (doc: unknown) => { try { buildConfig(doc); return ''; } catch (e) { assert.ok(e instanceof ConfigError); return e.message; } };
+  const err = (doc: unknown) => {
+    try {
+      buildConfig(doc);
+      return '';
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      return e.message;
+    }
+  };
   assert.match(err({ guard: { recidive: { bans: 0 } } }), /guard\.recidive\.bans: 0 must be a whole number from 1 to 1000/);
   assert.match(err({ odoo: { jobQueueMax: -1 } }), /odoo\.jobQueueMax: -1 must be a positive number/);
   assert.match(err({ logLevel: 'loud' }), /logLevel: "loud" is not one of fatal, error/);
   assert.match(err({ admin: { socketMode: '999' } }), /admin\.socketMode: "999" must be an octal file mode like 0600/);
   assert.match(err({ firewall: { ports: [5060, 0] } }), /firewall\.ports\[1\]: 0 must be a whole number from 1 to 65535/);
   assert.match(err({ odoo: { outboxPolicy: [] } }), /odoo\.outboxPolicy: expected a mapping/);
-  assert.deepEqual(buildConfig({ odoo: { outboxPolicy: { Cdr: { ttlSec: 5, priority: 1 } } } }).odoo.outboxPolicy.Hangup, defaultConfig().odoo.outboxPolicy.Hangup);
+  assert.deepEqual(
+    buildConfig({ odoo: { outboxPolicy: { Cdr: { ttlSec: 5, priority: 1 } } } }).odoo.outboxPolicy.Hangup,
+    defaultConfig().odoo.outboxPolicy.Hangup,
+  );
 });
 
 test('reload plan: a changed key is live or waits for a restart, from the schema', () => {
@@ -55,7 +66,10 @@ test('reload plan: a changed key is live or waits for a restart, from the schema
   b.guard.hostLookupInterval = '10m';
   b.odoo.outboxPolicy.Cdr!.ttlSec = 1;
   b.store.historyRetention = '120d';
-  assert.deepEqual(reloadPlan(a, b), { live: ['logLevel', 'guard.ipv6Prefix', 'store.historyRetention'], restart: ['guard.hostLookupInterval', 'odoo.outboxPolicy', 'rest.port'] });
+  assert.deepEqual(reloadPlan(a, b), {
+    live: ['logLevel', 'guard.ipv6Prefix', 'store.historyRetention'],
+    restart: ['guard.hostLookupInterval', 'odoo.outboxPolicy', 'rest.port'],
+  });
   assert.equal(schemaKeyOf('odoo.outboxPolicy.Cdr.ttlSec')?.key, 'odoo.outboxPolicy');
   assert.equal(schemaKeyOf('nope.x'), null);
 });

@@ -55,19 +55,50 @@ test('wrong-typed and invalid secrets of every kind: the error names each key, s
     ],
   };
   const message = errorOf(() => buildConfig(doc));
-  for (const key of ['ami.secret', 'odoo.url', 'odoo.password', 'odoo.apiKey', 'odoo.agentToken', 'rest.tokens[0].token', 'rest.tokens[1].token', 'webhooks[0].secret', 'webhooks[1].secret', 'webhooks[2].secret']) {
+  for (const key of [
+    'ami.secret',
+    'odoo.url',
+    'odoo.password',
+    'odoo.apiKey',
+    'odoo.agentToken',
+    'rest.tokens[0].token',
+    'rest.tokens[1].token',
+    'webhooks[0].secret',
+    'webhooks[1].secret',
+    'webhooks[2].secret',
+  ]) {
     assert.ok(message.includes(key), `the error names ${key}:\n${message}`);
   }
-  assertHidden(message, ['8675309123', 'url-pass-9911', '4815162342', 'api-key-value-3141', 'agent-token-value-2718', '1234567890123456',
-    'short-tok-5150', 'long-enough-token-value-6021', '7777777777777', 'short-hook-4242', 'hook-list-secret-9876543']);
+  assertHidden(message, [
+    '8675309123',
+    'url-pass-9911',
+    '4815162342',
+    'api-key-value-3141',
+    'agent-token-value-2718',
+    '1234567890123456',
+    'short-tok-5150',
+    'long-enough-token-value-6021',
+    '7777777777777',
+    'short-hook-4242',
+    'hook-list-secret-9876543',
+  ]);
   assert.match(message, /ami\.secret: expected a string, got number \(its value is not shown: a secret\)/);
   // a non-secret key still shows what was given
-  assert.match(errorOf(() => buildConfig({ ami: { port: true } })), /ami\.port: expected a number, got boolean \(true\)/);
+  assert.match(
+    errorOf(() => buildConfig({ ami: { port: true } })),
+    /ami\.port: expected a number, got boolean \(true\)/,
+  );
 });
 
 test('secrets with line breaks, from the environment, and on a line the YAML parser rejects are not echoed', () => {
-  assertHidden(errorOf(() => buildConfig({ ami: { secret: 'line-secret-1357\nAction: Originate' } })), ['line-secret-1357']);
-  assertHidden(errorOf(() => buildConfig({}, { ASTERISK_AMI_PASSWORD: 'env-secret-2468\r\nAction: Originate' })), ['env-secret-2468']);
+  assertHidden(
+    errorOf(() => buildConfig({ ami: { secret: 'line-secret-1357\nAction: Originate' } })),
+    ['line-secret-1357'],
+  );
+  assertHidden(
+    errorOf(() => buildConfig({}, { ASTERISK_AMI_PASSWORD: 'env-secret-2468\r\nAction: Originate' })),
+    ['env-secret-2468'],
+  );
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-secret-'));
   try {
     const file = join(dir, 'guardian.yaml');
@@ -84,16 +115,33 @@ test('secrets with line breaks, from the environment, and on a line the YAML par
 
 test('a webhook URL with a user and password is a config error; the log line of an unreachable webhook shows its URL without the token in its query', async () => {
   const lines: string[] = [];
-  const logger = pino({ level: 'info' }, new Writable({ write(c, _e, cb) { lines.push(String(c)); cb(); } }));
-  const withUser = resolveWebhooks([{ name: 'crm', url: 'http://hook-user:hook-pass-5566@127.0.0.1:1/hook', events: ['Newchannel'], secret: 'a-webhook-secret-of-32-characters!' }]);
+  const logger = pino(
+    { level: 'info' },
+    new Writable({
+      write(c, _e, cb) {
+        lines.push(String(c));
+        cb();
+      },
+    }),
+  );
+  const withUser = resolveWebhooks([
+    { name: 'crm', url: 'http://hook-user:hook-pass-5566@127.0.0.1:1/hook', events: ['Newchannel'], secret: 'a-webhook-secret-of-32-characters!' },
+  ]);
   assert.match(withUser.errors.join('\n'), /webhooks\[0\]\.url: a user or password in the URL is not supported/);
   assertHidden(withUser.errors.join('\n'), ['hook-pass-5566']);
-  const { webhooks, errors } = resolveWebhooks([{ name: 'crm', url: 'http://127.0.0.1:1/hook?token=hook-query-secret-7788', events: ['Newchannel'], secret: 'a-webhook-secret-of-32-characters!' }]);
+  const { webhooks, errors } = resolveWebhooks([
+    { name: 'crm', url: 'http://127.0.0.1:1/hook?token=hook-query-secret-7788', events: ['Newchannel'], secret: 'a-webhook-secret-of-32-characters!' },
+  ]);
   assert.deepEqual(errors, []);
   const db = new Database(':memory:');
   const d = new WebhookDispatcher({ webhooks, db, logger });
   try {
-    d.handleAmiEvent(amiMessage([['Event', 'Newchannel'], ['Uniqueid', '1.1']]));
+    d.handleAmiEvent(
+      amiMessage([
+        ['Event', 'Newchannel'],
+        ['Uniqueid', '1.1'],
+      ]),
+    );
     const end = Date.now() + 5000;
     while (!lines.some((l) => l.includes('unreachable')) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
     const line = lines.find((l) => l.includes('unreachable'));

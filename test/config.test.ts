@@ -26,11 +26,26 @@ test('config errors name the key', () => {
     [{ ami: { secret: 'a\r\nAction: Originate' } }, /line breaks/],
     [['list'], /top level/],
   ];
-  for (const [doc, re] of cases) assert.throws(() => buildConfig(doc), (err: Error) => err instanceof ConfigError && re.test(err.message), String(re));
+  for (const [doc, re] of cases)
+    assert.throws(
+      () => buildConfig(doc),
+      (err: Error) => err instanceof ConfigError && re.test(err.message),
+      String(re),
+    );
 });
 
 test('environment variables of the seed docs override the file', () => {
-  const cfg = buildConfig({ ami: { host: '10.0.0.1' } }, { ASTERISK_AMI_HOST: '127.0.0.1', ASTERISK_AMI_PORT: '5039', ASTERISK_AMI_USER: 'u', ASTERISK_AMI_PASSWORD: 'p', ODOO_URL: 'https://odoo.example.com', ODOO_DB: 'db' });
+  const cfg = buildConfig(
+    { ami: { host: '10.0.0.1' } },
+    {
+      ASTERISK_AMI_HOST: '127.0.0.1',
+      ASTERISK_AMI_PORT: '5039',
+      ASTERISK_AMI_USER: 'u',
+      ASTERISK_AMI_PASSWORD: 'p',
+      ODOO_URL: 'https://odoo.example.com',
+      ODOO_DB: 'db',
+    },
+  );
   assert.equal(cfg.ami.host, '127.0.0.1');
   assert.equal(cfg.ami.port, 5039);
   assert.equal(cfg.ami.username, 'u');
@@ -51,11 +66,20 @@ test('durations', () => {
 });
 
 test('rule errors name the file, rule and key', () => {
-  assert.throws(() => parseRules('rules:\n  - name: x\n    events: [InvalidPassword]\n    windows: [{count: 0, within: 1m}]\n    ban: 1h\n', 'r.yaml'), (e: Error) => e instanceof RuleError && /r\.yaml rules\[0\] \(x\)\.windows\[0\]\.count/.test(e.message));
-  assert.throws(() => parseRules('rules:\n  - name: x\n    events: ["Bad Event"]\n    windows: [{count: 1, within: 1m}]\n    ban: 1h\n', 'r.yaml'), /not an AMI event name/);
+  assert.throws(
+    () => parseRules('rules:\n  - name: x\n    events: [InvalidPassword]\n    windows: [{count: 0, within: 1m}]\n    ban: 1h\n', 'r.yaml'),
+    (e: Error) => e instanceof RuleError && /r\.yaml rules\[0\] \(x\)\.windows\[0\]\.count/.test(e.message),
+  );
+  assert.throws(
+    () => parseRules('rules:\n  - name: x\n    events: ["Bad Event"]\n    windows: [{count: 1, within: 1m}]\n    ban: 1h\n', 'r.yaml'),
+    /not an AMI event name/,
+  );
   assert.throws(() => parseRules('rules:\n  - name: x\n    events: [A]\n    windws: []\n', 'r.yaml'), /windws: unknown key/);
   assert.throws(() => parseRules('rules: [', 'r.yaml'), /not valid YAML/);
-  const [rule] = parseRules('rules:\n  - name: pjsip-only\n    events: ChallengeResponseFailed\n    match: { Service: [PJSIP] }\n    weight: 2\n    windows: [{count: 4, within: 1m}, {count: 10, within: 1h}]\n    ban: 2h\n', 'r.yaml');
+  const [rule] = parseRules(
+    'rules:\n  - name: pjsip-only\n    events: ChallengeResponseFailed\n    match: { Service: [PJSIP] }\n    weight: 2\n    windows: [{count: 4, within: 1m}, {count: 10, within: 1h}]\n    ban: 2h\n',
+    'r.yaml',
+  );
   assert.equal(rule!.ringSize, 10);
   assert.equal(rule!.banSec, 7200);
   assert.deepEqual([...rule!.match[0]![1]], ['pjsip']);
@@ -65,6 +89,9 @@ test('ami.events auto: security alone for a guard, everything when Odoo or webho
   const base = { stateDir: '/tmp/x' };
   assert.equal(loginEventMask(buildConfig(base)), 'security');
   assert.equal(loginEventMask(buildConfig({ ...base, ami: { events: 'security,call' } })), 'security,call');
-  assert.equal(loginEventMask(buildConfig({ ...base, webhooks: [{ name: 'w', url: 'http://127.0.0.1:9/x', events: ['Hangup'], secret: 'a-secret-of-16-chars' }] })), 'on');
+  assert.equal(
+    loginEventMask(buildConfig({ ...base, webhooks: [{ name: 'w', url: 'http://127.0.0.1:9/x', events: ['Hangup'], secret: 'a-secret-of-16-chars' }] })),
+    'on',
+  );
   assert.throws(() => buildConfig({ ...base, ami: { events: 'security;call' } }), /ami\.events: "security;call" is not auto, on, off or a comma list/);
 });

@@ -8,7 +8,15 @@ import { PassThrough } from 'node:stream';
 import Fastify from 'fastify';
 import { AmiClient, resolveActionPolicy } from '../src/ami/index.js';
 import { AmiSimulator } from '../src/demo/ami-simulator.js';
-import { AsteriskConsole, checkCommand, consoleJobFunctions, defaultConsoleConfig, registerConsoleRoute, tokenizeCli, ConsoleRefusedError } from '../src/console/index.js';
+import {
+  AsteriskConsole,
+  checkCommand,
+  consoleJobFunctions,
+  defaultConsoleConfig,
+  registerConsoleRoute,
+  tokenizeCli,
+  ConsoleRefusedError,
+} from '../src/console/index.js';
 import { consoleCommand } from '../src/console/cli.js';
 import { FakeAmi, amiMessage } from './helpers/fake-odoo.js';
 import { fixturePath } from './helpers/fixtures.js';
@@ -18,8 +26,20 @@ const policy = { ...defaultConsoleConfig(), dialplan };
 
 test('Asterisk-style splitting: quotes and backslashes cannot hide a denied command', () => {
   assert.deepEqual(tokenizeCli('  core   show "channels concise" a\\ b'), ['core', 'show', 'channels concise', 'a b']);
-  for (const c of ['core stop now', '"core" "stop" now', 'co"re" st\\op gracefully', 'CORE RESTART now', 'module unload chan_sip.so', 'dialplan save', 'Dialplan Add extension 1,1,System(id) into default',
-    'channel originate Local/1@default application System touch /tmp/x', 'core set global X ${SHELL(id)}', '!ls /', 'database put a b c', 'core show channels\r\ncore stop now']) {
+  for (const c of [
+    'core stop now',
+    '"core" "stop" now',
+    'co"re" st\\op gracefully',
+    'CORE RESTART now',
+    'module unload chan_sip.so',
+    'dialplan save',
+    'Dialplan Add extension 1,1,System(id) into default',
+    'channel originate Local/1@default application System touch /tmp/x',
+    'core set global X ${SHELL(id)}',
+    '!ls /',
+    'database put a b c',
+    'core show channels\r\ncore stop now',
+  ]) {
     assert.throws(() => checkCommand(c, policy), ConsoleRefusedError, c);
   }
   assert.deepEqual(checkCommand('core show channels', policy), ['core', 'show', 'channels']);
@@ -70,7 +90,14 @@ test('commands run through AMI Command against the simulator; denied ones never 
 
 test('pbx-guardian console over the admin socket: one-shot and line by line; refusals exit 1', async () => {
   const ami = new FakeAmi();
-  ami.handler = (f) => ({ response: amiMessage([['Response', 'Success'], ['Output', `ran ${String(f.Command)}`]]), events: [], output: [`ran ${String(f.Command)}`] });
+  ami.handler = (f) => ({
+    response: amiMessage([
+      ['Response', 'Success'],
+      ['Output', `ran ${String(f.Command)}`],
+    ]),
+    events: [],
+    output: [`ran ${String(f.Command)}`],
+  });
   const app = Fastify();
   registerConsoleRoute(app, new AsteriskConsole(ami, defaultConsoleConfig(), dialplan));
   app.setErrorHandler((err: Error & { statusCode?: number }, _q, reply) => reply.code(err.statusCode ?? 500).send({ error: err.message }));
@@ -99,7 +126,10 @@ test('pbx-guardian console over the admin socket: one-shot and line by line; ref
     assert.equal(await done, 0);
     assert.equal(x.text(), 'ran core show uptime\nran sip show peers\n');
     assert.match(x.errText(), /shell escapes/);
-    assert.deepEqual(ami.actions.map((a) => a.Command), ['core show version', 'core show uptime', 'sip show peers']);
+    assert.deepEqual(
+      ami.actions.map((a) => a.Command),
+      ['core show version', 'core show uptime', 'sip show peers'],
+    );
   } finally {
     await app.close();
     fs.rmSync(dir, { recursive: true, force: true });

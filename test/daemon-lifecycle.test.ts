@@ -33,15 +33,34 @@ test('every part on: components start in order and stop in reverse; a failing st
     metrics: { enabled: true, host: '127.0.0.1', port: 0 },
     admin: { socket: join(base, 'admin.sock') },
     rest: { enabled: true, host: '127.0.0.1', port: 0, tokens: [{ token: 'x'.repeat(24), scopes: ['read'], name: 'crm' }] },
-    odoo: { enabled: true, url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: 'agent-token-0123456789', listen: { host: '127.0.0.1', port: 0 } },
+    odoo: {
+      enabled: true,
+      url,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      agentToken: 'agent-token-0123456789',
+      listen: { host: '127.0.0.1', port: 0 },
+    },
     webhooks: [{ name: 'crm', url: 'http://127.0.0.1:9/hook', events: ['GuardianBan'], secret: 'webhook-secret-0123456789' }],
   });
   const logs = new LogCapture('warn');
   const d = await startDaemon({ config, backend: new MemoryBackend(), logger: logs.logger });
   assert.deepEqual(d.components(), [
-    'state lock', 'state store', 'enforcer', 'auth-failure tracker',
-    'admin socket', 'metrics endpoint', 'REST API', 'Odoo bridge', 'webhooks',
-    'guard timers', 'host name lookups', 'host watch', 'AMI client', 'detection sources',
+    'state lock',
+    'state store',
+    'enforcer',
+    'auth-failure tracker',
+    'admin socket',
+    'metrics endpoint',
+    'REST API',
+    'Odoo bridge',
+    'webhooks',
+    'guard timers',
+    'host name lookups',
+    'host watch',
+    'AMI client',
+    'detection sources',
   ]);
   const stopped: string[] = [];
   const wh = d.webhooks!;

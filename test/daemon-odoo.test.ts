@@ -20,7 +20,9 @@ const postJob = (port: number, body: unknown, token = TOKEN) => postAgentJob(por
 test('through the daemon: Odoo bans and unbans reach the store and the firewall; guard bans are forwarded to Odoo', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-odoo-e2e-'));
   const odoo = new FakeOdoo({
-    eventsMap: [{ id: 1, name: 'GuardianBan', source: 'AMI', model: 'asterisk_plus.security', method: 'on_guardian_ban', delay: 0, is_enabled: true, condition: false }],
+    eventsMap: [
+      { id: 1, name: 'GuardianBan', source: 'AMI', model: 'asterisk_plus.security', method: 'on_guardian_ban', delay: 0, is_enabled: true, condition: false },
+    ],
   });
   const odooUrl = await odoo.start();
   const sim = new AmiSimulator({ fixturesDir: fixturePath('ami'), username: 'guardian', secret: 's', loginFailDelayMs: 10 });
@@ -46,11 +48,21 @@ test('through the daemon: Odoo bans and unbans reach the store and the firewall;
     const wrong = await postJob(port, { fun: 'security.ban', args: ['203.0.113.80'] }, 'wrong-token');
     assert.equal(wrong.status, 401);
 
-    const ban = await postJob(port, { fun: 'security.ban', args: ['203.0.113.80'], kwargs: { duration: 600, reason: 'from Odoo' }, res_model: 'asterisk_plus.server', res_method: 'ban_result', pass_back: { n: 1 } });
+    const ban = await postJob(port, {
+      fun: 'security.ban',
+      args: ['203.0.113.80'],
+      kwargs: { duration: 600, reason: 'from Odoo' },
+      res_model: 'asterisk_plus.server',
+      res_method: 'ban_result',
+      pass_back: { n: 1 },
+    });
     assert.ok(ban.status >= 200 && ban.status < 300, ban.body);
     await odoo.waitFor(() => d.store.activeBans(Date.now()).some((b) => b.target === '203.0.113.80' && b.source === 'odoo'), 5000, 'ban in the store');
     await odoo.waitFor(() => odoo.callsTo('asterisk_plus.server', 'ban_result').length === 1, 5000, 'ban result posted back');
-    assert.ok((await backend.list()).some((e) => e.target === '203.0.113.80'), 'ban in the firewall backend');
+    assert.ok(
+      (await backend.list()).some((e) => e.target === '203.0.113.80'),
+      'ban in the firewall backend',
+    );
 
     const refused = await postJob(port, { fun: 'security.ban', args: ['127.0.0.1'], res_model: 'asterisk_plus.server', res_method: 'ban_result' });
     assert.ok(refused.status < 300);
@@ -60,7 +72,11 @@ test('through the daemon: Odoo bans and unbans reach the store and the firewall;
     await postJob(port, { fun: 'security.unban', args: ['203.0.113.80'] });
     await odoo.waitFor(() => d.store.activeBans(Date.now()).length === 0, 5000, 'unban in the store');
     for (let i = 0; i < 100 && (await backend.list()).some((e) => e.target === '203.0.113.80'); i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal((await backend.list()).some((e) => e.target === '203.0.113.80'), false, 'unban in the firewall backend');
+    assert.equal(
+      (await backend.list()).some((e) => e.target === '203.0.113.80'),
+      false,
+      'unban in the firewall backend',
+    );
 
     const attack = replayBytes(loadTemplate(fixturePath('ami'), 'security-sip-register-wrong-password.raw'), '198.51.100.9');
     for (let i = 0; i < 5; i++) sim.broadcast(attack);

@@ -17,7 +17,9 @@ import { waitFor } from './helpers/daemon.js';
 
 const LOG = readFixture('asterisk-security.log').toString('utf8').split('\n');
 /** the fixture's chan_sip wrong passwords, from 203.0.113.7 (captured from 127.0.0.2, which the daemon allow-lists as loopback) */
-const SIP_WRONG = LOG.filter((l) => /Service="SIP"/.test(l) && /SecurityEvent="InvalidPassword"/.test(l)).map((l) => l.replace('RemoteAddress="IPV4/UDP/127.0.0.2/', 'RemoteAddress="IPV4/UDP/203.0.113.7/'));
+const SIP_WRONG = LOG.filter((l) => /Service="SIP"/.test(l) && /SecurityEvent="InvalidPassword"/.test(l)).map((l) =>
+  l.replace('RemoteAddress="IPV4/UDP/127.0.0.2/', 'RemoteAddress="IPV4/UDP/203.0.113.7/'),
+);
 
 test('daemon, AMI disabled: the security log alone bans, across a log rotation', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-seclog-d-'));
@@ -55,11 +57,14 @@ test('daemon, AMI disabled: the security log alone bans, across a log rotation',
 });
 
 test('config: sources.securityLog keys are checked (unknown key, mode, path)', () => {
-  assert.throws(() => buildConfig({ sources: { securityLog: { enabled: true, path: 'relative', mode: 'twice' } } }), (err: Error) => {
-    assert.match(err.message, /sources\.securityLog\.mode: "twice" is not one of fallback, always/);
-    assert.match(err.message, /sources\.securityLog\.path: "relative" must be an absolute path/);
-    return true;
-  });
+  assert.throws(
+    () => buildConfig({ sources: { securityLog: { enabled: true, path: 'relative', mode: 'twice' } } }),
+    (err: Error) => {
+      assert.match(err.message, /sources\.securityLog\.mode: "twice" is not one of fallback, always/);
+      assert.match(err.message, /sources\.securityLog\.path: "relative" must be an absolute path/);
+      return true;
+    },
+  );
   assert.throws(() => buildConfig({ sources: { securityLog: { folow: true } } }), /sources\.securityLog\.folow: unknown key/);
   assert.equal(buildConfig({}).sources.securityLog.enabled, false);
 });

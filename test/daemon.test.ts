@@ -102,7 +102,10 @@ test('end to end: AMI brute force → ban in the backend and store; CLI and metr
     const backend2 = new MemoryBackend();
     daemon = await startDaemon({ config, backend: backend2, logger: pino({ level: 'silent' }), adminSocket: false });
     await waitFor('restore into the new backend', async () => (await backend2.list()).some((e) => e.target === '203.0.113.5'));
-    assert.deepEqual(daemon.guardian.listBans().map((b) => b.target), ['203.0.113.5']);
+    assert.deepEqual(
+      daemon.guardian.listBans().map((b) => b.target),
+      ['203.0.113.5'],
+    );
   } finally {
     await daemon?.stop();
     await sim.close();

@@ -73,7 +73,10 @@ test('a foreign 4xx keeps its status; its own UPPER code only where the listener
 });
 
 test('job results: a JobError as written, anything else says which function failed; 4xx errors are client errors', () => {
-  assert.equal(toJobResult(new JobError('update_access_rules expects a list of rules'), 'security.update_access_rules'), 'update_access_rules expects a list of rules');
+  assert.equal(
+    toJobResult(new JobError('update_access_rules expects a list of rules'), 'security.update_access_rules'),
+    'update_access_rules expects a list of rules',
+  );
   assert.equal(toJobResult(new Error('ENOSPC'), 'get_file'), 'get_file failed: ENOSPC');
   assert.equal(toJobResult(new ConsoleRefusedError('refused'), 'asterisk.console'), 'asterisk.console failed: refused');
   assert.equal(toJobResult('text', 'f'), 'f failed: text');
@@ -84,7 +87,9 @@ test('job results: a JobError as written, anything else says which function fail
 
 /** Ban control and config-file port that throw the error they are given. */
 function throwing(err: () => unknown): { bans: BanControl; files: ConfigFilesPort } {
-  const fail = async (): Promise<never> => { throw err(); };
+  const fail = async (): Promise<never> => {
+    throw err();
+  };
   const bans: BanControl = { ban: fail, unban: fail, unbanAll: fail, listBans: () => [] as BanRecord[], replaceAccessRules: fail, isAllowListed: () => false };
   return { bans, files: { list: fail, read: fail, write: fail, remove: fail, reload: fail } };
 }
@@ -93,10 +98,25 @@ async function apps(err: () => unknown, ami?: AmiPort): Promise<{ rest: FastifyI
   const { bans, files } = throwing(err);
   const rest = createRestApp({
     config: { ...defaultRestConfig(), enabled: true, tokens: [{ name: 'ops', token: ADMIN, scopes: ['admin', 'read'] }] },
-    ami: ami ?? { action: async () => { throw err(); } },
-    bans, configFiles: files, actionPolicy: resolveActionPolicy(),
+    ami: ami ?? {
+      action: async () => {
+        throw err();
+      },
+    },
+    bans,
+    configFiles: files,
+    actionPolicy: resolveActionPolicy(),
   });
-  const admin = createAdminApp({ control: bans, status: () => { throw err(); }, reload: async () => { throw err(); }, version: 'test' });
+  const admin = createAdminApp({
+    control: bans,
+    status: () => {
+      throw err();
+    },
+    reload: async () => {
+      throw err();
+    },
+    version: 'test',
+  });
   await rest.ready();
   await admin.ready();
   return { rest, admin };
@@ -160,14 +180,28 @@ test('REST and admin socket: an unknown error is 500 INTERNAL', async () => {
 });
 
 test('a console refusal is 403 CONSOLE_REFUSED on the REST API and on the admin socket (the admin socket said BAD_REQUEST)', async () => {
-  const ami: AmiPort = { action: async () => { throw new Error('must not be sent'); } };
+  const ami: AmiPort = {
+    action: async () => {
+      throw new Error('must not be sent');
+    },
+  };
   const con = new AsteriskConsole(ami, defaultConsoleConfig(), resolveActionPolicy());
   const { bans } = throwing(() => new Error('unused'));
   const rest = createRestApp({
     config: { ...defaultRestConfig(), enabled: true, tokens: [{ name: 'ops', token: ADMIN, scopes: ['admin'] }] },
-    ami, bans, console: con, actionPolicy: resolveActionPolicy(),
+    ami,
+    bans,
+    console: con,
+    actionPolicy: resolveActionPolicy(),
   });
-  const admin = createAdminApp({ control: bans, status: () => { throw new Error('unused'); }, reload: async () => ({ rules: 0 }), version: 'test' });
+  const admin = createAdminApp({
+    control: bans,
+    status: () => {
+      throw new Error('unused');
+    },
+    reload: async () => ({ rules: 0 }),
+    version: 'test',
+  });
   registerConsoleRoute(admin, con);
   const r = await rest.inject({ method: 'POST', url: '/v1/console', headers: auth, payload: { command: 'core stop now' } });
   const a = await admin.inject({ method: 'POST', url: '/console', payload: { command: 'core stop now' } });

@@ -67,7 +67,10 @@ test('AMI peer killed and restarted mid-attack: reconnect < 2 s after it is back
     // the old ban is still in force, nothing crashed
     assert.ok(await bannedIn(td, '203.0.113.10'));
     assert.deepEqual(
-      daemon.guardian.listBans().map((b) => b.target).sort(),
+      daemon.guardian
+        .listBans()
+        .map((b) => b.target)
+        .sort(),
       ['198.51.100.77', '2001:db8:bad:7::/64', '203.0.113.10'],
     );
     const lost = td.log.lines.find((l) => /AMI connection to .* lost/.test(String(l.msg)));
@@ -88,11 +91,16 @@ test('AMI peer down for a realistic restart (3.6 s), worst-case jitter: reconnec
   try {
     await waitFor('first AMI login', () => td.daemon.ami?.state === 'connected');
     const { reconnectMs, delays } = await killAndRestart(td, 3600);
-    t.diagnostic(`reconnected ${reconnectMs} ms after the AMI peer listened again (outage 3.6 s, reconnectInitialMs ${td.config.ami.reconnectInitialMs}, reconnectMaxMs ${td.config.ami.reconnectMaxMs}; retry delays ${delays.join(', ')} ms)`);
+    t.diagnostic(
+      `reconnected ${reconnectMs} ms after the AMI peer listened again (outage 3.6 s, reconnectInitialMs ${td.config.ami.reconnectInitialMs}, reconnectMaxMs ${td.config.ami.reconnectMaxMs}; retry delays ${delays.join(', ')} ms)`,
+    );
     for (let i = 0; i < 5; i++) td.sim!.broadcast(attackBytes('203.0.113.30'));
     await waitFor('attacker banned after the restart', () => bannedIn(td, '203.0.113.30'));
     assert.ok(delays.length >= 3, `the outage spanned several attempts (${delays.length})`);
-    assert.ok(Math.max(...delays) < RECONNECT_MAX_MS, `a retry delay of ${Math.max(...delays)} ms: a reconnect could take that long after the peer returned (spec: < ${RECONNECT_MAX_MS} ms)`);
+    assert.ok(
+      Math.max(...delays) < RECONNECT_MAX_MS,
+      `a retry delay of ${Math.max(...delays)} ms: a reconnect could take that long after the peer returned (spec: < ${RECONNECT_MAX_MS} ms)`,
+    );
   } finally {
     Math.random = realRandom;
     await td.close();

@@ -43,64 +43,82 @@ class FlakyBackend implements FirewallBackend {
     this.calls++;
     if (this.failed < this.failures) {
       this.failed++;
-      const e = nftError('command', 'Error: Could not process rule: Operation not permitted\nadd table inet pbx_guardian\n^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^', 1) as Error & { code?: string };
+      const e = nftError(
+        'command',
+        'Error: Could not process rule: Operation not permitted\nadd table inet pbx_guardian\n^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^',
+        1,
+      ) as Error & { code?: string };
       e.code = 'EPERM';
       throw e;
     }
   }
-  async setup(): Promise<void> { this.maybeFail(); }
-  async apply(b: FirewallBatch): Promise<void> { this.maybeFail(); await this.inner.apply(b); }
-  list() { return this.inner.list(); }
-  setAllow(t: Parameters<FirewallBackend['setAllow']>[0]) { return this.inner.setAllow(t); }
-  flush() { return this.inner.flush(); }
-  close() { return this.inner.close(); }
+  async setup(): Promise<void> {
+    this.maybeFail();
+  }
+  async apply(b: FirewallBatch): Promise<void> {
+    this.maybeFail();
+    await this.inner.apply(b);
+  }
+  list() {
+    return this.inner.list();
+  }
+  setAllow(t: Parameters<FirewallBackend['setAllow']>[0]) {
+    return this.inner.setAllow(t);
+  }
+  flush() {
+    return this.inner.flush();
+  }
+  close() {
+    return this.inner.close();
+  }
 }
 
 const cfg = { ...defaultFirewallConfig, batchWindowMs: 2, reconcileIntervalMs: 0, retryInitialMs: 50, retryMaxMs: 200 };
 
-if (!process.env.PBXG_SCENARIO) test('nft permission denied N times: clear error (what to do), unhealthy, retries, recovers; every queued ban reaches the backend', async (t) => {
-  const be = new FlakyBackend(0);
-  const log = new LogCapture();
-  const store: FirewallEntry[] = [];
-  const health: string[] = [];
-  const enf = new Enforcer(be, () => store, cfg, log.logger, {
-    onFailure: () => health.push('fail'),
-    onRecovered: () => health.push('recovered'),
+if (!process.env.PBXG_SCENARIO)
+  test('nft permission denied N times: clear error (what to do), unhealthy, retries, recovers; every queued ban reaches the backend', async (t) => {
+    const be = new FlakyBackend(0);
+    const log = new LogCapture();
+    const store: FirewallEntry[] = [];
+    const health: string[] = [];
+    const enf = new Enforcer(be, () => store, cfg, log.logger, {
+      onFailure: () => health.push('fail'),
+      onRecovered: () => health.push('recovered'),
+    });
+    await enf.start();
+    assert.ok(enf.healthy);
+    // permission goes away (e.g. CAP_NET_ADMIN dropped) for the next 4 attempts
+    be.failures = 4;
+    const targets = Array.from({ length: 50 }, (_, i) => `203.0.113.${i + 1}`).concat(['2001:db8::bad', '198.51.100.0/24']);
+    const done: Array<Promise<void>> = [];
+    for (const target of targets.slice(0, 20)) {
+      const e = entry(target);
+      store.push(e);
+      done.push(enf.ban(e));
+    }
+    await waitFor('the enforcer to report the failure', () => !enf.healthy, 2000);
+    // more bans arrive while it is failing: queued, not lost
+    for (const target of targets.slice(20)) {
+      const e = entry(target);
+      store.push(e);
+      done.push(enf.ban(e));
+    }
+    assert.equal(enf.healthy, false);
+    const err = log.errors()[0]!;
+    t.diagnostic(`first error: ${String(err.msg)}`);
+    assert.match(String(err.msg), /Operation not permitted/);
+    assert.match(String(err.msg), /CAP_NET_ADMIN|run it as root/, 'says what to do');
+    assert.match(String(err.msg), /queued .* detection goes on; retrying in \d+ ms/, 'says what it affects and that it retries');
+    const ms = await waitFor('recovery', () => enf.healthy, 5000);
+    await Promise.all(done);
+    t.diagnostic(`recovered after ${be.failed} failed attempts (${ms} ms); health transitions: ${health.join(' → ')}`);
+    assert.equal(be.failed, 4);
+    assert.deepEqual(health, ['fail', 'fail', 'fail', 'fail', 'recovered']);
+    assert.ok(log.messages().includes('firewall enforcement recovered'));
+    const inBackend = (await be.inner.list()).map((e) => e.target).sort();
+    assert.deepEqual(inBackend, [...targets].sort(), 'every queued ban reached the backend');
+    await enf.stop();
   });
-  await enf.start();
-  assert.ok(enf.healthy);
-  // permission goes away (e.g. CAP_NET_ADMIN dropped) for the next 4 attempts
-  be.failures = 4;
-  const targets = Array.from({ length: 50 }, (_, i) => `203.0.113.${i + 1}`).concat(['2001:db8::bad', '198.51.100.0/24']);
-  const done: Array<Promise<void>> = [];
-  for (const target of targets.slice(0, 20)) {
-    const e = entry(target);
-    store.push(e);
-    done.push(enf.ban(e));
-  }
-  await waitFor('the enforcer to report the failure', () => !enf.healthy, 2000);
-  // more bans arrive while it is failing: queued, not lost
-  for (const target of targets.slice(20)) {
-    const e = entry(target);
-    store.push(e);
-    done.push(enf.ban(e));
-  }
-  assert.equal(enf.healthy, false);
-  const err = log.errors()[0]!;
-  t.diagnostic(`first error: ${String(err.msg)}`);
-  assert.match(String(err.msg), /Operation not permitted/);
-  assert.match(String(err.msg), /CAP_NET_ADMIN|run it as root/, 'says what to do');
-  assert.match(String(err.msg), /queued .* detection goes on; retrying in \d+ ms/, 'says what it affects and that it retries');
-  const ms = await waitFor('recovery', () => enf.healthy, 5000);
-  await Promise.all(done);
-  t.diagnostic(`recovered after ${be.failed} failed attempts (${ms} ms); health transitions: ${health.join(' → ')}`);
-  assert.equal(be.failed, 4);
-  assert.deepEqual(health, ['fail', 'fail', 'fail', 'fail', 'recovered']);
-  assert.ok(log.messages().includes('firewall enforcement recovered'));
-  const inBackend = (await be.inner.list()).map((e) => e.target).sort();
-  assert.deepEqual(inBackend, [...targets].sort(), 'every queued ban reached the backend');
-  await enf.stop();
-});
 
 // ------------------------------------------------------------------ nft binary missing (netns)
 
@@ -145,7 +163,14 @@ async function missingBinaryScenario(): Promise<MissingReport> {
     }
     for (let i = kernel.length - 1; i >= 0; i--) if (isCanary(kernel[i]!)) kernel.splice(i, 1); // the watchdog's canaries
     const firstError = String(log.errors()[0]?.msg ?? '');
-    const report = { firstError, healthyAfterFailure, healthyAfterFix: enf.healthy, failures, kernel: kernel.sort(), expected: store.map((e) => e.target).sort() };
+    const report = {
+      firstError,
+      healthyAfterFailure,
+      healthyAfterFix: enf.healthy,
+      failures,
+      kernel: kernel.sort(),
+      expected: store.map((e) => e.target).sort(),
+    };
     await enf.stop();
     return report;
   } finally {
@@ -157,15 +182,19 @@ if (process.env.PBXG_SCENARIO === 'nft-missing') {
   reportScenario(() => missingBinaryScenario());
 } else {
   const skip = netnsSkipReason();
-  test('nft binary missing (private netns): unhealthy with a clear error, retries, recovers once nft exists; kernel gets every queued ban', { skip: skip ?? false }, async (t) => {
-    const r = await runInNetns<MissingReport>(SELF, { PBXG_SCENARIO: 'nft-missing' }, [], 60_000);
-    t.diagnostic(`first error: ${r.firstError}`);
-    t.diagnostic(`${r.failures} failed attempts before recovery`);
-    assert.equal(r.healthyAfterFailure, false);
-    assert.ok(r.failures >= 2, 'retried');
-    assert.equal(r.healthyAfterFix, true);
-    assert.deepEqual(r.kernel, r.expected, 'kernel sets hold every stored/queued ban after recovery');
-    assert.match(r.firstError, /ENOENT|not found|missing/i, 'says what happened');
-    assert.match(r.firstError, /install|nftables package|firewall\.nftMode|PATH/i, 'says what to do (install nftables / fix the path)');
-  });
+  test(
+    'nft binary missing (private netns): unhealthy with a clear error, retries, recovers once nft exists; kernel gets every queued ban',
+    { skip: skip ?? false },
+    async (t) => {
+      const r = await runInNetns<MissingReport>(SELF, { PBXG_SCENARIO: 'nft-missing' }, [], 60_000);
+      t.diagnostic(`first error: ${r.firstError}`);
+      t.diagnostic(`${r.failures} failed attempts before recovery`);
+      assert.equal(r.healthyAfterFailure, false);
+      assert.ok(r.failures >= 2, 'retried');
+      assert.equal(r.healthyAfterFix, true);
+      assert.deepEqual(r.kernel, r.expected, 'kernel sets hold every stored/queued ban after recovery');
+      assert.match(r.firstError, /ENOENT|not found|missing/i, 'says what happened');
+      assert.match(r.firstError, /install|nftables package|firewall\.nftMode|PATH/i, 'says what to do (install nftables / fix the path)');
+    },
+  );
 }

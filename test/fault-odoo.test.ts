@@ -52,7 +52,13 @@ test('Odoo answers in 10 s: bans still happen exactly at the threshold while Odo
     assert.ok(odoo.pending >= 1, 'Odoo calls still pending when the bans were applied');
     assert.equal(odoo.callsTo('asterisk_plus.call', 'on_user_event').length, 0, 'Odoo has answered no forwarded event yet');
     assert.equal(odoo.callsTo('asterisk_plus.security', 'on_guardian_ban').length, 0);
-    assert.deepEqual(td.daemon.guardian.listBans().map((b) => b.target).sort(), ['203.0.113.50', '203.0.113.51']);
+    assert.deepEqual(
+      td.daemon.guardian
+        .listBans()
+        .map((b) => b.target)
+        .sort(),
+      ['203.0.113.50', '203.0.113.51'],
+    );
     assert.ok(td.daemon.enforcer.healthy);
     assert.equal(td.daemon.guardian.listBans()[0]!.count, 5, 'banned at the 5th failure (auth-failure: 5 within 10m)');
   } finally {
@@ -109,8 +115,15 @@ test('Odoo down ~3 s (refused, then 503), then back: no durable event lost, orde
 
     const calls = odoo.callsTo('asterisk_plus.call', 'on_user_event');
     for (const lane of lanes) {
-      const seen = calls.map((c) => c.args[0] as Record<string, string>).filter((e) => e.Linkedid === lane).map((e) => Number(e.Seq));
-      assert.deepEqual(seen, Array.from({ length: total }, (_, i) => i + 1), `${lane}: every event exactly once, in order`);
+      const seen = calls
+        .map((c) => c.args[0] as Record<string, string>)
+        .filter((e) => e.Linkedid === lane)
+        .map((e) => Number(e.Seq));
+      assert.deepEqual(
+        seen,
+        Array.from({ length: total }, (_, i) => i + 1),
+        `${lane}: every event exactly once, in order`,
+      );
     }
     const ban = odoo.callsTo('asterisk_plus.security', 'on_guardian_ban')[0]!.args[0] as Record<string, string>;
     assert.equal(ban.Address, '203.0.113.60');

@@ -67,7 +67,10 @@ async function daemonRestore(stateDir: string): Promise<void> {
   const d = await startDaemon({ config: config(stateDir), logger: pino({ level: 'silent' }), adminSocket: false });
   const afterRestore = kernel();
   const rec = await d.enforcer.reconcile();
-  const store = d.store.activeBans(Date.now()).map((b) => b.target).sort();
+  const store = d.store
+    .activeBans(Date.now())
+    .map((b) => b.target)
+    .sort();
   await d.stop();
   console.log(JSON.stringify({ afterRestore, reconcile: rec, store, healthy: true }));
 }
@@ -118,7 +121,10 @@ async function supervisor(): Promise<Report> {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-kill-'));
   const stateDir = join(dir, 'state');
   try {
-    const child = spawn(process.execPath, [SELF], { env: { ...process.env, PBXG_SCENARIO: 'daemon-burst', PBXG_STATE: stateDir }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [SELF], {
+      env: { ...process.env, PBXG_SCENARIO: 'daemon-burst', PBXG_STATE: stateDir },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let killedAt = -1;
     let buf = '';
     const exited = new Promise<string | null>((resolve) => child.on('exit', (_c, sig) => resolve(sig)));
@@ -146,7 +152,10 @@ async function supervisor(): Promise<Report> {
     const rogue = '192.0.2.254';
     execFileSync(NFT, ['add', 'element', 'inet', TABLE, 'ban4', `{ ${rogue} timeout 1h }`]);
 
-    const second = spawn(process.execPath, [SELF], { env: { ...process.env, PBXG_SCENARIO: 'daemon-restore', PBXG_STATE: stateDir }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const second = spawn(process.execPath, [SELF], {
+      env: { ...process.env, PBXG_SCENARIO: 'daemon-restore', PBXG_STATE: stateDir },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     second.stdout.on('data', (b: Buffer) => (out += b.toString()));
     const guard2 = setTimeout(() => second.kill('SIGKILL'), 60_000);
@@ -174,28 +183,51 @@ async function supervisor(): Promise<Report> {
 
 const scenario = process.env.PBXG_SCENARIO;
 if (scenario === 'daemon-burst') {
-  daemonBurst(process.env.PBXG_STATE!).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+  daemonBurst(process.env.PBXG_STATE!).then(
+    () => process.exit(0),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 } else if (scenario === 'daemon-restore') {
-  daemonRestore(process.env.PBXG_STATE!).catch((e) => { console.error(e); process.exit(1); });
+  daemonRestore(process.env.PBXG_STATE!).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
 } else if (scenario === 'kill-supervisor') {
-  supervisor().then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });
+  supervisor().then(
+    (r) => console.log(JSON.stringify(r)),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 } else {
   const skip = netnsSkipReason();
-  test('SIGKILL during a ban burst: after restart, restore + reconcile make the kernel sets equal the store (nftables, private netns)', { skip: skip ?? false }, async (t) => {
-    const r = await runInNetns<Report>(SELF, { PBXG_SCENARIO: 'kill-supervisor' }, [], 80_000);
-    t.diagnostic(`killed (${r.signal}) after ${r.killedAt} bans; at kill: store ${r.storeAtKill} active, kernel ${r.kernelAtKill} elements (${r.storeNotInKernelAtKill} stored but not yet in the kernel, ${r.kernelNotInStoreAtKill} in the kernel but not stored)`);
-    t.diagnostic(`after restore: kernel ${r.afterRestore.length}; reconcile ${JSON.stringify(r.reconcile)}; final kernel ${r.kernelFinal.length}, store ${r.storeAfter.length}`);
-    assert.equal(r.signal, 'SIGKILL');
-    assert.ok(r.killedAt >= KILL_AFTER && r.storeAtKill < BURST, 'killed in the middle of the burst');
-    assert.equal(r.kernelNotInStoreAtKill, 0, 'the store is written before the kernel: nothing in the kernel is unknown to the store');
-    assert.ok(r.afterRestore.length >= r.storeAfter.length, 'restore re-added what the kill left out');
-    for (const target of r.storeAfter) assert.ok(r.afterRestore.includes(target), `${target} restored`);
-    assert.deepEqual(r.reconcile, { added: 0, removed: 1 }, 'reconcile removes only the element unknown to the store');
-    assert.ok(!r.kernelFinal.includes(r.rogue));
-    assert.deepEqual(r.kernelFinal, r.storeAfter, 'kernel sets == store active bans');
-    // The store is written once per event-loop turn, before the enforcer's batch timer can fire:
-    // bans decided in the turn the kill lands in may be lost, and then never reached the kernel
-    // either (asserted above); the attacker is simply detected again. At most two turns' worth.
-    assert.ok(r.storeAfter.length >= r.killedAt - 50, `store ${r.storeAfter.length} vs ${r.killedAt} decided before the kill`);
-  });
+  test(
+    'SIGKILL during a ban burst: after restart, restore + reconcile make the kernel sets equal the store (nftables, private netns)',
+    { skip: skip ?? false },
+    async (t) => {
+      const r = await runInNetns<Report>(SELF, { PBXG_SCENARIO: 'kill-supervisor' }, [], 80_000);
+      t.diagnostic(
+        `killed (${r.signal}) after ${r.killedAt} bans; at kill: store ${r.storeAtKill} active, kernel ${r.kernelAtKill} elements (${r.storeNotInKernelAtKill} stored but not yet in the kernel, ${r.kernelNotInStoreAtKill} in the kernel but not stored)`,
+      );
+      t.diagnostic(
+        `after restore: kernel ${r.afterRestore.length}; reconcile ${JSON.stringify(r.reconcile)}; final kernel ${r.kernelFinal.length}, store ${r.storeAfter.length}`,
+      );
+      assert.equal(r.signal, 'SIGKILL');
+      assert.ok(r.killedAt >= KILL_AFTER && r.storeAtKill < BURST, 'killed in the middle of the burst');
+      assert.equal(r.kernelNotInStoreAtKill, 0, 'the store is written before the kernel: nothing in the kernel is unknown to the store');
+      assert.ok(r.afterRestore.length >= r.storeAfter.length, 'restore re-added what the kill left out');
+      for (const target of r.storeAfter) assert.ok(r.afterRestore.includes(target), `${target} restored`);
+      assert.deepEqual(r.reconcile, { added: 0, removed: 1 }, 'reconcile removes only the element unknown to the store');
+      assert.ok(!r.kernelFinal.includes(r.rogue));
+      assert.deepEqual(r.kernelFinal, r.storeAfter, 'kernel sets == store active bans');
+      // The store is written once per event-loop turn, before the enforcer's batch timer can fire:
+      // bans decided in the turn the kill lands in may be lost, and then never reached the kernel
+      // either (asserted above); the attacker is simply detected again. At most two turns' worth.
+      assert.ok(r.storeAfter.length >= r.killedAt - 50, `store ${r.storeAfter.length} vs ${r.killedAt} decided before the kill`);
+    },
+  );
 }

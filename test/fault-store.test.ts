@@ -94,7 +94,14 @@ function mountTmpfs(dir: string, opts: string): void {
 }
 
 function childConfig(stateDir: string, base: string) {
-  return buildConfig({ stateDir, logLevel: 'silent', ami: { enabled: false }, firewall: { backend: 'memory' }, metrics: { enabled: false }, admin: { socket: join(base, 'admin.sock') } });
+  return buildConfig({
+    stateDir,
+    logLevel: 'silent',
+    ami: { enabled: false },
+    firewall: { backend: 'memory' },
+    metrics: { enabled: false },
+    admin: { socket: join(base, 'admin.sock') },
+  });
 }
 
 async function diskFull(): Promise<ChildReport> {
@@ -205,7 +212,9 @@ if (scenario === 'disk-full' || scenario === 'ro-start') {
   const skip = netnsSkipReason(['/usr/bin/mount', '/usr/bin/umount']);
   test('disk full (256 KiB tmpfs in a private mount namespace): clear error, bans go on, store_errors_total increases', { skip: skip ?? false }, async (t) => {
     const r = await runInMountNs('disk-full');
-    t.diagnostic(`filled ${r.filled} bytes; ${r.banned?.length} bans in the backend; store_errors_total ${r.storeErrors}; log: ${r.errorLog}; cause: ${r.errorCause?.slice(0, 160)}`);
+    t.diagnostic(
+      `filled ${r.filled} bytes; ${r.banned?.length} bans in the backend; store_errors_total ${r.storeErrors}; log: ${r.errorLog}; cause: ${r.errorCause?.slice(0, 160)}`,
+    );
     assert.ok(r.started);
     assert.deepEqual(r.bannedBefore, ['203.0.113.80']);
     assert.equal(r.banned!.length, 41, 'every attacker banned while the disk is full');
@@ -213,13 +222,17 @@ if (scenario === 'disk-full' || scenario === 'ro-start') {
     assert.match(r.errorLog ?? '', STORE_ERR);
     assert.match(r.errorCause ?? '', /full|SQLITE_FULL|ENOSPC/i, 'the cause (disk full) is in the log record');
   });
-  test('state dir read-only at start (ro tmpfs, private mount namespace): the daemon refuses to start, before the firewall is set up', { skip: skip ?? false }, async (t) => {
-    const r = await runInMountNs('ro-start');
-    t.diagnostic(JSON.stringify(r).slice(0, 600));
-    assert.equal(r.started, false, 'a daemon whose bans would not survive a restart must not start');
-    assert.equal(r.errorName, 'StateDirError');
-    assert.match(r.startError ?? '', /the state directory .*state \(config key stateDir\) cannot be used: .*(read-only|EROFS)/);
-    assert.match(r.startError ?? '', /the firewall was not touched/);
-    assert.equal(r.setupCalls, 0, 'the firewall backend was never set up');
-  });
+  test(
+    'state dir read-only at start (ro tmpfs, private mount namespace): the daemon refuses to start, before the firewall is set up',
+    { skip: skip ?? false },
+    async (t) => {
+      const r = await runInMountNs('ro-start');
+      t.diagnostic(JSON.stringify(r).slice(0, 600));
+      assert.equal(r.started, false, 'a daemon whose bans would not survive a restart must not start');
+      assert.equal(r.errorName, 'StateDirError');
+      assert.match(r.startError ?? '', /the state directory .*state \(config key stateDir\) cannot be used: .*(read-only|EROFS)/);
+      assert.match(r.startError ?? '', /the firewall was not touched/);
+      assert.equal(r.setupCalls, 0, 'the firewall backend was never set up');
+    },
+  );
 }

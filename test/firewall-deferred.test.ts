@@ -26,6 +26,9 @@ test('a backend that cannot be built at start (no CAP_NET_ADMIN) is retried; que
   assert.equal(recovered, true);
   assert.equal(enforcer.healthy, true);
   assert.equal(deferred.name, 'memory');
-  assert.deepEqual((await memory.list()).map((e) => e.target), ['203.0.113.4']);
+  assert.deepEqual(
+    (await memory.list()).map((e) => e.target),
+    ['203.0.113.4'],
+  );
   await enforcer.stop();
 });

@@ -38,7 +38,10 @@ test('enforcer: batches split at batchMaxSize; last op on a target wins', async 
   const p = Array.from({ length: 250 }, (_, i) => enf.ban(entry(v4(i))));
   p.push(enf.unban({ target: v4(249), family: 4, isNetwork: false }));
   await Promise.all(p);
-  assert.deepEqual(batches.map((b) => b.add.length + b.remove.length), [100, 100, 50]);
+  assert.deepEqual(
+    batches.map((b) => b.add.length + b.remove.length),
+    [100, 100, 50],
+  );
   const listed = await be.list();
   assert.equal(listed.length, 249);
   assert.ok(!listed.some((e) => e.target === v4(249)));
@@ -69,7 +72,10 @@ test('enforcer: reconcile re-adds missing, removes unknown, re-asserts drifted t
   const drift: number[][] = [];
   const enf = new Enforcer(be, () => active, cfg, log, { onDrift: (a, r) => drift.push([a, r]) });
   await enf.start();
-  await be.apply({ add: [entry('203.0.113.66'), { ...entry('192.0.2.3'), expiresAt: Date.now() + 1000 }], remove: [{ target: '192.0.2.2', family: 4, isNetwork: false }] });
+  await be.apply({
+    add: [entry('203.0.113.66'), { ...entry('192.0.2.3'), expiresAt: Date.now() + 1000 }],
+    remove: [{ target: '192.0.2.2', family: 4, isNetwork: false }],
+  });
   const r = await enf.reconcile();
   assert.deepEqual(r, { added: 2, removed: 1 });
   assert.deepEqual(drift, [[2, 1]]);

@@ -65,7 +65,14 @@ test('health: failing with the last error; a watchdog check that finds the table
   const be = new Watched();
   const store = [entry('198.51.100.1')];
   const repairs: string[][] = [];
-  const enf = new Enforcer(be, () => store, { ...cfg, retryInitialMs: 60_000 }, log, { onRepaired: (r) => repairs.push(r.problems) }, { watchdogIntervalMs: 0 });
+  const enf = new Enforcer(
+    be,
+    () => store,
+    { ...cfg, retryInitialMs: 60_000 },
+    log,
+    { onRepaired: (r) => repairs.push(r.problems) },
+    { watchdogIntervalMs: 0 },
+  );
   await enf.start();
   assert.equal(await enf.checkNow(), null, 'intact: no repair');
   assert.equal(enf.health().tablePresent, true);
@@ -91,6 +98,9 @@ test('config: firewall.watchdogInterval is a duration, 0 turns it off, beyond 1h
   assert.equal(buildConfig({}).firewall.watchdogInterval, '2s');
   assert.equal(buildConfig({ firewall: { watchdogInterval: 0 } }).firewall.watchdogInterval, '0');
   assert.equal(buildConfig({ firewall: { watchdogInterval: '500ms' } }).firewall.watchdogInterval, '500ms');
-  assert.throws(() => buildConfig({ firewall: { watchdogInterval: '2h' } }), (e: Error) => e instanceof ConfigError && /firewall\.watchdogInterval: 0 \(off\) or from 100ms to 1h/.test(e.message));
+  assert.throws(
+    () => buildConfig({ firewall: { watchdogInterval: '2h' } }),
+    (e: Error) => e instanceof ConfigError && /firewall\.watchdogInterval: 0 \(off\) or from 100ms to 1h/.test(e.message),
+  );
   assert.throws(() => buildConfig({ firewall: { watchdogInterval: 'often' } }), /firewall\.watchdogInterval: "often" is not a duration/);
 });

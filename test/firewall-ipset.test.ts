@@ -31,7 +31,15 @@ async function scenario() {
   await enf.start();
   await backend.setup(); // idempotent
   const restored = targets(await backend.list());
-  const bans = [e('192.0.2.10', 60_000), e('2001:db8::10', 60_000), e('198.51.100.0/24', 60_000), e('2001:db8:1::/48', null), e('192.0.2.11', null), e('192.0.2.12', 2_000), e('192.0.2.13', 60 * 86_400_000)];
+  const bans = [
+    e('192.0.2.10', 60_000),
+    e('2001:db8::10', 60_000),
+    e('198.51.100.0/24', 60_000),
+    e('2001:db8:1::/48', null),
+    e('192.0.2.11', null),
+    e('192.0.2.12', 2_000),
+    e('192.0.2.13', 60 * 86_400_000),
+  ];
   active.push(...bans);
   await Promise.all(bans.map((b) => enf.ban(b)));
   await enf.setAllow([
@@ -44,7 +52,10 @@ async function scenario() {
   const rules6 = sh(IP6T, ['-S', 'PBXG-INPUT']);
   const input4 = sh(IPT, ['-S', 'INPUT']);
   await sleep(2600);
-  active.splice(active.findIndex((x) => x.target === '192.0.2.12'), 1);
+  active.splice(
+    active.findIndex((x) => x.target === '192.0.2.12'),
+    1,
+  );
   const afterExpiry = targets(await backend.list());
   sh(IPSET, ['del', 'pbxg-v4', '192.0.2.10']);
   sh(IPSET, ['add', 'pbxg-v4', '192.0.2.99', 'timeout', '60']);
@@ -77,7 +88,26 @@ async function scenario() {
   await enf.stop();
   const setsAfterFlush = sh(IPSET, ['list', '-n']);
   const input4AfterFlush = sh(IPT, ['-S', 'INPUT']);
-  return { restored, saved, allow, rules4, rules6, input4, afterExpiry, reconcile, reconcileAgain, afterReconcile, afterRestart, bulkMs, count, unbanAbsentOk, afterUnban, healthy, setsAfterFlush, input4AfterFlush };
+  return {
+    restored,
+    saved,
+    allow,
+    rules4,
+    rules6,
+    input4,
+    afterExpiry,
+    reconcile,
+    reconcileAgain,
+    afterReconcile,
+    afterRestart,
+    bulkMs,
+    count,
+    unbanAbsentOk,
+    afterUnban,
+    healthy,
+    setsAfterFlush,
+    input4AfterFlush,
+  };
 }
 
 if (process.env.PBXG_SCENARIO) {
@@ -108,7 +138,16 @@ if (process.env.PBXG_SCENARIO) {
     assert.deepEqual(r.reconcile, { added: 1, removed: 1 });
     assert.deepEqual(r.reconcileAgain, { added: 0, removed: 0 }, 'capped long bans are not reported as drift');
     assert.ok(r.afterReconcile.includes('192.0.2.10') && !r.afterReconcile.includes('192.0.2.99'));
-    assert.deepEqual(r.afterRestart, ['192.0.2.1', '192.0.2.10', '192.0.2.11', '192.0.2.13', '198.51.100.0/24', '2001:db8:1::/48', '2001:db8::1', '2001:db8::10']);
+    assert.deepEqual(r.afterRestart, [
+      '192.0.2.1',
+      '192.0.2.10',
+      '192.0.2.11',
+      '192.0.2.13',
+      '198.51.100.0/24',
+      '2001:db8:1::/48',
+      '2001:db8::1',
+      '2001:db8::10',
+    ]);
     assert.equal(r.count, 10_008);
     assert.ok(r.unbanAbsentOk);
     assert.ok(!r.afterUnban.includes('2001:db8::10'));

@@ -17,7 +17,16 @@ const render = (list: Item[]) => JSON.stringify({ nftables: list }) + '\n';
 
 test('shape: our table, sets, chain and rules from the terse listing; handles do not matter; each change is named', () => {
   const expected = tableShape(TERSE, 'pbx_guardian')!;
-  assert.deepEqual([...expected.keys()].sort(), ['chain input', 'rules of chain input', 'set allow4', 'set allow6', 'set ban4', 'set ban6', 'set net4', 'set net6']);
+  assert.deepEqual([...expected.keys()].sort(), [
+    'chain input',
+    'rules of chain input',
+    'set allow4',
+    'set allow6',
+    'set ban4',
+    'set ban6',
+    'set net4',
+    'set net6',
+  ]);
   assert.equal(tableShape(TERSE, 'other_table'), null, 'another table: absent');
 
   const rehandled = items().map((it) => Object.fromEntries(Object.entries(it).map(([k, o]) => [k, { ...o, handle: 999 }])));
@@ -48,14 +57,18 @@ test('fallback without the addon: canaries through `nft get element`, only every
     listTerse: async () => TERSE,
     run: async (script: string) => {
       asked.push(script);
-      if (flushed && / ban4 /.test(script)) throw new NftError('nft (command) failed (rc 1): Error: Could not process rule: No such file or directory', '', false);
+      if (flushed && / ban4 /.test(script))
+        throw new NftError('nft (command) failed (rc 1): Error: Could not process rule: No such file or directory', '', false);
       return '';
     },
   };
   const watch = new NftWatch(runner, 'pbx_guardian', null);
   await watch.recordShape();
   assert.deepEqual(await watch.inspect(), { tablePresent: true, problems: [] });
-  assert.deepEqual(asked, ['ban4', 'ban6', 'net4', 'net6'].map((s) => `get element inet pbx_guardian ${s} { ${s.endsWith('6') ? 'ff0f::ffff' : '255.255.255.255'} }`));
+  assert.deepEqual(
+    asked,
+    ['ban4', 'ban6', 'net4', 'net6'].map((s) => `get element inet pbx_guardian ${s} { ${s.endsWith('6') ? 'ff0f::ffff' : '255.255.255.255'} }`),
+  );
   flushed = true;
   asked.length = 0;
   for (let i = 1; i < FALLBACK_EVERY; i++) assert.deepEqual((await watch.inspect()).problems, [], `check ${i + 1}: no lookup`);

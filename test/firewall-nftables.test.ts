@@ -104,7 +104,10 @@ async function scenario(kind: string): Promise<Report> {
   const chain = execFileSync(NFT, ['list', 'chain', 'inet', TABLE, 'input'], { encoding: 'utf8' });
 
   await sleep(2600);
-  active.splice(active.findIndex((x) => x.target === '192.0.2.12'), 1);
+  active.splice(
+    active.findIndex((x) => x.target === '192.0.2.12'),
+    1,
+  );
   const afterExpiry = targets(await backend.list());
 
   execFileSync(NFT, ['delete', 'element', 'inet', TABLE, 'ban4', '{ 192.0.2.10 }']);

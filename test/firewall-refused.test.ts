@@ -70,7 +70,11 @@ function backendFor(kind: Kind, capped: boolean, maxElem = 1000): FirewallBacken
   if (kind === 'ipset') return new IpsetBackend({ prefix: 'pbxg', maxElem, verdict: 'drop', ports: [] }, log);
   const runner = kind === 'addon' ? createAddonRunner(log) : new NftCommandRunner(NFT);
   if (!runner) throw new Error('nftables addon not built');
-  return new NftablesBackend(runner, { table: TABLE, verdict: 'drop', ports: [], size: maxElem, ...(capped ? {} : { maxTimeoutMs: Number.MAX_SAFE_INTEGER }) }, log);
+  return new NftablesBackend(
+    runner,
+    { table: TABLE, verdict: 'drop', ports: [], size: maxElem, ...(capped ? {} : { maxTimeoutMs: Number.MAX_SAFE_INTEGER }) },
+    log,
+  );
 }
 
 /** Stops the enforcer, then removes our table / sets through a fresh backend (the stop closed
@@ -113,20 +117,40 @@ async function scenario(kind: Kind): Promise<Report> {
 
   // 3. a restart with such a row in the store: every other row is restored
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-refused-'));
-  const row = (target: string, ms: number): BanRecord => ({ target, family: target.includes(':') ? 6 : 4, isNetwork: target.includes('/'), createdAt: now, expiresAt: now + ms, rule: 'manual', source: 'manual', reason: 'test', count: 0 });
+  const row = (target: string, ms: number): BanRecord => ({
+    target,
+    family: target.includes(':') ? 6 : 4,
+    isNetwork: target.includes('/'),
+    createdAt: now,
+    expiresAt: now + ms,
+    rule: 'manual',
+    source: 'manual',
+    reason: 'test',
+    count: 0,
+  });
   const store = Store.open(join(dir, 'state'));
   // ipset: 6 single IPv4 bans into a set of 5 (the kernel refuses the one that does not fit)
-  const rows = kind === 'ipset'
-    ? ['192.0.2.20', '192.0.2.21', '192.0.2.22', '192.0.2.23', '192.0.2.24', '192.0.2.25'].map((t) => row(t, 600_000))
-    : [row('192.0.2.20', 600_000), row('192.0.2.21', YEARS_1000), row('198.51.100.0/24', 600_000), row('2001:db8::20', 600_000)];
+  const rows =
+    kind === 'ipset'
+      ? ['192.0.2.20', '192.0.2.21', '192.0.2.22', '192.0.2.23', '192.0.2.24', '192.0.2.25'].map((t) => row(t, 600_000))
+      : [row('192.0.2.20', 600_000), row('192.0.2.21', YEARS_1000), row('198.51.100.0/24', 600_000), row('2001:db8::20', 600_000)];
   for (const r of rows) store.saveBan(r);
   store.close();
-  const config = buildConfig({ stateDir: join(dir, 'state'), logLevel: 'silent', ami: { enabled: false }, metrics: { enabled: false }, firewall: { reconcileIntervalMs: 0 } });
+  const config = buildConfig({
+    stateDir: join(dir, 'state'),
+    logLevel: 'silent',
+    ami: { enabled: false },
+    metrics: { enabled: false },
+    firewall: { reconcileIntervalMs: 0 },
+  });
   const restartBackend = backendFor(kind, false, 6); // room for 5 bans and the watchdog's canary element
   const daemon = await startDaemon({ config, backend: restartBackend, logger: log, adminSocket: false, hostAddresses: { addresses: () => [] } });
   const restart = {
     kernel: Object.keys(kernel(kind)).sort(),
-    refusedMetric: (await daemon.metrics.registry.metrics()).split('\n').filter((l) => l.startsWith('pbx_guardian_firewall_refused_total')).join(' '),
+    refusedMetric: (await daemon.metrics.registry.metrics())
+      .split('\n')
+      .filter((l) => l.startsWith('pbx_guardian_firewall_refused_total'))
+      .join(' '),
     healthy: daemon.enforcer.healthy,
   };
   await daemon.stop();
@@ -148,25 +172,29 @@ if (process.env.PBXG_SCENARIO) {
   const DAYS = 86400;
   for (const kind of ['addon', 'command', 'ipset'] as const) {
     const skip = netnsSkipReason(kind === 'ipset' ? [IPSET, '/usr/sbin/iptables', '/usr/sbin/ip6tables'] : [NFT]);
-    test(`refused elements (${kind}, private netns): a 1000-year ban goes in capped; a refused element never keeps the rest of a batch or a restore out`, { skip: skip ?? false }, async () => {
-      const r = await runInNetns<Report>(SELF, { PBXG_SCENARIO: kind });
-      // 1. capped at the kernel's limit (nft: ~584 years; ipset: 2147483 s), everything in
-      assert.deepEqual(Object.keys(r.capped).sort(), ['192.0.2.1', '192.0.2.2', '198.51.100.0/24', '2001:db8::1']);
-      const longest = kind === 'ipset' ? 2147483 : 213503 * DAYS;
-      assert.ok(r.capped['192.0.2.2']! >= longest - 5 && r.capped['192.0.2.2']! <= longest + DAYS, `capped timeout ${r.capped['192.0.2.2']}`);
-      assert.ok(r.capped['198.51.100.0/24']! >= longest - 5, `capped CIDR timeout ${r.capped['198.51.100.0/24']}`);
-      // 2. the batch: every other element is in the kernel set; the refused one is set aside
-      const bad = kind === 'ipset' ? '0.0.0.0/0' : '192.0.2.66';
-      assert.deepEqual(r.batch.kernel, ['192.0.2.10', '192.0.2.11', '198.51.100.0/24', '2001:db8::10']);
-      assert.deepEqual(r.batch.refused, [bad]);
-      assert.deepEqual(r.batch.rejected, [bad], 'only the refused ban is reported as not applied');
-      assert.ok(r.batch.healthy);
-      // 3. the restart: all other rows restored; the metric counts the refused one
-      if (kind === 'ipset') assert.equal(r.restart.kernel.length, 5, r.restart.kernel.join());
-      else assert.deepEqual(r.restart.kernel, ['192.0.2.20', '198.51.100.0/24', '2001:db8::20']);
-      assert.match(r.restart.refusedMetric, /pbx_guardian_firewall_refused_total\{op="add"\} 1/);
-      assert.ok(r.restart.healthy);
-      if (kind !== 'ipset') assert.deepEqual(Object.keys(r.restartCapped).sort(), ['192.0.2.20', '192.0.2.21', '198.51.100.0/24', '2001:db8::20']);
-    });
+    test(
+      `refused elements (${kind}, private netns): a 1000-year ban goes in capped; a refused element never keeps the rest of a batch or a restore out`,
+      { skip: skip ?? false },
+      async () => {
+        const r = await runInNetns<Report>(SELF, { PBXG_SCENARIO: kind });
+        // 1. capped at the kernel's limit (nft: ~584 years; ipset: 2147483 s), everything in
+        assert.deepEqual(Object.keys(r.capped).sort(), ['192.0.2.1', '192.0.2.2', '198.51.100.0/24', '2001:db8::1']);
+        const longest = kind === 'ipset' ? 2147483 : 213503 * DAYS;
+        assert.ok(r.capped['192.0.2.2']! >= longest - 5 && r.capped['192.0.2.2']! <= longest + DAYS, `capped timeout ${r.capped['192.0.2.2']}`);
+        assert.ok(r.capped['198.51.100.0/24']! >= longest - 5, `capped CIDR timeout ${r.capped['198.51.100.0/24']}`);
+        // 2. the batch: every other element is in the kernel set; the refused one is set aside
+        const bad = kind === 'ipset' ? '0.0.0.0/0' : '192.0.2.66';
+        assert.deepEqual(r.batch.kernel, ['192.0.2.10', '192.0.2.11', '198.51.100.0/24', '2001:db8::10']);
+        assert.deepEqual(r.batch.refused, [bad]);
+        assert.deepEqual(r.batch.rejected, [bad], 'only the refused ban is reported as not applied');
+        assert.ok(r.batch.healthy);
+        // 3. the restart: all other rows restored; the metric counts the refused one
+        if (kind === 'ipset') assert.equal(r.restart.kernel.length, 5, r.restart.kernel.join());
+        else assert.deepEqual(r.restart.kernel, ['192.0.2.20', '198.51.100.0/24', '2001:db8::20']);
+        assert.match(r.restart.refusedMetric, /pbx_guardian_firewall_refused_total\{op="add"\} 1/);
+        assert.ok(r.restart.healthy);
+        if (kind !== 'ipset') assert.deepEqual(Object.keys(r.restartCapped).sort(), ['192.0.2.20', '192.0.2.21', '198.51.100.0/24', '2001:db8::20']);
+      },
+    );
   }
 }

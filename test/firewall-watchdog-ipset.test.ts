@@ -33,7 +33,10 @@ function kernel(): string[] {
 }
 
 const hooked = (bin: string) => spawnSync(bin, ['-w', '5', '-C', 'INPUT', '-j', 'PBXG-INPUT']).status === 0;
-const chainRules = (bin: string) => spawnSync(bin, ['-w', '5', '-S', 'PBXG-INPUT'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith('-A')).length;
+const chainRules = (bin: string) =>
+  spawnSync(bin, ['-w', '5', '-S', 'PBXG-INPUT'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter((l) => l.startsWith('-A')).length;
 
 interface Report {
   expected: number;
@@ -49,10 +52,27 @@ async function scenario(): Promise<Report> {
   assertPrivateNetns();
   const log = new LogCapture();
   const backend = new IpsetBackend({ prefix: 'pbxg', maxElem: 65536, verdict: 'drop', ports: [] }, log.logger);
-  const e = (target: string): FirewallEntry => ({ target, family: target.includes(':') ? 6 : 4, isNetwork: target.includes('/'), expiresAt: Date.now() + 3_600_000 });
-  const store: FirewallEntry[] = [...Array.from({ length: 500 }, (_, i) => e(`10.9.${i >> 8}.${i & 255}`)), e('2001:db8::5'), e('198.51.100.0/24'), e('2001:db8:2::/48')];
+  const e = (target: string): FirewallEntry => ({
+    target,
+    family: target.includes(':') ? 6 : 4,
+    isNetwork: target.includes('/'),
+    expiresAt: Date.now() + 3_600_000,
+  });
+  const store: FirewallEntry[] = [
+    ...Array.from({ length: 500 }, (_, i) => e(`10.9.${i >> 8}.${i & 255}`)),
+    e('2001:db8::5'),
+    e('198.51.100.0/24'),
+    e('2001:db8:2::/48'),
+  ];
   let repairs = 0;
-  const enf = new Enforcer(backend, () => store, { ...defaultFirewallConfig, batchWindowMs: 2, reconcileIntervalMs: 0 }, log.logger, { onRepaired: () => repairs++ }, { watchdogIntervalMs: WATCHDOG_MS });
+  const enf = new Enforcer(
+    backend,
+    () => store,
+    { ...defaultFirewallConfig, batchWindowMs: 2, reconcileIntervalMs: 0 },
+    log.logger,
+    { onRepaired: () => repairs++ },
+    { watchdogIntervalMs: WATCHDOG_MS },
+  );
   await enf.start();
   const more = Array.from({ length: 300 }, (_, i) => e(`10.8.${i >> 8}.${i & 255}`));
   store.push(...more);
@@ -69,7 +89,11 @@ async function scenario(): Promise<Report> {
     const t0 = Date.now();
     let complete = false;
     try {
-      await waitFor(what, () => repairs > before && JSON.stringify(kernel()) === JSON.stringify(expected) && hooked(IPT) && hooked(IP6T), WATCHDOG_MS * 10 + 5000);
+      await waitFor(
+        what,
+        () => repairs > before && JSON.stringify(kernel()) === JSON.stringify(expected) && hooked(IPT) && hooked(IP6T),
+        WATCHDOG_MS * 10 + 5000,
+      );
       complete = true;
     } catch {
       /* reported */
@@ -87,12 +111,27 @@ async function scenario(): Promise<Report> {
     }
     sh(IPSET, 'destroy');
   });
-  const report: Report = { expected: expected.length, repairsAfterOwnWork, incidents, rules: [chainRules(IPT), chainRules(IP6T)], hooked: [hooked(IPT), hooked(IP6T)], health: enf.health(), repairsDuringOwnSetups: -1 };
+  const report: Report = {
+    expected: expected.length,
+    repairsAfterOwnWork,
+    incidents,
+    rules: [chainRules(IPT), chainRules(IP6T)],
+    hooked: [hooked(IPT), hooked(IP6T)],
+    health: enf.health(),
+    repairsDuringOwnSetups: -1,
+  };
   await enf.stop();
   // our own setup is several ipset / iptables commands (flush the chain, add each rule): a check
   // every 10 ms during three pause / resume cycles must never see it half done
   let own = 0;
-  const fast = new Enforcer(backend, () => store, { ...defaultFirewallConfig, batchWindowMs: 2, reconcileIntervalMs: 0 }, log.logger, { onRepaired: () => own++ }, { watchdogIntervalMs: 10 });
+  const fast = new Enforcer(
+    backend,
+    () => store,
+    { ...defaultFirewallConfig, batchWindowMs: 2, reconcileIntervalMs: 0 },
+    log.logger,
+    { onRepaired: () => own++ },
+    { watchdogIntervalMs: 10 },
+  );
   await fast.start();
   for (let i = 0; i < 3; i++) {
     await fast.pause('test');
@@ -107,19 +146,23 @@ async function scenario(): Promise<Report> {
 if (process.env.PBXG_SCENARIO === 'ipset-watchdog') reportScenario(() => scenario());
 else {
   const skip = netnsSkipReason([IPSET, IPT, IP6T]);
-  test('watchdog (ipset): an emptied set, a deleted hook or ban rule, a destroyed chain and sets are repaired; our own changes never count', { skip: skip ?? false }, async (t) => {
-    const r = await runInNetns<Report>(SELF, { PBXG_SCENARIO: 'ipset-watchdog', PBXG_WATCHDOG_MS: String(WATCHDOG_MS) }, [], 180_000);
-    for (const i of r.incidents) t.diagnostic(`${i.what}: ${i.repairs} repair(s), all ${r.expected} elements and both hooks back after ${i.ms} ms`);
-    assert.equal(r.repairsAfterOwnWork, 0);
-    for (const i of r.incidents) {
-      assert.ok(i.complete, `${i.what}: every stored ban and both INPUT hooks back`);
-      assert.equal(i.repairs, 1, `${i.what}: one repair`);
-    }
-    assert.deepEqual(r.rules, [3, 3], 'allow, single and network rules in both families');
-    assert.deepEqual(r.hooked, [true, true]);
-    assert.equal(r.health.repairs, 4);
-    assert.equal(r.health.kernelElements, r.expected, 'counted from ipset list -t');
-    assert.equal(r.health.tablePresent, true);
-    assert.equal(r.repairsDuringOwnSetups, 0, 'the check never runs in the middle of our own setup (it holds the enforcer lock)');
-  });
+  test(
+    'watchdog (ipset): an emptied set, a deleted hook or ban rule, a destroyed chain and sets are repaired; our own changes never count',
+    { skip: skip ?? false },
+    async (t) => {
+      const r = await runInNetns<Report>(SELF, { PBXG_SCENARIO: 'ipset-watchdog', PBXG_WATCHDOG_MS: String(WATCHDOG_MS) }, [], 180_000);
+      for (const i of r.incidents) t.diagnostic(`${i.what}: ${i.repairs} repair(s), all ${r.expected} elements and both hooks back after ${i.ms} ms`);
+      assert.equal(r.repairsAfterOwnWork, 0);
+      for (const i of r.incidents) {
+        assert.ok(i.complete, `${i.what}: every stored ban and both INPUT hooks back`);
+        assert.equal(i.repairs, 1, `${i.what}: one repair`);
+      }
+      assert.deepEqual(r.rules, [3, 3], 'allow, single and network rules in both families');
+      assert.deepEqual(r.hooked, [true, true]);
+      assert.equal(r.health.repairs, 4);
+      assert.equal(r.health.kernelElements, r.expected, 'counted from ipset list -t');
+      assert.equal(r.health.tablePresent, true);
+      assert.equal(r.repairsDuringOwnSetups, 0, 'the check never runs in the middle of our own setup (it holds the enforcer lock)');
+    },
+  );
 }

@@ -43,7 +43,8 @@ function kernelTargets(): string[] | null {
   for (const it of (JSON.parse(text) as { nftables: Array<{ set?: { name: string; elem?: unknown[] } }> }).nftables) {
     if (!it.set || !['ban4', 'ban6', 'net4', 'net6'].includes(it.set.name)) continue;
     for (const e of it.set.elem ?? []) {
-      const v = (typeof e === 'object' && e && 'elem' in e ? (e as { elem: { val: unknown } }).elem.val : e) as string | { prefix: { addr: string; len: number } };
+      const v = (typeof e === 'object' && e && 'elem' in e ? (e as { elem: { val: unknown } }).elem.val : e) as
+        string | { prefix: { addr: string; len: number } };
       const t = typeof v === 'string' ? v : `${v.prefix.addr}/${v.prefix.len}`;
       if (!isCanary(t)) out.push(t);
     }
@@ -115,7 +116,11 @@ async function enforcerScenario(mode: 'addon' | 'command'): Promise<EnforcerRepo
     const t0 = Date.now();
     let complete = false;
     try {
-      await waitFor(`the watchdog to repair after ${what}`, () => repairs > before && JSON.stringify(kernelTargets()) === JSON.stringify(expected), WATCHDOG_MS * 10 + 5000);
+      await waitFor(
+        `the watchdog to repair after ${what}`,
+        () => repairs > before && JSON.stringify(kernelTargets()) === JSON.stringify(expected),
+        WATCHDOG_MS * 10 + 5000,
+      );
       complete = true;
     } catch {
       /* reported */
@@ -124,7 +129,9 @@ async function enforcerScenario(mode: 'addon' | 'command'): Promise<EnforcerRepo
   };
   await tamper('nft flush ruleset', () => nft('flush', 'ruleset'));
   await tamper('nft flush set ban4', () => nft('flush', 'set', 'inet', TABLE, 'ban4'));
-  await tamper('our input chain deleted', () => execFileSync(NFT, ['-f', '-'], { input: `flush chain inet ${TABLE} input\ndelete chain inet ${TABLE} input\n` }));
+  await tamper('our input chain deleted', () =>
+    execFileSync(NFT, ['-f', '-'], { input: `flush chain inet ${TABLE} input\ndelete chain inet ${TABLE} input\n` }),
+  );
   await tamper('nft delete table', () => nft('delete', 'table', 'inet', TABLE));
   const chain = JSON.parse(nft('-j', 'list', 'chain', 'inet', TABLE, 'input')) as { nftables: Array<{ rule?: unknown }> };
   const report = {
@@ -145,7 +152,16 @@ async function enforcerScenario(mode: 'addon' | 'command'): Promise<EnforcerRepo
 
 interface DaemonReport {
   reload: { exit: number | null; stdout: string; stderr: string; kernel: string[] | null; repairs: number; errors: string[] };
-  flush: { exit: number | null; stdout: string; tableAfter: string[] | null; tableLater: string[] | null; repairs: number; banExit: number | null; stored: string[]; health: Record<string, unknown> };
+  flush: {
+    exit: number | null;
+    stdout: string;
+    tableAfter: string[] | null;
+    tableLater: string[] | null;
+    repairs: number;
+    banExit: number | null;
+    stored: string[];
+    health: Record<string, unknown>;
+  };
   resume: { exit: number | null; stdout: string; kernel: string[] | null; state: string };
   restart: { warned: boolean; kernel: string[] | null; state: string };
   noDaemon: { exit: number | null; stdout: string; tableAfter: string[] | null };
@@ -194,7 +210,7 @@ async function daemonScenario(): Promise<DaemonReport> {
     await sleep(WATCHDOG_MS * 6);
     const tableLater = kernelTargets();
     const ban = await cliOnSocket(socket, 'ban', '203.0.113.9', '--for', '1h');
-    const stored = ((await callDaemon<{ bans: Array<{ target: string }> }>(socket, 'GET', '/bans')).bans).map((b) => b.target).sort();
+    const stored = (await callDaemon<{ bans: Array<{ target: string }> }>(socket, 'GET', '/bans')).bans.map((b) => b.target).sort();
     const flush = {
       exit: f.status,
       stdout: f.stdout,
@@ -234,64 +250,73 @@ async function daemonScenario(): Promise<DaemonReport> {
 // ------------------------------------------------------------------ tests
 
 const scenario = process.env.PBXG_SCENARIO;
-if (scenario === 'enforcer-addon' || scenario === 'enforcer-command') reportScenario(() => enforcerScenario(scenario === 'enforcer-addon' ? 'addon' : 'command'));
+if (scenario === 'enforcer-addon' || scenario === 'enforcer-command')
+  reportScenario(() => enforcerScenario(scenario === 'enforcer-addon' ? 'addon' : 'command'));
 else if (scenario === 'daemon') reportScenario(() => daemonScenario());
 else {
   const skip = netnsSkipReason();
   for (const mode of ['addon', 'command'] as const) {
-    test(`watchdog (${mode}): nft flush ruleset / flush set / chain deleted / table deleted are repaired within the interval; our own storm never counts`, { skip: skip ?? false }, async (t) => {
-      const r = await runInNetns<EnforcerReport>(SELF, { PBXG_SCENARIO: `enforcer-${mode}`, PBXG_WATCHDOG_MS: String(WATCHDOG_MS) }, [], 180_000);
-      for (const i of r.incidents) t.diagnostic(`${i.what}: ${i.repairs} repair(s), all ${r.expected} elements back after ${i.restoredMs} ms`);
-      assert.equal(r.runner, mode);
-      assert.equal(r.repairsAfterOwnStorm, 0, 'our own 20k-ban storm, unbans, allow update and reconcile are not tampering');
-      assert.equal(r.kernelAfterStorm, r.expected);
-      // the command runner checks canaries with `nft get element` only every 15th check when the
-      // addon is missing; it is built here, so both runners look canaries up over netlink
-      for (const i of r.incidents) {
-        assert.ok(i.complete, `${i.what}: every stored ban back in the kernel`);
-        assert.equal(i.repairs, 1, `${i.what}: one repair, counted once`);
-      }
-      assert.equal(r.chainRules, 6, 'the input chain has its 6 rules again');
-      assert.equal(r.health.repairs, 4);
-      assert.equal(r.health.state, 'enforcing');
-      assert.equal(r.health.tablePresent, true);
-      assert.equal(r.health.kernelElements, r.expected);
-      assert.equal(r.repairLogs, 4, 'one log line per incident');
-    });
+    test(
+      `watchdog (${mode}): nft flush ruleset / flush set / chain deleted / table deleted are repaired within the interval; our own storm never counts`,
+      { skip: skip ?? false },
+      async (t) => {
+        const r = await runInNetns<EnforcerReport>(SELF, { PBXG_SCENARIO: `enforcer-${mode}`, PBXG_WATCHDOG_MS: String(WATCHDOG_MS) }, [], 180_000);
+        for (const i of r.incidents) t.diagnostic(`${i.what}: ${i.repairs} repair(s), all ${r.expected} elements back after ${i.restoredMs} ms`);
+        assert.equal(r.runner, mode);
+        assert.equal(r.repairsAfterOwnStorm, 0, 'our own 20k-ban storm, unbans, allow update and reconcile are not tampering');
+        assert.equal(r.kernelAfterStorm, r.expected);
+        // the command runner checks canaries with `nft get element` only every 15th check when the
+        // addon is missing; it is built here, so both runners look canaries up over netlink
+        for (const i of r.incidents) {
+          assert.ok(i.complete, `${i.what}: every stored ban back in the kernel`);
+          assert.equal(i.repairs, 1, `${i.what}: one repair, counted once`);
+        }
+        assert.equal(r.chainRules, 6, 'the input chain has its 6 rules again');
+        assert.equal(r.health.repairs, 4);
+        assert.equal(r.health.state, 'enforcing');
+        assert.equal(r.health.tablePresent, true);
+        assert.equal(r.health.kernelElements, r.expected);
+        assert.equal(r.repairLogs, 4, 'one log line per incident');
+      },
+    );
   }
 
-  test('daemon: reload with the table gone repairs it; flush pauses (stays gone, bans stored, health paused); resume restores; a restart enforces again; flush without a daemon removes the table', { skip: skip ?? false }, async (t) => {
-    const r = await runInNetns<DaemonReport>(SELF, { PBXG_SCENARIO: 'daemon', PBXG_WATCHDOG_MS: String(WATCHDOG_MS) }, [], 180_000);
-    t.diagnostic(`reload: ${r.reload.stdout.trim()} | flush: ${r.flush.stdout.trim().split('\n')[0]} | resume: ${r.resume.stdout.trim()}`);
-    assert.equal(r.reload.exit, 0, r.reload.stderr);
-    assert.deepEqual(r.reload.kernel, ['2001:db8::7', '203.0.113.1', '203.0.113.2'], 'the reload re-created the table and re-filled it');
-    assert.equal(r.reload.repairs, 1, 'pbx_guardian_firewall_repairs_total counted it');
-    assert.deepEqual(r.reload.errors, [], 'no error on the missing set');
+  test(
+    'daemon: reload with the table gone repairs it; flush pauses (stays gone, bans stored, health paused); resume restores; a restart enforces again; flush without a daemon removes the table',
+    { skip: skip ?? false },
+    async (t) => {
+      const r = await runInNetns<DaemonReport>(SELF, { PBXG_SCENARIO: 'daemon', PBXG_WATCHDOG_MS: String(WATCHDOG_MS) }, [], 180_000);
+      t.diagnostic(`reload: ${r.reload.stdout.trim()} | flush: ${r.flush.stdout.trim().split('\n')[0]} | resume: ${r.resume.stdout.trim()}`);
+      assert.equal(r.reload.exit, 0, r.reload.stderr);
+      assert.deepEqual(r.reload.kernel, ['2001:db8::7', '203.0.113.1', '203.0.113.2'], 'the reload re-created the table and re-filled it');
+      assert.equal(r.reload.repairs, 1, 'pbx_guardian_firewall_repairs_total counted it');
+      assert.deepEqual(r.reload.errors, [], 'no error on the missing set');
 
-    assert.equal(r.flush.exit, 0);
-    assert.match(r.flush.stdout, /stopped enforcing .*pbx-guardian flush at/);
-    assert.equal(r.flush.tableAfter, null, 'the table is gone');
-    assert.equal(r.flush.tableLater, null, 'and stays gone past several watchdog intervals');
-    assert.equal(r.flush.repairs, 0);
-    assert.equal(r.flush.banExit, 0, 'a ban while paused is accepted');
-    assert.deepEqual(r.flush.stored, ['2001:db8::7', '203.0.113.1', '203.0.113.2', '203.0.113.9'], 'and stored');
-    assert.equal(r.flush.health.state, 'paused');
-    assert.match(String(r.flush.health.pausedReason), /^pbx-guardian flush at \d{4}-\d\d-\d\dT/);
-    assert.equal(r.flush.health.tablePresent, false);
-    assert.equal(r.flush.health.kernelElements, 0);
-    assert.equal(r.flush.health.storeActive, 4);
+      assert.equal(r.flush.exit, 0);
+      assert.match(r.flush.stdout, /stopped enforcing .*pbx-guardian flush at/);
+      assert.equal(r.flush.tableAfter, null, 'the table is gone');
+      assert.equal(r.flush.tableLater, null, 'and stays gone past several watchdog intervals');
+      assert.equal(r.flush.repairs, 0);
+      assert.equal(r.flush.banExit, 0, 'a ban while paused is accepted');
+      assert.deepEqual(r.flush.stored, ['2001:db8::7', '203.0.113.1', '203.0.113.2', '203.0.113.9'], 'and stored');
+      assert.equal(r.flush.health.state, 'paused');
+      assert.match(String(r.flush.health.pausedReason), /^pbx-guardian flush at \d{4}-\d\d-\d\dT/);
+      assert.equal(r.flush.health.tablePresent, false);
+      assert.equal(r.flush.health.kernelElements, 0);
+      assert.equal(r.flush.health.storeActive, 4);
 
-    assert.equal(r.resume.exit, 0);
-    assert.match(r.resume.stdout, /enforcing again: 4 stored bans/);
-    assert.deepEqual(r.resume.kernel, ['2001:db8::7', '203.0.113.1', '203.0.113.2', '203.0.113.9']);
-    assert.equal(r.resume.state, 'enforcing');
+      assert.equal(r.resume.exit, 0);
+      assert.match(r.resume.stdout, /enforcing again: 4 stored bans/);
+      assert.deepEqual(r.resume.kernel, ['2001:db8::7', '203.0.113.1', '203.0.113.2', '203.0.113.9']);
+      assert.equal(r.resume.state, 'enforcing');
 
-    assert.ok(r.restart.warned, 'the start after a paused stop says it enforces again');
-    assert.equal(r.restart.kernel?.length, 4);
-    assert.equal(r.restart.state, 'enforcing');
+      assert.ok(r.restart.warned, 'the start after a paused stop says it enforces again');
+      assert.equal(r.restart.kernel?.length, 4);
+      assert.equal(r.restart.state, 'enforcing');
 
-    assert.equal(r.noDaemon.exit, 0);
-    assert.match(r.noDaemon.stdout, /no daemon answered/);
-    assert.equal(r.noDaemon.tableAfter, null);
-  });
+      assert.equal(r.noDaemon.exit, 0);
+      assert.match(r.noDaemon.stdout, /no daemon answered/);
+      assert.equal(r.noDaemon.tableAfter, null);
+    },
+  );
 }

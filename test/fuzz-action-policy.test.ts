@@ -23,14 +23,33 @@ function asteriskReads(bytes: string) {
   for (const l of lines) assert.ok(Buffer.byteLength(l) + 2 <= 1024, 'a line Asterisk refuses as too long');
   // eslint-disable-next-line no-control-regex -- what Asterisk skips before a value
   const skip = (v: string) => v.replace(/^[\x00-\x20]+/, '');
-  const first = (k: string) => { const l = lines.find((x) => x.toLowerCase().startsWith(`${k.toLowerCase()}:`)); return l === undefined ? '' : skip(l.slice(k.length + 1)); };
+  const first = (k: string) => {
+    const l = lines.find((x) => x.toLowerCase().startsWith(`${k.toLowerCase()}:`));
+    return l === undefined ? '' : skip(l.slice(k.length + 1));
+  };
   const all = (k: string) => lines.filter((x) => x.toLowerCase().startsWith(`${k.toLowerCase()}:`)).map((l) => skip(l.slice(k.length + 1)));
   return { lines, first, all };
 }
 
 const DANGEROUS_APP = /system|exec|externalivr|originate|ices|mp3player|nbscat|festival|dbdeltree|reload/i; // manager.c's strcasestr list and more
 const DANGEROUS_FN = /\b(SHELL|EVAL|FILE|ENV|DB|DB_DELETE|ODBC|CURL|REALTIME|STAT)\s*\(/i;
-const DENIED_ACTIONS = new Set(['updateconfig', 'createconfig', 'getconfig', 'getconfigjson', 'moduleload', 'dialplanextensionadd', 'dialplanextensionremove', 'dbput', 'dbdel', 'dbdeltree', 'agi', 'events', 'filter', 'logoff', 'login']);
+const DENIED_ACTIONS = new Set([
+  'updateconfig',
+  'createconfig',
+  'getconfig',
+  'getconfigjson',
+  'moduleload',
+  'dialplanextensionadd',
+  'dialplanextensionremove',
+  'dbput',
+  'dbdel',
+  'dbdeltree',
+  'agi',
+  'events',
+  'filter',
+  'logoff',
+  'login',
+]);
 
 /** The oracle: what must never be in an accepted action as Asterisk reads it. */
 function violations(bytes: string): string[] {
@@ -59,9 +78,18 @@ function violations(bytes: string): string[] {
   }
   if (action === 'status' && DANGEROUS_FN.test(m.first('Variables'))) out.push('Status Variables');
   if (action === 'command') {
-    const words = m.first('Command').replace(/["\\]/g, '').toLowerCase().split(/[ \t]+/).filter(Boolean);
+    const words = m
+      .first('Command')
+      .replace(/["\\]/g, '')
+      .toLowerCase()
+      .split(/[ \t]+/)
+      .filter(Boolean);
     const head = words.slice(0, 2).join(' ');
-    if (/^(core stop|core restart|module load|module unload|stop|restart)/.test(head) || words.some((w) => /^(system|trysystem|agi|eagi|exec|shell|eval|file)(\(|$)/.test(w) || DANGEROUS_FN.test(w))) out.push(`command ${m.first('Command')}`);
+    if (
+      /^(core stop|core restart|module load|module unload|stop|restart)/.test(head) ||
+      words.some((w) => /^(system|trysystem|agi|eagi|exec|shell|eval|file)(\(|$)/.test(w) || DANGEROUS_FN.test(w))
+    )
+      out.push(`command ${m.first('Command')}`);
   }
   if (action === 'mixmonitor' && m.first('Command')) out.push('MixMonitor Command');
   return out;
@@ -69,22 +97,79 @@ function violations(bytes: string): string[] {
 
 const caseOf = (s: string) => fc.constantFrom(s, s.toLowerCase(), s.toUpperCase(), ` ${s}`, `${s} `, `\t${s}`);
 const key = fc.oneof(
-  ...['Action', 'Application', 'Data', 'Variable', 'Channel', 'Context', 'Exten', 'Command', 'Variables', 'Value', 'ActionID'].map((k) => fc.constantFrom(k, k.toLowerCase(), k.toUpperCase())),
+  ...['Action', 'Application', 'Data', 'Variable', 'Channel', 'Context', 'Exten', 'Command', 'Variables', 'Value', 'ActionID'].map((k) =>
+    fc.constantFrom(k, k.toLowerCase(), k.toUpperCase()),
+  ),
   fc.constantFrom('Priority', 'Async', 'CallerID', 'File', 'Queue', 'Interface', 'Foo'),
 );
 const app = fc.oneof(
-  fc.constantFrom('System', 'TrySystem', 'AGI', 'EAGI', 'DeadAGI', 'Exec', 'ExecIf', 'TryExec', 'ExternalIVR', 'MixMonitor', 'Monitor', 'Originate', 'Set', 'MSet', 'Queue', 'Ices').chain(caseOf),
+  fc
+    .constantFrom(
+      'System',
+      'TrySystem',
+      'AGI',
+      'EAGI',
+      'DeadAGI',
+      'Exec',
+      'ExecIf',
+      'TryExec',
+      'ExternalIVR',
+      'MixMonitor',
+      'Monitor',
+      'Originate',
+      'Set',
+      'MSet',
+      'Queue',
+      'Ices',
+    )
+    .chain(caseOf),
   fc.constantFrom('Playback', 'Dial', 'Wait', 'Echo', 'Sys tem', 'Sys\\tem', ''),
 );
 const fragment = fc.constantFrom(
-  'touch /tmp/pwn', '${SHELL(id)}', '${SH${EMPTY}ELL(id)}', '$\\{SHELL(id)}', '$"{"SHELL(id)}', '$[1+1]', '${EVAL(${X})}', 'System(id)',
-  'FILE(/etc/x)=y', 'A=1,FILE(/etc/x)=y', 'A=1,"FILE(/etc/x)"=y', 'F\\ILE(/etc/x)=y', 'SHELL(id)', 'EVAL(x)', 'ENV(LD_PRELOAD)=/tmp/x.so', '__MONITOR_EXEC=/bin/sh',
-  'CALLERID(name)=Bob', 'A=1', 'hello-world', 'PJSIP/101,30', 'agi:///bin/sh', 'agi://127.0.0.1/route', 'agi://203.0.113.9/x', '/bin/sh',
-  'x.wav,,rm -rf /', 'x.wav,b', '/etc/asterisk/x.wav', 'q,,,,,agi://x', 'core stop now', '"core" "stop"', 'core show channels', 'pjsip show endpoints',
-  'channel originate Local/1@x application AGI /bin/sh', 'dialplan set chanvar PJSIP/1 FILE(/x) y', 'Local/1@default', 'Local/${X}@default', 'PJSIP/101',
+  'touch /tmp/pwn',
+  '${SHELL(id)}',
+  '${SH${EMPTY}ELL(id)}',
+  '$\\{SHELL(id)}',
+  '$"{"SHELL(id)}',
+  '$[1+1]',
+  '${EVAL(${X})}',
+  'System(id)',
+  'FILE(/etc/x)=y',
+  'A=1,FILE(/etc/x)=y',
+  'A=1,"FILE(/etc/x)"=y',
+  'F\\ILE(/etc/x)=y',
+  'SHELL(id)',
+  'EVAL(x)',
+  'ENV(LD_PRELOAD)=/tmp/x.so',
+  '__MONITOR_EXEC=/bin/sh',
+  'CALLERID(name)=Bob',
+  'A=1',
+  'hello-world',
+  'PJSIP/101,30',
+  'agi:///bin/sh',
+  'agi://127.0.0.1/route',
+  'agi://203.0.113.9/x',
+  '/bin/sh',
+  'x.wav,,rm -rf /',
+  'x.wav,b',
+  '/etc/asterisk/x.wav',
+  'q,,,,,agi://x',
+  'core stop now',
+  '"core" "stop"',
+  'core show channels',
+  'pjsip show endpoints',
+  'channel originate Local/1@x application AGI /bin/sh',
+  'dialplan set chanvar PJSIP/1 FILE(/x) y',
+  'Local/1@default',
+  'Local/${X}@default',
+  'PJSIP/101',
 );
-const value = fc.oneof({ weight: 3, arbitrary: fc.oneof(fragment, app) }, { weight: 1, arbitrary: fc.tuple(fragment, fragment).map(([a, b]) => `${a},${b}`) },
-  { weight: 1, arbitrary: fc.array(fc.oneof(fragment, app), { minLength: 1, maxLength: 3 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 99 }) });
+const value = fc.oneof(
+  { weight: 3, arbitrary: fc.oneof(fragment, app) },
+  { weight: 1, arbitrary: fc.tuple(fragment, fragment).map(([a, b]) => `${a},${b}`) },
+  { weight: 1, arbitrary: fc.array(fc.oneof(fragment, app), { minLength: 1, maxLength: 3 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 99 }) },
+);
 const actionName = fc.oneof(
   fc.constantFrom('Originate', 'Setvar', 'Getvar', 'Status', 'Command', 'MixMonitor', 'UpdateConfig', 'ModuleLoad', 'Events', 'AGI', 'GetConfig').chain(caseOf),
   fc.constantFrom('Ping', 'QueueAdd', 'Redirect', 'Hangup', 'MessageSend'),

@@ -25,12 +25,36 @@ const addrLike = fc.oneof(
   ip6.map((a) => `${a}%eth0`),
   ip6.map((a) => `[${a}]`),
   fc.string({ maxLength: 20 }),
-  fc.constantFrom('', ' ', '::', '::1', '0.0.0.0', '255.255.255.255', '1.2.3', '1.2.3.4.5', '01.2.3.4', '256.1.1.1', ':::', '1::2::3', 'fe80::1%', 'fe80::1%a b', '1.2.3.4;reboot', '$(id)', '1.2.3.4\r\nX: y', '::ffff:999.1.1.1'),
+  fc.constantFrom(
+    '',
+    ' ',
+    '::',
+    '::1',
+    '0.0.0.0',
+    '255.255.255.255',
+    '1.2.3',
+    '1.2.3.4.5',
+    '01.2.3.4',
+    '256.1.1.1',
+    ':::',
+    '1::2::3',
+    'fe80::1%',
+    'fe80::1%a b',
+    '1.2.3.4;reboot',
+    '$(id)',
+    '1.2.3.4\r\nX: y',
+    '::ffff:999.1.1.1',
+  ),
 );
 const remoteLike = fc.oneof(
-  fc.tuple(fc.constantFrom('IPV4', 'IPV6', 'ipv4', 'IPV5', ''), fc.option(fc.constantFrom('UDP', 'TCP', 'TLS', 'WS', 'WSS', 'udp', 'SCTP', '')), addrLike, fc.oneof(fc.integer({ min: 0, max: 70000 }).map(String), fc.string({ maxLength: 6 }))).map(
-    ([f, tr, a, p]) => [f, ...(tr === null ? [] : [tr]), a, p].join('/'),
-  ),
+  fc
+    .tuple(
+      fc.constantFrom('IPV4', 'IPV6', 'ipv4', 'IPV5', ''),
+      fc.option(fc.constantFrom('UDP', 'TCP', 'TLS', 'WS', 'WSS', 'udp', 'SCTP', '')),
+      addrLike,
+      fc.oneof(fc.integer({ min: 0, max: 70000 }).map(String), fc.string({ maxLength: 6 })),
+    )
+    .map(([f, tr, a, p]) => [f, ...(tr === null ? [] : [tr]), a, p].join('/')),
   addrLike,
   fc.string({ maxLength: 300 }),
   fc.string({ unit: 'binary', maxLength: 60 }),
@@ -50,7 +74,9 @@ test('fuzz parseRemoteAddress: never throws; what it accepts is a valid address 
       // the address alone, and a re-rendered RemoteAddress, parse back to the same
       const again = parseRemoteAddress(r.scope ? `${r.address}%${r.scope}` : r.address);
       assert.deepEqual({ family: again?.family, address: again?.address }, { family: r.family, address: r.address });
-      const rendered = [`IPV${r.family}`, ...(r.transport ? [r.transport] : []), r.scope ? `${r.address}%${r.scope}` : r.address, String(r.port ?? 0)].join('/');
+      const rendered = [`IPV${r.family}`, ...(r.transport ? [r.transport] : []), r.scope ? `${r.address}%${r.scope}` : r.address, String(r.port ?? 0)].join(
+        '/',
+      );
       const back = parseRemoteAddress(rendered);
       assert.equal(back?.address, r.address);
       assert.equal(back?.family, r.family);
@@ -66,11 +92,14 @@ test('fuzz parseRemoteAddress: never throws; what it accepts is a valid address 
 test('fuzz parseRemoteAddress: garbage (no address inside) gives null', (t) => {
   let runs = 0;
   fc.assert(
-    fc.property(fc.string({ maxLength: 80 }).filter((s) => !/[.:]/.test(s)), (s) => {
-      runs++;
-      assert.equal(parseRemoteAddress(s), null);
-      assert.equal(parseRemoteAddress(`IPV4/UDP/${s}/5060`), null);
-    }),
+    fc.property(
+      fc.string({ maxLength: 80 }).filter((s) => !/[.:]/.test(s)),
+      (s) => {
+        runs++;
+        assert.equal(parseRemoteAddress(s), null);
+        assert.equal(parseRemoteAddress(`IPV4/UDP/${s}/5060`), null);
+      },
+    ),
     { seed: SEED + 1, numRuns: 2000 },
   );
   t.diagnostic(`${runs} garbage inputs → null`);
@@ -107,7 +136,14 @@ test('fuzz parseNetwork/formatNetwork: never throws; accepted input round-trips 
 
 /** near-misses of a dotted quad: 3 to 5 parts of digits (leading zeros, > 255, empty) and stray characters */
 const dottedLike = fc
-  .array(fc.oneof(fc.stringMatching(/^[0-9]{0,4}$/), fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('0', '00', '01', '255', '256', ' 1', '1a', '+1', '-1')), { minLength: 3, maxLength: 5 })
+  .array(
+    fc.oneof(
+      fc.stringMatching(/^[0-9]{0,4}$/),
+      fc.integer({ min: 0, max: 300 }).map(String),
+      fc.constantFrom('0', '00', '01', '255', '256', ' 1', '1a', '+1', '-1'),
+    ),
+    { minLength: 3, maxLength: 5 },
+  )
   .map((parts) => parts.join('.'));
 
 test('fuzz parseNetwork: agrees with node:net isIP on plain addresses; garbage gives null', (t) => {
@@ -122,10 +158,13 @@ test('fuzz parseNetwork: agrees with node:net isIP on plain addresses; garbage g
     { seed: SEED + 3, numRuns: 4000 },
   );
   fc.assert(
-    fc.property(fc.string({ maxLength: 60 }).filter((s) => !/[.:]/.test(s)), (s) => {
-      runs++;
-      assert.equal(parseNetwork(s), null);
-    }),
+    fc.property(
+      fc.string({ maxLength: 60 }).filter((s) => !/[.:]/.test(s)),
+      (s) => {
+        runs++;
+        assert.equal(parseNetwork(s), null);
+      },
+    ),
     { seed: SEED + 4, numRuns: 1000 },
   );
   t.diagnostic(`${runs} inputs`);
@@ -139,9 +178,18 @@ test('fuzz resolveAttacker: its one-pass IPv4 scan says exactly what parseRemote
     const n = r ? parseNetwork(r.address) : null;
     return n ? { address: n, keyText: formatNetwork(n) } : null;
   };
-  const port = fc.oneof({ arbitrary: fc.integer({ min: 0, max: 70000 }).map(String), weight: 6 }, fc.stringMatching(/^[0-9]{0,7}$/), fc.constantFrom('5060 ', ' 5060', '5060/1', '+1', ''));
+  const port = fc.oneof(
+    { arbitrary: fc.integer({ min: 0, max: 70000 }).map(String), weight: 6 },
+    fc.stringMatching(/^[0-9]{0,7}$/),
+    fc.constantFrom('5060 ', ' 5060', '5060/1', '+1', ''),
+  );
   const asteriskLike = fc
-    .tuple(fc.constantFrom('IPV4', 'IPV4', 'ipv4', 'IPV6', 'IPV4 '), fc.option(fc.constantFrom('UDP', 'TCP', 'TLS', 'WS', 'WSS', 'udp', 'UDPX', '1', '')), fc.oneof({ arbitrary: ip4, weight: 6 }, dottedLike, addrLike), port)
+    .tuple(
+      fc.constantFrom('IPV4', 'IPV4', 'ipv4', 'IPV6', 'IPV4 '),
+      fc.option(fc.constantFrom('UDP', 'TCP', 'TLS', 'WS', 'WSS', 'udp', 'UDPX', '1', '')),
+      fc.oneof({ arbitrary: ip4, weight: 6 }, dottedLike, addrLike),
+      port,
+    )
     .map(([f, tr, a, p]) => [f, ...(tr === null ? [] : [tr]), a, p].join('/'));
   fc.assert(
     fc.property(fc.oneof({ arbitrary: asteriskLike, weight: 3 }, remoteLike), (s) => {

@@ -12,7 +12,9 @@ import { AmiFrame, AmiFramer, MAX_GREETING_BYTES, splitTranscript } from '../src
 import { fixturePath, readFixture } from './helpers/fixtures.js';
 
 const SEED = 20261122;
-const transcripts = readdirSync(fixturePath('ami')).filter((f) => f.endsWith('.raw')).sort();
+const transcripts = readdirSync(fixturePath('ami'))
+  .filter((f) => f.endsWith('.raw'))
+  .sort();
 
 /** Cuts `buf` at the given (sorted, deduplicated) offsets. */
 function cut(buf: Buffer, points: number[]): Buffer[] {
@@ -63,7 +65,11 @@ test('fuzz AMI framer: random splits of every recorded transcript give identical
   for (const { name, buf } of bufs) {
     const greeting = buf.subarray(0, 22).toString('latin1') === 'Asterisk Call Manager/';
     const bytes = Array.from({ length: buf.length }, (_, k) => buf.subarray(k, k + 1));
-    assert.deepEqual(frameAll(bytes, greeting).frames, splitTranscript(buf).map((f) => f.raw), `${name} byte by byte`);
+    assert.deepEqual(
+      frameAll(bytes, greeting).frames,
+      splitTranscript(buf).map((f) => f.raw),
+      `${name} byte by byte`,
+    );
   }
   t.diagnostic(`${runs} random splits (${frameCount} frames compared) + ${bufs.length} transcripts byte by byte`);
 });
@@ -74,31 +80,45 @@ test('fuzz AMI framer: random bytes never throw; held bytes stay bounded; frames
   const noise = fc.oneof(
     fc.uint8Array({ maxLength: 3000 }),
     // AMI-ish: lines, CRLFs, colons, stray terminators, invalid UTF-8
-    fc.array(fc.constantFrom('\r\n', '\r\n\r\n', '\r', '\n', ':', ' ', 'Event: X', 'Response: Success', 'ActionID: 1', '\u00ff', '\u{1F600}', 'a'.repeat(300)), { maxLength: 200 })
+    fc
+      .array(
+        fc.constantFrom('\r\n', '\r\n\r\n', '\r', '\n', ':', ' ', 'Event: X', 'Response: Success', 'ActionID: 1', '\u00ff', '\u{1F600}', 'a'.repeat(300)),
+        { maxLength: 200 },
+      )
       .map((parts) => Buffer.from(parts.join(''), 'utf8')),
     fc.array(fc.constantFrom(0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f, 0x0d, 0x0a, 0x3a, 0x41), { maxLength: 2000 }).map((a) => Buffer.from(a)),
   );
   fc.assert(
-    fc.property(noise, fc.array(fc.nat(), { maxLength: 30 }), fc.integer({ min: 16, max: 512 }), fc.boolean(), fc.integer({ min: 1, max: 64 }), (bytes, points, max, greet, maxHeaders) => {
-      runs++;
-      const frames: string[] = [];
-      const f = new AmiFramer({ frame: (x) => frames.push(x), drop: () => undefined, greeting: () => undefined }, { maxFrameBytes: max, maxHeaders, expectGreeting: greet });
-      for (const c of cut(Buffer.from(bytes), points)) {
-        f.push(Buffer.from(c));
-        const bound = (greet ? Math.max(max, MAX_GREETING_BYTES) : max) + c.length;
-        maxHeld = Math.max(maxHeld, f.bufferedBytes);
-        assert.ok(f.bufferedBytes <= bound, `held ${f.bufferedBytes} > ${bound}`);
-      }
-      for (const fr of frames) {
-        assert.ok(Buffer.byteLength(fr, 'utf8') <= max * 3, 'frame within the limit (UTF-8 replacement chars may expand)');
-        assert.ok(fr.length <= max, `frame of ${fr.length} chars > maxFrameBytes ${max}`);
-        const m = new AmiFrame(fr);
-        assert.ok(m.headerCount <= maxHeaders, 'no frame with more headers than maxHeaders');
-        m.get('Event');
-        m.getAll('Output');
-        m.toObject();
-      }
-    }),
+    fc.property(
+      noise,
+      fc.array(fc.nat(), { maxLength: 30 }),
+      fc.integer({ min: 16, max: 512 }),
+      fc.boolean(),
+      fc.integer({ min: 1, max: 64 }),
+      (bytes, points, max, greet, maxHeaders) => {
+        runs++;
+        const frames: string[] = [];
+        const f = new AmiFramer(
+          { frame: (x) => frames.push(x), drop: () => undefined, greeting: () => undefined },
+          { maxFrameBytes: max, maxHeaders, expectGreeting: greet },
+        );
+        for (const c of cut(Buffer.from(bytes), points)) {
+          f.push(Buffer.from(c));
+          const bound = (greet ? Math.max(max, MAX_GREETING_BYTES) : max) + c.length;
+          maxHeld = Math.max(maxHeld, f.bufferedBytes);
+          assert.ok(f.bufferedBytes <= bound, `held ${f.bufferedBytes} > ${bound}`);
+        }
+        for (const fr of frames) {
+          assert.ok(Buffer.byteLength(fr, 'utf8') <= max * 3, 'frame within the limit (UTF-8 replacement chars may expand)');
+          assert.ok(fr.length <= max, `frame of ${fr.length} chars > maxFrameBytes ${max}`);
+          const m = new AmiFrame(fr);
+          assert.ok(m.headerCount <= maxHeaders, 'no frame with more headers than maxHeaders');
+          m.get('Event');
+          m.getAll('Output');
+          m.toObject();
+        }
+      },
+    ),
     { seed: SEED + 1, numRuns: 1500 },
   );
   t.diagnostic(`${runs} random byte streams; largest held ${maxHeld} bytes`);

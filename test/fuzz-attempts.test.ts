@@ -28,7 +28,13 @@ const SEVERITY: Record<string, string> = { ChallengeSent: 'Informational', Chall
 const NAMES = Object.keys(SEVERITY);
 
 function view(event: string, session: string, service = 'PJSIP'): EventView {
-  const f: Record<string, string> = { Event: event, Severity: SEVERITY[event]!, Service: service, SessionID: session, RemoteAddress: 'IPV4/UDP/192.0.2.50/5060' };
+  const f: Record<string, string> = {
+    Event: event,
+    Severity: SEVERITY[event]!,
+    Service: service,
+    SessionID: session,
+    RemoteAddress: 'IPV4/UDP/192.0.2.50/5060',
+  };
   return { get: (k) => f[k] };
 }
 

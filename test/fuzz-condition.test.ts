@@ -60,7 +60,10 @@ test('fuzz compileCondition: only ConditionError, never code execution, bounded 
           assert.equal(typeof r, 'boolean');
           assert.equal(JSON.stringify(event), before, 'the event is not modified');
           mostReads = Math.max(mostReads, n);
-          assert.ok(n <= readBound(src, ev) && n <= MAX_EVENT_READS, `${n} reads of the event (bound ${readBound(src, ev)}) for ${JSON.stringify(src).slice(0, 80)}`);
+          assert.ok(
+            n <= readBound(src, ev) && n <= MAX_EVENT_READS,
+            `${n} reads of the event (bound ${readBound(src, ev)}) for ${JSON.stringify(src).slice(0, 80)}`,
+          );
         }
       }
       assert.equal(g.__pbxgPwned, undefined);
@@ -74,17 +77,17 @@ test('fuzz compileCondition: only ConditionError, never code execution, bounded 
 test('hostile conditions are rejected at compile time (never evaluated)', () => {
   for (const src of [
     "__import__('os').system('id')",
-    "event.__class__.__bases__[0].__subclasses__()",
-    "globalThis.__pbxgPwned = 1",
-    "(function(){ globalThis.__pbxgPwned = 1 })()",
+    'event.__class__.__bases__[0].__subclasses__()',
+    'globalThis.__pbxgPwned = 1',
+    '(function(){ globalThis.__pbxgPwned = 1 })()',
     "event['a'].constructor.constructor('globalThis.__pbxgPwned = 1')()",
     "event.get('a').__proto__",
-    "[x for x in event]",
-    "lambda: 1",
+    '[x for x in event]',
+    'lambda: 1',
     "open('/etc/shadow').read()",
     "event['Channel'].lower() == 'x'",
-    "process.exit(1)",
-    "${1+1}",
+    'process.exit(1)',
+    '${1+1}',
   ]) {
     assert.throws(() => compileCondition(src), ConditionError, src);
   }

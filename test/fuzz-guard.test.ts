@@ -26,8 +26,30 @@ class Ev {
 }
 
 const v4Pool = fc.constantFrom('203.0.113.1', '203.0.113.2', '198.51.100.9', '192.0.2.10', '192.0.2.200', '127.0.0.1', '10.0.0.1');
-const v6Pool = fc.constantFrom('2001:db8:bad:1::1', '2001:db8:bad:1::2', '2001:db8:bad:2::1', '2001:db8:a11::5', '2001:db8:a11:0:1::9', '::1', 'fe80::1%eth0', '::ffff:203.0.113.1');
-const hostile = fc.constantFrom('1.2.3.4;reboot', '$(id)', '1.2.3.4\r\nX: y', '::ffff:999.1.1.1', '999.1.1.1', '', '[::1', 'IPV4/UDP/1.2.3.4', 'localhost', '1.2.3.4 ', '0x7f000001', '2130706433');
+const v6Pool = fc.constantFrom(
+  '2001:db8:bad:1::1',
+  '2001:db8:bad:1::2',
+  '2001:db8:bad:2::1',
+  '2001:db8:a11::5',
+  '2001:db8:a11:0:1::9',
+  '::1',
+  'fe80::1%eth0',
+  '::ffff:203.0.113.1',
+);
+const hostile = fc.constantFrom(
+  '1.2.3.4;reboot',
+  '$(id)',
+  '1.2.3.4\r\nX: y',
+  '::ffff:999.1.1.1',
+  '999.1.1.1',
+  '',
+  '[::1',
+  'IPV4/UDP/1.2.3.4',
+  'localhost',
+  '1.2.3.4 ',
+  '0x7f000001',
+  '2130706433',
+);
 const remote = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(v4Pool, fc.constantFrom('UDP', 'TCP', 'TLS', 'WS')).map(([a, tr]) => `IPV4/${tr}/${a}/5060`) },
   { weight: 3, arbitrary: fc.tuple(v6Pool, fc.constantFrom('UDP', 'TCP')).map(([a, tr]) => `IPV6/${tr}/${a}/5060`) },
@@ -37,7 +59,11 @@ const remote = fc.oneof(
   { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
 );
 const event = fc.record({
-  name: fc.oneof({ weight: 10, arbitrary: fc.constantFrom('InvalidPassword', 'ChallengeResponseFailed', 'InvalidAccountID') }, { weight: 6, arbitrary: fc.constantFrom(...WATCHED) }, { weight: 1, arbitrary: fc.constantFrom('PeerStatus', 'FullyBooted', 'invalidpassword', '') }),
+  name: fc.oneof(
+    { weight: 10, arbitrary: fc.constantFrom('InvalidPassword', 'ChallengeResponseFailed', 'InvalidAccountID') },
+    { weight: 6, arbitrary: fc.constantFrom(...WATCHED) },
+    { weight: 1, arbitrary: fc.constantFrom('PeerStatus', 'FullyBooted', 'invalidpassword', '') },
+  ),
   remote: fc.option(remote, { freq: 12 }),
   severity: fc.constantFrom('Error', 'Informational', 'Warning', ''),
   service: fc.constantFrom('SIP', 'PJSIP', 'AMI', 'IAX2', '<script>'),
@@ -81,7 +107,10 @@ test('fuzz Guardian: bans only above a threshold, only canonical addresses, neve
         const min = Math.min(...rule.windows.map((w) => w.count));
         const n = parseNetwork(b.target)!;
         const key = formatNetwork(attackerKey(n, 64));
-        assert.ok((hits.get(`${key}|${rule.name}`) ?? 0) >= min, `${b.target} banned by ${rule.name} after ${hits.get(`${key}|${rule.name}`) ?? 0} < ${min} events`);
+        assert.ok(
+          (hits.get(`${key}|${rule.name}`) ?? 0) >= min,
+          `${b.target} banned by ${rule.name} after ${hits.get(`${key}|${rule.name}`) ?? 0} < ${min} events`,
+        );
         assert.ok(b.count >= min);
       }
       // completeness for plain IPv4 auth failures (no reset rule for them)
@@ -91,10 +120,15 @@ test('fuzz Guardian: bans only above a threshold, only canonical addresses, neve
         if (ruleName !== 'auth-failure' || net.family !== 4 || n < 5) continue;
         if (allowNets.some((al) => networksOverlap(al, net))) continue;
         completeChecked++;
-        assert.ok(banned.some((b) => b.target === key), `${key} had ${n} auth failures and is not banned`);
+        assert.ok(
+          banned.some((b) => b.target === key),
+          `${key} had ${n} auth failures and is not banned`,
+        );
       }
     }),
     { seed: SEED, numRuns: 800 },
   );
-  t.diagnostic(`${runs} random event streams, ${events} events, ${bans} bans checked against the model; ${completeChecked} over-threshold IPv4 sources confirmed banned`);
+  t.diagnostic(
+    `${runs} random event streams, ${events} events, ${bans} bans checked against the model; ${completeChecked} over-threshold IPv4 sources confirmed banned`,
+  );
 });

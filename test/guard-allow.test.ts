@@ -87,16 +87,37 @@ function attack(g: ReturnType<typeof makeGuardian>, address: string): void {
   }
 }
 
-test('an attacker in the /64 of the PBX\'s own address, its gateway or its resolver is banned alone, never the /64', async () => {
+test("an attacker in the /64 of the PBX's own address, its gateway or its resolver is banned alone, never the /64", async () => {
   for (const [name, setup] of [
     ['interface address', () => makeGuardian({ host: PBX })],
-    ['default gateway', () => { const g = makeGuardian(); void g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:a::fffe', from: 'default gateway (eth0)' }]); return g; }],
-    ['resolver', () => { const g = makeGuardian(); void g.guardian.setAllowSource('resolver', [{ entry: '2001:db8:a::53', from: 'resolver (/etc/resolv.conf)' }]); return g; }],
+    [
+      'default gateway',
+      () => {
+        const g = makeGuardian();
+        void g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:a::fffe', from: 'default gateway (eth0)' }]);
+        return g;
+      },
+    ],
+    [
+      'resolver',
+      () => {
+        const g = makeGuardian();
+        void g.guardian.setAllowSource('resolver', [{ entry: '2001:db8:a::53', from: 'resolver (/etc/resolv.conf)' }]);
+        return g;
+      },
+    ],
   ] as const) {
     const g = setup();
     attack(g, '2001:db8:a::99');
     attack(g, '2001:db8:77::99');
-    assert.deepEqual(g.guardian.listBans().map((b) => b.target).sort(), ['2001:db8:77::/64', '2001:db8:a::99'], name);
+    assert.deepEqual(
+      g.guardian
+        .listBans()
+        .map((b) => b.target)
+        .sort(),
+      ['2001:db8:77::/64', '2001:db8:a::99'],
+      name,
+    );
     assert.deepEqual((await g.enforcement.backend.list()).map((e) => e.target).sort(), ['2001:db8:77::/64', '2001:db8:a::99'], `${name}: kernel`);
   }
 });
@@ -121,7 +142,10 @@ test('a manual ban of a /64 covering the PBX, its gateway or its resolver is ref
   assert.deepEqual(g.guardian.listBans(), []);
   assert.deepEqual(g.enforcement.calls, []);
   await g.guardian.ban({ target: '2001:db8:a::99', source: 'api' });
-  assert.deepEqual(g.guardian.listBans().map((b) => b.target), ['2001:db8:a::99']);
+  assert.deepEqual(
+    g.guardian.listBans().map((b) => b.target),
+    ['2001:db8:a::99'],
+  );
 });
 
 test('a gateway that moves into a banned /64 ends that ban; the kernel allow set follows', async () => {
@@ -129,7 +153,10 @@ test('a gateway that moves into a banned /64 ends that ban; the kernel allow set
   await g.guardian.ban({ target: '2001:db8:d::/64', source: 'manual' });
   void g.guardian.setAllowSource('gateway', [{ entry: '2001:db8:d::1', from: 'default gateway (eth0)' }]);
   assert.deepEqual(g.guardian.listBans(), []);
-  assert.deepEqual(g.enforcement.calls.map((c) => c.op), ['ban', 'unban']);
+  assert.deepEqual(
+    g.enforcement.calls.map((c) => c.op),
+    ['ban', 'unban'],
+  );
   await new Promise((r) => setImmediate(r));
   assert.ok(g.enforcement.backend.allowList().some((t) => t.target === '2001:db8:d::1'));
   assert.deepEqual(g.guardian.automaticAllow(), [{ entry: '2001:db8:d::1', from: 'default gateway (eth0)' }]);
@@ -142,11 +169,14 @@ const TOKEN = 'guard-allow-admin-token-0123456789';
 function restBan(port: number, target: string): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify({ target });
-    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/bans', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} }));
-    });
+    const req = request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/v1/bans', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} }));
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -181,21 +211,37 @@ test('daemon: interfaces, resolver, gateways and the AMI / Odoo hosts are allowe
   let daemon: Daemon | undefined;
   try {
     daemon = await startDaemon({
-      config, backend, logger: pino({ level: 'silent' }), adminSocket: false,
+      config,
+      backend,
+      logger: pino({ level: 'silent' }),
+      adminSocket: false,
       resolveHost: async (name) => (name === 'pbx.example.com' ? ['192.0.2.10'] : []),
       hostAddresses: { addresses: () => addresses },
       hostFiles: { paths },
     });
     const g = daemon.guardian;
-    const listed = () => g.status().automaticAllow.map((e) => `${e.entry} ${e.from}`).sort();
-    const kernel = () => backend.allowList().map((t) => t.target).sort();
+    const listed = () =>
+      g
+        .status()
+        .automaticAllow.map((e) => `${e.entry} ${e.from}`)
+        .sort();
+    const kernel = () =>
+      backend
+        .allowList()
+        .map((t) => t.target)
+        .sort();
     const expected = [
-      '127.0.0.0/8 loopback', '::1 loopback',
+      '127.0.0.0/8 loopback',
+      '::1 loopback',
       '2001:db8:a::1 interface eth0',
       '192.0.2.10 AMI host pbx.example.com',
       '203.0.113.8 Odoo host 203.0.113.8',
-      '192.0.2.53 resolver (' + paths.resolvConf + ')', '2001:db8:a::53 resolver (' + paths.resolvConf + ')',
-      '192.0.2.1 default gateway (eth0)', '10.0.0.10 default gateway (wlan0)', '2001:db8:a::fffe default gateway (eth0)', 'fe80::1 default gateway (eth1)',
+      '192.0.2.53 resolver (' + paths.resolvConf + ')',
+      '2001:db8:a::53 resolver (' + paths.resolvConf + ')',
+      '192.0.2.1 default gateway (eth0)',
+      '10.0.0.10 default gateway (wlan0)',
+      '2001:db8:a::fffe default gateway (eth0)',
+      'fe80::1 default gateway (eth1)',
     ].sort();
     assert.deepEqual(listed(), expected);
     assert.equal(g.status().automaticAllowTotal, expected.length);
@@ -214,8 +260,14 @@ test('daemon: interfaces, resolver, gateways and the AMI / Odoo hosts are allowe
     writeFileSync(paths.route4, ROUTE4.split('\n').slice(0, 3).join('\n'));
     await waitFor('the gateway removed', () => !kernel().includes('10.0.0.10') && kernel().includes('192.0.2.1'));
     // and a /64 ban over the PBX's gateway (and its own address) is refused through the daemon's own control
-    await assert.rejects(g.ban({ target: '2001:db8:a::/64', source: 'api' }), /2001:db8:a::\/64 overlaps the allow-listed 2001:db8:a::fffe \(default gateway \(eth0\)\)/);
-    await assert.rejects(g.ban({ target: '198.51.100.77', source: 'api' }), (err: Error & { code?: string }) => err.code === 'OWN_ADDRESS' && /an address of this host \(eth1\)/.test(err.message));
+    await assert.rejects(
+      g.ban({ target: '2001:db8:a::/64', source: 'api' }),
+      /2001:db8:a::\/64 overlaps the allow-listed 2001:db8:a::fffe \(default gateway \(eth0\)\)/,
+    );
+    await assert.rejects(
+      g.ban({ target: '198.51.100.77', source: 'api' }),
+      (err: Error & { code?: string }) => err.code === 'OWN_ADDRESS' && /an address of this host \(eth1\)/.test(err.message),
+    );
     // and over REST: 409 with the reason, nothing banned
     const r = await restBan(daemon.rest!.address.port, '2001:db8:a::/64');
     assert.equal(r.status, 409);

@@ -52,21 +52,33 @@ for (const c of CASES) {
     const spacing = attempts[1]![0]!.at - attempts[0]![0]!.at;
     const pjsip = attempts[0]![0]!.frame.get('Service') === 'PJSIP';
     const fresh = makeGuardian();
-    assert.equal(replayAttempts(fresh, attempts[0]!, 10, spacing, (i) => (pjsip ? `attempt-${i}-callid` : null)), 5);
+    assert.equal(
+      replayAttempts(fresh, attempts[0]!, 10, spacing, (i) => (pjsip ? `attempt-${i}-callid` : null)),
+      5,
+    );
     const ban = fresh.guardian.listBans()[0]!;
     assert.ok(ban.reason.startsWith('5 × '), ban.reason);
     // the attacker chooses the Call-ID: one for every attempt must not make him slower to ban
     const reused = makeGuardian();
-    assert.equal(replayAttempts(reused, attempts[0]!, 10, spacing, () => (pjsip ? 'same-callid-always' : null)), 5);
+    assert.equal(
+      replayAttempts(reused, attempts[0]!, 10, spacing, () => (pjsip ? 'same-callid-always' : null)),
+      5,
+    );
     // and bursts (no pause between attempts) neither
     const burst = makeGuardian();
     const span = attempts[0]!.at(-1)!.at - attempts[0]![0]!.at + 1;
-    assert.equal(replayAttempts(burst, attempts[0]!, 10, span, () => (pjsip ? 'same-callid-always' : null)), 5);
+    assert.equal(
+      replayAttempts(burst, attempts[0]!, 10, span, () => (pjsip ? 'same-callid-always' : null)),
+      5,
+    );
   });
 }
 
 test('the unknown-user and ACL captures as recorded: 2 and 3 attempts are counted as 2 and 3, not 6 and 9', () => {
-  for (const [capture, attacker, attempts] of [['pjsip-udp-unknown-user', '192.0.2.12', 2], ['pjsip-udp-acl-denied', '192.0.2.21', 3]] as const) {
+  for (const [capture, attacker, attempts] of [
+    ['pjsip-udp-unknown-user', '192.0.2.12', 2],
+    ['pjsip-udp-acl-denied', '192.0.2.21', 3],
+  ] as const) {
     const g = makeGuardian();
     for (const f of loadCapture(capture)) {
       g.clock.now = f.at;
@@ -102,24 +114,47 @@ test('a phone re-registering every 60 s for 24 h (challenged, then authenticated
   const frames = eventsFrom(loadCapture('legit-phones'), '198.51.100.50');
   const i = frames.findIndex((f) => f.frame.get('Event') === 'ChallengeSent');
   const pair = frames.slice(i, i + 2);
-  assert.deepEqual(pair.map((f) => f.frame.get('Event')), ['ChallengeSent', 'SuccessfulAuth']);
+  assert.deepEqual(
+    pair.map((f) => f.frame.get('Event')),
+    ['ChallengeSent', 'SuccessfulAuth'],
+  );
   const g = makeGuardian();
-  assert.equal(replayAttempts(g, pair, 24 * 60, 60_000, (n) => `register-${n}`), null);
+  assert.equal(
+    replayAttempts(g, pair, 24 * 60, 60_000, (n) => `register-${n}`),
+    null,
+  );
   // the same phone making a call every 2 s (each INVITE challenged then authenticated): never banned
   const calls = makeGuardian();
-  assert.equal(replayAttempts(calls, pair, 5000, 2000, (n) => `invite-${n}`), null);
+  assert.equal(
+    replayAttempts(calls, pair, 5000, 2000, (n) => `invite-${n}`),
+    null,
+  );
 });
 
 /** An Asterisk security event of a class the captures do not hold, in the captured frames' form. */
 function limitEvent(event: string, address: string, callId: string): ReturnType<typeof parseFrame> {
   return parseFrame(
-    [`Event: ${event}`, 'Privilege: security,all', 'EventTV: 2026-12-02T06:00:00.000+0000', 'Severity: Error', 'Service: PJSIP', 'EventVersion: 1',
-      'AccountID: 100', `SessionID: ${callId}`, 'LocalAddress: IPV4/UDP/192.0.2.1/5060', `RemoteAddress: IPV4/UDP/${address}/5060`].join('\r\n'),
+    [
+      `Event: ${event}`,
+      'Privilege: security,all',
+      'EventTV: 2026-12-02T06:00:00.000+0000',
+      'Severity: Error',
+      'Service: PJSIP',
+      'EventVersion: 1',
+      'AccountID: 100',
+      `SessionID: ${callId}`,
+      'LocalAddress: IPV4/UDP/192.0.2.1/5060',
+      `RemoteAddress: IPV4/UDP/${address}/5060`,
+    ].join('\r\n'),
   );
 }
 
 test('SessionLimit, MemoryLimit and LoadAverageLimit: a flood from one source is banned, phones during an overload are not', () => {
-  for (const [event, rule, flood, spacing] of [['SessionLimit', 'session-limit', 10, 1000], ['MemoryLimit', 'overload-flood', 60, 100], ['LoadAverageLimit', 'overload-flood', 60, 100]] as const) {
+  for (const [event, rule, flood, spacing] of [
+    ['SessionLimit', 'session-limit', 10, 1000],
+    ['MemoryLimit', 'overload-flood', 60, 100],
+    ['LoadAverageLimit', 'overload-flood', 60, 100],
+  ] as const) {
     const g = makeGuardian();
     let t = g.clock.now;
     for (let i = 1; i <= flood; i++) {

@@ -19,7 +19,12 @@ import { startDaemon, type Daemon } from '../src/main.js';
 /** pino lines captured as objects */
 function captureLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({ write(chunk, _enc, cb) { for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
   return { logger: pino({ level: 'info' }, stream), lines };
 }
 
@@ -59,7 +64,11 @@ test('the AMI and Odoo host names are allow-listed (all addresses, both families
   try {
     daemon = await startDaemon({ config, backend, logger, adminSocket: false, resolveHost });
     const g = daemon.guardian;
-    const allowed = () => backend.allowList().map((t) => t.target).sort();
+    const allowed = () =>
+      backend
+        .allowList()
+        .map((t) => t.target)
+        .sort();
     assert.deepEqual(lookups.sort(), ['ami.pbx.test', 'odoo.pbx.test']);
     for (const a of ['192.0.2.10', '198.51.100.7', '2001:db8::7']) {
       assert.ok(allowed().includes(a), `${a} in the kernel allow set: ${allowed().join(' ')}`);
@@ -73,7 +82,10 @@ test('the AMI and Odoo host names are allow-listed (all addresses, both families
     assert.ok(allowed().includes('198.51.100.8'));
     assert.ok(!allowed().includes('198.51.100.7') && !allowed().includes('2001:db8::7'));
     assert.ok(allowed().includes('192.0.2.10') && allowed().includes('127.0.0.0/8'));
-    assert.deepEqual(g.listBans().map((b) => b.target), ['203.0.113.9']);
+    assert.deepEqual(
+      g.listBans().map((b) => b.target),
+      ['203.0.113.9'],
+    );
     await waitFor('the ban in the kernel set', async () => (await backend.list()).some((e) => e.target === '203.0.113.9'));
 
     // DNS fails: not fatal, the last good address stays, one warn line for two failed lookups
@@ -85,7 +97,10 @@ test('the AMI and Odoo host names are allow-listed (all addresses, both families
     const warns = lines.filter((l) => l.host === 'odoo.pbx.test' && l.level === 40);
     assert.equal(warns.length, 1, JSON.stringify(warns));
     assert.match(String(warns[0]!.msg), /cannot resolve odoo\.pbx\.test .*keeping its last addresses 198\.51\.100\.8/);
-    assert.deepEqual(g.listBans().map((b) => b.target), ['203.0.113.9']);
+    assert.deepEqual(
+      g.listBans().map((b) => b.target),
+      ['203.0.113.9'],
+    );
   } finally {
     await daemon?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -100,13 +115,23 @@ test('HostAllowFeed re-resolves every interval, retries a failure sooner, logs i
     let calls = 0;
     const changes: string[][] = [];
     const feed = new HostAllowFeed({
-      resolve: async () => { calls++; if (answer instanceof Error) throw answer; return answer; },
-      intervalMs: 300_000, retryMs: 30_000, timeoutMs: 5_000, logger, onChange: (a) => changes.push(a),
+      resolve: async () => {
+        calls++;
+        if (answer instanceof Error) throw answer;
+        return answer;
+      },
+      intervalMs: 300_000,
+      retryMs: 30_000,
+      timeoutMs: 5_000,
+      logger,
+      onChange: (a) => changes.push(a),
     });
     await feed.setHosts(['odoo.example']);
     assert.equal(calls, 1);
     assert.deepEqual(feed.addresses(), ['192.0.2.1', '192.0.2.99', '2001:db8::1'].sort());
-    const settle = async () => { for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); };
+    const settle = async () => {
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    };
     mock.timers.tick(299_999);
     await settle();
     assert.equal(calls, 1, 'not before the interval');

@@ -70,7 +70,11 @@ test('every failure kind of the fixtures counts: AMI, SIP, IPv6, TCP, ACL, bad r
       clock.now += 100;
       guardian.handleEvent(frame);
     }
-    assert.deepEqual(guardian.listBans().map((b) => b.target), [target], `${file}: ${name} x5 bans ${target}`);
+    assert.deepEqual(
+      guardian.listBans().map((b) => b.target),
+      [target],
+      `${file}: ${name} x5 bans ${target}`,
+    );
   }
 });
 
@@ -130,11 +134,17 @@ test('IPv6 attackers are counted and banned by their /64', () => {
     clock.now += 10;
     guardian.handleEvent(from(`2001:db8:1:2::${i}`));
   }
-  assert.deepEqual(guardian.listBans().map((b) => [b.target, b.isNetwork]), [['2001:db8:1:2::/64', true]]);
+  assert.deepEqual(
+    guardian.listBans().map((b) => [b.target, b.isNetwork]),
+    [['2001:db8:1:2::/64', true]],
+  );
 });
 
 test('escalation: each new ban of the same address is longer by the factor, up to the cap; recidive', () => {
-  const { guardian, clock } = makeGuardian({ escalation: { factor: 2, maxSec: 3 * 3600, lookbackSec: 30 * 86400 }, recidive: { bans: 4, withinSec: 86400, banSec: 7 * 86400 } });
+  const { guardian, clock } = makeGuardian({
+    escalation: { factor: 2, maxSec: 3 * 3600, lookbackSec: 30 * 86400 },
+    recidive: { bans: 4, withinSec: 86400, banSec: 7 * 86400 },
+  });
   const frame = sipWrongPassword();
   const durations: Array<[string, number]> = [];
   for (let round = 0; round < 4; round++) {
@@ -181,7 +191,13 @@ test('a restart restores active bans with their remaining time, from SQLite', as
     assert.equal(second.guardian.sweepExpired(), 1, 'the 60 s ban ended');
     store2.close();
     const store3 = Store.open(dir);
-    assert.deepEqual(store3.activeBans(second.clock.now).map((b) => b.target).sort(), ['127.0.0.2', '2001:db8::7']);
+    assert.deepEqual(
+      store3
+        .activeBans(second.clock.now)
+        .map((b) => b.target)
+        .sort(),
+      ['127.0.0.2', '2001:db8::7'],
+    );
     store3.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -226,16 +242,28 @@ test('manual ban and unban; unban of an address that is not banned is false', as
   assert.equal(ban.rule, 'manual');
   assert.equal(await guardian.unban('203.0.113.77'), true);
   assert.equal(await guardian.unban('203.0.113.77'), false);
-  assert.deepEqual(enforcement.calls.map((c) => c.op), ['ban', 'unban']);
+  assert.deepEqual(
+    enforcement.calls.map((c) => c.op),
+    ['ban', 'unban'],
+  );
 });
 
 test('Odoo access rules replace the allow list and the deny list', async () => {
   const { guardian } = makeGuardian();
   await guardian.replaceAccessRules({ allow: ['192.0.2.0/24'], deny: ['203.0.113.9', '198.51.100.0/24'] });
-  assert.deepEqual(guardian.listBans().map((b) => [b.target, b.expiresAt]), [['203.0.113.9', null], ['198.51.100.0/24', null]]);
+  assert.deepEqual(
+    guardian.listBans().map((b) => [b.target, b.expiresAt]),
+    [
+      ['203.0.113.9', null],
+      ['198.51.100.0/24', null],
+    ],
+  );
   assert.equal(guardian.isAllowListed('192.0.2.55'), true);
   await guardian.replaceAccessRules({ allow: [], deny: ['203.0.113.9'] });
-  assert.deepEqual(guardian.listBans().map((b) => b.target), ['203.0.113.9']);
+  assert.deepEqual(
+    guardian.listBans().map((b) => b.target),
+    ['203.0.113.9'],
+  );
   assert.equal(guardian.isAllowListed('192.0.2.55'), false);
 });
 

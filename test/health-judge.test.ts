@@ -9,8 +9,17 @@ import type { FirewallHealth } from '../src/firewall/index.js';
 import type { OdooHealthSnapshot } from '../src/odoo/index.js';
 import type { WebhookHealth } from '../src/webhooks/index.js';
 import {
-  formatHealth, judgeAmi, judgeFirewall, judgeGuard, judgeHealth, judgeOdoo, judgeStore, judgeWebhooks,
-  type GuardSnapshot, type HealthInputs, type StoreSnapshot,
+  formatHealth,
+  judgeAmi,
+  judgeFirewall,
+  judgeGuard,
+  judgeHealth,
+  judgeOdoo,
+  judgeStore,
+  judgeWebhooks,
+  type GuardSnapshot,
+  type HealthInputs,
+  type StoreSnapshot,
 } from '../src/health/index.js';
 
 const NOW = Date.parse('2026-12-02T13:00:00Z');
@@ -18,46 +27,94 @@ const MIN = 60_000;
 
 function ami(over: Partial<AmiHealth> = {}): AmiHealth {
   return {
-    state: 'connected', host: '127.0.0.1', port: 5038, username: 'guardian', since: NOW - 10 * MIN, lastLoginError: null,
-    security: 'verified', classesSeen: ['security', 'system'], lastEventAt: NOW - 5000, lastSecurityEventAt: NOW - 5000, advice: null,
+    state: 'connected',
+    host: '127.0.0.1',
+    port: 5038,
+    username: 'guardian',
+    since: NOW - 10 * MIN,
+    lastLoginError: null,
+    security: 'verified',
+    classesSeen: ['security', 'system'],
+    lastEventAt: NOW - 5000,
+    lastSecurityEventAt: NOW - 5000,
+    advice: null,
     ...over,
   };
 }
 
 function fw(over: Partial<FirewallHealth> = {}): FirewallHealth {
   return {
-    backend: 'nftables', dryRun: false, state: 'enforcing', pausedReason: null, tablePresent: true, kernelElements: 3, kernelCountedAt: NOW - 2000,
-    storeActive: 3, queued: 0, lastSuccessAt: NOW - 60_000, lastError: null, repairs: 0,
+    backend: 'nftables',
+    dryRun: false,
+    state: 'enforcing',
+    pausedReason: null,
+    tablePresent: true,
+    kernelElements: 3,
+    kernelCountedAt: NOW - 2000,
+    storeActive: 3,
+    queued: 0,
+    lastSuccessAt: NOW - 60_000,
+    lastError: null,
+    repairs: 0,
     ...over,
   };
 }
 
 const guard = (over: Partial<GuardSnapshot> = {}): GuardSnapshot => ({ rules: 12, tracked: 4, maxTracked: 1_000_000, activeBans: 3, ...over });
 const store = (over: Partial<StoreSnapshot> = {}): StoreSnapshot => ({
-  onDisk: true, path: '/var/lib/pbx-guardian/guardian.sqlite', stateDir: '/var/lib/pbx-guardian', openError: null, lastWriteError: null, lastWriteOkAt: NOW - 1000, ...over,
+  onDisk: true,
+  path: '/var/lib/pbx-guardian/guardian.sqlite',
+  stateDir: '/var/lib/pbx-guardian',
+  openError: null,
+  lastWriteError: null,
+  lastWriteOkAt: NOW - 1000,
+  ...over,
 });
 
 function odoo(over: Partial<OdooHealthSnapshot> = {}): OdooHealthSnapshot {
   return {
-    url: 'https://odoo.example.com', db: 'prod', user: 'agent', outboxDepth: 0, outboxMaxRows: 100_000, oldestUndeliveredAt: null, mode: 'direct', jobEndpoint: 'listening',
+    url: 'https://odoo.example.com',
+    db: 'prod',
+    user: 'agent',
+    outboxDepth: 0,
+    outboxMaxRows: 100_000,
+    oldestUndeliveredAt: null,
+    mode: 'direct',
+    jobEndpoint: 'listening',
     rpc: { transport: 'jsonrpc', loggedIn: true, authError: null, failingSince: null, lastError: null, lastOkAt: NOW - 1000 },
     ...over,
   };
 }
 
-const hook = (over: Partial<WebhookHealth> = {}): WebhookHealth => ({ name: 'crm', depth: 0, maxRows: 10_000, oldestUndeliveredAt: null, failingSince: null, lastError: null, delivered: 7, ...over });
+const hook = (over: Partial<WebhookHealth> = {}): WebhookHealth => ({
+  name: 'crm',
+  depth: 0,
+  maxRows: 10_000,
+  oldestUndeliveredAt: null,
+  failingSince: null,
+  lastError: null,
+  delivered: 7,
+  ...over,
+});
 
 test('ami: connected and verified is healthy, and the summary names host, user, classes and the last security event', () => {
   const p = judgeAmi(ami(), NOW);
   assert.equal(p.healthy, true);
   assert.deepEqual(p.problems, []);
-  assert.match(p.summary, /connected to 127\.0\.0\.1:5038 as "guardian" for 10m; classes received: security,system; security verified; last security event 5s ago/);
+  assert.match(
+    p.summary,
+    /connected to 127\.0\.0\.1:5038 as "guardian" for 10m; classes received: security,system; security verified; last security event 5s ago/,
+  );
   assert.equal(p.detail.lastSecurityEventAt, new Date(NOW - 5000).toISOString());
 });
 
 test('ami: a refused login (wrong secret) is unhealthy and says what to fix, without the stale retry plan', () => {
-  const message = 'AMI login to 127.0.0.1:5038 as "guardian" was refused ("Authentication failed"): wrong username or secret, or this host is not permitted by the user\'s deny/permit (check manager.conf); retrying in 4.2s';
-  const p = judgeAmi(ami({ state: 'connecting', since: NOW - 2000, security: 'unknown', classesSeen: [], lastLoginError: { kind: 'auth', message, at: NOW - 3000 } }), NOW);
+  const message =
+    'AMI login to 127.0.0.1:5038 as "guardian" was refused ("Authentication failed"): wrong username or secret, or this host is not permitted by the user\'s deny/permit (check manager.conf); retrying in 4.2s';
+  const p = judgeAmi(
+    ami({ state: 'connecting', since: NOW - 2000, security: 'unknown', classesSeen: [], lastLoginError: { kind: 'auth', message, at: NOW - 3000 } }),
+    NOW,
+  );
   assert.equal(p.healthy, false);
   assert.equal(p.problems.length, 1);
   assert.match(p.problems[0]!, /was refused .*wrong username or secret/);
@@ -66,8 +123,9 @@ test('ami: a refused login (wrong secret) is unhealthy and says what to fix, wit
   assert.match(p.summary, /not connected to 127\.0\.0\.1:5038 as "guardian"/);
 });
 
-test('ami: unreachable host is unhealthy with the client\'s own advice; before any error it still says it is not logged in', () => {
-  const message = 'AMI at 127.0.0.1:5038 is unreachable (ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:5038); check that Asterisk runs and that manager.conf has enabled = yes on this address and port; retrying in 1.1s';
+test("ami: unreachable host is unhealthy with the client's own advice; before any error it still says it is not logged in", () => {
+  const message =
+    'AMI at 127.0.0.1:5038 is unreachable (ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:5038); check that Asterisk runs and that manager.conf has enabled = yes on this address and port; retrying in 1.1s';
   const p = judgeAmi(ami({ state: 'disconnected', security: 'unknown', lastLoginError: { kind: 'unreachable', message, at: NOW - 500 } }), NOW);
   assert.equal(p.healthy, false);
   assert.match(p.problems[0]!, /is unreachable .*check that Asterisk runs/);
@@ -89,7 +147,10 @@ test('guard: verified AMI → healthy; blind (security missing) → unhealthy wi
   assert.equal(blind.healthy, false);
   assert.match(blind.summary, /BLIND/);
   assert.match(blind.problems[0]!, /blind: the AMI user "guardian" does not receive security events/);
-  assert.ok(blind.problems[0]!.endsWith('nothing is banned. Add "security" to read= of [guardian] in manager.conf, then manager reload'), 'the client\'s advice is passed on');
+  assert.ok(
+    blind.problems[0]!.endsWith('nothing is banned. Add "security" to read= of [guardian] in manager.conf, then manager reload'),
+    "the client's advice is passed on",
+  );
   const noAdvice = judgeGuard(guard(), ami({ security: 'missing', advice: null }), NOW);
   assert.match(noAdvice.problems[0]!, /read = security/);
 });
@@ -122,13 +183,19 @@ test('firewall: enforcing is healthy and counts kernel elements against the stor
 });
 
 test('firewall: failing says the error, the queue, and that detection goes on', () => {
-  const p = judgeFirewall({ configured: 'nftables', health: fw({ state: 'failing', queued: 5, lastError: { message: 'Operation not permitted', at: NOW - 4000 } }) }, NOW);
+  const p = judgeFirewall(
+    { configured: 'nftables', health: fw({ state: 'failing', queued: 5, lastError: { message: 'Operation not permitted', at: NOW - 4000 } }) },
+    NOW,
+  );
   assert.equal(p.healthy, false);
   assert.match(p.problems[0]!, /enforcement is failing \(backend nftables\): Operation not permitted \(4s ago\)\. New bans are queued \(5\)/);
 });
 
 test('firewall: paused on purpose is unhealthy and names why', () => {
-  const p = judgeFirewall({ configured: 'auto', health: fw({ state: 'paused', pausedReason: 'pbx-guardian flush at 2026-12-02T12:59:00Z', tablePresent: false }) }, NOW);
+  const p = judgeFirewall(
+    { configured: 'auto', health: fw({ state: 'paused', pausedReason: 'pbx-guardian flush at 2026-12-02T12:59:00Z', tablePresent: false }) },
+    NOW,
+  );
   assert.equal(p.healthy, false);
   assert.equal(p.problems.length, 1, 'the table is gone on purpose: not also reported as removed by someone');
   assert.match(p.problems[0]!, /paused on purpose \(pbx-guardian flush at 2026-12-02T12:59:00Z\): no ban reaches the kernel.*"pbx-guardian resume"/);
@@ -153,7 +220,10 @@ test('firewall: memory as configured is a healthy dry run that says so; memory i
   assert.equal(fellBack.healthy, false);
   assert.match(fellBack.problems[0]!, /firewall\.backend is "auto" but the enforcer runs the memory backend/);
   // auto with no usable backend: the DeferredBackend ("unavailable") retries, the enforcer fails
-  const unavailable = judgeFirewall({ configured: 'auto', health: fw({ backend: 'unavailable', state: 'failing', lastError: { message: 'no usable firewall backend: ...', at: NOW } }) }, NOW);
+  const unavailable = judgeFirewall(
+    { configured: 'auto', health: fw({ backend: 'unavailable', state: 'failing', lastError: { message: 'no usable firewall backend: ...', at: NOW } }) },
+    NOW,
+  );
   assert.equal(unavailable.healthy, false);
   assert.match(unavailable.problems[0]!, /backend unavailable/);
 });
@@ -163,7 +233,10 @@ test('store: on disk is healthy; the in-memory fallback is not and says what is 
   const mem = judgeStore(store({ onDisk: false, path: ':memory:', openError: 'EROFS: read-only file system' }), NOW);
   assert.equal(mem.healthy, false);
   assert.match(mem.summary, /IN MEMORY ONLY/);
-  assert.match(mem.problems[0]!, /in-memory state: the state database in \/var\/lib\/pbx-guardian could not be opened \(EROFS: read-only file system\)\. Bans are enforced but are lost at the next restart/);
+  assert.match(
+    mem.problems[0]!,
+    /in-memory state: the state database in \/var\/lib\/pbx-guardian could not be opened \(EROFS: read-only file system\)\. Bans are enforced but are lost at the next restart/,
+  );
 });
 
 test('store: write errors count while they last and for 5 minutes after', () => {
@@ -184,14 +257,51 @@ test('odoo: logged in with an empty outbox is healthy', () => {
 });
 
 test('odoo: refused login, a long outage, an old undelivered event, a full outbox, no job endpoint', () => {
-  const refused = judgeOdoo(odoo({ rpc: { transport: 'jsonrpc', loggedIn: false, authError: 'Odoo rejected login for user agent on db prod: check odoo.user/odoo.password', failingSince: NOW - 1000, lastError: null, lastOkAt: null } }), NOW);
+  const refused = judgeOdoo(
+    odoo({
+      rpc: {
+        transport: 'jsonrpc',
+        loggedIn: false,
+        authError: 'Odoo rejected login for user agent on db prod: check odoo.user/odoo.password',
+        failingSince: NOW - 1000,
+        lastError: null,
+        lastOkAt: null,
+      },
+    }),
+    NOW,
+  );
   assert.equal(refused.healthy, false);
   assert.match(refused.problems[0]!, /Odoo refuses our login: .*check odoo\.user\/odoo\.password/);
   assert.match(refused.summary, /login REFUSED/);
 
-  const blip = judgeOdoo(odoo({ rpc: { transport: 'jsonrpc', loggedIn: true, authError: null, failingSince: NOW - 20_000, lastError: { message: 'cannot reach Odoo', at: NOW }, lastOkAt: NOW - 21_000 } }), NOW);
+  const blip = judgeOdoo(
+    odoo({
+      rpc: {
+        transport: 'jsonrpc',
+        loggedIn: true,
+        authError: null,
+        failingSince: NOW - 20_000,
+        lastError: { message: 'cannot reach Odoo', at: NOW },
+        lastOkAt: NOW - 21_000,
+      },
+    }),
+    NOW,
+  );
   assert.equal(blip.healthy, true, 'a 20 s blip is absorbed by retries');
-  const down = judgeOdoo(odoo({ outboxDepth: 12, rpc: { transport: 'jsonrpc', loggedIn: true, authError: null, failingSince: NOW - 3 * MIN, lastError: { message: 'cannot reach Odoo at https://odoo.example.com: ECONNREFUSED', at: NOW }, lastOkAt: NOW - 3 * MIN } }), NOW);
+  const down = judgeOdoo(
+    odoo({
+      outboxDepth: 12,
+      rpc: {
+        transport: 'jsonrpc',
+        loggedIn: true,
+        authError: null,
+        failingSince: NOW - 3 * MIN,
+        lastError: { message: 'cannot reach Odoo at https://odoo.example.com: ECONNREFUSED', at: NOW },
+        lastOkAt: NOW - 3 * MIN,
+      },
+    }),
+    NOW,
+  );
   assert.equal(down.healthy, false);
   assert.match(down.problems[0]!, /fail since 3m ago \(cannot reach Odoo .*ECONNREFUSED\): events wait in the outbox \(12\)/);
 
@@ -231,14 +341,20 @@ function inputs(over: Partial<HealthInputs> = {}): HealthInputs {
 test('report: healthy only when every enabled part is; disabled parts do not count; the text has one line per enabled part', () => {
   const ok = judgeHealth(inputs(), NOW);
   assert.equal(ok.healthy, true);
-  assert.deepEqual(ok.parts.map((p) => p.part), ['ami', 'guard', 'firewall', 'store', 'odoo', 'webhooks']);
+  assert.deepEqual(
+    ok.parts.map((p) => p.part),
+    ['ami', 'guard', 'firewall', 'store', 'odoo', 'webhooks'],
+  );
   assert.equal(ok.checkedAt, '2026-12-02T13:00:00.000Z');
   const text = formatHealth(ok);
   assert.equal(text.split('\n')[0], 'Health: OK (4 parts)');
   assert.equal(text.split('\n').length, 5, 'head + 4 enabled parts');
   assert.doesNotMatch(text, /odoo|webhooks/);
 
-  const bad = judgeHealth(inputs({ ami: ami({ state: 'disconnected', security: 'unknown', lastLoginError: { kind: 'auth', message: 'refused', at: NOW } }) }), NOW);
+  const bad = judgeHealth(
+    inputs({ ami: ami({ state: 'disconnected', security: 'unknown', lastLoginError: { kind: 'auth', message: 'refused', at: NOW } }) }),
+    NOW,
+  );
   assert.equal(bad.healthy, false);
   const lines = formatHealth(bad).split('\n');
   assert.equal(lines[0], 'Health: FAIL (ami, guard: 2 problems)');

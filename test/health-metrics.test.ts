@@ -5,21 +5,49 @@ import type { AmiHealth } from '../src/ami/index.js';
 import type { FirewallHealth } from '../src/firewall/index.js';
 import { judgeHealth, registerHealthMetrics, type HealthInputs, type HealthSample } from '../src/health/index.js';
 
-const sample = (text: string, series: string) => text.split('\n').find((l) => l.startsWith(series + ' '))?.slice(series.length + 1);
+const sample = (text: string, series: string) =>
+  text
+    .split('\n')
+    .find((l) => l.startsWith(series + ' '))
+    ?.slice(series.length + 1);
 
 const fw: FirewallHealth = {
-  backend: 'nftables', dryRun: false, state: 'enforcing', pausedReason: null, tablePresent: true, kernelElements: 2, kernelCountedAt: 1, storeActive: 2, queued: 0,
-  lastSuccessAt: 1, lastError: null, repairs: 0,
+  backend: 'nftables',
+  dryRun: false,
+  state: 'enforcing',
+  pausedReason: null,
+  tablePresent: true,
+  kernelElements: 2,
+  kernelCountedAt: 1,
+  storeActive: 2,
+  queued: 0,
+  lastSuccessAt: 1,
+  lastError: null,
+  repairs: 0,
 };
 const ami: AmiHealth = {
-  state: 'connected', host: '127.0.0.1', port: 5038, username: 'guardian', since: 0, lastLoginError: null, security: 'verified',
-  classesSeen: ['security'], lastEventAt: 1_700_000_000_000, lastSecurityEventAt: 1_700_000_000_000, advice: null,
+  state: 'connected',
+  host: '127.0.0.1',
+  port: 5038,
+  username: 'guardian',
+  since: 0,
+  lastLoginError: null,
+  security: 'verified',
+  classesSeen: ['security'],
+  lastEventAt: 1_700_000_000_000,
+  lastSecurityEventAt: 1_700_000_000_000,
+  advice: null,
 };
 
 function inputs(over: Partial<HealthInputs>): HealthInputs {
   return {
-    ami, guard: { rules: 3, tracked: 0, maxTracked: 1000, activeBans: 2 }, firewall: { configured: 'auto', health: fw },
-    store: { onDisk: true, path: '/s/guardian.sqlite', stateDir: '/s', openError: null, lastWriteError: null, lastWriteOkAt: null }, odoo: null, webhooks: null, ...over,
+    ami,
+    guard: { rules: 3, tracked: 0, maxTracked: 1000, activeBans: 2 },
+    firewall: { configured: 'auto', health: fw },
+    store: { onDisk: true, path: '/s/guardian.sqlite', stateDir: '/s', openError: null, lastWriteError: null, lastWriteOkAt: null },
+    odoo: null,
+    webhooks: null,
+    ...over,
   };
 }
 
@@ -44,7 +72,10 @@ test('health metrics: judged at each scrape (one sample per scrape, no timer), p
   assert.equal(sample(text, 'pbx_guardian_firewall_store_bans{backend="nftables"}'), '2');
 
   // the AMI user loses read=security, the backend becomes a dry run: the next scrape says so
-  current = inputs({ ami: { ...ami, security: 'missing' }, firewall: { configured: 'memory', health: { ...fw, backend: 'memory', dryRun: true, kernelElements: null } } });
+  current = inputs({
+    ami: { ...ami, security: 'missing' },
+    firewall: { configured: 'memory', health: { ...fw, backend: 'memory', dryRun: true, kernelElements: null } },
+  });
   await new Promise((r) => setImmediate(r));
   text = await registry.metrics();
   assert.equal(takes, 2);

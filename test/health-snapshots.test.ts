@@ -39,8 +39,14 @@ test('odoo: logged in → healthy; Odoo down → the outbox and its oldest event
     assert.equal(partOf(d.health(), 'odoo').healthy, true, 'a fresh outage is within bounds');
     const later = judgeOdoo(down, Date.now() + 6 * MIN);
     assert.equal(later.healthy, false);
-    assert.ok(later.problems.some((p) => /fail since 6m ago .*503/.test(p)), later.problems.join('\n'));
-    assert.ok(later.problems.some((p) => /the oldest undelivered event was queued 6m ago \(1 in the outbox\)/.test(p)), later.problems.join('\n'));
+    assert.ok(
+      later.problems.some((p) => /fail since 6m ago .*503/.test(p)),
+      later.problems.join('\n'),
+    );
+    assert.ok(
+      later.problems.some((p) => /the oldest undelivered event was queued 6m ago \(1 in the outbox\)/.test(p)),
+      later.problems.join('\n'),
+    );
 
     odoo.mode = 'ok';
     await waitFor('outbox drained', () => d.odoo!.health().outboxDepth === 0, 15_000);
@@ -69,7 +75,9 @@ test('webhooks: a receiver answering 503 is failing since its first refusal; unh
   const port = (server.address() as AddressInfo).port;
   const td = await startTestDaemon({
     ami: false,
-    config: { webhooks: [{ name: 'crm', url: `http://127.0.0.1:${port}/hook`, events: ['GuardianBan'], secret: 'webhook-secret-0123456789', maxBackoffMs: 50 }] },
+    config: {
+      webhooks: [{ name: 'crm', url: `http://127.0.0.1:${port}/hook`, events: ['GuardianBan'], secret: 'webhook-secret-0123456789', maxBackoffMs: 50 }],
+    },
   });
   try {
     const d = td.daemon;
@@ -114,7 +122,14 @@ test('store: writes refused by SQLite (read-only) → unhealthy with the error; 
     const recovered = partOf(d.health(), 'store');
     assert.equal(recovered.healthy, false, 'still reported right after');
     assert.match(recovered.problems[0]!, /writes succeed again since/);
-    const snapshot = { onDisk: d.store.onDisk, path: d.store.path, stateDir: td.config.stateDir, openError: null, lastWriteError: d.store.lastWriteError, lastWriteOkAt: d.store.lastWriteOkAt };
+    const snapshot = {
+      onDisk: d.store.onDisk,
+      path: d.store.path,
+      stateDir: td.config.stateDir,
+      openError: null,
+      lastWriteError: d.store.lastWriteError,
+      lastWriteOkAt: d.store.lastWriteOkAt,
+    };
     assert.equal(judgeStore(snapshot, Date.now() + 6 * MIN).healthy, true, 'healthy once the error is 5 minutes old');
   } finally {
     await td.close();

@@ -34,17 +34,31 @@ function setup() {
     onFailure: (listener, address) => guardian.observeExternal('HttpAuthFailure', address, listener),
   });
   const submitted: unknown[] = [];
-  const agent = createAgentApp({ token: TOKEN, bodyLimitBytes: 65536, submit: (r) => { submitted.push(r); return { ok: true, id: String(submitted.length) }; }, failures });
+  const agent = createAgentApp({
+    token: TOKEN,
+    bodyLimitBytes: 65536,
+    submit: (r) => {
+      submitted.push(r);
+      return { ok: true, id: String(submitted.length) };
+    },
+    failures,
+  });
   const rest = createRestApp({
     config: { ...defaultRestConfig(), enabled: true, tokens: [{ name: 'crm', token: REST, scopes: ['admin'] }] },
-    ami: new FakeAmi(), bans: new FakeBans(), actionPolicy: resolveActionPolicy(), authFailures: failures,
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    actionPolicy: resolveActionPolicy(),
+    authFailures: failures,
   });
   return { guardian, enforcement, clock, log, registry, failures, agent, rest, submitted };
 }
 
 const job = (token: string, remoteAddress: string) => ({
-  method: 'POST' as const, url: '/app/asterisk_plus/agent', remoteAddress,
-  headers: { 'content-type': 'application/json', 'x-token': token }, payload: JSON.stringify({ fun: 'test.ping' }),
+  method: 'POST' as const,
+  url: '/app/asterisk_plus/agent',
+  remoteAddress,
+  headers: { 'content-type': 'application/json', 'x-token': token },
+  payload: JSON.stringify({ fun: 'test.ping' }),
 });
 
 const authLines = (log: LogCapture) => log.lines.filter((l) => l.event === 'auth-failures');
@@ -74,7 +88,10 @@ test('many bad-token requests: one log line per source, 429 past the bound, coun
     // the guard banned it with the shipped rule; the ban is in the (memory) firewall
     const ban = s.guardian.listBans().find((b) => b.target === ATTACKER);
     assert.equal(ban?.rule, 'http-auth-failure');
-    assert.ok((await s.enforcement.backend.list()).some((e) => e.target === ATTACKER), 'banned in the firewall');
+    assert.ok(
+      (await s.enforcement.backend.list()).some((e) => e.target === ATTACKER),
+      'banned in the firewall',
+    );
     const metrics = await s.registry.metrics();
     assert.match(metrics, /pbx_guardian_auth_failures_total\{listener="agent",reason="invalid"\} 20\n/);
     assert.match(metrics, /pbx_guardian_auth_throttled_total\{listener="agent",reason="throttled"\} 1980\n/);
@@ -109,10 +126,21 @@ test('an allow-listed source (the Odoo host) with a wrong token is slowed down b
 function postJob(port: number, token: string): Promise<number> {
   const body = JSON.stringify({ fun: 'test.ping' });
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/app/asterisk_plus/agent', rejectUnauthorized: false, agent: false, headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/app/asterisk_plus/agent',
+        rejectUnauthorized: false,
+        agent: false,
+        headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

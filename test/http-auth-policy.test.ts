@@ -50,7 +50,15 @@ test('every route of every listener, built as main.ts builds them with everythin
     firewall: { backend: 'memory' },
     admin: { socket: join(dir, 'admin.sock') },
     metrics: { enabled: true, host: '127.0.0.1', port: 0 },
-    odoo: { enabled: true, url: odooUrl, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: 'agent-token-0123456789', listen: { host: '127.0.0.1', port: 0 } },
+    odoo: {
+      enabled: true,
+      url: odooUrl,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      agentToken: 'agent-token-0123456789',
+      listen: { host: '127.0.0.1', port: 0 },
+    },
     rest: { enabled: true, port: 0, tokens: [{ name: 'crm', token: 'rest-token-0123456789abcdef', scopes: ['admin'] }] },
     console: { enabled: true },
     asteriskConfig: { enabled: true, dir: join(dir, 'asterisk') },
@@ -68,11 +76,15 @@ test('every route of every listener, built as main.ts builds them with everythin
       for (const r of declared) assert.ok(app.hasRoute({ method: r.method as 'GET', url: r.url }), `${name} ${r.method} ${r.url} is served`);
       for (const r of declared) {
         total++;
-        assert.ok(['public', 'agent-token', 'bearer', 'local-socket'].includes(r.policy.kind), `${name} ${r.method} ${r.url}: policy ${JSON.stringify(r.policy)}`);
+        assert.ok(
+          ['public', 'agent-token', 'bearer', 'local-socket'].includes(r.policy.kind),
+          `${name} ${r.method} ${r.url}: policy ${JSON.stringify(r.policy)}`,
+        );
         if (name === 'admin') assert.equal(r.policy.kind, 'local-socket', `admin ${r.method} ${r.url}`);
         if (name === 'agent') assert.equal(r.policy.kind, 'agent-token', `agent ${r.method} ${r.url}`);
         if (name === 'rest' && r.url !== '/v1/openapi.json') assert.equal(r.policy.kind, 'bearer', `rest ${r.method} ${r.url}`);
-        if (name !== 'metrics' && r.method !== 'HEAD') assert.ok(sampled.has(`${name} ${r.method} ${r.url}`), `no sample request for ${name} ${r.method} ${r.url} in test/helpers/http-routes.ts`);
+        if (name !== 'metrics' && r.method !== 'HEAD')
+          assert.ok(sampled.has(`${name} ${r.method} ${r.url}`), `no sample request for ${name} ${r.method} ${r.url} in test/helpers/http-routes.ts`);
       }
     }
     // no HTTP listener of the daemon is left out (the FakeOdoo playing Odoo is the test's own)
@@ -80,7 +92,8 @@ test('every route of every listener, built as main.ts builds them with everythin
     const fakeOdoo = (odoo as unknown as { server: net.Server }).server;
     const servers = listeningHttpServers();
     assert.ok(servers.length >= 5, `found ${servers.length} HTTP servers; expected the daemon's 4 and the FakeOdoo`);
-    for (const srv of servers) if (srv !== fakeOdoo) assert.ok(ours.has(srv), `an HTTP server listening on ${JSON.stringify(srv.address())} is not one of the daemon's listeners`);
+    for (const srv of servers)
+      if (srv !== fakeOdoo) assert.ok(ours.has(srv), `an HTTP server listening on ${JSON.stringify(srv.address())} is not one of the daemon's listeners`);
     t.diagnostic(`${total} routes on ${Object.keys(daemon.listeners).length} listeners, each with a policy`);
   } finally {
     await daemon.stop();
@@ -95,8 +108,14 @@ test('a route without a policy, or with one its listener cannot check, fails at 
   installRouteAuth(app as unknown as FastifyInstance, { listener: 'rest', bearerTokens: new TokenSet() });
   assert.throws(() => app.get('/open', async () => 'x'), RoutePolicyError);
   assert.throws(() => app.get('/typo', { config: { auth: { kind: 'publik' } as never } }, async () => 'x'), /no auth policy/);
-  assert.throws(() => app.get('/agent', { config: { auth: { kind: 'agent-token' } } }, async () => 'x'), /agent-token policy on a listener without an agent token/);
+  assert.throws(
+    () => app.get('/agent', { config: { auth: { kind: 'agent-token' } } }, async () => 'x'),
+    /agent-token policy on a listener without an agent token/,
+  );
   assert.throws(() => app.get('/noscope', { config: { auth: { kind: 'bearer', scope: '' } } }, async () => 'x'), RoutePolicyError);
   app.get('/ok', { config: { auth: PUBLIC } }, async () => 'x');
-  assert.deepEqual(routesOf(app as unknown as FastifyInstance)!.map((r) => `${r.method} ${r.url}`), ['GET /ok', 'HEAD /ok']);
+  assert.deepEqual(
+    routesOf(app as unknown as FastifyInstance)!.map((r) => `${r.method} ${r.url}`),
+    ['GET /ok', 'HEAD /ok'],
+  );
 });

@@ -27,14 +27,22 @@ const REMOVED = 'rest-removed-token-0123456789';
 const OLD_AGENT = 'agent-old-token-0123456789';
 const NEW_AGENT = 'agent-new-token-0123456789';
 
-interface Hook { secret: string; url: string; got: Array<{ headers: IncomingMessage['headers']; body: string }>; close(): Promise<void> }
+interface Hook {
+  secret: string;
+  url: string;
+  got: Array<{ headers: IncomingMessage['headers']; body: string }>;
+  close(): Promise<void>;
+}
 
 async function receiver(secret: string): Promise<Hook> {
   const got: Hook['got'] = [];
   const srv = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => { got.push({ headers: req.headers, body }); res.end('ok'); });
+    req.on('end', () => {
+      got.push({ headers: req.headers, body });
+      res.end('ok');
+    });
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}/hook`;
@@ -44,10 +52,21 @@ async function receiver(secret: string): Promise<Hook> {
 function postJob(port: number, token: string): Promise<number> {
   const body = JSON.stringify({ fun: 'test.ping' });
   return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: '127.0.0.1', port, method: 'POST', path: '/app/asterisk_plus/agent', rejectUnauthorized: false, agent: false, headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/app/asterisk_plus/agent',
+        rejectUnauthorized: false,
+        agent: false,
+        headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -67,11 +86,33 @@ test('reload applies REST tokens, the agent token and webhook url/secret at once
     firewall: { backend: 'memory' },
     admin: { socket: join(dir, 'admin.sock') },
     metrics: { enabled: false },
-    odoo: { enabled: true, url: odooUrl, db: odoo.db, user: odoo.user, password: odoo.password, agentToken, listen: { host: '127.0.0.1', port: 0 }, rpcRetries: 0 },
+    odoo: {
+      enabled: true,
+      url: odooUrl,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      agentToken,
+      listen: { host: '127.0.0.1', port: 0 },
+      rpcRetries: 0,
+    },
     rest: { enabled: true, port: restPort, tokens },
     webhooks: [{ name: 'crm', url: hook.url, events: ['GuardianBan'], secret: hook.secret }],
   });
-  writeFileSync(configPath, stringify(doc(OLD_AGENT, [{ name: 'kept', token: KEEP, scopes: ['admin'] }, { name: 'removed', token: REMOVED, scopes: ['admin'] }], hook1, 0)));
+  writeFileSync(
+    configPath,
+    stringify(
+      doc(
+        OLD_AGENT,
+        [
+          { name: 'kept', token: KEEP, scopes: ['admin'] },
+          { name: 'removed', token: REMOVED, scopes: ['admin'] },
+        ],
+        hook1,
+        0,
+      ),
+    ),
+  );
   const daemon = await startDaemon({ config: loadConfig(configPath, {}), configPath, backend: new MemoryBackend(), logger: pino({ level: 'silent' }) });
   try {
     const rest = { port: daemon.rest!.address.port };
@@ -102,7 +143,10 @@ test('reload applies REST tokens, the agent token and webhook url/secret at once
 
     const r = JSON.parse(answer.body) as { applied: string[]; restartNeeded: string[] };
     assert.ok(r.applied.includes('rest.tokens') && r.applied.includes('odoo.agentToken'), answer.body);
-    assert.ok(r.applied.some((a) => /^webhooks crm: url, secret$/.test(a)), answer.body);
+    assert.ok(
+      r.applied.some((a) => /^webhooks crm: url, secret$/.test(a)),
+      answer.body,
+    );
     assert.deepEqual(r.restartNeeded, ['rest.port'], answer.body);
     assert.ok(!answer.body.includes(NEW_AGENT) && !answer.body.includes(hook2.secret), 'the answer names keys, never secrets');
   } finally {

@@ -19,10 +19,24 @@ import { PUBLIC_SAMPLES, SAMPLES, pathVariants, type ListenerName, type Sample }
 function wrongCredentials(listener: ListenerName): Array<Record<string, string>> {
   const none = {};
   if (listener === 'agent') {
-    return [none, { 'x-token': 'wrong' }, { 'x-token': AGENT + 'x' }, { 'x-token': AGENT.slice(0, -1) }, { authorization: `Bearer ${AGENT}` }, { 'x-token': REST_ADMIN }];
+    return [
+      none,
+      { 'x-token': 'wrong' },
+      { 'x-token': AGENT + 'x' },
+      { 'x-token': AGENT.slice(0, -1) },
+      { authorization: `Bearer ${AGENT}` },
+      { 'x-token': REST_ADMIN },
+    ];
   }
   if (listener === 'rest') {
-    return [none, { authorization: 'Bearer wrong-token-0123456789' }, { authorization: `Bearer ${REST_ADMIN.slice(0, -1)}` }, { authorization: REST_ADMIN }, { 'x-token': REST_ADMIN }, { authorization: `Bearer ${AGENT}` }];
+    return [
+      none,
+      { authorization: 'Bearer wrong-token-0123456789' },
+      { authorization: `Bearer ${REST_ADMIN.slice(0, -1)}` },
+      { authorization: REST_ADMIN },
+      { 'x-token': REST_ADMIN },
+      { authorization: `Bearer ${AGENT}` },
+    ];
   }
   // admin on TCP: no credential is right; the unix socket is the credential
   return [none, { 'x-token': AGENT }, { authorization: `Bearer ${REST_ADMIN}` }];
@@ -47,7 +61,13 @@ test('finding 1: POST /app/asterisk_plus/%61gent without a token is refused and 
   const l = await startListeners();
   try {
     const before = await l.state();
-    const r = await send({ port: l.ports.agent }, 'POST', '/app/asterisk_plus/%61gent', { 'content-type': 'application/json' }, JSON.stringify({ fun: 'security.ban', args: ['203.0.113.66'] }));
+    const r = await send(
+      { port: l.ports.agent },
+      'POST',
+      '/app/asterisk_plus/%61gent',
+      { 'content-type': 'application/json' },
+      JSON.stringify({ fun: 'security.ban', args: ['203.0.113.66'] }),
+    );
     assert.equal(r.status, 401, r.body);
     assert.equal(l.submitted.length, 0, 'no job submitted');
     assert.equal(await l.state(), before, 'nothing changed: no ban, no store row, no firewall entry');
@@ -111,7 +131,10 @@ test('the admin routes answer on the unix socket (its file mode is the credentia
     await listenAdminSocket(app, socketPath, 0o600);
     const r = await send({ socketPath }, 'POST', '/bans', { 'content-type': 'application/json' }, JSON.stringify({ target: '203.0.113.90', duration: '1h' }));
     assert.equal(r.status, 201, r.body);
-    assert.deepEqual(guardian.listBans().map((b) => b.target), ['203.0.113.90']);
+    assert.deepEqual(
+      guardian.listBans().map((b) => b.target),
+      ['203.0.113.90'],
+    );
   } finally {
     await app.close();
     rmSync(dir, { recursive: true, force: true });

@@ -10,7 +10,10 @@ import { FULL, UNIT, laneOf } from './lanes.js';
 import { repoPath } from './helpers/fixtures.js';
 
 const TEST_DIR = repoPath('test');
-const testFiles = () => readdirSync(TEST_DIR).filter((f) => f.endsWith('.test.ts')).sort();
+const testFiles = () =>
+  readdirSync(TEST_DIR)
+    .filter((f) => f.endsWith('.test.ts'))
+    .sort();
 
 /** what only the full lane may use: a namespace, root, the kernel's tools, system programs */
 const FULL_ONLY: Array<[RegExp, string]> = [
@@ -45,7 +48,11 @@ test('every test file is in exactly one lane, and every listed file exists', () 
   const inBoth = UNIT.filter((f) => Object.hasOwn(FULL, f));
   assert.deepEqual(inBoth, [], 'test files in both lanes');
   const listed = [...UNIT, ...Object.keys(FULL)];
-  assert.deepEqual(listed.filter((f) => !files.includes(f)), [], 'listed in test/lanes.ts but not under test/');
+  assert.deepEqual(
+    listed.filter((f) => !files.includes(f)),
+    [],
+    'listed in test/lanes.ts but not under test/',
+  );
   assert.equal(new Set(UNIT).size, UNIT.length, 'a file listed twice in UNIT');
   for (const [f, why] of Object.entries(FULL)) assert.ok(why.trim().length > 0, `${f}: say why it is not a unit test`);
 });

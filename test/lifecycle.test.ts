@@ -51,6 +51,12 @@ test('lifecycle: a stop that throws or rejects is reported and the rest still st
   await life.start(part(log, 'webhooks', 'stop-async'));
   await life.start(part(log, 'ami'));
   assert.deepEqual(await life.stop(), ['webhooks', 'store']);
-  assert.deepEqual(log.filter((l) => l.startsWith('stop')), ['stop ami', 'stop webhooks', 'stop store', 'stop lock']);
-  assert.deepEqual(failed, [['webhooks', 'webhooks rejected'], ['store', 'store cannot stop']]);
+  assert.deepEqual(
+    log.filter((l) => l.startsWith('stop')),
+    ['stop ami', 'stop webhooks', 'stop store', 'stop lock'],
+  );
+  assert.deepEqual(failed, [
+    ['webhooks', 'webhooks rejected'],
+    ['store', 'store cannot stop'],
+  ]);
 });

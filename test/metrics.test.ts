@@ -18,7 +18,11 @@ test('TalliedCounter: hot-path increments reach every scrape, cumulatively, one 
   assert.equal(line(text, 't_one_total{event="InvalidPassword"}'), 't_one_total{event="InvalidPassword"} 3');
   two.inc('InvalidPassword', 'SIP');
   text = await registry.metrics();
-  assert.equal(line(text, 't_two_total{event="InvalidPassword",service="SIP"}'), 't_two_total{event="InvalidPassword",service="SIP"} 6', 'only the new increment is added');
+  assert.equal(
+    line(text, 't_two_total{event="InvalidPassword",service="SIP"}'),
+    't_two_total{event="InvalidPassword",service="SIP"} 6',
+    'only the new increment is added',
+  );
   text = await registry.metrics();
   assert.equal(line(text, 't_one_total{event="InvalidPassword"}'), 't_one_total{event="InvalidPassword"} 3', 'a scrape adds nothing by itself');
 });
@@ -28,5 +32,11 @@ test('TalliedCounter: past maxKeys distinct label values, increments go straight
   const c = new TalliedCounter({ name: 't_bounded_total', help: 'h', labelNames: ['event'], registers: [registry] }, 2);
   for (const e of ['a', 'b', 'c', 'd', 'c']) c.inc(e);
   const text = await registry.metrics();
-  for (const [e, n] of [['a', 1], ['b', 1], ['c', 2], ['d', 1]] as const) assert.equal(line(text, `t_bounded_total{event="${e}"}`), `t_bounded_total{event="${e}"} ${n}`);
+  for (const [e, n] of [
+    ['a', 1],
+    ['b', 1],
+    ['c', 2],
+    ['d', 1],
+  ] as const)
+    assert.equal(line(text, `t_bounded_total{event="${e}"}`), `t_bounded_total{event="${e}"} ${n}`);
 });

@@ -23,7 +23,11 @@ async function agiSession(port: number, env: Record<string, string>, answer: (cm
   const cmds: string[] = [];
   let buf = '';
   await new Promise<void>((r) => sock.once('connect', () => r()));
-  sock.write(Object.entries(env).map(([k, v]) => `${k}: ${v}\n`).join('') + '\n');
+  sock.write(
+    Object.entries(env)
+      .map(([k, v]) => `${k}: ${v}\n`)
+      .join('') + '\n',
+  );
   await new Promise<void>((resolve, reject) => {
     sock.on('data', (d: string) => {
       buf += d;
@@ -43,19 +47,43 @@ async function agiSession(port: number, env: Record<string, string>, answer: (cm
 }
 
 test('FastAGI round trip: environment → fagi_request(request) → AGI commands, PJSIP_DIAL_CONTACTS expanded', async () => {
-  const odoo = new FakeOdoo({ eventsMap: [{ id: 10, name: 'route_did', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false }] });
+  const odoo = new FakeOdoo({
+    eventsMap: [{ id: 10, name: 'route_did', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false }],
+  });
   await odoo.start();
   odoo.responders.set('asterisk_plus.user.fagi_request', () => ['EXEC MIXMONITOR 2024/01/02/1700000000.1.wav,b', 'PJSIP_DIAL_CONTACTS 101,102,103 30,t']);
   const bridge = await startOdooBridge({
-    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, listen: { enabled: false }, fagi: { enabled: true, host: '127.0.0.1', port: 0 }, systemName: 'pbx1' },
-    ami: new FakeAmi(), bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry: new Registry(), stateDir: path.join(tmp, 's'), reloadConfig: () => undefined,
+    config: {
+      url: odoo.url,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      listen: { enabled: false },
+      fagi: { enabled: true, host: '127.0.0.1', port: 0 },
+      systemName: 'pbx1',
+    },
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db: new Database(':memory:'),
+    logger: log,
+    registry: new Registry(),
+    stateDir: path.join(tmp, 's'),
+    reloadConfig: () => undefined,
   });
   try {
     await odoo.waitFor(() => odoo.callsTo('asterisk_plus.event', 'search_read').length === 1);
     await new Promise((r) => setTimeout(r, 20));
     const env = {
-      agi_network: 'yes', agi_network_script: 'route_did', agi_request: `agi://127.0.0.1:${bridge.fagiAddress!.port}/route_did`,
-      agi_channel: 'PJSIP/trunk-00000001', agi_language: 'en', agi_uniqueid: '1700000000.1', agi_callerid: '+15551234', agi_dnid: '+15550000', agi_extension: '5550000', agi_context: 'from-trunk',
+      agi_network: 'yes',
+      agi_network_script: 'route_did',
+      agi_request: `agi://127.0.0.1:${bridge.fagiAddress!.port}/route_did`,
+      agi_channel: 'PJSIP/trunk-00000001',
+      agi_language: 'en',
+      agi_uniqueid: '1700000000.1',
+      agi_callerid: '+15551234',
+      agi_dnid: '+15550000',
+      agi_extension: '5550000',
+      agi_context: 'from-trunk',
     };
     const cmds = await agiSession(bridge.fagiAddress!.port, env, (cmd) => {
       if (cmd === 'GET FULL VARIABLE ${PJSIP_DIAL_CONTACTS(101)}') return '200 result=1 (PJSIP/101/sip:101@192.0.2.10:5060)';
@@ -85,9 +113,16 @@ test('FastAGI round trip: environment → fagi_request(request) → AGI commands
     const s = net.connect(bridge.fagiAddress!.port, '127.0.0.1');
     await new Promise<void>((r) => s.once('connect', () => r()));
     s.write('agi_x: ' + 'a'.repeat(20_000));
-    await new Promise<void>((r) => { s.on('close', () => r()); s.on('error', () => r()); s.resume(); });
+    await new Promise<void>((r) => {
+      s.on('close', () => r());
+      s.on('error', () => r());
+      s.resume();
+    });
     assert.deepEqual(odoo.violations, []);
-  } finally { await bridge.close(); await odoo.stop(); }
+  } finally {
+    await bridge.close();
+    await odoo.stop();
+  }
 });
 
 test('odooInit: credentials on success; clear errors for the 400 texts', async () => {
@@ -97,13 +132,18 @@ test('odooInit: credentials on success; clear errors for the 400 texts', async (
     const r = await odooInit({ url: odoo.url, db: 'testdb' });
     assert.deepEqual(r, { agent_token: 'tok-123', odoo_user: 'asterisk1', odoo_password: odoo.password, odoo_db: 'testdb' });
     odoo.init = { status: 400, text: 'Agent is already initialized.' };
-    await assert.rejects(odooInit({ url: odoo.url + '/', db: 'testdb' }), (e: unknown) => e instanceof OdooInitError && /Permit agent initialization/.test(e.message) && /copy the agent token/.test(e.message));
+    await assert.rejects(
+      odooInit({ url: odoo.url + '/', db: 'testdb' }),
+      (e: unknown) => e instanceof OdooInitError && /Permit agent initialization/.test(e.message) && /copy the agent token/.test(e.message),
+    );
     odoo.init = { status: 400, text: 'Agent initialization is not permitted!' };
     await assert.rejects(odooInit({ url: odoo.url, db: 'testdb' }), /not permitted.*enable "Permit agent initialization"/);
     odoo.init = { status: 200, body: { agent_token: 'x' } };
     await assert.rejects(odooInit({ url: odoo.url, db: 'testdb' }), /no odoo_user/);
     await assert.rejects(odooInit({ url: 'http://127.0.0.1:1', db: 'testdb' }), /cannot reach Odoo/);
-  } finally { await odoo.stop(); }
+  } finally {
+    await odoo.stop();
+  }
 });
 
 test('self-signed pair: generated once in the state dir with mode 0600, valid, reused', () => {
@@ -125,24 +165,51 @@ test('FastAGI: the answer Odoo gave for a user with two channels (PJSIP_DIAL_CON
   const recorded = recordedExchanges('agent-to-odoo').find((r) => r.req_body?.includes('fagi_request'))!;
   const answer = (JSON.parse(recorded.resp_body!) as { result: string[] }).result;
   assert.ok(answer.includes('PJSIP_DIAL_CONTACTS 101,101 30,t'));
-  const odoo = new FakeOdoo({ eventsMap: [{ id: 10, name: 'route_did', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false }] });
+  const odoo = new FakeOdoo({
+    eventsMap: [{ id: 10, name: 'route_did', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false }],
+  });
   await odoo.start();
   odoo.responders.set('asterisk_plus.user.fagi_request', () => answer);
   const bridge = await startOdooBridge({
-    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, listen: { enabled: false }, fagi: { enabled: true, host: '127.0.0.1', port: 0 } },
-    ami: new FakeAmi(), bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry: new Registry(), stateDir: path.join(tmp, 's2'), reloadConfig: () => undefined,
+    config: {
+      url: odoo.url,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      listen: { enabled: false },
+      fagi: { enabled: true, host: '127.0.0.1', port: 0 },
+    },
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db: new Database(':memory:'),
+    logger: log,
+    registry: new Registry(),
+    stateDir: path.join(tmp, 's2'),
+    reloadConfig: () => undefined,
   });
   try {
     await odoo.waitFor(() => odoo.callsTo('asterisk_plus.event', 'search_read').length === 1);
     await new Promise((r) => setTimeout(r, 20));
-    const env = { agi_network: 'yes', agi_network_script: 'route_did', agi_request: `agi://127.0.0.1:${bridge.fagiAddress!.port}/route_did`, agi_channel: 'PJSIP/trunk-00000002', agi_uniqueid: '1796191600.30' };
+    const env = {
+      agi_network: 'yes',
+      agi_network_script: 'route_did',
+      agi_request: `agi://127.0.0.1:${bridge.fagiAddress!.port}/route_did`,
+      agi_channel: 'PJSIP/trunk-00000002',
+      agi_uniqueid: '1796191600.30',
+    };
     // two contacts registered for 101 (a desk phone and a softphone), one of them twice
     const cmds = await agiSession(bridge.fagiAddress!.port, env, (cmd) =>
-      cmd === 'GET FULL VARIABLE ${PJSIP_DIAL_CONTACTS(101)}' ? '200 result=1 (PJSIP/101/sip:101@192.0.2.10:5060&PJSIP/101/sip:101@192.0.2.20:5062&PJSIP/101/sip:101@192.0.2.10:5060)' : '200 result=0');
+      cmd === 'GET FULL VARIABLE ${PJSIP_DIAL_CONTACTS(101)}'
+        ? '200 result=1 (PJSIP/101/sip:101@192.0.2.10:5060&PJSIP/101/sip:101@192.0.2.20:5062&PJSIP/101/sip:101@192.0.2.10:5060)'
+        : '200 result=0',
+    );
     assert.deepEqual(cmds, [
       'EXEC MIXMONITOR 2026/12/2/1796191600.30.wav,b',
       'GET FULL VARIABLE ${PJSIP_DIAL_CONTACTS(101)}',
       'EXEC Dial PJSIP/101/sip:101@192.0.2.10:5060&PJSIP/101/sip:101@192.0.2.20:5062,30,t',
     ]);
-  } finally { await bridge.close(); await odoo.stop(); }
+  } finally {
+    await bridge.close();
+    await odoo.stop();
+  }
 });

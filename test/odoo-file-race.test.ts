@@ -18,7 +18,11 @@ const ATTEMPTS = 400;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pbxg-file-race-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-interface Layout { rec: string; outside: string; swapper: ChildProcess }
+interface Layout {
+  rec: string;
+  outside: string;
+  swapper: ChildProcess;
+}
 
 /** rec/day flips: a real directory (rec/day.real) ↔ a symlink to `outside` (rec/day.link). */
 function layout(name: string, content: (i: number, where: 'inside' | 'outside') => string): Layout {
@@ -56,9 +60,13 @@ async function stop(l: Layout): Promise<void> {
 
 function ctx(rec: string) {
   return {
-    ami: new FakeAmi(), bans: new FakeBans(), log: pino({ level: 'silent' }),
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    log: pino({ level: 'silent' }),
     config: resolveOdooConfig({ recordingDirs: [rec] }),
-    reloadConfig: () => undefined, reloadEvents: async () => undefined, timeoutMs: 5000,
+    reloadConfig: () => undefined,
+    reloadEvents: async () => undefined,
+    timeoutMs: 5000,
     hold: async () => ({ shrink: () => undefined, release: () => undefined }),
   } as unknown as Parameters<JobFunction>[2];
 }
@@ -83,15 +91,22 @@ test('file.delete under a symlink swapper deletes nothing outside the recording 
     for (let i = 0; i < FILES; i++) {
       for (let a = 0; a < ATTEMPTS; a++) {
         const ok = await del(path.join(l.rec, 'day', `f${i}.wav`), {}, c).catch(() => false);
-        if (ok === true) { deleted++; break; }
+        if (ok === true) {
+          deleted++;
+          break;
+        }
       }
     }
-  } finally { await stop(l); }
+  } finally {
+    await stop(l);
+  }
   const outsideLeft = fs.readdirSync(l.outside).length;
   // the swapper was killed at any point of its cycle: the real directory is day or day.real
   const realDir = ['day', 'day.real'].find((n) => fs.lstatSync(path.join(l.rec, n), { throwIfNoEntry: false })?.isDirectory())!;
   const insideLeft = fs.readdirSync(path.join(l.rec, realDir)).length;
-  console.log(`file.delete race: ${deleted} deletions reported, ${FILES - outsideLeft} of ${FILES} files OUTSIDE deleted, ${FILES - insideLeft} inside deleted`);
+  console.log(
+    `file.delete race: ${deleted} deletions reported, ${FILES - outsideLeft} of ${FILES} files OUTSIDE deleted, ${FILES - insideLeft} inside deleted`,
+  );
   assert.equal(FILES - outsideLeft, 0, 'files outside the recording directory were deleted');
   assert.equal(insideLeft, 0, 'every file inside was deleted in the end');
 });
@@ -106,14 +121,17 @@ test('recording.get_file under a symlink swapper never reads a file outside the 
     await started(l);
     for (let i = 0; i < FILES; i++) {
       for (let a = 0; a < ATTEMPTS / 4; a++) {
-        const r = await get(path.join(l.rec, 'day', `f${i}.wav`), {}, c).catch(() => null) as Record<string, unknown> | null;
+        const r = (await get(path.join(l.rec, 'day', `f${i}.wav`), {}, c).catch(() => null)) as Record<string, unknown> | null;
         if (!r || r.file_data === undefined) continue;
         const text = await fileData(r);
-        if (text.startsWith('outside')) outside++; else inside++;
+        if (text.startsWith('outside')) outside++;
+        else inside++;
         break;
       }
     }
-  } finally { await stop(l); }
+  } finally {
+    await stop(l);
+  }
   console.log(`recording.get_file race: ${inside} reads inside, ${outside} reads of files OUTSIDE`);
   assert.equal(outside, 0, 'files outside the recording directory were read');
   assert.ok(inside > 0, 'some reads succeeded');
@@ -132,7 +150,7 @@ test('confinement: a recording directory that is itself a symlink works; a symli
   const get = JOB_FUNCTIONS.get('recording.get_file')!;
   const del = JOB_FUNCTIONS.get('file.delete')!;
   const c = ctx(link);
-  const read = async (p: string) => fileData(await get(p, {}, c) as Record<string, unknown>);
+  const read = async (p: string) => fileData((await get(p, {}, c)) as Record<string, unknown>);
   assert.equal(await read(path.join(link, '2026/a.wav')), 'inside a', 'under the configured (symlinked) path');
   assert.equal(await read(path.join(real, '2026/a.wav')), 'inside a', 'under its realpath');
   assert.equal(await read('2026/a.wav'), 'inside a', 'relative to it');

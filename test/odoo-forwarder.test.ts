@@ -15,26 +15,105 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pbxg-odoo-fwd-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const MAP = [
-  { id: 1, name: 'OriginateResponse', source: 'AMI', model: 'asterisk_plus.channel', method: 'on_ami_originate_response_failure', delay: 0.05, condition: "event['Response'] == 'Failure'" },
+  {
+    id: 1,
+    name: 'OriginateResponse',
+    source: 'AMI',
+    model: 'asterisk_plus.channel',
+    method: 'on_ami_originate_response_failure',
+    delay: 0.05,
+    condition: "event['Response'] == 'Failure'",
+  },
   { id: 2, name: 'Hangup', source: 'AMI', model: 'asterisk_plus.channel', method: 'on_ami_hangup', delay: 0.15, condition: false },
-  { id: 3, name: 'Newchannel', source: 'AMI', model: 'asterisk_plus.channel', method: 'on_ami_new_channel', delay: 0, condition: "not event['Channel'].startswith('Local/')" },
-  { id: 4, name: 'Newstate', source: 'AMI', model: 'asterisk_plus.channel', method: 'on_ami_update_channel_state', delay: 0, condition: "not (event['Channel'].startswith('Local/') or event['ChannelStateDesc'] not in ['Up'])" },
-  { id: 5, name: 'VarSet', source: 'AMI', model: 'asterisk_plus.channel', method: 'update_recording_filename', delay: 0, condition: "event.get('Variable') == 'MIXMONITOR_FILENAME'" },
-  { id: 6, name: 'UserEvent', source: 'AMI', model: 'asterisk_plus.call', method: 'on_user_event_set_answered', delay: 0, condition: "event.get('UserEvent') == 'CallAnswered'" },
-  { id: 7, name: 'UserEvent', source: 'AMI', model: 'asterisk_plus.call', method: 'on_user_event_set_transfer', delay: 0, condition: "event.get('UserEvent') == 'SetTransfer'" },
-  { id: 8, name: 'VarSet', source: 'AMI', model: 'asterisk_plus.recording', method: 'update_mvm_filename', delay: 0, condition: "__import__('os').system('id')" },
+  {
+    id: 3,
+    name: 'Newchannel',
+    source: 'AMI',
+    model: 'asterisk_plus.channel',
+    method: 'on_ami_new_channel',
+    delay: 0,
+    condition: "not event['Channel'].startswith('Local/')",
+  },
+  {
+    id: 4,
+    name: 'Newstate',
+    source: 'AMI',
+    model: 'asterisk_plus.channel',
+    method: 'on_ami_update_channel_state',
+    delay: 0,
+    condition: "not (event['Channel'].startswith('Local/') or event['ChannelStateDesc'] not in ['Up'])",
+  },
+  {
+    id: 5,
+    name: 'VarSet',
+    source: 'AMI',
+    model: 'asterisk_plus.channel',
+    method: 'update_recording_filename',
+    delay: 0,
+    condition: "event.get('Variable') == 'MIXMONITOR_FILENAME'",
+  },
+  {
+    id: 6,
+    name: 'UserEvent',
+    source: 'AMI',
+    model: 'asterisk_plus.call',
+    method: 'on_user_event_set_answered',
+    delay: 0,
+    condition: "event.get('UserEvent') == 'CallAnswered'",
+  },
+  {
+    id: 7,
+    name: 'UserEvent',
+    source: 'AMI',
+    model: 'asterisk_plus.call',
+    method: 'on_user_event_set_transfer',
+    delay: 0,
+    condition: "event.get('UserEvent') == 'SetTransfer'",
+  },
+  {
+    id: 8,
+    name: 'VarSet',
+    source: 'AMI',
+    model: 'asterisk_plus.recording',
+    method: 'update_mvm_filename',
+    delay: 0,
+    condition: "__import__('os').system('id')",
+  },
   { id: 9, name: 'GuardianBan', source: 'AMI', model: 'asterisk_plus.security', method: 'on_guardian_ban', delay: 0, condition: false },
   { id: 10, name: 'route_did', source: 'FAGI', model: 'asterisk_plus.user', method: 'fagi_request', delay: 0, condition: false },
 ];
 
-interface Env { bridge: OdooBridge; odoo: FakeOdoo; db: Database.Database }
+interface Env {
+  bridge: OdooBridge;
+  odoo: FakeOdoo;
+  db: Database.Database;
+}
 
 async function setup(cfg: OdooConfigInput = {}, dbFile = ':memory:', odoo?: FakeOdoo): Promise<Env> {
-  if (!odoo) { odoo = new FakeOdoo({ eventsMap: MAP }); await odoo.start(); }
+  if (!odoo) {
+    odoo = new FakeOdoo({ eventsMap: MAP });
+    await odoo.start();
+  }
   const db = new Database(dbFile);
   const bridge = await startOdooBridge({
-    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: 't', listen: { enabled: false }, systemName: 'pbx1', rpcRetries: 0, ...cfg },
-    ami: new FakeAmi(), bans: new FakeBans(), db, logger: log, registry: new Registry(), stateDir: path.join(tmp, 'state'), reloadConfig: () => undefined,
+    config: {
+      url: odoo.url,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      agentToken: 't',
+      listen: { enabled: false },
+      systemName: 'pbx1',
+      rpcRetries: 0,
+      ...cfg,
+    },
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db,
+    logger: log,
+    registry: new Registry(),
+    stateDir: path.join(tmp, 'state'),
+    reloadConfig: () => undefined,
   });
   await odoo.waitFor(() => odoo!.callsTo('asterisk_plus.event', 'search_read').length >= 1);
   await new Promise((r) => setTimeout(r, 20));
@@ -51,7 +130,15 @@ test('events map: the right handler gets the right event (conditions, delays, Sy
     bridge.handleAmiEvent(ev('Newchannel', { Channel: 'Local/200@ctx-0001;1', Uniqueid: '1.2', Linkedid: '1.1' }));
     bridge.handleAmiEvent(ev('Newstate', { Channel: 'PJSIP/100-00000001', ChannelStateDesc: 'Ringing', Uniqueid: '1.1', Linkedid: '1.1' }));
     bridge.handleAmiEvent(ev('Newstate', { Channel: 'PJSIP/100-00000001', ChannelStateDesc: 'Up', Uniqueid: '1.1', Linkedid: '1.1' }));
-    bridge.handleAmiEvent(ev('VarSet', { Channel: 'PJSIP/100-00000001', Variable: 'MIXMONITOR_FILENAME', Value: '/var/spool/asterisk/monitor/x.wav', Uniqueid: '1.1', Linkedid: '1.1' }));
+    bridge.handleAmiEvent(
+      ev('VarSet', {
+        Channel: 'PJSIP/100-00000001',
+        Variable: 'MIXMONITOR_FILENAME',
+        Value: '/var/spool/asterisk/monitor/x.wav',
+        Uniqueid: '1.1',
+        Linkedid: '1.1',
+      }),
+    );
     bridge.handleAmiEvent(ev('VarSet', { Channel: 'PJSIP/100-00000001', Variable: 'OTHER', Value: '1', Uniqueid: '1.1', Linkedid: '1.1' }));
     bridge.handleAmiEvent(ev('UserEvent', { UserEvent: 'SetTransfer', Uniqueid: '1.1', Linkedid: '1.1' }));
     bridge.handleAmiEvent(ev('OriginateResponse', { Response: 'Success', Channel: 'PJSIP/1' }));
@@ -81,20 +168,50 @@ test('events map: the right handler gets the right event (conditions, delays, Sy
     // EventTime: when the Hangup arrived, not when its delayed handler ran (unix seconds, a number)
     const { EventTime: hangupTime, ...hangupRest } = hangup.args[0] as Record<string, unknown>;
     assert.equal(typeof hangupTime, 'number');
-    assert.ok((hangupTime as number) * 1000 >= t0 - 1 && (hangupTime as number) * 1000 < hangup.at - 100, `EventTime ${String(hangupTime)} is the arrival, not the delivery (${hangup.at / 1000})`);
-    assert.deepEqual(hangupRest, { Event: 'Hangup', Privilege: 'call,all', Channel: 'PJSIP/100-00000001', Uniqueid: '1.1', Linkedid: '1.1', Cause: '16', SystemName: 'pbx1' });
+    assert.ok(
+      (hangupTime as number) * 1000 >= t0 - 1 && (hangupTime as number) * 1000 < hangup.at - 100,
+      `EventTime ${String(hangupTime)} is the arrival, not the delivery (${hangup.at / 1000})`,
+    );
+    assert.deepEqual(hangupRest, {
+      Event: 'Hangup',
+      Privilege: 'call,all',
+      Channel: 'PJSIP/100-00000001',
+      Uniqueid: '1.1',
+      Linkedid: '1.1',
+      Cause: '16',
+      SystemName: 'pbx1',
+    });
     // the row with the unsafe condition was skipped, its siblings work
     assert.equal(odoo.callsTo('asterisk_plus.recording', 'update_mvm_filename').length, 0);
     assert.deepEqual(odoo.violations, []);
-  } finally { await bridge.close(); await odoo.stop(); }
+  } finally {
+    await bridge.close();
+    await odoo.stop();
+  }
 });
 
-test('the guardian\'s own ban decisions are forwarded as GuardianBan events', async () => {
+test("the guardian's own ban decisions are forwarded as GuardianBan events", async () => {
   const { bridge, odoo } = await setup();
   try {
     const now = Date.now();
-    bridge.handleBanNotice({ action: 'ban', record: { target: '2001:db8::7', family: 6, isNetwork: false, createdAt: now, expiresAt: now + 3600_000, rule: 'sip-auth', source: 'rule', reason: '5 failures in 60 s', count: 5 } });
-    bridge.handleBanNotice({ action: 'unban', record: { target: '2001:db8::7', family: 6, isNetwork: false, createdAt: now, expiresAt: now, rule: 'sip-auth', source: 'rule', reason: '', count: 0 } });
+    bridge.handleBanNotice({
+      action: 'ban',
+      record: {
+        target: '2001:db8::7',
+        family: 6,
+        isNetwork: false,
+        createdAt: now,
+        expiresAt: now + 3600_000,
+        rule: 'sip-auth',
+        source: 'rule',
+        reason: '5 failures in 60 s',
+        count: 5,
+      },
+    });
+    bridge.handleBanNotice({
+      action: 'unban',
+      record: { target: '2001:db8::7', family: 6, isNetwork: false, createdAt: now, expiresAt: now, rule: 'sip-auth', source: 'rule', reason: '', count: 0 },
+    });
     await odoo.waitFor(() => odoo.callsTo('asterisk_plus.security', 'on_guardian_ban').length === 1);
     const e = odoo.callsTo('asterisk_plus.security', 'on_guardian_ban')[0]!.args[0] as Record<string, string>;
     assert.equal(e.Event, 'GuardianBan');
@@ -104,7 +221,10 @@ test('the guardian\'s own ban decisions are forwarded as GuardianBan events', as
     assert.equal(e.Reason, '5 failures in 60 s');
     assert.equal(e.Duration, '3600');
     assert.equal(e.SystemName, 'pbx1');
-  } finally { await bridge.close(); await odoo.stop(); }
+  } finally {
+    await bridge.close();
+    await odoo.stop();
+  }
 });
 
 test('Odoo down for a while, the agent restarted meanwhile, then back: no durable event lost, order kept per call, short-lived events expired', async () => {
@@ -130,8 +250,24 @@ test('Odoo down for a while, the agent restarted meanwhile, then back: no durabl
   first.db.close();
   const db = new Database(dbFile);
   const bridge = await startOdooBridge({
-    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: 't', listen: { enabled: false }, systemName: 'pbx1', rpcRetries: 0, ...cfg },
-    ami: new FakeAmi(), bans: new FakeBans(), db, logger: log, registry: new Registry(), stateDir: path.join(tmp, 'state'), reloadConfig: () => undefined,
+    config: {
+      url: odoo.url,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      agentToken: 't',
+      listen: { enabled: false },
+      systemName: 'pbx1',
+      rpcRetries: 0,
+      ...cfg,
+    },
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db,
+    logger: log,
+    registry: new Registry(),
+    stateDir: path.join(tmp, 'state'),
+    reloadConfig: () => undefined,
   });
   try {
     for (let i = 200; i < 300; i++) fire(bridge, i % 5, i);
@@ -150,7 +286,11 @@ test('Odoo down for a while, the agent restarted meanwhile, then back: no durabl
     assert.equal(odoo.callsTo('asterisk_plus.channel', 'on_ami_update_channel_state').length, 0, 'the expired Newstate was not sent');
     assert.equal((db.prepare('SELECT COUNT(*) AS n FROM odoo_outbox').get() as { n: number }).n, 0);
     assert.deepEqual(odoo.violations, []);
-  } finally { await bridge.close(); db.close(); await odoo.stop(); }
+  } finally {
+    await bridge.close();
+    db.close();
+    await odoo.stop();
+  }
 });
 
 test('a call replayed after an Odoo outage keeps its real times: EventTime is the arrival, kept through the outbox', async () => {
@@ -174,7 +314,11 @@ test('a call replayed after an Odoo outage keeps its real times: EventTime is th
     assert.ok((db.prepare('SELECT COUNT(*) AS n FROM odoo_outbox').get() as { n: number }).n >= 2, 'the call waits in the SQLite outbox');
     const back = Date.now();
     odoo.mode = 'ok';
-    const sent = () => [odoo.callsTo('asterisk_plus.channel', 'on_ami_new_channel'), odoo.callsTo('asterisk_plus.call', 'on_user_event_set_answered'), odoo.callsTo('asterisk_plus.channel', 'on_ami_hangup')];
+    const sent = () => [
+      odoo.callsTo('asterisk_plus.channel', 'on_ami_new_channel'),
+      odoo.callsTo('asterisk_plus.call', 'on_user_event_set_answered'),
+      odoo.callsTo('asterisk_plus.channel', 'on_ami_hangup'),
+    ];
     await odoo.waitFor(() => sent().every((c) => c.length === 1), 10_000, 'the replayed call');
     const times = sent().map((c) => (c[0]!.args[0] as Record<string, unknown>).EventTime as number);
     for (const [i, t] of times.entries()) {
@@ -185,29 +329,41 @@ test('a call replayed after an Odoo outage keeps its real times: EventTime is th
     // what the module computes from them: ringing and talk time survive the replay
     assert.ok(times[2]! - times[1]! >= 0.59, `call duration ${times[2]! - times[1]!} s (0 without EventTime)`);
     assert.ok(times[1]! - times[0]! >= 0.29);
-  } finally { await bridge.close(); db.close(); await odoo.stop(); }
+  } finally {
+    await bridge.close();
+    db.close();
+    await odoo.stop();
+  }
 });
 
-test('EventTime is Asterisk\'s own Timestamp when manager.conf has timestampevents = yes (real frame); a broken one is not used', async () => {
+test("EventTime is Asterisk's own Timestamp when manager.conf has timestampevents = yes (real frame); a broken one is not used", async () => {
   const { eventTime } = await import('../src/odoo/forwarder.js');
   const now = 1795345519_344 + 3_600_000; // an hour after the fixture's frame
   assert.equal(eventTime('1795345519.344607', now), 1795345519.344607);
   assert.equal(eventTime(undefined, now), now / 1000);
   for (const bad of ['', 'abc', '0', '1e20', String(now / 1000 + 2 * 86400)]) assert.equal(eventTime(bad, now), now / 1000, `Timestamp ${JSON.stringify(bad)}`);
-  const all = new FakeOdoo({ eventsMap: [{ id: 1, name: 'Newchannel', source: 'AMI', model: 'asterisk_plus.channel', method: 'on_ami_new_channel', delay: 0, condition: false }] });
+  const all = new FakeOdoo({
+    eventsMap: [{ id: 1, name: 'Newchannel', source: 'AMI', model: 'asterisk_plus.channel', method: 'on_ami_new_channel', delay: 0, condition: false }],
+  });
   await all.start();
   const { bridge, odoo } = await setup({}, ':memory:', all);
   try {
     const raw = fs.readFileSync(new URL('../../test/fixtures/ami/session-recorder-timestamp-systemname.raw', import.meta.url), 'latin1');
     const frame = raw.split('\r\n\r\n').find((f) => /^Event: Newchannel/m.test(f));
     assert.ok(frame, 'the fixture has a channel event');
-    const headers = frame.split('\r\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()] as [string, string]);
+    const headers = frame
+      .split('\r\n')
+      .filter(Boolean)
+      .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()] as [string, string]);
     const stamp = headers.find(([k]) => k === 'Timestamp')![1];
     bridge.handleAmiEvent(amiMessage(headers));
     const method = 'on_ami_new_channel';
     await odoo.waitFor(() => odoo.callsTo('asterisk_plus.channel', method).length === 1, 3000, method);
     assert.equal((odoo.callsTo('asterisk_plus.channel', method)[0]!.args[0] as Record<string, unknown>).EventTime, Number(stamp));
-  } finally { await bridge.close(); await odoo.stop(); }
+  } finally {
+    await bridge.close();
+    await odoo.stop();
+  }
 });
 
 test('a slow Odoo (3 s per call) does not slow or block handleAmiEvent', async () => {
@@ -245,17 +401,37 @@ test('outbox: row cap drops the oldest low-priority rows first; drains in seq or
   const dropped: string[] = [];
   const ob = new Outbox(db, { maxRows: 5, maxPayloadBytes: 1000, onDrop: (r, n) => dropped.push(`${r}:${n}`) });
   const now = Date.now();
-  const item = (seq: number, priority: number, kind: string) => ({ seq, lane: 'a', kind, model: 'm', method: 'x', args: [{ seq }], kwargs: {}, priority, createdAt: now, expiresAt: now + 60_000 });
+  const item = (seq: number, priority: number, kind: string) => ({
+    seq,
+    lane: 'a',
+    kind,
+    model: 'm',
+    method: 'x',
+    args: [{ seq }],
+    kwargs: {},
+    priority,
+    createdAt: now,
+    expiresAt: now + 60_000,
+  });
   ob.append([item(1, 3, 'Hangup'), item(2, 0, 'Newstate'), item(3, 3, 'Cdr'), item(4, 0, 'Newstate'), item(5, 1, 'VarSet')]);
   ob.append([item(6, 3, 'Hangup'), item(7, 3, 'Hangup')]);
-  assert.deepEqual(ob.peek(10).map((r) => r.seq), [1, 3, 5, 6, 7]);
+  assert.deepEqual(
+    ob.peek(10).map((r) => r.seq),
+    [1, 3, 5, 6, 7],
+  );
   ob.append([item(8, 3, 'Hangup')]);
-  assert.deepEqual(ob.peek(10).map((r) => r.seq), [1, 3, 6, 7, 8]);
+  assert.deepEqual(
+    ob.peek(10).map((r) => r.seq),
+    [1, 3, 6, 7, 8],
+  );
   ob.append([{ ...item(9, 3, 'Big'), args: ['x'.repeat(2000)] }]);
   assert.deepEqual(dropped, ['cap:2', 'cap:1', 'too_large:1']);
   assert.equal(ob.count(), 5);
   ob.append([{ ...item(10, 3, 'Old'), expiresAt: now - 1 }]);
-  assert.deepEqual(ob.peek(10).map((r) => r.seq), [3, 6, 7, 8]); // cap dropped 1 (oldest prio 3), then 10 expired
+  assert.deepEqual(
+    ob.peek(10).map((r) => r.seq),
+    [3, 6, 7, 8],
+  ); // cap dropped 1 (oldest prio 3), then 10 expired
   ob.remove([3, 6]);
   assert.equal(ob.count(), 2);
   assert.deepEqual(ob.peek(1)[0]!.args, [{ seq: 7 }]);

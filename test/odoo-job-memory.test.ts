@@ -32,10 +32,20 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 function postJob(port: number, body: unknown): Promise<number> {
   const data = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = https.request({
-      host: '127.0.0.1', port, path: '/app/asterisk_plus/agent', method: 'POST', rejectUnauthorized: false,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'x-token': TOKEN },
-    }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/app/asterisk_plus/agent',
+        method: 'POST',
+        rejectUnauthorized: false,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'x-token': TOKEN },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -48,11 +58,15 @@ function startChild(config: OdooConfigInput): Promise<{ child: ChildProcess; por
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
   let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => { if (stderr.length < 20_000) stderr += c.toString(); });
-  const exited = new Promise<string>((r) => child.once('exit', (code, sig) => {
-    const why = /FATAL ERROR.*|JavaScript heap out of memory.*/.exec(stderr)?.[0] ?? stderr.trim().slice(-600);
-    r(`the bridge process died (exit ${code}, signal ${sig}): ${why}`);
-  }));
+  child.stderr!.on('data', (c: Buffer) => {
+    if (stderr.length < 20_000) stderr += c.toString();
+  });
+  const exited = new Promise<string>((r) =>
+    child.once('exit', (code, sig) => {
+      const why = /FATAL ERROR.*|JavaScript heap out of memory.*/.exec(stderr)?.[0] ?? stderr.trim().slice(-600);
+      r(`the bridge process died (exit ${code}, signal ${sig}): ${why}`);
+    }),
+  );
   return new Promise((resolve, reject) => {
     child.once('message', (m) => resolve({ child, port: (m as { port: number }).port, exited }));
     void exited.then(reject);
@@ -60,7 +74,10 @@ function startChild(config: OdooConfigInput): Promise<{ child: ChildProcess; por
 }
 
 function report(child: ChildProcess): Promise<BridgeChildReport> {
-  return new Promise((r) => { child.once('message', (m) => r(m as BridgeChildReport)); child.send('report'); });
+  return new Promise((r) => {
+    child.once('message', (m) => r(m as BridgeChildReport));
+    child.send('report');
+  });
 }
 
 test('four concurrent recording.get_file jobs of 60 MB files: the bridge survives a 128 MB heap, every file arrives intact', async () => {
@@ -84,18 +101,34 @@ test('four concurrent recording.get_file jobs of 60 MB files: the bridge survive
   });
   await odoo.start();
   const { child, port, exited } = await startChild({
-    url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: TOKEN,
-    listen: { enabled: true, host: '127.0.0.1', port: 0 }, recordingDirs: [rec], jobTimeoutMs: 60_000,
+    url: odoo.url,
+    db: odoo.db,
+    user: odoo.user,
+    password: odoo.password,
+    agentToken: TOKEN,
+    listen: { enabled: true, host: '127.0.0.1', port: 0 },
+    recordingDirs: [rec],
+    jobTimeoutMs: 60_000,
   });
   try {
     const before = await report(child);
-    const statuses = await Promise.all(Array.from({ length: FILES }, (_, i) => postJob(port, {
-      fun: 'recording.get_file', args: [path.join(rec, `call${i}.wav`)], res_model: 'asterisk_plus.recording', res_method: 'upload_recording', pass_back: { n: i },
-    })));
+    const statuses = await Promise.all(
+      Array.from({ length: FILES }, (_, i) =>
+        postJob(port, {
+          fun: 'recording.get_file',
+          args: [path.join(rec, `call${i}.wav`)],
+          res_model: 'asterisk_plus.recording',
+          res_method: 'upload_recording',
+          pass_back: { n: i },
+        }),
+      ),
+    );
     assert.deepEqual(statuses, Array(FILES).fill(200));
     const uploads = () => odoo.callsTo('asterisk_plus.recording', 'upload_recording');
     let died: string | null = null;
-    void exited.then((m) => { died = m; });
+    void exited.then((m) => {
+      died = m;
+    });
     await odoo.waitFor(() => died !== null || uploads().length === FILES, 120_000, 'the uploads');
     assert.equal(died, null, died ?? '');
     for (const c of uploads()) {
@@ -109,11 +142,22 @@ test('four concurrent recording.get_file jobs of 60 MB files: the bridge survive
     assert.equal(await postJob(port, { fun: 'test.ping', res_model: 'm.x', res_method: 'pong' }), 200);
     await odoo.waitFor(() => odoo.callsTo('m.x', 'pong').length === 1);
     // every recording was closed once delivered
-    const open = fs.readdirSync(`/proc/${child.pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${child.pid}/fd/${fd}`); } catch { return ''; } });
-    assert.deepEqual(open.filter((f) => f.startsWith(rec)), []);
+    const open = fs.readdirSync(`/proc/${child.pid}/fd`).map((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${child.pid}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+    assert.deepEqual(
+      open.filter((f) => f.startsWith(rec)),
+      [],
+    );
     const peak = await report(child);
-    console.log(`4 x 60 MB get_file, heap limit ${HEAP_MB} MB: RSS ${Math.round(before.maxRssBytes / MB)} MB before, peak ${Math.round(peak.maxRssBytes / MB)} MB; ` +
-      `peak heapUsed ${Math.round(peak.peakHeapUsedBytes / MB)} MB, peak external+arrayBuffers ${Math.round(peak.peakExternalBytes / MB)} MB`);
+    console.log(
+      `4 x 60 MB get_file, heap limit ${HEAP_MB} MB: RSS ${Math.round(before.maxRssBytes / MB)} MB before, peak ${Math.round(peak.maxRssBytes / MB)} MB; ` +
+        `peak heapUsed ${Math.round(peak.peakHeapUsedBytes / MB)} MB, peak external+arrayBuffers ${Math.round(peak.peakExternalBytes / MB)} MB`,
+    );
     // less than one more copy of one file, for four files sent at once
     assert.ok(peak.maxRssBytes - before.maxRssBytes < SIZE, `peak RSS grew by ${peak.maxRssBytes - before.maxRssBytes} bytes`);
     assert.deepEqual(odoo.violations, []);
@@ -124,7 +168,16 @@ test('four concurrent recording.get_file jobs of 60 MB files: the bridge survive
 });
 
 function openFiles(under: string): string[] {
-  return fs.readdirSync('/proc/self/fd').map((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`); } catch { return ''; } }).filter((f) => f.startsWith(under));
+  return fs
+    .readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    })
+    .filter((f) => f.startsWith(under));
 }
 
 test('a recording whose delivery fails is read again from the start on the retry, then closed', async () => {
@@ -136,12 +189,33 @@ test('a recording whose delivery fails is read again from the start on the retry
   await odoo.start();
   odoo.mode = 'http503';
   const bridge = await startOdooBridge({
-    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: TOKEN, listen: { enabled: true, host: '127.0.0.1', port: 0 }, recordingDirs: [rec] },
-    ami: new FakeAmi(), bans: new FakeBans(), db: new Database(':memory:'), logger: pino({ level: 'silent' }), registry: new Registry(),
-    stateDir: path.join(tmp, 'state-retry'), reloadConfig: () => undefined,
+    config: {
+      url: odoo.url,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      agentToken: TOKEN,
+      listen: { enabled: true, host: '127.0.0.1', port: 0 },
+      recordingDirs: [rec],
+    },
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db: new Database(':memory:'),
+    logger: pino({ level: 'silent' }),
+    registry: new Registry(),
+    stateDir: path.join(tmp, 'state-retry'),
+    reloadConfig: () => undefined,
   });
   try {
-    assert.equal(await postJob(bridge.agentAddress!.port, { fun: 'recording.get_file', args: [path.join(rec, 'r.wav')], res_model: 'asterisk_plus.recording', res_method: 'upload_recording' }), 200);
+    assert.equal(
+      await postJob(bridge.agentAddress!.port, {
+        fun: 'recording.get_file',
+        args: [path.join(rec, 'r.wav')],
+        res_model: 'asterisk_plus.recording',
+        res_method: 'upload_recording',
+      }),
+      200,
+    );
     await odoo.waitFor(() => bridge.jobs.counters.completed === 1, 5000, 'the job');
     assert.equal(openFiles(rec).length, 1, 'the file stays open while its delivery is retried');
     assert.ok(bridge.jobs.memory.inUse() > 0);
@@ -160,8 +234,23 @@ function runner(cfg: OdooConfigInput) {
   const config = resolveOdooConfig({ recordingDirs: [path.join(tmp, 'rec2')], ...cfg });
   const results: Array<{ method: string; result: unknown }> = [];
   const r = new JobRunner({
-    ctx: { rpc: { executeKw: () => Promise.reject(new Error('no Odoo in this test')) }, configSync: null, ami: new FakeAmi(), bans: new FakeBans(), config, log: pino({ level: 'silent' }), reloadConfig: () => undefined, reloadEvents: async () => undefined, actionPolicy: resolveActionPolicy() },
-    sink: { result: (_j, _m, method, result) => { results.push({ method, result }); }, notify: () => undefined },
+    ctx: {
+      rpc: { executeKw: () => Promise.reject(new Error('no Odoo in this test')) },
+      configSync: null,
+      ami: new FakeAmi(),
+      bans: new FakeBans(),
+      config,
+      log: pino({ level: 'silent' }),
+      reloadConfig: () => undefined,
+      reloadEvents: async () => undefined,
+      actionPolicy: resolveActionPolicy(),
+    },
+    sink: {
+      result: (_j, _m, method, result) => {
+        results.push({ method, result });
+      },
+      notify: () => undefined,
+    },
   });
   return { r, results };
 }
@@ -179,7 +268,10 @@ test('an mp3 conversion reserves odoo.recordingMaxBytes of the job memory budget
     r.submit({ fun: 'recording.get_file', args: [path.join(rec, 'a.wav')], kwargs: { file_format: 'mp3' }, res_model: 'm', res_method: 'mp3' });
     await r.whenIdle();
   }
-  assert.match(String((small.results[0]!.result as Record<string, unknown>).error), /needs 4194304 bytes of memory, more than odoo\.jobMemoryMaxBytes \(2097152\)/);
+  assert.match(
+    String((small.results[0]!.result as Record<string, unknown>).error),
+    /needs 4194304 bytes of memory, more than odoo\.jobMemoryMaxBytes \(2097152\)/,
+  );
   const ok = fits.results[0]!.result as Record<string, unknown>;
   assert.equal(ok.file_name, 'a.mp3');
   assert.equal(JSON.stringify(ok.file_data), '"[15 bytes, streamed to Odoo only]"', 'a blob never serializes its bytes by accident');
@@ -192,7 +284,10 @@ test('odoo.jobQueueMaxBytes: job requests beyond the byte bound are refused (503
   const { r } = runner({ jobQueueMaxBytes: 64 * 1024, jobConcurrency: 1 });
   const big = 'x'.repeat(30 * 1024);
   const out = [1, 2, 3].map(() => r.submit({ fun: 'test.ping', args: [big] }));
-  assert.deepEqual(out.map((o) => o.ok), [true, true, false]);
+  assert.deepEqual(
+    out.map((o) => o.ok),
+    [true, true, false],
+  );
   assert.equal((out[2] as { reason: string }).reason, 'queue_full');
   await r.whenIdle();
   assert.equal(r.counters.completed, 2);
@@ -210,8 +305,12 @@ test('ByteBudget: never grants more than its capacity, first come first served, 
   assert.equal(b.inUse(), 40 + 50 + 10);
   const [r2, r3] = await Promise.all([waiting, small]);
   await assert.rejects(b.acquire(101, 1000, 'huge'), /huge needs 101 bytes of memory, more than odoo\.jobMemoryMaxBytes \(100\)/);
-  await assert.rejects(b.acquire(20, 20, 'late'), /late: no memory for it within 20 ms \(20 bytes needed, 100 of odoo\.jobMemoryMaxBytes=100 held by other jobs\)/);
-  r2.release(); r2.release();
+  await assert.rejects(
+    b.acquire(20, 20, 'late'),
+    /late: no memory for it within 20 ms \(20 bytes needed, 100 of odoo\.jobMemoryMaxBytes=100 held by other jobs\)/,
+  );
+  r2.release();
+  r2.release();
   r3.release();
   a1.release();
   assert.equal(b.inUse(), 0);

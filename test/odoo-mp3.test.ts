@@ -30,10 +30,19 @@ function slin8kWav(seconds: number): Buffer {
     pcm.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 440 * t) + 4000 * Math.sin(2 * Math.PI * 1209 * t)), i * 2);
   }
   const h = Buffer.alloc(44);
-  h.write('RIFF', 0); h.writeUInt32LE(36 + pcm.length, 4); h.write('WAVE', 8);
-  h.write('fmt ', 12); h.writeUInt32LE(16, 16); h.writeUInt16LE(1, 20); h.writeUInt16LE(1, 22);
-  h.writeUInt32LE(rate, 24); h.writeUInt32LE(rate * 2, 28); h.writeUInt16LE(2, 32); h.writeUInt16LE(16, 34);
-  h.write('data', 36); h.writeUInt32LE(pcm.length, 40);
+  h.write('RIFF', 0);
+  h.writeUInt32LE(36 + pcm.length, 4);
+  h.write('WAVE', 8);
+  h.write('fmt ', 12);
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20);
+  h.writeUInt16LE(1, 22);
+  h.writeUInt32LE(rate, 24);
+  h.writeUInt32LE(rate * 2, 28);
+  h.writeUInt16LE(2, 32);
+  h.writeUInt16LE(16, 34);
+  h.write('data', 36);
+  h.writeUInt32LE(pcm.length, 40);
   return Buffer.concat([h, pcm]);
 }
 
@@ -64,22 +73,66 @@ test('recording.get_file converts a MixMonitor wav with the module\'s parameters
   fs.writeFileSync(wav, slin8kWav(3));
   // what Asterisk's voicemail writes as WAV49 is GSM in a RIFF wrapper; lame cannot read it
   const vm = path.join(rec, 'msg0001.WAV');
-  fs.writeFileSync(vm, Buffer.concat([Buffer.from('RIFF\x00\x10\x00\x00WAVEfmt \x14\x00\x00\x00\x31\x00\x01\x00\x40\x1f\x00\x00', 'latin1'), Buffer.alloc(4096, 0x5a)]));
+  fs.writeFileSync(
+    vm,
+    Buffer.concat([Buffer.from('RIFF\x00\x10\x00\x00WAVEfmt \x14\x00\x00\x00\x31\x00\x01\x00\x40\x1f\x00\x00', 'latin1'), Buffer.alloc(4096, 0x5a)]),
+  );
   const odoo = new FakeOdoo();
   await odoo.start();
   const bridge = await startOdooBridge({
-    config: { url: odoo.url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: TOKEN, listen: { enabled: true, host: '127.0.0.1', port: 0 }, recordingDirs: [rec] },
-    ami: new FakeAmi(), bans: new FakeBans(), db: new Database(':memory:'), logger: pino({ level: 'silent' }), registry: new Registry(), stateDir: path.join(tmp, 'state'), reloadConfig: () => undefined,
+    config: {
+      url: odoo.url,
+      db: odoo.db,
+      user: odoo.user,
+      password: odoo.password,
+      agentToken: TOKEN,
+      listen: { enabled: true, host: '127.0.0.1', port: 0 },
+      recordingDirs: [rec],
+    },
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db: new Database(':memory:'),
+    logger: pino({ level: 'silent' }),
+    registry: new Registry(),
+    stateDir: path.join(tmp, 'state'),
+    reloadConfig: () => undefined,
   });
-  const post = (body: unknown) => new Promise<number>((resolve, reject) => {
-    const data = JSON.stringify(body);
-    const req = https.request({ host: '127.0.0.1', port: bridge.agentAddress!.port, path: '/app/asterisk_plus/agent', method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'x-token': TOKEN } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
-    req.on('error', reject);
-    req.end(data);
-  });
+  const post = (body: unknown) =>
+    new Promise<number>((resolve, reject) => {
+      const data = JSON.stringify(body);
+      const req = https.request(
+        {
+          host: '127.0.0.1',
+          port: bridge.agentAddress!.port,
+          path: '/app/asterisk_plus/agent',
+          method: 'POST',
+          rejectUnauthorized: false,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'x-token': TOKEN },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(data);
+    });
   try {
     // the module's own kwargs: get_all_recording_data sends an int, update_mvm_duration the setting's string
-    const job = (method: string, file: string, bitrate: unknown) => ({ fun: 'recording.get_file', args: file, kwargs: { recordings_access: 'local', recordings_access_url: 'http://localhost:8088/static/monitor/', file_format: 'mp3', mp3_bitrate: bitrate, mp3_quality: 4 }, res_model: 'asterisk_plus.recording', res_method: method, pass_back: { call_id: 1, file_path: file } });
+    const job = (method: string, file: string, bitrate: unknown) => ({
+      fun: 'recording.get_file',
+      args: file,
+      kwargs: {
+        recordings_access: 'local',
+        recordings_access_url: 'http://localhost:8088/static/monitor/',
+        file_format: 'mp3',
+        mp3_bitrate: bitrate,
+        mp3_quality: 4,
+      },
+      res_model: 'asterisk_plus.recording',
+      res_method: method,
+      pass_back: { call_id: 1, file_path: file },
+    });
     assert.equal(await post(job('upload_recording', wav, 64)), 200);
     assert.equal(await post(job('upload_recording_str', wav, '64')), 200);
     assert.equal(await post(job('upload_voicemail', vm, '64')), 200);
@@ -92,7 +145,10 @@ test('recording.get_file converts a MixMonitor wav with the module\'s parameters
       const mp3 = Buffer.from(r.file_data!, 'base64');
       const frames = mp3Frames(mp3);
       assert.ok(frames.length > 0, 'MPEG frames');
-      assert.ok(frames.every((f) => f.kbps === 64 && f.rate === 8000), `${m}: 64 kbps at 8 kHz (${JSON.stringify(frames.slice(0, 2))})`);
+      assert.ok(
+        frames.every((f) => f.kbps === 64 && f.rate === 8000),
+        `${m}: 64 kbps at 8 kHz (${JSON.stringify(frames.slice(0, 2))})`,
+      );
       const seconds = (frames.length * 576) / 8000;
       assert.ok(seconds >= 2.9 && seconds <= 3.3, `${m}: ${seconds} s of audio for 3 s recorded`);
       assert.ok(mp3.length < fs.statSync(wav).size / 1.8, 'half the wav: 64 kbps for 128 kbps of 8 kHz 16-bit');
@@ -101,5 +157,8 @@ test('recording.get_file converts a MixMonitor wav with the module\'s parameters
     assert.equal(v.error, undefined);
     assert.equal(v.file_name, 'msg0001.WAV', 'sent as it is');
     assert.deepEqual(Buffer.from(v.file_data!, 'base64'), fs.readFileSync(vm));
-  } finally { await bridge.close(); await odoo.stop(); }
+  } finally {
+    await bridge.close();
+    await odoo.stop();
+  }
 });

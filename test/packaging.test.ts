@@ -26,7 +26,11 @@ function which(cmd: string): string | null {
   return null;
 }
 
-interface Result { status: number | null; out: string; stdout: string }
+interface Result {
+  status: number | null;
+  out: string;
+  stdout: string;
+}
 function run(cmd: string, args: string[], timeout = 180_000): Result {
   const r = spawnSync(cmd, args, { cwd: repo, encoding: 'utf8', timeout, maxBuffer: 64 * 1024 * 1024 });
   if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
@@ -80,8 +84,7 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
   await t.test('build-deb.mjs builds the .deb', () => {
     const started = Date.now();
     // dist/ is fresh: `npm test` compiles before it runs the tests.
-    ok(process.execPath, [join(repo, 'packaging', 'build-deb.mjs'), '--no-tsc', '--out', out,
-      ...(cliBuilt ? [] : ['--allow-incomplete'])], 240_000);
+    ok(process.execPath, [join(repo, 'packaging', 'build-deb.mjs'), '--no-tsc', '--out', out, ...(cliBuilt ? [] : ['--allow-incomplete'])], 240_000);
     const debs = readdirSync(out).filter((f) => f.endsWith('.deb'));
     assert.equal(debs.length, 1, `expected one .deb in ${out}, found ${debs.join(', ')}`);
     deb = join(out, debs[0]!);
@@ -92,16 +95,33 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
   await t.test('the .deb holds the program, unit, conffile and man page, and no devDependencies', () => {
     const listing = ok('dpkg-deb', ['-c', deb]);
     // "-rw-r--r-- root/root 141 2025-01-01 00:00 ./etc/x" or "... ./usr/bin/x -> target"
-    files = listing.split('\n').filter(Boolean).map((l) => {
-      const p = l.split(/\s+/).slice(5).join(' ').replace(/ -> .*$/, '').replace(/^\./, '');
-      return l.startsWith('d') ? '' : p;
-    }).filter(Boolean);
-    for (const owner of listing.split('\n').filter(Boolean).map((l) => l.split(/\s+/)[1])) {
+    files = listing
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const p = l
+          .split(/\s+/)
+          .slice(5)
+          .join(' ')
+          .replace(/ -> .*$/, '')
+          .replace(/^\./, '');
+        return l.startsWith('d') ? '' : p;
+      })
+      .filter(Boolean);
+    for (const owner of listing
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(/\s+/)[1])) {
       assert.equal(owner, 'root/root');
     }
-    for (const want of ['/usr/bin/pbx-guardian', '/lib/systemd/system/pbx-guardian.service', CONFFILE,
-      '/usr/share/man/man1/pbx-guardian.1.gz', '/usr/lib/pbx-guardian/package.json',
-      '/usr/lib/pbx-guardian/node_modules/better-sqlite3/build/Release/better_sqlite3.node']) {
+    for (const want of [
+      '/usr/bin/pbx-guardian',
+      '/lib/systemd/system/pbx-guardian.service',
+      CONFFILE,
+      '/usr/share/man/man1/pbx-guardian.1.gz',
+      '/usr/lib/pbx-guardian/package.json',
+      '/usr/lib/pbx-guardian/node_modules/better-sqlite3/build/Release/better_sqlite3.node',
+    ]) {
       assert.ok(files.includes(want), `${want} is not in the package`);
     }
     if (cliBuilt) assert.ok(files.includes('/usr/lib/pbx-guardian/dist/src/cli/main.js'));
@@ -215,8 +235,14 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     const r = run(prefix[0]!, [...prefix.slice(1), 'dpkg', '-P', PKG]);
     assert.equal(r.status, 0, `dpkg -P failed:\n${r.out}`);
     assert.equal(dpkgStatus(), 'not-installed');
-    for (const f of [...files, '/etc/pbx-guardian', '/var/lib/pbx-guardian', '/run/pbx-guardian',
-      '/etc/systemd/system/pbx-guardian.service', '/etc/systemd/system/multi-user.target.wants/pbx-guardian.service']) {
+    for (const f of [
+      ...files,
+      '/etc/pbx-guardian',
+      '/var/lib/pbx-guardian',
+      '/run/pbx-guardian',
+      '/etc/systemd/system/pbx-guardian.service',
+      '/etc/systemd/system/multi-user.target.wants/pbx-guardian.service',
+    ]) {
       assert.equal(existsSync(f) || isLink(f), false, `${f} is still there after purge`);
     }
     assert.equal(getent('passwd', PKG), null, 'user pbx-guardian is still there');

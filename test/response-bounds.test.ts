@@ -36,14 +36,20 @@ async function endlessServer(status = 200): Promise<Endless> {
   const server = http.createServer((req, res) => {
     state.requests++;
     req.resume();
-    if (healed) { res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":1,"result":true}'); return; }
+    if (healed) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":1,"result":true}');
+      return;
+    }
     res.writeHead(status, { 'content-type': 'application/json' });
     let sent = 0;
     res.on('close', () => state.closedAfter.push(sent));
     const pump = () => {
       while (sent < SERVER_CAP && !res.destroyed) {
         sent += chunk.length;
-        if (!res.write(chunk)) { res.once('drain', pump); return; }
+        if (!res.write(chunk)) {
+          res.once('drain', pump);
+          return;
+        }
       }
     };
     pump();
@@ -51,10 +57,19 @@ async function endlessServer(status = 200): Promise<Endless> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    get closedAfter() { return state.closedAfter; },
-    get requests() { return state.requests; },
-    heal: () => { healed = true; },
-    async stop() { server.closeAllConnections(); await new Promise((r) => server.close(r)); },
+    get closedAfter() {
+      return state.closedAfter;
+    },
+    get requests() {
+      return state.requests;
+    },
+    heal: () => {
+      healed = true;
+    },
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
   };
 }
 
@@ -64,11 +79,17 @@ async function growth<T>(fn: () => Promise<T>): Promise<{ value: T; heapMB: numb
   const m0 = process.memoryUsage();
   let heap = m0.heapUsed;
   let rss = m0.rss;
-  const t = setInterval(() => { const m = process.memoryUsage(); heap = Math.max(heap, m.heapUsed + m.arrayBuffers); rss = Math.max(rss, m.rss); }, 5);
+  const t = setInterval(() => {
+    const m = process.memoryUsage();
+    heap = Math.max(heap, m.heapUsed + m.arrayBuffers);
+    rss = Math.max(rss, m.rss);
+  }, 5);
   try {
     const value = await fn();
     return { value, heapMB: Math.round((heap - m0.heapUsed) / MB), rssMB: Math.round((rss - m0.rss) / MB) };
-  } finally { clearInterval(t); }
+  } finally {
+    clearInterval(t);
+  }
 }
 
 async function closed(s: Endless, n: number): Promise<void> {
@@ -79,15 +100,32 @@ test('a webhook receiver answering with an endless body: aborted after a few KiB
   const s = await endlessServer(200);
   const logs = new LogCapture('info');
   const registry = new Registry();
-  const { webhooks, errors } = resolveWebhooks([{ name: 'crm', url: s.url, events: ['GuardianBan'], secret: 'a-secret-of-16-chars', timeoutMs: 20_000, maxBackoffMs: 50 }]);
+  const { webhooks, errors } = resolveWebhooks([
+    { name: 'crm', url: s.url, events: ['GuardianBan'], secret: 'a-secret-of-16-chars', timeoutMs: 20_000, maxBackoffMs: 50 },
+  ]);
   assert.deepEqual(errors, []);
   const d = new WebhookDispatcher({ webhooks, db: new Database(':memory:'), logger: logs.logger, registry });
   try {
     const g = await growth(async () => {
-      d.handleBanNotice({ action: 'ban', record: { target: '203.0.113.7', family: 4, isNetwork: false, createdAt: Date.now(), expiresAt: Date.now() + 600_000, rule: 'sip', source: 'rule', reason: 'x', count: 5 } } as BanNotice);
+      d.handleBanNotice({
+        action: 'ban',
+        record: {
+          target: '203.0.113.7',
+          family: 4,
+          isNetwork: false,
+          createdAt: Date.now(),
+          expiresAt: Date.now() + 600_000,
+          rule: 'sip',
+          source: 'rule',
+          reason: 'x',
+          count: 5,
+        },
+      } as BanNotice);
       await closed(s, 1);
     });
-    console.log(`webhook endless body: client closed after ${s.closedAfter[0]} bytes written by the server; heap+arrayBuffers +${g.heapMB} MB, RSS +${g.rssMB} MB`);
+    console.log(
+      `webhook endless body: client closed after ${s.closedAfter[0]} bytes written by the server; heap+arrayBuffers +${g.heapMB} MB, RSS +${g.rssMB} MB`,
+    );
     assert.equal(s.closedAfter.length, 1, 'the client closed the connection (before its 20 s timeout)');
     assert.ok(s.closedAfter[0]! < 32 * MB, `the server wrote ${s.closedAfter[0]} bytes before the client went away`);
     const warn = logs.lines.find((l) => /webhook crm unreachable/.test(String(l.msg)));
@@ -116,7 +154,9 @@ test('Odoo answering JSON-RPC with an endless body: aborted at odoo.responseMaxB
       await closed(s, 1);
       return err;
     });
-    console.log(`Odoo endless body: client closed after ${s.closedAfter[0]} bytes written by the server; heap+arrayBuffers +${g.heapMB} MB, RSS +${g.rssMB} MB`);
+    console.log(
+      `Odoo endless body: client closed after ${s.closedAfter[0]} bytes written by the server; heap+arrayBuffers +${g.heapMB} MB, RSS +${g.rssMB} MB`,
+    );
     assert.ok(g.value instanceof OdooUnavailableError, String(g.value));
     assert.match(g.value.message, /Odoo's answer on \/jsonrpc is larger than odoo\.responseMaxBytes \(1048576 bytes\): aborted/);
     assert.ok(s.closedAfter[0]! < 1 * MB + 32 * MB, `the server wrote ${s.closedAfter[0]} bytes before the client went away`);

@@ -36,16 +36,45 @@ function fixturesDir(): string {
   };
   const orig = fs.readFileSync(fixturePath('ami/originate-local-success.raw'), 'latin1');
   w('action-originate-op', ['Action: Originate', 'ActionID: o-1'], orig.slice(0, orig.indexOf('\r\n\r\n') + 4));
-  const active = fs.readFileSync(fixturePath('ami/action-status-active-call.raw'), 'latin1').split('\r\n\r\n').map((f) => f + '\r\n\r\n');
+  const active = fs
+    .readFileSync(fixturePath('ami/action-status-active-call.raw'), 'latin1')
+    .split('\r\n\r\n')
+    .map((f) => f + '\r\n\r\n');
   const start = active.findIndex((f) => f.startsWith('Response: Success\r\nActionID: st-19'));
-  const list = [active[start]!, active.find((f) => f.startsWith('Event: Status\r\n') && f.includes('Channel: Local/610@default-00000001;1\r\n'))!,
-    active.find((f) => f.startsWith('Event: StatusComplete'))!.replace('ListItems: 2', 'ListItems: 1').replace('Items: 2', 'Items: 1')];
+  const list = [
+    active[start]!,
+    active.find((f) => f.startsWith('Event: Status\r\n') && f.includes('Channel: Local/610@default-00000001;1\r\n'))!,
+    active
+      .find((f) => f.startsWith('Event: StatusComplete'))!
+      .replace('ListItems: 2', 'ListItems: 1')
+      .replace('Items: 2', 'Items: 1'),
+  ];
   w('action-status-live', ['Action: Status', 'ActionID: st-1', 'Channel: Local/610@default-00000001;1'], list.join(''));
-  w('action-status-synth-nochan', ['Action: Status', 'ActionID: st-2', 'Channel: SIP/8003-00000020'], crlf(['Response: Error', 'ActionID: st-2', 'Message: No such channel']));
-  w('action-extensionstate-synth-unavail', ['Action: ExtensionState', 'ActionID: es-1', 'Exten: 8004', 'Context: default'],
-    crlf(['Response: Success', 'ActionID: es-1', 'Message: Extension Status', 'Exten: 8004', 'Context: default', 'Hint: SIP/8004', 'Status: 4', 'StatusText: Unavailable']));
+  w(
+    'action-status-synth-nochan',
+    ['Action: Status', 'ActionID: st-2', 'Channel: SIP/8003-00000020'],
+    crlf(['Response: Error', 'ActionID: st-2', 'Message: No such channel']),
+  );
+  w(
+    'action-extensionstate-synth-unavail',
+    ['Action: ExtensionState', 'ActionID: es-1', 'Exten: 8004', 'Context: default'],
+    crlf([
+      'Response: Success',
+      'ActionID: es-1',
+      'Message: Extension Status',
+      'Exten: 8004',
+      'Context: default',
+      'Hint: SIP/8004',
+      'Status: 4',
+      'StatusText: Unavailable',
+    ]),
+  );
   w('action-messagesend-synth', ['Action: MessageSend', 'ActionID: m-1'], crlf(['Response: Success', 'ActionID: m-1', 'Message: Message successfully sent']));
-  w('action-sipshowpeer-synth-missing', ['Action: SIPshowpeer', 'ActionID: p-1', 'Peer: nobody'], crlf(['Response: Error', 'ActionID: p-1', 'Message: Peer nobody not found.']));
+  w(
+    'action-sipshowpeer-synth-missing',
+    ['Action: SIPshowpeer', 'ActionID: p-1', 'Peer: nobody'],
+    crlf(['Response: Error', 'ActionID: p-1', 'Message: Peer nobody not found.']),
+  );
   return dir;
 }
 
@@ -94,7 +123,12 @@ after(async () => {
 });
 
 async function req(method: string, url: string, token: string | null, body?: unknown) {
-  const r = await app.inject({ method: method as 'GET', url, headers: token ? { authorization: `Bearer ${token}` } : {}, ...(body !== undefined ? { payload: body as object } : {}) });
+  const r = await app.inject({
+    method: method as 'GET',
+    url,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    ...(body !== undefined ? { payload: body as object } : {}),
+  });
   return { status: r.statusCode, body: r.body ? (JSON.parse(r.body) as Record<string, unknown>) : {}, headers: r.headers };
 }
 
@@ -128,12 +162,33 @@ test('POST /v1/calls: operator state first, then Originate of the operator chann
   assert.equal(r.body.text, 'Idle');
   assert.match(String(r.body.callId), /^[0-9a-f-]{36}$/);
   const sent = sentSince(n);
-  assert.deepEqual(sent.map((s) => s.action), ['ExtensionState', 'Originate']);
-  assert.deepEqual(sent[0]!.headers.filter(([k]) => k !== 'ActionID'), [['Action', 'ExtensionState'], ['Exten', '100'], ['Context', 'default']]);
-  assert.deepEqual(sent[1]!.headers.filter(([k]) => k !== 'ActionID'), [
-    ['Action', 'Originate'], ['Channel', 'SIP/100'], ['Context', 'default'], ['Exten', '0000'], ['Priority', '1'],
-    ['CallerID', '"0000" <0000>'], ['Timeout', '30000'], ['ChannelId', String(r.body.callId)], ['Variable', `PBXG_CALL_ID=${String(r.body.callId)}`], ['Async', 'true'],
-  ]);
+  assert.deepEqual(
+    sent.map((s) => s.action),
+    ['ExtensionState', 'Originate'],
+  );
+  assert.deepEqual(
+    sent[0]!.headers.filter(([k]) => k !== 'ActionID'),
+    [
+      ['Action', 'ExtensionState'],
+      ['Exten', '100'],
+      ['Context', 'default'],
+    ],
+  );
+  assert.deepEqual(
+    sent[1]!.headers.filter(([k]) => k !== 'ActionID'),
+    [
+      ['Action', 'Originate'],
+      ['Channel', 'SIP/100'],
+      ['Context', 'default'],
+      ['Exten', '0000'],
+      ['Priority', '1'],
+      ['CallerID', '"0000" <0000>'],
+      ['Timeout', '30000'],
+      ['ChannelId', String(r.body.callId)],
+      ['Variable', `PBXG_CALL_ID=${String(r.body.callId)}`],
+      ['Async', 'true'],
+    ],
+  );
 });
 
 test('POST /v1/calls: an unavailable operator is not called (409 with salara status), context defaults', async () => {
@@ -143,7 +198,10 @@ test('POST /v1/calls: an unavailable operator is not called (409 with salara sta
   assert.equal(r.body.result, 4);
   assert.equal(r.body.text, 'Unavailable');
   const sent = sentSince(n);
-  assert.deepEqual(sent.map((s) => s.action), ['ExtensionState']);
+  assert.deepEqual(
+    sent.map((s) => s.action),
+    ['ExtensionState'],
+  );
   assert.equal(field(sent[0]!, 'Context'), 'default');
 });
 
@@ -167,8 +225,18 @@ test('call parameters are validated: CR/LF, spaces, unknown keys and bad context
 });
 
 test('rest.callContexts limits the contexts a request may name', async () => {
-  const limited = createRestApp({ config: restConfig({ callContexts: ['from-crm'], defaultContext: 'from-crm' }), ami, bans, actionPolicy: resolveActionPolicy() });
-  const r = await limited.inject({ method: 'POST', url: '/v1/calls', headers: { authorization: `Bearer ${CALL}` }, payload: { operator: '100', phone: '0000', context: 'default' } });
+  const limited = createRestApp({
+    config: restConfig({ callContexts: ['from-crm'], defaultContext: 'from-crm' }),
+    ami,
+    bans,
+    actionPolicy: resolveActionPolicy(),
+  });
+  const r = await limited.inject({
+    method: 'POST',
+    url: '/v1/calls',
+    headers: { authorization: `Bearer ${CALL}` },
+    payload: { operator: '100', phone: '0000', context: 'default' },
+  });
   assert.equal(r.statusCode, 403);
   assert.match(r.body, /rest\.callContexts/);
   await limited.close();
@@ -180,8 +248,19 @@ test('POST /v1/messages: MessageSend to the operator; a multi-line text goes as 
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.deepEqual({ result: r.body.result, text: r.body.text }, { result: 0, text: 'Idle' });
   let sent = sentSince(n);
-  assert.deepEqual(sent.map((s) => s.action), ['ExtensionState', 'MessageSend']);
-  assert.deepEqual(sent[1]!.headers.filter(([k]) => k !== 'ActionID'), [['Action', 'MessageSend'], ['To', 'sip:100'], ['From', '"8002" <sip:8002>'], ['Body', 'hello']]);
+  assert.deepEqual(
+    sent.map((s) => s.action),
+    ['ExtensionState', 'MessageSend'],
+  );
+  assert.deepEqual(
+    sent[1]!.headers.filter(([k]) => k !== 'ActionID'),
+    [
+      ['Action', 'MessageSend'],
+      ['To', 'sip:100'],
+      ['From', '"8002" <sip:8002>'],
+      ['Body', 'hello'],
+    ],
+  );
   n = sim.requests.length;
   r = await req('POST', '/v1/messages', CALL, { operator: '100', phone: '8002', msg: 'line 1\r\nAction: Command' });
   assert.equal(r.status, 200);
@@ -213,7 +292,9 @@ test('POST /v1/actions: one action with its event list; the Odoo deny-list appli
   assert.equal(r.status, 200);
   assert.deepEqual(r.body.output, [
     'Channel                                                          Location                         State   Application(Data)             ',
-    '0 active channels', '0 active calls', '0 calls processed',
+    '0 active channels',
+    '0 active calls',
+    '0 calls processed',
   ]);
   r = await req('POST', '/v1/actions', ADMIN, { Action: 'Status' });
   assert.equal(r.status, 200);
@@ -259,14 +340,40 @@ test('bounded body: more than rest.bodyLimitBytes → 413', async () => {
 test('GET /v1/openapi.json: public, generated from the schemas fastify validates with', async () => {
   const r = await req('GET', '/v1/openapi.json', null);
   assert.equal(r.status, 200);
-  const doc = r.body as { openapi: string; info: { version: string }; paths: Record<string, Record<string, { 'x-scope': string; requestBody?: { content: Record<string, { schema: { properties: Record<string, { pattern?: string }> } }> }; parameters: Array<{ name: string }> }>> };
+  const doc = r.body as {
+    openapi: string;
+    info: { version: string };
+    paths: Record<
+      string,
+      Record<
+        string,
+        {
+          'x-scope': string;
+          requestBody?: { content: Record<string, { schema: { properties: Record<string, { pattern?: string }> } }> };
+          parameters: Array<{ name: string }>;
+        }
+      >
+    >;
+  };
   assert.equal(doc.openapi, '3.0.3');
   assert.equal(doc.info.version, '9.9.9');
-  assert.deepEqual(Object.keys(doc.paths).sort(), ['/v1/actions', '/v1/bans', '/v1/bans/{addr}', '/v1/calls', '/v1/messages', '/v1/status/channel/{channel}', '/v1/status/extension/{exten}', '/v1/status/peer/{peer}']);
+  assert.deepEqual(Object.keys(doc.paths).sort(), [
+    '/v1/actions',
+    '/v1/bans',
+    '/v1/bans/{addr}',
+    '/v1/calls',
+    '/v1/messages',
+    '/v1/status/channel/{channel}',
+    '/v1/status/extension/{exten}',
+    '/v1/status/peer/{peer}',
+  ]);
   const call = doc.paths['/v1/calls']!.post!;
   assert.equal(call['x-scope'], 'call');
   assert.equal(call.requestBody!.content['application/json']!.schema.properties.phone!.pattern, EXTEN_PATTERN);
-  assert.deepEqual(doc.paths['/v1/status/channel/{channel}']!.get!.parameters.map((p) => p.name), ['channel']);
+  assert.deepEqual(
+    doc.paths['/v1/status/channel/{channel}']!.get!.parameters.map((p) => p.name),
+    ['channel'],
+  );
   assert.equal(doc.paths['/v1/bans/{addr}']!.delete!['x-scope'], 'admin');
 });
 
@@ -280,5 +387,7 @@ test('config validation names the key', () => {
   assert.ok(errs.some((e) => e.startsWith('rest.tokens[0].token:')));
   assert.ok(errs.some((e) => e.startsWith('rest.tokens[0].scopes:')));
   assert.ok(errs.some((e) => e.startsWith('rest.tokens[0].name:')));
-  assert.deepEqual(validateRestConfig({ ...defaultRestConfig(), enabled: true }), ['rest.tokens: rest.enabled is true but no token is configured: every request would be refused']);
+  assert.deepEqual(validateRestConfig({ ...defaultRestConfig(), enabled: true }), [
+    'rest.tokens: rest.enabled is true but no token is configured: every request would be refused',
+  ]);
 });

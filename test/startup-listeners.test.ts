@@ -57,7 +57,11 @@ async function holdPort(): Promise<{ server: Server; port: number }> {
 
 for (const [listener, keys, extra] of [
   ['metrics endpoint', 'metrics.host / metrics.port', (port: number) => ({ metrics: { enabled: true, host: '127.0.0.1', port } })],
-  ['REST API', 'rest.host / rest.port', (port: number) => ({ rest: { enabled: true, host: '127.0.0.1', port, tokens: [{ token: 'x'.repeat(24), scopes: ['read'], name: 'crm' }] } })],
+  [
+    'REST API',
+    'rest.host / rest.port',
+    (port: number) => ({ rest: { enabled: true, host: '127.0.0.1', port, tokens: [{ token: 'x'.repeat(24), scopes: ['read'], name: 'crm' }] } }),
+  ],
 ] as const) {
   test(`${listener} port taken: ListenError naming it, the backend never set up, the admin socket and lock released`, async (t) => {
     const base = tempBase(t);
@@ -66,7 +70,11 @@ for (const [listener, keys, extra] of [
     const backend = new CountingBackend();
     await assert.rejects(
       startDaemon({ config: config(base, extra(port)), backend, logger: silent }),
-      (err: Error) => err instanceof ListenError && err.code === 'LISTEN_FAILED' && err.errno === 'EADDRINUSE' && err.message.includes(`127.0.0.1:${port} for the ${listener} (${keys})`),
+      (err: Error) =>
+        err instanceof ListenError &&
+        err.code === 'LISTEN_FAILED' &&
+        err.errno === 'EADDRINUSE' &&
+        err.message.includes(`127.0.0.1:${port} for the ${listener} (${keys})`),
     );
     assert.equal(backend.setups, 0, 'the firewall was never set up');
     assert.equal(existsSync(join(base, 'admin.sock')), false, 'the admin socket bound first was closed');
@@ -86,8 +94,13 @@ test('Odoo job endpoint port taken: ListenError naming odoo.listen, nothing set 
   const url = await odoo.start();
   t.after(() => odoo.stop());
   const backend = new CountingBackend();
-  const cfg = config(base, { odoo: { enabled: true, url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: 'tok', listen: { host: '127.0.0.1', port } } });
-  await assert.rejects(startDaemon({ config: cfg, backend, logger: silent }), (err: Error) => err instanceof ListenError && err.message.includes(`127.0.0.1:${port} for the Odoo job endpoint (odoo.listen.host / odoo.listen.port)`));
+  const cfg = config(base, {
+    odoo: { enabled: true, url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: 'tok', listen: { host: '127.0.0.1', port } },
+  });
+  await assert.rejects(
+    startDaemon({ config: cfg, backend, logger: silent }),
+    (err: Error) => err instanceof ListenError && err.message.includes(`127.0.0.1:${port} for the Odoo job endpoint (odoo.listen.host / odoo.listen.port)`),
+  );
   assert.equal(backend.setups, 0);
   assert.equal(existsSync(join(base, 'state', LOCK_FILE)), false);
 });
@@ -107,14 +120,17 @@ test('a second daemon on the same state dir (same process) is refused before it 
   await callDaemon(join(base, 'admin.sock'), 'GET', '/status');
 });
 
-test('a daemon with another state dir but the same admin socket never takes the running one\'s socket', async (t) => {
+test("a daemon with another state dir but the same admin socket never takes the running one's socket", async (t) => {
   const base = tempBase(t);
   const first = await startDaemon({ config: config(base), backend: new MemoryBackend(), logger: silent });
   t.after(() => first.stop());
   const other = tempBase(t);
   const backend = new CountingBackend();
   const cfg = { ...config(other), admin: { socket: join(base, 'admin.sock'), socketMode: '0600' } };
-  await assert.rejects(startDaemon({ config: cfg, backend, logger: silent }), (err: Error) => err instanceof ListenError && /admin socket \(admin\.socket\).*running process/.test(err.message));
+  await assert.rejects(
+    startDaemon({ config: cfg, backend, logger: silent }),
+    (err: Error) => err instanceof ListenError && /admin socket \(admin\.socket\).*running process/.test(err.message),
+  );
   assert.equal(backend.setups, 0);
   const s = await callDaemon<{ currentlyBanned: number }>(join(base, 'admin.sock'), 'GET', '/status');
   assert.equal(typeof s.currentlyBanned, 'number', 'the first daemon still answers on its socket');
@@ -161,7 +177,10 @@ test('between bind and firewall ready, the admin socket answers status but refus
   }
   const status = await callDaemon<{ currentlyBanned: number }>(socket, 'GET', '/status');
   assert.equal(status.currentlyBanned, 0, 'reads are answered while starting');
-  await assert.rejects(callDaemon(socket, 'POST', '/bans', { target: '203.0.113.9' }), (err: Error & { status?: number }) => err.status === 503 && /starting/.test(err.message));
+  await assert.rejects(
+    callDaemon(socket, 'POST', '/bans', { target: '203.0.113.9' }),
+    (err: Error & { status?: number }) => err.status === 503 && /starting/.test(err.message),
+  );
   assert.equal((await backend.list()).length, 0, 'nothing reached the enforcer');
   release();
   await starting;
@@ -172,7 +191,7 @@ test('between bind and firewall ready, the admin socket answers status but refus
   }
 });
 
-test('the late-bound backend the enforcer starts with passes on the real one\'s name and kernel timeout cap', async () => {
+test("the late-bound backend the enforcer starts with passes on the real one's name and kernel timeout cap", async () => {
   // startDaemon builds the enforcer before the backend exists (DeferredBackend); reconcile reads
   // maxTimeoutMs (ipset caps element timeouts at ~24.8 days) through it
   const inner = Object.assign(new MemoryBackend(), { maxTimeoutMs: 60_000 });
@@ -188,7 +207,10 @@ test('a state database that cannot be opened stops the start (it used to run on 
   mkdirSync(join(base, 'state'));
   writeFileSync(join(base, 'state', 'guardian.sqlite'), 'this is not an SQLite file, but long enough to be read as one '.repeat(100));
   const backend = new CountingBackend();
-  await assert.rejects(startDaemon({ config: config(base), backend, logger: silent }), (err: Error) => err instanceof StateDirError && /guardian\.sqlite cannot be opened \(file is not a database\)/.test(err.message));
+  await assert.rejects(
+    startDaemon({ config: config(base), backend, logger: silent }),
+    (err: Error) => err instanceof StateDirError && /guardian\.sqlite cannot be opened \(file is not a database\)/.test(err.message),
+  );
   assert.equal(backend.setups, 0);
   assert.equal(existsSync(join(base, 'admin.sock')), false);
   assert.equal(existsSync(join(base, 'state', LOCK_FILE)), false);
@@ -209,7 +231,9 @@ test('between bind and firewall ready, an Odoo ban job is answered 503 (Odoo see
     await ready;
   };
   const token = 'agent-token-0123456789';
-  const cfg = config(base, { odoo: { enabled: true, url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: token, listen: { host: '127.0.0.1', port } } });
+  const cfg = config(base, {
+    odoo: { enabled: true, url, db: odoo.db, user: odoo.user, password: odoo.password, agentToken: token, listen: { host: '127.0.0.1', port } },
+  });
   const starting = startDaemon({ config: cfg, backend, logger: silent });
   t.after(async () => {
     release();

@@ -94,7 +94,11 @@ async function waitForSocket(socket: string, timeoutMs = 15_000): Promise<void> 
   }
 }
 
-const answers = (socket: string) => callDaemon(socket, 'GET', '/status').then(() => true, () => false);
+const answers = (socket: string) =>
+  callDaemon(socket, 'GET', '/status').then(
+    () => true,
+    () => false,
+  );
 
 // ------------------------------------------------------------------------- scenarios (in the netns)
 
@@ -159,7 +163,16 @@ const scenarios: Record<string, (base: string) => Promise<unknown>> = {
       const secondAnswers = await answers(socket);
       second.child.kill('SIGTERM');
       const secondExit = await second.exited;
-      return { firstPid: first.child.pid, secondPid: second.child.pid, lockLeft, lockNow, secondAnswers, secondExit, log: second.out(), lockAfterStop: existsSync(lockPath) };
+      return {
+        firstPid: first.child.pid,
+        secondPid: second.child.pid,
+        lockLeft,
+        lockNow,
+        secondAnswers,
+        secondExit,
+        log: second.out(),
+        lockAfterStop: existsSync(lockPath),
+      };
     } finally {
       second.child.kill('SIGKILL');
     }
@@ -189,7 +202,17 @@ const scenarios: Record<string, (base: string) => Promise<unknown>> = {
     store.db.transaction(() => {
       for (let i = 0; i < 60_000; i++) {
         const target = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
-        store.saveBan({ target, family: 4, isNetwork: false, createdAt: now, expiresAt: now + 3_600_000, rule: 'auth-failure', source: 'rule', reason: 'test', count: 5 });
+        store.saveBan({
+          target,
+          family: 4,
+          isNetwork: false,
+          createdAt: now,
+          expiresAt: now + 3_600_000,
+          rule: 'auth-failure',
+          source: 'rule',
+          reason: 'test',
+          count: 5,
+        });
       }
     })();
     store.close();
@@ -261,22 +284,39 @@ if (process.env.PBXG_SCENARIO) {
     assert.equal(r.adminSocketLeft, false, 'the admin socket bound before the failure was closed');
   });
 
-  test('a second run on the same state dir is refused with the first one\'s pid; the first keeps its admin socket', { skip }, async (t) => {
-    const r = await run<{ firstPid: number; second: CliResult; status: CliResult; sameSocket: boolean; tablesWhileFirstRuns: string; firstExit: number | null; lockAfterStop: boolean }>('second-instance');
+  test("a second run on the same state dir is refused with the first one's pid; the first keeps its admin socket", { skip }, async (t) => {
+    const r = await run<{
+      firstPid: number;
+      second: CliResult;
+      status: CliResult;
+      sameSocket: boolean;
+      tablesWhileFirstRuns: string;
+      firstExit: number | null;
+      lockAfterStop: boolean;
+    }>('second-instance');
     t.diagnostic(`second: exit ${r.second.code}: ${r.second.stderr.trim()}`);
     assert.ok(!noTable(r.tablesWhileFirstRuns), `the first daemon created its table (the check can see one): ${r.tablesWhileFirstRuns}`);
     assert.equal(r.second.code, 10);
     assert.match(r.second.stderr, new RegExp(`another pbx-guardian \\(pid ${r.firstPid},`));
     assert.equal(r.status.code, 0, `status through the first daemon's socket: ${r.status.stderr}`);
     assert.match(r.status.stdout, /Currently banned/);
-    assert.equal(r.sameSocket, true, 'the admin socket file is still the first daemon\'s');
+    assert.equal(r.sameSocket, true, "the admin socket file is still the first daemon's");
     assert.equal(r.firstExit, 0);
     assert.equal(r.lockAfterStop, false, 'the lock is released at stop');
   });
 
-  test('a SIGKILLed daemon\'s lock is stale: the next run takes it over', { skip }, async (t) => {
-    const r = await run<{ firstPid: number; secondPid: number; lockLeft: { pid: number }; lockNow: { pid: number }; secondAnswers: boolean; secondExit: number | null; log: string; lockAfterStop: boolean }>('sigkilled-lock');
-    assert.equal(r.lockLeft.pid, r.firstPid, 'SIGKILL left the first daemon\'s lock behind');
+  test("a SIGKILLed daemon's lock is stale: the next run takes it over", { skip }, async (t) => {
+    const r = await run<{
+      firstPid: number;
+      secondPid: number;
+      lockLeft: { pid: number };
+      lockNow: { pid: number };
+      secondAnswers: boolean;
+      secondExit: number | null;
+      log: string;
+      lockAfterStop: boolean;
+    }>('sigkilled-lock');
+    assert.equal(r.lockLeft.pid, r.firstPid, "SIGKILL left the first daemon's lock behind");
     assert.equal(r.lockNow.pid, r.secondPid);
     assert.equal(r.secondAnswers, true);
     const line = r.log.split('\n').find((l) => l.includes('took over a stale lock'));
@@ -292,13 +332,17 @@ if (process.env.PBXG_SCENARIO) {
     assert.equal(r.exit, 0);
   });
 
-  test('a SIGTERM while the start is still running (admin socket up, bans being restored) stops it cleanly: exit 0, lock and socket removed', { skip }, async () => {
-    const r = await run<{ exit: number | null; log: string; lockLeft: boolean; socketLeft: boolean }>('sigterm-during-start');
-    assert.equal(r.exit, 0, `exit ${r.exit} (null: killed by the signal): ${r.log.slice(-800)}`);
-    assert.match(r.log, /"msg":"stopping"/);
-    assert.equal(r.lockLeft, false);
-    assert.equal(r.socketLeft, false);
-  });
+  test(
+    'a SIGTERM while the start is still running (admin socket up, bans being restored) stops it cleanly: exit 0, lock and socket removed',
+    { skip },
+    async () => {
+      const r = await run<{ exit: number | null; log: string; lockLeft: boolean; socketLeft: boolean }>('sigterm-during-start');
+      assert.equal(r.exit, 0, `exit ${r.exit} (null: killed by the signal): ${r.log.slice(-800)}`);
+      assert.match(r.log, /"msg":"stopping"/);
+      assert.equal(r.lockLeft, false);
+      assert.equal(r.socketLeft, false);
+    },
+  );
 
   test('stateDir /proc/nope: exits at once with exit 11 and a message (was: 100% CPU, silent, forever)', { skip }, async (t) => {
     const r = await run<CliResult & { tables: string }>('proc-state-dir');

@@ -20,13 +20,16 @@ function tempDir(t: { after(fn: () => void): void }): string {
 
 const lockOf = (dir: string) => JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')) as { pid: number; token: string; startTicks: number | null };
 
-test('the lock names this process; a second lock on the same directory is refused with the holder\'s pid; release frees it', (t) => {
+test("the lock names this process; a second lock on the same directory is refused with the holder's pid; release frees it", (t) => {
   const dir = tempDir(t);
   const lock = acquireStateLock(dir);
   assert.equal(lockOf(dir).pid, process.pid);
   assert.equal(lockOf(dir).startTicks, processStartTicks(process.pid));
   assert.equal(lock.tookOver, null);
-  assert.throws(() => acquireStateLock(dir), (err: Error) => err instanceof AlreadyRunningError && err.message.includes(`pid ${process.pid}`));
+  assert.throws(
+    () => acquireStateLock(dir),
+    (err: Error) => err instanceof AlreadyRunningError && err.message.includes(`pid ${process.pid}`),
+  );
   assert.deepEqual(readdirSync(dir), [LOCK_FILE], 'no temporary file left behind');
   lock.release();
   assert.equal(existsSync(join(dir, LOCK_FILE)), false);
@@ -64,7 +67,7 @@ test('a lock written before this boot, or an unreadable one, is stale', (t) => {
   b.release();
 });
 
-test('a lock with this process\'s pid that this process does not hold is stale (pid reuse after a reboot)', (t) => {
+test("a lock with this process's pid that this process does not hold is stale (pid reuse after a reboot)", (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid: process.pid, startTicks: null, at: Date.now(), token: 'old', argv: [] }));
   const lock = acquireStateLock(dir);
@@ -94,14 +97,20 @@ test('a directory that cannot be written: StateDirError naming it', (t) => {
   const dir = tempDir(t);
   const file = join(dir, 'not-a-dir');
   writeFileSync(file, '');
-  assert.throws(() => prepareStateDir(join(file, 'state')), (err: Error) => err instanceof StateDirError && err.message.includes(`${file}/state (config key stateDir)`));
+  assert.throws(
+    () => prepareStateDir(join(file, 'state')),
+    (err: Error) => err instanceof StateDirError && err.message.includes(`${file}/state (config key stateDir)`),
+  );
   assert.throws(() => acquireStateLock('/proc'), StateDirError);
 });
 
-test('makeDirs makes every missing level and fails at once under /proc (Node 20\'s recursive mkdir spins there)', (t) => {
+test("makeDirs makes every missing level and fails at once under /proc (Node 20's recursive mkdir spins there)", (t) => {
   const dir = tempDir(t);
   makeDirs(join(dir, 'a', 'b', 'c'), 0o750);
   assert.ok(existsSync(join(dir, 'a', 'b', 'c')));
   makeDirs(join(dir, 'a', 'b', 'c'), 0o750); // exists: fine
-  assert.throws(() => makeDirs('/proc/nope/deeper', 0o750), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+  assert.throws(
+    () => makeDirs('/proc/nope/deeper', 0o750),
+    (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+  );
 });

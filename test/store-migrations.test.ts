@@ -34,14 +34,28 @@ function version(file: string): number {
   }
 }
 
-const indexes = (db: Database.Database) => db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name`).pluck().all();
+const indexes = (db: Database.Database) =>
+  db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name`).pluck().all();
 
 function rec(target: string, createdAt: number, sec: number | null, source: BanRecord['source'] = 'rule'): BanRecord {
-  return { target, family: 4, isNetwork: false, createdAt, expiresAt: sec === null ? null : createdAt + sec * 1000, rule: 'auth-failure', source, reason: 't', count: 5 };
+  return {
+    target,
+    family: 4,
+    isNetwork: false,
+    createdAt,
+    expiresAt: sec === null ? null : createdAt + sec * 1000,
+    rule: 'auth-failure',
+    source,
+    reason: 't',
+    count: 5,
+  };
 }
 
 test('the migrations are numbered 1, 2, ... without a gap; SCHEMA_VERSION is the last', () => {
-  assert.deepEqual(MIGRATIONS.map((m) => m.version), MIGRATIONS.map((_, i) => i + 1));
+  assert.deepEqual(
+    MIGRATIONS.map((m) => m.version),
+    MIGRATIONS.map((_, i) => i + 1),
+  );
   assert.equal(SCHEMA_VERSION, MIGRATIONS.length);
 });
 
@@ -64,7 +78,10 @@ test('a database made by the store before versions is adopted as version 1 and m
   const store = Store.open(dir);
   assert.deepEqual(store.schema, { from: 0, to: SCHEMA_VERSION, adopted: true });
   const t0 = Date.UTC(2026, 0, 1);
-  assert.deepEqual(store.activeBans(t0 + 4 * DAY).map((b) => b.target), ['192.0.2.2', '198.51.100.7']);
+  assert.deepEqual(
+    store.activeBans(t0 + 4 * DAY).map((b) => b.target),
+    ['192.0.2.2', '198.51.100.7'],
+  );
   assert.deepEqual(store.banTimesSince('192.0.2.1', t0), [t0, t0 + 2 * DAY], 'the history of an earlier offender');
   assert.equal(store.totalBans(), 4);
   const outbox = new Outbox(store.db, { maxRows: 10, maxPayloadBytes: 1000 });
@@ -95,7 +112,10 @@ test('a version-1 database gets the later migrations only', (t) => {
 test('a migration that fails leaves the database at the version before it (one transaction each)', (t) => {
   const file = join(tmp(t), 'state.sqlite');
   const db = new Database(file);
-  const broken: Migration[] = [...MIGRATIONS, { version: SCHEMA_VERSION + 1, name: 'broken', sql: 'CREATE TABLE half (x INTEGER); INSERT INTO nope VALUES (1);' }];
+  const broken: Migration[] = [
+    ...MIGRATIONS,
+    { version: SCHEMA_VERSION + 1, name: 'broken', sql: 'CREATE TABLE half (x INTEGER); INSERT INTO nope VALUES (1);' },
+  ];
   assert.throws(() => migrateSchema(db, file, broken), /no such table: nope/);
   assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
   assert.equal(db.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'half'`).pluck().get(), 0, 'the half-made table is rolled back');
@@ -108,12 +128,15 @@ test('a database from a newer pbx-guardian is refused with what to do, and left 
   const db = new Database(file);
   db.exec(`CREATE TABLE future (x INTEGER); INSERT INTO future VALUES (42); PRAGMA user_version = ${SCHEMA_VERSION + 7};`);
   db.close();
-  assert.throws(() => Store.open(dir), (err: unknown) => {
-    assert.ok(err instanceof SchemaVersionError);
-    assert.match(err.message, new RegExp(`schema version ${SCHEMA_VERSION + 7}, and this pbx-guardian knows versions up to ${SCHEMA_VERSION}`));
-    assert.match(err.message, /newer pbx-guardian \(a downgrade\?\)\. It was not changed\. Run the newer version again, or, .* move the file aside/);
-    return true;
-  });
+  assert.throws(
+    () => Store.open(dir),
+    (err: unknown) => {
+      assert.ok(err instanceof SchemaVersionError);
+      assert.match(err.message, new RegExp(`schema version ${SCHEMA_VERSION + 7}, and this pbx-guardian knows versions up to ${SCHEMA_VERSION}`));
+      assert.match(err.message, /newer pbx-guardian \(a downgrade\?\)\. It was not changed\. Run the newer version again, or, .* move the file aside/);
+      return true;
+    },
+  );
   assert.equal(version(file), SCHEMA_VERSION + 7);
   const after = new Database(file, { readonly: true });
   assert.deepEqual(after.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all(), ['future'], 'no table of ours was added');
@@ -127,14 +150,28 @@ test('pbx-guardian run on a database from a newer version: exit 11 (state direct
   db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
   db.close();
   const config = join(base, 'guardian.yaml');
-  writeFileSync(config, JSON.stringify({
-    stateDir: join(base, 'state'), ami: { enabled: false }, firewall: { backend: 'memory' }, metrics: { enabled: false }, admin: { socket: join(base, 'admin.sock') },
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      stateDir: join(base, 'state'),
+      ami: { enabled: false },
+      firewall: { backend: 'memory' },
+      metrics: { enabled: false },
+      admin: { socket: join(base, 'admin.sock') },
+    }),
+  );
   // killed after 20 s: a daemon that wrongly starts on the file would run forever
-  const r = spawnSync(process.execPath, [repoPath('dist/src/cli/main.js'), 'run', '--config', config], { encoding: 'utf8', timeout: 20_000, killSignal: 'SIGKILL' });
+  const r = spawnSync(process.execPath, [repoPath('dist/src/cli/main.js'), 'run', '--config', config], {
+    encoding: 'utf8',
+    timeout: 20_000,
+    killSignal: 'SIGKILL',
+  });
   t.diagnostic(`exit ${r.status}: ${r.stderr.trim()}`);
   assert.equal(r.status, 11);
-  assert.match(r.stderr, /the state directory .* cannot be used: the state database .*guardian\.sqlite has schema version \d+, and this pbx-guardian knows versions up to \d+/);
+  assert.match(
+    r.stderr,
+    /the state directory .* cannot be used: the state database .*guardian\.sqlite has schema version \d+, and this pbx-guardian knows versions up to \d+/,
+  );
   assert.doesNotMatch(r.stderr, /move a damaged file aside/, 'not called damaged');
 });
 
@@ -162,9 +199,16 @@ test('the prune deletes only ended history older than the retention: active bans
   assert.equal(await pruner.run(), 30);
   assert.equal(store.totalBans(), 32);
   assert.equal(await pruner.run(), 0, 'nothing left to delete');
-  const left = store.db.prepare(`SELECT target, created_at, ended_at FROM ban_history`).all() as Array<{ target: string; created_at: number; ended_at: number | null }>;
+  const left = store.db.prepare(`SELECT target, created_at, ended_at FROM ban_history`).all() as Array<{
+    target: string;
+    created_at: number;
+    ended_at: number | null;
+  }>;
   assert.ok(left.every((r) => r.ended_at === null || r.ended_at >= now - 90 * DAY));
-  assert.deepEqual(store.activeBans(now).map((b) => b.target), ['198.51.100.1', '198.51.100.2']);
+  assert.deepEqual(
+    store.activeBans(now).map((b) => b.target),
+    ['198.51.100.1', '198.51.100.2'],
+  );
   assert.equal(left.filter((r) => r.ended_at === null).length, 2, 'the history rows of the active bans stay, however old');
   store.close();
 });
@@ -176,7 +220,10 @@ test('what escalation and recidive count (banTimesSince over the lookback) is th
   const before = Array.from({ length: 30 }, (_, i) => store.banTimesSince(`192.0.2.${i}`, now - lookbackMs));
   // the shortest retention the config accepts for a 30d lookback
   await new HistoryPruner(store.db, { retentionMs: lookbackMs, now: () => now }).run();
-  assert.deepEqual(Array.from({ length: 30 }, (_, i) => store.banTimesSince(`192.0.2.${i}`, now - lookbackMs)), before);
+  assert.deepEqual(
+    Array.from({ length: 30 }, (_, i) => store.banTimesSince(`192.0.2.${i}`, now - lookbackMs)),
+    before,
+  );
   assert.ok(before.every((times) => times.length === 1));
   store.close();
 });
@@ -185,7 +232,9 @@ test('the prune works in chunks and gives the event loop a turn between them', a
   const now = Date.UTC(2026, 5, 1);
   const db = new Database(join(tmp(t), 's.sqlite'));
   migrateSchema(db, 's.sqlite');
-  const ins = db.prepare(`INSERT INTO ban_history (target, created_at, rule, source, reason, count, ended_at, end_reason) VALUES (?, ?, 'r', 'rule', 't', 1, ?, 'expired')`);
+  const ins = db.prepare(
+    `INSERT INTO ban_history (target, created_at, rule, source, reason, count, ended_at, end_reason) VALUES (?, ?, 'r', 'rule', 't', 1, ?, 'expired')`,
+  );
   db.transaction(() => {
     for (let i = 0; i < 1050; i++) ins.run(`10.0.${i >> 8}.${i & 255}`, now - 100 * DAY, now - 99 * DAY);
   })();
@@ -233,13 +282,23 @@ test('config: store.historyRetention is a duration (default 90d) and may not be 
   assert.equal(buildConfig({ store: { historyRetention: 0 } }).store.historyRetention, '0');
   assert.equal(buildConfig({ store: { historyRetention: '30d' } }).store.historyRetention, '30d', 'equal to the 30d lookback is enough');
   assert.throws(() => buildConfig({ store: { historyRetention: 'soon' } }), /store\.historyRetention: "soon" is not a duration/);
-  assert.throws(() => buildConfig({ store: { historyRetention: '7d' } }), (err: unknown) => {
-    assert.ok(err instanceof ConfigError);
-    assert.match(err.message, /store\.historyRetention: "7d" is shorter than guard\.escalation\.lookback \("30d"\), which counts earlier bans from the history: set it to at least 30d, or 0 to keep the history forever/);
-    assert.doesNotMatch(err.message, /recidive/, 'recidive.within (1d) fits');
-    return true;
-  });
+  assert.throws(
+    () => buildConfig({ store: { historyRetention: '7d' } }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(
+        err.message,
+        /store\.historyRetention: "7d" is shorter than guard\.escalation\.lookback \("30d"\), which counts earlier bans from the history: set it to at least 30d, or 0 to keep the history forever/,
+      );
+      assert.doesNotMatch(err.message, /recidive/, 'recidive.within (1d) fits');
+      return true;
+    },
+  );
   const recidive = { store: { historyRetention: '40d' }, guard: { recidive: { within: '60d', ban: '30d' } } };
   assert.throws(() => buildConfig(recidive), /store\.historyRetention: "40d" is shorter than guard\.recidive\.within \("60d"\)/);
-  assert.equal(buildConfig({ ...recidive, guard: { recidive: { ...recidive.guard.recidive, enabled: false } } }).store.historyRetention, '40d', 'a disabled recidive reads nothing');
+  assert.equal(
+    buildConfig({ ...recidive, guard: { recidive: { ...recidive.guard.recidive, enabled: false } } }).store.historyRetention,
+    '40d',
+    'a disabled recidive reads nothing',
+  );
 });

@@ -27,7 +27,9 @@ const notice = (action: 'ban' | 'unban'): BanNotice => ({
 
 class FakeGuard {
   readonly listeners: GuardListener[] = [];
-  on(l: GuardListener): void { this.listeners.push(l); }
+  on(l: GuardListener): void {
+    this.listeners.push(l);
+  }
 }
 
 test('connectSubscribers: one AMI listener and one guard listener for the list, called in list order; nothing for a kind no one takes', () => {
@@ -46,7 +48,16 @@ test('connectSubscribers: one AMI listener and one guard listener for the list, 
   ami.emit('event', amiMessage([['Event', 'Newchannel']]));
   guard.listeners[0]!.banned!(notice('ban'));
   guard.listeners[0]!.unbanned!(notice('unban'), 'expired');
-  assert.deepEqual(seen, ['odoo ami Newchannel', 'webhooks ami Newchannel', 'odoo ban', 'bans-only ban', 'webhooks ban', 'odoo unban', 'bans-only unban', 'webhooks unban']);
+  assert.deepEqual(seen, [
+    'odoo ami Newchannel',
+    'webhooks ami Newchannel',
+    'odoo ban',
+    'bans-only ban',
+    'webhooks ban',
+    'odoo unban',
+    'bans-only unban',
+    'webhooks unban',
+  ]);
 
   const quiet = new EventEmitter();
   const quietGuard = new FakeGuard();
@@ -57,21 +68,35 @@ test('connectSubscribers: one AMI listener and one guard listener for the list, 
   connectSubscribers([sub('odoo', { ami: true })], null, new FakeGuard()); // AMI disabled
 });
 
-test('job registry: built-in names cannot be replaced, by a registry or through a bridge\'s jobFunctions', async () => {
+test("job registry: built-in names cannot be replaced, by a registry or through a bridge's jobFunctions", async () => {
   const r = new JobRegistry();
   assert.ok(r.get('test.ping'));
   assert.throws(() => r.register('security.ban', async () => 1), /job function security\.ban is built in and cannot be replaced/);
   r.register('x.hello', async () => 'hi');
   assert.equal(await r.get('x.hello')!(null, {}, undefined as never), 'hi');
   assert.equal(new JobRegistry().get('x.hello'), undefined, 'a new registry has only the built-in functions');
-  await assert.rejects(startOdooBridge({
-    config: { url: 'http://127.0.0.1:9', db: 'x', listen: { enabled: false } },
-    ami: new FakeAmi(), bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry: new Registry(), stateDir: tmp,
-    reloadConfig: () => undefined, rpc: { executeKw: async () => [] }, jobFunctions: [['test.ping', async () => false]],
-  }), /test\.ping is built in/);
+  await assert.rejects(
+    startOdooBridge({
+      config: { url: 'http://127.0.0.1:9', db: 'x', listen: { enabled: false } },
+      ami: new FakeAmi(),
+      bans: new FakeBans(),
+      db: new Database(':memory:'),
+      logger: log,
+      registry: new Registry(),
+      stateDir: tmp,
+      reloadConfig: () => undefined,
+      rpc: { executeKw: async () => [] },
+      jobFunctions: [['test.ping', async () => false]],
+    }),
+    /test\.ping is built in/,
+  );
 });
 
-interface Bridge { bridge: OdooBridge; ami: FakeAmi; results: Array<{ method: string; result: unknown }> }
+interface Bridge {
+  bridge: OdooBridge;
+  ami: FakeAmi;
+  results: Array<{ method: string; result: unknown }>;
+}
 
 /** startOdoo as the daemon calls it: the console's and (with a config dir) the config sync's job functions. */
 async function daemonBridge(name: string, configDir: string | null): Promise<Bridge> {
@@ -82,11 +107,27 @@ async function daemonBridge(name: string, configDir: string | null): Promise<Bri
   });
   const ami = new FakeAmi();
   const results: Bridge['results'] = [];
-  const rpc = { executeKw: async (model: string, method: string, args: unknown[]) => { if (model === 'test.model') results.push({ method, result: args[0] }); return []; } };
+  const rpc = {
+    executeKw: async (model: string, method: string, args: unknown[]) => {
+      if (model === 'test.model') results.push({ method, result: args[0] });
+      return [];
+    },
+  };
   const asteriskConsole = new AsteriskConsole(ami, config.console, resolveActionPolicy({ deniedActions: [], deniedApplications: [] }));
   const actionPolicy = resolveActionPolicy({ deniedActions: [], deniedApplications: [], checkCommand: (c) => asteriskConsole.check(c) });
   const configFiles = configDir !== null ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
-  const bridge = await startOdoo(config, { ami, bans: new FakeBans(), db: new Database(':memory:'), logger: log, registry: new Registry(), reloadConfig: () => undefined, rpc, actionPolicy, asteriskConsole, configFiles });
+  const bridge = await startOdoo(config, {
+    ami,
+    bans: new FakeBans(),
+    db: new Database(':memory:'),
+    logger: log,
+    registry: new Registry(),
+    reloadConfig: () => undefined,
+    rpc,
+    actionPolicy,
+    asteriskConsole,
+    configFiles,
+  });
   return { bridge, ami, results };
 }
 
@@ -97,7 +138,7 @@ async function runJob(b: Bridge, fun: string, args: unknown): Promise<unknown> {
   return b.results[before]?.result;
 }
 
-test('two daemons\' Odoo bridges in one process: each runs its own console and config-sync job functions, never the other\'s', async () => {
+test("two daemons' Odoo bridges in one process: each runs its own console and config-sync job functions, never the other's", async () => {
   const dir = path.join(tmp, 'asterisk');
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'extensions_odoo.conf'), '[odoo]\n');
@@ -110,7 +151,10 @@ test('two daemons\' Odoo bridges in one process: each runs its own console and c
     assert.match(JSON.stringify(await runJob(a, 'config.list', [])), /extensions_odoo\.conf/);
     // a's console job talks to a's AMI, though b registered its console job after it
     await runJob(a, 'asterisk.console', ['core show version']);
-    assert.deepEqual(a.ami.actions.map((f) => f.Command), ['core show version']);
+    assert.deepEqual(
+      a.ami.actions.map((f) => f.Command),
+      ['core show version'],
+    );
     assert.deepEqual(b.ami.actions, []);
   } finally {
     await a.bridge.close();

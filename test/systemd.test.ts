@@ -61,8 +61,7 @@ test('systemd-analyze verify reports nothing for the unit', { skip }, (t) => {
   // Without man-db, the Documentation= check cannot run: skip just that part (--man=no).
   const man = which('man') ? [] : ['--man=no'];
   if (man.length) t.diagnostic('man is not installed: verify runs with --man=no (apt-get install man-db to check the man page too)');
-  const r = run(['verify', ...man, `--root=${root}`, '/lib/systemd/system/pbx-guardian.service'],
-    { ...process.env, MANPATH: join(root, 'man') });
+  const r = run(['verify', ...man, `--root=${root}`, '/lib/systemd/system/pbx-guardian.service'], { ...process.env, MANPATH: join(root, 'man') });
   if (r.error) throw r.error;
   t.diagnostic(`systemd-analyze verify exit ${r.status}, output: ${JSON.stringify(r.out.trim())}`);
   assert.equal(r.out.trim(), '', `systemd-analyze verify printed:\n${r.out}`);
@@ -80,7 +79,10 @@ test(`systemd-analyze security exposure is <= ${MAX_EXPOSURE}`, { skip }, (t) =>
   assert.ok(m, `no exposure figure in the output:\n${r.out}`);
   const exposure = Number(m[1]);
   t.diagnostic(`exposure ${exposure}`);
-  const failing = r.out.split('\n').filter((l) => l.startsWith('✗')).map((l) => l.replace(/\s{2,}/g, ' | ').trim());
+  const failing = r.out
+    .split('\n')
+    .filter((l) => l.startsWith('✗'))
+    .map((l) => l.replace(/\s{2,}/g, ' | ').trim());
   assert.ok(exposure <= MAX_EXPOSURE, `exposure ${exposure} > ${MAX_EXPOSURE}; open items:\n${failing.join('\n')}`);
 });
 

@@ -10,7 +10,20 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { PACKAGE_ROOT } from '../../src/config/index.js';
 import { listSet, SetMonitor } from '../set-monitor.js';
-import { assertPrivateNetns, attack, BURST_BOUND_MS, M, procCpu, attackReport, cpuBetween, restoreAddr, sleep, type Plan, type SideResult, type Sink } from './schedule.js';
+import {
+  assertPrivateNetns,
+  attack,
+  BURST_BOUND_MS,
+  M,
+  procCpu,
+  attackReport,
+  cpuBetween,
+  restoreAddr,
+  sleep,
+  type Plan,
+  type SideResult,
+  type Sink,
+} from './schedule.js';
 
 export const F2B_SERVER = '/usr/bin/fail2ban-server';
 export const F2B_CLIENT = '/usr/bin/fail2ban-client';

@@ -15,7 +15,20 @@ import { createBackend, defaultFirewallConfig } from '../../src/firewall/index.j
 import { startDaemon } from '../../src/main.js';
 import { Store } from '../../src/store/index.js';
 import { listSet, SetMonitor } from '../set-monitor.js';
-import { assertPrivateNetns, attack, BURST_BOUND_MS, M, procCpu, attackReport, cpuBetween, restoreAddr, sleep, type Plan, type SideResult, type Sink } from './schedule.js';
+import {
+  assertPrivateNetns,
+  attack,
+  BURST_BOUND_MS,
+  M,
+  procCpu,
+  attackReport,
+  cpuBetween,
+  restoreAddr,
+  sleep,
+  type Plan,
+  type SideResult,
+  type Sink,
+} from './schedule.js';
 
 const NFT = '/usr/sbin/nft';
 const TABLE = 'pbxg_f2bbench';
@@ -23,7 +36,11 @@ const pexec = promisify(execFile);
 const silent = pino({ level: 'silent' });
 const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures');
 
-const dropTable = () => pexec(NFT, ['delete', 'table', 'inet', TABLE]).then(() => undefined, () => undefined);
+const dropTable = () =>
+  pexec(NFT, ['delete', 'table', 'inet', TABLE]).then(
+    () => undefined,
+    () => undefined,
+  );
 
 /** `pbx-guardian run` (the real daemon, its own process like fail2ban-server), logging JSON at
  *  info level to a pipe as under systemd; the moment of each ban is read from its log. */
@@ -116,7 +133,7 @@ export async function guardianChild(plan: Plan): Promise<SideResult> {
     const inSet = await listSet('inet', TABLE, 'ban4');
     // ban lines can trail the kernel: the log is written asynchronously
     const all = [...out.warmup.addrs, ...out.burst.addrs, ...out.small.addrs];
-    for (const end = Date.now() + 10_000; Date.now() < end && !all.every((a) => daemon!.decided.has(a)); ) await sleep(20);
+    for (const end = Date.now() + 10_000; Date.now() < end && !all.every((a) => daemon!.decided.has(a));) await sleep(20);
     const report = attackReport(out, inSet, mon, daemon.decided);
     const cpu = cpuBetween(cpu0, cpu1);
     const decidedLatencyMs = [...out.crossAt].filter(([a]) => daemon!.decided.has(a)).map(([a, t]) => daemon!.decided.get(a)! - t);
@@ -132,7 +149,17 @@ export async function guardianChild(plan: Plan): Promise<SideResult> {
       const now = Date.now();
       store.db.transaction(() => {
         for (let i = 0; i < size; i++) {
-          store.saveBan({ target: restoreAddr(i), family: 4, isNetwork: false, createdAt: now, expiresAt: now + 3600_000, rule: 'auth-failure', source: 'rule', reason: 'bench', count: M });
+          store.saveBan({
+            target: restoreAddr(i),
+            family: 4,
+            isNetwork: false,
+            createdAt: now,
+            expiresAt: now + 3600_000,
+            rule: 'auth-failure',
+            source: 'rule',
+            reason: 'bench',
+            count: M,
+          });
         }
       })();
       store.close();

@@ -23,7 +23,6 @@ export interface Plan {
 export const FULL: Plan = { latencyAddrs: 100, burstAddrs: 3000, smallBurstAddrs: 300, restoreSizes: [3000, 100_000], restoreBoundS: 120 };
 export const QUICK: Plan = { latencyAddrs: 30, burstAddrs: 300, smallBurstAddrs: 50, restoreSizes: [1000], restoreBoundS: 60 };
 
-
 /** What one side reports (printed as JSON by its child). */
 export interface SideResult {
   side: 'fail2ban' | 'guardian';
@@ -140,7 +139,12 @@ export interface AttackOutcome {
 export async function burstPhase<T>(sink: Sink<T>, mon: SetMonitor, first: number, n: number, legitBase: number, boundMs: number): Promise<BurstOutcome> {
   const addrs = Array.from({ length: n }, (_, i) => attacker(first + i));
   const legitPer = Math.ceil(n / 10);
-  const rounds = Array.from({ length: M }, (_, k) => sink.prepare(addrs, Array.from({ length: legitPer }, (_, j) => legit(legitBase + k * legitPer + j))));
+  const rounds = Array.from({ length: M }, (_, k) =>
+    sink.prepare(
+      addrs,
+      Array.from({ length: legitPer }, (_, j) => legit(legitBase + k * legitPer + j)),
+    ),
+  );
   const start = performance.now();
   for (const bytes of rounds) sink.deliver(bytes);
   const writtenMs = performance.now() - start;
@@ -194,11 +198,20 @@ export function cpuBetween(a: { own: number; children: number }, b: { own: numbe
 
 /** What both sides report of the attack phases: the latencies, each burst checked against the
  *  set as listed afterwards, legitimate addresses banned, and how ban moments were taken. */
-export function attackReport(out: AttackOutcome, inSet: Set<string>, mon: SetMonitor, decided?: Map<string, number>): Pick<SideResult, 'latencyMs' | 'latencyMissing' | 'bursts' | 'legitBanned' | 'instrument' | 'overflows'> {
+export function attackReport(
+  out: AttackOutcome,
+  inSet: Set<string>,
+  mon: SetMonitor,
+  decided?: Map<string, number>,
+): Pick<SideResult, 'latencyMs' | 'latencyMissing' | 'bursts' | 'legitBanned' | 'instrument' | 'overflows'> {
   return {
     latencyMs: out.latencyMs,
     latencyMissing: out.latencyMissing,
-    bursts: [reportBurst(out.warmup, 'warm-up', inSet, decided), reportBurst(out.burst, 'measured', inSet, decided), reportBurst(out.small, 'small', inSet, decided)],
+    bursts: [
+      reportBurst(out.warmup, 'warm-up', inSet, decided),
+      reportBurst(out.burst, 'measured', inSet, decided),
+      reportBurst(out.small, 'small', inSet, decided),
+    ],
     legitBanned: [...inSet].filter((a) => a.startsWith('198.19.')).length,
     instrument: mon.instrument,
     overflows: mon.overflows,

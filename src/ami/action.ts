@@ -45,7 +45,10 @@ export function actionHeaders(fields: AmiActionFields): Array<[string, string]> 
     const values: ReadonlyArray<string | number> = Array.isArray(raw) ? raw : [raw as string | number];
     for (const v of values) {
       if (typeof v !== 'string' && typeof v !== 'number') {
-        throw new AmiActionError('invalid', `AMI action "${name}" rejected before sending: header ${key} has a ${typeof v} value; only strings and numbers are allowed`);
+        throw new AmiActionError(
+          'invalid',
+          `AMI action "${name}" rejected before sending: header ${key} has a ${typeof v} value; only strings and numbers are allowed`,
+        );
       }
       const s = String(v);
       if (BAD_VALUE_RE.test(s)) {

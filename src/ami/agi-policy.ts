@@ -30,10 +30,16 @@ export function parseAgiArgs(line: string): string[] {
       continue;
     }
     if ((c === ' ' || c === '\t') && !quoted && !escaped) {
-      if (inWord) { out.push(cur); inWord = false; }
+      if (inWord) {
+        out.push(cur);
+        inWord = false;
+      }
       continue;
     }
-    if (c === '\\' && !escaped) { escaped = true; continue; }
+    if (c === '\\' && !escaped) {
+      escaped = true;
+      continue;
+    }
     if (startWord()) cur += c;
     escaped = false;
   }
@@ -53,7 +59,10 @@ export function judgeAgiCommand(line: string, p: DialplanPolicy): void {
   if (is('GET', 'FULL', 'VARIABLE')) {
     // the one command whose argument Asterisk evaluates: only ${NAME} or ${FUNCTION(literal args)}
     const m = GET_FULL_RE.exec(w[3] ?? '');
-    if (!m) throw new ActionRefusedError(`refused: GET FULL VARIABLE ${JSON.stringify((w[3] ?? '').slice(0, 80))} must be one \${NAME} or \${FUNCTION(literal arguments)}`);
+    if (!m)
+      throw new ActionRefusedError(
+        `refused: GET FULL VARIABLE ${JSON.stringify((w[3] ?? '').slice(0, 80))} must be one \${NAME} or \${FUNCTION(literal arguments)}`,
+      );
     judgeVariableName('GET FULL VARIABLE', m[1]!, 'read', p);
     w.slice(4).forEach((x) => judgeText('GET FULL VARIABLE channel', x, p));
     return;

@@ -70,7 +70,11 @@ export function resolveClientOptions(opts: AmiClientOptions): ResolvedAmiClientO
     throw new TypeError('AMI client: securityCheckTimeoutMs must be > 0 and securityRecheckIntervalMs >= 0');
   }
   // reject header injection through the credentials at once, not at every login attempt
-  for (const [k, v] of [['username', o.username], ['secret', o.secret], ['events', o.events]] as const) {
+  for (const [k, v] of [
+    ['username', o.username],
+    ['secret', o.secret],
+    ['events', o.events],
+  ] as const) {
     if (typeof v !== 'string' || /[\r\n\0]/.test(v)) throw new TypeError(`AMI client: option ${k} must be a string without CR, LF or NUL`);
   }
   return o;

@@ -8,16 +8,7 @@ import { AmiFramer } from './framer.js';
 import { AmiFrame } from './message.js';
 import { PendingActions } from './pending.js';
 import { SecurityWatch, watchOptions } from './security-check.js';
-import type {
-  AmiActionFields,
-  AmiClientEvents,
-  AmiClientStats,
-  AmiConnectionState,
-  AmiFrameDrop,
-  AmiHealth,
-  AmiLoginErrorKind,
-  AmiResponse,
-} from './types.js';
+import type { AmiActionFields, AmiClientEvents, AmiClientStats, AmiConnectionState, AmiFrameDrop, AmiHealth, AmiLoginErrorKind, AmiResponse } from './types.js';
 
 export type { AmiActionOptions, AmiClientOptions } from './client-options.js';
 export { legacyCommandOutput } from './pending.js';
@@ -79,7 +70,14 @@ export class AmiClient extends EventEmitter {
       maxFrameBytes: o.maxFrameBytes,
       onTimeout: () => this.stats.actionsTimedOut++,
     });
-    this.watch = new SecurityWatch(watchOptions(o, this.log, () => this.relogin(), (f, opt) => this.action(f, opt)));
+    this.watch = new SecurityWatch(
+      watchOptions(
+        o,
+        this.log,
+        () => this.relogin(),
+        (f, opt) => this.action(f, opt),
+      ),
+    );
   }
 
   /** What this client knows about its session now (see AmiHealth); cheap, no I/O. */
@@ -269,7 +267,10 @@ export class AmiClient extends EventEmitter {
       }
       this.emit('loginError', err);
     } else if (wasConnected && !this.stopped && !relogin) {
-      this.log.warn({ host: this.o.host, port: this.o.port, reason, retryInMs: delay }, `AMI connection to ${this.where()} lost (${reason}); events are missed until it is back; ${retry}`);
+      this.log.warn(
+        { host: this.o.host, port: this.o.port, reason, retryInMs: delay },
+        `AMI connection to ${this.where()} lost (${reason}); events are missed until it is back; ${retry}`,
+      );
     }
     this.setState('disconnected');
     this.emit('disconnected', reason);

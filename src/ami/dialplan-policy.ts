@@ -22,8 +22,19 @@ export class ActionRefusedError extends AppError {
  * where they are told, or originate further calls. Compared by exact name, case-insensitively.
  */
 export const BUILTIN_DENIED_APPLICATIONS: readonly string[] = [
-  'System', 'TrySystem', 'Exec', 'ExecIf', 'TryExec', 'ExternalIVR', 'Originate',
-  'Ices', 'MP3Player', 'NBScat', 'Festival', 'DBdeltree', 'Reload',
+  'System',
+  'TrySystem',
+  'Exec',
+  'ExecIf',
+  'TryExec',
+  'ExternalIVR',
+  'Originate',
+  'Ices',
+  'MP3Player',
+  'NBScat',
+  'Festival',
+  'DBdeltree',
+  'Reload',
 ];
 
 /** Applications allowed only with particular arguments (judged in judgeApplication). */
@@ -36,12 +47,43 @@ const AGI_APPS = new Set(['agi', 'eagi', 'deadagi']);
  * text again, or reach files and databases.
  */
 export const BUILTIN_ALLOWED_FUNCTIONS: readonly string[] = [
-  'CALLERID', 'CONNECTEDLINE', 'REDIRECTING', 'CHANNEL', 'CDR', 'LEN', 'HANGUPCAUSE', 'HANGUPCAUSE_KEYS',
-  'PJSIP_HEADER', 'PJSIP_DIAL_CONTACTS', 'PJSIP_ENDPOINT', 'PJSIP_CONTACT', 'PJSIP_AOR', 'PJSIP_MEDIA_OFFER',
-  'SIP_HEADER', 'SIPPEER', 'SIPCHANINFO', 'IAXPEER',
-  'DEVICE_STATE', 'EXTENSION_STATE', 'PRESENCE_STATE', 'HINT', 'MAILBOX_EXISTS', 'VM_INFO',
-  'QUEUE_MEMBER', 'QUEUE_MEMBER_COUNT', 'QUEUE_MEMBER_LIST', 'QUEUE_VARIABLES', 'QUEUE_WAITING_COUNT',
-  'GROUP', 'GROUP_COUNT', 'VOLUME', 'MASTER_CHANNEL', 'SHARED', 'TIMEOUT', 'JITTERBUFFER', 'TALK_DETECT',
+  'CALLERID',
+  'CONNECTEDLINE',
+  'REDIRECTING',
+  'CHANNEL',
+  'CDR',
+  'LEN',
+  'HANGUPCAUSE',
+  'HANGUPCAUSE_KEYS',
+  'PJSIP_HEADER',
+  'PJSIP_DIAL_CONTACTS',
+  'PJSIP_ENDPOINT',
+  'PJSIP_CONTACT',
+  'PJSIP_AOR',
+  'PJSIP_MEDIA_OFFER',
+  'SIP_HEADER',
+  'SIPPEER',
+  'SIPCHANINFO',
+  'IAXPEER',
+  'DEVICE_STATE',
+  'EXTENSION_STATE',
+  'PRESENCE_STATE',
+  'HINT',
+  'MAILBOX_EXISTS',
+  'VM_INFO',
+  'QUEUE_MEMBER',
+  'QUEUE_MEMBER_COUNT',
+  'QUEUE_MEMBER_LIST',
+  'QUEUE_VARIABLES',
+  'QUEUE_WAITING_COUNT',
+  'GROUP',
+  'GROUP_COUNT',
+  'VOLUME',
+  'MASTER_CHANNEL',
+  'SHARED',
+  'TIMEOUT',
+  'JITTERBUFFER',
+  'TALK_DETECT',
 ];
 
 /** Channel variables whose value Asterisk runs as a command or uses to evaluate text again. */
@@ -78,7 +120,9 @@ const EXPRESSION_RE = /\$[\\"'{[]/;
 /** Refuses text that Asterisk could evaluate as an expression (when the policy does not allow them). */
 export function judgeText(where: string, text: string, p: DialplanPolicy): void {
   if (!p.expressions && EXPRESSION_RE.test(text)) {
-    refuse(`${where} ${show(text)} holds a dialplan expression ($\{...} or $[...]); it cannot be judged before Asterisk evaluates it (a name like $\{SH$\{EMPTY}ELL()} is assembled at run time). Send the literal value, or see actionPolicy.allow "expressions"`);
+    refuse(
+      `${where} ${show(text)} holds a dialplan expression ($\{...} or $[...]); it cannot be judged before Asterisk evaluates it (a name like $\{SH$\{EMPTY}ELL()} is assembled at run time). Send the literal value, or see actionPolicy.allow "expressions"`,
+    );
   }
 }
 
@@ -100,19 +144,35 @@ export function separateArgs(input: string, delim: string, removeChars: boolean,
     for (; i < input.length; i++) {
       const c = input[i]!;
       if (c === '(') paren++;
-      else if (c === ')') { if (paren) paren--; }
-      else if (c === '[') bracket++;
-      else if (c === ']') { if (bracket) bracket--; }
-      else if (c === '"' && delim !== '"') { quote = !quote; if (removeChars) continue; }
-      else if (c === '\\') {
-        if (removeChars) { i++; if (i < input.length) cur += input[i]; continue; }
-        cur += c; i++; if (i < input.length) cur += input[i]; continue;
-      } else if (c === delim && !paren && !quote && !bracket) { i++; endedOnDelim = true; break; }
+      else if (c === ')') {
+        if (paren) paren--;
+      } else if (c === '[') bracket++;
+      else if (c === ']') {
+        if (bracket) bracket--;
+      } else if (c === '"' && delim !== '"') {
+        quote = !quote;
+        if (removeChars) continue;
+      } else if (c === '\\') {
+        if (removeChars) {
+          i++;
+          if (i < input.length) cur += input[i];
+          continue;
+        }
+        cur += c;
+        i++;
+        if (i < input.length) cur += input[i];
+        continue;
+      } else if (c === delim && !paren && !quote && !bracket) {
+        i++;
+        endedOnDelim = true;
+        break;
+      }
       cur += c;
     }
     out.push(cur);
   }
-  if (i < input.length) out.push(input.slice(i)); // past the last slot Asterisk keeps the rest unparsed
+  if (i < input.length)
+    out.push(input.slice(i)); // past the last slot Asterisk keeps the rest unparsed
   else if (endedOnDelim && out.length < max) out.push('');
   return out;
 }
@@ -133,13 +193,17 @@ export function judgeVariableName(where: string, name: string, mode: 'read' | 'w
     if (!m) refuse(`${where} ${show(n)} is not one call of a dialplan function with literal arguments`);
     const fn = m[1]!.toUpperCase();
     if (!p.allowedFunctions.has(fn)) {
-      refuse(`${where} ${mode === 'write' ? 'writes' : 'reads'} the dialplan function ${fn}(), which is not on the allowed list (SHELL, EVAL, FILE, ENV, DB, ODBC, CURL, ... run programs, evaluate text again or reach files); see actionPolicy.allow "function:${fn}"`);
+      refuse(
+        `${where} ${mode === 'write' ? 'writes' : 'reads'} the dialplan function ${fn}(), which is not on the allowed list (SHELL, EVAL, FILE, ENV, DB, ODBC, CURL, ... run programs, evaluate text again or reach files); see actionPolicy.allow "function:${fn}"`,
+      );
     }
     return;
   }
   if (!PLAIN_VARIABLE_RE.test(bare)) refuse(`${where} ${show(n)} is not a variable name (letters, digits, "_", ".", "-")`);
   if (p.deniedVariables.has(bare.toUpperCase())) {
-    refuse(`${where} sets ${bare.toUpperCase()}, whose value Asterisk runs as a command or uses to evaluate text again; see actionPolicy.allow "variable:${bare.toUpperCase()}"`);
+    refuse(
+      `${where} sets ${bare.toUpperCase()}, whose value Asterisk runs as a command or uses to evaluate text again; see actionPolicy.allow "variable:${bare.toUpperCase()}"`,
+    );
   }
 }
 
@@ -175,23 +239,29 @@ export function judgeApplication(where: string, app: string, data: string, p: Di
   if (!/^[A-Za-z0-9_]+$/.test(name)) refuse(`${where} application ${show(name)} is not an application name`);
   const lower = name.toLowerCase();
   if (p.deniedApplications.has(lower)) {
-    refuse(`${where} application ${name} is denied on this agent: it runs a program, evaluates its data as dialplan, or originates further calls (odoo.deniedApplications and the built-in list; see actionPolicy.allow "application:${name}")`);
+    refuse(
+      `${where} application ${name} is denied on this agent: it runs a program, evaluates its data as dialplan, or originates further calls (odoo.deniedApplications and the built-in list; see actionPolicy.allow "application:${name}")`,
+    );
   }
   const args = separateArgs(data, ',', true);
   if (AGI_APPS.has(lower) && !p.anyAgi) {
     const url = AGI_URL_RE.exec((args[0] ?? '').trim());
     if (!url || !isLoopbackHost(url[1]!)) {
-      refuse(`${where} ${name}(${show(args[0] ?? '')}) runs an AGI script that is not a FastAGI server on this host (agi://127.0.0.1/...): a local script or a remote FastAGI server can run any command; see actionPolicy.allow "agi"`);
+      refuse(
+        `${where} ${name}(${show(args[0] ?? '')}) runs an AGI script that is not a FastAGI server on this host (agi://127.0.0.1/...): a local script or a remote FastAGI server can run any command; see actionPolicy.allow "agi"`,
+      );
     }
   }
   if (lower === 'mixmonitor') {
     if ((args[2] ?? '').trim() !== '') refuse(`${where} MixMonitor with a post-recording command ${show(args[2]!)}: Asterisk runs it through the shell`);
-    if (!RELATIVE_FILE_RE.test((args[0] ?? '').trim())) refuse(`${where} MixMonitor file ${show(args[0] ?? '')} is an absolute path or climbs out with "..": recordings stay in Asterisk's monitor directory`);
+    if (!RELATIVE_FILE_RE.test((args[0] ?? '').trim()))
+      refuse(`${where} MixMonitor file ${show(args[0] ?? '')} is an absolute path or climbs out with "..": recordings stay in Asterisk's monitor directory`);
   }
   if (lower === 'monitor' && !RELATIVE_FILE_RE.test((args[1] ?? '').trim())) {
     refuse(`${where} Monitor file ${show(args[1] ?? '')} is an absolute path or climbs out with "..": recordings stay in Asterisk's monitor directory`);
   }
-  if (lower === 'queue' && (args[5] ?? '').trim() !== '') refuse(`${where} Queue with an AGI argument ${show(args[5]!)} runs an AGI script for each answered call`);
+  if (lower === 'queue' && (args[5] ?? '').trim() !== '')
+    refuse(`${where} Queue with an AGI argument ${show(args[5]!)} runs an AGI script for each answered call`);
   if (lower === 'set') judgeAssignment(`${where} Set`, data, p);
   if (lower === 'mset') for (const a of args) judgeAssignment(`${where} MSet`, a, p);
 }
@@ -211,7 +281,8 @@ export function judgeCliWords(words: readonly string[], p: DialplanPolicy): void
     if (p.deniedVariables.has(bare.replace(/^_{1,2}/, '').toUpperCase())) refuse(`the command names ${bare}, a variable Asterisk runs as a command`);
     for (const call of w.matchAll(/([A-Za-z0-9_]+)\(/g)) {
       const fn = call[1]!.toUpperCase();
-      if (!p.allowedFunctions.has(fn)) refuse(`the command word ${show(w)} calls ${fn}(), which is not an allowed dialplan function (see actionPolicy.allow "function:${fn}")`);
+      if (!p.allowedFunctions.has(fn))
+        refuse(`the command word ${show(w)} calls ${fn}(), which is not an allowed dialplan function (see actionPolicy.allow "function:${fn}")`);
     }
     if (/^(shell|eval|file|env|system|trysystem)$/i.test(bare)) refuse(`the command names ${bare}, which runs programs or reaches files`);
   }

@@ -27,9 +27,25 @@ import {
  * session (its event mask: the guard would go blind).
  */
 export const BUILTIN_DENIED_ACTIONS: readonly string[] = [
-  'UpdateConfig', 'CreateConfig', 'GetConfig', 'GetConfigJSON', 'ModuleLoad', 'ModuleUnload',
-  'DialplanExtensionAdd', 'DialplanExtensionRemove', 'DBPut', 'DBDel', 'DBDelTree', 'AGI',
-  'PRIDebugFileSet', 'Events', 'Filter', 'Login', 'Logoff', 'Challenge', 'WaitEvent',
+  'UpdateConfig',
+  'CreateConfig',
+  'GetConfig',
+  'GetConfigJSON',
+  'ModuleLoad',
+  'ModuleUnload',
+  'DialplanExtensionAdd',
+  'DialplanExtensionRemove',
+  'DBPut',
+  'DBDel',
+  'DBDelTree',
+  'AGI',
+  'PRIDebugFileSet',
+  'Events',
+  'Filter',
+  'Login',
+  'Logoff',
+  'Challenge',
+  'WaitEvent',
 ];
 
 /** Asterisk's AST_MAX_MANHEADERS: a message with more header lines is refused whole. */
@@ -67,10 +83,18 @@ export function validateActionPolicyAllow(allow: readonly unknown[], at = 'actio
     variable: new Set(BUILTIN_DENIED_VARIABLES.map((a) => a.toLowerCase())),
   };
   allow.forEach((e, i) => {
-    if (typeof e !== 'string') { errors.push(`${at}[${i}]: expected a string like "application:AGI", "function:ODBC_CUSTOMER", "action:UpdateConfig", "variable:MONITOR_EXEC", "agi" or "expressions"`); return; }
+    if (typeof e !== 'string') {
+      errors.push(
+        `${at}[${i}]: expected a string like "application:AGI", "function:ODBC_CUSTOMER", "action:UpdateConfig", "variable:MONITOR_EXEC", "agi" or "expressions"`,
+      );
+      return;
+    }
     if (e === 'expressions' || e === 'agi') return;
     const m = ALLOW_RE.exec(e);
-    if (!m) { errors.push(`${at}[${i}]: "${e.slice(0, 80)}" is not "action:NAME", "application:NAME", "function:NAME", "variable:NAME", "agi" or "expressions"`); return; }
+    if (!m) {
+      errors.push(`${at}[${i}]: "${e.slice(0, 80)}" is not "action:NAME", "application:NAME", "function:NAME", "variable:NAME", "agi" or "expressions"`);
+      return;
+    }
     const kind = m[1]!.toLowerCase() as 'action' | 'application' | 'function' | 'variable';
     if (kind !== 'function' && !denied[kind].has(m[2]!.toLowerCase())) {
       errors.push(`${at}[${i}]: "${e}" widens nothing: ${m[2]} is not on the built-in ${kind} list (${[...denied[kind]].join(', ')})`);
@@ -81,12 +105,23 @@ export function validateActionPolicyAllow(allow: readonly unknown[], at = 'actio
 
 /** The built-in lists with the operator's additions (odoo.denied*) and widenings (actionPolicy.allow). */
 export function resolveActionPolicy(input: ActionPolicyInput = {}): ActionPolicy {
-  const allow = new Map<string, Set<string>>([['action', new Set()], ['application', new Set()], ['function', new Set()], ['variable', new Set()]]);
+  const allow = new Map<string, Set<string>>([
+    ['action', new Set()],
+    ['application', new Set()],
+    ['function', new Set()],
+    ['variable', new Set()],
+  ]);
   let expressions = false;
   let anyAgi = false;
   for (const e of input.allow ?? []) {
-    if (e === 'expressions') { expressions = true; continue; }
-    if (e === 'agi') { anyAgi = true; continue; }
+    if (e === 'expressions') {
+      expressions = true;
+      continue;
+    }
+    if (e === 'agi') {
+      anyAgi = true;
+      continue;
+    }
     const m = ALLOW_RE.exec(e);
     if (m) allow.get(m[1]!.toLowerCase())!.add(m[2]!.toLowerCase());
   }
@@ -140,7 +175,9 @@ export function buildCallerAction(input: unknown): AmiActionFields {
     if (Array.isArray(raw) || (raw !== null && typeof raw === 'object')) {
       const list = Array.isArray(raw)
         ? raw.map((x) => scalar(k, x))
-        : lk === 'variable' ? Object.entries(raw as Record<string, unknown>).map(([vk, vv]) => `${vk}=${String(scalar(k, vv) ?? '')}`) : refuse(`${k} must be a string, a number or (for Variable) a list`);
+        : lk === 'variable'
+          ? Object.entries(raw as Record<string, unknown>).map(([vk, vv]) => `${vk}=${String(scalar(k, vv) ?? '')}`)
+          : refuse(`${k} must be a string, a number or (for Variable) a list`);
       const values = list.filter((x): x is string | number => x !== undefined);
       if (values.length > 1 && !MULTI_VALUED.has(lk)) refuse(`${k} has ${values.length} values, but Asterisk reads only the first ${k} header; send one value`);
       if (values.length === 0) continue;
@@ -192,26 +229,35 @@ export function judgeAction(fields: AmiActionFields, p: ActionPolicy): void {
   } catch (e) {
     return refuse((e as Error).message);
   }
-  if (headers.length + 1 > MAX_ACTION_HEADERS) refuse(`the action has ${headers.length} headers; Asterisk refuses more than ${MAX_ACTION_HEADERS} (ActionID included)`);
+  if (headers.length + 1 > MAX_ACTION_HEADERS)
+    refuse(`the action has ${headers.length} headers; Asterisk refuses more than ${MAX_ACTION_HEADERS} (ActionID included)`);
   for (const [k, v] of headers) {
-    if (Buffer.byteLength(`${k}: ${v}\r\n`) > MAX_ACTION_LINE_BYTES) refuse(`the header ${k} is longer than Asterisk reads (${MAX_ACTION_LINE_BYTES} bytes per line)`);
+    if (Buffer.byteLength(`${k}: ${v}\r\n`) > MAX_ACTION_LINE_BYTES)
+      refuse(`the header ${k} is longer than Asterisk reads (${MAX_ACTION_LINE_BYTES} bytes per line)`);
   }
   const m = new WireMessage(headers);
   const name = m.first('Action').trim();
   const lower = name.toLowerCase();
   if (p.deniedActions.has(lower)) {
-    refuse(`the AMI action ${name} is denied on this agent: it changes Asterisk itself (config, modules, dialplan, database), reads config files with secrets, runs AGI commands, or changes the guardian's own AMI session (odoo.deniedActions and the built-in list; see actionPolicy.allow "action:${name}")`);
+    refuse(
+      `the AMI action ${name} is denied on this agent: it changes Asterisk itself (config, modules, dialplan, database), reads config files with secrets, runs AGI commands, or changes the guardian's own AMI session (odoo.deniedActions and the built-in list; see actionPolicy.allow "action:${name}")`,
+    );
   }
   for (const [k, v] of headers.slice(1)) judgeText(`the value of ${k}`, v, p);
   switch (lower) {
     case 'originate': {
       const channel = m.first('Channel').trim();
-      if (/^local\//i.test(channel) && !LOCAL_CHANNEL_RE.test(channel)) refuse(`Originate Channel ${JSON.stringify(channel.slice(0, 80))} is not a plain Local/exten@context`);
+      if (/^local\//i.test(channel) && !LOCAL_CHANNEL_RE.test(channel))
+        refuse(`Originate Channel ${JSON.stringify(channel.slice(0, 80))} is not a plain Local/exten@context`);
       judgeApplication('Originate', m.first('Application'), m.first('Data'), p);
       break;
     }
-    case 'setvar': judgeVariableName('Setvar Variable', m.first('Variable'), 'write', p); break;
-    case 'getvar': judgeVariableName('Getvar Variable', m.first('Variable'), 'read', p); break;
+    case 'setvar':
+      judgeVariableName('Setvar Variable', m.first('Variable'), 'write', p);
+      break;
+    case 'getvar':
+      judgeVariableName('Getvar Variable', m.first('Variable'), 'read', p);
+      break;
     case 'status':
       for (const v of separateArgs(m.first('Variables'), ',', true, 100)) if (v.trim()) judgeVariableName('Status Variables', v, 'read', p);
       break;

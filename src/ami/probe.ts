@@ -49,10 +49,7 @@ export function probeSecurity(o: ProbeOptions): Promise<ProbeResult> {
       }
       resolve(r);
     };
-    let timer = setTimeout(
-      () => finish({ kind: 'unreachable', message: `no AMI login answer within ${o.loginTimeoutMs} ms` }),
-      o.loginTimeoutMs,
-    );
+    let timer = setTimeout(() => finish({ kind: 'unreachable', message: `no AMI login answer within ${o.loginTimeoutMs} ms` }), o.loginTimeoutMs);
     const framer = new AmiFramer(
       {
         greeting: (line, complete) => {

@@ -29,12 +29,7 @@ export function maskReadsSecurity(events: string): boolean {
 }
 
 /** The watch's options from the client's own. */
-export function watchOptions(
-  o: ResolvedAmiClientOptions,
-  log: Logger,
-  relogin: () => void,
-  action: SecurityWatchOptions['action'],
-): SecurityWatchOptions {
+export function watchOptions(o: ResolvedAmiClientOptions, log: Logger, relogin: () => void, action: SecurityWatchOptions['action']): SecurityWatchOptions {
   return {
     host: o.host,
     port: o.port,
@@ -229,7 +224,10 @@ export class SecurityWatch {
     if (this.blind) {
       this.blind = false;
       this.lastMissingLogAt = -Infinity;
-      this.o.log.info({ host: this.o.host, port: this.o.port, username: this.o.username }, `AMI user "${this.o.username}" at ${this.where()} now receives security events: the guard sees attacks again`);
+      this.o.log.info(
+        { host: this.o.host, port: this.o.port, username: this.o.username },
+        `AMI user "${this.o.username}" at ${this.where()} now receives security events: the guard sees attacks again`,
+      );
     }
   }
 
@@ -265,12 +263,16 @@ export class SecurityWatch {
     void this.readPerm().then((perm) => {
       if (gen !== this.generation || this.security !== 'missing') return;
       this.advice = this.readAdvice(perm);
-      const cause = perm !== null && /(^|,)\s*(security|all)\s*(,|$)/.test(perm)
-        ? `the user's read perm is "${perm}", which has security, so an eventfilter in [${u}] must drop SuccessfulAuth and other security events`
-        : perm !== null
-          ? `the user's read perm is "${perm}": it lacks the security class`
-          : 'so the user lacks read permission for the security class';
-      this.logMissing(why, `AMI user "${u}" at ${this.where()} does not receive security events: no security event (not even this session's own SuccessfulAuth) arrived within ${this.o.checkTimeoutMs} ms of the login; ${cause}. Fix: ${this.advice}`);
+      const cause =
+        perm !== null && /(^|,)\s*(security|all)\s*(,|$)/.test(perm)
+          ? `the user's read perm is "${perm}", which has security, so an eventfilter in [${u}] must drop SuccessfulAuth and other security events`
+          : perm !== null
+            ? `the user's read perm is "${perm}": it lacks the security class`
+            : 'so the user lacks read permission for the security class';
+      this.logMissing(
+        why,
+        `AMI user "${u}" at ${this.where()} does not receive security events: no security event (not even this session's own SuccessfulAuth) arrived within ${this.o.checkTimeoutMs} ms of the login; ${cause}. Fix: ${this.advice}`,
+      );
     });
   }
 
@@ -293,7 +295,10 @@ export class SecurityWatch {
 
   private readAdvice(perm: string | null): string {
     const u = this.o.username;
-    const every = this.o.recheckIntervalMs > 0 ? `; pbx-guardian re-checks every ${Math.round(this.o.recheckIntervalMs / 1000)}s and picks the change up without a restart` : '';
+    const every =
+      this.o.recheckIntervalMs > 0
+        ? `; pbx-guardian re-checks every ${Math.round(this.o.recheckIntervalMs / 1000)}s and picks the change up without a restart`
+        : '';
     const reload = `then run: asterisk -rx "manager reload"${every}`;
     if (perm !== null && /(^|,)\s*(security|all)\s*(,|$)/.test(perm)) {
       return `in manager.conf, section [${u}], let SuccessfulAuth and the other security events through its eventfilter lines (or remove them), ${reload}`;
@@ -307,7 +312,10 @@ export class SecurityWatch {
     const now = Date.now();
     if (now - this.lastMissingLogAt >= MISSING_LOG_REPEAT_MS) {
       this.lastMissingLogAt = now;
-      this.o.log.error({ host: this.o.host, port: this.o.port, username: u, security: 'missing', cause: why }, `${detail}. The guard is blind until then: failed logins, REGISTER and INVITE attacks are neither seen nor banned`);
+      this.o.log.error(
+        { host: this.o.host, port: this.o.port, username: u, security: 'missing', cause: why },
+        `${detail}. The guard is blind until then: failed logins, REGISTER and INVITE attacks are neither seen nor banned`,
+      );
     }
   }
 
@@ -329,7 +337,14 @@ export class SecurityWatch {
     this.probing = true;
     this.probes++;
     const probe = this.o.probe ?? probeSecurity;
-    const opts: ProbeOptions = { host: this.o.host, port: this.o.port, username: this.o.username, secret: this.o.secret, loginTimeoutMs: this.o.loginTimeoutMs, securityTimeoutMs: this.o.checkTimeoutMs };
+    const opts: ProbeOptions = {
+      host: this.o.host,
+      port: this.o.port,
+      username: this.o.username,
+      secret: this.o.secret,
+      loginTimeoutMs: this.o.loginTimeoutMs,
+      securityTimeoutMs: this.o.checkTimeoutMs,
+    };
     probe(opts).then(
       (r) => this.onProbe(gen, r),
       (err: Error) => this.onProbe(gen, { kind: 'unreachable', message: err.message }),
@@ -343,12 +358,18 @@ export class SecurityWatch {
     switch (r.kind) {
       case 'verified':
         this.probeFailures = 0;
-        this.o.log.info({ host: this.o.host, port: this.o.port, username: u }, `AMI user "${u}" may now read security events (a probe session received its own SuccessfulAuth): logging the main session in again`);
+        this.o.log.info(
+          { host: this.o.host, port: this.o.port, username: u },
+          `AMI user "${u}" may now read security events (a probe session received its own SuccessfulAuth): logging the main session in again`,
+        );
         this.o.relogin();
         return;
       case 'in-use':
         this.probeInUse = true;
-        this.o.log.warn({ host: this.o.host, port: this.o.port, username: u }, `AMI user "${u}" has allowmultiplelogin = no, so a probe session cannot log in beside the main one: the main session logs in again every re-check instead (call events are missed for a moment each time)`);
+        this.o.log.warn(
+          { host: this.o.host, port: this.o.port, username: u },
+          `AMI user "${u}" has allowmultiplelogin = no, so a probe session cannot log in beside the main one: the main session logs in again every re-check instead (call events are missed for a moment each time)`,
+        );
         this.o.relogin();
         return;
       case 'missing':

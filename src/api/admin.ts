@@ -63,11 +63,15 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
   });
   app.get('/bans', local, async () => ({ bans: port.control.listBans() }));
 
-  app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>('/bans', { ...local, schema: { body: banBody } }, async (req, reply) => {
-    const { target, duration, reason } = req.body;
-    const ban = await port.control.ban({ target, durationSec: requestedBanDuration(duration), reason, source: 'manual' });
-    return reply.code(201).send({ ban });
-  });
+  app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>(
+    '/bans',
+    { ...local, schema: { body: banBody } },
+    async (req, reply) => {
+      const { target, duration, reason } = req.body;
+      const ban = await port.control.ban({ target, durationSec: requestedBanDuration(duration), reason, source: 'manual' });
+      return reply.code(201).send({ ban });
+    },
+  );
 
   app.delete<{ Params: { target: string } }>('/bans/:target', local, async (req, reply) => {
     const removed = await port.control.unban(req.params.target); // fastify already decoded the param once

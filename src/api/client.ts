@@ -3,7 +3,11 @@ import { StartupError } from '../common/errors.js';
 
 /** The daemon answered with an error status: `status` and the daemon's own message. */
 export class DaemonError extends Error {
-  constructor(message: string, readonly status: number, readonly code: string) {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+  ) {
     super(message);
   }
 }
@@ -49,7 +53,9 @@ export function callDaemon<T>(socketPath: string, method: string, path: string, 
     req.on('timeout', () => req.destroy(new Error('the daemon did not answer within 10 s')));
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        reject(new DaemonUnreachableError(`cannot reach the pbx-guardian daemon at ${socketPath} (${err.code}): is it running? (systemctl status pbx-guardian)`));
+        reject(
+          new DaemonUnreachableError(`cannot reach the pbx-guardian daemon at ${socketPath} (${err.code}): is it running? (systemctl status pbx-guardian)`),
+        );
       } else if (err.code === 'EACCES') {
         reject(new DaemonUnreachableError(`permission denied on ${socketPath}: run as root or as the pbx-guardian user`));
       } else reject(err);

@@ -22,7 +22,10 @@ export interface ListenerSpec {
 export class ListenError extends StartupError {
   /** the system's reason, e.g. EADDRINUSE (UNKNOWN when it gave none) */
   readonly errno: string;
-  constructor(readonly listener: ListenerSpec, cause: NodeJS.ErrnoException) {
+  constructor(
+    readonly listener: ListenerSpec,
+    cause: NodeJS.ErrnoException,
+  ) {
     const code = cause.code ?? 'UNKNOWN';
     super(
       `cannot listen on ${listener.address} for the ${listener.name} (${listener.keys}): ${cause.message}. ${advice(code, listener)} ` +

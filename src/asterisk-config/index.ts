@@ -69,7 +69,10 @@ export interface WriteResult {
 export class AsteriskConfigFiles {
   private rootReal: string | null = null;
 
-  constructor(private readonly cfg: AsteriskConfigConfig, private readonly ami: AmiPort | null) {}
+  constructor(
+    private readonly cfg: AsteriskConfigConfig,
+    private readonly ami: AmiPort | null,
+  ) {}
 
   private async root(): Promise<string> {
     if (this.rootReal) return this.rootReal;
@@ -86,7 +89,11 @@ export class AsteriskConfigFiles {
     if (typeof name !== 'string' || name === '') throw new ConfigFileError('a config file name is required, e.g. extensions_odoo.conf', 400, 'BAD_NAME');
     const segs = name.split('/');
     if (segs.length > 4 || segs.some((s) => !SEGMENT_RE.test(s) || s === '.' || s === '..')) {
-      throw new ConfigFileError(`refused: "${name.slice(0, 200)}" is not a plain file name inside ${this.cfg.dir} (letters, digits, _ . + -; no "..", no absolute path)`, 400, 'BAD_NAME');
+      throw new ConfigFileError(
+        `refused: "${name.slice(0, 200)}" is not a plain file name inside ${this.cfg.dir} (letters, digits, _ . + -; no "..", no absolute path)`,
+        400,
+        'BAD_NAME',
+      );
     }
     return segs;
   }
@@ -126,7 +133,8 @@ export class AsteriskConfigFiles {
       throw new ConfigFileError(
         `refused: ${name} is not a file config sync owns: only <base>_${this.cfg.marker}.conf (or <base>_${this.cfg.marker}_<name>.conf) ` +
           `for a base in asteriskConfig.bases (${this.cfg.bases.join(', ') || 'none'}) is written or deleted, never Asterisk's own files`,
-        403, 'NOT_MANAGED',
+        403,
+        'NOT_MANAGED',
       );
     }
     return base;
@@ -146,7 +154,8 @@ export class AsteriskConfigFiles {
     if (!this.inside(root, parent)) throw new ConfigFileError(`refused: ${name} leads outside ${this.cfg.dir} (symlinked directory)`, 403, 'OUTSIDE');
     const p = path.join(parent, segs[segs.length - 1]!);
     const st = await fs.lstat(p).catch(() => null);
-    if (st && !st.isFile()) throw new ConfigFileError(`refused: ${name} is a symlink or not a regular file; replace it by hand if that is intended`, 403, 'NOT_REGULAR');
+    if (st && !st.isFile())
+      throw new ConfigFileError(`refused: ${name} is a symlink or not a regular file; replace it by hand if that is intended`, 403, 'NOT_REGULAR');
     return p;
   }
 
@@ -159,7 +168,10 @@ export class AsteriskConfigFiles {
         if (out.length >= this.cfg.maxFiles) return;
         const name = rel ? `${rel}/${e.name}` : e.name;
         if (!SEGMENT_RE.test(e.name)) continue;
-        if (e.isDirectory() && depth < 3) { await walk(path.join(dir, e.name), name, depth + 1); continue; }
+        if (e.isDirectory() && depth < 3) {
+          await walk(path.join(dir, e.name), name, depth + 1);
+          continue;
+        }
         if (!e.isFile() || !/\.(conf|ael|lua|adsi|txt|sample)$/.test(e.name)) continue;
         const st = await fs.stat(path.join(dir, e.name)).catch(() => null);
         if (!st) continue;
@@ -175,7 +187,8 @@ export class AsteriskConfigFiles {
     const real = await this.existing(name);
     const st = await fs.stat(real);
     if (!st.isFile()) throw new ConfigFileError(`${name} is not a regular file`, 400, 'NOT_REGULAR');
-    if (st.size > this.cfg.maxFileBytes) throw new ConfigFileError(`${name} is ${st.size} bytes, more than asteriskConfig.maxFileBytes (${this.cfg.maxFileBytes})`, 413, 'TOO_LARGE');
+    if (st.size > this.cfg.maxFileBytes)
+      throw new ConfigFileError(`${name} is ${st.size} bytes, more than asteriskConfig.maxFileBytes (${this.cfg.maxFileBytes})`, 413, 'TOO_LARGE');
     return { name, content: await fs.readFile(real, 'utf8') };
   }
 
@@ -184,7 +197,11 @@ export class AsteriskConfigFiles {
     const out: Record<string, string> = {};
     for (const f of await this.list()) {
       if (!f.name.endsWith('.conf') || f.size > this.cfg.maxFileBytes) continue;
-      try { out[f.name] = (await this.read(f.name)).content; } catch { /* vanished or outside: skipped */ }
+      try {
+        out[f.name] = (await this.read(f.name)).content;
+      } catch {
+        /* vanished or outside: skipped */
+      }
     }
     return out;
   }
@@ -204,7 +221,8 @@ export class AsteriskConfigFiles {
     const segs = this.segments(name);
     this.ownedBase(name, segs[segs.length - 1]!);
     const bytes = Buffer.byteLength(content, 'utf8');
-    if (bytes > this.cfg.maxFileBytes) throw new ConfigFileError(`${name}: ${bytes} bytes is more than asteriskConfig.maxFileBytes (${this.cfg.maxFileBytes})`, 413, 'TOO_LARGE');
+    if (bytes > this.cfg.maxFileBytes)
+      throw new ConfigFileError(`${name}: ${bytes} bytes is more than asteriskConfig.maxFileBytes (${this.cfg.maxFileBytes})`, 413, 'TOO_LARGE');
     if (content.includes('\0')) throw new ConfigFileError(`${name}: the content contains NUL bytes`, 400, 'BAD_CONTENT');
     return bytes;
   }
@@ -217,7 +235,9 @@ export class AsteriskConfigFiles {
     return { uid: parent.uid, gid: parent.gid, mode: NEW_FILE_MODE };
   }
 
-  async remove(name: string): Promise<{ name: string; deleted: boolean; backup: string | null; include: { base: string; action: 'removed' | 'absent' | 'base-missing' } | null }> {
+  async remove(
+    name: string,
+  ): Promise<{ name: string; deleted: boolean; backup: string | null; include: { base: string; action: 'removed' | 'absent' | 'base-missing' } | null }> {
     const p = await this.target(name);
     const st = await fs.lstat(p).catch(() => null);
     if (!st) throw new ConfigFileError(`${name}: no such file in ${this.cfg.dir}`, 404, 'NOT_FOUND');
@@ -242,7 +262,8 @@ export class AsteriskConfigFiles {
 
   async reload(module?: string): Promise<{ module: string | null; response: string; message: string }> {
     if (!this.ami) throw new ConfigFileError('AMI is disabled (ami.enabled: false): cannot reload', 502, 'NO_AMI');
-    if (module !== undefined && module !== null && module !== '' && !MODULE_RE.test(module)) throw new ConfigFileError(`"${String(module).slice(0, 80)}" is not a module name like pbx_config or res_pjsip.so`, 400, 'BAD_MODULE');
+    if (module !== undefined && module !== null && module !== '' && !MODULE_RE.test(module))
+      throw new ConfigFileError(`"${String(module).slice(0, 80)}" is not a module name like pbx_config or res_pjsip.so`, 400, 'BAD_MODULE');
     const fields: AmiActionFields = module ? { Action: 'Reload', Module: module } : { Action: 'Reload' };
     const r = await this.ami.action(fields, { timeoutMs: this.cfg.reloadTimeoutMs });
     const response = r.response.get('Response') ?? 'Error';
@@ -257,7 +278,12 @@ export class AsteriskConfigFiles {
    * Replaces p keeping its owner, group and mode (the .bak gets them too: a backup is never more
    * readable than its file); `fresh` gives them when p does not exist yet.
    */
-  private async atomicWrite(p: string, content: string, backup: boolean, fresh: () => Promise<FileAttributes>): Promise<{ changed: boolean; backup: string | null }> {
+  private async atomicWrite(
+    p: string,
+    content: string,
+    backup: boolean,
+    fresh: () => Promise<FileAttributes>,
+  ): Promise<{ changed: boolean; backup: string | null }> {
     const st = await fs.stat(p).catch(() => null);
     const old = st ? await fs.readFile(p, 'utf8') : null;
     if (old === content) return { changed: false, backup: null };
@@ -356,7 +382,7 @@ function filesOf(args: unknown): Array<{ name: string; content: string }> {
     for (const x of a) {
       if (!x || typeof x !== 'object') throw new ConfigFileError('put_all_configs expects [{filename, content}, ...] or {filename: content}', 400, 'BAD_ARGS');
       const o = x as Record<string, unknown>;
-      out.push({ name: String(o.filename ?? o.name ?? ''), content: o.content as string ?? o.data as string });
+      out.push({ name: String(o.filename ?? o.name ?? ''), content: (o.content as string) ?? (o.data as string) });
     }
   } else if (a && typeof a === 'object') {
     for (const [k, v] of Object.entries(a as Record<string, unknown>)) out.push({ name: k, content: v as string });
@@ -379,14 +405,27 @@ export function configJobFunctions(files: AsteriskConfigFiles): Map<string, JobF
   const putAll: JobFn = async (a, k) => maybeReload(await files.writeAll(filesOf(a)), k);
   const list: JobFn = async () => files.list();
   const reload: JobFn = async (a, k) => {
-    const m = Array.isArray(a) ? a[0] : a && typeof a === 'object' ? (a as Record<string, unknown>).module : a ?? k.module;
+    const m = Array.isArray(a) ? a[0] : a && typeof a === 'object' ? (a as Record<string, unknown>).module : (a ?? k.module);
     return files.reload(typeof m === 'string' ? m : undefined);
   };
   return new Map<string, JobFn>([
-    ['config.get', get], ['config.put', put], ['config.delete', del], ['config.list', list],
-    ['config.get_all', getAll], ['config.put_all', putAll], ['config.reload_module', reload],
-    ['get_config', get], ['put_config', put], ['delete_config', del], ['get_all_configs', getAll], ['put_all_configs', putAll],
-    ['asterisk.get_config', get], ['asterisk.put_config', put], ['asterisk.delete_config', del],
-    ['asterisk.get_all_configs', getAll], ['asterisk.put_all_configs', putAll], ['asterisk.reload_module', reload],
+    ['config.get', get],
+    ['config.put', put],
+    ['config.delete', del],
+    ['config.list', list],
+    ['config.get_all', getAll],
+    ['config.put_all', putAll],
+    ['config.reload_module', reload],
+    ['get_config', get],
+    ['put_config', put],
+    ['delete_config', del],
+    ['get_all_configs', getAll],
+    ['put_all_configs', putAll],
+    ['asterisk.get_config', get],
+    ['asterisk.put_config', put],
+    ['asterisk.delete_config', del],
+    ['asterisk.get_all_configs', getAll],
+    ['asterisk.put_all_configs', putAll],
+    ['asterisk.reload_module', reload],
   ]);
 }

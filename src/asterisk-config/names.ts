@@ -63,7 +63,9 @@ export function validateBases(bases: unknown[]): string[] {
     }
     const why = PROTECTED_BASES.get(b.toLowerCase());
     if (why) {
-      errors.push(`asteriskConfig.bases[${i}]: "${b}" is refused: ${b}.conf sets ${why}, so config sync never writes, includes into or reads it. Remove it from asteriskConfig.bases and edit that file by hand`);
+      errors.push(
+        `asteriskConfig.bases[${i}]: "${b}" is refused: ${b}.conf sets ${why}, so config sync never writes, includes into or reads it. Remove it from asteriskConfig.bases and edit that file by hand`,
+      );
     }
   });
   return errors;

@@ -82,7 +82,15 @@ export function runCheck(path: string, rules: Rule[], allow: string[], ipv6Prefi
     () => clock,
   );
   const failureEvents = new Set(rules.flatMap((r) => r.events));
-  const report: CheckReport = { source: path, kind: isLog ? 'security-log' : 'ami-transcript', lines, events: events.length + ambiguous.length, matched: [], skipped: [], bans: [] };
+  const report: CheckReport = {
+    source: path,
+    kind: isLog ? 'security-log' : 'ami-transcript',
+    lines,
+    events: events.length + ambiguous.length,
+    matched: [],
+    skipped: [],
+    bans: [],
+  };
   const seen: { outcome: LineOutcome; line: number } = { outcome: 'not-watched', line: 0 };
   guardian.on({
     failure: () => (seen.outcome = 'matched'),

@@ -24,5 +24,7 @@ export async function flushCommand(socketPath: string, configPath: string | unde
 /** `pbx-guardian resume`: the daemon re-creates its table / sets and re-fills them from the store. */
 export async function resumeCommand(socketPath: string): Promise<string> {
   const r = await callDaemon<{ resumed: boolean; restored: number }>(socketPath, 'POST', '/firewall/resume');
-  return r.resumed ? `enforcing again: ${r.restored} stored bans are back in the kernel` : 'not paused: nothing to resume (pbx-guardian status shows the firewall state)';
+  return r.resumed
+    ? `enforcing again: ${r.restored} stored bans are back in the kernel`
+    : 'not paused: nothing to resume (pbx-guardian status shows the firewall state)';
 }

@@ -121,12 +121,26 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'banned': {
       const { bans } = await callDaemon<{ bans: BanRecord[] }>(socket(), 'GET', '/bans');
-      out(values.json ? JSON.stringify(bans, null, 2) : bans.length === 0 ? 'no active bans' : printBans(bans).split('\n').slice(1).map((l) => l.trim()).join('\n'));
+      out(
+        values.json
+          ? JSON.stringify(bans, null, 2)
+          : bans.length === 0
+            ? 'no active bans'
+            : printBans(bans)
+                .split('\n')
+                .slice(1)
+                .map((l) => l.trim())
+                .join('\n'),
+      );
       return EXIT.ok;
     }
     case 'ban': {
       if (rest.length !== 1) throw new UsageError('ban takes one address or CIDR: pbx-guardian ban 203.0.113.7 --for 1h');
-      const { ban } = await callDaemon<{ ban: BanRecord }>(socket(), 'POST', '/bans', { target: rest[0], ...(values.for ? { duration: values.for } : {}), ...(values.reason ? { reason: values.reason } : {}) });
+      const { ban } = await callDaemon<{ ban: BanRecord }>(socket(), 'POST', '/bans', {
+        target: rest[0],
+        ...(values.for ? { duration: values.for } : {}),
+        ...(values.reason ? { reason: values.reason } : {}),
+      });
       out(`banned ${ban.target} ${ban.expiresAt === null ? 'permanently' : `for ${formatDuration((ban.expiresAt - ban.createdAt) / 1000)}`}`);
       return EXIT.ok;
     }
@@ -179,7 +193,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'odoo': {
       const { odooInitCommand } = await import('./odoo-init.js');
-      if (rest[0] !== 'init' || !values.url || !values.db) throw new UsageError('usage: pbx-guardian odoo init --url https://odoo.example.com --db DBNAME [--config PATH]');
+      if (rest[0] !== 'init' || !values.url || !values.db)
+        throw new UsageError('usage: pbx-guardian odoo init --url https://odoo.example.com --db DBNAME [--config PATH]');
       out(await odooInitCommand(values.url, values.db, values.config ?? DEFAULT_CONFIG_PATH));
       return EXIT.ok;
     }

@@ -24,7 +24,10 @@ export async function odooInitCommand(url: string, db: string, configPath: strin
   const target = realTarget(configPath);
   const st = statSync(target, { throwIfNoEntry: false });
   const doc = parseDocument(st ? readFileSync(target, 'utf8') : '', { prettyErrors: false });
-  if (doc.errors.length > 0) throw new Error(`${configPath} is not valid YAML (${doc.errors[0]!.code} at line ${doc.errors[0]!.linePos?.[0].line ?? '?'}): fix it by hand, then run init again`);
+  if (doc.errors.length > 0)
+    throw new Error(
+      `${configPath} is not valid YAML (${doc.errors[0]!.code} at line ${doc.errors[0]!.linePos?.[0].line ?? '?'}): fix it by hand, then run init again`,
+    );
   if (!doc.contents) doc.contents = doc.createNode({}) as unknown as typeof doc.contents;
   doc.setIn(['odoo', 'enabled'], true);
   doc.setIn(['odoo', 'url'], url.replace(/\/+$/, ''));
@@ -39,9 +42,10 @@ export async function odooInitCommand(url: string, db: string, configPath: strin
   if (st) {
     const was = attributesOf(st);
     attrs = { ...was, mode: was.mode & CONFIG_MODE_MASK };
-    rights = attrs.mode === was.mode
-      ? `mode ${octal(attrs.mode)}, owner ${attrs.uid}:${attrs.gid} kept`
-      : `mode narrowed from ${octal(was.mode)} to ${octal(attrs.mode)}: it now holds the Odoo password and the agent token; owner ${attrs.uid}:${attrs.gid} kept`;
+    rights =
+      attrs.mode === was.mode
+        ? `mode ${octal(attrs.mode)}, owner ${attrs.uid}:${attrs.gid} kept`
+        : `mode narrowed from ${octal(was.mode)} to ${octal(attrs.mode)}: it now holds the Odoo password and the agent token; owner ${attrs.uid}:${attrs.gid} kept`;
   } else {
     mkdirSync(dirname(target), { recursive: true });
     attrs = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mode: NEW_CONFIG_MODE };

@@ -58,11 +58,17 @@ export const Num = (def: number, min: number, max: number, doc: KeyDoc) => Type.
 export const Port = (def: number, doc: KeyDoc) => Type.Integer(meta(doc, { default: def, minimum: 0, maximum: 65535, unit: 'port' } as object));
 
 /** A duration string ("30s", "10m", "1h", "7d"; a bare number is seconds). */
-export const Duration = (def: string, doc: KeyDoc, bounds: { minSeconds?: number; maxSeconds?: number; zeroOff?: boolean; shape?: string; boundsError?: string } = {}) =>
-  Type.String(meta(doc, { default: def, format: 'duration', unit: 'duration', ...bounds } as object));
+export const Duration = (
+  def: string,
+  doc: KeyDoc,
+  bounds: { minSeconds?: number; maxSeconds?: number; zeroOff?: boolean; shape?: string; boundsError?: string } = {},
+) => Type.String(meta(doc, { default: def, format: 'duration', unit: 'duration', ...bounds } as object));
 
 export function Enum<const T extends readonly string[]>(values: T, def: T[number], doc: KeyDoc): TUnion<TLiteral<T[number]>[]> {
-  return Type.Union(values.map((v) => Type.Literal(v)), meta(doc, { default: def } as object)) as TUnion<TLiteral<T[number]>[]>;
+  return Type.Union(
+    values.map((v) => Type.Literal(v)),
+    meta(doc, { default: def } as object),
+  ) as TUnion<TLiteral<T[number]>[]>;
 }
 
 export const StrList = (def: readonly string[], doc: KeyDoc, extra: { unit?: string; checkedBy?: string } = {}) =>
@@ -72,8 +78,7 @@ export const IntList = (def: readonly number[], min: number, max: number, doc: K
   Type.Array(Type.Integer({ minimum: min, maximum: max }), meta(doc, { default: [...def], ...(unit ? { unit } : {}) } as object));
 
 /** A list of mappings; the stage's own code checks each entry and fills its defaults. */
-export const ObjList = <T extends TSchema>(item: T, doc: KeyDoc, checkedBy: string) =>
-  Type.Array(item, meta(doc, { default: [], checkedBy } as object));
+export const ObjList = <T extends TSchema>(item: T, doc: KeyDoc, checkedBy: string) => Type.Array(item, meta(doc, { default: [], checkedBy } as object));
 
 /** A mapping whose keys are the user's own (event names, model.method), merged over the default. */
 export const OpenMap = <T extends TSchema>(value: T, def: Record<string, Static<T>>, doc: KeyDoc, checkedBy?: string) =>
@@ -84,20 +89,21 @@ export const Section = <T extends TProperties>(props: T, doc: KeyDoc) => Type.Ob
 
 // ------------------------------------------------------------------ reading a schema
 
-export type Node = TSchema & SchemaMeta & {
-  type?: string;
-  properties?: Record<string, Node>;
-  patternProperties?: Record<string, Node>;
-  items?: Node;
-  anyOf?: Node[];
-  const?: unknown;
-  default?: unknown;
-  minimum?: number;
-  maximum?: number;
-  exclusiveMinimum?: number;
-  pattern?: string;
-  format?: string;
-};
+export type Node = TSchema &
+  SchemaMeta & {
+    type?: string;
+    properties?: Record<string, Node>;
+    patternProperties?: Record<string, Node>;
+    items?: Node;
+    anyOf?: Node[];
+    const?: unknown;
+    default?: unknown;
+    minimum?: number;
+    maximum?: number;
+    exclusiveMinimum?: number;
+    pattern?: string;
+    format?: string;
+  };
 
 export const isSection = (s: Node): boolean => s.type === 'object' && s.properties !== undefined;
 export const isOpenMap = (s: Node): boolean => s.type === 'object' && s.patternProperties !== undefined;

@@ -8,7 +8,11 @@
 export const CODE_PATTERN = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$/;
 
 export class AppError extends Error {
-  constructor(message: string, readonly code: string, readonly statusCode: number) {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly statusCode: number,
+  ) {
     super(message);
   }
 }
@@ -68,7 +72,10 @@ export type StartupCode = (typeof STARTUP_CODES)[number];
 
 /** An error that stops a start or a CLI command: what it says is for the operator; `code` picks the exit status. */
 export class StartupError extends Error {
-  constructor(message: string, readonly code: StartupCode) {
+  constructor(
+    message: string,
+    readonly code: StartupCode,
+  ) {
     super(message);
   }
 }

@@ -13,5 +13,8 @@ export function isSecretKey(path: string): boolean {
 
 /** A URL for an error or a log line: user, password and query string left out (they may carry a token). */
 export function redactUrl(url: string): string {
-  return url.replace(/^([^:/?#]*:\/\/)[^/?#@]*@/, '$1…@').replace(/\?[^#]*/, '?…').slice(0, 200);
+  return url
+    .replace(/^([^:/?#]*:\/\/)[^/?#@]*@/, '$1…@')
+    .replace(/\?[^#]*/, '?…')
+    .slice(0, 200);
 }

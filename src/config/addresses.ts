@@ -12,7 +12,8 @@ const LOOKS_LITERAL = /^[0-9./]+$|:/;
 export function addressListErrors(key: string, items: readonly string[]): string[] {
   const errors: string[] = [];
   items.forEach((item, i) => {
-    if (parseNetwork(item) === null) errors.push(`${key}[${i}]: "${String(item).slice(0, 80)}" is not an IPv4/IPv6 address or CIDR (e.g. 192.0.2.10, 198.51.100.0/24, 2001:db8::/48)`);
+    if (parseNetwork(item) === null)
+      errors.push(`${key}[${i}]: "${String(item).slice(0, 80)}" is not an IPv4/IPv6 address or CIDR (e.g. 192.0.2.10, 198.51.100.0/24, 2001:db8::/48)`);
   });
   return errors;
 }

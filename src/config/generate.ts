@@ -104,7 +104,9 @@ function sectionLines(schema: Node, indent: string): string[] {
 
 /** The example config: every key with its default, description, unit and reload mark. */
 export function exampleConfig(): string {
-  return `${HEADER}\n${sectionLines(ConfigSchema as Node, '').join('\n').replace(/^\n/, '')}\n`;
+  return `${HEADER}\n${sectionLines(ConfigSchema as Node, '')
+    .join('\n')
+    .replace(/^\n/, '')}\n`;
 }
 
 const cell = (t: string) => t.replace(/\|/g, '\\|');
@@ -119,8 +121,10 @@ function defaultCell(s: Node): string {
 
 /** The README's configuration reference: one row per key. */
 export function readmeTable(): string {
-  const rows = schemaKeys().map(({ key, node }) =>
-    `| \`${key}\` | ${cell(defaultCell(node))} | ${cell(unitOf(node))} | ${node.reload === 'live' ? 'live' : 'restart'} | ${cell(node.description ?? '')} |`);
+  const rows = schemaKeys().map(
+    ({ key, node }) =>
+      `| \`${key}\` | ${cell(defaultCell(node))} | ${cell(unitOf(node))} | ${node.reload === 'live' ? 'live' : 'restart'} | ${cell(node.description ?? '')} |`,
+  );
   return ['| key | default | unit / range | on reload | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }
 

@@ -143,9 +143,16 @@ function retentionErrors(cfg: GuardianConfig): string[] {
   const keep = parseDuration(cfg.store.historyRetention);
   if (keep === null || keep === 0) return [];
   const { escalation, recidive } = cfg.guard;
-  const reads: Array<[string, string]> = [['guard.escalation.lookback', escalation.lookback], ...(recidive.enabled ? [['guard.recidive.within', recidive.within] as [string, string]] : [])];
-  return reads.filter(([, v]) => (parseDuration(v) ?? 0) > keep)
-    .map(([key, v]) => `store.historyRetention: "${cfg.store.historyRetention}" is shorter than ${key} ("${v}"), which counts earlier bans from the history: set it to at least ${v}, or 0 to keep the history forever`);
+  const reads: Array<[string, string]> = [
+    ['guard.escalation.lookback', escalation.lookback],
+    ...(recidive.enabled ? [['guard.recidive.within', recidive.within] as [string, string]] : []),
+  ];
+  return reads
+    .filter(([, v]) => (parseDuration(v) ?? 0) > keep)
+    .map(
+      ([key, v]) =>
+        `store.historyRetention: "${cfg.store.historyRetention}" is shorter than ${key} ("${v}"), which counts earlier bans from the history: set it to at least ${v}, or 0 to keep the history forever`,
+    );
 }
 
 /** Reads and validates the YAML config file; a missing file at the default path means defaults. */

@@ -19,30 +19,46 @@ import { WebhooksConfigSchema } from '../webhooks/config-schema.js';
 import { SourcesConfigSchema } from '../sources/config-schema.js';
 
 /** Failed authentication on every HTTP listener (net/auth-failures.ts): shared, so it sits here. */
-export const AuthConfigSchema = Section({
-  maxFailuresPerMinute: Int(20, 1, 10_000, {
-    description: 'failed authentications (job endpoint, REST, admin over TCP) per source address and minute; beyond, 429 until the minute is over. Each failure also counts for the http-auth-failure rule (rules/listeners.yaml)',
-  }, 'count'),
-  trackedSources: Int(10000, 100, 1_000_000, { description: 'source addresses tracked at most (least recently seen forgotten first)' }, 'count'),
-}, { description: 'failed authentication on the HTTP listeners (job endpoint, REST, admin over TCP)' });
+export const AuthConfigSchema = Section(
+  {
+    maxFailuresPerMinute: Int(
+      20,
+      1,
+      10_000,
+      {
+        description:
+          'failed authentications (job endpoint, REST, admin over TCP) per source address and minute; beyond, 429 until the minute is over. Each failure also counts for the http-auth-failure rule (rules/listeners.yaml)',
+      },
+      'count',
+    ),
+    trackedSources: Int(10000, 100, 1_000_000, { description: 'source addresses tracked at most (least recently seen forgotten first)' }, 'count'),
+  },
+  { description: 'failed authentication on the HTTP listeners (job endpoint, REST, admin over TCP)' },
+);
 
-export const ConfigSchema = Section({
-  stateDir: StateDirSchema,
-  logLevel: Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info', { description: 'pino JSON lines on stdout (journald)', reload: 'live' }),
-  ami: AmiConfigSchema,
-  guard: GuardConfigSchema,
-  firewall: FirewallConfigSchema,
-  store: StoreConfigSchema,
-  admin: AdminConfigSchema,
-  metrics: MetricsConfigSchema,
-  auth: AuthConfigSchema,
-  odoo: OdooConfigSchema,
-  rest: RestConfigSchema,
-  actionPolicy: ActionPolicyConfigSchema,
-  console: ConsoleConfigSchema,
-  asteriskConfig: AsteriskConfigConfigSchema,
-  webhooks: WebhooksConfigSchema,
-  sources: SourcesConfigSchema,
-}, { description: 'pbx-guardian configuration' });
+export const ConfigSchema = Section(
+  {
+    stateDir: StateDirSchema,
+    logLevel: Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info', {
+      description: 'pino JSON lines on stdout (journald)',
+      reload: 'live',
+    }),
+    ami: AmiConfigSchema,
+    guard: GuardConfigSchema,
+    firewall: FirewallConfigSchema,
+    store: StoreConfigSchema,
+    admin: AdminConfigSchema,
+    metrics: MetricsConfigSchema,
+    auth: AuthConfigSchema,
+    odoo: OdooConfigSchema,
+    rest: RestConfigSchema,
+    actionPolicy: ActionPolicyConfigSchema,
+    console: ConsoleConfigSchema,
+    asteriskConfig: AsteriskConfigConfigSchema,
+    webhooks: WebhooksConfigSchema,
+    sources: SourcesConfigSchema,
+  },
+  { description: 'pbx-guardian configuration' },
+);
 
 export type GuardianConfig = Static<typeof ConfigSchema>;

@@ -102,7 +102,8 @@ function leafError(s: Node, v: unknown): string | null {
     const sec = parseDuration(v);
     if (sec === null) return `"${v}" is not a duration (e.g. 30s, 10m, 1h, 7d)`;
     if (sec === 0 && s.zeroOff) return null;
-    if ((s.minSeconds !== undefined && sec < s.minSeconds) || (s.maxSeconds !== undefined && sec > s.maxSeconds)) return s.boundsError ?? `"${v}" must be ${s.shape}`;
+    if ((s.minSeconds !== undefined && sec < s.minSeconds) || (s.maxSeconds !== undefined && sec > s.maxSeconds))
+      return s.boundsError ?? `"${v}" must be ${s.shape}`;
     return null;
   }
   if (s.absolutePath && !v.startsWith('/')) return `"${v.slice(0, 120)}" must be an absolute path`;

@@ -28,7 +28,11 @@ async function runOne(socket: string, command: string, io: ConsoleIo): Promise<n
   }
 }
 
-export async function consoleCommand(socket: string, words: string[], io: ConsoleIo = { input: process.stdin, output: process.stdout, error: process.stderr, interactive: Boolean(process.stdin.isTTY) }): Promise<number> {
+export async function consoleCommand(
+  socket: string,
+  words: string[],
+  io: ConsoleIo = { input: process.stdin, output: process.stdout, error: process.stderr, interactive: Boolean(process.stdin.isTTY) },
+): Promise<number> {
   if (words.length > 0) return runOne(socket, words.join(' '), io);
   const rl = createInterface({ input: io.input, output: io.interactive ? io.output : undefined, terminal: io.interactive });
   if (io.interactive) {

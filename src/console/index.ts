@@ -52,9 +52,12 @@ export interface ConsolePolicy {
 export function checkCommand(command: string, p: ConsolePolicy): string[] {
   if (typeof command !== 'string' || command.trim() === '') throw new ConsoleRefusedError('empty command');
   if (/[\r\n\0]/.test(command)) throw new ConsoleRefusedError('refused: the command contains CR, LF or NUL');
-  if (command.length > p.maxCommandLength) throw new ConsoleRefusedError(`refused: the command is longer than ${p.maxCommandLength} characters (console.maxCommandLength)`);
+  if (command.length > p.maxCommandLength)
+    throw new ConsoleRefusedError(`refused: the command is longer than ${p.maxCommandLength} characters (console.maxCommandLength)`);
   if (command.trimStart().startsWith('!')) {
-    throw new ConsoleRefusedError('refused: "!" shell escapes are not supported (the console runs Asterisk CLI commands through AMI only; use a real shell on the host for system commands)');
+    throw new ConsoleRefusedError(
+      'refused: "!" shell escapes are not supported (the console runs Asterisk CLI commands through AMI only; use a real shell on the host for system commands)',
+    );
   }
   const words = tokenizeCli(command);
   const lower = words.map((w) => w.toLowerCase());
@@ -64,7 +67,10 @@ export function checkCommand(command: string, p: ConsolePolicy): string[] {
     throw new ConsoleRefusedError(`refused: "${quoteCli(words)}" is not in console.allow (${p.allow.join(', ')})`);
   }
   const hit = p.deny.find((d) => startsWith(lower, tokenizeCli(d.toLowerCase())));
-  if (hit !== undefined) throw new ConsoleRefusedError(`refused: "${quoteCli(words)}" is denied by console.deny ("${hit}"): it stops Asterisk, unloads modules, writes files or changes the dialplan`);
+  if (hit !== undefined)
+    throw new ConsoleRefusedError(
+      `refused: "${quoteCli(words)}" is denied by console.deny ("${hit}"): it stops Asterisk, unloads modules, writes files or changes the dialplan`,
+    );
   try {
     judgeCliWords(words, p.dialplan);
   } catch (e) {
@@ -81,7 +87,11 @@ export interface ConsoleResult {
 }
 
 export class AsteriskConsole {
-  constructor(private readonly ami: AmiPort, private readonly cfg: ConsoleConfig, private readonly dialplan: DialplanPolicy) {}
+  constructor(
+    private readonly ami: AmiPort,
+    private readonly cfg: ConsoleConfig,
+    private readonly dialplan: DialplanPolicy,
+  ) {}
 
   /** The console policy alone (enabled, allow/deny, words): also what the AMI `Command` action from Odoo or REST passes. */
   check(command: string): string[] {
@@ -94,7 +104,10 @@ export class AsteriskConsole {
     const sent = quoteCli(words);
     const r = await this.ami.action({ Action: 'Command', Command: sent }, { timeoutMs: this.cfg.timeoutMs });
     const output = r.output ?? r.response.getAll('Output');
-    const capped = output.length > this.cfg.maxOutputLines ? [...output.slice(0, this.cfg.maxOutputLines), `... ${output.length - this.cfg.maxOutputLines} more lines (console.maxOutputLines)`] : output;
+    const capped =
+      output.length > this.cfg.maxOutputLines
+        ? [...output.slice(0, this.cfg.maxOutputLines), `... ${output.length - this.cfg.maxOutputLines} more lines (console.maxOutputLines)`]
+        : output;
     return { command: sent, response: r.response.get('Response') ?? 'Error', output: capped };
   }
 }
@@ -108,13 +121,28 @@ export function consoleJobFunctions(con: AsteriskConsole): Map<string, (args: un
     if (typeof cmd !== 'string') throw new ConsoleRefusedError('asterisk.console expects the CLI command as a string, e.g. "core show channels"');
     return con.run(cmd);
   };
-  return new Map([['asterisk.console', fn], ['asterisk.cli', fn], ['console.command', fn]]);
+  return new Map([
+    ['asterisk.console', fn],
+    ['asterisk.cli', fn],
+    ['console.command', fn],
+  ]);
 }
 
 /** POST /console {command} on the admin app (the CLI's unix socket). Register before listen(). */
 export function registerConsoleRoute(app: FastifyInstance, con: AsteriskConsole): void {
-  app.post<{ Body: { command: string } }>('/console', {
-    config: { auth: LOCAL_SOCKET },
-    schema: { body: { type: 'object', required: ['command'], additionalProperties: false, properties: { command: { type: 'string', minLength: 1, maxLength: 4096 } } } },
-  }, async (req) => con.run(req.body.command));
+  app.post<{ Body: { command: string } }>(
+    '/console',
+    {
+      config: { auth: LOCAL_SOCKET },
+      schema: {
+        body: {
+          type: 'object',
+          required: ['command'],
+          additionalProperties: false,
+          properties: { command: { type: 'string', minLength: 1, maxLength: 4096 } },
+        },
+      },
+    },
+    async (req) => con.run(req.body.command),
+  );
 }

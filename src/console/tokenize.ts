@@ -8,10 +8,22 @@ export function tokenizeCli(s: string): string[] {
   let quoted = false;
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
-    if (c === '"') { quoted = !quoted; inWord = true; continue; }
-    if (c === '\\' && i + 1 < s.length) { cur += s[++i]; inWord = true; continue; }
+    if (c === '"') {
+      quoted = !quoted;
+      inWord = true;
+      continue;
+    }
+    if (c === '\\' && i + 1 < s.length) {
+      cur += s[++i];
+      inWord = true;
+      continue;
+    }
     if (!quoted && (c === ' ' || c === '\t')) {
-      if (inWord) { out.push(cur); cur = ''; inWord = false; }
+      if (inWord) {
+        out.push(cur);
+        cur = '';
+        inWord = false;
+      }
       continue;
     }
     cur += c;

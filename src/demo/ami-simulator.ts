@@ -72,7 +72,12 @@ function framesFor(text: string, mask: ReadonlySet<string>): string {
   for (const frame of text.split('\r\n\r\n')) {
     if (frame.trim() === '') continue;
     const m = /(?:^|\r\n)Privilege: ([^\r\n]*)/i.exec(frame);
-    const classes = m ? m[1]!.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== 'all' && c !== '') : [];
+    const classes = m
+      ? m[1]!
+          .split(',')
+          .map((c) => c.trim().toLowerCase())
+          .filter((c) => c !== 'all' && c !== '')
+      : [];
     if (classes.every((c) => mask.has(c))) out += frame + '\r\n\r\n';
   }
   return out;
@@ -278,7 +283,11 @@ export class AmiSimulator {
     }
     const mayCommand = s.write === undefined || maskHas(s.write, 'command');
     if (action === 'listcommands') {
-      const list = ['Ping: Keepalive command. (Priv: <none>)', 'Logoff: Logoff Manager. (Priv: <none>)', 'ListCommands: List available manager commands. (Priv: <none>)'];
+      const list = [
+        'Ping: Keepalive command. (Priv: <none>)',
+        'Logoff: Logoff Manager. (Priv: <none>)',
+        'ListCommands: List available manager commands. (Priv: <none>)',
+      ];
       if (mayCommand) list.push('Command: Execute Asterisk CLI Command. (Priv: command,all)');
       this.write(s, crlf(['Response: Success', ...idLine, ...list]));
       return;
@@ -303,9 +312,7 @@ export class AmiSimulator {
     }
     const fields = new Map<string, string>();
     for (const [k, v] of req.headers) if (k.toLowerCase() !== 'actionid') fields.set(k.toLowerCase(), v);
-    const exact = candidates.find(
-      (c) => c.request.size === fields.size && [...c.request].every(([k, v]) => fields.get(k) === v),
-    );
+    const exact = candidates.find((c) => c.request.size === fields.size && [...c.request].every(([k, v]) => fields.get(k) === v));
     this.write(s, withActionId((exact ?? candidates[0]!).response, id));
   }
 

@@ -23,12 +23,20 @@ export function parseEventMask(text: string | undefined): EventMask {
   const t = (text ?? 'on').trim().toLowerCase();
   if (t === '' || ['on', 'yes', 'true', 'y', 't', '1'].includes(t)) return 'all';
   if (['off', 'no', 'false', 'n', 'f', '0'].includes(t)) return new Set();
-  return new Set(t.split(',').map((c) => c.trim()).filter(Boolean));
+  return new Set(
+    t
+      .split(',')
+      .map((c) => c.trim())
+      .filter(Boolean),
+  );
 }
 
 /** manager.conf `read` (manager.c get_perm): a comma list; `all` is every class, `none` none. */
 export function parseReadPerms(read: string | undefined): EventMask {
-  const list = (read ?? 'all').split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'none');
+  const list = (read ?? 'all')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'none');
   return list.includes('all') ? 'all' : new Set(list);
 }
 
@@ -68,20 +76,24 @@ function amiAddress(address: string, port: number): string {
  *  frame shape as recorded in ami-asterisk22-pjsip/pjsip-udp-wrong-password.raw). */
 export function successfulAuthFrame(a: AuthSession): string {
   const tv = eventTv(a.startedAt);
-  return [
-    'Event: SuccessfulAuth',
-    'Privilege: security,all',
-    `EventTV: ${tv}`,
-    'Severity: Informational',
-    'Service: AMI',
-    'EventVersion: 1',
-    `AccountID: ${a.accountId}`,
-    `SessionID: ${a.sessionId}`,
-    `LocalAddress: ${amiAddress(a.localAddress, a.localPort)}`,
-    `RemoteAddress: ${amiAddress(a.remoteAddress, a.remotePort)}`,
-    'UsingPassword: 0',
-    `SessionTV: ${tv}`,
-  ].map((l) => l + '\r\n').join('') + '\r\n';
+  return (
+    [
+      'Event: SuccessfulAuth',
+      'Privilege: security,all',
+      `EventTV: ${tv}`,
+      'Severity: Informational',
+      'Service: AMI',
+      'EventVersion: 1',
+      `AccountID: ${a.accountId}`,
+      `SessionID: ${a.sessionId}`,
+      `LocalAddress: ${amiAddress(a.localAddress, a.localPort)}`,
+      `RemoteAddress: ${amiAddress(a.remoteAddress, a.remotePort)}`,
+      'UsingPassword: 0',
+      `SessionTV: ${tv}`,
+    ]
+      .map((l) => l + '\r\n')
+      .join('') + '\r\n'
+  );
 }
 
 /** `manager show user <name>` as manager.c handle_showmanager prints it (no ACL lines). */

@@ -92,8 +92,14 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const rate = events - lastEvents;
     lastEvents = events;
     const s = daemon.guardian.status();
-    const top = [...failures.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([k, n]) => `${k}=${n}`).join(' ');
-    write(`  ${String(seconds).padStart(3)}s  ${String(rate).padStart(4)} ev/s  banned ${s.currentlyBanned}  allow-listed passed ${allowPassed}  failures: ${top || '-'}`);
+    const top = [...failures.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ');
+    write(
+      `  ${String(seconds).padStart(3)}s  ${String(rate).padStart(4)} ev/s  banned ${s.currentlyBanned}  allow-listed passed ${allowPassed}  failures: ${top || '-'}`,
+    );
   }, 1000);
 
   await new Promise<void>((resolvePromise) => {
@@ -108,7 +114,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const final = daemon.guardian.status();
   const kernel = await backend.list();
   write('');
-  write(`done: ${events} AMI events, ${final.totalFailed} failures counted, ${final.currentlyBanned} bans (${kernel.length} in the enforcement set); allow-listed 192.0.2.10 never banned: ${!final.banned.some((b) => b.target === '192.0.2.10')}`);
+  write(
+    `done: ${events} AMI events, ${final.totalFailed} failures counted, ${final.currentlyBanned} bans (${kernel.length} in the enforcement set); allow-listed 192.0.2.10 never banned: ${!final.banned.some((b) => b.target === '192.0.2.10')}`,
+  );
   await daemon.stop();
   await simulator.close();
   rmSync(stateDir, { recursive: true, force: true });

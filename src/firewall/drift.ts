@@ -69,7 +69,12 @@ function drifted(kernel: number | null, store: number | null): boolean {
  * only what both listings agree on. Also returns how many elements the kernel holds once the
  * batch is applied (the last listing, less the removes, plus the adds it lacked).
  */
-export async function confirmedDrift(list: () => Promise<FirewallEntry[]>, active: () => Iterable<FirewallEntry>, now: () => number, maxTimeoutMs?: number): Promise<{ batch: FirewallBatch; after: number }> {
+export async function confirmedDrift(
+  list: () => Promise<FirewallEntry[]>,
+  active: () => Iterable<FirewallEntry>,
+  now: () => number,
+  maxTimeoutMs?: number,
+): Promise<{ batch: FirewallBatch; after: number }> {
   let inKernel: FirewallEntry[] = [];
   const drift = async () => {
     inKernel = await list();

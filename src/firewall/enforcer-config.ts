@@ -36,7 +36,6 @@ export interface EnforcerOptions {
   activeCount?: () => number;
 }
 
-
 /** The kernel refused this element (see Refusal); the ban stays in the store and reconcile
  *  tries it again. */
 export class FirewallRefusedError extends Error {

@@ -202,7 +202,10 @@ export class Enforcer {
     this.attempt = 0;
     this.pending.settleAll();
     this.kernelCount = { n: 0, at: this.now() };
-    this.logger.warn({ reason, backend: this.backend.name }, `firewall enforcement paused (${reason}): pbx-guardian's table / sets are removed and nothing is banned in the kernel; detection goes on and new bans are stored. pbx-guardian resume (or a restart) enforces again`);
+    this.logger.warn(
+      { reason, backend: this.backend.name },
+      `firewall enforcement paused (${reason}): pbx-guardian's table / sets are removed and nothing is banned in the kernel; detection goes on and new bans are stored. pbx-guardian resume (or a restart) enforces again`,
+    );
   }
 
   /** Ends a pause: re-creates the table and re-fills it from the store. `resumed` is false when
@@ -225,7 +228,12 @@ export class Enforcer {
     if (this.stopped) throw new EnforcerStoppedError();
     if (this.paused !== null) return { added: 0, removed: 0 };
     return this.serial(async () => {
-      const { batch, after } = await confirmedDrift(() => this.backend.list(), () => this.activeEntries(), this.now, this.backend.maxTimeoutMs);
+      const { batch, after } = await confirmedDrift(
+        () => this.backend.list(),
+        () => this.activeEntries(),
+        this.now,
+        this.backend.maxTimeoutMs,
+      );
       this.kernelCount = { n: after, at: this.now() };
       this.lastSuccessAt = this.now();
       if (batch.add.length || batch.remove.length) {
@@ -285,7 +293,8 @@ export class Enforcer {
     // while the AMI socket must be read. Measured at 100k on a loaded 2-core host: one transaction
     // stalled the loop 0.8-3 s (building its script), 5,000-element ones 20-40 ms at most (GC included)
     const refused: Refusal[] = [];
-    for (let i = 0; i === 0 || i < add.length; i += RESTORE_CHUNK) refused.push(...(await this.applyBatch({ add: add.slice(i, i + RESTORE_CHUNK), remove: [] }, 'restore')));
+    for (let i = 0; i === 0 || i < add.length; i += RESTORE_CHUNK)
+      refused.push(...(await this.applyBatch({ add: add.slice(i, i + RESTORE_CHUNK), remove: [] }, 'restore')));
     this.pending.dropRefused(refused);
     if (this.allow) await this.backend.setAllow(this.allow);
     const ms = performance.now() - t0;
@@ -297,7 +306,6 @@ export class Enforcer {
     this.logger.info({ backend: this.backend.name, restored, refused: refused.length, ms: Math.round(ms) }, 'firewall: active bans restored');
     return restored;
   }
-
 
   private enqueue(key: string, op: NewOp): Promise<void> {
     if (this.stopped) return Promise.reject(new EnforcerStoppedError());
@@ -316,10 +324,13 @@ export class Enforcer {
       return;
     }
     if (!this.windowTimer) {
-      this.windowTimer = setTimeout(() => {
-        this.windowTimer = null;
-        this.startDrain();
-      }, Math.max(0, this.config.batchWindowMs));
+      this.windowTimer = setTimeout(
+        () => {
+          this.windowTimer = null;
+          this.startDrain();
+        },
+        Math.max(0, this.config.batchWindowMs),
+      );
     }
   }
 

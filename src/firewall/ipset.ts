@@ -57,7 +57,11 @@ function toolError(tool: string, r: RunResult): Error {
 }
 
 /** our chain's lines in `iptables -S` output */
-const ourRules = (listing: string): string => listing.split('\n').filter((l) => l === `-N ${CHAIN}` || l.startsWith(`-A ${CHAIN} `)).join('\n');
+const ourRules = (listing: string): string =>
+  listing
+    .split('\n')
+    .filter((l) => l === `-N ${CHAIN}` || l.startsWith(`-A ${CHAIN} `))
+    .join('\n');
 
 export interface IpsetOptions {
   prefix: string;
@@ -140,7 +144,10 @@ export class IpsetBackend implements FirewallBackend {
       `add ${s.net6} ${CANARY6} timeout 0`,
     ]);
     const ports = [...new Set(this.opts.ports)].sort((a, b) => a - b);
-    for (const [bin, fam] of [[this.iptables, 4], [this.ip6tables, 6]] as const) {
+    for (const [bin, fam] of [
+      [this.iptables, 4],
+      [this.ip6tables, 6],
+    ] as const) {
       const tool = fam === 4 ? 'iptables' : 'ip6tables';
       const exists = await this.ipt(bin, ['-n', '-L', CHAIN]);
       if (exists.code !== 0) {
@@ -247,7 +254,8 @@ export class IpsetBackend implements FirewallBackend {
   /** The allow sets' elements. */
   async listAllow(): Promise<string[]> {
     const out: string[] = [];
-    for (const set of [this.sets.allow4, this.sets.allow6]) for (const e of await this.save(set)) if (!isCanary(e.target)) out.push(canonicalTarget(e.target)?.target ?? e.target);
+    for (const set of [this.sets.allow4, this.sets.allow6])
+      for (const e of await this.save(set)) if (!isCanary(e.target)) out.push(canonicalTarget(e.target)?.target ?? e.target);
     return out;
   }
 
@@ -266,12 +274,7 @@ export class IpsetBackend implements FirewallBackend {
     const s = this.sets;
     const tmp4 = `${this.opts.prefix}-allow4-new`;
     const tmp6 = `${this.opts.prefix}-allow6-new`;
-    const lines = [
-      `create ${tmp4} hash:net family inet maxelem 65536`,
-      `create ${tmp6} hash:net family inet6 maxelem 65536`,
-      `flush ${tmp4}`,
-      `flush ${tmp6}`,
-    ];
+    const lines = [`create ${tmp4} hash:net family inet maxelem 65536`, `create ${tmp6} hash:net family inet6 maxelem 65536`, `flush ${tmp4}`, `flush ${tmp6}`];
     for (const t of targets) {
       const c = checkTarget(t);
       lines.push(`add ${c.family === 4 ? tmp4 : tmp6} ${c.target}`);

@@ -62,7 +62,12 @@ export async function applyIsolating(backend: FirewallBackend, batch: FirewallBa
   return out;
 }
 
-async function isolate(backend: FirewallBackend, items: Item[], err: Error, run: { refused: Array<{ item: Item; error: Error }>; applied: number }): Promise<void> {
+async function isolate(
+  backend: FirewallBackend,
+  items: Item[],
+  err: Error,
+  run: { refused: Array<{ item: Item; error: Error }>; applied: number },
+): Promise<void> {
   if (items.length === 1) {
     if (run.refused.length >= MAX_REFUSALS) throw new Error(`more than ${MAX_REFUSALS} elements of one transaction refused (last: ${err.message})`);
     run.refused.push({ item: items[0]!, error: err });

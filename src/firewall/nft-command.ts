@@ -71,7 +71,11 @@ export class NftCommandRunner implements NftRunner {
       child.on('error', (e: NodeJS.ErrnoException) =>
         reject(
           e.code === 'ENOENT'
-            ? new NftError(`nft binary not found at ${this.nftPath}: install the nftables package (apt-get install nftables), or set firewall.backend: ipset`, e.message, false)
+            ? new NftError(
+                `nft binary not found at ${this.nftPath}: install the nftables package (apt-get install nftables), or set firewall.backend: ipset`,
+                e.message,
+                false,
+              )
             : nftError('command', `${this.nftPath}: ${e.message}`, 'spawn'),
         ),
       );

@@ -102,7 +102,10 @@ export class NftWatch {
   private async canaryless(sets: readonly string[]): Promise<string[]> {
     const is6 = (s: string) => s.endsWith('6');
     if (this.lookup) {
-      const rc = await this.lookup(this.table, sets.map((set) => ({ set, key: is6(set) ? CANARY6_KEY : CANARY4_KEY })));
+      const rc = await this.lookup(
+        this.table,
+        sets.map((set) => ({ set, key: is6(set) ? CANARY6_KEY : CANARY4_KEY })),
+      );
       const failed = rc.findIndex((r) => r < 0);
       if (failed >= 0) throw new Error(`nftables: looking up the canary element of set ${sets[failed]} failed (errno ${-rc[failed]!})`);
       return sets.filter((_, i) => rc[i] === 0);

@@ -329,7 +329,13 @@ export class NftablesBackend implements FirewallBackend {
         if (kept.some((k) => k.c.prefix <= e.c.prefix && maskBig(e.v, k.c.prefix, bits) === k.v)) continue;
         kept.push(e);
       }
-      pushElems(lines, 'add', t, fam === 4 ? 'allow4' : 'allow6', kept.map((k) => k.c.target));
+      pushElems(
+        lines,
+        'add',
+        t,
+        fam === 4 ? 'allow4' : 'allow6',
+        kept.map((k) => k.c.target),
+      );
     }
     await this.runner.run(lines.join('\n') + '\n');
   }
@@ -369,7 +375,9 @@ export async function createNftablesBackend(config: FirewallConfig, logger: Logg
   if (config.nftMode === 'addon' || config.nftMode === 'auto') {
     runner = createAddonRunner(logger);
     if (!runner && config.nftMode === 'addon') {
-      throw new Error('nftables addon (build/Release/nftables.node) is not available: install libnftables-dev and rebuild (npm rebuild pbx-guardian), or set firewall.nftMode: command');
+      throw new Error(
+        'nftables addon (build/Release/nftables.node) is not available: install libnftables-dev and rebuild (npm rebuild pbx-guardian), or set firewall.nftMode: command',
+      );
     }
   }
   if (!runner) {
@@ -377,18 +385,25 @@ export async function createNftablesBackend(config: FirewallConfig, logger: Logg
     if (!nft) throw new Error('nft not found in /usr/sbin or /sbin: install the nftables package');
     runner = new NftCommandRunner(nft);
   }
-  const backend = new NftablesBackend(runner, {
-    table: config.table,
-    verdict: config.verdict,
-    ports: config.ports,
-    size: config.ipsetMaxElem,
-  }, logger);
+  const backend = new NftablesBackend(
+    runner,
+    {
+      table: config.table,
+      verdict: config.verdict,
+      ports: config.ports,
+      size: config.ipsetMaxElem,
+    },
+    logger,
+  );
   try {
     await backend.setup();
   } catch (err) {
     await runner.close?.().catch(() => undefined);
     throw err;
   }
-  logger.info({ backend: 'nftables', runner: runner.kind, table: `inet ${config.table}` }, `firewall backend: nftables via ${runner.kind === 'addon' ? 'libnftables (in-process addon)' : 'the nft command'}`);
+  logger.info(
+    { backend: 'nftables', runner: runner.kind, table: `inet ${config.table}` },
+    `firewall backend: nftables via ${runner.kind === 'addon' ? 'libnftables (in-process addon)' : 'the nft command'}`,
+  );
   return backend;
 }

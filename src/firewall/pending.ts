@@ -93,10 +93,11 @@ export class PendingOps {
 
   /** Ends every queued operation: resolved (the store keeps the truth) or rejected with `err`. */
   settleAll(err?: Error): void {
-    for (const op of this.ops.values()) for (const w of op.waiters) {
-      if (err) w.reject(err);
-      else w.resolve();
-    }
+    for (const op of this.ops.values())
+      for (const w of op.waiters) {
+        if (err) w.reject(err);
+        else w.resolve();
+      }
     this.ops.clear();
   }
 }

@@ -75,16 +75,16 @@ export interface RepairReport {
 
 /** The firewall part of the health report (Enforcer.health()). */
 export interface FirewallHealth {
-  backend: string;                      // nftables | ipset | memory | ... (backend.name)
-  dryRun: boolean;                      // true for memory: nothing reaches the kernel
+  backend: string; // nftables | ipset | memory | ... (backend.name)
+  dryRun: boolean; // true for memory: nothing reaches the kernel
   state: 'starting' | 'enforcing' | 'failing' | 'paused' | 'stopped';
-  pausedReason: string | null;          // e.g. 'pbx-guardian flush at 2026-12-02T13:05:00Z'
-  tablePresent: boolean | null;         // last watchdog check; null = not checked / not applicable
-  kernelElements: number | null;        // ban elements in the kernel at the last count
-  kernelCountedAt: number | null;       // epoch ms
-  storeActive: number;                  // active bans the enforcer was told about (activeEntries().length)
+  pausedReason: string | null; // e.g. 'pbx-guardian flush at 2026-12-02T13:05:00Z'
+  tablePresent: boolean | null; // last watchdog check; null = not checked / not applicable
+  kernelElements: number | null; // ban elements in the kernel at the last count
+  kernelCountedAt: number | null; // epoch ms
+  storeActive: number; // active bans the enforcer was told about (activeEntries().length)
   queued: number;
-  lastSuccessAt: number | null;         // epoch ms of the last successful transaction
+  lastSuccessAt: number | null; // epoch ms of the last successful transaction
   lastError: { message: string; at: number } | null;
-  repairs: number;                      // watchdog repairs since start
+  repairs: number; // watchdog repairs since start
 }

@@ -77,7 +77,10 @@ export class Watchdog {
       found = await this.port.backend.inspect!();
     } catch (err) {
       if (!this.inspectFailing) {
-        this.port.logger.warn({ err: toError(err) }, `firewall watchdog: the check failed (${toError(err).message}); enforcement goes on, the check is tried again`);
+        this.port.logger.warn(
+          { err: toError(err) },
+          `firewall watchdog: the check failed (${toError(err).message}); enforcement goes on, the check is tried again`,
+        );
       }
       this.inspectFailing = true;
       return null;

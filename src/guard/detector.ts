@@ -93,7 +93,10 @@ export class Detector {
   /** the key's array while one event is counted (it is replaced when a pair is added) */
   private cur: KeyState = FRESH_STATE;
 
-  constructor(private readonly rules: Rule[], private readonly options: DetectorOptions) {
+  constructor(
+    private readonly rules: Rule[],
+    private readonly options: DetectorOptions,
+  ) {
     rules.forEach((rule, index) => {
       for (const ev of rule.events) {
         const list = this.byEvent.get(ev) ?? [];
@@ -127,11 +130,12 @@ export class Detector {
     const resets = this.resetBy.get(eventName);
     if (resets) {
       const st = this.state.peek(keyText);
-      if (st) for (const i of resets) {
-        if (!fromSource(this.rules[i]!, event)) continue;
-        const at = slotOf(st, i);
-        if (at > 0) st[at] = undefined;
-      }
+      if (st)
+        for (const i of resets) {
+          if (!fromSource(this.rules[i]!, event)) continue;
+          const at = slotOf(st, i);
+          if (at > 0) st[at] = undefined;
+        }
     }
     const candidates = this.byEvent.get(eventName);
     if (!candidates) return null;
@@ -146,7 +150,14 @@ export class Detector {
     let outcome: Outcome = 'count';
     if (mergesAttempts(event.get('Service'))) {
       const at = slotOf(this.cur, ATTEMPT_TAG);
-      const placed = placeEvent(at > 0 ? (this.cur[at] as AttemptState) : undefined, event.get('SessionID'), isFailure, eventName === 'ChallengeResponseFailed', now, this.rules.length <= MAX_MASK_RULES);
+      const placed = placeEvent(
+        at > 0 ? (this.cur[at] as AttemptState) : undefined,
+        event.get('SessionID'),
+        isFailure,
+        eventName === 'ChallengeResponseFailed',
+        now,
+        this.rules.length <= MAX_MASK_RULES,
+      );
       if (at < 0) this.cur = this.cur === FRESH_STATE ? [0, ATTEMPT_TAG, placed.state] : this.cur.concat(ATTEMPT_TAG, [placed.state]);
       if (placed.release !== 0) found = this.countRules(placed.release, true, key, keyText, now);
       outcome = placed.outcome;

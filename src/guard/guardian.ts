@@ -8,13 +8,7 @@ import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '..
 import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from './allow.js';
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
-import {
-  InvalidTargetError,
-  type BanControl,
-  type BanNotice,
-  type BanRecord,
-  type ManualBanRequest,
-} from './types.js';
+import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest } from './types.js';
 
 /** What the guard needs from the store (src/store implements it). */
 export interface BanStorePort {
@@ -125,10 +119,11 @@ export class Guardian implements BanControl, ObservationSink {
   /** Loads active bans from the store (ending those that ran out while we were down). */
   restore(): BanRecord[] {
     const now = this.clock();
-    const restored = this.safeStore(() => {
-      for (const target of this.store.expiredTargets(now)) this.store.endBan(target, now, 'expired');
-      return this.store.activeBans(now);
-    }) ?? [];
+    const restored =
+      this.safeStore(() => {
+        for (const target of this.store.expiredTargets(now)) this.store.endBan(target, now, 'expired');
+        return this.store.activeBans(now);
+      }) ?? [];
     const kept: BanRecord[] = [];
     for (const rec of restored) {
       this.active.set(rec.target, rec);
@@ -174,7 +169,10 @@ export class Guardian implements BanControl, ObservationSink {
     if (!this.scope.refresh() && !force) return;
     // setAllowSource never rejects (a kernel failure is logged); callers that must wait use allowApplied.
     void this.setAllowSource('interfaces', interfaceEntries(this.scope.hostAddresses()));
-    this.endBansCovering((net) => this.scope.ownOverlap(net), () => 'now an address of this host');
+    this.endBansCovering(
+      (net) => this.scope.ownOverlap(net),
+      () => 'now an address of this host',
+    );
   }
 
   /** true when some rule counts or resets on this event name (sources build nothing else) */
@@ -239,7 +237,18 @@ export class Guardian implements BanControl, ObservationSink {
     const { escalation, recidive } = this.options;
     const since = now - 1000 * Math.max(escalation.lookbackSec, recidive?.withinSec ?? 0);
     const earlier = this.safeStore(() => this.store.banTimesSince(targetText, since)) ?? [];
-    const rec = ruleBan({ target, rule: detection.rule, count: detection.count, windowMs: detection.windowMs, eventName: name, now, earlier, escalation, recidive, maxBanSec: this.maxBanSec });
+    const rec = ruleBan({
+      target,
+      rule: detection.rule,
+      count: detection.count,
+      windowMs: detection.windowMs,
+      eventName: name,
+      now,
+      earlier,
+      escalation,
+      recidive,
+      maxBanSec: this.maxBanSec,
+    });
     this.applyBan(rec, detection.windowMs);
     this.detector.forget(detection.keyText);
   }
@@ -259,7 +268,9 @@ export class Guardian implements BanControl, ObservationSink {
     const replaces = this.active.has(rec.target);
     this.active.set(rec.target, rec);
     this.safeStore(() => this.store.saveBan(rec, replaces));
-    this.enforcement.ban(toEntry(rec)).catch((err: Error) => this.logger.error({ err, target: rec.target }, 'ban not applied in the kernel (the enforcer retries)'));
+    this.enforcement
+      .ban(toEntry(rec))
+      .catch((err: Error) => this.logger.error({ err, target: rec.target }, 'ban not applied in the kernel (the enforcer retries)'));
     const durationSec = rec.expiresAt === null ? null : Math.round((rec.expiresAt - rec.createdAt) / 1000);
     this.logger.warn(
       { event: 'ban', address: rec.target, rule: rec.rule, source: rec.source, count: rec.count, windowSec: windowMs / 1000, durationSec, reason: rec.reason },
@@ -273,7 +284,9 @@ export class Guardian implements BanControl, ObservationSink {
     this.active.delete(rec.target);
     this.detector.forget(rec.target);
     this.safeStore(() => this.store.endBan(rec.target, now, why));
-    this.enforcement.unban(toEntry(rec)).catch((err: Error) => this.logger.error({ err, target: rec.target }, 'unban not applied in the kernel (reconcile will remove it)'));
+    this.enforcement
+      .unban(toEntry(rec))
+      .catch((err: Error) => this.logger.error({ err, target: rec.target }, 'unban not applied in the kernel (reconcile will remove it)'));
     this.logger.info({ event: 'unban', address: rec.target, rule: rec.rule, source: rec.source, why }, `unbanned ${rec.target} (${why})`);
     for (const l of this.listeners) l.unbanned?.({ action: 'unban', record: rec }, why);
   }
@@ -409,7 +422,10 @@ export class Guardian implements BanControl, ObservationSink {
   }
 
   private endAllowListedBans(): void {
-    this.endBansCovering((net) => this.allow.findOverlap(net), (by) => `allow-listed (${this.allow.originOf(by)})`);
+    this.endBansCovering(
+      (net) => this.allow.findOverlap(net),
+      (by) => `allow-listed (${this.allow.originOf(by)})`,
+    );
   }
 
   private endBansCovering(find: (net: IpNetwork) => IpNetwork | undefined, what: (by: IpNetwork) => string): void {

@@ -83,7 +83,9 @@ export class HostAllowFeed {
     try {
       const answer = await Promise.race([
         this.o.resolve(name),
-        new Promise<never>((_, reject) => { timeout = setTimeout(() => reject(new Error(`no answer within ${this.o.timeoutMs} ms`)), this.o.timeoutMs); }),
+        new Promise<never>((_, reject) => {
+          timeout = setTimeout(() => reject(new Error(`no answer within ${this.o.timeoutMs} ms`)), this.o.timeoutMs);
+        }),
       ]);
       const addresses = [...new Set(answer.map(singleAddress).filter((a): a is string => a !== null))].slice(0, MAX_ADDRESSES_PER_HOST);
       if (addresses.length === 0) throw new Error('no usable address in the answer');

@@ -148,7 +148,9 @@ export class HostWatch {
   async start(): Promise<void> {
     await this.refresh();
     this.timer = setInterval(() => {
-      this.refresh().catch((err: Error) => this.o.logger.warn({ err }, 'reading the resolver / default gateways failed; the last known ones stay allow-listed'));
+      this.refresh().catch((err: Error) =>
+        this.o.logger.warn({ err }, 'reading the resolver / default gateways failed; the last known ones stay allow-listed'),
+      );
     }, this.o.intervalMs);
     this.timer.unref();
   }
@@ -173,14 +175,20 @@ export class HostWatch {
     }
     const v4 = parseIPv4Routes((await this.read(this.paths.route4)) ?? '');
     const v6 = parseIPv6Routes((await this.read(this.paths.route6)) ?? '');
-    this.emit('gateway', [...v4, ...v6].map((g) => ({ entry: g.address, from: `default gateway (${g.iface})` })));
+    this.emit(
+      'gateway',
+      [...v4, ...v6].map((g) => ({ entry: g.address, from: `default gateway (${g.iface})` })),
+    );
   }
 
   private async read(path: string): Promise<string | null> {
     const r = await this.files.read(path, MAX_FILE_BYTES);
     if (r?.truncated && !this.warned.has(path)) {
       this.warned.add(path);
-      this.o.logger.warn({ path }, `${path} is longer than ${MAX_FILE_BYTES} bytes: only its start is read for the automatic allow-list (resolver / default gateway); allow-list the rest in guard.allow if needed`);
+      this.o.logger.warn(
+        { path },
+        `${path} is longer than ${MAX_FILE_BYTES} bytes: only its start is read for the automatic allow-list (resolver / default gateway); allow-list the rest in guard.allow if needed`,
+      );
     }
     return r?.text ?? null;
   }

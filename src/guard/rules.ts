@@ -75,7 +75,8 @@ export function compileRule(raw: unknown, where: string): Rule {
     if (typeof r.match !== 'object' || r.match === null || Array.isArray(r.match)) fail(`${at}.match`, 'must be a mapping of field: value or field: [values]');
     for (const [field, value] of Object.entries(r.match)) {
       const values = Array.isArray(value) ? value : [value];
-      if (values.length === 0 || values.some((v) => typeof v !== 'string' && typeof v !== 'number')) fail(`${at}.match.${field}`, 'must be a string or a list of strings');
+      if (values.length === 0 || values.some((v) => typeof v !== 'string' && typeof v !== 'number'))
+        fail(`${at}.match.${field}`, 'must be a string or a list of strings');
       match.push([field, new Set(values.map((v) => String(v).toLowerCase()))]);
     }
   }
@@ -86,7 +87,8 @@ export function compileRule(raw: unknown, where: string): Rule {
     const wat = `${at}.windows[${i}]`;
     if (typeof w !== 'object' || w === null) fail(wat, 'must be { count: N, within: DURATION }');
     const { count, within } = w as Record<string, unknown>;
-    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_COUNT) fail(`${wat}.count`, `must be a whole number from 1 to ${MAX_COUNT}`);
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_COUNT)
+      fail(`${wat}.count`, `must be a whole number from 1 to ${MAX_COUNT}`);
     const seconds = parseDuration(within);
     if (seconds === null || seconds <= 0) fail(`${wat}.within`, `"${String(within)}" is not a duration (e.g. 30s, 10m, 1h, 7d)`);
     return { count, withinMs: seconds * 1000 };
@@ -127,7 +129,9 @@ export function parseRules(text: string, file: string): Rule[] {
 export function loadRulesDir(dir: string): Rule[] {
   let files: string[];
   try {
-    files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+    files = readdirSync(dir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort();
   } catch (err) {
     throw new RuleError(`cannot read the rules directory ${dir}: ${(err as Error).message}`);
   }

@@ -82,7 +82,12 @@ export const interfaceAddresses: HostAddressPort = {
         if (net && net.prefix < 31) {
           const b = new Uint8Array(net.bytes);
           for (let bit = net.prefix; bit < 32; bit++) b[bit >> 3]! |= 0x80 >> (bit & 7);
-          out.push({ address: formatNetwork({ family: 4, bytes: b, prefix: 32 }), why: `the broadcast address of ${name}'s subnet ${a.cidr}`, iface: name, broadcast: true });
+          out.push({
+            address: formatNetwork({ family: 4, bytes: b, prefix: 32 }),
+            why: `the broadcast address of ${name}'s subnet ${a.cidr}`,
+            iface: name,
+            broadcast: true,
+          });
         }
       }
     }
@@ -118,7 +123,10 @@ export class BanScope {
       const net = parseNetwork(address);
       if (net) own.push({ net, why });
     }
-    const key = own.map((o) => formatNetwork(o.net)).sort().join(' ');
+    const key = own
+      .map((o) => formatNetwork(o.net))
+      .sort()
+      .join(' ');
     if (key === this.ownKey) return false;
     this.ownKey = key;
     this.own = own;
@@ -151,10 +159,14 @@ export class BanScope {
     const widest = net.family === 4 ? this.limits.widestV4 : this.limits.widestV6;
     if (net.prefix < widest) {
       const key = net.family === 4 ? 'guard.widestBanIPv4' : 'guard.widestBanIPv6';
-      return { code: 'TOO_WIDE', message: `${text} is wider than the widest ban allowed (/${widest}, ${key}): ban narrower networks, or widen ${key} in the config` };
+      return {
+        code: 'TOO_WIDE',
+        message: `${text} is wider than the widest ban allowed (/${widest}, ${key}): ban narrower networks, or widen ${key} in the config`,
+      };
     }
     for (const r of reserved) {
-      if (networksOverlap(r.net, net)) return { code: 'RESERVED_RANGE', message: `${text} is in or covers ${formatNetwork(r.net)} (${r.why}), which is never banned` };
+      if (networksOverlap(r.net, net))
+        return { code: 'RESERVED_RANGE', message: `${text} is in or covers ${formatNetwork(r.net)} (${r.why}), which is never banned` };
     }
     for (const o of this.own) {
       if (networksOverlap(o.net, net)) return { code: 'OWN_ADDRESS', message: `${text} covers ${formatNetwork(o.net)}, ${o.why}, which is never banned` };

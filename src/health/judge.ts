@@ -90,8 +90,18 @@ export function judgeAmi(a: AmiHealth | null, now: number): PartHealth {
 export function judgeGuard(g: GuardSnapshot, ami: AmiHealth | null, now: number): PartHealth {
   const problems: string[] = [];
   const log = g.securityLog ?? null;
-  const detail = { rules: g.rules, tracked: g.tracked, maxTracked: g.maxTracked, activeBans: g.activeBans, amiSecurity: ami?.security ?? null, ...(log ? { securityLog: logDetail(log) } : {}) };
-  if (g.rules === 0) problems.push('no detection rules are loaded: nothing can be detected. Check guard.rulesDir (the shipped rules are in the package\'s rules/ folder), then pbx-guardian reload');
+  const detail = {
+    rules: g.rules,
+    tracked: g.tracked,
+    maxTracked: g.maxTracked,
+    activeBans: g.activeBans,
+    amiSecurity: ami?.security ?? null,
+    ...(log ? { securityLog: logDetail(log) } : {}),
+  };
+  if (g.rules === 0)
+    problems.push(
+      "no detection rules are loaded: nothing can be detected. Check guard.rulesDir (the shipped rules are in the package's rules/ folder), then pbx-guardian reload",
+    );
   // a followed security log sees what AMI does not: then AMI being blind is no blind guard (the
   // ami part still says why AMI is down)
   const blindProblem = (text: string) => {
@@ -105,7 +115,9 @@ export function judgeGuard(g: GuardSnapshot, ami: AmiHealth | null, now: number)
     eyes = 'receives AMI security events';
   } else if (ami.security === 'missing') {
     eyes = `${BLIND}: the AMI session receives no security events`;
-    const advice = ami.advice ? ami.advice.charAt(0).toUpperCase() + ami.advice.slice(1) : `${DEFAULT_SECURITY_ADVICE.charAt(0).toUpperCase()}${DEFAULT_SECURITY_ADVICE.slice(1)}; the guard notices the change without a restart`;
+    const advice = ami.advice
+      ? ami.advice.charAt(0).toUpperCase() + ami.advice.slice(1)
+      : `${DEFAULT_SECURITY_ADVICE.charAt(0).toUpperCase()}${DEFAULT_SECURITY_ADVICE.slice(1)}; the guard notices the change without a restart`;
     blindProblem(`blind: the AMI user "${ami.username}" does not receive security events, so no attack is seen and nothing is banned. ${advice}`);
   } else if (ami.security === 'checking') {
     eyes = 'checking that the AMI session receives security events';
@@ -135,7 +147,18 @@ function logEyes(log: SecurityLogHealth): string {
 }
 
 function logDetail(log: SecurityLogHealth): Record<string, unknown> {
-  return { path: log.path, mode: log.mode, following: log.following, amiCovers: log.amiCovers, lastLineAt: iso(log.lastLineAt), lastError: log.lastError, rotations: log.rotations, truncations: log.truncations, longLines: log.longLines, counts: log.counts };
+  return {
+    path: log.path,
+    mode: log.mode,
+    following: log.following,
+    amiCovers: log.amiCovers,
+    lastLineAt: iso(log.lastLineAt),
+    lastError: log.lastError,
+    rotations: log.rotations,
+    truncations: log.truncations,
+    longLines: log.longLines,
+    counts: log.counts,
+  };
 }
 
 export function judgeFirewall(input: HealthInputs['firewall'], now: number): PartHealth {
@@ -165,13 +188,19 @@ export function judgeFirewall(input: HealthInputs['firewall'], now: number): Par
     problems.push('enforcement is stopped: the daemon is shutting down');
   }
   if (f.dryRun && input.configured !== 'memory') {
-    problems.push(`firewall.backend is "${input.configured}" but the enforcer runs the memory backend: nothing reaches the kernel. Check the startup log for why, then restart`);
+    problems.push(
+      `firewall.backend is "${input.configured}" but the enforcer runs the memory backend: nothing reaches the kernel. Check the startup log for why, then restart`,
+    );
   }
   // paused: the table is gone on purpose, the paused problem says so
   if (f.tablePresent === false && f.state !== 'paused') {
-    problems.push(`our firewall table / sets are missing from the kernel (flushed by someone: nft flush ruleset, a firewalld or iptables-restore reload?): bans are not enforced until they are re-created`);
+    problems.push(
+      `our firewall table / sets are missing from the kernel (flushed by someone: nft flush ruleset, a firewalld or iptables-restore reload?): bans are not enforced until they are re-created`,
+    );
   } else if (!f.dryRun && f.kernelElements === 0 && f.storeActive > 0 && f.state === 'enforcing') {
-    problems.push(`the kernel holds no ban element but the store has ${f.storeActive} active bans (counted ${ago(f.kernelCountedAt, now)}): they are not enforced until the next repair or reconcile`);
+    problems.push(
+      `the kernel holds no ban element but the store has ${f.storeActive} active bans (counted ${ago(f.kernelCountedAt, now)}): they are not enforced until the next repair or reconcile`,
+    );
   }
   const kernel = f.kernelElements === null ? '' : `${f.kernelElements} elements in the kernel, `;
   let summary: string;
@@ -214,7 +243,9 @@ export function judgeOdoo(o: OdooHealthSnapshot | null, now: number): PartHealth
   const detail = {
     ...o,
     oldestUndeliveredAt: iso(o.oldestUndeliveredAt),
-    rpc: r ? { ...r, failingSince: iso(r.failingSince), lastOkAt: iso(r.lastOkAt), lastError: r.lastError ? { ...r.lastError, at: iso(r.lastError.at) } : null } : null,
+    rpc: r
+      ? { ...r, failingSince: iso(r.failingSince), lastOkAt: iso(r.lastOkAt), lastError: r.lastError ? { ...r.lastError, at: iso(r.lastError.at) } : null }
+      : null,
   };
   if (r?.authError) problems.push(`Odoo refuses our login: ${r.authError}. Events wait in the outbox (${o.outboxDepth}) until it is fixed`);
   else if (r?.failingSince != null && now - r.failingSince > ODOO_FAILING_MAX_MS) {
@@ -233,7 +264,9 @@ export function judgeOdoo(o: OdooHealthSnapshot | null, now: number): PartHealth
     problems.push(`the outbox is nearly full (${o.outboxDepth} of odoo.outboxMaxRows ${o.outboxMaxRows}): the oldest low-priority events are dropped next`);
   }
   if (o.jobEndpoint === 'no-token') {
-    problems.push('the job endpoint is not running: odoo.agentToken is empty, so Odoo cannot send jobs (calls, bans, recordings). Run "pbx-guardian odoo init" or copy the token from the Asterisk Plus server form, then restart');
+    problems.push(
+      'the job endpoint is not running: odoo.agentToken is empty, so Odoo cannot send jobs (calls, bans, recordings). Run "pbx-guardian odoo init" or copy the token from the Asterisk Plus server form, then restart',
+    );
   }
   const login = r === null ? 'RPC client injected' : r.loggedIn ? `logged in as ${o.user || '(api key)'}` : r.authError ? 'login REFUSED' : 'not logged in yet';
   const outbox = o.outboxDepth === 0 ? 'outbox empty' : `outbox ${o.outboxDepth} (oldest ${ago(o.oldestUndeliveredAt, now)})`;
@@ -253,7 +286,8 @@ export function judgeWebhooks(list: WebhookHealth[] | null, now: number): PartHe
           'retried in order. Check that the receiver answers 2xx at its url',
       );
     }
-    if (w.depth >= w.maxRows * OUTBOX_FULL_RATIO) problems.push(`webhook ${w.name}: its outbox is nearly full (${w.depth} of maxRows ${w.maxRows}): the oldest events are dropped next`);
+    if (w.depth >= w.maxRows * OUTBOX_FULL_RATIO)
+      problems.push(`webhook ${w.name}: its outbox is nearly full (${w.depth} of maxRows ${w.maxRows}): the oldest events are dropped next`);
     lines.push(`${w.name} ${w.failingSince === null ? 'delivering' : `FAILING since ${ago(w.failingSince, now)}`} (${w.depth} waiting)`);
   }
   const detail = { subscribers: list.map((w) => ({ ...w, oldestUndeliveredAt: iso(w.oldestUndeliveredAt), failingSince: iso(w.failingSince) })) };

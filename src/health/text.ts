@@ -9,9 +9,13 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 export function formatHealth(report: HealthReport): string {
   const enabled = report.parts.filter((p) => p.enabled);
   const failing = enabled.filter((p) => !p.healthy);
-  const head = failing.length === 0
-    ? `Health: OK (${enabled.length} parts)`
-    : `Health: FAIL (${failing.map((p) => p.part).join(', ')}: ${plural(failing.reduce((n, p) => n + p.problems.length, 0), 'problem')})`;
+  const head =
+    failing.length === 0
+      ? `Health: OK (${enabled.length} parts)`
+      : `Health: FAIL (${failing.map((p) => p.part).join(', ')}: ${plural(
+          failing.reduce((n, p) => n + p.problems.length, 0),
+          'problem',
+        )})`;
   const width = Math.max(...enabled.map((p) => p.part.length), 0);
   const lines = [head];
   for (const p of enabled) {

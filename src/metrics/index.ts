@@ -12,14 +12,49 @@ export function createMetrics() {
   const m = {
     registry,
     amiConnected: new Gauge({ name: 'pbx_guardian_ami_connected', help: '1 while logged in to AMI, else 0', registers: [registry] }),
-    amiState: new Gauge({ name: 'pbx_guardian_ami_state', help: 'AMI connection state (1 for the current state)', labelNames: ['state'], registers: [registry] }),
+    amiState: new Gauge({
+      name: 'pbx_guardian_ami_state',
+      help: 'AMI connection state (1 for the current state)',
+      labelNames: ['state'],
+      registers: [registry],
+    }),
     amiReconnects: new Counter({ name: 'pbx_guardian_ami_reconnects_total', help: 'AMI reconnect attempts', registers: [registry] }),
-    amiLoginFailures: new Counter({ name: 'pbx_guardian_ami_login_failures_total', help: 'failed AMI logins, by kind', labelNames: ['kind'], registers: [registry] }),
-    amiEvents: new TalliedCounter({ name: 'pbx_guardian_ami_events_total', help: 'AMI events received, by event name', labelNames: ['event'], registers: [registry] }),
-    amiFramesDropped: new Counter({ name: 'pbx_guardian_ami_frames_dropped_total', help: 'AMI frames dropped, by reason (oversized, too-many-headers)', labelNames: ['reason'], registers: [registry] }),
-    securityEvents: new TalliedCounter({ name: 'pbx_guardian_security_events_total', help: 'security events watched by the rules, by event and service', labelNames: ['event', 'service'], registers: [registry] }),
-    failures: new TalliedCounter({ name: 'pbx_guardian_failures_total', help: 'failures counted toward bans, by event', labelNames: ['event'], registers: [registry] }),
-    ignored: new TalliedCounter({ name: 'pbx_guardian_events_ignored_total', help: 'security events not counted, by reason', labelNames: ['reason'], registers: [registry] }),
+    amiLoginFailures: new Counter({
+      name: 'pbx_guardian_ami_login_failures_total',
+      help: 'failed AMI logins, by kind',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    amiEvents: new TalliedCounter({
+      name: 'pbx_guardian_ami_events_total',
+      help: 'AMI events received, by event name',
+      labelNames: ['event'],
+      registers: [registry],
+    }),
+    amiFramesDropped: new Counter({
+      name: 'pbx_guardian_ami_frames_dropped_total',
+      help: 'AMI frames dropped, by reason (oversized, too-many-headers)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    securityEvents: new TalliedCounter({
+      name: 'pbx_guardian_security_events_total',
+      help: 'security events watched by the rules, by event and service',
+      labelNames: ['event', 'service'],
+      registers: [registry],
+    }),
+    failures: new TalliedCounter({
+      name: 'pbx_guardian_failures_total',
+      help: 'failures counted toward bans, by event',
+      labelNames: ['event'],
+      registers: [registry],
+    }),
+    ignored: new TalliedCounter({
+      name: 'pbx_guardian_events_ignored_total',
+      help: 'security events not counted, by reason',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
     bansActive: new Gauge({
       name: 'pbx_guardian_bans_active',
       help: 'bans in force, by family',
@@ -38,15 +73,42 @@ export function createMetrics() {
     },
     bans: new Counter({ name: 'pbx_guardian_bans_total', help: 'bans applied, by rule and source', labelNames: ['rule', 'source'], registers: [registry] }),
     unbans: new Counter({ name: 'pbx_guardian_unbans_total', help: 'bans ended, by why (expired, unbanned)', labelNames: ['why'], registers: [registry] }),
-    logLinesDropped: new Counter({ name: 'pbx_guardian_log_lines_dropped_total', help: 'log lines dropped because stdout (journald) did not take them fast enough (8 MiB waiting)', registers: [registry] }),
+    logLinesDropped: new Counter({
+      name: 'pbx_guardian_log_lines_dropped_total',
+      help: 'log lines dropped because stdout (journald) did not take them fast enough (8 MiB waiting)',
+      registers: [registry],
+    }),
     storeErrors: new Counter({ name: 'pbx_guardian_store_errors_total', help: 'state store reads/writes that failed', registers: [registry] }),
     firewallBatches: new Counter({ name: 'pbx_guardian_firewall_batches_total', help: 'transactions applied to the firewall backend', registers: [registry] }),
-    firewallElements: new Counter({ name: 'pbx_guardian_firewall_elements_total', help: 'elements added/removed in the firewall backend', labelNames: ['op'], registers: [registry] }),
-    firewallHealthy: new Gauge({ name: 'pbx_guardian_firewall_healthy', help: '1 while enforcement works, 0 while it is failing (retrying)', registers: [registry] }),
+    firewallElements: new Counter({
+      name: 'pbx_guardian_firewall_elements_total',
+      help: 'elements added/removed in the firewall backend',
+      labelNames: ['op'],
+      registers: [registry],
+    }),
+    firewallHealthy: new Gauge({
+      name: 'pbx_guardian_firewall_healthy',
+      help: '1 while enforcement works, 0 while it is failing (retrying)',
+      registers: [registry],
+    }),
     firewallFailures: new Counter({ name: 'pbx_guardian_firewall_failures_total', help: 'failed firewall transactions', registers: [registry] }),
-    firewallRefused: new Counter({ name: 'pbx_guardian_firewall_refused_total', help: 'elements the kernel refused (set aside; the rest of their transaction applied), by op', labelNames: ['op'], registers: [registry] }),
-    firewallRepairs: new Counter({ name: 'pbx_guardian_firewall_repairs_total', help: 'times the watchdog found our table / sets / hook rules removed or changed by someone else and re-created them', registers: [registry] }),
-    firewallDrift: new Counter({ name: 'pbx_guardian_firewall_drift_repaired_total', help: 'elements re-added or removed by reconcile', labelNames: ['op'], registers: [registry] }),
+    firewallRefused: new Counter({
+      name: 'pbx_guardian_firewall_refused_total',
+      help: 'elements the kernel refused (set aside; the rest of their transaction applied), by op',
+      labelNames: ['op'],
+      registers: [registry],
+    }),
+    firewallRepairs: new Counter({
+      name: 'pbx_guardian_firewall_repairs_total',
+      help: 'times the watchdog found our table / sets / hook rules removed or changed by someone else and re-created them',
+      registers: [registry],
+    }),
+    firewallDrift: new Counter({
+      name: 'pbx_guardian_firewall_drift_repaired_total',
+      help: 'elements re-added or removed by reconcile',
+      labelNames: ['op'],
+      registers: [registry],
+    }),
   };
   return m;
 }
@@ -62,7 +124,10 @@ export function createMetricsApp(registry: Registry): FastifyInstance {
       const body = await registry.metrics();
       return reply.header('content-type', registry.contentType).send(body);
     } catch (err) {
-      return reply.code(500).header('content-type', 'text/plain').send(`metrics collection failed: ${(err as Error).message}\n`);
+      return reply
+        .code(500)
+        .header('content-type', 'text/plain')
+        .send(`metrics collection failed: ${(err as Error).message}\n`);
     }
   });
   return app;
@@ -90,7 +155,10 @@ export class TalliedCounter<L extends string> {
   private readonly pending = new Map<string, Map<string, { values: string[]; n: number }>>();
   private keys = 0;
 
-  constructor(config: Omit<CounterConfiguration<L>, 'collect'>, private readonly maxKeys = 1000) {
+  constructor(
+    config: Omit<CounterConfiguration<L>, 'collect'>,
+    private readonly maxKeys = 1000,
+  ) {
     const drain = () => this.drain();
     this.counter = new Counter<L>({ ...config, collect: drain });
   }

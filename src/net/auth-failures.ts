@@ -41,8 +41,10 @@ interface SourceState {
 
 function counterOf(registry: Registry | undefined, name: string, help: string): Counter<'listener' | 'reason'> | null {
   if (!registry) return null;
-  return (registry.getSingleMetric(name) as Counter<'listener' | 'reason'> | undefined) ??
-    new Counter({ name, help, labelNames: ['listener', 'reason'], registers: [registry] });
+  return (
+    (registry.getSingleMetric(name) as Counter<'listener' | 'reason'> | undefined) ??
+    new Counter({ name, help, labelNames: ['listener', 'reason'], registers: [registry] })
+  );
 }
 
 export class AuthFailures {
@@ -55,8 +57,16 @@ export class AuthFailures {
   constructor(private readonly opts: AuthFailureOptions) {
     this.clock = opts.clock ?? Date.now;
     this.sources = new LRUCache({ max: opts.maxSources });
-    this.failed = counterOf(opts.registry, 'pbx_guardian_auth_failures_total', 'failed authentications on the HTTP listeners, by listener and reason (missing, invalid, not-local)');
-    this.refused = counterOf(opts.registry, 'pbx_guardian_auth_throttled_total', 'requests answered 429 because their source failed authentication too often, by listener');
+    this.failed = counterOf(
+      opts.registry,
+      'pbx_guardian_auth_failures_total',
+      'failed authentications on the HTTP listeners, by listener and reason (missing, invalid, not-local)',
+    );
+    this.refused = counterOf(
+      opts.registry,
+      'pbx_guardian_auth_throttled_total',
+      'requests answered 429 because their source failed authentication too often, by listener',
+    );
   }
 
   private state(address: string, now: number): SourceState {
@@ -123,7 +133,10 @@ export class AuthFailures {
       s.listeners.clear();
     }
     if (moreSources > 0) {
-      log?.warn({ event: 'auth-failures', sources: moreSources, requests: moreFailures }, `${moreFailures} more refused requests from ${moreSources} other sources in the last minute`);
+      log?.warn(
+        { event: 'auth-failures', sources: moreSources, requests: moreFailures },
+        `${moreFailures} more refused requests from ${moreSources} other sources in the last minute`,
+      );
       lines++;
     }
     return lines;

@@ -132,23 +132,43 @@ function verify(app: FastifyInstance, policy: RoutePolicy, req: FastifyRequest, 
     case 'local-socket':
       return onLocalSocket(app)
         ? { ok: true }
-        : { ok: false, status: 403, reason: 'not-local', body: { error: 'this route answers only on the admin unix socket (admin.socket)', code: 'LOCAL_ONLY' } };
+        : {
+            ok: false,
+            status: 403,
+            reason: 'not-local',
+            body: { error: 'this route answers only on the admin unix socket (admin.socket)', code: 'LOCAL_ONLY' },
+          };
     case 'agent-token': {
       const given = req.headers['x-token'];
       if (opts.agentTokens!.match(given)) return { ok: true, client: 'odoo' };
-      return { ok: false, status: 401, reason: given === undefined ? 'missing' : 'invalid', body: { error: 'invalid token (x-token must equal odoo.agentToken)', code: 'UNAUTHORIZED' } };
+      return {
+        ok: false,
+        status: 401,
+        reason: given === undefined ? 'missing' : 'invalid',
+        body: { error: 'invalid token (x-token must equal odoo.agentToken)', code: 'UNAUTHORIZED' },
+      };
     }
     case 'bearer': {
       const h = req.headers.authorization;
       const m = typeof h === 'string' ? /^Bearer\s+(\S{1,512})$/i.exec(h) : null;
       const who = m ? opts.bearerTokens!.match(m[1]) : null;
       if (!who) {
-        return { ok: false, status: 401, reason: h === undefined ? 'missing' : 'invalid', body: { error: 'missing or invalid bearer token (Authorization: Bearer <token> from rest.tokens)', code: 'UNAUTHORIZED' } };
+        return {
+          ok: false,
+          status: 401,
+          reason: h === undefined ? 'missing' : 'invalid',
+          body: { error: 'missing or invalid bearer token (Authorization: Bearer <token> from rest.tokens)', code: 'UNAUTHORIZED' },
+        };
       }
       req.authClient = who.name;
       if (!who.scopes.includes(policy.scope) && !who.scopes.includes('admin')) {
         // a valid token without the scope: not an authentication failure, not counted
-        return { ok: false, status: 403, reason: 'scope', body: { error: `token "${who.name}" lacks the "${policy.scope}" scope this route requires`, code: 'FORBIDDEN' } };
+        return {
+          ok: false,
+          status: 403,
+          reason: 'scope',
+          body: { error: `token "${who.name}" lacks the "${policy.scope}" scope this route requires`, code: 'FORBIDDEN' },
+        };
       }
       return { ok: true, client: who.name };
     }
@@ -167,7 +187,9 @@ export function installRouteAuth(app: FastifyInstance, opts: RouteAuthOptions): 
     const where = `${opts.listener} listener, ${methods.join(',')} ${r.url}`;
     const policy = (r.config as { auth?: unknown } | undefined)?.auth;
     if (!isPolicy(policy)) {
-      throw new RoutePolicyError(`${where}: no auth policy (config.auth: public, agent-token, bearer + scope, or local-socket); a route without one is refused`);
+      throw new RoutePolicyError(
+        `${where}: no auth policy (config.auth: public, agent-token, bearer + scope, or local-socket); a route without one is refused`,
+      );
     }
     checkUsable(policy, opts, where);
     for (const method of methods) routes.push({ listener: opts.listener, method, url: r.url, policy });

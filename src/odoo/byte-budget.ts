@@ -14,28 +14,48 @@ export interface Reservation {
   release(): void;
 }
 
-interface Waiter { bytes: number; grant: (r: Reservation) => void }
+interface Waiter {
+  bytes: number;
+  grant: (r: Reservation) => void;
+}
 
 export class ByteBudget {
   private used = 0;
   private readonly waiters: Waiter[] = [];
 
   /** `key` names the setting in error messages */
-  constructor(readonly capacity: number, private readonly key = 'odoo.jobMemoryMaxBytes') {}
+  constructor(
+    readonly capacity: number,
+    private readonly key = 'odoo.jobMemoryMaxBytes',
+  ) {}
 
-  inUse(): number { return this.used; }
+  inUse(): number {
+    return this.used;
+  }
 
   /** Resolves with a reservation of `bytes`, or rejects with a JobError after `timeoutMs`. */
   acquire(bytes: number, timeoutMs: number, what: string): Promise<Reservation> {
     if (bytes > this.capacity) {
-      return Promise.reject(new JobError(`${what} needs ${bytes} bytes of memory, more than ${this.key} (${this.capacity}): raise ${this.key} or lower the file size limit`));
+      return Promise.reject(
+        new JobError(`${what} needs ${bytes} bytes of memory, more than ${this.key} (${this.capacity}): raise ${this.key} or lower the file size limit`),
+      );
     }
     if (this.waiters.length === 0 && this.used + bytes <= this.capacity) return Promise.resolve(this.grant(bytes));
     return new Promise((resolve, reject) => {
-      const w: Waiter = { bytes, grant: (r) => { clearTimeout(timer); resolve(r); } };
+      const w: Waiter = {
+        bytes,
+        grant: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+      };
       const timer = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new JobError(`${what}: no memory for it within ${timeoutMs} ms (${bytes} bytes needed, ${this.used} of ${this.key}=${this.capacity} held by other jobs); try again later`));
+        reject(
+          new JobError(
+            `${what}: no memory for it within ${timeoutMs} ms (${bytes} bytes needed, ${this.used} of ${this.key}=${this.capacity} held by other jobs); try again later`,
+          ),
+        );
         this.wake();
       }, timeoutMs);
       this.waiters.push(w);
@@ -46,9 +66,23 @@ export class ByteBudget {
     this.used += bytes;
     let held = bytes;
     const r: Reservation = {
-      get bytes() { return held; },
-      shrink: (to) => { if (to < held) { this.used -= held - Math.max(0, to); held = Math.max(0, to); this.wake(); } },
-      release: () => { if (held > 0) { this.used -= held; held = 0; this.wake(); } },
+      get bytes() {
+        return held;
+      },
+      shrink: (to) => {
+        if (to < held) {
+          this.used -= held - Math.max(0, to);
+          held = Math.max(0, to);
+          this.wake();
+        }
+      },
+      release: () => {
+        if (held > 0) {
+          this.used -= held;
+          held = 0;
+          this.wake();
+        }
+      },
     };
     return r;
   }

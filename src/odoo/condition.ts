@@ -45,7 +45,10 @@ function tokenize(src: string): Tok[] {
   const n = src.length;
   while (i < n) {
     const c = src[i]!;
-    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') { i++; continue; }
+    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {
+      i++;
+      continue;
+    }
     if (out.length >= CONDITION_MAX_TOKENS) throw new ConditionError(`condition has more than ${CONDITION_MAX_TOKENS} tokens`);
     const p = i;
     if (c === "'" || c === '"') {
@@ -54,7 +57,10 @@ function tokenize(src: string): Tok[] {
       for (;;) {
         if (i >= n) throw new ConditionError(`unterminated string at ${p}`);
         const d = src[i]!;
-        if (d === c) { i++; break; }
+        if (d === c) {
+          i++;
+          break;
+        }
         if (d === '\n') throw new ConditionError(`newline in string at ${p}`);
         if (d === '\\') {
           const e = src[i + 1];
@@ -86,8 +92,16 @@ function tokenize(src: string): Tok[] {
       continue;
     }
     const two = src.slice(i, i + 2);
-    if (two === '==' || two === '!=') { out.push({ k: 'op', v: two, p }); i += 2; continue; }
-    if ('()[],.'.includes(c)) { out.push({ k: 'op', v: c, p }); i++; continue; }
+    if (two === '==' || two === '!=') {
+      out.push({ k: 'op', v: two, p });
+      i += 2;
+      continue;
+    }
+    if ('()[],.'.includes(c)) {
+      out.push({ k: 'op', v: c, p });
+      i++;
+      continue;
+    }
     throw new ConditionError(`unsupported character ${JSON.stringify(c)} at ${p}`);
   }
   out.push({ k: 'end', p: n });
@@ -107,10 +121,20 @@ class Parser {
   private depth = 0;
   constructor(private readonly toks: Tok[]) {}
 
-  private peek(): Tok { return this.toks[this.i]!; }
-  private next(): Tok { return this.toks[this.i++]!; }
-  private isOp(v: string): boolean { const t = this.peek(); return t.k === 'op' && t.v === v; }
-  private isName(v: string): boolean { const t = this.peek(); return t.k === 'name' && t.v === v; }
+  private peek(): Tok {
+    return this.toks[this.i]!;
+  }
+  private next(): Tok {
+    return this.toks[this.i++]!;
+  }
+  private isOp(v: string): boolean {
+    const t = this.peek();
+    return t.k === 'op' && t.v === v;
+  }
+  private isName(v: string): boolean {
+    const t = this.peek();
+    return t.k === 'name' && t.v === v;
+  }
   private expectOp(v: string): void {
     const t = this.next();
     if (t.k !== 'op' || t.v !== v) throw new ConditionError(`expected "${v}" at ${t.p}`);
@@ -118,7 +142,9 @@ class Parser {
   private enter(): void {
     if (++this.depth > CONDITION_MAX_DEPTH) throw new ConditionError(`condition nests deeper than ${CONDITION_MAX_DEPTH}`);
   }
-  private leave(): void { this.depth--; }
+  private leave(): void {
+    this.depth--;
+  }
 
   parseAll(): Node {
     const e = this.expr();
@@ -130,13 +156,19 @@ class Parser {
   private expr(): Node {
     this.enter();
     let l = this.andExpr();
-    while (this.isName('or')) { this.next(); l = { t: 'or', l, r: this.andExpr() }; }
+    while (this.isName('or')) {
+      this.next();
+      l = { t: 'or', l, r: this.andExpr() };
+    }
     this.leave();
     return l;
   }
   private andExpr(): Node {
     let l = this.notExpr();
-    while (this.isName('and')) { this.next(); l = { t: 'and', l, r: this.notExpr() }; }
+    while (this.isName('and')) {
+      this.next();
+      l = { t: 'and', l, r: this.notExpr() };
+    }
     return l;
   }
   private notExpr(): Node {
@@ -152,11 +184,20 @@ class Parser {
   private cmp(): Node {
     const l = this.postfix();
     const t = this.peek();
-    if (t.k === 'op' && (t.v === '==' || t.v === '!=')) { this.next(); return { t: 'cmp', op: t.v, l, r: this.postfix() }; }
-    if (t.k === 'name' && t.v === 'in') { this.next(); return { t: 'cmp', op: 'in', l, r: this.postfix() }; }
+    if (t.k === 'op' && (t.v === '==' || t.v === '!=')) {
+      this.next();
+      return { t: 'cmp', op: t.v, l, r: this.postfix() };
+    }
+    if (t.k === 'name' && t.v === 'in') {
+      this.next();
+      return { t: 'cmp', op: 'in', l, r: this.postfix() };
+    }
     if (t.k === 'name' && t.v === 'not') {
       const after = this.toks[this.i + 1];
-      if (after && after.k === 'name' && after.v === 'in') { this.i += 2; return { t: 'cmp', op: 'not in', l, r: this.postfix() }; }
+      if (after && after.k === 'name' && after.v === 'in') {
+        this.i += 2;
+        return { t: 'cmp', op: 'not in', l, r: this.postfix() };
+      }
     }
     return l;
   }
@@ -179,7 +220,10 @@ class Parser {
         const args: Node[] = [];
         if (!this.isOp(')')) {
           args.push(this.expr());
-          while (this.isOp(',')) { this.next(); args.push(this.expr()); }
+          while (this.isOp(',')) {
+            this.next();
+            args.push(this.expr());
+          }
         }
         this.expectOp(')');
         if (name.v === 'get') {
@@ -221,7 +265,10 @@ class Parser {
       return first;
     }
     if (t.k === 'op' && t.v === '[') {
-      if (this.isOp(']')) { this.next(); return { t: 'list', items: [] }; }
+      if (this.isOp(']')) {
+        this.next();
+        return { t: 'list', items: [] };
+      }
       return this.listTail(this.expr(), ']');
     }
     throw new ConditionError(t.k === 'end' ? 'unexpected end of condition' : `unexpected token at ${t.p}`);
@@ -259,9 +306,12 @@ function pyEq(a: unknown, b: unknown): boolean {
 
 function evalNode(n: Node, ev: EventObj): unknown {
   switch (n.t) {
-    case 'lit': return n.v;
-    case 'list': return n.items.map((x) => evalNode(x, ev));
-    case 'event': return ev;
+    case 'lit':
+      return n.v;
+    case 'list':
+      return n.items.map((x) => evalNode(x, ev));
+    case 'event':
+      return ev;
     case 'index': {
       const k = evalNode(n.key, ev);
       if (typeof k !== 'string') throw new MissingKey();
@@ -284,9 +334,16 @@ function evalNode(n: Node, ev: EventObj): unknown {
       }
       return false;
     }
-    case 'not': return !truthy(evalNode(n.e, ev));
-    case 'and': { const l = evalNode(n.l, ev); return truthy(l) ? evalNode(n.r, ev) : l; }
-    case 'or': { const l = evalNode(n.l, ev); return truthy(l) ? l : evalNode(n.r, ev); }
+    case 'not':
+      return !truthy(evalNode(n.e, ev));
+    case 'and': {
+      const l = evalNode(n.l, ev);
+      return truthy(l) ? evalNode(n.r, ev) : l;
+    }
+    case 'or': {
+      const l = evalNode(n.l, ev);
+      return truthy(l) ? l : evalNode(n.r, ev);
+    }
     case 'cmp': {
       const l = evalNode(n.l, ev);
       const r = evalNode(n.r, ev);

@@ -161,9 +161,22 @@ export function resolveOdooConfig(input: OdooConfigInput = {}): OdooConfig {
     throw new Error(`odoo.transport must be "jsonrpc" or "json2", got ${JSON.stringify(c.transport)}`);
   }
   const positive: Array<keyof OdooConfig> = [
-    'bodyLimitBytes', 'jobQueueMax', 'jobTimeoutMs', 'jobConcurrency', 'recordingMaxBytes',
-    'eventsRefreshMs', 'outboxMaxRows', 'eventConcurrency', 'eventMemoryMax', 'delayedMax',
-    'rpcConcurrency', 'rpcTimeoutMs', 'outboxMaxPayloadBytes', 'jobQueueMaxBytes', 'jobMemoryMaxBytes', 'responseMaxBytes',
+    'bodyLimitBytes',
+    'jobQueueMax',
+    'jobTimeoutMs',
+    'jobConcurrency',
+    'recordingMaxBytes',
+    'eventsRefreshMs',
+    'outboxMaxRows',
+    'eventConcurrency',
+    'eventMemoryMax',
+    'delayedMax',
+    'rpcConcurrency',
+    'rpcTimeoutMs',
+    'outboxMaxPayloadBytes',
+    'jobQueueMaxBytes',
+    'jobMemoryMaxBytes',
+    'responseMaxBytes',
   ];
   for (const k of positive) {
     const v = c[k];

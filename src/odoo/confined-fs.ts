@@ -35,7 +35,11 @@ async function locate(p: unknown, dirs: string[]): Promise<Located> {
   if (p.length > 4096) throw new JobError('refused: the file path is too long');
   const roots: Array<{ given: string; real: string }> = [];
   for (const d of dirs) {
-    try { roots.push({ given: path.resolve(d), real: await fs.realpath(d) }); } catch { /* a missing dir confines nothing */ }
+    try {
+      roots.push({ given: path.resolve(d), real: await fs.realpath(d) });
+    } catch {
+      /* a missing dir confines nothing */
+    }
   }
   if (roots.length === 0) throw new JobError(`no recording directory exists on this agent (odoo.recordingDirs: ${dirs.join(', ')})`);
   const abs = path.normalize(path.isAbsolute(p) ? p : path.join(roots[0]!.real, p));
@@ -55,7 +59,9 @@ async function openParent(p: string, loc: Located): Promise<{ dir: FileHandle; n
   let dir = await fs.open(loc.root, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
     for (const part of loc.parts.slice(0, -1)) {
-      const next = await fs.open(`/proc/self/fd/${dir.fd}/${part}`, DIR_FLAGS).catch((e: NodeJS.ErrnoException) => { throw walkError(p, part, e); });
+      const next = await fs.open(`/proc/self/fd/${dir.fd}/${part}`, DIR_FLAGS).catch((e: NodeJS.ErrnoException) => {
+        throw walkError(p, part, e);
+      });
       await dir.close();
       dir = next;
     }
@@ -78,7 +84,9 @@ export async function openConfinedFile(p: unknown, dirs: string[]): Promise<{ fi
   const { dir, name } = await openParent(String(p), loc);
   let file: FileHandle;
   try {
-    file = await fs.open(`/proc/self/fd/${dir.fd}/${name}`, FILE_FLAGS).catch((e: NodeJS.ErrnoException) => { throw walkError(String(p), name, e); });
+    file = await fs.open(`/proc/self/fd/${dir.fd}/${name}`, FILE_FLAGS).catch((e: NodeJS.ErrnoException) => {
+      throw walkError(String(p), name, e);
+    });
   } finally {
     await dir.close();
   }
@@ -98,11 +106,15 @@ export async function unlinkConfinedFile(p: unknown, dirs: string[]): Promise<vo
   const { dir, name } = await openParent(String(p), loc);
   try {
     const at = `/proc/self/fd/${dir.fd}/${name}`;
-    const st = await fs.lstat(at).catch((e: NodeJS.ErrnoException) => { throw walkError(String(p), name, e); });
+    const st = await fs.lstat(at).catch((e: NodeJS.ErrnoException) => {
+      throw walkError(String(p), name, e);
+    });
     if (st.isSymbolicLink()) throw outside(String(p), `: ${name} is a symbolic link`);
     if (!st.isFile()) throw new JobError(`${String(p)} is not a regular file`);
     // if the name was swapped since lstat, unlink still removes a name in this verified directory
-    await fs.unlink(at).catch((e: NodeJS.ErrnoException) => { throw walkError(String(p), name, e); });
+    await fs.unlink(at).catch((e: NodeJS.ErrnoException) => {
+      throw walkError(String(p), name, e);
+    });
   } finally {
     await dir.close();
   }

@@ -14,7 +14,10 @@ export interface EventHandler {
 }
 
 export const EVENTS_MAP_FIELDS = ['name', 'source', 'model', 'method', 'delay', 'condition'];
-export const EVENTS_MAP_DOMAIN = [['is_enabled', '=', true], ['source', 'in', ['AMI', 'FAGI']]];
+export const EVENTS_MAP_DOMAIN = [
+  ['is_enabled', '=', true],
+  ['source', 'in', ['AMI', 'FAGI']],
+];
 const MAX_DELAY_MS = 3_600_000;
 const NAME_RE = /^[A-Za-z0-9_.]{1,128}$/;
 
@@ -44,7 +47,10 @@ export function compileEventsMap(rows: unknown[], onSkip: (row: SkippedEventsMap
   let loaded = 0;
   let skipped = 0;
   for (const raw of rows) {
-    if (raw === null || typeof raw !== 'object') { skipped++; continue; }
+    if (raw === null || typeof raw !== 'object') {
+      skipped++;
+      continue;
+    }
     const r = raw as Record<string, unknown>;
     const id = typeof r.id === 'number' ? r.id : 0;
     const name = typeof r.name === 'string' ? r.name.trim() : '';
@@ -82,7 +88,8 @@ export function compileEventsMap(rows: unknown[], onSkip: (row: SkippedEventsMap
     const h: EventHandler = { id, name, source, model, method, delayMs: Math.round(delay), condition };
     const m = source === 'AMI' ? ami : fagi;
     const list = m.get(name);
-    if (list) list.push(h); else m.set(name, [h]);
+    if (list) list.push(h);
+    else m.set(name, [h]);
     loaded++;
   }
   return { ami, fagi, loaded, skipped };

@@ -50,15 +50,25 @@ class LineReader {
         this.buf = this.buf.slice(i + 1);
         this.push(line);
       }
-      if (this.buf.length > FAGI_MAX_LINE) { this.fail(new Error(`AGI line longer than ${FAGI_MAX_LINE} bytes`)); sock.destroy(); }
+      if (this.buf.length > FAGI_MAX_LINE) {
+        this.fail(new Error(`AGI line longer than ${FAGI_MAX_LINE} bytes`));
+        sock.destroy();
+      }
     });
-    sock.on('end', () => { this.ended = true; this.flush(); });
-    sock.on('close', () => { this.ended = true; this.flush(); });
+    sock.on('end', () => {
+      this.ended = true;
+      this.flush();
+    });
+    sock.on('close', () => {
+      this.ended = true;
+      this.flush();
+    });
     sock.on('error', (e) => this.fail(e));
   }
   private push(line: string): void {
     const w = this.waiters.shift();
-    if (w) w.resolve(line); else this.lines.push(line);
+    if (w) w.resolve(line);
+    else this.lines.push(line);
   }
   private fail(e: Error): void {
     this.error = e;
@@ -76,10 +86,20 @@ class LineReader {
     return new Promise((resolve, reject) => {
       let t: NodeJS.Timeout | undefined;
       const w = {
-        resolve: (x: string | null) => { if (t) clearTimeout(t); resolve(x); },
-        reject: (e: Error) => { if (t) clearTimeout(t); reject(e); },
+        resolve: (x: string | null) => {
+          if (t) clearTimeout(t);
+          resolve(x);
+        },
+        reject: (e: Error) => {
+          if (t) clearTimeout(t);
+          reject(e);
+        },
       };
-      if (timeoutMs) t = setTimeout(() => { this.waiters = this.waiters.filter((x) => x !== w); reject(new Error('AGI read timed out')); }, timeoutMs);
+      if (timeoutMs)
+        t = setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          reject(new Error('AGI read timed out'));
+        }, timeoutMs);
       this.waiters.push(w);
     });
   }
@@ -119,7 +139,10 @@ export class FagiServer {
     this.server = srv;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
-      srv.listen(this.opts.port, this.opts.host, () => { srv.off('error', reject); resolve(); });
+      srv.listen(this.opts.port, this.opts.host, () => {
+        srv.off('error', reject);
+        resolve();
+      });
     });
     const a = srv.address() as net.AddressInfo;
     return { host: a.address, port: a.port };
@@ -210,7 +233,14 @@ export class FagiServer {
     if (!m) return (await this.send(sock, reader, cmd)) !== null;
     // the module lists an endpoint once per channel of the user ("101,101" for a user with two
     // channels on one endpoint): each endpoint is asked once, each contact dialled once
-    const endpoints = [...new Set(m[1]!.split(/[,&]/).map((e) => e.trim()).filter((e) => /^[A-Za-z0-9_.@+-]{1,80}$/.test(e)))];
+    const endpoints = [
+      ...new Set(
+        m[1]!
+          .split(/[,&]/)
+          .map((e) => e.trim())
+          .filter((e) => /^[A-Za-z0-9_.@+-]{1,80}$/.test(e)),
+      ),
+    ];
     const dialOpts = (m[2] ?? '').trim();
     const contacts = new Set<string>();
     for (const ep of endpoints.slice(0, 50)) {

@@ -34,23 +34,41 @@ type SendOutcome = 'ok' | 'unavailable' | 'rejected';
 class Deque<T> {
   private a: (T | undefined)[] = [];
   private h = 0;
-  get length(): number { return this.a.length - this.h; }
-  push(x: T): void { this.a.push(x); }
+  get length(): number {
+    return this.a.length - this.h;
+  }
+  push(x: T): void {
+    this.a.push(x);
+  }
   shift(): T | undefined {
     if (this.h >= this.a.length) return undefined;
     const x = this.a[this.h];
     this.a[this.h++] = undefined;
-    if (this.h > 1024 && this.h * 2 > this.a.length) { this.a = this.a.slice(this.h); this.h = 0; }
+    if (this.h > 1024 && this.h * 2 > this.a.length) {
+      this.a = this.a.slice(this.h);
+      this.h = 0;
+    }
     return x;
   }
-  drainAll(): T[] { const r = this.a.slice(this.h) as T[]; this.a = []; this.h = 0; return r; }
+  drainAll(): T[] {
+    const r = this.a.slice(this.h) as T[];
+    this.a = [];
+    this.h = 0;
+    return r;
+  }
 }
 
-interface Lane { q: Deque<OutboxItem>; busy: boolean }
+interface Lane {
+  q: Deque<OutboxItem>;
+  busy: boolean;
+}
 
 function fnv1a(s: string): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193); }
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
   return h >>> 0;
 }
 
@@ -142,8 +160,16 @@ export class Forwarder {
         this.deps.metrics?.eventsMatched.inc({ event: name });
         const pol = this.deps.config.outboxPolicy[name] ?? this.deps.config.outboxPolicy.default ?? { ttlSec: 3600, priority: 1 };
         const item: OutboxItem = {
-          seq: 0, lane, kind: name, model: h.model, method: h.method, args: [ev], kwargs: {},
-          priority: pol.priority, createdAt: now, expiresAt: now + h.delayMs + pol.ttlSec * 1000,
+          seq: 0,
+          lane,
+          kind: name,
+          model: h.model,
+          method: h.method,
+          args: [ev],
+          kwargs: {},
+          priority: pol.priority,
+          createdAt: now,
+          expiresAt: now + h.delayMs + pol.ttlSec * 1000,
         };
         if (h.delayMs > 0) this.delay(item, h.delayMs);
         else this.enqueue(item);
@@ -160,7 +186,10 @@ export class Forwarder {
       const now = Date.now();
       if (now - this.lastDelayWarn > 10_000) {
         this.lastDelayWarn = now;
-        this.deps.log.warn({ delayedMax: this.deps.config.delayedMax }, 'too many events waiting for their handler delay: sending this one without its delay (raise odoo.delayedMax?)');
+        this.deps.log.warn(
+          { delayedMax: this.deps.config.delayedMax },
+          'too many events waiting for their handler delay: sending this one without its delay (raise odoo.delayedMax?)',
+        );
       }
       this.enqueue(item);
       return;
@@ -177,7 +206,11 @@ export class Forwarder {
   /** Queue one Odoo call (events and job results). Never blocks. */
   enqueue(item: OutboxItem): void {
     item.seq = ++this.seq;
-    if (this.closed) { this.toOutbox(item); this.flushWrites(); return; }
+    if (this.closed) {
+      this.toOutbox(item);
+      this.flushWrites();
+      return;
+    }
     if (this.mode === 'direct') {
       if (this.memCount < this.deps.config.eventMemoryMax) {
         const idx = fnv1a(item.lane) % this.lanes.length;
@@ -271,7 +304,10 @@ export class Forwarder {
     this.pendingWrites.push(item);
     if (!this.flushScheduled && !this.closed) {
       this.flushScheduled = true;
-      setImmediate(() => { this.flushScheduled = false; this.flushWrites(); });
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flushWrites();
+      });
     }
   }
 
@@ -297,8 +333,15 @@ export class Forwarder {
 
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      this.wakeTimer = setTimeout(() => { this.wake = null; resolve(); }, ms);
-      this.wake = () => { if (this.wakeTimer) clearTimeout(this.wakeTimer); this.wake = null; resolve(); };
+      this.wakeTimer = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        if (this.wakeTimer) clearTimeout(this.wakeTimer);
+        this.wake = null;
+        resolve();
+      };
     });
   }
 
@@ -308,7 +351,10 @@ export class Forwarder {
     let lastFailed = false;
     try {
       while (!this.closed && this.mode === 'outbox') {
-        if (this.inflight.size > 0 || this.lanes.some((l) => l.busy)) { await this.pause(10); continue; }
+        if (this.inflight.size > 0 || this.lanes.some((l) => l.busy)) {
+          await this.pause(10);
+          continue;
+        }
         this.flushWrites();
         const rows = this.deps.outbox.peek(512);
         if (rows.length === 0) {
@@ -319,7 +365,10 @@ export class Forwarder {
         if (lastFailed) {
           // probe with the oldest row alone
           const r = await this.send(rows[0]!, 0);
-          if (r === 'unavailable') { await this.pause(backoffMs(failures++, 250, 10_000)); continue; }
+          if (r === 'unavailable') {
+            await this.pause(backoffMs(failures++, 250, 10_000));
+            continue;
+          }
           this.deps.outbox.remove([rows[0]!.seq]);
           rows.shift();
           lastFailed = false;
@@ -331,17 +380,25 @@ export class Forwarder {
         for (const r of rows) {
           const idx = fnv1a(r.lane) % this.lanes.length;
           let g = groups.get(idx);
-          if (!g) { g = []; groups.set(idx, g); }
+          if (!g) {
+            g = [];
+            groups.set(idx, g);
+          }
           g.push(r);
         }
-        await Promise.all([...groups.values()].map(async (g) => {
-          for (const r of g) {
-            if (failed || this.closed) return;
-            const out = await this.send(r, 0);
-            if (out === 'unavailable') { failed = true; return; }
-            done.push(r.seq);
-          }
-        }));
+        await Promise.all(
+          [...groups.values()].map(async (g) => {
+            for (const r of g) {
+              if (failed || this.closed) return;
+              const out = await this.send(r, 0);
+              if (out === 'unavailable') {
+                failed = true;
+                return;
+              }
+              done.push(r.seq);
+            }
+          }),
+        );
         this.deps.outbox.remove(done);
         if (failed) {
           lastFailed = true;
@@ -382,7 +439,11 @@ export class Forwarder {
     if (!Array.isArray(rows)) throw new Error('asterisk_plus.event search_read did not return a list');
     const r = this.setEventsMap(rows);
     this.mapLoaded = true;
-    try { this.deps.outbox.setState(EVENTS_MAP_STATE_KEY, JSON.stringify(rows)); } catch { /* cache only */ }
+    try {
+      this.deps.outbox.setState(EVENTS_MAP_STATE_KEY, JSON.stringify(rows));
+    } catch {
+      /* cache only */
+    }
     this.deps.log.info({ handlers: r.loaded, skipped: r.skipped }, 'events map downloaded from Odoo');
     return r;
   }
@@ -410,7 +471,9 @@ export class Forwarder {
     return this.fagi.get(script) ?? [];
   }
 
-  hasMap(): boolean { return this.mapLoaded || this.ami.size > 0 || this.fagi.size > 0; }
+  hasMap(): boolean {
+    return this.mapLoaded || this.ami.size > 0 || this.fagi.size > 0;
+  }
 
   stats(): { mode: string; memory: number; delayed: number; inflight: number; outbox: number } {
     return { mode: this.mode, memory: this.memCount, delayed: this.delayed.size, inflight: this.inflight.size, outbox: this.deps.outbox.count() };
@@ -420,8 +483,16 @@ export class Forwarder {
   async whenIdle(timeoutMs = 30_000): Promise<boolean> {
     const end = Date.now() + timeoutMs;
     while (Date.now() < end) {
-      if (this.memCount === 0 && this.inflight.size === 0 && this.delayed.size === 0 && this.pendingWrites.length === 0 &&
-          this.deps.outbox.count() === 0 && this.mode === 'direct' && !this.lanes.some((l) => l.busy)) return true;
+      if (
+        this.memCount === 0 &&
+        this.inflight.size === 0 &&
+        this.delayed.size === 0 &&
+        this.pendingWrites.length === 0 &&
+        this.deps.outbox.count() === 0 &&
+        this.mode === 'direct' &&
+        !this.lanes.some((l) => l.busy)
+      )
+        return true;
       await new Promise((r) => setTimeout(r, 5));
     }
     return false;
@@ -436,7 +507,11 @@ export class Forwarder {
     while (this.inflight.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
     this.closed = true;
     if (this.wake) this.wake();
-    for (const { timer, item } of this.delayed.values()) { clearTimeout(timer); item.seq = ++this.seq; this.pendingWrites.push(item); }
+    for (const { timer, item } of this.delayed.values()) {
+      clearTimeout(timer);
+      item.seq = ++this.seq;
+      this.pendingWrites.push(item);
+    }
     this.delayed.clear();
     for (const l of this.lanes) this.pendingWrites.push(...l.q.drainAll());
     this.memCount = 0;

@@ -115,24 +115,36 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
   let outbox: Outbox | null = null;
   const metrics = createOdooMetrics(deps.registry, {
     outboxDepth: () => outbox?.count() ?? 0,
-    outboxOldestAgeSec: () => { const t = outbox?.oldestCreatedAt(); return t ? (Date.now() - t) / 1000 : 0; },
+    outboxOldestAgeSec: () => {
+      const t = outbox?.oldestCreatedAt();
+      return t ? (Date.now() - t) / 1000 : 0;
+    },
     delayed: () => forwarder?.stats().delayed ?? 0,
     queued: () => forwarder?.stats().memory ?? 0,
     jobsQueued: () => jobs?.queued() ?? 0,
     jobsRunning: () => jobs?.active() ?? 0,
   });
-  const ownRpc = deps.rpc ? null : new OdooRpc(config, log, {
-    onCall: (outcome, secs) => { metrics.rpcCalls.inc({ outcome }); metrics.rpcSeconds.observe({ outcome }, secs); },
-  });
+  const ownRpc = deps.rpc
+    ? null
+    : new OdooRpc(config, log, {
+        onCall: (outcome, secs) => {
+          metrics.rpcCalls.inc({ outcome });
+          metrics.rpcSeconds.observe({ outcome }, secs);
+        },
+      });
   const rpc: OdooCaller = deps.rpc ?? ownRpc!;
   outbox = new Outbox(deps.db, {
     maxRows: config.outboxMaxRows,
     maxPayloadBytes: config.outboxMaxPayloadBytes,
     onDrop: (reason, n) => {
       metrics.outboxDropped.inc({ reason }, n);
-      if (reason !== 'expired') log.warn({ reason, rows: n }, reason === 'cap'
-        ? `Odoo outbox full (odoo.outboxMaxRows=${config.outboxMaxRows}): dropped the oldest low-priority rows`
-        : 'a call too large for the outbox was dropped (odoo.outboxMaxPayloadBytes)');
+      if (reason !== 'expired')
+        log.warn(
+          { reason, rows: n },
+          reason === 'cap'
+            ? `Odoo outbox full (odoo.outboxMaxRows=${config.outboxMaxRows}): dropped the oldest low-priority rows`
+            : 'a call too large for the outbox was dropped (odoo.outboxMaxPayloadBytes)',
+        );
     },
   });
   forwarder = new Forwarder({ rpc, outbox, config, log, metrics });
@@ -149,7 +161,18 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
       }
       const pol = config.outboxPolicy.JobResult ?? { ttlSec: 3600, priority: 2 };
       const now = Date.now();
-      fw.enqueue({ seq: 0, lane: `job:${job.id}`, kind: 'JobResult', model, method, args: [result], kwargs, priority: pol.priority, createdAt: now, expiresAt: now + pol.ttlSec * 1000 });
+      fw.enqueue({
+        seq: 0,
+        lane: `job:${job.id}`,
+        kind: 'JobResult',
+        model,
+        method,
+        args: [result],
+        kwargs,
+        priority: pol.priority,
+        createdAt: now,
+        expiresAt: now + pol.ttlSec * 1000,
+      });
     },
     notify(job, uid, title, message, warning) {
       rpc.executeKw(config.notifyModel, config.notifyMethod, [message], { title, notify_uid: uid, warning }, { retries: 2 }).catch((e: Error) => {
@@ -158,7 +181,17 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
     },
   };
   jobs = new JobRunner({
-    ctx: { ami: deps.ami, bans: deps.bans, config, actionPolicy, log, reloadConfig: deps.reloadConfig, reloadEvents: () => fw.reloadEvents(), rpc, configSync: deps.configSync ?? null },
+    ctx: {
+      ami: deps.ami,
+      bans: deps.bans,
+      config,
+      actionPolicy,
+      log,
+      reloadConfig: deps.reloadConfig,
+      reloadEvents: () => fw.reloadEvents(),
+      rpc,
+      configSync: deps.configSync ?? null,
+    },
     sink,
     metrics,
     functions,
@@ -173,7 +206,9 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
   try {
     if (config.listen.enabled) {
       if (!config.agentToken) {
-        log.error('Odoo job endpoint NOT started: odoo.agentToken is empty (run "pbx-guardian odoo init" or copy the token from the Asterisk Plus server form)');
+        log.error(
+          'Odoo job endpoint NOT started: odoo.agentToken is empty (run "pbx-guardian odoo init" or copy the token from the Asterisk Plus server form)',
+        );
       } else {
         const tls = ensureTlsPair({ certFile: config.listen.certFile, keyFile: config.listen.keyFile, stateDir: deps.stateDir });
         if (tls.generated) log.info({ certFile: tls.certFile }, 'generated a self-signed certificate for the Odoo job endpoint');
@@ -193,7 +228,16 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
       }
     }
     if (config.fagi.enabled) {
-      fagi = new FagiServer({ host: config.fagi.host, port: config.fagi.port, rpc, handlers: (s) => fw.fagiHandlers(s), actionPolicy, log, metrics, systemName: config.systemName });
+      fagi = new FagiServer({
+        host: config.fagi.host,
+        port: config.fagi.port,
+        rpc,
+        handlers: (s) => fw.fagiHandlers(s),
+        actionPolicy,
+        log,
+        metrics,
+        systemName: config.systemName,
+      });
       fagiAddress = await fagi.start();
       log.info({ ...fagiAddress }, 'FastAGI server listening');
     }

@@ -40,7 +40,10 @@ export async function odooInit(opts: { url: string; db: string; timeoutMs?: numb
   let text: string;
   try {
     const body = await readLimited(res, INIT_RESPONSE_MAX_BYTES);
-    if (body.truncated) throw new OdooInitError(`Odoo's answer to the initialization (HTTP ${res.status}) is longer than ${INIT_RESPONSE_MAX_BYTES} bytes: aborted. Is ${base.origin} the Odoo base URL, without a proxy page in between?`);
+    if (body.truncated)
+      throw new OdooInitError(
+        `Odoo's answer to the initialization (HTTP ${res.status}) is longer than ${INIT_RESPONSE_MAX_BYTES} bytes: aborted. Is ${base.origin} the Odoo base URL, without a proxy page in between?`,
+      );
     text = body.bytes.toString('utf8').slice(0, 4096);
   } catch (e) {
     if (e instanceof OdooInitError) throw e;
@@ -52,17 +55,22 @@ export async function odooInit(opts: { url: string; db: string; timeoutMs?: numb
       throw new OdooInitError(
         'Odoo says: "Agent is already initialized." The one-time initialization was used already. In Odoo, open ' +
           'Asterisk Plus → Servers → your server, enable "Permit agent initialization" (this resets the agent user\'s password) and run init again; ' +
-          'or copy the agent token and the agent user\'s credentials from the server form into the config (odoo.agentToken, odoo.user, odoo.password) by hand.',
+          "or copy the agent token and the agent user's credentials from the server form into the config (odoo.agentToken, odoo.user, odoo.password) by hand.",
       );
     }
     if (/not permitted/i.test(t)) {
-      throw new OdooInitError('Odoo says: "Agent initialization is not permitted!" In Odoo, open Asterisk Plus → Servers → your server, enable "Permit agent initialization", save, and run init again.');
+      throw new OdooInitError(
+        'Odoo says: "Agent initialization is not permitted!" In Odoo, open Asterisk Plus → Servers → your server, enable "Permit agent initialization", save, and run init again.',
+      );
     }
-    if (/specify db/i.test(t)) throw new OdooInitError(`Odoo says the database parameter is missing: pass --db with the Odoo database name (sent: ${opts.db}).`);
+    if (/specify db/i.test(t))
+      throw new OdooInitError(`Odoo says the database parameter is missing: pass --db with the Odoo database name (sent: ${opts.db}).`);
     throw new OdooInitError(`Odoo refused the initialization (HTTP 400): ${t.slice(0, 300)}`);
   }
   if (res.status === 404) {
-    throw new OdooInitError(`Odoo has no /asterisk_plus/agent route (HTTP 404): is the Asterisk Plus module (4.x) installed on database ${opts.db}? Is the URL the Odoo base URL?`);
+    throw new OdooInitError(
+      `Odoo has no /asterisk_plus/agent route (HTTP 404): is the Asterisk Plus module (4.x) installed on database ${opts.db}? Is the URL the Odoo base URL?`,
+    );
   }
   if (!res.ok) throw new OdooInitError(`Odoo answered HTTP ${res.status} to the initialization: ${text.slice(0, 300)}`);
   let body: Record<string, unknown>;
@@ -74,7 +82,15 @@ export async function odooInit(opts: { url: string; db: string; timeoutMs?: numb
   const fields = ['agent_token', 'odoo_user', 'odoo_password', 'odoo_db'] as const;
   for (const k of fields) {
     // the answer carries the agent token and a password: name the fields, never echo their values
-    if (typeof body[k] !== 'string' || !(body[k] as string)) throw new OdooInitError(`Odoo's initialization answer has no ${k} (fields in the answer: ${Object.keys(body).slice(0, 20).join(', ').slice(0, 300) || 'none'})`);
+    if (typeof body[k] !== 'string' || !(body[k] as string))
+      throw new OdooInitError(
+        `Odoo's initialization answer has no ${k} (fields in the answer: ${Object.keys(body).slice(0, 20).join(', ').slice(0, 300) || 'none'})`,
+      );
   }
-  return { agent_token: body.agent_token as string, odoo_user: body.odoo_user as string, odoo_password: body.odoo_password as string, odoo_db: body.odoo_db as string };
+  return {
+    agent_token: body.agent_token as string,
+    odoo_user: body.odoo_user as string,
+    odoo_password: body.odoo_password as string,
+    odoo_db: body.odoo_db as string,
+  };
 }

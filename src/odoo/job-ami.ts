@@ -54,7 +54,9 @@ export const sipPeers: JobFunction = async (_a, _k, ctx) => {
     peers.push(...r.value.events.map(messageToDict));
   }
   if (!any) {
-    const why = [pj, sip].map((r) => (r.status === 'rejected' ? String((r.reason as Error)?.message ?? r.reason) : r.value.response.get('Message') ?? 'error'));
+    const why = [pj, sip].map((r) =>
+      r.status === 'rejected' ? String((r.reason as Error)?.message ?? r.reason) : (r.value.response.get('Message') ?? 'error'),
+    );
     throw new JobError(`neither PJSIPShowEndpoints nor SIPpeers worked: ${why.join('; ')}`);
   }
   return peers;

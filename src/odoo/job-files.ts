@@ -17,12 +17,22 @@ const STREAM_HOLD_BYTES = 1024 * 1024;
 
 async function findExecutable(name: string, explicit?: string): Promise<string | null> {
   if (explicit) {
-    try { await fs.access(explicit, fsc.X_OK); return explicit; } catch { return null; }
+    try {
+      await fs.access(explicit, fsc.X_OK);
+      return explicit;
+    } catch {
+      return null;
+    }
   }
   for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
     if (!dir) continue;
     const f = path.join(dir, name);
-    try { await fs.access(f, fsc.X_OK); return f; } catch { /* next */ }
+    try {
+      await fs.access(f, fsc.X_OK);
+      return f;
+    } catch {
+      /* next */
+    }
   }
   return null;
 }
@@ -34,14 +44,27 @@ function runToChunks(cmd: string, args: string[], stdinFd: number, maxBytes: num
     const chunks: Buffer[] = [];
     let size = 0;
     let err = '';
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new JobError(`${path.basename(cmd)} did not finish within ${timeoutMs} ms`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new JobError(`${path.basename(cmd)} did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
     child.stdout!.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > maxBytes) { child.kill('SIGKILL'); clearTimeout(timer); reject(new JobError(`converted file is larger than ${maxBytes} bytes (odoo.recordingMaxBytes)`)); return; }
+      if (size > maxBytes) {
+        child.kill('SIGKILL');
+        clearTimeout(timer);
+        reject(new JobError(`converted file is larger than ${maxBytes} bytes (odoo.recordingMaxBytes)`));
+        return;
+      }
       chunks.push(c);
     });
-    child.stderr!.on('data', (c: Buffer) => { if (err.length < 2000) err += c.toString(); });
-    child.on('error', (e) => { clearTimeout(timer); reject(new JobError(`cannot run ${cmd}: ${e.message}`)); });
+    child.stderr!.on('data', (c: Buffer) => {
+      if (err.length < 2000) err += c.toString();
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new JobError(`cannot run ${cmd}: ${e.message}`));
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
       if (code === 0) resolve(chunks);
@@ -113,7 +136,13 @@ async function toMp3(fd: number, shown: string, kwargs: Record<string, unknown>,
   try {
     const parts = lame
       ? await runToChunks(lame, ['--quiet', '-b', String(br), '-q', String(q), '-', '-'], fd, max, ctx.timeoutMs)
-      : await runToChunks(ffmpeg!, ['-nostdin', '-loglevel', 'error', '-i', 'pipe:0', '-codec:a', 'libmp3lame', '-b:a', `${br}k`, '-q:a', String(q), '-f', 'mp3', 'pipe:1'], fd, max, ctx.timeoutMs);
+      : await runToChunks(
+          ffmpeg!,
+          ['-nostdin', '-loglevel', 'error', '-i', 'pipe:0', '-codec:a', 'libmp3lame', '-b:a', `${br}k`, '-q:a', String(q), '-f', 'mp3', 'pipe:1'],
+          fd,
+          max,
+          ctx.timeoutMs,
+        );
     const data = new BufferBlob(parts);
     hold.shrink(data.byteLength);
     return data;

@@ -34,7 +34,10 @@ export interface JobContext {
 
 /** The part of config sync this job uses (AsteriskConfigFiles; null when asteriskConfig is off). */
 export interface ConfigSyncPort {
-  write(name: string, content: string): Promise<{ name: string; bytes: number; changed: boolean; backup: string | null; include: { base: string; action: string } | null }>;
+  write(
+    name: string,
+    content: string,
+  ): Promise<{ name: string; bytes: number; changed: boolean; backup: string | null; include: { base: string; action: string } | null }>;
   reload(module?: string): Promise<{ module: string | null; response: string; message: string }>;
 }
 

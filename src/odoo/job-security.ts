@@ -64,7 +64,8 @@ function parseAccessRules(args: unknown): { allow: string[]; deny: string[] } {
       const nm = o.netmask.trim();
       target = /^\d+$/.test(nm) ? `${addr}/${nm}` : `${addr}/${maskToPrefix(nm)}`;
     }
-    if (o.access_type === 'deny') deny.push(target); else if (o.access_type === 'allow') allow.push(target);
+    if (o.access_type === 'deny') deny.push(target);
+    else if (o.access_type === 'allow') allow.push(target);
   }
   return { allow, deny };
 }
@@ -72,7 +73,10 @@ function parseAccessRules(args: unknown): { allow: string[]; deny: string[] } {
 function maskToPrefix(mask: string): number {
   const parts = mask.split('.').map(Number);
   if (parts.length !== 4 || parts.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new JobError(`bad netmask ${mask}`);
-  const bits = parts.reduce((acc, x) => acc * 256 + x, 0).toString(2).padStart(32, '0');
+  const bits = parts
+    .reduce((acc, x) => acc * 256 + x, 0)
+    .toString(2)
+    .padStart(32, '0');
   if (!/^1*0*$/.test(bits)) throw new JobError(`bad netmask ${mask}`);
   return bits.indexOf('0') === -1 ? 32 : bits.indexOf('0');
 }
@@ -93,7 +97,10 @@ export const ban: JobFunction = async (args, kwargs, ctx) => {
       duration = o.duration ?? o.timeout ?? duration;
       reason = o.reason ?? o.comment ?? reason;
     }
-    if (typeof target !== 'string' || !target) { results.push({ address: target ?? null, error: 'no address given' }); continue; }
+    if (typeof target !== 'string' || !target) {
+      results.push({ address: target ?? null, error: 'no address given' });
+      continue;
+    }
     // seconds or a duration text ("1h"); absent, 0, false or "permanent": permanent
     const permanent = PERMANENT.has(duration);
     const durationSec = permanent ? null : parseDuration(duration);

@@ -31,7 +31,10 @@ export function sipPeersFile(text: string): string {
 export function checkSipPeers(text: string): string {
   if (text.includes('\0')) throw new JobError('sip.get_peers: the SIP configuration from Odoo contains NUL bytes: not applied');
   const d = DIRECTIVE.exec(text);
-  if (d) throw new JobError(`sip.get_peers: the SIP configuration from Odoo has a #${d[1]!.toLowerCase()} line: not applied (it would make Asterisk read another file or run a program)`);
+  if (d)
+    throw new JobError(
+      `sip.get_peers: the SIP configuration from Odoo has a #${d[1]!.toLowerCase()} line: not applied (it would make Asterisk read another file or run a program)`,
+    );
   if (!/^[ \t]*\[[^\]\r\n]+\]/m.test(text)) throw new JobError('sip.get_peers: the answer from Odoo holds no configuration section ([name]): not applied');
   return text.endsWith('\n') ? text : `${text}\n`;
 }
@@ -45,7 +48,8 @@ function serverId(args: unknown): number {
 
 export const getSipPeers: JobFunction = async (args, _kwargs, ctx) => {
   const id = serverId(args);
-  if (!ctx.configSync) throw new JobError('sip.get_peers: config sync is off on this agent (asteriskConfig.enabled: false), so the SIP configuration from Odoo cannot be applied');
+  if (!ctx.configSync)
+    throw new JobError('sip.get_peers: config sync is off on this agent (asteriskConfig.enabled: false), so the SIP configuration from Odoo cannot be applied');
   if (!/^https?:\/\//.test(ctx.config.url)) throw new JobError('sip.get_peers: odoo.url is not set');
   let token: unknown;
   try {
@@ -54,11 +58,17 @@ export const getSipPeers: JobFunction = async (args, _kwargs, ctx) => {
   } catch (e) {
     throw new JobError(`sip.get_peers: cannot read the security token of server ${id} from Odoo: ${(e as Error).message}`);
   }
-  if (typeof token !== 'string' || token === '') throw new JobError(`sip.get_peers: server ${id} in Odoo has no security token (Asterisk Plus → Servers → the server's security token)`);
+  if (typeof token !== 'string' || token === '')
+    throw new JobError(`sip.get_peers: server ${id} in Odoo has no security token (Asterisk Plus → Servers → the server's security token)`);
   const url = new URL('asterisk_plus/sip_peers', ctx.config.url.endsWith('/') ? ctx.config.url : `${ctx.config.url}/`);
   let res: Response;
   try {
-    res = await fetch(url, { method: 'GET', headers: { 'x-security-token': token, accept: 'text/plain' }, redirect: 'error', signal: AbortSignal.timeout(Math.min(ctx.timeoutMs, 30_000)) });
+    res = await fetch(url, {
+      method: 'GET',
+      headers: { 'x-security-token': token, accept: 'text/plain' },
+      redirect: 'error',
+      signal: AbortSignal.timeout(Math.min(ctx.timeoutMs, 30_000)),
+    });
   } catch (e) {
     throw new JobError(`sip.get_peers: cannot download the SIP configuration from ${url.origin}: ${(e as Error).message}`);
   }
@@ -66,10 +76,25 @@ export const getSipPeers: JobFunction = async (args, _kwargs, ctx) => {
   if (body.truncated) throw new JobError(`sip.get_peers: the SIP configuration from Odoo is larger than ${SIP_PEERS_MAX_BYTES} bytes: not applied`);
   const text = body.bytes.toString('utf8');
   // the module answers its refusals as 400 with a config comment: "; Bad token!"
-  if (!res.ok) throw new JobError(`sip.get_peers: Odoo answered HTTP ${res.status}: ${text.replace(/^[;\s]+/, '').trim().slice(0, 200) || '(no text)'}`);
+  if (!res.ok)
+    throw new JobError(
+      `sip.get_peers: Odoo answered HTTP ${res.status}: ${
+        text
+          .replace(/^[;\s]+/, '')
+          .trim()
+          .slice(0, 200) || '(no text)'
+      }`,
+    );
   const content = checkSipPeers(text);
   const file = sipPeersFile(content);
   const w = await ctx.configSync.write(file, content);
   const reload = w.changed ? await ctx.configSync.reload('res_pjsip.so') : null;
-  return { file: w.name, bytes: w.bytes, changed: w.changed, backup: w.backup, include: w.include ? `${w.include.base}: ${w.include.action}` : null, reload: reload ? `${reload.module}: ${reload.response}${reload.message ? ` (${reload.message})` : ''}` : 'not needed (unchanged)' };
+  return {
+    file: w.name,
+    bytes: w.bytes,
+    changed: w.changed,
+    backup: w.backup,
+    include: w.include ? `${w.include.base}: ${w.include.action}` : null,
+    reload: reload ? `${reload.module}: ${reload.response}${reload.message ? ` (${reload.message})` : ''}` : 'not needed (unchanged)',
+  };
 };

@@ -160,8 +160,12 @@ export class JobRunner {
     this.functions = opts.functions ?? new JobRegistry();
   }
 
-  queued(): number { return this.queue.length - this.qHead; }
-  active(): number { return this.running; }
+  queued(): number {
+    return this.queue.length - this.qHead;
+  }
+  active(): number {
+    return this.running;
+  }
 
   submit(req: JobRequest): SubmitResult {
     if (this.closed) return { ok: false, reason: 'closed' };
@@ -186,7 +190,10 @@ export class JobRunner {
   private next(): Job | undefined {
     if (this.qHead >= this.queue.length) return undefined;
     const j = this.queue[this.qHead++];
-    if (this.qHead > 1024 && this.qHead * 2 > this.queue.length) { this.queue.splice(0, this.qHead); this.qHead = 0; }
+    if (this.qHead > 1024 && this.qHead * 2 > this.queue.length) {
+      this.queue.splice(0, this.qHead);
+      this.qHead = 0;
+    }
     return j;
   }
 
@@ -228,11 +235,21 @@ export class JobRunner {
       const work = Promise.resolve().then(() => fn(job.args, kwargs, { ...this.opts.ctx, timeoutMs: config.jobTimeoutMs, hold }));
       // a job that timed out may still return an open file later: close it then
       let timedOut = false;
-      fnDone = work.then((late) => { if (timedOut) disposeResult(late); }, () => undefined);
+      fnDone = work.then(
+        (late) => {
+          if (timedOut) disposeResult(late);
+        },
+        () => undefined,
+      );
       try {
         result = await Promise.race([
           work,
-          new Promise((_, reject) => { timer = setTimeout(() => { timedOut = true; reject(new JobError(`job ${job.fun} timed out after ${config.jobTimeoutMs} ms`)); }, config.jobTimeoutMs); }),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => {
+              timedOut = true;
+              reject(new JobError(`job ${job.fun} timed out after ${config.jobTimeoutMs} ms`));
+            }, config.jobTimeoutMs);
+          }),
         ]);
       } catch (e) {
         error = toJobResult(e, String(job.fun));
@@ -254,7 +271,8 @@ export class JobRunner {
       // as the earlier agents did: the outcome reaches the user whether or not res_model takes it too
       let notice: string | null = null;
       if (result instanceof JobNotice) ({ result, notice } = result);
-      if (uid !== null) this.opts.sink.notify(job, uid, title, notice === null ? successNotice(String(job.fun), result) : bound(`${job.fun}: ${notice}`), false);
+      if (uid !== null)
+        this.opts.sink.notify(job, uid, title, notice === null ? successNotice(String(job.fun), result) : bound(`${job.fun}: ${notice}`), false);
     }
     let delivered: unknown;
     if (job.res_model && job.res_method) {
@@ -262,8 +280,14 @@ export class JobRunner {
       delivered = this.opts.sink.result(job, job.res_model, job.res_method, result, pb);
     }
     const ok = error === null;
-    const finished = ok ? Promise.resolve(delivered).catch(() => undefined).then(() => disposeResult(result)) : fnDone;
-    void finished.finally(() => { for (const h of holds) h.release(); });
+    const finished = ok
+      ? Promise.resolve(delivered)
+          .catch(() => undefined)
+          .then(() => disposeResult(result))
+      : fnDone;
+    void finished.finally(() => {
+      for (const h of holds) h.release();
+    });
   }
 
   /** resolves when no job is queued or running */

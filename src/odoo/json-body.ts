@@ -43,7 +43,13 @@ export abstract class Base64Blob {
 /** An open regular file of known size (the size taken when it was opened and checked). */
 export class FileBlob extends Base64Blob {
   private closed = false;
-  constructor(private readonly file: FileHandle, readonly byteLength: number, private readonly shown: string) { super(); }
+  constructor(
+    private readonly file: FileHandle,
+    readonly byteLength: number,
+    private readonly shown: string,
+  ) {
+    super();
+  }
 
   async *chunks(): AsyncIterable<Buffer> {
     let pos = 0;
@@ -70,8 +76,12 @@ export class BufferBlob extends Base64Blob {
     super();
     this.byteLength = parts.reduce((n, b) => n + b.length, 0);
   }
-  async *chunks(): AsyncIterable<Buffer> { yield* this.parts; }
-  async close(): Promise<void> { this.parts = []; }
+  async *chunks(): AsyncIterable<Buffer> {
+    yield* this.parts;
+  }
+  async close(): Promise<void> {
+    this.parts = [];
+  }
 }
 
 /** Every blob among the top-level values of a job result (where get_file puts its file_data). */
@@ -96,20 +106,35 @@ export function jsonBody(value: unknown): JsonBody {
   const tag = `pbxg-blob-${randomUUID()}-`;
   const text = JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
     const raw = this[key];
-    if (raw instanceof Base64Blob) { blobs.push(raw); return tag + (blobs.length - 1); }
+    if (raw instanceof Base64Blob) {
+      blobs.push(raw);
+      return tag + (blobs.length - 1);
+    }
     return v;
   });
-  if (blobs.length === 0) return { length: Buffer.byteLength(text), text, writeTo: async (out) => { out.end(text); } };
+  if (blobs.length === 0)
+    return {
+      length: Buffer.byteLength(text),
+      text,
+      writeTo: async (out) => {
+        out.end(text);
+      },
+    };
   // the tag holds a random UUID: text from Odoo or a caller cannot fake a blob reference
   const pieces = text.split(new RegExp(`"${tag}(\\d+)"`));
   let length = 0;
-  pieces.forEach((s, i) => { length += i % 2 ? blobs[Number(s)]!.encodedLength + 2 : Buffer.byteLength(s); });
+  pieces.forEach((s, i) => {
+    length += i % 2 ? blobs[Number(s)]!.encodedLength + 2 : Buffer.byteLength(s);
+  });
   return {
     length,
     text: null,
     async writeTo(out) {
       for (let i = 0; i < pieces.length; i++) {
-        if (i % 2 === 0) { await write(out, pieces[i]!); continue; }
+        if (i % 2 === 0) {
+          await write(out, pieces[i]!);
+          continue;
+        }
         await write(out, '"');
         for await (const s of blobs[Number(pieces[i])]!.base64()) await write(out, s);
         await write(out, '"');
@@ -123,7 +148,13 @@ function write(out: Writable, s: string): Promise<void> {
   if (out.destroyed) return Promise.reject(new Error('the request was aborted'));
   if (out.write(s)) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const done = (err?: Error) => { out.off('drain', ok); out.off('close', closed); out.off('error', done); if (err) reject(err); else resolve(); };
+    const done = (err?: Error) => {
+      out.off('drain', ok);
+      out.off('close', closed);
+      out.off('error', done);
+      if (err) reject(err);
+      else resolve();
+    };
     const ok = () => done();
     const closed = () => done(new Error('the request was closed'));
     out.on('drain', ok);

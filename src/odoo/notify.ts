@@ -43,7 +43,7 @@ function resultText(v: unknown, depth: number): string {
     let size = 0;
     for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
       if (HIDDEN.has(k)) continue;
-      const t = typeof val === 'object' && val !== null ? JSON.stringify(val)?.slice(0, 500) ?? '' : String(val);
+      const t = typeof val === 'object' && val !== null ? (JSON.stringify(val)?.slice(0, 500) ?? '') : String(val);
       lines.push(`${k}: ${t}`);
       size += k.length + t.length + 3;
       if (size > NOTIFY_MAX_CHARS) break;

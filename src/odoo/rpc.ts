@@ -21,7 +21,11 @@ export class OdooAuthError extends Error {
 /** Odoo ran the call and raised (bad method, handler error, validation error). Not retryable. */
 export class OdooServerError extends Error {
   readonly code = 'ODOO_SERVER_ERROR';
-  constructor(message: string, readonly errorName: string, readonly data?: unknown) {
+  constructor(
+    message: string,
+    readonly errorName: string,
+    readonly data?: unknown,
+  ) {
     super(message);
   }
 }
@@ -85,7 +89,10 @@ export class OdooRpc implements OdooCaller {
   private json2AuthError: string | null = null;
 
   constructor(
-    private readonly cfg: Pick<OdooConfig, 'url' | 'db' | 'user' | 'password' | 'apiKey' | 'transport' | 'rpcConcurrency' | 'rpcTimeoutMs' | 'rpcRetries' | 'json2ParamNames' | 'responseMaxBytes'>,
+    private readonly cfg: Pick<
+      OdooConfig,
+      'url' | 'db' | 'user' | 'password' | 'apiKey' | 'transport' | 'rpcConcurrency' | 'rpcTimeoutMs' | 'rpcRetries' | 'json2ParamNames' | 'responseMaxBytes'
+    >,
     private readonly log: Logger,
     private readonly stats: RpcStats = {},
   ) {
@@ -153,7 +160,9 @@ export class OdooRpc implements OdooCaller {
       } catch (e) {
         if (e instanceof OdooServerError) {
           // e.g. the database does not exist
-          const err = new OdooAuthError(`Odoo refused login for user ${this.cfg.user} on db ${this.cfg.db}: ${e.message}: check odoo.db/odoo.user/odoo.password`);
+          const err = new OdooAuthError(
+            `Odoo refused login for user ${this.cfg.user} on db ${this.cfg.db}: ${e.message}: check odoo.db/odoo.user/odoo.password`,
+          );
           this.authError = err;
           this.authFailedUntil = Date.now() + 15_000;
           this.log.error({ db: this.cfg.db, user: this.cfg.user }, err.message);
@@ -239,13 +248,24 @@ export class OdooRpc implements OdooCaller {
     return msg.result;
   }
 
-  private async json2(model: string, method: string, args: unknown[], kwargs: Record<string, unknown>, names: string[] | undefined, timeoutMs: number): Promise<unknown> {
+  private async json2(
+    model: string,
+    method: string,
+    args: unknown[],
+    kwargs: Record<string, unknown>,
+    names: string[] | undefined,
+    timeoutMs: number,
+  ): Promise<unknown> {
     const key = this.cfg.apiKey || this.cfg.password;
     const paramNames = this.paramNamesFor(model, method, names);
     const body: Record<string, unknown> = { ...kwargs };
     args.forEach((a, i) => {
       const n = paramNames[i];
-      if (!n) throw new OdooServerError(`JSON-2 needs a parameter name for argument ${i + 1} of ${model}.${method}: set odoo.json2ParamNames["${model}.${method}"]`, 'config');
+      if (!n)
+        throw new OdooServerError(
+          `JSON-2 needs a parameter name for argument ${i + 1} of ${model}.${method}: set odoo.json2ParamNames["${model}.${method}"]`,
+          'config',
+        );
       body[n] = a;
     });
     const path = `json/2/${encodeURIComponent(model)}/${encodeURIComponent(method)}`;
@@ -258,7 +278,9 @@ export class OdooRpc implements OdooCaller {
       }
     }
     if (res.status === 401 || res.status === 403) {
-      const err = new OdooAuthError(`Odoo rejected the API key for user ${this.cfg.user || '(api key)'} on db ${this.cfg.db}: check odoo.apiKey (HTTP ${res.status})`);
+      const err = new OdooAuthError(
+        `Odoo rejected the API key for user ${this.cfg.user || '(api key)'} on db ${this.cfg.db}: check odoo.apiKey (HTTP ${res.status})`,
+      );
       this.log.error({ db: this.cfg.db }, err.message);
       throw err;
     }
@@ -288,9 +310,15 @@ export class OdooRpc implements OdooCaller {
     const url = new URL(path, this.base);
     const mod = url.protocol === 'https:' ? https : http;
     const max = this.cfg.responseMaxBytes;
-    const tooLarge = () => new OdooUnavailableError(`Odoo's answer on ${url.pathname} is larger than odoo.responseMaxBytes (${max} bytes): aborted. A proxy error page? If the events map is that large, raise odoo.responseMaxBytes`);
+    const tooLarge = () =>
+      new OdooUnavailableError(
+        `Odoo's answer on ${url.pathname} is larger than odoo.responseMaxBytes (${max} bytes): aborted. A proxy error page? If the events map is that large, raise odoo.responseMaxBytes`,
+      );
     return new Promise((resolve, reject) => {
-      if (this.closed) { reject(new OdooUnavailableError('Odoo client closed')); return; }
+      if (this.closed) {
+        reject(new OdooUnavailableError('Odoo client closed'));
+        return;
+      }
       const req = mod.request(
         url,
         {
@@ -302,11 +330,18 @@ export class OdooRpc implements OdooCaller {
         (res) => {
           const chunks: Buffer[] = [];
           let size = Number(res.headers['content-length'] ?? 0);
-          if (size > max) { req.destroy(tooLarge()); return; }
+          if (size > max) {
+            req.destroy(tooLarge());
+            return;
+          }
           size = 0;
           res.on('data', (c: Buffer) => {
             size += c.length;
-            if (size > max) { chunks.length = 0; req.destroy(tooLarge()); return; }
+            if (size > max) {
+              chunks.length = 0;
+              req.destroy(tooLarge());
+              return;
+            }
             chunks.push(c);
           });
           res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -314,7 +349,9 @@ export class OdooRpc implements OdooCaller {
         },
       );
       req.on('timeout', () => req.destroy(new OdooUnavailableError(`Odoo did not answer within ${timeoutMs} ms (${url.pathname})`)));
-      req.on('error', (e) => reject(e instanceof OdooUnavailableError ? e : new OdooUnavailableError(`cannot reach Odoo at ${this.base.origin}: ${e.message}`)));
+      req.on('error', (e) =>
+        reject(e instanceof OdooUnavailableError ? e : new OdooUnavailableError(`cannot reach Odoo at ${this.base.origin}: ${e.message}`)),
+      );
       if (body.text !== null) req.end(body.text);
       else body.writeTo(req).catch((e: Error) => req.destroy(new OdooUnavailableError(`cannot send the request to Odoo: ${e.message}`)));
     });

@@ -12,10 +12,15 @@ import net from 'node:net';
 function len(n: number): Buffer {
   if (n < 0x80) return Buffer.from([n]);
   const bytes: number[] = [];
-  while (n > 0) { bytes.unshift(n & 0xff); n >>>= 8; }
+  while (n > 0) {
+    bytes.unshift(n & 0xff);
+    n >>>= 8;
+  }
   return Buffer.from([0x80 | bytes.length, ...bytes]);
 }
-function tlv(tag: number, content: Buffer): Buffer { return Buffer.concat([Buffer.from([tag]), len(content.length), content]); }
+function tlv(tag: number, content: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([tag]), len(content.length), content]);
+}
 const seq = (...parts: Buffer[]): Buffer => tlv(0x30, Buffer.concat(parts));
 const set = (...parts: Buffer[]): Buffer => tlv(0x31, Buffer.concat(parts));
 function int(b: Buffer): Buffer {
@@ -31,7 +36,10 @@ function oid(s: string): Buffer {
   for (const v of p.slice(2)) {
     const stack: number[] = [v & 0x7f];
     let x = Math.floor(v / 128);
-    while (x > 0) { stack.unshift((x & 0x7f) | 0x80); x = Math.floor(x / 128); }
+    while (x > 0) {
+      stack.unshift((x & 0x7f) | 0x80);
+      x = Math.floor(x / 128);
+    }
     out.push(...stack);
   }
   return tlv(0x06, Buffer.from(out));
@@ -47,7 +55,10 @@ const explicit = (n: number, c: Buffer): Buffer => tlv(0xa0 + n, c);
 const octets = (b: Buffer): Buffer => tlv(0x04, b);
 const bits = (b: Buffer): Buffer => tlv(0x03, Buffer.concat([Buffer.from([0]), b]));
 
-export interface CertPair { cert: string; key: string }
+export interface CertPair {
+  cert: string;
+  key: string;
+}
 
 /** Generate a self-signed ECDSA P-256 certificate for `names` (DNS names and IP addresses). */
 export function generateSelfSigned(commonName: string, names: string[], days = 3650): CertPair {
@@ -71,19 +82,13 @@ export function generateSelfSigned(commonName: string, names: string[], days = 3
     seq(oid('2.5.29.37'), octets(seq(oid('1.3.6.1.5.5.7.3.1')))), // extKeyUsage serverAuth
     seq(oid('2.5.29.17'), octets(seq(...san))),
   );
-  const tbs = seq(
-    explicit(0, int(Buffer.from([2]))),
-    int(serial),
-    ecdsaSha256,
-    name,
-    seq(time(now), time(until)),
-    name,
-    spki,
-    explicit(3, extensions),
-  );
+  const tbs = seq(explicit(0, int(Buffer.from([2]))), int(serial), ecdsaSha256, name, seq(time(now), time(until)), name, spki, explicit(3, extensions));
   const sig = crypto.sign('sha256', tbs, privateKey);
   const der = seq(tbs, ecdsaSha256, bits(sig));
-  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').trim();
+  const b64 = der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .trim();
   return {
     cert: `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`,
     key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
@@ -91,7 +96,7 @@ export function generateSelfSigned(commonName: string, names: string[], days = 3
 }
 
 function ipv6Bytes(a: string): Buffer {
-  const [head, tail] = a.includes('::') ? a.split('::') as [string, string] : [a, undefined];
+  const [head, tail] = a.includes('::') ? (a.split('::') as [string, string]) : [a, undefined];
   const h = head ? head.split(':') : [];
   const t = tail !== undefined && tail ? tail.split(':') : [];
   const fill = tail !== undefined ? 8 - h.length - t.length : 0;
@@ -105,10 +110,21 @@ function ipv6Bytes(a: string): Buffer {
  * Load the configured cert/key, or the pair in stateDir, or generate one there (mode 0600).
  * Returns the PEM texts and where they came from.
  */
-export function ensureTlsPair(opts: { certFile?: string; keyFile?: string; stateDir: string; hostNames?: string[] }): CertPair & { certFile: string; keyFile: string; generated: boolean } {
+export function ensureTlsPair(opts: {
+  certFile?: string;
+  keyFile?: string;
+  stateDir: string;
+  hostNames?: string[];
+}): CertPair & { certFile: string; keyFile: string; generated: boolean } {
   if (opts.certFile || opts.keyFile) {
     if (!opts.certFile || !opts.keyFile) throw new Error('odoo.listen.certFile and odoo.listen.keyFile must be set together');
-    return { cert: fs.readFileSync(opts.certFile, 'utf8'), key: fs.readFileSync(opts.keyFile, 'utf8'), certFile: opts.certFile, keyFile: opts.keyFile, generated: false };
+    return {
+      cert: fs.readFileSync(opts.certFile, 'utf8'),
+      key: fs.readFileSync(opts.keyFile, 'utf8'),
+      certFile: opts.certFile,
+      keyFile: opts.keyFile,
+      generated: false,
+    };
   }
   const certFile = path.join(opts.stateDir, 'agent-cert.pem');
   const keyFile = path.join(opts.stateDir, 'agent-key.pem');
@@ -118,7 +134,9 @@ export function ensureTlsPair(opts: { certFile?: string; keyFile?: string; state
     try {
       const x = new crypto.X509Certificate(cert);
       if (new Date(x.validTo).getTime() > Date.now() + 7 * 86400_000) return { cert, key, certFile, keyFile, generated: false };
-    } catch { /* regenerate below */ }
+    } catch {
+      /* regenerate below */
+    }
   }
   fs.mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const names = [...new Set(['localhost', '127.0.0.1', '::1', os.hostname(), ...(opts.hostNames ?? [])])].filter((n) => n && /^[A-Za-z0-9.:-]+$/.test(n));

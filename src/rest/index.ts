@@ -92,23 +92,40 @@ const banBody = {
   additionalProperties: false,
   properties: {
     target: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f.:/]+$', description: 'IPv4/IPv6 address or CIDR' },
-    duration: { anyOf: [{ type: 'string', maxLength: 32 }, { type: 'integer', minimum: 1 }, { type: 'null' }], description: '10m, 1h, 7d, seconds, or null/"permanent"' },
+    duration: {
+      anyOf: [{ type: 'string', maxLength: 32 }, { type: 'integer', minimum: 1 }, { type: 'null' }],
+      description: '10m, 1h, 7d, seconds, or null/"permanent"',
+    },
     reason: { type: 'string', maxLength: 200 },
   },
 } as const;
-const addrParam = { type: 'object', required: ['*'], properties: { '*': { type: 'string', minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f.:/]+$' } } } as const;
+const addrParam = {
+  type: 'object',
+  required: ['*'],
+  properties: { '*': { type: 'string', minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f.:/]+$' } },
+} as const;
 const consoleBody = {
-  type: 'object', required: ['command'], additionalProperties: false,
-  properties: { command: { type: 'string', minLength: 1, maxLength: 1024, pattern: '^[^\\r\\n\\u0000]*$', description: 'an Asterisk CLI command, e.g. core show channels' } },
+  type: 'object',
+  required: ['command'],
+  additionalProperties: false,
+  properties: {
+    command: { type: 'string', minLength: 1, maxLength: 1024, pattern: '^[^\\r\\n\\u0000]*$', description: 'an Asterisk CLI command, e.g. core show channels' },
+  },
 } as const;
 const CONFIG_NAME_PATTERN = '^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,127}(/[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,127}){0,3}$';
 const configNameParam = { type: 'object', required: ['*'], properties: { '*': { type: 'string', pattern: CONFIG_NAME_PATTERN } } } as const;
 const configBody = {
-  type: 'object', required: ['content'], additionalProperties: false,
-  properties: { content: { type: 'string', maxLength: 4 * 1024 * 1024 }, reload: { type: 'string', pattern: '^[A-Za-z0-9_.]{1,64}$', description: 'module to reload after writing, e.g. pbx_config' } },
+  type: 'object',
+  required: ['content'],
+  additionalProperties: false,
+  properties: {
+    content: { type: 'string', maxLength: 4 * 1024 * 1024 },
+    reload: { type: 'string', pattern: '^[A-Za-z0-9_.]{1,64}$', description: 'module to reload after writing, e.g. pbx_config' },
+  },
 } as const;
 const reloadBody = {
-  type: 'object', additionalProperties: false,
+  type: 'object',
+  additionalProperties: false,
   properties: { module: { type: 'string', pattern: '^[A-Za-z0-9_.]{1,64}$', description: 'e.g. pbx_config, res_pjsip.so; omitted: reload everything' } },
 } as const;
 
@@ -166,8 +183,13 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
   const tokens = deps.tokens ?? new TokenSet(restTokenEntries(cfg.tokens));
   const telephony = new Telephony(deps.ami, cfg as TelephonyOptions);
   const requests = deps.registry
-    ? (deps.registry.getSingleMetric('pbx_guardian_rest_requests_total') as Counter<string> | undefined) ??
-      new Counter({ name: 'pbx_guardian_rest_requests_total', help: 'REST API requests, by route and status', labelNames: ['route', 'status'], registers: [deps.registry] })
+    ? ((deps.registry.getSingleMetric('pbx_guardian_rest_requests_total') as Counter<string> | undefined) ??
+      new Counter({
+        name: 'pbx_guardian_rest_requests_total',
+        help: 'REST API requests, by route and status',
+        labelNames: ['route', 'status'],
+        registers: [deps.registry],
+      }))
     : null;
 
   const app = Fastify({
@@ -182,12 +204,14 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
   app.addHook('onResponse', async (req, reply) => {
     requests?.inc({ route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
     // 401 and 429 are logged in aggregate (api/auth-failures.ts): one line per source and minute
-    if (reply.statusCode >= 400 && ![401, 404, 429].includes(reply.statusCode)) log?.info({ client: req.authClient, route: req.routeOptions.url, status: reply.statusCode }, 'REST request refused');
+    if (reply.statusCode >= 400 && ![401, 404, 429].includes(reply.statusCode))
+      log?.info({ client: req.authClient, route: req.routeOptions.url, status: reply.statusCode }, 'REST request refused');
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
     if (err instanceof TelephonyError) return reply.code(err.statusCode).send({ ...(err.status ?? {}), error: err.message, code: err.code });
-    if (!(err instanceof AppError) && err.statusCode === 413) return reply.code(413).send({ error: `body larger than ${cfg.bodyLimitBytes} bytes (rest.bodyLimitBytes)`, code: 'TOO_LARGE' });
+    if (!(err instanceof AppError) && err.statusCode === 413)
+      return reply.code(413).send({ error: `body larger than ${cfg.bodyLimitBytes} bytes (rest.bodyLimitBytes)`, code: 'TOO_LARGE' });
     const { status, body } = toHttp(err instanceof AmiActionError ? amiActionAppError(err) : err, { foreignCode: 'own' });
     if (status === 500) log?.error({ err: err.message, route: req.routeOptions.url }, 'REST request failed');
     return reply.code(status).send({ error: body.error, code: REST_CODE[body.code] ?? body.code });
@@ -202,110 +226,218 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
     app.route({ method: d.method, url: d.url, config: { auth: d.scope === 'public' ? PUBLIC : bearer(d.scope) }, schema: d.schema, handler: handler as never });
   };
 
-  route<{ operator: string; phone: string; context?: string }>({
-    method: 'POST', url: '/v1/calls', scope: 'call', summary: 'Operator-then-phone call (salara 1.1)',
-    description: 'Checks the operator\'s state, rings the operator, and when the operator answers dials the phone in the context. Answers with the operator\'s state and the call id (the Originate ChannelId).',
-    schema: { body: callBody }, responses: { 200: { ...salaraStatus, properties: { ...salaraStatus.properties, callId: { type: 'string' }, originated: { type: 'boolean' }, channel: { type: 'string' } } }, 409: errorBody },
-  }, async (req) => telephony.call(req.body));
+  route<{ operator: string; phone: string; context?: string }>(
+    {
+      method: 'POST',
+      url: '/v1/calls',
+      scope: 'call',
+      summary: 'Operator-then-phone call (salara 1.1)',
+      description:
+        "Checks the operator's state, rings the operator, and when the operator answers dials the phone in the context. Answers with the operator's state and the call id (the Originate ChannelId).",
+      schema: { body: callBody },
+      responses: {
+        200: {
+          ...salaraStatus,
+          properties: { ...salaraStatus.properties, callId: { type: 'string' }, originated: { type: 'boolean' }, channel: { type: 'string' } },
+        },
+        409: errorBody,
+      },
+    },
+    async (req) => telephony.call(req.body),
+  );
 
-  route<{ operator: string; phone: string; msg: string; context?: string }>({
-    method: 'POST', url: '/v1/messages', scope: 'call', summary: 'Text message to an internal subscriber (salara 1.2)',
-    schema: { body: messageBody }, responses: { 200: salaraStatus, 409: errorBody },
-  }, async (req) => telephony.message(req.body));
+  route<{ operator: string; phone: string; msg: string; context?: string }>(
+    {
+      method: 'POST',
+      url: '/v1/messages',
+      scope: 'call',
+      summary: 'Text message to an internal subscriber (salara 1.2)',
+      schema: { body: messageBody },
+      responses: { 200: salaraStatus, 409: errorBody },
+    },
+    async (req) => telephony.message(req.body),
+  );
 
-  route<unknown, { exten: string }>({
-    method: 'GET', url: '/v1/status/extension/:exten', scope: 'read', summary: 'Extension state (salara 1.3): 0 Idle, 4 Unavailable, -1 Unknown...',
-    schema: { params: { type: 'object', required: ['exten'], properties: { exten: { type: 'string', pattern: EXTEN_PATTERN } } }, querystring: { type: 'object', additionalProperties: false, properties: { context: { type: 'string', pattern: CONTEXT_PATTERN } } } },
-    responses: { 200: salaraStatus },
-  }, async (req) => telephony.extensionStatus(req.params.exten, (req.query as { context?: string }).context));
+  route<unknown, { exten: string }>(
+    {
+      method: 'GET',
+      url: '/v1/status/extension/:exten',
+      scope: 'read',
+      summary: 'Extension state (salara 1.3): 0 Idle, 4 Unavailable, -1 Unknown...',
+      schema: {
+        params: { type: 'object', required: ['exten'], properties: { exten: { type: 'string', pattern: EXTEN_PATTERN } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { context: { type: 'string', pattern: CONTEXT_PATTERN } } },
+      },
+      responses: { 200: salaraStatus },
+    },
+    async (req) => telephony.extensionStatus(req.params.exten, (req.query as { context?: string }).context),
+  );
 
-  route<unknown, { peer: string }>({
-    method: 'GET', url: '/v1/status/peer/:peer', scope: 'read', summary: 'Peer status (salara 1.4): {0, Reachable}, {0, Unknown}, {-1, Error}',
-    schema: { params: { type: 'object', required: ['peer'], properties: { peer: { type: 'string', pattern: PEER_PATTERN } } } },
-    responses: { 200: salaraStatus, 404: salaraStatus },
-  }, async (req, reply) => {
-    const st = await telephony.peerStatus(req.params.peer);
-    return reply.code(st.result === -1 ? 404 : 200).send(st);
-  });
+  route<unknown, { peer: string }>(
+    {
+      method: 'GET',
+      url: '/v1/status/peer/:peer',
+      scope: 'read',
+      summary: 'Peer status (salara 1.4): {0, Reachable}, {0, Unknown}, {-1, Error}',
+      schema: { params: { type: 'object', required: ['peer'], properties: { peer: { type: 'string', pattern: PEER_PATTERN } } } },
+      responses: { 200: salaraStatus, 404: salaraStatus },
+    },
+    async (req, reply) => {
+      const st = await telephony.peerStatus(req.params.peer);
+      return reply.code(st.result === -1 ? 404 : 200).send(st);
+    },
+  );
 
-  route<unknown, { '*': string }>({
-    method: 'GET', url: '/v1/status/channel/*', openapiUrl: '/v1/status/channel/{channel}', scope: 'read',
-    summary: 'Channel status (salara 1.5): {0, "Up (6)"} or {-1, "Channel not present"}; the slash may be sent as is or as %2F',
-    schema: { params: { type: 'object', required: ['*'], properties: { '*': { type: 'string', pattern: CHANNEL_PATTERN } } } },
-    responses: { 200: salaraStatus, 404: salaraStatus },
-  }, async (req, reply) => {
-    const st = await telephony.channelStatus(req.params['*']);
-    return reply.code(st.result === -1 ? 404 : 200).send(st);
-  });
+  route<unknown, { '*': string }>(
+    {
+      method: 'GET',
+      url: '/v1/status/channel/*',
+      openapiUrl: '/v1/status/channel/{channel}',
+      scope: 'read',
+      summary: 'Channel status (salara 1.5): {0, "Up (6)"} or {-1, "Channel not present"}; the slash may be sent as is or as %2F',
+      schema: { params: { type: 'object', required: ['*'], properties: { '*': { type: 'string', pattern: CHANNEL_PATTERN } } } },
+      responses: { 200: salaraStatus, 404: salaraStatus },
+    },
+    async (req, reply) => {
+      const st = await telephony.channelStatus(req.params['*']);
+      return reply.code(st.result === -1 ? 404 : 200).send(st);
+    },
+  );
 
-  route<Record<string, unknown>>({
-    method: 'POST', url: '/v1/actions', scope: 'admin', summary: 'One AMI action, run synchronously (the same action policy as the Odoo jobs)',
-    description: 'Answers {response, events, complete?, output?}; event lists are collected until their ...Complete event.',
-    schema: { body: actionBody }, responses: { 200: { type: 'object' }, 403: errorBody },
-  }, async (req) => {
-    const fields = callerAction(req.body, deps.actionPolicy);
-    const r = await deps.ami.action(fields, { timeoutMs: cfg.actionTimeoutMs });
-    return {
-      response: messageToDict(r.response),
-      events: r.events.map(messageToDict),
-      ...(r.complete ? { complete: messageToDict(r.complete) } : {}),
-      ...(r.output ? { output: r.output } : {}),
-    };
-  });
+  route<Record<string, unknown>>(
+    {
+      method: 'POST',
+      url: '/v1/actions',
+      scope: 'admin',
+      summary: 'One AMI action, run synchronously (the same action policy as the Odoo jobs)',
+      description: 'Answers {response, events, complete?, output?}; event lists are collected until their ...Complete event.',
+      schema: { body: actionBody },
+      responses: { 200: { type: 'object' }, 403: errorBody },
+    },
+    async (req) => {
+      const fields = callerAction(req.body, deps.actionPolicy);
+      const r = await deps.ami.action(fields, { timeoutMs: cfg.actionTimeoutMs });
+      return {
+        response: messageToDict(r.response),
+        events: r.events.map(messageToDict),
+        ...(r.complete ? { complete: messageToDict(r.complete) } : {}),
+        ...(r.output ? { output: r.output } : {}),
+      };
+    },
+  );
 
-  route({ method: 'GET', url: '/v1/bans', scope: 'read', summary: 'Active bans', responses: { 200: { type: 'object' } } },
-    async () => ({ bans: deps.bans.listBans() }));
+  route({ method: 'GET', url: '/v1/bans', scope: 'read', summary: 'Active bans', responses: { 200: { type: 'object' } } }, async () => ({
+    bans: deps.bans.listBans(),
+  }));
 
-  route<{ target: string; duration?: string | number | null; reason?: string }>({
-    method: 'POST', url: '/v1/bans', scope: 'admin', summary: 'Ban an address or CIDR (409 when allow-listed)',
-    schema: { body: banBody }, responses: { 201: { type: 'object' }, 409: errorBody },
-  }, async (req, reply) => {
-    const { target, duration, reason } = req.body;
-    const ban = await deps.bans.ban({ target, durationSec: requestedBanDuration(duration), reason: reason ?? `banned through the REST API by ${req.authClient ?? '?'}`, source: 'api' });
-    return reply.code(201).send({ ban });
-  });
+  route<{ target: string; duration?: string | number | null; reason?: string }>(
+    {
+      method: 'POST',
+      url: '/v1/bans',
+      scope: 'admin',
+      summary: 'Ban an address or CIDR (409 when allow-listed)',
+      schema: { body: banBody },
+      responses: { 201: { type: 'object' }, 409: errorBody },
+    },
+    async (req, reply) => {
+      const { target, duration, reason } = req.body;
+      const ban = await deps.bans.ban({
+        target,
+        durationSec: requestedBanDuration(duration),
+        reason: reason ?? `banned through the REST API by ${req.authClient ?? '?'}`,
+        source: 'api',
+      });
+      return reply.code(201).send({ ban });
+    },
+  );
 
-  route<unknown, { '*': string }>({
-    method: 'DELETE', url: '/v1/bans/*', openapiUrl: '/v1/bans/{addr}', scope: 'admin', summary: 'End a ban (a CIDR may be sent as 10.0.0.0/8 or 10.0.0.0%2F8)',
-    schema: { params: addrParam }, responses: { 200: { type: 'object' }, 404: errorBody },
-  }, async (req, reply) => {
-    const t = req.params['*'];
-    if (!(await deps.bans.unban(t))) return reply.code(404).send({ error: `${t} is not banned`, code: 'NOT_BANNED' });
-    return { unbanned: 1 };
-  });
+  route<unknown, { '*': string }>(
+    {
+      method: 'DELETE',
+      url: '/v1/bans/*',
+      openapiUrl: '/v1/bans/{addr}',
+      scope: 'admin',
+      summary: 'End a ban (a CIDR may be sent as 10.0.0.0/8 or 10.0.0.0%2F8)',
+      schema: { params: addrParam },
+      responses: { 200: { type: 'object' }, 404: errorBody },
+    },
+    async (req, reply) => {
+      const t = req.params['*'];
+      if (!(await deps.bans.unban(t))) return reply.code(404).send({ error: `${t} is not banned`, code: 'NOT_BANNED' });
+      return { unbanned: 1 };
+    },
+  );
 
   if (deps.console) {
     const con = deps.console;
-    route<{ command: string }>({
-      method: 'POST', url: '/v1/console', scope: 'admin', summary: 'One Asterisk CLI command through AMI Command (console allow/deny lists apply)',
-      schema: { body: consoleBody }, responses: { 200: { type: 'object' }, 403: errorBody },
-    }, async (req) => con.run(req.body.command));
+    route<{ command: string }>(
+      {
+        method: 'POST',
+        url: '/v1/console',
+        scope: 'admin',
+        summary: 'One Asterisk CLI command through AMI Command (console allow/deny lists apply)',
+        schema: { body: consoleBody },
+        responses: { 200: { type: 'object' }, 403: errorBody },
+      },
+      async (req) => con.run(req.body.command),
+    );
   }
 
   if (deps.configFiles) {
     const files = deps.configFiles;
-    route({ method: 'GET', url: '/v1/configs', scope: 'admin', summary: 'List Asterisk config files', responses: { 200: { type: 'object' } } },
-      async () => ({ files: await files.list() }));
-    route<unknown, { '*': string }>({
-      method: 'GET', url: '/v1/configs/*', openapiUrl: '/v1/configs/{name}', scope: 'admin', summary: 'Read one Asterisk config file',
-      schema: { params: configNameParam }, responses: { 200: { type: 'object' }, 404: errorBody },
-    }, async (req) => files.read(req.params['*']));
-    route<{ content: string; reload?: string }, { '*': string }>({
-      method: 'PUT', url: '/v1/configs/*', openapiUrl: '/v1/configs/{name}', scope: 'admin',
-      summary: 'Write a config file whose name holds the marker (atomic, .bak kept; the base file gets one #include line)',
-      schema: { params: configNameParam, body: configBody }, responses: { 200: { type: 'object' }, 403: errorBody },
-    }, async (req) => {
-      const w = await files.write(req.params['*'], req.body.content);
-      return req.body.reload ? { ...(w as object), reload: await files.reload(req.body.reload) } : w;
-    });
-    route<unknown, { '*': string }>({
-      method: 'DELETE', url: '/v1/configs/*', openapiUrl: '/v1/configs/{name}', scope: 'admin', summary: 'Delete a config file whose name holds the marker (and its #include line)',
-      schema: { params: configNameParam }, responses: { 200: { type: 'object' }, 403: errorBody },
-    }, async (req) => files.remove(req.params['*']));
-    route<{ module?: string }>({
-      method: 'POST', url: '/v1/reload', scope: 'admin', summary: 'AMI Reload of one module (or everything)',
-      schema: { body: reloadBody }, responses: { 200: { type: 'object' } },
-    }, async (req) => files.reload(req.body?.module));
+    route({ method: 'GET', url: '/v1/configs', scope: 'admin', summary: 'List Asterisk config files', responses: { 200: { type: 'object' } } }, async () => ({
+      files: await files.list(),
+    }));
+    route<unknown, { '*': string }>(
+      {
+        method: 'GET',
+        url: '/v1/configs/*',
+        openapiUrl: '/v1/configs/{name}',
+        scope: 'admin',
+        summary: 'Read one Asterisk config file',
+        schema: { params: configNameParam },
+        responses: { 200: { type: 'object' }, 404: errorBody },
+      },
+      async (req) => files.read(req.params['*']),
+    );
+    route<{ content: string; reload?: string }, { '*': string }>(
+      {
+        method: 'PUT',
+        url: '/v1/configs/*',
+        openapiUrl: '/v1/configs/{name}',
+        scope: 'admin',
+        summary: 'Write a config file whose name holds the marker (atomic, .bak kept; the base file gets one #include line)',
+        schema: { params: configNameParam, body: configBody },
+        responses: { 200: { type: 'object' }, 403: errorBody },
+      },
+      async (req) => {
+        const w = await files.write(req.params['*'], req.body.content);
+        return req.body.reload ? { ...(w as object), reload: await files.reload(req.body.reload) } : w;
+      },
+    );
+    route<unknown, { '*': string }>(
+      {
+        method: 'DELETE',
+        url: '/v1/configs/*',
+        openapiUrl: '/v1/configs/{name}',
+        scope: 'admin',
+        summary: 'Delete a config file whose name holds the marker (and its #include line)',
+        schema: { params: configNameParam },
+        responses: { 200: { type: 'object' }, 403: errorBody },
+      },
+      async (req) => files.remove(req.params['*']),
+    );
+    route<{ module?: string }>(
+      {
+        method: 'POST',
+        url: '/v1/reload',
+        scope: 'admin',
+        summary: 'AMI Reload of one module (or everything)',
+        schema: { body: reloadBody },
+        responses: { 200: { type: 'object' } },
+      },
+      async (req) => files.reload(req.body?.module),
+    );
   }
 
   const openapi = buildOpenApi(docs, deps.version ?? '0.0.0');

@@ -15,14 +15,17 @@ export interface RouteDoc {
   responses?: Record<number, object>;
 }
 
-interface ObjSchema { properties?: Record<string, object>; required?: readonly string[] }
+interface ObjSchema {
+  properties?: Record<string, object>;
+  required?: readonly string[];
+}
 
 function parameters(r: RouteDoc): object[] {
   const out: object[] = [];
   const params = r.schema?.params as ObjSchema | undefined;
   const wildcardName = r.openapiUrl ? /\{(\w+)\}$/.exec(r.openapiUrl)?.[1] : undefined;
   for (const [name, schema] of Object.entries(params?.properties ?? {})) {
-    out.push({ name: name === '*' ? wildcardName ?? 'path' : name, in: 'path', required: true, schema });
+    out.push({ name: name === '*' ? (wildcardName ?? 'path') : name, in: 'path', required: true, schema });
   }
   const q = r.schema?.querystring as ObjSchema | undefined;
   for (const [name, schema] of Object.entries(q?.properties ?? {})) {
@@ -60,7 +63,8 @@ export function buildOpenApi(routes: RouteDoc[], version: string): object {
     info: {
       title: 'pbx-guardian REST API',
       version,
-      description: 'Calls, messages and status (salara-compatible result codes), AMI actions, bans and Asterisk config files. ' +
+      description:
+        'Calls, messages and status (salara-compatible result codes), AMI actions, bans and Asterisk config files. ' +
         'Authenticate with "Authorization: Bearer <token>"; each operation names its scope in x-scope (admin implies read and call).',
     },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },

@@ -36,7 +36,11 @@ export interface TelephonyOptions {
 
 /** A request the PBX state refuses (operator unavailable, context not allowed...): HTTP 409 / 404 / 403. */
 export class TelephonyError extends AppError {
-  constructor(message: string, statusCode: number, readonly status?: SalaraStatus) {
+  constructor(
+    message: string,
+    statusCode: number,
+    readonly status?: SalaraStatus,
+  ) {
     super(message, 'REFUSED', statusCode);
   }
 }
@@ -45,8 +49,16 @@ const ok = (r: AmiResponse): boolean => /^success$/i.test(r.response.get('Respon
 
 /** ExtensionState codes (Asterisk's ast_extension_state), with the text salara shows. */
 const EXTENSION_TEXT: Record<string, string> = {
-  '-2': 'Removed', '-1': 'Unknown', '0': 'Idle', '1': 'InUse', '2': 'Busy', '4': 'Unavailable',
-  '8': 'Ringing', '9': 'InUse&Ringing', '16': 'Hold', '17': 'InUse&Hold',
+  '-2': 'Removed',
+  '-1': 'Unknown',
+  '0': 'Idle',
+  '1': 'InUse',
+  '2': 'Busy',
+  '4': 'Unavailable',
+  '8': 'Ringing',
+  '9': 'InUse&Ringing',
+  '16': 'Hold',
+  '17': 'InUse&Hold',
 };
 /** operator states in which no call is set up: the operator is away or already on the phone */
 const CALL_REFUSED = new Set([-2, 1, 2, 4, 8, 9, 16, 17]);
@@ -58,7 +70,10 @@ function fill(template: string, vars: Record<string, string>): string {
 }
 
 export class Telephony {
-  constructor(private readonly ami: AmiPort, private readonly o: TelephonyOptions) {}
+  constructor(
+    private readonly ami: AmiPort,
+    private readonly o: TelephonyOptions,
+  ) {}
 
   private context(given: string | undefined): string {
     const c = given ?? this.o.defaultContext;
@@ -96,7 +111,10 @@ export class Telephony {
   /** salara 1.5: {0, "Up (6)"} while the channel lives, {-1, "Channel not present"} otherwise. */
   async channelStatus(channel: string): Promise<SalaraStatus> {
     const r = await this.act({ Action: 'Status', Channel: channel });
-    const item = ok(r) ? r.events.find((e) => (e.get('Event') ?? '').toLowerCase() === 'status' && e.get('Channel') === channel) ?? (r.events.length === 1 ? r.events[0] : undefined) : undefined;
+    const item = ok(r)
+      ? (r.events.find((e) => (e.get('Event') ?? '').toLowerCase() === 'status' && e.get('Channel') === channel) ??
+        (r.events.length === 1 ? r.events[0] : undefined))
+      : undefined;
     if (!item) return { result: -1, text: 'Channel not present' };
     return { result: 0, text: `${item.get('ChannelStateDesc') ?? 'Unknown'} (${item.get('ChannelState') ?? '?'})` };
   }

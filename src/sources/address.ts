@@ -17,7 +17,7 @@ export interface Attacker {
  */
 export function remoteAddressOf(event: EventView): string | null {
   const v = event.getSingle ? event.getSingle('RemoteAddress') : event.get('RemoteAddress');
-  return v === null ? null : v ?? '';
+  return v === null ? null : (v ?? '');
 }
 
 /**

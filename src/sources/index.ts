@@ -118,7 +118,14 @@ function registerSourceMetrics(registry: Registry, observed: Record<string, numb
     collect() {
       this.reset();
       const c = source.counts;
-      for (const [outcome, n] of [['observed', c.observed], ['covered', c.covered], ['unwatched', c.unwatched], ['other', c.other], ['too_long', tail.stats.longLines]] as const) this.inc({ outcome }, n);
+      for (const [outcome, n] of [
+        ['observed', c.observed],
+        ['covered', c.covered],
+        ['unwatched', c.unwatched],
+        ['other', c.other],
+        ['too_long', tail.stats.longLines],
+      ] as const)
+        this.inc({ outcome }, n);
     },
   });
   new Counter({

@@ -8,11 +8,14 @@ import { StartupError } from '../common/errors.js';
 
 /** The state directory cannot be made, is not a directory, or cannot be written. */
 export class StateDirError extends StartupError {
-  constructor(readonly stateDir: string, reason: string) {
+  constructor(
+    readonly stateDir: string,
+    reason: string,
+  ) {
     super(
       `the state directory ${stateDir} (config key stateDir) cannot be used: ${reason}. It holds the ban store and the ` +
         'daemon lock, so nothing was started and the firewall was not touched. Make it a writable directory for the user ' +
-        'pbx-guardian runs as (the systemd unit\'s StateDirectory= creates /var/lib/pbx-guardian), or set stateDir to one',
+        "pbx-guardian runs as (the systemd unit's StateDirectory= creates /var/lib/pbx-guardian), or set stateDir to one",
       'STATE_DIR_UNUSABLE',
     );
     this.name = 'StateDirError';

@@ -107,7 +107,9 @@ export class Store {
       deleteBan: this.db.prepare(`DELETE FROM bans WHERE target = ?`),
       active: this.db.prepare(`SELECT * FROM bans WHERE expires_at IS NULL OR expires_at > ? ORDER BY created_at`),
       expired: this.db.prepare(`SELECT target FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?`),
-      banTimes: this.db.prepare(`SELECT created_at FROM ban_history WHERE target = ? AND created_at >= ? AND source IN ('rule','recidive') ORDER BY created_at`),
+      banTimes: this.db.prepare(
+        `SELECT created_at FROM ban_history WHERE target = ? AND created_at >= ? AND source IN ('rule','recidive') ORDER BY created_at`,
+      ),
       totalBans: this.db.prepare(`SELECT count(*) AS n FROM ban_history`),
     };
     const known = this.db

@@ -30,7 +30,11 @@ export interface LockRecord {
 
 /** Another daemon holds the state directory. */
 export class AlreadyRunningError extends StartupError {
-  constructor(readonly holder: LockRecord, readonly lockPath: string, readonly stateDir: string) {
+  constructor(
+    readonly holder: LockRecord,
+    readonly lockPath: string,
+    readonly stateDir: string,
+  ) {
     super(
       `another pbx-guardian (pid ${holder.pid}, running since ${new Date(holder.at).toISOString()}) holds the state directory ` +
         `${stateDir} (lock ${lockPath}): this one exits without touching the firewall, the admin socket or the listeners. ` +
@@ -70,7 +74,13 @@ function readRecord(path: string): LockRecord | null {
   try {
     const r = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockRecord>;
     if (!Number.isInteger(r.pid) || (r.pid as number) <= 0 || typeof r.at !== 'number') return null;
-    return { pid: r.pid!, startTicks: typeof r.startTicks === 'number' ? r.startTicks : null, at: r.at, token: String(r.token ?? ''), argv: Array.isArray(r.argv) ? r.argv.map(String) : [] };
+    return {
+      pid: r.pid!,
+      startTicks: typeof r.startTicks === 'number' ? r.startTicks : null,
+      at: r.at,
+      token: String(r.token ?? ''),
+      argv: Array.isArray(r.argv) ? r.argv.map(String) : [],
+    };
   } catch {
     return null;
   }
@@ -79,7 +89,7 @@ function readRecord(path: string): LockRecord | null {
 /** Why a held lock is stale, or null when its holder still runs. */
 function staleReason(holder: LockRecord | null, path: string): string | null {
   if (!holder) return 'the lock file is empty or unreadable';
-  if (holder.pid === process.pid) return heldHere.has(path) ? null : 'it names this process\'s pid, left by an earlier process';
+  if (holder.pid === process.pid) return heldHere.has(path) ? null : "it names this process's pid, left by an earlier process";
   const bootedAt = Date.now() - uptime() * 1000;
   if (holder.at < bootedAt - 60_000) return 'it was taken before this boot';
   try {
@@ -99,7 +109,13 @@ function staleReason(holder: LockRecord | null, path: string): string | null {
  */
 export function acquireStateLock(stateDir: string): StateLock {
   const path = join(stateDir, LOCK_FILE);
-  const record: LockRecord = { pid: process.pid, startTicks: processStartTicks(process.pid), at: Date.now(), token: randomBytes(8).toString('hex'), argv: process.argv.slice(1, 6) };
+  const record: LockRecord = {
+    pid: process.pid,
+    startTicks: processStartTicks(process.pid),
+    at: Date.now(),
+    token: randomBytes(8).toString('hex'),
+    argv: process.argv.slice(1, 6),
+  };
   const tmp = join(stateDir, `.${LOCK_FILE}.${process.pid}.${record.token}`);
   try {
     writeFileSync(tmp, JSON.stringify(record) + '\n', { flag: 'wx', mode: 0o640 });

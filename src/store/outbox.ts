@@ -50,7 +50,10 @@ export class Outbox {
   private readonly now: () => number;
   private rows: number;
 
-  constructor(private readonly db: Database, private readonly opts: OutboxOptions) {
+  constructor(
+    private readonly db: Database,
+    private readonly opts: OutboxOptions,
+  ) {
     this.now = opts.now ?? Date.now;
     const t = opts.table ?? 'odoo_outbox';
     if (!/^[a-z][a-z0-9_]{0,62}$/.test(t)) throw new Error(`outbox table name ${JSON.stringify(t)}: lower-case letters, digits, "_"`);
@@ -72,7 +75,8 @@ export class Outbox {
       CREATE INDEX IF NOT EXISTS ${t}_expiry ON ${t} (expires_at);
       CREATE TABLE IF NOT EXISTS ${this.stateTable} (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);
     `);
-    this.insertStmt = db.prepare(`INSERT OR REPLACE INTO ${t} (seq, lane, kind, model, method, payload, priority, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?)`,
+    this.insertStmt = db.prepare(
+      `INSERT OR REPLACE INTO ${t} (seq, lane, kind, model, method, payload, priority, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?)`,
     );
     this.peekStmt = db.prepare(`SELECT * FROM ${t} ORDER BY seq LIMIT ?`);
     this.deleteStmt = db.prepare(`DELETE FROM ${t} WHERE seq = ?`);
@@ -110,7 +114,10 @@ export class Outbox {
     const tx = this.db.transaction(() => {
       for (const it of items) {
         const payload = JSON.stringify({ a: it.args, k: it.kwargs });
-        if (payload.length > this.opts.maxPayloadBytes) { tooLarge++; continue; }
+        if (payload.length > this.opts.maxPayloadBytes) {
+          tooLarge++;
+          continue;
+        }
         const r = this.insertStmt.run(it.seq, it.lane, it.kind, it.model, it.method, payload, it.priority, it.createdAt, it.expiresAt);
         if (r.changes > 0) stored++;
       }
@@ -141,14 +148,31 @@ export class Outbox {
   peek(limit: number): OutboxRow[] {
     this.purgeExpired();
     const raw = this.peekStmt.all(limit) as Array<{
-      seq: number; lane: string; kind: string; model: string; method: string; payload: string;
-      priority: number; created_at: number; expires_at: number; attempts: number;
+      seq: number;
+      lane: string;
+      kind: string;
+      model: string;
+      method: string;
+      payload: string;
+      priority: number;
+      created_at: number;
+      expires_at: number;
+      attempts: number;
     }>;
     return raw.map((r) => {
       const p = JSON.parse(r.payload) as { a: unknown[]; k: Record<string, unknown> };
       return {
-        seq: r.seq, lane: r.lane, kind: r.kind, model: r.model, method: r.method, args: p.a, kwargs: p.k,
-        priority: r.priority, createdAt: r.created_at, expiresAt: r.expires_at, attempts: r.attempts,
+        seq: r.seq,
+        lane: r.lane,
+        kind: r.kind,
+        model: r.model,
+        method: r.method,
+        args: p.a,
+        kwargs: p.k,
+        priority: r.priority,
+        createdAt: r.created_at,
+        expiresAt: r.expires_at,
+        attempts: r.attempts,
       };
     });
   }

@@ -36,7 +36,10 @@ export class HistoryPruner {
   private running: Promise<number> | null = null;
   private stopped = false;
 
-  constructor(db: Database, private readonly opts: HistoryPruneOptions) {
+  constructor(
+    db: Database,
+    private readonly opts: HistoryPruneOptions,
+  ) {
     this.chunk = db.prepare(`DELETE FROM ban_history WHERE id IN
       (SELECT id FROM ban_history WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?)`);
   }

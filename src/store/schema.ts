@@ -66,7 +66,11 @@ export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
 
 /** The database was written by a newer pbx-guardian: opening it could lose what that version keeps. */
 export class SchemaVersionError extends StartupError {
-  constructor(readonly path: string, readonly found: number, readonly known: number) {
+  constructor(
+    readonly path: string,
+    readonly found: number,
+    readonly known: number,
+  ) {
     super(
       `the state database ${path} has schema version ${found}, and this pbx-guardian knows versions up to ${known}: ` +
         'it was written by a newer pbx-guardian (a downgrade?). It was not changed. Run the newer version again, or, to ' +

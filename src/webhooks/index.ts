@@ -77,16 +77,64 @@ function metricsFor(registry: Registry | undefined) {
   if (!registry) return null;
   const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
   return {
-    deliveries: get('pbx_guardian_webhook_deliveries_total', () => new Counter({ name: 'pbx_guardian_webhook_deliveries_total', help: 'webhook POST attempts, by subscriber and outcome (ok, retry, rejected)', labelNames: ['subscriber', 'outcome'], registers: [registry] })),
-    dropped: get('pbx_guardian_webhook_dropped_total', () => new Counter({ name: 'pbx_guardian_webhook_dropped_total', help: 'webhook events dropped, by subscriber and reason (cap, expired, too_large, rejected, overflow)', labelNames: ['subscriber', 'reason'], registers: [registry] })),
-    queued: get('pbx_guardian_webhook_queued_total', () => new Counter({ name: 'pbx_guardian_webhook_queued_total', help: 'events queued for webhook delivery, by subscriber', labelNames: ['subscriber'], registers: [registry] })),
-    depth: get('pbx_guardian_webhook_outbox_depth', () => new Gauge({ name: 'pbx_guardian_webhook_outbox_depth', help: 'events waiting for delivery, by subscriber', labelNames: ['subscriber'], registers: [registry] })),
-    age: get('pbx_guardian_webhook_oldest_age_seconds', () => new Gauge({ name: 'pbx_guardian_webhook_oldest_age_seconds', help: 'age of the oldest undelivered event, by subscriber', labelNames: ['subscriber'], registers: [registry] })),
+    deliveries: get(
+      'pbx_guardian_webhook_deliveries_total',
+      () =>
+        new Counter({
+          name: 'pbx_guardian_webhook_deliveries_total',
+          help: 'webhook POST attempts, by subscriber and outcome (ok, retry, rejected)',
+          labelNames: ['subscriber', 'outcome'],
+          registers: [registry],
+        }),
+    ),
+    dropped: get(
+      'pbx_guardian_webhook_dropped_total',
+      () =>
+        new Counter({
+          name: 'pbx_guardian_webhook_dropped_total',
+          help: 'webhook events dropped, by subscriber and reason (cap, expired, too_large, rejected, overflow)',
+          labelNames: ['subscriber', 'reason'],
+          registers: [registry],
+        }),
+    ),
+    queued: get(
+      'pbx_guardian_webhook_queued_total',
+      () =>
+        new Counter({
+          name: 'pbx_guardian_webhook_queued_total',
+          help: 'events queued for webhook delivery, by subscriber',
+          labelNames: ['subscriber'],
+          registers: [registry],
+        }),
+    ),
+    depth: get(
+      'pbx_guardian_webhook_outbox_depth',
+      () =>
+        new Gauge({
+          name: 'pbx_guardian_webhook_outbox_depth',
+          help: 'events waiting for delivery, by subscriber',
+          labelNames: ['subscriber'],
+          registers: [registry],
+        }),
+    ),
+    age: get(
+      'pbx_guardian_webhook_oldest_age_seconds',
+      () =>
+        new Gauge({
+          name: 'pbx_guardian_webhook_oldest_age_seconds',
+          help: 'age of the oldest undelivered event, by subscriber',
+          labelNames: ['subscriber'],
+          registers: [registry],
+        }),
+    ),
   };
 }
 
 function tableFor(name: string): string {
-  const safe = name.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 24);
+  const safe = name
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_')
+    .slice(0, 24);
   return `webhook_outbox_${safe}_${createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
 }
 
@@ -111,18 +159,32 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
         maxPayloadBytes: 256 * 1024,
         onDrop: (reason, n) => {
           this.metrics?.dropped.inc({ subscriber: cfg.name, reason }, n);
-          if (reason !== 'expired') deps.logger.warn({ subscriber: cfg.name, reason, rows: n }, `webhook ${cfg.name}: dropped ${n} undelivered events (${reason}; raise maxRows?)`);
+          if (reason !== 'expired')
+            deps.logger.warn({ subscriber: cfg.name, reason, rows: n }, `webhook ${cfg.name}: dropped ${n} undelivered events (${reason}; raise maxRows?)`);
         },
       });
       const sub: Sub = {
-        cfg, outbox, ttlMs: parseDuration(cfg.ttl)! * 1000, seq: outbox.maxSeq(), pending: [],
+        cfg,
+        outbox,
+        ttlMs: parseDuration(cfg.ttl)! * 1000,
+        seq: outbox.maxSeq(),
+        pending: [],
         match: Object.entries(cfg.match).map(([k, v]) => [k, new Set(Array.isArray(v) ? v : [v])]),
-        wake: null, draining: false, failures: 0, delivered: 0, failingSince: null, lastError: null,
+        wake: null,
+        draining: false,
+        failures: 0,
+        delivered: 0,
+        failingSince: null,
+        lastError: null,
       };
       for (const e of cfg.events) {
-        if (e === '*') { this.all.push(sub); continue; }
+        if (e === '*') {
+          this.all.push(sub);
+          continue;
+        }
         const l = this.byEvent.get(e);
-        if (l) l.push(sub); else this.byEvent.set(e, [sub]);
+        if (l) l.push(sub);
+        else this.byEvent.set(e, [sub]);
       }
       return sub;
     });
@@ -147,7 +209,12 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
     if (name === undefined) return;
     const subs = this.byEvent.get(name);
     if (subs === undefined && this.all.length === 0) return;
-    this.dispatch(name, subs ?? [], (k) => msg.get(k), () => msg.toObject());
+    this.dispatch(
+      name,
+      subs ?? [],
+      (k) => msg.get(k),
+      () => msg.toObject(),
+    );
   }
 
   handleBanNotice(notice: BanNotice): void {
@@ -155,7 +222,12 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
     const subs = this.byEvent.get(ev.Event!);
     if (subs === undefined) return;
     const lower = new Map(Object.entries(ev).map(([k, v]) => [k.toLowerCase(), v]));
-    this.dispatch(ev.Event!, subs, (k) => lower.get(k.toLowerCase()), () => ev);
+    this.dispatch(
+      ev.Event!,
+      subs,
+      (k) => lower.get(k.toLowerCase()),
+      () => ev,
+    );
   }
 
   private dispatch(name: string, subs: Sub[], get: (k: string) => string | undefined, obj: () => Record<string, string>): void {
@@ -163,13 +235,33 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
       let data: Record<string, string> | null = null;
       const now = Date.now();
       for (const s of subs.length && this.all.length ? [...subs, ...this.all.filter((a) => !subs.includes(a))] : subs.length ? subs : this.all) {
-        if (!s.match.every(([k, want]) => { const v = get(k); return v !== undefined && want.has(v); })) continue;
-        if (s.pending.length >= MAX_PENDING) { this.metrics?.dropped.inc({ subscriber: s.cfg.name, reason: 'overflow' }); continue; }
+        if (
+          !s.match.every(([k, want]) => {
+            const v = get(k);
+            return v !== undefined && want.has(v);
+          })
+        )
+          continue;
+        if (s.pending.length >= MAX_PENDING) {
+          this.metrics?.dropped.inc({ subscriber: s.cfg.name, reason: 'overflow' });
+          continue;
+        }
         if (data === null) {
           data = { ...obj() };
           if (this.deps.systemName) data.SystemName = this.deps.systemName;
         }
-        s.pending.push({ seq: ++s.seq, lane: s.cfg.name, kind: name, model: s.cfg.name, method: 'POST', args: [data], kwargs: {}, priority: 1, createdAt: now, expiresAt: now + s.ttlMs });
+        s.pending.push({
+          seq: ++s.seq,
+          lane: s.cfg.name,
+          kind: name,
+          model: s.cfg.name,
+          method: 'POST',
+          args: [data],
+          kwargs: {},
+          priority: 1,
+          createdAt: now,
+          expiresAt: now + s.ttlMs,
+        });
         this.metrics?.queued.inc({ subscriber: s.cfg.name });
       }
       if (!this.flushScheduled) {
@@ -191,7 +283,10 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
       try {
         s.outbox.append(items);
       } catch (e) {
-        this.deps.logger.error({ subscriber: s.cfg.name, err: (e as Error).message, lost: items.length }, 'cannot write the webhook outbox: these events are lost');
+        this.deps.logger.error(
+          { subscriber: s.cfg.name, err: (e as Error).message, lost: items.length },
+          'cannot write the webhook outbox: these events are lost',
+        );
         this.metrics?.dropped.inc({ subscriber: s.cfg.name, reason: 'outbox_error' }, items.length);
       }
       if (s.wake) s.wake();
@@ -225,7 +320,11 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
             s.outbox.noteAttempt(row.seq);
             const backoff = backoffMs(s.failures++, 250, s.cfg.maxBackoffMs);
             await this.sleepUninterrupted(backoff);
-            if (row.expiresAt <= Date.now()) { out = 'rejected'; this.metrics?.dropped.inc({ subscriber: s.cfg.name, reason: 'expired' }); break; }
+            if (row.expiresAt <= Date.now()) {
+              out = 'rejected';
+              this.metrics?.dropped.inc({ subscriber: s.cfg.name, reason: 'expired' });
+              break;
+            }
           }
           if (out === 'retry') return; // closed while retrying: the row stays for the next start
           if (s.failures > 0) this.deps.logger.info({ subscriber: s.cfg.name }, `webhook ${s.cfg.name} answers again: delivering the queued events in order`);
@@ -247,7 +346,11 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
   private closeWaiters = new Set<() => void>();
   private sleepUninterrupted(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const done = () => { clearTimeout(t); this.closeWaiters.delete(done); resolve(); };
+      const done = () => {
+        clearTimeout(t);
+        this.closeWaiters.delete(done);
+        resolve();
+      };
       const t = setTimeout(done, ms);
       this.closeWaiters.add(done);
     });
@@ -274,10 +377,16 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
       });
       status = res.status;
       if ((await readLimited(res, WEBHOOK_RESPONSE_MAX_BYTES)).truncated) {
-        throw new Error(`answered HTTP ${status} with a body longer than ${WEBHOOK_RESPONSE_MAX_BYTES} bytes: aborted (only the status counts: answer with a short or empty body)`);
+        throw new Error(
+          `answered HTTP ${status} with a body longer than ${WEBHOOK_RESPONSE_MAX_BYTES} bytes: aborted (only the status counts: answer with a short or empty body)`,
+        );
       }
     } catch (e) {
-      if (s.failures === 0) this.deps.logger.warn({ subscriber: s.cfg.name, url: redactUrl(s.cfg.url), err: (e as Error).message.split(s.cfg.url).join(redactUrl(s.cfg.url)) }, `webhook ${s.cfg.name} unreachable: events wait in its outbox and are retried in order`);
+      if (s.failures === 0)
+        this.deps.logger.warn(
+          { subscriber: s.cfg.name, url: redactUrl(s.cfg.url), err: (e as Error).message.split(s.cfg.url).join(redactUrl(s.cfg.url)) },
+          `webhook ${s.cfg.name} unreachable: events wait in its outbox and are retried in order`,
+        );
       this.metrics?.deliveries.inc({ subscriber: s.cfg.name, outcome: 'retry' });
       s.failingSince ??= Date.now();
       s.lastError = (e as Error).message.split(s.cfg.url).join(redactUrl(s.cfg.url)).slice(0, 300);
@@ -296,7 +405,10 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
     }
     this.metrics?.deliveries.inc({ subscriber: s.cfg.name, outcome: 'rejected' });
     this.metrics?.dropped.inc({ subscriber: s.cfg.name, reason: 'rejected' });
-    this.deps.logger.warn({ subscriber: s.cfg.name, status, event: row.kind }, `webhook ${s.cfg.name} refused an event with HTTP ${status}: dropped (not retried)`);
+    this.deps.logger.warn(
+      { subscriber: s.cfg.name, status, event: row.kind },
+      `webhook ${s.cfg.name} refused an event with HTTP ${status}: dropped (not retried)`,
+    );
     return 'rejected';
   }
 
@@ -314,12 +426,17 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
     for (const s of this.subs) {
       const w = next.get(s.cfg.name);
       if (!w) {
-        for (const list of [this.all, ...this.byEvent.values()]) { const i = list.indexOf(s); if (i >= 0) list.splice(i, 1); }
+        for (const list of [this.all, ...this.byEvent.values()]) {
+          const i = list.indexOf(s);
+          if (i >= 0) list.splice(i, 1);
+        }
         restartNeeded.push(`webhooks ${s.cfg.name}: removed; it gets no new events, its ${s.outbox.count()} queued ones are delivered until a restart`);
         continue;
       }
       if (live.some((k) => w[k] !== s.cfg[k])) applied.push(`webhooks ${s.cfg.name}: ${live.filter((k) => w[k] !== s.cfg[k]).join(', ')}`);
-      const other = (Object.keys(w) as Array<keyof WebhookConfig>).filter((k) => !(live as readonly string[]).includes(k) && JSON.stringify(w[k]) !== JSON.stringify(s.cfg[k]));
+      const other = (Object.keys(w) as Array<keyof WebhookConfig>).filter(
+        (k) => !(live as readonly string[]).includes(k) && JSON.stringify(w[k]) !== JSON.stringify(s.cfg[k]),
+      );
       if (other.length > 0) restartNeeded.push(`webhooks ${s.cfg.name}: ${other.join(', ')}`);
       s.cfg = { ...s.cfg, url: w.url, secret: w.secret, timeoutMs: w.timeoutMs, maxBackoffMs: w.maxBackoffMs };
     }
@@ -370,7 +487,12 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
     for (const s of this.subs) s.wake?.();
     for (const w of [...this.closeWaiters]) w();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all([...this.running]), new Promise((r) => { timer = setTimeout(r, graceMs); })]);
+    await Promise.race([
+      Promise.all([...this.running]),
+      new Promise((r) => {
+        timer = setTimeout(r, graceMs);
+      }),
+    ]);
     clearTimeout(timer);
   }
 }

@@ -5,7 +5,14 @@ export function postJob(port: number, body: unknown, token: string): Promise<{ s
   const payload = JSON.stringify(body);
   return new Promise((resolvePromise, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/app/asterisk_plus/agent', rejectUnauthorized: false, headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(payload) } },
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/app/asterisk_plus/agent',
+        rejectUnauthorized: false,
+        headers: { 'content-type': 'application/json', 'x-token': token, 'content-length': Buffer.byteLength(payload) },
+      },
       (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));

@@ -13,7 +13,11 @@ import { Registry } from 'prom-client';
 import { startOdooBridge } from '../../src/odoo/index.js';
 import { FakeAmi, FakeBans } from './fake-odoo.js';
 
-export interface BridgeChildReport { maxRssBytes: number; peakHeapUsedBytes: number; peakExternalBytes: number }
+export interface BridgeChildReport {
+  maxRssBytes: number;
+  peakHeapUsedBytes: number;
+  peakExternalBytes: number;
+}
 
 async function main(): Promise<void> {
   const config = JSON.parse(process.env.PBXG_BRIDGE_CONFIG ?? '{}') as Record<string, unknown>;
@@ -26,9 +30,14 @@ async function main(): Promise<void> {
   };
   setInterval(sample, 5).unref();
   const bridge = await startOdooBridge({
-    config, ami: new FakeAmi(), bans: new FakeBans(), db: new Database(':memory:'),
-    logger: pino({ level: 'warn' }, pino.destination(2)), registry: new Registry(),
-    stateDir: path.join(os.tmpdir(), `pbxg-bridge-child-${process.pid}`), reloadConfig: () => undefined,
+    config,
+    ami: new FakeAmi(),
+    bans: new FakeBans(),
+    db: new Database(':memory:'),
+    logger: pino({ level: 'warn' }, pino.destination(2)),
+    registry: new Registry(),
+    stateDir: path.join(os.tmpdir(), `pbxg-bridge-child-${process.pid}`),
+    reloadConfig: () => undefined,
   });
   process.on('message', (m) => {
     if (m !== 'report') return;
@@ -36,7 +45,9 @@ async function main(): Promise<void> {
     const r: BridgeChildReport = { maxRssBytes: process.resourceUsage().maxRSS * 1024, peakHeapUsedBytes: peakHeap, peakExternalBytes: peakExternal };
     process.send!(r);
   });
-  process.on('disconnect', () => { void bridge.close().then(() => process.exit(0)); });
+  process.on('disconnect', () => {
+    void bridge.close().then(() => process.exit(0));
+  });
   process.send!({ port: bridge.agentAddress!.port });
 }
 

@@ -19,7 +19,10 @@ export function loadCapture(name: string): CapturedFrame[] {
   const raw = readFixtureText(`${DIR}/${name}.raw`);
   const body = raw.slice(raw.indexOf('\r\n') + 2);
   const texts = body.split('\r\n\r\n').filter((t) => t.trim() !== '');
-  const times = readFixtureText(`${DIR}/${name}.times`).trim().split('\n').map((l) => Number(l.split(' ')[0]));
+  const times = readFixtureText(`${DIR}/${name}.times`)
+    .trim()
+    .split('\n')
+    .map((l) => Number(l.split(' ')[0]));
   if (times.length !== texts.length) throw new Error(`${name}: ${texts.length} frames but ${times.length} times`);
   return texts.map((text, i) => ({ at: times[i]!, text, frame: parseFrame(text) }));
 }

@@ -102,7 +102,9 @@ function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Reco
 export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<TestDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-fault-'));
   const useAmi = opts.ami !== false;
-  const sim = useAmi ? new AmiSimulator({ fixturesDir: fixturePath('ami'), username: 'guardian', secret: 's3cret', read: opts.amiRead, loginFailDelayMs: 10 }) : null;
+  const sim = useAmi
+    ? new AmiSimulator({ fixturesDir: fixturePath('ami'), username: 'guardian', secret: 's3cret', read: opts.amiRead, loginFailDelayMs: 10 })
+    : null;
   if (sim) await sim.listen();
   let odoo: FakeOdoo | null = null;
   if (opts.odoo) {

@@ -35,16 +35,25 @@ export interface Reply {
 }
 
 /** One raw HTTP request: the path goes on the wire exactly as given (no normalisation). */
-export function send(target: { port: number } | { socketPath: string }, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Reply> {
+export function send(
+  target: { port: number } | { socketPath: string },
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const h: Record<string, string | number> = { ...headers };
     if (body !== undefined) h['content-length'] = Buffer.byteLength(body);
-    const req = request({ ...('port' in target ? { host: '127.0.0.1', port: target.port } : { socketPath: target.socketPath }), method, path, headers: h, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
+    const req = request(
+      { ...('port' in target ? { host: '127.0.0.1', port: target.port } : { socketPath: target.socketPath }), method, path, headers: h, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      },
+    );
     req.on('error', (err: Error & { code?: string }) => {
       // node's HTTP server refuses a request line it cannot parse with a bare 400 before any route
       if (err.code?.startsWith('HPE_')) resolve({ status: 400, headers: {}, body: `refused by the HTTP parser: ${err.message}` });
@@ -95,14 +104,44 @@ export async function startListeners(): Promise<Listeners> {
   const odooConfig = resolveOdooConfig({ ...defaultOdooConfig(), jobTimeoutMs: 2000, recordingDirs: [dir] });
   const policy = resolveActionPolicy({ deniedActions: odooConfig.deniedActions, deniedApplications: odooConfig.deniedApplications });
   const runner = new JobRunner({
-    ctx: { rpc: { executeKw: () => Promise.reject(new Error('no Odoo in this test')) }, configSync: null, actionPolicy: policy, ami, bans: guardian, config: odooConfig, log, reloadConfig: () => { touched.n++; }, reloadEvents: async () => { touched.n++; return { loaded: 0, skipped: 0 }; } },
+    ctx: {
+      rpc: { executeKw: () => Promise.reject(new Error('no Odoo in this test')) },
+      configSync: null,
+      actionPolicy: policy,
+      ami,
+      bans: guardian,
+      config: odooConfig,
+      log,
+      reloadConfig: () => {
+        touched.n++;
+      },
+      reloadEvents: async () => {
+        touched.n++;
+        return { loaded: 0, skipped: 0 };
+      },
+    },
     sink: { result: () => undefined, notify: () => undefined },
   });
-  const agent = createAgentApp({ token: AGENT, bodyLimitBytes: 64 * 1024, submit: (r) => { submitted.push(r); return runner.submit(r); }, logger: log });
+  const agent = createAgentApp({
+    token: AGENT,
+    bodyLimitBytes: 64 * 1024,
+    submit: (r) => {
+      submitted.push(r);
+      return runner.submit(r);
+    },
+    logger: log,
+  });
   const con = new AsteriskConsole(ami, defaultConsoleConfig(), policy);
   const files = new AsteriskConfigFiles({ ...defaultAsteriskConfigConfig(), dir: confDir }, ami);
   const rest = createRestApp({
-    config: { ...defaultRestConfig(), enabled: true, tokens: [{ name: 'admin', token: REST_ADMIN, scopes: ['admin'] }, { name: 'reader', token: REST_READ, scopes: ['read'] }] },
+    config: {
+      ...defaultRestConfig(),
+      enabled: true,
+      tokens: [
+        { name: 'admin', token: REST_ADMIN, scopes: ['admin'] },
+        { name: 'reader', token: REST_READ, scopes: ['read'] },
+      ],
+    },
     ami: spy(ami, touched),
     bans: spy(guardian, touched),
     actionPolicy: policy,
@@ -110,21 +149,44 @@ export async function startListeners(): Promise<Listeners> {
     configFiles: spy(files, touched),
     logger: log,
   });
-  const admin = createAdminApp({ control: spy(guardian, touched), status: () => { touched.n++; return guardian.status(); }, reload: async () => { touched.n++; return { rules: 0 }; }, version: 'test' });
+  const admin = createAdminApp({
+    control: spy(guardian, touched),
+    status: () => {
+      touched.n++;
+      return guardian.status();
+    },
+    reload: async () => {
+      touched.n++;
+      return { rules: 0 };
+    },
+    version: 'test',
+  });
   registerConsoleRoute(admin, spy(con, touched));
   const ports = { agent: 0, rest: 0, admin: 0 };
-  for (const [name, app] of [['agent', agent], ['rest', rest], ['admin', admin]] as const) {
+  for (const [name, app] of [
+    ['agent', agent],
+    ['rest', rest],
+    ['admin', admin],
+  ] as const) {
     await app.listen({ host: '127.0.0.1', port: 0 });
     ports[name] = (app.server.address() as { port: number }).port;
   }
   const count = (sql: string) => (store.db.prepare(sql).get() as { n: number }).n;
   return {
-    agent, rest, admin, ports, submitted, ami, touched,
+    agent,
+    rest,
+    admin,
+    ports,
+    submitted,
+    ami,
+    touched,
     async state() {
       await new Promise((r) => setImmediate(r));
       await Promise.race([runner.whenIdle(), new Promise((r) => setTimeout(r, 2000).unref())]);
       store.flush();
-      const files = readdirSync(confDir).sort().map((f) => `${f}:${readFileSync(join(confDir, f), 'utf8').length}`);
+      const files = readdirSync(confDir)
+        .sort()
+        .map((f) => `${f}:${readFileSync(join(confDir, f), 'utf8').length}`);
       return JSON.stringify({
         touched: touched.n,
         submitted: submitted.length,

@@ -13,7 +13,13 @@ export interface Sample {
 
 /** One request per route, with a body a handler accepts. test/http-auth-policy.test checks this covers every route. */
 export const SAMPLES: Sample[] = [
-  { listener: 'agent', method: 'POST', route: '/app/asterisk_plus/agent', path: '/app/asterisk_plus/agent', body: { fun: 'security.ban', args: ['203.0.113.77'] } },
+  {
+    listener: 'agent',
+    method: 'POST',
+    route: '/app/asterisk_plus/agent',
+    path: '/app/asterisk_plus/agent',
+    body: { fun: 'security.ban', args: ['203.0.113.77'] },
+  },
   { listener: 'rest', method: 'POST', route: '/v1/calls', path: '/v1/calls', body: { operator: '8003', phone: '100' } },
   { listener: 'rest', method: 'POST', route: '/v1/messages', path: '/v1/messages', body: { operator: '8003', phone: '100', msg: 'hi' } },
   { listener: 'rest', method: 'GET', route: '/v1/status/extension/:exten', path: '/v1/status/extension/100' },
@@ -55,7 +61,9 @@ export function pathVariants(path: string): string[] {
   if (letters.length > 0) out.add(path.slice(0, letters[0]) + hex(path[letters[0]!]!).toLowerCase() + path.slice(letters[0]! + 1));
   out.add(path.replace(/[A-Za-z]/g, hex));
   out.add(path.replace(/[A-Za-z]/g, (c) => '%25' + c.charCodeAt(0).toString(16)));
-  [...path].forEach((c, i) => { if (c === '/') out.add(path.slice(0, i) + '/' + path.slice(i)); });
+  [...path].forEach((c, i) => {
+    if (c === '/') out.add(path.slice(0, i) + '/' + path.slice(i));
+  });
   out.add(path.replace(/\//g, '//'));
   out.add(path + '/');
   out.add(path.toUpperCase());
@@ -77,4 +85,3 @@ export function pathVariants(path: string): string[] {
   out.add(path + '.');
   return [...out];
 }
-
