@@ -23,7 +23,7 @@ export const LAYERS = [
   ['store', 'sources'],
   ['odoo', 'webhooks', 'asterisk-config'],
   ['health'],
-  ['api'],
+  ['admin'],
   ['rest', 'metrics', 'console'],
   // Assembles the stages' config sections from their schema files (src/<stage>/config-schema.ts).
   ['config'],

@@ -10,8 +10,8 @@ import { AppError, CODE_PATTERN, isClientError, STARTUP_CODES, StartupError, toH
 import { ConfigError } from '../src/config/index.js';
 import { RuleError } from '../src/guard/index.js';
 import { AlreadyRunningError, SchemaVersionError, StateDirError } from '../src/store/index.js';
-import { ListenError } from '../src/api/listen.js';
-import { DaemonError, DaemonUnreachableError } from '../src/api/client.js';
+import { ListenError } from '../src/admin/listen.js';
+import { DaemonError, DaemonUnreachableError } from '../src/admin/client.js';
 import { RoutePolicyError } from '../src/net/auth.js';
 import { EXIT, exitCodeOf } from '../src/cli/exit.js';
 import { AllowListedError, InvalidTargetError, type BanControl, type BanRecord } from '../src/guard/index.js';
@@ -21,7 +21,7 @@ import { JobError } from '../src/odoo/index.js';
 import { ConfigFileError } from '../src/asterisk-config/index.js';
 import { TelephonyError } from '../src/rest/telephony.js';
 import { createRestApp, defaultRestConfig, type ConfigFilesPort } from '../src/rest/index.js';
-import { createAdminApp } from '../src/api/admin.js';
+import { createAdminApp } from '../src/admin/admin.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
 

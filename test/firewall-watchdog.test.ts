@@ -19,7 +19,7 @@ import { NftCommandRunner } from '../src/firewall/nft-command.js';
 import { isCanary } from '../src/firewall/canary.js';
 import { buildConfig } from '../src/config/index.js';
 import { startDaemon, type Daemon } from '../src/main.js';
-import { callDaemon } from '../src/api/client.js';
+import { callDaemon } from '../src/admin/client.js';
 import { assertPrivateNetns, netnsSkipReason, runInNetns, reportScenario } from './helpers/netns.js';
 import { LogCapture, sleep, waitFor } from './helpers/daemon.js';
 import { cli, cliOnSocket } from './helpers/cli.js';

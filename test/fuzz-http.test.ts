@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { createAgentApp } from '../src/odoo/agent.js';
-import { createAdminApp } from '../src/api/admin.js';
+import { createAdminApp } from '../src/admin/admin.js';
 import { JobRunner, resolveOdooConfig } from '../src/odoo/index.js';
 import { FakeAmi } from './helpers/fake-odoo.js';
 import { resolveActionPolicy } from '../src/ami/index.js';

@@ -15,7 +15,7 @@ import { startDaemon, type Daemon } from '../src/main.js';
 import { AmiSimulator, type AmiSimulatorOptions } from '../src/demo/ami-simulator.js';
 import { registerHealthMetrics, type HealthReport } from '../src/health/index.js';
 import { createMetrics } from '../src/metrics/index.js';
-import { callDaemon } from '../src/api/client.js';
+import { callDaemon } from '../src/admin/client.js';
 import { cliOnSocket } from './helpers/cli.js';
 import { waitFor } from './helpers/daemon.js';
 import { fixturePath, repoPath } from './helpers/fixtures.js';

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAdminApp, listenAdminSocket } from '../src/api/admin.js';
+import { createAdminApp, listenAdminSocket } from '../src/admin/admin.js';
 import { AGENT, REST_ADMIN, REST_READ, send, startListeners, type Listeners } from './helpers/http-listeners.js';
 import { makeGuardian } from './helpers/guard.js';
 import { PUBLIC_SAMPLES, SAMPLES, pathVariants, type ListenerName, type Sample } from './helpers/http-routes.js';

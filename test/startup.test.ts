@@ -15,7 +15,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { callDaemon } from '../src/api/client.js';
+import { callDaemon } from '../src/admin/client.js';
 import { Store } from '../src/store/index.js';
 import { assertPrivateNetns, netnsSkipReason, reportScenario, runInNetns } from './helpers/netns.js';
 

@@ -1,5 +1,5 @@
 import { StartupError, type StartupCode } from '../common/errors.js';
-import { DaemonError } from '../api/client.js';
+import { DaemonError } from '../admin/client.js';
 
 /** Exit codes a script (and systemd's RestartPreventExitStatus=) can rely on; documented in HELP,
  *  README and docs/startup.md. `run` refusing to start: usage (config), alreadyRunning, stateDir, listen. */

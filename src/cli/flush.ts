@@ -1,4 +1,4 @@
-import { callDaemon, DaemonUnreachableError } from '../api/client.js';
+import { callDaemon, DaemonUnreachableError } from '../admin/client.js';
 
 /**
  * `pbx-guardian flush`: asks the running daemon to stop enforcing on purpose (it removes its own

@@ -4,7 +4,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '
 import { loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.js';
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
-import { callDaemon } from '../api/client.js';
+import { callDaemon } from '../admin/client.js';
 import { formatCheckReport, runCheck } from './check.js';
 import { StartupError } from '../common/errors.js';
 import { EXIT, exitCodeOf } from './exit.js';

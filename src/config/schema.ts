@@ -9,7 +9,7 @@ import { ActionPolicyConfigSchema, AmiConfigSchema } from '../ami/config-schema.
 import { GuardConfigSchema } from '../guard/config-schema.js';
 import { FirewallConfigSchema } from '../firewall/config-schema.js';
 import { StateDirSchema, StoreConfigSchema } from '../store/config-schema.js';
-import { AdminConfigSchema } from '../api/config-schema.js';
+import { AdminConfigSchema } from '../admin/config-schema.js';
 import { MetricsConfigSchema } from '../metrics/config-schema.js';
 import { OdooConfigSchema } from '../odoo/config-schema.js';
 import { RestConfigSchema } from '../rest/config-schema.js';

@@ -4,7 +4,7 @@
  * policy, 4 Asterisk answered Error (e.g. no such command).
  */
 import { createInterface } from 'node:readline';
-import { callDaemon, DaemonError } from '../api/client.js';
+import { callDaemon, DaemonError } from '../admin/client.js';
 import type { ConsoleResult } from './index.js';
 
 export interface ConsoleIo {

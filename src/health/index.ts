@@ -1,7 +1,7 @@
 /**
  * Health model: one answer per part (AMI, guard, firewall, store, Odoo bridge, webhooks), judged
  * from read-only snapshots of each stage. Downstream of every stage, like metrics/: only main.ts,
- * cli/ and api/admin.ts import it.
+ * cli/ and admin/admin.ts import it.
  */
 export type { PartName, PartHealth, HealthReport, HealthInputs, GuardSnapshot, StoreSnapshot } from './types.js';
 export {

@@ -203,7 +203,7 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
   installRouteAuth(app, { listener: 'rest', bearerTokens: tokens, failures: deps.authFailures });
   app.addHook('onResponse', async (req, reply) => {
     requests?.inc({ route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
-    // 401 and 429 are logged in aggregate (api/auth-failures.ts): one line per source and minute
+    // 401 and 429 are logged in aggregate (net/auth-failures.ts): one line per source and minute
     if (reply.statusCode >= 400 && ![401, 404, 429].includes(reply.statusCode))
       log?.info({ client: req.authClient, route: req.routeOptions.url, status: reply.statusCode }, 'REST request refused');
   });

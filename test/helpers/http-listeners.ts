@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { createAgentApp } from '../../src/odoo/agent.js';
-import { createAdminApp } from '../../src/api/admin.js';
+import { createAdminApp } from '../../src/admin/admin.js';
 import { createRestApp, defaultRestConfig } from '../../src/rest/index.js';
 import { AsteriskConsole, defaultConsoleConfig, registerConsoleRoute } from '../../src/console/index.js';
 import { AsteriskConfigFiles, defaultAsteriskConfigConfig } from '../../src/asterisk-config/index.js';
