@@ -289,9 +289,20 @@ export class IpsetBackend implements FirewallBackend {
       await this.ipt(bin, ['-F', CHAIN]);
       await this.ipt(bin, ['-X', CHAIN]);
     }
-    for (const set of Object.values(this.sets)) {
+    for (const set of Object.values(this.sets)) await this.destroySet(set);
+  }
+
+  /**
+   * The kernel drops an iptables rule's reference to its set after an RCU grace period, so a
+   * destroy right after `-X` can find the set still "in use by a kernel component" (seen under
+   * load in bench/firewall.ts): retried for up to a second before it counts as a failure.
+   */
+  private async destroySet(set: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
       const r = await run(this.ipset, ['destroy', set]);
-      if (r.code !== 0 && !/does not exist/i.test(r.stderr)) throw toolError('ipset destroy', r);
+      if (r.code === 0 || /does not exist/i.test(r.stderr)) return;
+      if (!/in use by a kernel component/i.test(r.stderr) || attempt >= 20) throw toolError('ipset destroy', r);
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
