@@ -40,6 +40,7 @@ export const UNIT: readonly string[] = [
   'firewall-enforcer.test.ts',
   'firewall-health.test.ts',
   'firewall-nft-watch.test.ts',
+  'fraud-destinations.test.ts',
   'fuzz-action-policy.test.ts',
   'fuzz-address.test.ts',
   'fuzz-ami.test.ts',
