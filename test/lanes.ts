@@ -24,6 +24,7 @@ export const UNIT: readonly string[] = [
   'ami-client.test.ts',
   'ami-framer.test.ts',
   'ami-simulator.test.ts',
+  'asterisk-config-guardian.test.ts',
   'asterisk-config-sync.test.ts',
   'backoff.test.ts',
   'check-imports.test.ts',
