@@ -251,7 +251,7 @@ test('files: a missing or oversized file is RULES_INVALID naming it', () => {
       (e: unknown) => e instanceof AppError && e.code === 'RULES_INVALID' && e.message.startsWith(missing),
     );
     const big = path.join(dir, 'big.yaml');
-    fs.writeFileSync(big, '#'.repeat(1024 * 1024 + 1));
+    fs.writeFileSync(big, '#'.repeat(4 * 1024 * 1024 + 1));
     assert.throws(
       () => loadRateTable(big),
       (e: unknown) => e instanceof AppError && e.code === 'RULES_INVALID' && /more than/.test(e.message),

@@ -57,7 +57,8 @@ export class FraudRulesError extends AppError {
 const MAX_DIALLED = 256;
 /** E.164 has at most 15 digits; with an international prefix and slack for junk digits, 32 decide. */
 const MAX_DIGITS = 32;
-const MAX_FILE_BYTES = 1024 * 1024;
+/** A carrier hot-list of MAX_ENTRIES prefixes fits (about 15 bytes a prefix). */
+const MAX_FILE_BYTES = 4 * 1024 * 1024;
 const MAX_CLASSES = 32;
 const MAX_ENTRIES = 100_000;
 const PREFIX_RE = /^\+[0-9]{1,15}$/;
