@@ -127,10 +127,21 @@ test('internal extensions are told by length; "+" numbers never are', () => {
   assert.equal(plan.classify('+53', DE).kind, 'international');
   assert.deepEqual(plan.classify('+53', DE).classes, ['high-risk', 'international']);
   assert.equal(plan.classify('12345', { ...DE, internalMaxDigits: 4 }).kind, 'national');
+  // every result is the caller's own object
+  plan.classify('101', DE).classes.push('tampered');
+  assert.deepEqual(plan.classify('101', DE).classes, []);
 });
 
 test('garbage dialled strings: separators and control characters cannot hide a number, nothing throws', () => {
-  const sat = ['00 881-612 (345) 001', '0088\r\n1612345001', '  +881612345001', '00881612345*001', 'sip:00881612345001@203.0.113.50'];
+  const sat = [
+    '00 881-612 (345) 001',
+    '0088\r\n1612345001',
+    '  +881612345001',
+    '(+881) 612345001',
+    'tel:+881612345001',
+    '00881612345*001',
+    'sip:00881612345001@203.0.113.50',
+  ];
   for (const n of sat) {
     const d = plan.classify(n, DE);
     assert.equal(d.kind, 'international', JSON.stringify(n));

@@ -151,29 +151,21 @@ function compilePlan(plan: DialingPlan): CompiledPlan {
   return c;
 }
 
-/** The digits of a dialled string (bounded) and whether it began with "+" (after blanks). */
+/** The digits of a dialled string (bounded), and whether a "+" came before the first digit ("(+53)", "tel:+53" are E.164). */
 function digitsOf(dialled: unknown): { plus: boolean; digits: string } {
   if (typeof dialled !== 'string') return { plus: false, digits: '' };
   const s = dialled.length > MAX_DIALLED ? dialled.slice(0, MAX_DIALLED) : dialled;
   let plus = false;
-  let seenAny = false;
   let digits = '';
   for (let i = 0; i < s.length && digits.length < MAX_DIGITS; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      digits += s[i];
-      seenAny = true;
-    } else if (c === 43 /* + */ && !seenAny) {
-      plus = true;
-      seenAny = true;
-    } else if (c !== 32 && c !== 9) {
-      seenAny = true;
-    }
+    if (c >= 48 && c <= 57) digits += s[i];
+    else if (c === 43 /* + */ && digits === '') plus = true;
   }
   return { plus, digits };
 }
 
-const INTERNAL: Destination = Object.freeze({ kind: 'internal', e164: null, classes: Object.freeze([]) as unknown as string[], prefix: null });
+const internal = (): Destination => ({ kind: 'internal', e164: null, classes: [], prefix: null });
 
 // ---------------------------------------------------------------- destination plans
 
@@ -195,12 +187,12 @@ class Destinations implements DestinationPlan {
   classify(dialled: string, plan: DialingPlan): Destination {
     const p = compilePlan(plan);
     const { plus, digits } = digitsOf(dialled);
-    if (digits === '' && !plus) return INTERNAL;
+    if (digits === '' && !plus) return internal();
     let e164Digits: string;
     if (plus) {
       e164Digits = digits;
     } else if (digits.length <= p.internalMaxDigits) {
-      return INTERNAL;
+      return internal();
     } else {
       const intl = p.international.find((x) => digits.startsWith(x));
       if (intl !== undefined) e164Digits = digits.slice(intl.length);
