@@ -19,7 +19,7 @@ export const LAYERS = [
   ['net', 'common', 'paths.ts'],
   ['version.ts'],
   ['ami', 'firewall'],
-  ['guard'],
+  ['guard', 'fraud'],
   ['store', 'sources'],
   ['odoo', 'webhooks', 'asterisk-config'],
   ['health'],

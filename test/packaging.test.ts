@@ -121,6 +121,10 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       '/usr/share/man/man1/pbx-guardian.1.gz',
       '/usr/lib/pbx-guardian/package.json',
       '/usr/lib/pbx-guardian/node_modules/better-sqlite3/build/Release/better_sqlite3.node',
+      // the fraud stage's data and its dialplan subroutine (docs/fraud-destinations.md, docs/fraud-dialplan.md)
+      '/usr/lib/pbx-guardian/rules/fraud-destinations.yaml',
+      '/usr/lib/pbx-guardian/rules/fraud-rates.yaml',
+      '/usr/lib/pbx-guardian/rules/extensions_guardian.conf',
     ]) {
       assert.ok(files.includes(want), `${want} is not in the package`);
     }

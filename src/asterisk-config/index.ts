@@ -14,6 +14,8 @@
  * - Writing extensions_odoo.conf makes sure extensions.conf ends with exactly one
  *   `#include extensions_odoo.conf` line; deleting it removes that line again (a #include of a
  *   missing file would make Asterisk refuse the whole base file).
+ * - One more file, on request only: the fraud stage's dialplan subroutine, extensions_guardian.conf
+ *   (installGuardianDialplan), with the same checks, atomic write and #include line.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -23,8 +25,10 @@ import { attributesOf, OwnershipError, writeFileAtomic, type FileAttributes } fr
 import { escapeRegExp, managedBase, protectedReason } from './names.js';
 import { defaultsOf } from '../common/config-schema.js';
 import { AsteriskConfigConfigSchema, type AsteriskConfigConfig } from './config-schema.js';
+import { GUARDIAN_DIALPLAN, GUARDIAN_DIALPLAN_BASE, shippedGuardianDialplan } from './guardian-dialplan.js';
 
 export { PROTECTED_BASES } from './names.js';
+export { GUARDIAN_DIALPLAN, shippedGuardianDialplan } from './guardian-dialplan.js';
 
 /** Mode of a new file whose base file does not exist (owner and group: the directory's). */
 const NEW_FILE_MODE = 0o640;
@@ -220,6 +224,11 @@ export class AsteriskConfigFiles {
     if (typeof content !== 'string') throw new ConfigFileError('the file content must be a string', 400, 'BAD_CONTENT');
     const segs = this.segments(name);
     this.ownedBase(name, segs[segs.length - 1]!);
+    return this.checkContent(name, content);
+  }
+
+  private checkContent(name: string, content: unknown): number {
+    if (typeof content !== 'string') throw new ConfigFileError('the file content must be a string', 400, 'BAD_CONTENT');
     const bytes = Buffer.byteLength(content, 'utf8');
     if (bytes > this.cfg.maxFileBytes)
       throw new ConfigFileError(`${name}: ${bytes} bytes is more than asteriskConfig.maxFileBytes (${this.cfg.maxFileBytes})`, 413, 'TOO_LARGE');
@@ -250,6 +259,42 @@ export class AsteriskConfigFiles {
     await fs.unlink(p);
     const include = await this.dropInclude(name);
     return { name, deleted: true, backup, include };
+  }
+
+  /**
+   * Installs the fraud stage's dialplan subroutine as extensions_guardian.conf and #includes it
+   * from extensions.conf: idempotent (an unchanged file and a present #include write nothing).
+   * It is not a <base>_<marker>.conf file, so write() refuses it; this is its only way in, and
+   * only while `extensions` is one of asteriskConfig.bases.
+   */
+  async installGuardianDialplan(content: string = shippedGuardianDialplan()): Promise<WriteResult> {
+    if (!this.cfg.bases.includes('extensions'))
+      throw new ConfigFileError(
+        `refused: ${GUARDIAN_DIALPLAN} is #included from extensions.conf, and extensions is not in asteriskConfig.bases`,
+        403,
+        'NOT_MANAGED',
+      );
+    const bytes = this.checkContent(GUARDIAN_DIALPLAN, content);
+    const root = await this.root();
+    const p = path.join(root, GUARDIAN_DIALPLAN);
+    const st = await fs.lstat(p).catch(() => null);
+    if (st && !st.isFile())
+      throw new ConfigFileError(`refused: ${GUARDIAN_DIALPLAN} is a symlink or not a regular file; replace it by hand if that is intended`, 403, 'NOT_REGULAR');
+    const base = await this.existing(GUARDIAN_DIALPLAN_BASE).catch((e: unknown) => {
+      if (e instanceof ConfigFileError && e.code === 'NOT_FOUND') return null;
+      throw e;
+    });
+    // a new file takes the owner, group and mode of extensions.conf (else the directory's owner and group, 0640)
+    const fresh = async (): Promise<FileAttributes> => {
+      if (base) return attributesOf(await fs.stat(base));
+      const d = await fs.stat(root);
+      return { uid: d.uid, gid: d.gid, mode: NEW_FILE_MODE };
+    };
+    const w = await this.atomicWrite(p, content, this.cfg.backup, fresh);
+    const include = base
+      ? await this.includeInto({ base: GUARDIAN_DIALPLAN_BASE, real: base }, GUARDIAN_DIALPLAN, fresh)
+      : { base: GUARDIAN_DIALPLAN_BASE, action: 'base-missing' as const };
+    return { name: GUARDIAN_DIALPLAN, bytes, changed: w.changed, backup: w.backup, include };
   }
 
   /** Writes several files: every name and content is checked first, so a refusal writes none. */
@@ -331,11 +376,19 @@ export class AsteriskConfigFiles {
   private async ensureInclude(name: string): Promise<WriteResult['include']> {
     const b = await this.basePath(name);
     if (b.real === null) return { base: b.base, action: 'base-missing' };
+    return this.includeInto(b, name, () => this.newFileAttributes(name));
+  }
+
+  private async includeInto(
+    b: { base: string; real: string },
+    name: string,
+    fresh: () => Promise<FileAttributes>,
+  ): Promise<NonNullable<WriteResult['include']>> {
     const text = await fs.readFile(b.real, 'utf8');
     const re = this.includeRe(name);
     if (text.split(/\r?\n/).some((l) => re.test(l))) return { base: b.base, action: 'present' };
     const sep = text === '' || text.endsWith('\n') ? '' : '\n';
-    await this.atomicWrite(b.real, `${text}${sep}#include ${name}\n`, this.cfg.backup, () => this.newFileAttributes(name));
+    await this.atomicWrite(b.real, `${text}${sep}#include ${name}\n`, this.cfg.backup, fresh);
     return { base: b.base, action: 'added' };
   }
 
@@ -404,6 +457,7 @@ export function configJobFunctions(files: AsteriskConfigFiles): Map<string, JobF
   const getAll: JobFn = async () => files.readAll();
   const putAll: JobFn = async (a, k) => maybeReload(await files.writeAll(filesOf(a)), k);
   const list: JobFn = async () => files.list();
+  const installGuardian: JobFn = async (_a, k) => maybeReload(await files.installGuardianDialplan(), k);
   const reload: JobFn = async (a, k) => {
     const m = Array.isArray(a) ? a[0] : a && typeof a === 'object' ? (a as Record<string, unknown>).module : (a ?? k.module);
     return files.reload(typeof m === 'string' ? m : undefined);
@@ -416,6 +470,7 @@ export function configJobFunctions(files: AsteriskConfigFiles): Map<string, JobF
     ['config.get_all', getAll],
     ['config.put_all', putAll],
     ['config.reload_module', reload],
+    ['config.install_guardian_dialplan', installGuardian],
     ['get_config', get],
     ['put_config', put],
     ['delete_config', del],

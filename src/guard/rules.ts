@@ -125,12 +125,15 @@ export function parseRules(text: string, file: string): Rule[] {
   return rules.map((raw, i) => compileRule(raw, `${file} rules[${i}]`));
 }
 
-/** Loads every *.yaml / *.yml file of a directory, in name order. Rule names must be unique. */
+/** rules/fraud-*.yaml are the fraud stage's data (destination classes, rates), read by src/fraud/destinations.ts. */
+const FRAUD_DATA_FILE = /^fraud-.*\.ya?ml$/;
+
+/** Loads every *.yaml / *.yml file of a directory but fraud-*.yaml, in name order. Rule names must be unique. */
 export function loadRulesDir(dir: string): Rule[] {
   let files: string[];
   try {
     files = readdirSync(dir)
-      .filter((f) => /\.ya?ml$/.test(f))
+      .filter((f) => /\.ya?ml$/.test(f) && !FRAUD_DATA_FILE.test(f))
       .sort();
   } catch (err) {
     throw new RuleError(`cannot read the rules directory ${dir}: ${(err as Error).message}`);
