@@ -21,6 +21,8 @@ export interface AnomalyRow {
 /** open anomalies kept per account (older ones are acknowledged in bulk by acknowledge) */
 const MAX_ANOMALY_ROWS = 10_000;
 const LEARNING_KEY = 'learning_started_at';
+/** queued writes at most before they are written without waiting for the next turn */
+const MAX_QUEUED = 10_000;
 
 type Write = () => void;
 
@@ -149,6 +151,15 @@ export class AccountStore implements MemoryWrites {
 
   private queue(w: Write): void {
     this.q.push(w);
+    // one turn of the event loop with this many changes (a registration storm): written now
+    if (this.q.length >= MAX_QUEUED) {
+      try {
+        this.flush();
+      } catch (err) {
+        this.onError(err as Error);
+      }
+      return;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {

@@ -81,6 +81,7 @@ export class AccountWatch implements Subscriber {
   private timer: NodeJS.Timeout | undefined;
   private uaLookupAt = -Infinity;
   private uaLookupQueued = false;
+  private closed = false;
   private readonly handlers: Map<string, (msg: AmiMessage, now: number) => void>;
 
   constructor(private readonly o: AccountWatchOptions) {
@@ -119,6 +120,7 @@ export class AccountWatch implements Subscriber {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     try {
       this.o.store?.flush();
@@ -201,6 +203,7 @@ export class AccountWatch implements Subscriber {
     this.uaLookupQueued = true;
     const wait = Math.max(0, this.uaLookupAt + UA_LOOKUP_EVERY_MS - now);
     setTimeout(() => {
+      if (this.closed) return;
       this.uaLookupAt = this.clock();
       ami
         .action({ Action: 'PJSIPShowContacts' }, { timeoutMs: 10_000 })

@@ -88,12 +88,14 @@ export class AccountFailures {
   }
 
   /**
-   * A counted failure of `account` from `address` (canonical text). null when the address has no
-   * recent success (the guard goes on as before); otherwise whether it is enumeration yet.
+   * A counted failure of `event.account` from `address` (canonical text). null when the address
+   * has no recent success (the guard goes on as before); otherwise whether it is enumeration yet.
+   * The account is read only after the lookup: reading a header costs more than the lookup.
    */
-  failure(address: string, account: string | undefined, now: number): SharedVerdict | null {
+  failure(address: string, event: { readonly account: string | undefined }, now: number): SharedVerdict | null {
     const succeeding = this.evidence.successfulAccounts(address, now);
     if (succeeding === 0) return null;
+    const account = event.account;
     let accounts = this.byAddress.get(address);
     if (!accounts) this.byAddress.set(address, (accounts = new Map()));
     for (const [name, c] of accounts) if (now - c.last > this.options.windowMs) accounts.delete(name);

@@ -231,7 +231,7 @@ export class Guardian implements BanControl, ObservationSink {
     const aware = this.accountAware;
     // an address where other accounts succeed (an office behind NAT): failures count per account
     const addressText = aware === null ? '' : key === address ? keyText : formatNetwork(address);
-    const shared = aware === null ? null : counted > 0 ? aware.failure(addressText, o.account, now) : detection ? aware.peek(addressText, now) : null;
+    const shared = aware === null ? null : counted > 0 ? aware.failure(addressText, o, now) : detection ? aware.peek(addressText, now) : null;
     if (shared?.report) this.reportAccountFailing(shared.report);
     if (!detection) return;
     if (shared && !shared.enumeration) return;
