@@ -13,6 +13,8 @@ import type { AmiActionFields, AmiResponse } from '../src/ami/types.js';
 import { AccountStore, AccountWatch, agentFamily, type AccountRestrictPort, type AccountWatchOptions } from '../src/accounts/index.js';
 import { Store } from '../src/store/index.js';
 import { readFixtureText } from './helpers/fixtures.js';
+import { makeGuardian } from './helpers/guard.js';
+import { createAdminApp } from '../src/admin/admin.js';
 
 const silent = pino({ level: 'silent' });
 const T0 = Date.parse('2026-12-02T06:36:00Z');
@@ -275,4 +277,42 @@ test('attacker text: a bad account name or a User-Agent with control characters 
   const ua = h.watch.memory.get('100')!.agents.values().next().value!.full;
   assert.equal(ua.length, 120);
   assert.ok(!ua.includes('\u0007'));
+});
+
+test('admin routes: GET /accounts lists, POST /accounts/:account/acknowledge closes and lifts; errors keep their codes', async () => {
+  const restrict = new RecordingRestrict();
+  const h = harness({ restrict, policy: { 'new-network': 'restrict', 'new-user-agent': 'alert', 'distant-networks': 'alert' } });
+  h.replay('account-pjsip-register-usual-address');
+  h.replay('account-pjsip-register-new-network');
+  let on: AccountWatch | null = h.watch;
+  const makeGuard = makeGuardian();
+  const admin = createAdminApp({
+    control: makeGuard.guardian,
+    status: () => makeGuard.guardian.status(),
+    reload: async () => ({ rules: 0 }),
+    version: 'test',
+    accounts: () => on,
+  });
+  await admin.ready();
+  const list = await admin.inject({ method: 'GET', url: '/accounts' });
+  assert.equal(list.statusCode, 200);
+  const body = list.json() as ReturnType<AccountWatch['list']>;
+  const a102 = body.accounts.find((a) => a.account === '102')!;
+  assert.equal(a102.restricted, true);
+  assert.deepEqual(
+    a102.networks.map((n) => n.network),
+    ['192.0.2.0/24', '198.51.100.0/24'],
+  );
+  const ack = await admin.inject({ method: 'POST', url: '/accounts/102/acknowledge' });
+  assert.equal(ack.statusCode, 200);
+  assert.deepEqual(ack.json(), { account: '102', acknowledged: 1, lifted: true });
+  assert.equal(restrict.calls.at(-1), 'lift 102');
+  const unknown = await admin.inject({ method: 'POST', url: '/accounts/999/acknowledge' });
+  assert.deepEqual([unknown.statusCode, unknown.json().code], [404, 'ACCOUNT_UNKNOWN']);
+  const bad = await admin.inject({ method: 'POST', url: `/accounts/${encodeURIComponent('1 2')}/acknowledge` });
+  assert.deepEqual([bad.statusCode, bad.json().code], [400, 'INVALID_ACCOUNT']);
+  on = null;
+  const off = await admin.inject({ method: 'GET', url: '/accounts' });
+  assert.deepEqual([off.statusCode, off.json().code], [404, 'ACCOUNTS_DISABLED']);
+  await admin.close();
 });
