@@ -21,7 +21,7 @@ export const LAYERS = [
   ['ami', 'firewall'],
   ['guard', 'fraud'],
   ['store', 'sources'],
-  ['odoo', 'webhooks', 'asterisk-config'],
+  ['odoo', 'webhooks', 'asterisk-config', 'accounts'],
   ['health'],
   ['admin'],
   ['rest', 'metrics', 'console'],

@@ -36,6 +36,7 @@ import { AsteriskConsole, registerConsoleRoute } from './console/index.js';
 import { AsteriskConfigFiles } from './asterisk-config/index.js';
 import { WebhookDispatcher } from './webhooks/index.js';
 import { attachSources } from './sources/index.js';
+import { AccountStore, AccountWatch, accountWatchOptions, type AccountsWiring } from './accounts/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -63,6 +64,8 @@ export interface Daemon {
   odoo: OdooBridge | null;
   rest: RestServer | null;
   webhooks: WebhookDispatcher | null;
+  /** the account memory and its anomalies (null when accounts.enabled is false) */
+  accounts: AccountWatch | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -302,7 +305,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
             ? null
             : () => {
                 const app = createAdminApp(
-                  { control: gd, status: () => gd.status(), reload, version: VERSION, health, firewall: pauseControl(en, config.stateDir) },
+                  {
+                    control: gd,
+                    status: () => gd.status(),
+                    reload,
+                    version: VERSION,
+                    health,
+                    firewall: pauseControl(en, config.stateDir),
+                    accounts: () => accounts,
+                  },
                   af,
                 );
                 registerConsoleRoute(app, asteriskConsole);
@@ -357,8 +368,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await life.start({ name: 'webhooks', stop: () => webhooks.close() });
       logger.info({ subscribers: config.webhooks.map((w) => w.name) }, `webhooks: ${config.webhooks.length} subscribers`);
     }
+    // the account memory (src/accounts): anomalies, and the evidence of shared addresses for the guard
+    const emitGuardianEvent = (ev: Record<string, string>) => {
+      for (const s of subscribers) (s as GuardianEventTaker).handleGuardianEvent?.(ev);
+    };
+    const accounts = config.accounts.enabled
+      ? startAccounts(
+          config,
+          { logger: logger.child({ stage: 'accounts' }), emit: emitGuardianEvent, store: new AccountStore(st.db), ami, registry: metrics.registry },
+          gd,
+        )
+      : null;
+    if (accounts) await life.start({ name: 'accounts', start: () => accounts.start(), stop: () => accounts.close() });
     // what consumes AMI events and ban decisions, called in this order (each one started above)
-    const subscribers: Subscriber[] = [odoo, webhooks].filter((s) => s !== null);
+    const subscribers: Subscriber[] = [odoo, webhooks, accounts].filter((s) => s !== null);
     connectSubscribers(subscribers, ami, gd);
 
     // the kernel, from here on
@@ -400,6 +423,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       odoo,
       rest,
       webhooks,
+      accounts,
       metrics,
       metricsUrl: open.metricsUrl,
       logger,
@@ -418,4 +442,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await life.stop();
     throw err;
   }
+}
+
+/** a subscriber that takes the guardian's own events (Subscriber.handleGuardianEvent, added with the fraud stage) */
+interface GuardianEventTaker {
+  handleGuardianEvent?(ev: Record<string, string>): void;
+}
+
+/** The accounts stage, and the guard told to ask it before banning a shared address. The
+ *  restrict port (AstDB `internal` block) is the fraud stage's: wired with it. */
+function startAccounts(config: GuardianConfig, wiring: AccountsWiring, gd: Guardian): AccountWatch {
+  const { watch, guard, onAccountFailing } = accountWatchOptions(config.accounts, wiring);
+  const accounts = new AccountWatch(watch);
+  gd.setAccountEvidence(accounts.memory, guard);
+  gd.on({ accountFailing: onAccountFailing });
+  return accounts;
 }

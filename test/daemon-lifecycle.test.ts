@@ -56,6 +56,7 @@ test('every part on: components start in order and stop in reverse; a failing st
     'REST API',
     'Odoo bridge',
     'webhooks',
+    'accounts',
     'guard timers',
     'host name lookups',
     'host watch',

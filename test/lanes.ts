@@ -19,6 +19,7 @@ export type Lane = 'unit' | 'full';
 
 /** in-process, no root or system program, a second or two each */
 export const UNIT: readonly string[] = [
+  'accounts.test.ts',
   'action-policy-config.test.ts',
   'action-policy.test.ts',
   'ami-client.test.ts',
@@ -47,6 +48,7 @@ export const UNIT: readonly string[] = [
   'fuzz-ami.test.ts',
   'fuzz-attempts.test.ts',
   'fuzz-condition.test.ts',
+  'guard-accounts.test.ts',
   'guard.test.ts',
   'health-judge.test.ts',
   'health-metrics.test.ts',

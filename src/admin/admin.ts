@@ -2,10 +2,11 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { chmodSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { toHttp } from '../common/errors.js';
+import { AppError, toHttp } from '../common/errors.js';
 import type { BanControl, GuardStatus } from '../guard/index.js';
 import { requestedBanDuration } from '../guard/index.js';
 import type { HealthReport } from '../health/index.js';
+import type { AccountWatch } from '../accounts/index.js';
 import { installRouteAuth, LOCAL_SOCKET } from '../net/auth.js';
 import type { AuthFailures } from '../net/auth-failures.js';
 import { makeDirs } from '../store/dirs.js';
@@ -21,6 +22,8 @@ export interface AdminPort {
   health?(): HealthReport;
   /** pbx-guardian flush / resume of the running daemon */
   firewall?: FirewallControl;
+  /** pbx-guardian accounts / acknowledge (null when accounts.enabled is false) */
+  accounts?: () => Pick<AccountWatch, 'list' | 'acknowledge'> | null;
 }
 
 /** Stopping enforcement on purpose, and starting it again. */
@@ -80,6 +83,13 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
   });
 
   app.delete('/bans', local, async () => ({ unbanned: await port.control.unbanAll() }));
+  const accounts = () => {
+    const a = port.accounts?.();
+    if (!a) throw new AppError('the account memory is off (accounts.enabled: false)', 'ACCOUNTS_DISABLED', 404);
+    return a;
+  };
+  app.get('/accounts', local, async () => accounts().list());
+  app.post<{ Params: { account: string } }>('/accounts/:account/acknowledge', local, async (req) => accounts().acknowledge(req.params.account));
   app.post('/reload', local, async () => port.reload());
   const fw = port.firewall;
   if (fw) {

@@ -5,6 +5,7 @@ import { loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.j
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
 import { callDaemon } from '../admin/client.js';
+import type { AccountWatch } from '../accounts/index.js';
 import { formatCheckReport, runCheck } from './check.js';
 import { StartupError } from '../common/errors.js';
 import { EXIT, exitCodeOf } from './exit.js';
@@ -28,6 +29,10 @@ Commands:
                               ban by hand (DURATION like 10m, 1h, 7d; default permanent)
   unban <addr|cidr> | --all   end a ban, or all bans
   reload                      re-read config and rules; active bans stay
+  accounts [--json]           accounts with the networks and User-Agents they use, and their
+                              open anomalies (new network, new User-Agent, distant networks)
+  acknowledge <account>       the account's anomalies are its own: learned, and a restriction
+                              to internal calls lifted (docs/accounts.md)
   check <security.log|transcript.raw> [--rules DIR] [--json]
                               replay an Asterisk security log or a raw AMI transcript through the
                               rules: matched lines per event, addresses that would be banned
@@ -71,6 +76,22 @@ function printStatus(s: GuardStatus): string {
     `   |- Total banned:\t${s.totalBanned}`,
     printBans(s.banned),
   ].join('\n');
+}
+
+type AccountList = ReturnType<AccountWatch['list']>;
+
+function printAccounts(r: AccountList): string {
+  const when = (t: number) => new Date(t).toISOString().replace(/\.\d+Z$/, 'Z');
+  const head = r.learning ? [`learning until ${when(r.learningUntil)}: no anomaly is raised before`] : [];
+  if (r.accounts.length === 0) return [...head, 'no accounts seen yet'].join('\n');
+  const lines = r.accounts.map((a) => {
+    const nets = a.networks.map((n) => `${n.network} (last ${when(n.last)})`).join(', ') || '-';
+    const uas = a.userAgents.map((u) => u.userAgent).join(' | ') || '-';
+    const out = [`${a.account}${a.restricted ? '  RESTRICTED to internal calls' : ''}`, `  networks:    ${nets}`, `  user agents: ${uas}`];
+    for (const an of a.anomalies) out.push(`  anomaly ${when(an.at)} ${an.signal} (${an.action}): ${an.detail}`);
+    return out.join('\n');
+  });
+  return [...head, ...lines].join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -153,6 +174,17 @@ async function main(argv: string[]): Promise<number> {
       if (rest.length !== 1) throw new UsageError('unban takes one address or CIDR, or --all');
       await callDaemon(socket(), 'DELETE', `/bans/${encodeURIComponent(rest[0]!)}`);
       out(`unbanned ${rest[0]}`);
+      return EXIT.ok;
+    }
+    case 'accounts': {
+      const r = await callDaemon<AccountList>(socket(), 'GET', '/accounts');
+      out(values.json ? JSON.stringify(r, null, 2) : printAccounts(r));
+      return EXIT.ok;
+    }
+    case 'acknowledge': {
+      if (rest.length !== 1) throw new UsageError('acknowledge takes one account: pbx-guardian acknowledge 102');
+      const r = await callDaemon<{ acknowledged: number; lifted: boolean }>(socket(), 'POST', `/accounts/${encodeURIComponent(rest[0]!)}/acknowledge`);
+      out(`account ${rest[0]}: ${r.acknowledged} anomalies acknowledged${r.lifted ? '; restriction lifted' : ''}`);
       return EXIT.ok;
     }
     case 'reload': {

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { FirewallEntry, FirewallTarget } from '../firewall/types.js';
 import { formatDuration } from '../common/duration.js';
 import { checkBannable, checkDuration, ruleBan } from './ban-judge.js';
+import { AccountFailures, defaultAccountAware, type AccountAwareOptions, type AccountEvidence, type AccountFailureReport } from './account-aware.js';
 import { Detector, type EventView } from './detector.js';
 import { plainObservation, type EventDecoder, type Observation, type ObservationSink } from './observation.js';
 import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '../net/ip.js';
@@ -68,6 +69,8 @@ export interface GuardListener {
   banned?(notice: BanNotice): void;
   unbanned?(notice: BanNotice, why: 'expired' | 'unbanned'): void;
   storeError?(err: Error): void;
+  /** one account keeps failing from an address where other accounts succeed (account-aware.ts) */
+  accountFailing?(report: AccountFailureReport): void;
 }
 
 export interface GuardStatus {
@@ -97,6 +100,8 @@ export class Guardian implements BanControl, ObservationSink {
   private scope: BanScope;
   /** the key an address is counted under (the detector's, which a reload replaces) */
   private readonly keyOf = (address: IpNetwork) => this.detector.keyOf(address);
+  /** account-aware bans (set by setAccountEvidence; null: every address is judged alone) */
+  private accountAware: AccountFailures | null = null;
 
   constructor(
     private options: GuardOptions,
@@ -223,11 +228,18 @@ export class Guardian implements BanControl, ObservationSink {
     const detection = this.detector.observe(name, o, key, keyText, now);
     const counted = this.detector.totalFailures - before;
     if (counted > 0) for (const l of this.listeners) l.failure?.(name, counted, keyText);
+    const aware = this.accountAware;
+    // an address where other accounts succeed (an office behind NAT): failures count per account
+    const addressText = aware === null ? '' : key === address ? keyText : formatNetwork(address);
+    const shared = aware === null ? null : counted > 0 ? aware.failure(addressText, o, now) : detection ? aware.peek(addressText, now) : null;
+    if (shared?.report) this.reportAccountFailing(shared.report);
     if (!detection) return;
+    if (shared && !shared.enumeration) return;
     // An IPv6 prefix that would also cover an allow-listed address (configured, the host's own,
-    // its resolver or gateway, the AMI / Odoo host), or that is out of scope: the address alone.
+    // its resolver or gateway, the AMI / Odoo host), that is out of scope, or where some address
+    // authenticated successfully recently (a phone): the address alone.
     let target = detection.key;
-    if (target !== address && (this.allow.findOverlap(target) || this.scope.refusal(target))) target = address;
+    if (target !== address && (this.allow.findOverlap(target) || this.scope.refusal(target) || aware?.evidence.hasRecentSuccess(target, now))) target = address;
     if (this.scope.refusal(target)) {
       this.detector.forget(detection.keyText);
       this.emitIgnored('out-of-scope', address);
@@ -249,8 +261,28 @@ export class Guardian implements BanControl, ObservationSink {
       recidive,
       maxBanSec: this.maxBanSec,
     });
+    if (shared) {
+      rec.reason += ` (failures for ${shared.accounts} accounts from an address where others authenticate: enumeration)`;
+      aware?.forget(addressText);
+    }
     this.applyBan(rec, detection.windowMs);
     this.detector.forget(detection.keyText);
+  }
+
+  /**
+   * Account-aware bans (src/guard/account-aware.ts): `evidence` says which addresses authenticate
+   * successfully (src/accounts); null turns it off. Failure counts per account start again.
+   */
+  setAccountEvidence(evidence: AccountEvidence | null, options: AccountAwareOptions = defaultAccountAware): void {
+    this.accountAware = evidence === null ? null : new AccountFailures(options, evidence);
+  }
+
+  private reportAccountFailing(r: AccountFailureReport): void {
+    this.logger.warn(
+      { event: 'account-failing', account: r.account, address: r.address, failures: r.failures, accounts: r.accounts, succeeding: r.succeeding },
+      `account ${r.account} keeps failing from ${r.address} (stale password?): ${r.failures} failures; ${r.succeeding} accounts authenticate from it, so it is not banned unless ${this.accountAware?.options.enumerationAccounts ?? 0} accounts fail`,
+    );
+    for (const l of this.listeners) l.accountFailing?.(r);
   }
 
   /**

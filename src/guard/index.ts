@@ -30,3 +30,11 @@ export {
 } from './host-watch.js';
 export { requestedBanDuration } from './ban-duration.js';
 export { connectSubscribers, type Subscriber, type AmiEventSource } from './subscriber.js';
+export {
+  AccountFailures,
+  defaultAccountAware,
+  type AccountAwareOptions,
+  type AccountEvidence,
+  type AccountFailureReport,
+  type SharedVerdict,
+} from './account-aware.js';

@@ -60,6 +60,48 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'index of ended ban_history rows (retention)',
     sql: `CREATE INDEX IF NOT EXISTS ban_history_ended ON ban_history (ended_at) WHERE ended_at IS NOT NULL;`,
   },
+  {
+    version: 3,
+    // src/accounts: what each account authenticated from, so a restart does not forget every phone
+    name: 'account memory (networks, User-Agents, successful addresses, anomalies)',
+    sql: `
+      CREATE TABLE account_networks (
+        account TEXT NOT NULL,
+        network TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (account, network)
+      );
+      CREATE TABLE account_agents (
+        account TEXT NOT NULL,
+        family TEXT NOT NULL,
+        full TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (account, family)
+      );
+      CREATE TABLE account_successes (
+        address TEXT NOT NULL,
+        account TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (address, account)
+      );
+      CREATE TABLE account_anomalies (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        signal TEXT NOT NULL,
+        address TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        action TEXT NOT NULL,
+        acknowledged_at INTEGER
+      );
+      CREATE INDEX account_anomalies_open ON account_anomalies (account) WHERE acknowledged_at IS NULL;
+      CREATE TABLE account_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
