@@ -5,6 +5,7 @@ import { loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.j
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
 import { callDaemon } from '../admin/client.js';
+import { formatSettingsStatus, type SettingsStatus } from '../config/settings-origin.js';
 import { formatCheckReport, runCheck } from './check.js';
 import { StartupError } from '../common/errors.js';
 import { EXIT, exitCodeOf } from './exit.js';
@@ -115,8 +116,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'status': {
       const health = await callDaemon<HealthReport>(socket(), 'GET', '/health');
-      const s = await callDaemon<GuardStatus>(socket(), 'GET', '/status');
-      out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}`);
+      const s = await callDaemon<GuardStatus & { settings?: SettingsStatus }>(socket(), 'GET', '/status');
+      const settings = s.settings ? `\n\n${formatSettingsStatus(s.settings)}` : '';
+      out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}${settings}`);
       return health.healthy ? EXIT.ok : EXIT.unhealthy;
     }
     case 'banned': {
