@@ -58,6 +58,7 @@ export const UNIT: readonly string[] = [
   'odoo-condition.test.ts',
   'odoo-fagi.test.ts',
   'odoo-jobs.test.ts',
+  'odoo-settings.test.ts',
   'response-bounds.test.ts',
   'rest-api.test.ts',
   'sources-security-log.test.ts',
