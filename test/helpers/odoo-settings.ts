@@ -5,25 +5,16 @@
  * of asterisk_plus.agent_options that data/agent_options.xml creates for the default server.
  * The responders check the domains the agent sends and record a violation otherwise.
  */
+import { readFileSync } from 'node:fs';
 import type { FakeOdoo } from './fake-odoo.js';
 
-/** data/agent_options.xml of asterisk_plus 4.2.0, key and value as the module creates them */
-export const MODULE_AGENT_OPTIONS: ReadonlyArray<[string, string]> = [
-  ['fagi_enabled', 'yes'],
-  ['fagi_listen', '0.0.0.0'],
-  ['fagi_port', '44574'],
-  ['security_enabled', 'no'],
-  ['security_banned_timeout', '86400'],
-  ['security_authenticated_timeout', '604800'],
-  ['security_expire_short_timeout', '30'],
-  ['security_expire_long_timeout', '86400'],
-  ['security_ports_tcp', '5060,5061,5062,65060,65061,8088,8089,48088,48089'],
-  ['security_ports_udp', '5060,5061,5062,65060,65061,65062'],
-  ['security_iptables', 'iptables'],
-  ['asterisk_sounds_dir', '/var/lib/asterisk/sounds/'],
-  ['asterisk_monitor_dir', '/var/spool/asterisk/monitor/'],
-  ['asterisk_mp3_convert', 'no'],
-];
+/** data/agent_options.xml of asterisk_plus 4.2.0, key and value as the module creates them (test/fixtures/odoo17-asterisk-plus/agent-options.json) */
+export const MODULE_AGENT_OPTIONS: ReadonlyArray<[string, string]> = (
+  JSON.parse(readFileSync(new URL('../../../test/fixtures/odoo17-asterisk-plus/agent-options.json', import.meta.url), 'utf8')) as Array<{
+    key: string;
+    value: string;
+  }>
+).map((r) => [r.key, r.value]);
 
 export interface ServedSettings {
   server: Record<string, unknown>;
