@@ -89,6 +89,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'ami-blind.test.ts': 'whole daemon: AMI blind to security events, waits for the re-checks',
   'ban-scope.test.ts': 'whole daemon and CLI children',
   'cli-odoo-init.test.ts': 'CLI children against a fake Odoo',
+  'odoo-replay.test.ts': 'whole daemon replaying the recorded Odoo 17 run (mp3 through lame when installed)',
   'daemon-odoo-settings.test.ts': 'whole daemon with settings from a fake Odoo; pbx-guardian status children',
   'daemon.test.ts': 'whole daemon and CLI children on its admin socket',
   'store-migrations.test.ts': 'a `run` child on a database from a newer version (exit 11); timers of the prune',
