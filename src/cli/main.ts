@@ -117,7 +117,8 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const health = await callDaemon<HealthReport>(socket(), 'GET', '/health');
       const s = await callDaemon<GuardStatus & { settings?: SettingsStatus }>(socket(), 'GET', '/status');
-      const settings = s.settings ? `\n\n${formatSettingsStatus(s.settings)}` : '';
+      // a part that is off is left out of the text, as the health block does
+      const settings = s.settings && s.settings.state !== 'off' ? `\n\n${formatSettingsStatus(s.settings)}` : '';
       out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}${settings}`);
       return health.healthy ? EXIT.ok : EXIT.unhealthy;
     }
