@@ -29,6 +29,7 @@ import { bindAmiMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics
 import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { applyReload } from './reload.js';
+import { OdooSettings } from './config/settings-origin.js';
 import { judgeHealth, registerHealthMetrics, type HealthInputs, type HealthReport } from './health/index.js';
 import { VERSION } from './version.js';
 import { createRestApp, restTokenEntries, type RestServer, type RestToken } from './rest/index.js';
@@ -171,9 +172,12 @@ function stdoutLogger(level: string, metrics: Metrics): Logger {
  */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let config = opts.config;
-  assertRunnable(config);
   const metrics = createMetrics();
   const logger = opts.logger ?? stdoutLogger(config.logLevel, metrics);
+  // the server's AMI fields and agent options kept in Odoo fill what the file leaves unset (an AMI secret from Odoo makes the config runnable)
+  const odooSettings = new OdooSettings(logger);
+  config = await odooSettings.load(config);
+  assertRunnable(config);
   prepareStateDir(config.stateDir);
   const lock = acquireStateLock(config.stateDir);
   if (lock.tookOver) logger.warn({ lock: lock.path, stale: lock.tookOver.holder }, `took over a stale lock ${lock.path}: ${lock.tookOver.why}`);
@@ -237,11 +241,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const restTokens = new TokenSet<RestToken>(restTokenEntries(config.rest.tokens));
 
     const reload = async (): Promise<ReloadResult> => {
-      const next = opts.configPath !== undefined ? loadConfig(opts.configPath) : config;
+      const next = await odooSettings.load(opts.configPath !== undefined ? loadConfig(opts.configPath) : opts.config);
       const options = guardOptions(next, [], opts.hostAddresses);
       gd.reload(options);
       // credentials apply at once: a removed or rotated secret stops working with this reload
-      const { applied, restartNeeded } = applyReload(config, next, { logger, restTokens, odoo, webhooks, historyRetention: prune });
+      const { applied, restartNeeded } = await applyReload(config, next, { logger, restTokens, odoo, webhooks, historyRetention: prune });
       config = next;
       await feed.setHosts(hostNames(next));
       await gd.setAllowSource('hosts', resolvedAllow(next, feed));
@@ -307,7 +311,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                 const app = createAdminApp(
                   {
                     control: gd,
-                    status: () => gd.status(),
+                    status: () => ({ ...gd.status(), settings: odooSettings.status() }),
                     reload,
                     version: VERSION,
                     health,

@@ -12,7 +12,11 @@ import type { WebhookConfig } from './webhooks/index.js';
 export interface ReloadTargets {
   logger: { level: string };
   restTokens: { replace(entries: ReturnType<typeof restTokenEntries>): void };
-  odoo: { setAgentToken(token: string): boolean } | null;
+  odoo: {
+    setAgentToken(token: string): boolean;
+    setFagi(fagi: GuardianConfig['odoo']['fagi']): Promise<void>;
+    setRecordingDirs(dirs: string[]): void;
+  } | null;
   webhooks: { update(list: WebhookConfig[]): { applied: string[]; restartNeeded: string[] } } | null;
   /** starts the ban history prune again with this retention */
   historyRetention: (retention: string) => void;
@@ -23,7 +27,7 @@ export interface ReloadOutcome {
   restartNeeded: string[];
 }
 
-type Apply = (next: GuardianConfig, t: ReloadTargets, out: ReloadOutcome, key: string) => void;
+type Apply = (next: GuardianConfig, t: ReloadTargets, out: ReloadOutcome, key: string) => void | Promise<void>;
 
 const done: Apply = (_n, _t, out, key) => void out.applied.push(key);
 
@@ -48,6 +52,21 @@ export const APPLY: Record<string, Apply> = {
     out.applied.push(...r.applied);
     out.restartNeeded.push(...r.restartNeeded);
   },
+  // FastAGI follows odoo.fagi.* (from the file or from Odoo's fagi_enabled / fagi_listen / fagi_port): the bridge moves it once for all three keys
+  'odoo.fagi.': async (next, t, out, key) => {
+    if (!t.odoo) return void out.restartNeeded.push(`${key} (the Odoo bridge is not running)`);
+    try {
+      await t.odoo.setFagi(next.odoo.fagi);
+      out.applied.push(key);
+    } catch (e) {
+      out.restartNeeded.push(`${key} (FastAGI cannot listen on ${next.odoo.fagi.host}:${next.odoo.fagi.port}: ${(e as Error).message}; it is off)`);
+    }
+  },
+  'odoo.recordingDirs': (next, t, out, key) => {
+    if (!t.odoo) return void out.restartNeeded.push(`${key} (the Odoo bridge is not running)`);
+    t.odoo.setRecordingDirs(next.odoo.recordingDirs);
+    out.applied.push(key);
+  },
   'store.historyRetention': (next, t, out, key) => {
     t.historyRetention(next.store.historyRetention);
     out.applied.push(key);
@@ -59,12 +78,12 @@ export function applierOf(key: string): Apply | undefined {
 }
 
 /** Applies what can be applied of `next` over `prev`; names the rest (keys, never values). */
-export function applyReload(prev: GuardianConfig, next: GuardianConfig, targets: ReloadTargets): ReloadOutcome {
+export async function applyReload(prev: GuardianConfig, next: GuardianConfig, targets: ReloadTargets): Promise<ReloadOutcome> {
   const plan = reloadPlan(prev, next);
   const out: ReloadOutcome = { applied: [], restartNeeded: [...plan.restart] };
   for (const key of plan.live) {
     const apply = applierOf(key);
-    if (apply) apply(next, targets, out, key);
+    if (apply) await apply(next, targets, out, key);
     else out.restartNeeded.push(key);
   }
   return out;

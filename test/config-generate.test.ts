@@ -78,7 +78,7 @@ test('every key the schema marks live has an apply step', () => {
   for (const { key, node } of schemaKeys()) if (node.reload === 'live') assert.ok(applierOf(key), `${key} is marked live but src/reload.ts has no APPLY entry`);
 });
 
-test('applyReload applies the live keys and names the others', () => {
+test('applyReload applies the live keys and names the others', async () => {
   const a = defaultConfig();
   const b = structuredClone(a);
   b.logLevel = 'warn';
@@ -94,7 +94,7 @@ test('applyReload applies the live keys and names the others', () => {
     webhooks: null,
     historyRetention: (r) => calls.push(`retention ${r}`),
   };
-  const r = applyReload(a, b, targets);
+  const r = await applyReload(a, b, targets);
   assert.equal(targets.logger.level, 'warn');
   assert.deepEqual(calls, ['retention 100d', 'tokens 1']);
   assert.deepEqual(r.applied, ['logLevel', 'store.historyRetention', 'rest.tokens']);

@@ -6,6 +6,7 @@ import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
 import { callDaemon } from '../admin/client.js';
 import type { AccountWatch } from '../accounts/index.js';
+import { formatSettingsStatus, type SettingsStatus } from '../config/settings-origin.js';
 import { formatCheckReport, runCheck } from './check.js';
 import { StartupError } from '../common/errors.js';
 import { EXIT, exitCodeOf } from './exit.js';
@@ -136,8 +137,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'status': {
       const health = await callDaemon<HealthReport>(socket(), 'GET', '/health');
-      const s = await callDaemon<GuardStatus>(socket(), 'GET', '/status');
-      out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}`);
+      const s = await callDaemon<GuardStatus & { settings?: SettingsStatus }>(socket(), 'GET', '/status');
+      // a part that is off is left out of the text, as the health block does
+      const settings = s.settings && s.settings.state !== 'off' ? `\n\n${formatSettingsStatus(s.settings)}` : '';
+      out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}${settings}`);
       return health.healthy ? EXIT.ok : EXIT.unhealthy;
     }
     case 'banned': {

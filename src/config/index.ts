@@ -63,10 +63,12 @@ const ENV_KEYS: Array<[string, string]> = [
   ['ODOO_PASSWORD', 'odoo.password'],
 ];
 
-function applyEnv(user: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
+function applyEnv(user: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
+  const set: string[] = [];
   for (const [name, path] of ENV_KEYS) {
     const value = env[name];
     if (value === undefined || value === '') continue;
+    set.push(path);
     const keys = path.split('.');
     let node = user;
     for (const k of keys.slice(0, -1)) {
@@ -77,18 +79,40 @@ function applyEnv(user: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
   }
   if (env.ODOO_URL && !isPlainObject(user.odoo)) user.odoo = {};
   if (env.ODOO_URL && (user.odoo as Record<string, unknown>).enabled === undefined) (user.odoo as Record<string, unknown>).enabled = true;
+  return set;
+}
+
+/** What a config was built from: the file's document with the environment applied, and the keys the environment set. */
+export interface ConfigSource {
+  doc: Record<string, unknown>;
+  envKeys: string[];
+  source: string;
+}
+
+const sources = new WeakMap<GuardianConfig, ConfigSource>();
+
+/** The document a config was built from (buildConfig), to tell the keys the file sets from the defaults; undefined for a config built otherwise. */
+export function configSourceOf(cfg: GuardianConfig): ConfigSource | undefined {
+  return sources.get(cfg);
+}
+
+/** `cfg` was built from `src` (a config with settings from Odoo over the file keeps the file's source). */
+export function setConfigSource(cfg: GuardianConfig, src: ConfigSource): void {
+  sources.set(cfg, src);
 }
 
 /** Validates a parsed YAML document (plus environment overrides) into a full config. */
 export function buildConfig(doc: unknown, env: NodeJS.ProcessEnv = {}, source = 'config'): GuardianConfig {
   const user: Record<string, unknown> = isPlainObject(doc) ? structuredClone(doc) : {};
   if (doc !== null && doc !== undefined && !isPlainObject(doc)) throw new ConfigError(`${source}: expected a YAML mapping at the top level`);
-  applyEnv(user, env);
+  const envKeys = applyEnv(user, env);
+  const origin = structuredClone(user);
   const errors: string[] = [];
   const cfg = mergeWithDefaults(ConfigSchema as Node, user, '', errors) as GuardianConfig;
   errors.push(...constraintErrors(ConfigSchema as Node, cfg, ''));
   errors.push(...stageErrors(cfg));
   if (errors.length > 0) throw new ConfigError(`${source} is not valid:\n  - ${[...new Set(errors)].join('\n  - ')}`);
+  sources.set(cfg, { doc: origin, envKeys, source });
   return cfg;
 }
 

@@ -19,6 +19,10 @@ export const OdooConfigSchema = Section(
     password: Str(d.password, { description: 'password or API key of user (jsonrpc transport)' }),
     apiKey: Str(d.apiKey, { description: 'Odoo 19 JSON-2 API key (transport json2; falls back to password)' }),
     transport: Enum(['jsonrpc', 'json2'] as const, d.transport, { description: 'jsonrpc | json2' }),
+    settingsFromOdoo: Bool(true, {
+      description:
+        "read the server's AMI fields and the agent options from Odoo at start and on agent.reload_config; they fill only keys this file leaves unset (README, Settings kept in Odoo)",
+    }),
     agentToken: Str(d.agentToken, { description: 'the x-token Odoo sends with every job; no token, no job endpoint', reload: live }),
     listen: Section(
       {
@@ -40,7 +44,11 @@ export const OdooConfigSchema = Section(
       { description: 'memory running jobs may hold at once (mp3 conversions, files being sent to Odoo)' },
       'bytes',
     ),
-    recordingDirs: StrList(d.recordingDirs, { description: 'recording.get_file and file.delete are confined to these directories' }, { unit: 'paths' }),
+    recordingDirs: StrList(
+      d.recordingDirs,
+      { description: 'recording.get_file and file.delete are confined to these directories', reload: live },
+      { unit: 'paths' },
+    ),
     recordingMaxBytes: Positive(d.recordingMaxBytes, { description: 'largest recording sent to Odoo' }, 'bytes'),
     deniedActions: StrList(d.deniedActions, {
       description: "AMI actions refused from Odoo, FastAGI answers and the REST API, in addition to the action policy's built-in list",
@@ -80,9 +88,9 @@ export const OdooConfigSchema = Section(
     notifyMethod: Str(d.notifyMethod, { description: 'the method of notifyModel' }),
     fagi: Section(
       {
-        enabled: Bool(d.fagi.enabled, { description: "the FastAGI server for the events map's FAGI rows" }),
-        host: Str(d.fagi.host, { description: 'listen address' }, { unit: 'address' }),
-        port: Port(d.fagi.port, { description: 'listen port' }),
+        enabled: Bool(d.fagi.enabled, { description: "the FastAGI server for the events map's FAGI rows", reload: live }),
+        host: Str(d.fagi.host, { description: 'listen address', reload: live }, { unit: 'address' }),
+        port: Port(d.fagi.port, { description: 'listen port', reload: live }),
       },
       { description: 'FastAGI server' },
     ),
@@ -97,7 +105,7 @@ export type OdooSection = Static<typeof OdooConfigSchema>;
 
 /** The bridge's config from ours: "" means unset for the optional paths. */
 export function odooBridgeConfig(o: OdooSection): OdooConfigInput {
-  const { enabled: _enabled, lamePath, ffmpegPath, listen, ...rest } = o;
+  const { enabled: _enabled, settingsFromOdoo: _fromOdoo, lamePath, ffmpegPath, listen, ...rest } = o;
   return {
     ...rest,
     listen: { ...listen, certFile: listen.certFile || undefined, keyFile: listen.keyFile || undefined },

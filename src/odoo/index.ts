@@ -32,6 +32,7 @@ export { JobRunner, JobRegistry, JOB_FUNCTIONS, messageToDict, JobError, type Am
 export { Forwarder, type EventHandler } from './forwarder.js';
 export { FagiServer } from './fagi.js';
 export type { ConfigSyncPort } from './job-sip-peers.js';
+export { readOdooSettings, ODOO_SETTING_KEYS, type OdooSetting, type OdooSettingsRead } from './settings.js';
 
 export interface OdooBridgeDeps {
   config: OdooConfig | OdooConfigInput;
@@ -90,6 +91,10 @@ export interface OdooBridge extends Subscriber<OdooHealthSnapshot> {
   status(): { events: ReturnType<Forwarder['stats']>; jobsQueued: number; jobsRunning: number };
   /** the agent token from now on (reload); false when the job endpoint is not running (a restart starts it) */
   setAgentToken(token: string): boolean;
+  /** FastAGI from now on (reload): stopped, started or moved; throws when the new address cannot be bound (FastAGI is then off) */
+  setFagi(fagi: OdooConfig['fagi']): Promise<void>;
+  /** the directories recording.get_file and file.delete are confined to, from the next job on (reload) */
+  setRecordingDirs(dirs: string[]): void;
   close(): Promise<void>;
   /** where the job endpoint / FastAGI listen (null when off) */
   readonly agentAddress: { host: string; port: number } | null;
@@ -201,8 +206,23 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
   let app: FastifyInstance | null = null;
   const agentTokens = agentTokenSet(config.agentToken);
   let agentAddress: { host: string; port: number } | null = null;
-  let fagi: FagiServer | null = null;
+  let fagi = null as FagiServer | null;
   let fagiAddress: { host: string; port: number } | null = null;
+  const startFagi = async (): Promise<void> => {
+    const f = new FagiServer({
+      host: config.fagi.host,
+      port: config.fagi.port,
+      rpc,
+      handlers: (s) => fw.fagiHandlers(s),
+      actionPolicy,
+      log,
+      metrics,
+      systemName: config.systemName,
+    });
+    fagiAddress = await f.start();
+    fagi = f;
+    log.info({ ...fagiAddress }, 'FastAGI server listening');
+  };
   try {
     if (config.listen.enabled) {
       if (!config.agentToken) {
@@ -227,20 +247,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
         log.info({ ...agentAddress }, 'Odoo job endpoint listening (HTTPS, POST /app/asterisk_plus/agent)');
       }
     }
-    if (config.fagi.enabled) {
-      fagi = new FagiServer({
-        host: config.fagi.host,
-        port: config.fagi.port,
-        rpc,
-        handlers: (s) => fw.fagiHandlers(s),
-        actionPolicy,
-        log,
-        metrics,
-        systemName: config.systemName,
-      });
-      fagiAddress = await fagi.start();
-      log.info({ ...fagiAddress }, 'FastAGI server listening');
-    }
+    if (config.fagi.enabled) await startFagi();
   } catch (e) {
     await app?.close().catch(() => undefined);
     await fagi?.close().catch(() => undefined);
@@ -276,6 +283,21 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
       setAgentToken(agentTokens, token);
       return app !== null;
     },
+    async setFagi(next) {
+      const cur = config.fagi;
+      if (cur.enabled === next.enabled && cur.host === next.host && cur.port === next.port) return;
+      if (fagi) {
+        await fagi.close();
+        log.info({ ...fagiAddress }, 'FastAGI server stopped (reload)');
+      }
+      fagi = null;
+      fagiAddress = null;
+      config.fagi = { ...next };
+      if (next.enabled && !closed) await startFagi();
+    },
+    setRecordingDirs(dirs) {
+      config.recordingDirs = [...dirs];
+    },
     async close() {
       if (closed) return;
       closed = true;
@@ -286,7 +308,9 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
       ownRpc?.close();
     },
     agentAddress,
-    fagiAddress,
+    get fagiAddress() {
+      return fagiAddress;
+    },
     config,
     forwarder: fw,
     jobs: jr,

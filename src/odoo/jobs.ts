@@ -58,9 +58,15 @@ function errorResult(fun: string, message: string, asList: boolean): unknown {
 
 const ping: JobFunction = async () => true;
 
+/** The file and the settings from Odoo again; the user who pressed Reload Config reads what applied and what waits for a restart. */
 const reloadConfig: JobFunction = async (_a, _k, ctx) => {
-  await ctx.reloadConfig();
-  return true;
+  const r = (await ctx.reloadConfig()) as { rules?: unknown; applied?: unknown; restartNeeded?: unknown } | undefined;
+  if (!r || typeof r !== 'object' || !Array.isArray(r.applied) || !Array.isArray(r.restartNeeded)) return true;
+  return {
+    ...(typeof r.rules === 'number' ? { rules: r.rules } : {}),
+    applied: r.applied.length > 0 ? r.applied.join(', ') : 'nothing changed',
+    restart_needed: r.restartNeeded.length > 0 ? r.restartNeeded.join('; ') : 'none',
+  };
 };
 
 /**

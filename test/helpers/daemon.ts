@@ -74,6 +74,8 @@ export interface TestDaemonOptions {
   /** the simulated AMI user's manager.conf `read` (default all) */
   amiRead?: string;
   logLevel?: string;
+  /** bind the admin socket (default off), e.g. for pbx-guardian status */
+  adminSocket?: boolean;
 }
 
 export interface TestDaemon {
@@ -137,7 +139,7 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
   const backend = opts.backend ?? new MemoryBackend();
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ config, backend, logger: log.logger, adminSocket: false });
+    daemon = await startDaemon({ config, backend, logger: log.logger, adminSocket: opts.adminSocket ?? false });
   } catch (e) {
     await sim?.close();
     await odoo?.stop();
