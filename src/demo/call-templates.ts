@@ -56,6 +56,8 @@ export interface CompiledFrame {
   event: string;
   /** the CEL EventName, or '' */
   celName: string;
+  /** the VarSet Variable, or '' */
+  variable: string;
   channel: string;
   privilege: string;
   lines: Line[];
@@ -164,6 +166,7 @@ function compileFrames(frames: string[], found: Partial<CallValues>): CompiledFr
     return {
       event: header(text, 'Event') ?? header(text, 'Response') ?? '',
       celName: header(text, 'EventName') ?? '',
+      variable,
       channel: header(text, 'Channel') ?? '',
       privilege: header(text, 'Privilege') ?? '',
       lines,
@@ -194,6 +197,8 @@ export function compileCallTemplate(name: string, text: string, opts: { cel?: bo
       answerAt,
       after((f) => f.event === 'HangupRequest' || f.event === 'SoftHangupRequest', answerAt - 1),
     );
+    // the RTP statistics are set when the BYE arrives, just before the HangupRequest
+    while (hangupAt > answerAt && compiled[hangupAt - 1]!.variable.startsWith('RTPAUDIOQOS')) hangupAt--;
   }
   return { name, frames: compiled, answerAt, hangupAt, found, calleePrefix };
 }
