@@ -5,7 +5,7 @@
  * it posts. Its CPU is read from /proc/<pid>/stat, so the traffic generator's own work is not in it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { buildConfig, PACKAGE_ROOT } from '../src/config/index.js';
@@ -19,8 +19,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Counts the events the daemon's webhook dispatcher posts, by name. */
 export class WebhookCounter {
   readonly counts = new Map<string, number>();
-  /** the last few bodies, for the notes */
-  readonly samples: string[] = [];
+  /** GuardianFraud by its Policy and Action fields, e.g. "burst hangup,block" */
+  readonly policies = new Map<string, number>();
+  /** one Reason per policy, for the notes */
+  readonly reasons = new Map<string, string>();
   private server: http.Server | null = null;
   port = 0;
 
@@ -32,10 +34,16 @@ export class WebhookCounter {
       });
       req.on('end', () => {
         try {
-          const parsed = JSON.parse(body) as { event?: unknown };
+          const parsed = JSON.parse(body) as { event?: unknown; data?: Record<string, unknown> };
           const name = typeof parsed.event === 'string' ? parsed.event : '?';
           this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
-          if (this.samples.length < 5) this.samples.push(body.slice(0, 300));
+          const policy = parsed.data?.Policy;
+          if (name === 'GuardianFraud' && typeof policy === 'string') {
+            const k = `${policy} ${String(parsed.data?.Action ?? '')}`;
+            this.policies.set(k, (this.policies.get(k) ?? 0) + 1);
+            if (!this.reasons.has(policy) && this.reasons.size < 20)
+              this.reasons.set(policy, `${String(parsed.data?.Account ?? '')}: ${String(parsed.data?.Reason ?? '').slice(0, 160)}`);
+          }
         } catch {
           this.counts.set('(not JSON)', (this.counts.get('(not JSON)') ?? 0) + 1);
         }
@@ -49,7 +57,9 @@ export class WebhookCounter {
   }
 
   snapshot(): Map<string, number> {
-    return new Map(this.counts);
+    const m = new Map(this.counts);
+    for (const [k, n] of this.policies) m.set(`GuardianFraud[${k}]`, n);
+    return m;
   }
 
   async close(): Promise<void> {
@@ -122,6 +132,7 @@ export class DaemonProcess {
 
   static start(s: DaemonSetup): { daemon: DaemonProcess; config: Record<string, unknown> } {
     const config = daemonConfig(s);
+    mkdirSync(s.dir, { recursive: true, mode: 0o700 });
     const path = join(s.dir, 'guardian.yaml');
     writeFileSync(path, JSON.stringify(config, null, 2), { mode: 0o600 }); // JSON is YAML
     return { daemon: new DaemonProcess(path), config };
@@ -148,10 +159,26 @@ export class DaemonProcess {
   }
 }
 
-/** A `fraud:` section from the file named by PBXG_BENCH_FRAUD_CONFIG (JSON), or undefined. */
-export function fraudOverride(): unknown {
+/**
+ * The `fraud:` section the daemon runs with: the file named by PBXG_BENCH_FRAUD_CONFIG (JSON) when
+ * set; else, on a build with a fraud stage, only the PBX's country (the traffic dials national
+ * numbers as 0 + area code, like the fixtures' German PBX: an operator sets it), if this build's
+ * schema knows `fraud.dialingPlan.country`; else nothing (the build's defaults).
+ */
+export function fraudSection(hasFraud: boolean): { fraud: unknown; what: string } {
   const f = process.env.PBXG_BENCH_FRAUD_CONFIG;
-  if (!f) return undefined;
-  const parsed = JSON.parse(readFileSync(f, 'utf8')) as { fraud?: unknown };
-  return parsed.fraud ?? parsed;
+  if (f) {
+    const parsed = JSON.parse(readFileSync(f, 'utf8')) as { fraud?: unknown };
+    return { fraud: parsed.fraud ?? parsed, what: `fraud: from ${f}` };
+  }
+  if (!hasFraud) return { fraud: undefined, what: 'no fraud: section' };
+  const country = { dialingPlan: { country: BENCH_COUNTRY } };
+  try {
+    buildConfig({ stateDir: '/nonexistent', ami: { enabled: false }, fraud: country });
+    return { fraud: country, what: `fraud: defaults + dialingPlan.country "${BENCH_COUNTRY}"` };
+  } catch {
+    return { fraud: undefined, what: 'fraud: defaults (this build has no fraud.dialingPlan.country)' };
+  }
 }
+
+export const BENCH_COUNTRY = '49';

@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { PACKAGE_ROOT } from '../src/config/index.js';
 import { parseEventMask } from '../src/demo/ami-simulator.js';
 import { CallTraffic, type ActionRecord, type CallKind, type CallSpec, type PlacedCall, type TrafficAccount } from '../src/demo/call-traffic.js';
-import { buildHasFraudSection, DaemonProcess, fraudOverride, GUARDIAN_EVENTS, WebhookCounter } from './fraud-daemon.js';
+import { buildHasFraudSection, DaemonProcess, fraudSection, GUARDIAN_EVENTS, WebhookCounter } from './fraud-daemon.js';
 import type { BenchResult } from './types.js';
 
 const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures', 'ami-asterisk22-calls');
@@ -107,6 +107,7 @@ export function pct(xs: number[], p: number): number {
 }
 
 const r1 = (x: number) => Math.round(x * 10) / 10;
+const r2 = (x: number) => Math.round(x * 100) / 100;
 
 /** The first Hangup action (from `from` on) that hung up one of the call's channels. */
 function hangupOf(actions: ActionRecord[], call: PlacedCall): ActionRecord | undefined {
@@ -142,6 +143,177 @@ function guardianEvents(w0: Map<string, number>, w1: Map<string, number>): strin
   return parts.length ? parts.join(', ') : `none of ${GUARDIAN_EVENTS.join('/')}`;
 }
 
+interface Session {
+  d: DaemonProcess;
+  /** the daemon's login Events: header */
+  events: string | undefined;
+}
+
+/** A fresh daemon (its own state dir: no block or memory carried over) for one scenario. */
+async function withDaemon<T>(dir: string, traffic: CallTraffic, hooks: WebhookCounter, fraud: unknown, fn: (s: Session) => Promise<T>): Promise<T> {
+  const logins = traffic.sim.logins;
+  const { daemon: d } = DaemonProcess.start({ dir, amiPort: traffic.port, webhookPort: hooks.port, fraud });
+  try {
+    const end = Date.now() + 20_000;
+    while (traffic.sim.logins === logins && Date.now() < end && d.running) await sleep(20);
+    if (traffic.sim.logins === logins) throw new Error(`the daemon did not log in to the call-traffic PBX: ${d.lastOutput}`);
+    const login = traffic.sim.requests.filter((r) => r.action.toLowerCase() === 'login').at(-1);
+    const events = login?.headers.find(([k]) => k.toLowerCase() === 'events')?.[1];
+    await sleep(1000); // the daemon's start-up work is not in the figures
+    const out = await fn({ d, events });
+    if (!d.running) throw new Error(`the daemon exited during the bench: ${d.lastOutput}`);
+    return out;
+  } finally {
+    await d.stop();
+  }
+}
+
+/** What fired, from the webhook (GuardianFraud by policy and action), with a reason each. */
+function fired(hooks: WebhookCounter, w0: Map<string, number>): string {
+  const s = guardianEvents(w0, hooks.snapshot());
+  const reasons = [...hooks.reasons].map(([p, r]) => `${p}: ${r}`).slice(0, 4);
+  return reasons.length ? `${s}; e.g. ${reasons.join(' | ')}` : s;
+}
+
+async function attack(o: FraudBenchOptions, traffic: CallTraffic, hooks: WebhookCounter, { d, events }: Session, hasFraud: boolean): Promise<BenchResult[]> {
+  const sent0 = new Map(traffic.sentByPrivilege);
+  const w0 = hooks.snapshot();
+  hooks.reasons.clear();
+  const cpu0 = d.cpuSeconds();
+  const a0 = traffic.actions.length;
+  const burst: PlacedCall[] = [];
+  const burstDone = (async () => {
+    await sleep(Math.max(1000, (o.seconds * 1000) / 3));
+    for (const [i, dialled] of BURST_NUMBERS.entries()) {
+      if (i > 0) await sleep(BURST_SPACING_MS);
+      burst.push(traffic.place({ account: ATTACKER, dialled, kind: 'answered', ringMs: 500, talkMs: null, tag: 'burst' }));
+      traffic.flush();
+    }
+  })();
+  const bg = await traffic.run(o.rate, o.seconds, (i) => ordinaryCall(i % o.accounts, o.accounts, true));
+  await burstDone;
+  const settleEnd = performance.now() + o.settleMs;
+  while (performance.now() < settleEnd && !burst.every((c) => c.phase === 2)) await sleep(20);
+  const cpu = d.cpuSeconds() - cpu0;
+  const dv = delivered(diff(sent0, new Map(traffic.sentByPrivilege)), events);
+  const acts = traffic.actions.slice(a0);
+  const first = burst[0]!.dialBeginAt;
+  const cross = burst[o.crossing - 1]!.dialBeginAt;
+  const fromCross: number[] = [];
+  const fromOwn: number[] = [];
+  const fromFirst: number[] = [];
+  for (const c of burst) {
+    const h = hangupOf(acts, c);
+    if (!h) continue;
+    fromCross.push(h.at - Math.max(c.dialBeginAt, cross));
+    fromOwn.push(h.at - c.dialBeginAt);
+    fromFirst.push(h.at - first);
+  }
+  const burstChannels = new Set(burst.flatMap((c) => [c.values.callerChannel, c.values.calleeChannel]));
+  const hangups = acts.filter(isHangup);
+  const falseHangups = hangups.filter((a) => a.hungUp.some((ch) => !burstChannels.has(ch)));
+  const block = acts.find((a) => isBlock(a) && a.headers.Key === ATTACKER);
+  const falseBlocks = acts.filter((a) => isBlock(a) && a.headers.Key !== ATTACKER);
+  const why =
+    hangups.length === 0 && !acts.some(isBlock)
+      ? `no fraud actions seen (no AMI Hangup, no DBPut ${BLOCK_FAMILY}); this build ${hasFraud ? 'has a fraud: config section' : 'has no fraud stage (no fraud: config section)'}; daemon login Events: ${events ?? '(none)'}`
+      : '';
+  const latencyRow = (name: string, xs: number[], p: number, target: boolean): BenchResult => ({
+    name,
+    value: xs.length ? Math.round(pct(xs, p)) : NaN,
+    unit: 'ms',
+    ...(target ? { target: `<= ${HANGUP_P99_MAX_MS}`, ok: xs.length === burst.length && pct(xs, 99) <= HANGUP_P99_MAX_MS } : {}),
+    note: xs.length
+      ? `${xs.length}/${burst.length} burst calls hung up; p50 ${Math.round(pct(xs, 50))} ms, max ${Math.round(Math.max(...xs))} ms`
+      : why || `no burst call hung up within ${o.settleMs} ms after the burst`,
+  });
+  return [
+    latencyRow(`burst → AMI Hangup of each offending channel, from the crossing call (call ${o.crossing}), p99`, fromCross, 99, true),
+    latencyRow('burst → AMI Hangup, from the call’s own DialBegin, p50', fromOwn, 50, false),
+    latencyRow('burst → AMI Hangup, from the call’s own DialBegin, p99', fromOwn, 99, false),
+    latencyRow('burst → AMI Hangup, from the burst’s first call event, p99', fromFirst, 99, false),
+    {
+      name: `burst → DBPut ${BLOCK_FAMILY}/${ATTACKER}, from the crossing call`,
+      value: block ? Math.round(block.at - cross) : NaN,
+      unit: 'ms',
+      target: `<= ${BLOCK_MAX_MS}`,
+      ok: block !== undefined && block.at - cross <= BLOCK_MAX_MS,
+      note: block
+        ? `from the burst's first call ${Math.round(block.at - first)} ms; Val "${block.headers.Val ?? ''}"; answered ${block.response}`
+        : why || `no DBPut ${BLOCK_FAMILY}/${ATTACKER} within ${o.settleMs} ms after the burst`,
+    },
+    {
+      name: `burst: false actions on ordinary accounts (Hangup, DBPut) at ${o.rate} calls/s`,
+      value: falseHangups.length + falseBlocks.length,
+      unit: 'actions',
+      target: '0',
+      ok: falseHangups.length + falseBlocks.length === 0,
+      note: `${bg} ordinary calls in ${o.seconds} s from ${o.accounts} accounts (80% internal, 20% national, 1–3 s talk); Hangup ${falseHangups.length}, DBPut ${falseBlocks.length}${falseBlocks.length ? ` (accounts ${[...new Set(falseBlocks.map((a) => a.headers.Key))].slice(0, 5).join(' ')})` : ''}; webhook: ${fired(hooks, w0)}`,
+    },
+    {
+      name: `daemon CPU per 1,000 call events, ${o.rate} calls/s + burst`,
+      value: dv.call > 0 ? r2((cpu * 1e6) / dv.call) : NaN,
+      unit: 'ms',
+      note:
+        dv.call > 0
+          ? `${r2(cpu)} s CPU (/proc) for ${dv.call} call/cdr frames (${dv.all} frames in all) received under Events: ${events}; ${r1((cpu * 100) / (o.seconds + o.settleMs / 1000))}% of one core`
+          : `the daemon's login Events mask (${events ?? 'none'}) takes no call events: ${r2(cpu)} s CPU for ${dv.all} frames`,
+    },
+  ];
+}
+
+async function officeDay(o: FraudBenchOptions, traffic: CallTraffic, hooks: WebhookCounter, { d, events }: Session): Promise<BenchResult[]> {
+  const sent0 = new Map(traffic.sentByPrivilege);
+  const w0 = hooks.snapshot();
+  hooks.reasons.clear();
+  const a0 = traffic.actions.length;
+  const idle0 = d.cpuSeconds();
+  await sleep(2000);
+  const idle = (d.cpuSeconds() - idle0) / 2;
+  const cpu0 = d.cpuSeconds();
+  const t0 = performance.now();
+  const kinds = new Map<CallKind, number>();
+  let placed = 0;
+  const day = async (a: number) => {
+    await sleep(rnd(0, 15_000));
+    while (placed < o.officeCalls) {
+      placed++;
+      const s = ordinaryCall(a, o.accounts, false);
+      kinds.set(s.kind, (kinds.get(s.kind) ?? 0) + 1);
+      const c = traffic.place(s);
+      while (c.phase !== 2) await sleep(250);
+      await sleep(rnd(2000, 15_000));
+    }
+  };
+  await Promise.all(Array.from({ length: o.accounts }, (_, a) => day(a)));
+  await sleep(2000);
+  const cpu = d.cpuSeconds() - cpu0;
+  const secs = (performance.now() - t0) / 1000;
+  const acts = traffic.actions.slice(a0);
+  const dv = delivered(diff(sent0, new Map(traffic.sentByPrivilege)), events);
+  const hangups = acts.filter(isHangup).length;
+  const blocks = acts.filter(isBlock).length;
+  return [
+    {
+      name: `office day: AMI actions on ${placed} ordinary calls (Hangup + DBPut ${BLOCK_FAMILY})`,
+      value: hangups + blocks,
+      unit: 'actions',
+      target: '0',
+      ok: hangups + blocks === 0,
+      note: `${Math.round(secs)} s, ${o.accounts} accounts, one call at a time each; ${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}; Hangup ${hangups}, DBPut ${blocks}; webhook: ${fired(hooks, w0)}`,
+    },
+    {
+      name: 'daemon CPU per 1,000 call events, office day',
+      value: dv.call > 0 ? r2((cpu * 1e6) / dv.call) : NaN,
+      unit: 'ms',
+      note:
+        dv.call > 0
+          ? `${r2(cpu)} s CPU for ${dv.call} call/cdr frames (${dv.all} in all) under Events: ${events}; idle before: ${r1(idle * 100)}% of a core (timers, included)`
+          : `no call events taken (Events: ${events ?? 'none'})`,
+    },
+  ];
+}
+
 export async function run(opts: Partial<FraudBenchOptions> & { quick?: boolean } = {}): Promise<BenchResult[]> {
   const o: FraudBenchOptions = {
     seconds: opts.seconds ?? (opts.quick ? 10 : 30),
@@ -155,160 +327,17 @@ export async function run(opts: Partial<FraudBenchOptions> & { quick?: boolean }
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-fraud-bench-'));
   const traffic = new CallTraffic({ fixturesDir: FIXTURES, accounts: accounts(o.accounts), username: 'guardian', secret: 'bench-fraud' });
   const hooks = new WebhookCounter();
-  let daemon: DaemonProcess | null = null;
   try {
     await traffic.listen();
     await hooks.listen();
     const hasFraud = buildHasFraudSection();
-    const started = DaemonProcess.start({ dir, amiPort: traffic.port, webhookPort: hooks.port, fraud: fraudOverride() });
-    daemon = started.daemon;
-    const d = daemon;
-    const loginEnd = Date.now() + 20_000;
-    while (traffic.sim.loggedIn === 0 && Date.now() < loginEnd && d.running) await sleep(20);
-    if (traffic.sim.loggedIn === 0) throw new Error(`the daemon did not log in to the call-traffic PBX: ${d.lastOutput}`);
-    const login = traffic.sim.requests.find((r) => r.action.toLowerCase() === 'login');
-    const events = login?.headers.find(([k]) => k.toLowerCase() === 'events')?.[1];
-    await sleep(1000); // the daemon's start-up work is not in the figures
-
-    // ---------------------------------------------------------------- 1. burst under load
-    const sent0 = new Map(traffic.sentByPrivilege);
-    const w0 = hooks.snapshot();
-    const cpu0 = d.cpuSeconds();
-    const a0 = traffic.actions.length;
-    const burst: PlacedCall[] = [];
-    const burstAt = Math.max(1000, (o.seconds * 1000) / 3);
-    const burstDone = (async () => {
-      await sleep(burstAt);
-      for (const [i, dialled] of BURST_NUMBERS.entries()) {
-        if (i > 0) await sleep(BURST_SPACING_MS);
-        burst.push(traffic.place({ account: ATTACKER, dialled, kind: 'answered', ringMs: 500, talkMs: null, tag: 'burst' }));
-        traffic.flush();
-      }
-    })();
-    const bg = await traffic.run(o.rate, o.seconds, (i) => ordinaryCall(i % o.accounts, o.accounts, true));
-    await burstDone;
-    const settleEnd = performance.now() + o.settleMs;
-    while (performance.now() < settleEnd && !burst.every((c) => c.phase === 2)) await sleep(20);
-    const cpu1 = d.cpuSeconds();
-    const sent1 = new Map(traffic.sentByPrivilege);
-    const w1 = hooks.snapshot();
-    const acts = traffic.actions.slice(a0);
-    const first = burst[0]!.dialBeginAt;
-    const cross = burst[o.crossing - 1]!.dialBeginAt;
-    const fromCross: number[] = [];
-    const fromOwn: number[] = [];
-    const fromFirst: number[] = [];
-    for (const c of burst) {
-      const h = hangupOf(acts, c);
-      if (!h) continue;
-      fromCross.push(h.at - Math.max(c.dialBeginAt, cross));
-      fromOwn.push(h.at - c.dialBeginAt);
-      fromFirst.push(h.at - first);
-    }
-    const burstChannels = new Set(burst.flatMap((c) => [c.values.callerChannel, c.values.calleeChannel]));
-    const hangups = acts.filter(isHangup);
-    const falseHangups = hangups.filter((a) => a.hungUp.some((ch) => !burstChannels.has(ch)));
-    const block = acts.find((a) => isBlock(a) && a.headers.Key === ATTACKER);
-    const falseBlocks = acts.filter((a) => isBlock(a) && a.headers.Key !== ATTACKER);
-    const dv = delivered(diff(sent0, sent1), events);
-    const cpuA = cpu1 - cpu0;
-    const noFraud = hangups.length === 0 && !acts.some(isBlock);
-    const why = noFraud
-      ? `no fraud actions seen (no AMI Hangup, no DBPut ${BLOCK_FAMILY}); this build ${hasFraud ? 'has a fraud: config section' : 'has no fraud stage (no fraud: config section)'}; daemon login Events: ${events ?? '(none)'}`
-      : '';
-    const rows: BenchResult[] = [];
-    const latencyRow = (name: string, xs: number[], p: number, target: boolean): BenchResult => ({
-      name,
-      value: xs.length ? Math.round(pct(xs, p)) : NaN,
-      unit: 'ms',
-      ...(target ? { target: `<= ${HANGUP_P99_MAX_MS}`, ok: xs.length === burst.length && pct(xs, 99) <= HANGUP_P99_MAX_MS } : {}),
-      note: xs.length ? `${xs.length}/${burst.length} burst calls hung up; p50 ${Math.round(pct(xs, 50))} ms, max ${Math.round(Math.max(...xs))} ms` : why,
-    });
-    rows.push(
-      latencyRow(`burst → AMI Hangup of each offending channel, from the crossing call (call ${o.crossing}), p99`, fromCross, 99, true),
-      latencyRow('burst → AMI Hangup, from the call’s own DialBegin, p50', fromOwn, 50, false),
-      latencyRow('burst → AMI Hangup, from the call’s own DialBegin, p99', fromOwn, 99, false),
-      latencyRow('burst → AMI Hangup, from the burst’s first call event, p99', fromFirst, 99, false),
-      {
-        name: `burst → DBPut ${BLOCK_FAMILY}/${ATTACKER}, from the crossing call`,
-        value: block ? Math.round(block.at - cross) : NaN,
-        unit: 'ms',
-        target: `<= ${BLOCK_MAX_MS}`,
-        ok: block !== undefined && block.at - cross <= BLOCK_MAX_MS,
-        note: block
-          ? `from the burst's first call ${Math.round(block.at - first)} ms; Val "${block.headers.Val ?? ''}"; answered ${block.response}`
-          : why || `no DBPut ${BLOCK_FAMILY}/${ATTACKER} within ${o.settleMs} ms after the burst`,
-      },
-      {
-        name: `burst: false actions on ordinary accounts (Hangup, DBPut) at ${o.rate} calls/s`,
-        value: falseHangups.length + falseBlocks.length,
-        unit: 'actions',
-        target: '0',
-        ok: falseHangups.length + falseBlocks.length === 0,
-        note: `${bg} ordinary calls in ${o.seconds} s from ${o.accounts} accounts (80% internal, 20% national, 1–3 s talk); Hangup actions ${hangups.length} (${hangups.filter((a) => a.response === 'Error').length} answered No such channel), DBPut ${acts.filter(isBlock).length}; webhook: ${guardianEvents(w0, w1)}`,
-      },
-      {
-        name: `daemon CPU per 1,000 call events, ${o.rate} calls/s + burst`,
-        value: dv.call > 0 ? r1((cpuA * 1e6) / dv.call) : NaN,
-        unit: 'ms',
-        note:
-          dv.call > 0
-            ? `${r1(cpuA)} s CPU (/proc) for ${dv.call} call/cdr frames (${dv.all} frames in all) received under Events: ${events}; ${r1((cpuA * 1000) / o.seconds / 10)}% of one core`
-            : `the daemon's login Events mask (${events ?? 'none'}) takes no call events: ${r1(cpuA)} s CPU for ${dv.all} frames`,
-      },
-    );
-
-    // ---------------------------------------------------------------- 2. office day
-    const sent2 = new Map(traffic.sentByPrivilege);
-    const w2 = hooks.snapshot();
-    const a2 = traffic.actions.length;
-    const cpu2 = d.cpuSeconds();
-    const t2 = performance.now();
-    const kinds = new Map<CallKind, number>();
-    let placed = 0;
-    const day = async (a: number) => {
-      await sleep(rnd(0, 15_000));
-      while (placed < o.officeCalls) {
-        placed++;
-        const s = ordinaryCall(a, o.accounts, false);
-        kinds.set(s.kind, (kinds.get(s.kind) ?? 0) + 1);
-        const c = traffic.place(s);
-        while (c.phase !== 2) await sleep(250);
-        await sleep(rnd(2000, 15_000));
-      }
-    };
-    await Promise.all(Array.from({ length: o.accounts }, (_, a) => day(a)));
-    await sleep(2000);
-    const cpu3 = d.cpuSeconds();
-    const officeS = (performance.now() - t2) / 1000;
-    const acts2 = traffic.actions.slice(a2);
-    const dv2 = delivered(diff(sent2, new Map(traffic.sentByPrivilege)), events);
-    const offHangups = acts2.filter(isHangup).length;
-    const offBlocks = acts2.filter(isBlock).length;
-    const cpuB = cpu3 - cpu2;
-    rows.push(
-      {
-        name: `office day: AMI actions on ${placed} ordinary calls (Hangup + DBPut ${BLOCK_FAMILY})`,
-        value: offHangups + offBlocks,
-        unit: 'actions',
-        target: '0',
-        ok: offHangups + offBlocks === 0,
-        note: `${Math.round(officeS)} s, ${o.accounts} accounts, one call at a time each; ${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}; Hangup ${offHangups}, DBPut ${offBlocks}; webhook: ${guardianEvents(w2, hooks.snapshot())}`,
-      },
-      {
-        name: 'daemon CPU per 1,000 call events, office day',
-        value: dv2.call > 0 ? r1((cpuB * 1e6) / dv2.call) : NaN,
-        unit: 'ms',
-        note:
-          dv2.call > 0
-            ? `${r1(cpuB)} s CPU for ${dv2.call} call/cdr frames (${dv2.all} in all) under Events: ${events}`
-            : `no call events taken (Events: ${events ?? 'none'})`,
-      },
-    );
-    if (!d.running) throw new Error(`the daemon exited during the bench: ${d.lastOutput}`);
+    const { fraud, what } = fraudSection(hasFraud);
+    const rows = await withDaemon(join(dir, 'attack'), traffic, hooks, fraud, (s) => attack(o, traffic, hooks, s, hasFraud));
+    if (o.officeCalls > 0) rows.push(...(await withDaemon(join(dir, 'office'), traffic, hooks, fraud, (s) => officeDay(o, traffic, hooks, s))));
+    // which fraud config the figures are for
+    rows[0]!.note = `${rows[0]!.note ?? ''}; daemon config: ${what}`;
     return rows;
   } finally {
-    await daemon?.stop();
     await traffic.close();
     await hooks.close();
     rmSync(dir, { recursive: true, force: true });
@@ -320,7 +349,13 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     const i = process.argv.indexOf(k);
     return i > 0 ? Number(process.argv[i + 1]) : undefined;
   };
-  const rows = await run({ quick: process.argv.includes('--quick'), seconds: arg('--seconds'), rate: arg('--rate'), officeCalls: arg('--office-calls') });
+  const rows = await run({
+    quick: process.argv.includes('--quick'),
+    seconds: arg('--seconds'),
+    rate: arg('--rate'),
+    officeCalls: arg('--office-calls'),
+    crossing: arg('--crossing'),
+  });
   for (const r of rows)
     console.log(
       `${r.name.padEnd(96)} ${String(r.value).padStart(8)} ${r.unit.padEnd(8)} ${r.target ?? ''} ${r.ok === undefined ? '' : r.ok ? 'ok' : 'MISS'}\n    ${r.note ?? ''}`,
