@@ -38,6 +38,10 @@ export interface AmiSimulatorOptions {
   users?: Record<string, SimulatedUser>;
   /** delay before refusing a wrong login, ms (Asterisk: 1000) */
   loginFailDelayMs?: number;
+  /** the greeting bytes (default: fixturesDir/greeting.raw) */
+  greeting?: Buffer;
+  /** answers an action of a logged-in session before the recorded replies (true: answered) */
+  onAction?: (req: SimulatedRequest, reply: (text: string) => void) => boolean;
 }
 
 export interface SimulatedRequest {
@@ -129,6 +133,7 @@ export class AmiSimulator {
 
   private readonly fixturesDir: string;
   private readonly greeting: Buffer;
+  private readonly onAction: AmiSimulatorOptions['onAction'];
   private readonly recorded = new Map<string, Recorded[]>();
   private readonly sessions = new Set<Session>();
   private server: net.Server | null = null;
@@ -144,7 +149,8 @@ export class AmiSimulator {
     this.primary = opts.username ?? (opts.users ? Object.keys(opts.users)[0] : undefined) ?? 'guardian';
     if (!this.users.has(this.primary)) this.users.set(this.primary, { secret: opts.secret ?? 'guardian-secret', read: opts.read ?? 'all' });
     this.loginFailDelayMs = opts.loginFailDelayMs ?? 1000;
-    this.greeting = readFileSync(join(this.fixturesDir, 'greeting.raw'));
+    this.greeting = opts.greeting ?? readFileSync(join(this.fixturesDir, 'greeting.raw'));
+    this.onAction = opts.onAction;
     this.loadRecorded();
   }
 
@@ -270,6 +276,7 @@ export class AmiSimulator {
       this.write(s, crlf(['Response: Error', ...idLine, 'Message: Permission denied']));
       return;
     }
+    if (this.onAction?.(req, (text) => this.write(s, text))) return;
     if (action === 'ping') {
       const now = Date.now();
       const ts = `${Math.floor(now / 1000)}.${String((now % 1000) * 1000).padStart(6, '0')}`;
