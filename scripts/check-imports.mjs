@@ -20,6 +20,7 @@ export const LAYERS = [
   ['version.ts'],
   ['ami', 'firewall'],
   ['guard'],
+  ['fraud'],
   ['store', 'sources'],
   ['odoo', 'webhooks', 'asterisk-config'],
   ['health'],

@@ -37,6 +37,7 @@ export const UNIT: readonly string[] = [
   'daemon-security-log.test.ts',
   'error-model.test.ts',
   'firewall-deferred.test.ts',
+  'fraud.test.ts',
   'firewall-enforcer.test.ts',
   'firewall-health.test.ts',
   'firewall-nft-watch.test.ts',

@@ -17,6 +17,7 @@ import { ConsoleConfigSchema } from '../console/config-schema.js';
 import { AsteriskConfigConfigSchema } from '../asterisk-config/config-schema.js';
 import { WebhooksConfigSchema } from '../webhooks/config-schema.js';
 import { SourcesConfigSchema } from '../sources/config-schema.js';
+import { FraudConfigSchema } from '../fraud/config-schema.js';
 
 /** Failed authentication on every HTTP listener (net/auth-failures.ts): shared, so it sits here. */
 export const AuthConfigSchema = Section(
@@ -57,6 +58,7 @@ export const ConfigSchema = Section(
     asteriskConfig: AsteriskConfigConfigSchema,
     webhooks: WebhooksConfigSchema,
     sources: SourcesConfigSchema,
+    fraud: FraudConfigSchema,
   },
   { description: 'pbx-guardian configuration' },
 );

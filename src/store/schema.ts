@@ -60,6 +60,21 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'index of ended ban_history rows (retention)',
     sql: `CREATE INDEX IF NOT EXISTS ban_history_ended ON ban_history (ended_at) WHERE ended_at IS NOT NULL;`,
   },
+  {
+    version: 3,
+    // the fraud stage's account blocks (src/fraud): restored at start and written to AstDB again at each AMI login
+    name: 'account_blocks (fraud)',
+    sql: `
+      CREATE TABLE IF NOT EXISTS account_blocks (
+        account TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        policy TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        address TEXT
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
