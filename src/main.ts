@@ -17,6 +17,8 @@ import {
   HostAllowFeed,
   HostWatch,
   systemResolver,
+  guardianEventFanout,
+  type GuardianEvent,
   type Subscriber,
   type HostAddressPort,
   type HostFilesPort,
@@ -25,7 +27,7 @@ import {
 } from './guard/index.js';
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
-import { bindAmiMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
+import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
 import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { applyReload } from './reload.js';
@@ -36,6 +38,7 @@ import { AsteriskConsole, registerConsoleRoute } from './console/index.js';
 import { AsteriskConfigFiles } from './asterisk-config/index.js';
 import { WebhookDispatcher } from './webhooks/index.js';
 import { attachSources } from './sources/index.js';
+import { createFraudEngine, type FraudEngine } from './fraud/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -63,6 +66,8 @@ export interface Daemon {
   odoo: OdooBridge | null;
   rest: RestServer | null;
   webhooks: WebhookDispatcher | null;
+  /** the fraud guard (null: fraud.enabled false, or AMI off) */
+  fraud: FraudEngine | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -218,6 +223,25 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       bindAmiMetrics(metrics, ami);
     }
 
+    // the fraud guard follows calls on the same AMI connection; its events go to the subscribers (set below)
+    let guardianEvent: (ev: GuardianEvent) => void = () => {};
+    const fraud =
+      ami && config.fraud.enabled
+        ? createFraudEngine({
+            config: config.fraud,
+            ami,
+            store: st.blocks,
+            bans: gd,
+            emit: (ev) => guardianEvent(ev),
+            logger: logger.child({ stage: 'fraud' }),
+          })
+        : null;
+    if (ami && fraud) {
+      bindFraudMetrics(metrics, fraud);
+      ami.on('event', (msg) => fraud.handleAmiEvent(msg));
+      ami.on('connected', () => fraud.onConnected());
+    }
+
     // AMI events and the security log become the guard's observations (src/sources)
     const srcs = attachSources({ sink: gd, ami, config: config.sources, logger, registry: metrics.registry });
 
@@ -302,7 +326,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
             ? null
             : () => {
                 const app = createAdminApp(
-                  { control: gd, status: () => gd.status(), reload, version: VERSION, health, firewall: pauseControl(en, config.stateDir) },
+                  {
+                    control: gd,
+                    status: () => gd.status(),
+                    reload,
+                    version: VERSION,
+                    health,
+                    firewall: pauseControl(en, config.stateDir),
+                    ...(fraud ? { fraud } : {}),
+                  },
                   af,
                 );
                 registerConsoleRoute(app, asteriskConsole);
@@ -335,6 +367,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
             actionPolicy,
             asteriskConsole,
             configFiles,
+            fraud,
             beforeListen,
           }),
       },
@@ -360,6 +393,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     // what consumes AMI events and ban decisions, called in this order (each one started above)
     const subscribers: Subscriber[] = [odoo, webhooks].filter((s) => s !== null);
     connectSubscribers(subscribers, ami, gd);
+    guardianEvent = guardianEventFanout(subscribers);
 
     // the kernel, from here on
     kernel = opts.backend ?? (await openBackend(config, logger));
@@ -375,6 +409,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await en.start();
     await en.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
     await life.start({ name: 'guard timers', start: () => gd.startExpirySweep(), stop: () => gd.stop() });
+    if (fraud) await life.start({ name: 'fraud guard', start: () => fraud.start(), stop: () => fraud.stop() });
     await life.start({ name: 'host name lookups', start: () => feed.setHosts(hostNames(config)), stop: () => feed.stop() });
     // the resolver and default gateways, followed as they change (both in the kernel allow set too)
     const watch = new HostWatch({
@@ -400,6 +435,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       odoo,
       rest,
       webhooks,
+      fraud,
       metrics,
       metricsUrl: open.metricsUrl,
       logger,

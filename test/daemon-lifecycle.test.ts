@@ -57,6 +57,7 @@ test('every part on: components start in order and stop in reverse; a failing st
     'Odoo bridge',
     'webhooks',
     'guard timers',
+    'fraud guard',
     'host name lookups',
     'host watch',
     'AMI client',

@@ -37,6 +37,8 @@ export interface FraudListener {
   decision?(d: FraudDecision): void;
   expired?(calls: number): void;
   action?(what: 'hangup' | 'block' | 'unblock' | 'ban', ok: boolean): void;
+  /** the number of blocked accounts changed */
+  blocked?(count: number): void;
 }
 
 const SWEEP_MS = 5000;
@@ -167,6 +169,7 @@ export class FraudEngine {
       this.deps.logger.error({ err, account }, 'fraud: the block could not be removed from the state store');
     }
     if (!had && !stored) return false;
+    for (const l of this.listeners) l.blocked?.(this.blocked.size);
     this.astdb.del(account);
     this.deps.logger.info({ fraud: { account, by } }, `fraud: account ${account} unblocked (${by})`);
     this.deps.emit({ Event: 'GuardianAccountUnblocked', Account: account, By: by, Time: new Date(this.now()).toISOString() });
@@ -282,6 +285,7 @@ export class FraudEngine {
     } catch (err) {
       this.deps.logger.error({ err, account }, 'fraud: the block could not be saved in the state store; it holds until a restart');
     }
+    for (const l of this.listeners) l.blocked?.(this.blocked.size);
     this.astdb.put(account, blockValue(b));
     this.deps.emit({
       Event: 'GuardianAccountBlocked',

@@ -4,6 +4,8 @@
  * and reconnect, and hands its events to the subscribers.
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../paths.js';
 import type { Logger } from 'pino';
 import { FraudEngine, type FraudDeps } from './engine.js';
 import type { FraudConfig } from './config-schema.js';
@@ -19,6 +21,11 @@ export type { AccountBlock, BlockStorePort, FraudBanPort, FraudDecision, FraudSn
 export type { DestinationPlan, DialingPlan, Destination, RateTable } from './destinations-stub.js';
 export { parseDestinationPlan, loadDestinationPlan, loadRateTable };
 
+/** whether fraud.destinations is the package's own file (its absence is then a warning, not an error) */
+export function isPackageDestinations(cfg: FraudConfig): boolean {
+  return cfg.destinations === join(PACKAGE_ROOT, 'rules', 'fraud-destinations.yaml');
+}
+
 /** The package's destination file may be missing (an install without rules/): only `international` is known then. */
 export function destinationPlanFor(cfg: FraudConfig, logger: Logger, packageDefault: boolean): DestinationPlan {
   if (packageDefault && !existsSync(cfg.destinations)) {
@@ -29,9 +36,8 @@ export function destinationPlanFor(cfg: FraudConfig, logger: Logger, packageDefa
 }
 
 /** The engine from the config: the destination plan and the rate table read now (a bad file throws RULES_INVALID). */
-export function createFraudEngine(deps: Omit<FraudDeps, 'plan' | 'rates'> & { packageDestinations: boolean }): FraudEngine {
-  const { packageDestinations, ...rest } = deps;
-  const plan = destinationPlanFor(deps.config, deps.logger, packageDestinations);
+export function createFraudEngine(deps: Omit<FraudDeps, 'plan' | 'rates'>): FraudEngine {
+  const plan = destinationPlanFor(deps.config, deps.logger, isPackageDestinations(deps.config));
   const rates = deps.config.rates === '' ? null : loadRateTable(deps.config.rates);
-  return new FraudEngine({ ...rest, plan, rates });
+  return new FraudEngine({ ...deps, plan, rates });
 }
