@@ -33,6 +33,7 @@ export const UNIT: readonly string[] = [
   'config.test.ts',
   'console-commands.test.ts',
   'daemon-lifecycle.test.ts',
+  'daemon-fraud.test.ts',
   'daemon-odoo.test.ts',
   'daemon-security-log.test.ts',
   'error-model.test.ts',
