@@ -6,7 +6,7 @@
  *   node dist/bench/run.js [--only name,name] [--quick] [--soak-seconds N]
  *
  * Modules: ami-decode, guard-memory (in a child `node --expose-gc`), odoo, firewall, firewall-repair,
- * fail2ban, soak, health, ami-blind-recovery, worst-case, store-prune. A module that throws becomes an error row; the others go on. Modules that need root and
+ * fail2ban, soak, health, ami-blind-recovery, worst-case, store-prune, call-tracker. A module that throws becomes an error row; the others go on. Modules that need root and
  * network namespaces say so in a row and skip.
  */
 import { spawn } from 'node:child_process';
@@ -43,7 +43,7 @@ function parseFlags(argv: string[]): Flags {
     else if (a === '--soak-seconds') f.soakSeconds = Number(argv[++i]);
     else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: node dist/bench/run.js [--only ami-decode,guard-memory,odoo,firewall,firewall-repair,fail2ban,soak,health,ami-blind-recovery,worst-case,store-prune] [--quick] [--soak-seconds N]',
+        'usage: node dist/bench/run.js [--only ami-decode,guard-memory,odoo,firewall,firewall-repair,fail2ban,soak,health,ami-blind-recovery,worst-case,store-prune,call-tracker] [--quick] [--soak-seconds N]',
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a} (see --help)`);
@@ -89,6 +89,7 @@ const MODULES: Array<[string, Runner]> = [
   ['ami-blind-recovery', async (f) => (await import('./ami-blind-recovery.js')).run({ runs: f.quick ? 2 : 6 })],
   ['worst-case', async (f) => (await import('./worst-case.js')).run({ runs: f.quick ? 3 : 7 })],
   ['store-prune', async (f) => (await import('./store-prune.js')).run(f.quick ? { rows: 100_000 } : {})],
+  ['call-tracker', async (f) => (await import('./call-tracker.js')).run(f.quick ? { calls: 500, runs: 2 } : {})],
 ];
 
 /** Anchors measured in the same run by other modules: attach the ratio to our figure's row. */
