@@ -18,6 +18,7 @@ import { JobError, startOdooBridge, type JobFunction, type OdooBridge, type Odoo
 import type { RestServer } from './rest/index.js';
 import { consoleJobFunctions, type AsteriskConsole } from './console/index.js';
 import { configJobFunctions, type AsteriskConfigFiles } from './asterisk-config/index.js';
+import { fraudJobFunctions, type FraudEngine } from './fraud/index.js';
 
 /** What is listening (null: off, or not bound yet). */
 export interface OpenListeners {
@@ -111,11 +112,17 @@ async function odooBindFailed(config: GuardianConfig, err: unknown): Promise<nev
 export interface OdooWiring extends Omit<OdooBridgeDeps, 'config' | 'stateDir'> {
   asteriskConsole: AsteriskConsole;
   configFiles: AsteriskConfigFiles | null;
+  /** security.unblock_account, security.get_blocked_accounts (null: fraud off) */
+  fraud?: FraudEngine | null;
 }
 
 /** The Odoo bridge with the console and config-sync jobs; their refusals reach Odoo as job errors with their own message. */
 export function startOdoo(config: GuardianConfig, w: OdooWiring): Promise<OdooBridge> {
-  const extra = new Map([...consoleJobFunctions(w.asteriskConsole), ...(w.configFiles ? configJobFunctions(w.configFiles) : [])]);
+  const extra = new Map([
+    ...consoleJobFunctions(w.asteriskConsole),
+    ...(w.configFiles ? configJobFunctions(w.configFiles) : []),
+    ...(w.fraud ? fraudJobFunctions(w.fraud) : []),
+  ]);
   const jobFunctions = [...extra].map(([name, fn]): [string, JobFunction] => [
     name,
     async (args, kwargs) => {
@@ -127,7 +134,7 @@ export function startOdoo(config: GuardianConfig, w: OdooWiring): Promise<OdooBr
       }
     },
   ]);
-  const { asteriskConsole: _c, configFiles, ...deps } = w;
+  const { asteriskConsole: _c, configFiles, fraud: _f, ...deps } = w;
   return startOdooBridge({ ...deps, jobFunctions, configSync: configFiles, config: odooBridgeConfig(config), stateDir: config.stateDir });
 }
 

@@ -17,6 +17,8 @@ import {
   HostAllowFeed,
   HostWatch,
   systemResolver,
+  guardianEventFanout,
+  type GuardianEvent,
   type Subscriber,
   type HostAddressPort,
   type HostFilesPort,
@@ -25,7 +27,7 @@ import {
 } from './guard/index.js';
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
-import { bindAmiMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
+import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
 import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { applyReload } from './reload.js';
@@ -38,6 +40,7 @@ import { AsteriskConfigFiles } from './asterisk-config/index.js';
 import { WebhookDispatcher } from './webhooks/index.js';
 import { attachSources } from './sources/index.js';
 import { AccountStore, AccountWatch, accountWatchOptions, type AccountsWiring } from './accounts/index.js';
+import { createFraudEngine, type FraudEngine } from './fraud/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -67,6 +70,8 @@ export interface Daemon {
   webhooks: WebhookDispatcher | null;
   /** the account memory and its anomalies (null when accounts.enabled is false) */
   accounts: AccountWatch | null;
+  /** the fraud guard (null: fraud.enabled false, or AMI off) */
+  fraud: FraudEngine | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -225,6 +230,25 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       bindAmiMetrics(metrics, ami);
     }
 
+    // the fraud guard follows calls on the same AMI connection; its events go to the subscribers (set below)
+    let guardianEvent: (ev: GuardianEvent) => void = () => {};
+    const fraud =
+      ami && config.fraud.enabled
+        ? createFraudEngine({
+            config: config.fraud,
+            ami,
+            store: st.blocks,
+            bans: gd,
+            emit: (ev) => guardianEvent(ev),
+            logger: logger.child({ stage: 'fraud' }),
+          })
+        : null;
+    if (ami && fraud) {
+      bindFraudMetrics(metrics, fraud);
+      ami.on('event', (msg) => fraud.handleAmiEvent(msg));
+      ami.on('connected', () => fraud.onConnected());
+    }
+
     // AMI events and the security log become the guard's observations (src/sources)
     const srcs = attachSources({ sink: gd, ami, config: config.sources, logger, registry: metrics.registry });
 
@@ -317,6 +341,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                     health,
                     firewall: pauseControl(en, config.stateDir),
                     accounts: () => accounts,
+                    ...(fraud ? { fraud } : {}),
                   },
                   af,
                 );
@@ -350,6 +375,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
             actionPolicy,
             asteriskConsole,
             configFiles,
+            fraud,
             beforeListen,
           }),
       },
@@ -373,13 +399,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logger.info({ subscribers: config.webhooks.map((w) => w.name) }, `webhooks: ${config.webhooks.length} subscribers`);
     }
     // the account memory (src/accounts): anomalies, and the evidence of shared addresses for the guard
-    const emitGuardianEvent = (ev: Record<string, string>) => {
-      for (const s of subscribers) (s as GuardianEventTaker).handleGuardianEvent?.(ev);
-    };
     const accounts = config.accounts.enabled
       ? startAccounts(
           config,
-          { logger: logger.child({ stage: 'accounts' }), emit: emitGuardianEvent, store: new AccountStore(st.db), ami, registry: metrics.registry },
+          {
+            logger: logger.child({ stage: 'accounts' }),
+            emit: (ev) => guardianEvent(ev),
+            store: new AccountStore(st.db),
+            ami,
+            restrict: fraud,
+            registry: metrics.registry,
+          },
           gd,
         )
       : null;
@@ -387,6 +417,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     // what consumes AMI events and ban decisions, called in this order (each one started above)
     const subscribers: Subscriber[] = [odoo, webhooks, accounts].filter((s) => s !== null);
     connectSubscribers(subscribers, ami, gd);
+    guardianEvent = guardianEventFanout(subscribers);
 
     // the kernel, from here on
     kernel = opts.backend ?? (await openBackend(config, logger));
@@ -402,6 +433,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await en.start();
     await en.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
     await life.start({ name: 'guard timers', start: () => gd.startExpirySweep(), stop: () => gd.stop() });
+    if (fraud) await life.start({ name: 'fraud guard', start: () => fraud.start(), stop: () => fraud.stop() });
     await life.start({ name: 'host name lookups', start: () => feed.setHosts(hostNames(config)), stop: () => feed.stop() });
     // the resolver and default gateways, followed as they change (both in the kernel allow set too)
     const watch = new HostWatch({
@@ -428,6 +460,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       rest,
       webhooks,
       accounts,
+      fraud,
       metrics,
       metricsUrl: open.metricsUrl,
       logger,
@@ -448,13 +481,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
 }
 
-/** a subscriber that takes the guardian's own events (Subscriber.handleGuardianEvent, added with the fraud stage) */
-interface GuardianEventTaker {
-  handleGuardianEvent?(ev: Record<string, string>): void;
-}
-
 /** The accounts stage, and the guard told to ask it before banning a shared address. The
- *  restrict port (AstDB `internal` block) is the fraud stage's: wired with it. */
+ *  restrict port is the fraud stage's AstDB block with mode `internal`. */
 function startAccounts(config: GuardianConfig, wiring: AccountsWiring, gd: Guardian): AccountWatch {
   const { watch, guard, onAccountFailing } = accountWatchOptions(config.accounts, wiring);
   const accounts = new AccountWatch(watch);

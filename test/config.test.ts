@@ -85,9 +85,10 @@ test('rule errors name the file, rule and key', () => {
   assert.deepEqual([...rule!.match[0]![1]], ['pjsip']);
 });
 
-test('ami.events auto: security alone for a guard, everything when Odoo or webhooks forward events', () => {
+test('ami.events auto: security alone for a guard, plus call and cdr with the fraud guard, everything when Odoo or webhooks forward events', () => {
   const base = { stateDir: '/tmp/x' };
-  assert.equal(loginEventMask(buildConfig(base)), 'security');
+  assert.equal(loginEventMask(buildConfig({ ...base, fraud: { enabled: false } })), 'security');
+  assert.equal(loginEventMask(buildConfig(base)), 'security,call,cdr');
   assert.equal(loginEventMask(buildConfig({ ...base, ami: { events: 'security,call' } })), 'security,call');
   assert.equal(
     loginEventMask(buildConfig({ ...base, webhooks: [{ name: 'w', url: 'http://127.0.0.1:9/x', events: ['Hangup'], secret: 'a-secret-of-16-chars' }] })),

@@ -58,6 +58,7 @@ test('every part on: components start in order and stop in reverse; a failing st
     'webhooks',
     'accounts',
     'guard timers',
+    'fraud guard',
     'host name lookups',
     'host watch',
     'AMI client',

@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { AmiMessage, AmiPort } from '../ami/types.js';
 import { AppError } from '../common/errors.js';
-import type { Subscriber } from '../guard/index.js';
+import type { GuardianEvent, Subscriber } from '../guard/index.js';
 import { formatNetwork, type IpNetwork } from '../net/ip.js';
 import { parseAsteriskAddress } from '../sources/address.js';
 import type { AnomalyPolicy } from './config-schema.js';
@@ -32,7 +32,7 @@ export interface AccountWatchOptions {
   policy: Record<Signal, AnomalyPolicy>;
   userAgentLookup: boolean;
   /** the events of the stage (GuardianAccountAnomaly), to webhooks and Odoo */
-  emit: (ev: Record<string, string>) => void;
+  emit: (ev: GuardianEvent) => void;
   restrict?: AccountRestrictPort | null;
   ami?: AmiPort | null;
   store?: AccountStore | null;

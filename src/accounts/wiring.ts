@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { AmiPort } from '../ami/types.js';
 import { parseDuration } from '../common/duration.js';
-import type { AccountAwareOptions, AccountFailureReport } from '../guard/index.js';
+import type { AccountAwareOptions, AccountFailureReport, GuardianEvent } from '../guard/index.js';
 import type { AccountsConfig } from './config-schema.js';
 import type { AccountStore } from './persist.js';
 import type { AccountRestrictPort, AccountWatchOptions } from './watch.js';
@@ -14,7 +14,7 @@ const MAX_ACCOUNT_LABELS = 1000;
 
 export interface AccountsWiring {
   logger: Logger;
-  emit: (ev: Record<string, string>) => void;
+  emit: (ev: GuardianEvent) => void;
   store?: AccountStore | null;
   ami?: AmiPort | null;
   restrict?: AccountRestrictPort | null;

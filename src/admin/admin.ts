@@ -10,6 +10,7 @@ import type { AccountWatch } from '../accounts/index.js';
 import { installRouteAuth, LOCAL_SOCKET } from '../net/auth.js';
 import type { AuthFailures } from '../net/auth-failures.js';
 import { makeDirs } from '../store/dirs.js';
+import type { FraudSnapshot } from '../fraud/index.js';
 
 /** What the admin routes (used by the CLI over the unix socket) need from the daemon. */
 export interface AdminPort {
@@ -24,7 +25,18 @@ export interface AdminPort {
   firewall?: FirewallControl;
   /** pbx-guardian accounts / acknowledge (null when accounts.enabled is false) */
   accounts?: () => Pick<AccountWatch, 'list' | 'acknowledge'> | null;
+  /** pbx-guardian fraud / unblock (absent: fraud.enabled is false) */
+  fraud?: FraudControl;
 }
+
+/** The fraud stage as the admin routes need it. */
+export interface FraudControl {
+  snapshot(): FraudSnapshot;
+  /** false when the account was not blocked */
+  unblock(account: string, by: string): boolean;
+}
+
+const ACCOUNT_RE = /^[A-Za-z0-9_.-]{1,80}$/;
 
 /** Stopping enforcement on purpose, and starting it again. */
 export interface FirewallControl {
@@ -91,6 +103,16 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
   app.get('/accounts', local, async () => accounts().list());
   app.post<{ Params: { account: string } }>('/accounts/:account/acknowledge', local, async (req) => accounts().acknowledge(req.params.account));
   app.post('/reload', local, async () => port.reload());
+  const fraud = port.fraud;
+  app.get('/fraud', local, async () => fraud?.snapshot() ?? { enabled: false, live: [], blocked: [], decisions: [], tracked: null });
+  app.delete<{ Params: { account: string } }>('/fraud/blocks/:account', local, async (req, reply) => {
+    const { account } = req.params;
+    if (!ACCOUNT_RE.test(account))
+      return reply.code(400).send({ error: `"${account.slice(0, 80)}" is not an account name ([A-Za-z0-9_.-], at most 80)`, code: 'INVALID_TARGET' });
+    if (!fraud) return reply.code(404).send({ error: 'the fraud guard is off (fraud.enabled: false)', code: 'NOT_FOUND' });
+    if (!fraud.unblock(account, 'cli')) return reply.code(404).send({ error: `account ${account} is not blocked`, code: 'NOT_BLOCKED' });
+    return { unblocked: account };
+  });
   const fw = port.firewall;
   if (fw) {
     app.post('/firewall/flush', local, async () => ({ paused: true, ...(await fw.pause()) }));

@@ -11,7 +11,7 @@ export const AmiConfigSchema = Section(
     secret: Str('', { description: "that user's secret (or ASTERISK_AMI_PASSWORD)" }),
     events: Str('auto', {
       description:
-        'the login Events mask: auto = only security when nothing forwards events (no Odoo, no webhooks), else on (everything the user may read); or on, off, security,call, ...',
+        'the login Events mask: auto = only security when nothing forwards events (no Odoo, no webhooks), plus call,cdr when fraud.enabled, else on (everything the user may read); or on, off, security,call, ...',
     }),
     connectTimeoutMs: Int(5000, 1, 600_000, { description: 'TCP connect and login timeout' }, 'ms'),
     actionTimeoutMs: Int(10000, 1, 600_000, { description: 'how long an AMI action waits for its response' }, 'ms'),

@@ -10,6 +10,8 @@ import { formatSettingsStatus, type SettingsStatus } from '../config/settings-or
 import { formatCheckReport, runCheck } from './check.js';
 import { StartupError } from '../common/errors.js';
 import { EXIT, exitCodeOf } from './exit.js';
+import { formatFraud } from './fraud.js';
+import type { FraudSnapshot } from '../fraud/index.js';
 
 /** longest `demo --duration` */
 const DEMO_MAX_SEC = 86400;
@@ -29,6 +31,9 @@ Commands:
   ban <addr|cidr> [--for DURATION] [--reason TEXT]
                               ban by hand (DURATION like 10m, 1h, 7d; default permanent)
   unban <addr|cidr> | --all   end a ban, or all bans
+  fraud [--json]              the fraud guard: accounts with live calls, blocked accounts,
+                              recent decisions (docs/fraud.md)
+  unblock ACCOUNT             end the block of an account (AstDB guardian-blocked key deleted)
   reload                      re-read config and rules; active bans stay
   accounts [--json]           accounts with the networks and User-Agents they use, and their
                               open anomalies (new network, new User-Agent, distant networks)
@@ -36,7 +41,8 @@ Commands:
                               to internal calls lifted (docs/accounts.md)
   check <security.log|transcript.raw> [--rules DIR] [--json]
                               replay an Asterisk security log or a raw AMI transcript through the
-                              rules: matched lines per event, addresses that would be banned
+                              rules: matched lines per event, addresses that would be banned;
+                              a transcript also through the fraud policies (what would be done)
   flush                       stop enforcing on purpose: the running daemon removes its nftables
                               table / ipsets, keeps detecting and storing bans, and reports
                               "paused"; with no daemon running, removes them directly
@@ -190,6 +196,17 @@ async function main(argv: string[]): Promise<number> {
       out(`account ${rest[0]}: ${r.acknowledged} anomalies acknowledged${r.lifted ? '; restriction lifted' : ''}`);
       return EXIT.ok;
     }
+    case 'fraud': {
+      const snap = await callDaemon<FraudSnapshot>(socket(), 'GET', '/fraud');
+      out(values.json ? JSON.stringify(snap, null, 2) : formatFraud(snap));
+      return EXIT.ok;
+    }
+    case 'unblock': {
+      if (rest.length !== 1) throw new UsageError('unblock takes one account: pbx-guardian unblock 101');
+      await callDaemon(socket(), 'DELETE', `/fraud/blocks/${encodeURIComponent(rest[0]!)}`);
+      out(`unblocked ${rest[0]}`);
+      return EXIT.ok;
+    }
     case 'reload': {
       const r = await callDaemon<{ rules: number; applied?: string[]; restartNeeded?: string[] }>(socket(), 'POST', '/reload');
       out(`reloaded: ${r.rules} rules; active bans kept`);
@@ -208,7 +225,8 @@ async function main(argv: string[]): Promise<number> {
         allow = cfg.guard.allow;
         prefix = cfg.guard.ipv6Prefix;
       }
-      const report = runCheck(rest[0]!, loadRulesDir(rulesDir), allow, prefix);
+      const fraudCfg = values.config ? config().fraud : loadConfig(undefined, {}).fraud;
+      const report = runCheck(rest[0]!, loadRulesDir(rulesDir), allow, prefix, fraudCfg.enabled ? fraudCfg : undefined);
       out(values.json ? JSON.stringify(report, null, 2) : formatCheckReport(report));
       return EXIT.ok;
     }

@@ -11,6 +11,7 @@ import { validateRestConfig } from '../rest/config-schema.js';
 import { validateConsoleConfig } from '../console/config-schema.js';
 import { validateAsteriskConfigConfig } from '../asterisk-config/config-schema.js';
 import { resolveWebhooks } from '../webhooks/config-schema.js';
+import { fraudConfigErrors } from '../fraud/config-schema.js';
 import { addressListErrors, hostError, listenerErrors, type TcpListener } from './addresses.js';
 import { ConfigSchema, type GuardianConfig } from './schema.js';
 import { constraintErrors, isPlainObject, mergeWithDefaults } from './validate.js';
@@ -39,11 +40,13 @@ export function defaultConfig(): GuardianConfig {
 /**
  * The `Events:` mask the guardian logs in with. `auto`: only the security class when nothing
  * forwards events (no Odoo, no webhooks) — Asterisk then never formats or sends the rest (a third
- * of the frames of a SIP attack are PeerStatus) — else every class the AMI user may read.
+ * of the frames of a SIP attack are PeerStatus) — plus call and cdr when the fraud guard is on (it
+ * follows calls: Dial*, Hangup, Cdr), else every class the AMI user may read.
  */
 export function loginEventMask(cfg: GuardianConfig): string {
   if (cfg.ami.events !== 'auto') return cfg.ami.events;
-  return cfg.odoo.enabled || cfg.webhooks.length > 0 ? 'on' : 'security';
+  if (cfg.odoo.enabled || cfg.webhooks.length > 0) return 'on';
+  return cfg.fraud.enabled ? 'security,call,cdr' : 'security';
 }
 
 /** The bridge's config from ours: "" means unset for the optional paths. */
@@ -130,6 +133,7 @@ function stageErrors(cfg: GuardianConfig): string[] {
   errors.push(...validateRestConfig(cfg.rest));
   errors.push(...validateConsoleConfig(cfg.console), ...validateAsteriskConfigConfig(cfg.asteriskConfig));
   errors.push(...actionPolicyConfigErrors(cfg.actionPolicy));
+  if (cfg.fraud.enabled) errors.push(...fraudConfigErrors(cfg.fraud));
   const hooks = resolveWebhooks(cfg.webhooks);
   errors.push(...hooks.errors);
   cfg.webhooks = hooks.webhooks;

@@ -18,6 +18,7 @@ import { AsteriskConfigConfigSchema } from '../asterisk-config/config-schema.js'
 import { WebhooksConfigSchema } from '../webhooks/config-schema.js';
 import { SourcesConfigSchema } from '../sources/config-schema.js';
 import { AccountsConfigSchema } from '../accounts/config-schema.js';
+import { FraudConfigSchema } from '../fraud/config-schema.js';
 
 /** Failed authentication on every HTTP listener (net/auth-failures.ts): shared, so it sits here. */
 export const AuthConfigSchema = Section(
@@ -59,6 +60,7 @@ export const ConfigSchema = Section(
     webhooks: WebhooksConfigSchema,
     sources: SourcesConfigSchema,
     accounts: AccountsConfigSchema,
+    fraud: FraudConfigSchema,
   },
   { description: 'pbx-guardian configuration' },
 );

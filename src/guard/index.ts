@@ -29,7 +29,7 @@ export {
   type HostPaths,
 } from './host-watch.js';
 export { requestedBanDuration } from './ban-duration.js';
-export { connectSubscribers, type Subscriber, type AmiEventSource } from './subscriber.js';
+export { connectSubscribers, guardianEventFanout, type Subscriber, type AmiEventSource, type GuardianEvent } from './subscriber.js';
 export {
   AccountFailures,
   defaultAccountAware,

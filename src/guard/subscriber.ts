@@ -15,10 +15,26 @@ export interface Subscriber<Health = unknown> {
   handleAmiEvent?(msg: AmiMessage): void;
   /** the guardian's ban and unban decisions (never throws) */
   handleBanNotice?(notice: BanNotice): void;
+  /**
+   * the guardian's own events besides bans (GuardianFraud, GuardianAccountBlocked,
+   * GuardianAccountUnblocked, GuardianAccountAnomaly): a flat string dict with `Event` (never throws)
+   */
+  handleGuardianEvent?(ev: GuardianEvent): void;
   /** a read-only snapshot for the health model */
   health?(): Health;
   /** stops delivering; called once at stop, the AMI client and the guard's timers stopped before */
   close(): Promise<void>;
+}
+
+/** One of the guardian's own events: flat strings, `Event` the name (Account, Address, Policy, Action, Reason, Time ...). */
+export type GuardianEvent = Readonly<Record<string, string>> & { readonly Event: string };
+
+/** One function that hands a guardian event to every subscriber that takes them, in list order. */
+export function guardianEventFanout(subscribers: readonly Subscriber[]): (ev: GuardianEvent) => void {
+  const takers = subscribers.filter((s) => s.handleGuardianEvent !== undefined);
+  return (ev) => {
+    for (const s of takers) s.handleGuardianEvent!(ev);
+  };
 }
 
 /** Where AMI events come from (the AMI client). */

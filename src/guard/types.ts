@@ -2,7 +2,7 @@ import { AppError } from '../common/errors.js';
 import type { Family } from '../firewall/types.js';
 
 /** Where a ban came from. */
-export type BanSource = 'rule' | 'recidive' | 'manual' | 'odoo' | 'api';
+export type BanSource = 'rule' | 'recidive' | 'manual' | 'odoo' | 'api' | 'fraud';
 
 /** One ban, as the store keeps it and the CLI / API / Odoo show it. */
 export interface BanRecord {

@@ -5,6 +5,7 @@
 import type { AmiClient, AmiConnectionState, AmiFrameDrop, AmiMessage } from '../ami/index.js';
 import type { EnforcerHooks } from '../firewall/index.js';
 import type { Guardian } from '../guard/index.js';
+import type { FraudEngine } from '../fraud/index.js';
 import type { Metrics } from './index.js';
 
 const AMI_STATES: readonly AmiConnectionState[] = ['disconnected', 'connecting', 'authenticating', 'connected'];
@@ -54,4 +55,20 @@ export function bindAmiMetrics(metrics: Metrics, ami: AmiClient): void {
   ami.on('disconnected', () => metrics.amiReconnects.inc());
   ami.on('loginError', (err: Error & { kind?: string }) => metrics.amiLoginFailures.inc({ kind: err.kind ?? 'unknown' }));
   ami.on('frameDropped', (info: AmiFrameDrop) => metrics.amiFramesDropped.inc({ reason: info.reason }));
+}
+
+/** The fraud stage: calls watched, decisions by policy and action, expiries, failed actions, blocked accounts (read at scrape). */
+export function bindFraudMetrics(metrics: Metrics, fraud: FraudEngine): void {
+  fraud.on({
+    watched: (call) => metrics.fraudCallsWatched.inc(call.outbound ? 'outbound' : 'internal'),
+    decision: (d) => {
+      for (const action of d.actions.length ? d.actions : ['alert']) metrics.fraudDecisions.labels(d.policy, action).inc();
+    },
+    expired: (n) => metrics.fraudCallsExpired.inc(n),
+    action: (what, ok) => {
+      if (!ok) metrics.fraudActionFailures.labels(what).inc();
+    },
+    blocked: (n) => metrics.fraudBlockedAccounts.set(n),
+  });
+  metrics.fraudBlockedAccounts.set(fraud.blockedCount);
 }

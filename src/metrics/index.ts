@@ -109,6 +109,34 @@ export function createMetrics() {
       labelNames: ['op'],
       registers: [registry],
     }),
+    fraudCallsWatched: new TalliedCounter({
+      name: 'pbx_guardian_fraud_calls_watched_total',
+      help: 'calls followed by the fraud guard (DialBegin), by kind (outbound, internal)',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    fraudDecisions: new Counter({
+      name: 'pbx_guardian_fraud_decisions_total',
+      help: 'fraud policy decisions, by policy and action (alert, hangup, block, ban); repeats within the window included',
+      labelNames: ['policy', 'action'],
+      registers: [registry],
+    }),
+    fraudCallsExpired: new Counter({
+      name: 'pbx_guardian_fraud_calls_expired_total',
+      help: 'calls forgotten because their Hangup never arrived within fraud.callTimeout',
+      registers: [registry],
+    }),
+    fraudActionFailures: new Counter({
+      name: 'pbx_guardian_fraud_action_failures_total',
+      help: 'fraud actions given up after their attempts (hangup, block, unblock) or refused (ban)',
+      labelNames: ['action'],
+      registers: [registry],
+    }),
+    fraudBlockedAccounts: new Gauge({
+      name: 'pbx_guardian_fraud_blocked_accounts',
+      help: 'accounts blocked by the fraud guard (AstDB guardian-blocked)',
+      registers: [registry],
+    }),
   };
   return m;
 }

@@ -135,6 +135,15 @@ export class Forwarder {
     this.dispatch(name, hs, banNoticeEvent(notice));
   }
 
+  /**
+   * The guardian's own events (GuardianFraud, GuardianAccountBlocked, GuardianAccountUnblocked):
+   * through the events map like an AMI event, as ban notices go (Odoo maps them by name in
+   * asterisk_plus.event, source AMI).
+   */
+  handleGuardianEvent(ev: Readonly<Record<string, string>>): void {
+    this.handleEventObject({ ...ev });
+  }
+
   /** Forward an event object (used for FAGI-sourced or synthetic events). */
   handleEventObject(ev: Record<string, string>): void {
     const name = ev.Event;

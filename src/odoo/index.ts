@@ -10,6 +10,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { AmiMessage } from '../ami/types.js';
 import { resolveActionPolicy, type ActionPolicy } from '../ami/policy.js';
 import type { BanControl, BanNotice } from '../guard/types.js';
+import type { GuardianEvent } from '../guard/subscriber.js';
 import type { Subscriber } from '../guard/subscriber.js';
 import { agentTokenSet, createAgentApp, setAgentToken } from './agent.js';
 import type { AuthFailures } from '../net/auth-failures.js';
@@ -86,6 +87,8 @@ export interface OdooBridge extends Subscriber<OdooHealthSnapshot> {
   handleAmiEvent(msg: AmiMessage): void;
   /** the guardian's own ban / unban decisions, forwarded as GuardianBan / GuardianUnban events */
   handleBanNotice(notice: BanNotice): void;
+  /** GuardianFraud, GuardianAccountBlocked, GuardianAccountUnblocked: through the events map, like ban notices */
+  handleGuardianEvent(ev: GuardianEvent): void;
   /** download the events map again */
   reloadEvents(): Promise<{ loaded: number; skipped: number }>;
   status(): { events: ReturnType<Forwarder['stats']>; jobsQueued: number; jobsRunning: number };
@@ -277,6 +280,7 @@ export async function startOdooBridge(deps: OdooBridgeDeps): Promise<OdooBridge>
     },
     handleAmiEvent: (msg) => fw.handleAmiEvent(msg),
     handleBanNotice: (n) => fw.handleBanNotice(n),
+    handleGuardianEvent: (ev) => fw.handleGuardianEvent(ev),
     reloadEvents: () => fw.reloadEvents(),
     status: () => ({ events: fw.stats(), jobsQueued: jr.queued(), jobsRunning: jr.active() }),
     setAgentToken(token) {

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { BanRecord, BanSource } from '../guard/types.js';
 import { makeDirs } from './dirs.js';
+import { AccountBlocks } from './blocks.js';
 import { HistoryPruner, type HistoryPruneOptions } from './retention.js';
 import { migrateSchema, type MigrationResult } from './schema.js';
 
@@ -11,6 +12,7 @@ export { HistoryPruner, PRUNE_CHUNK_ROWS, type HistoryPruneOptions } from './ret
 export { acquireStateLock, AlreadyRunningError, LOCK_FILE, type LockRecord, type StateLock } from './lock.js';
 
 export type { Database } from 'better-sqlite3';
+export { AccountBlocks } from './blocks.js';
 
 /** bound on the in-memory index of earlier offenders (about 80 bytes each) */
 const OFFENDER_INDEX_MAX = 250_000;
@@ -75,6 +77,8 @@ export class Store {
 
   /** the schema version found at open and the one it was brought to (src/store/schema.ts) */
   readonly schema: MigrationResult;
+  /** the fraud stage's account blocks (its BlockStorePort) */
+  readonly blocks: AccountBlocks;
   private pruner: HistoryPruner | null = null;
 
   /** why the state file could not be opened, when this is the in-memory fallback (set by main.ts) */
@@ -112,6 +116,7 @@ export class Store {
       ),
       totalBans: this.db.prepare(`SELECT count(*) AS n FROM ban_history`),
     };
+    this.blocks = new AccountBlocks(this.db);
     const known = this.db
       .prepare(`SELECT DISTINCT target FROM ban_history WHERE source IN ('rule','recidive') LIMIT ?`)
       .pluck()

@@ -102,6 +102,21 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE account_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `,
   },
+  {
+    version: 4,
+    // the fraud stage's account blocks (src/fraud): restored at start and written to AstDB again at each AMI login
+    name: 'account_blocks (fraud)',
+    sql: `
+      CREATE TABLE IF NOT EXISTS account_blocks (
+        account TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        policy TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        address TEXT
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;

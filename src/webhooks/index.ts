@@ -18,7 +18,7 @@ import { parseDuration } from '../common/duration.js';
 import type { WebhookConfig } from './config-schema.js';
 import { redactUrl } from '../common/redact.js';
 import { readLimited } from '../net/http-body.js';
-import { banNoticeEvent, type BanNotice, type Subscriber } from '../guard/index.js';
+import { banNoticeEvent, type BanNotice, type GuardianEvent, type Subscriber } from '../guard/index.js';
 import { Outbox, type OutboxItem } from '../store/outbox.js';
 import { backoffMs } from '../net/backoff.js';
 
@@ -218,15 +218,19 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
   }
 
   handleBanNotice(notice: BanNotice): void {
-    const ev = banNoticeEvent(notice);
-    const subs = this.byEvent.get(ev.Event!);
+    this.handleGuardianEvent(banNoticeEvent(notice) as GuardianEvent);
+  }
+
+  /** GuardianFraud, GuardianAccountBlocked, ... : delivered like a ban notice, to the subscribers that list the name. */
+  handleGuardianEvent(ev: GuardianEvent): void {
+    const subs = this.byEvent.get(ev.Event);
     if (subs === undefined) return;
     const lower = new Map(Object.entries(ev).map(([k, v]) => [k.toLowerCase(), v]));
     this.dispatch(
-      ev.Event!,
+      ev.Event,
       subs,
       (k) => lower.get(k.toLowerCase()),
-      () => ev,
+      () => ({ ...ev }),
     );
   }
 

@@ -45,6 +45,8 @@ export const SAMPLES: Sample[] = [
   { listener: 'admin', method: 'POST', route: '/reload', path: '/reload', body: {} },
   { listener: 'admin', method: 'POST', route: '/firewall/flush', path: '/firewall/flush', body: {} },
   { listener: 'admin', method: 'POST', route: '/firewall/resume', path: '/firewall/resume', body: {} },
+  { listener: 'admin', method: 'GET', route: '/fraud', path: '/fraud' },
+  { listener: 'admin', method: 'DELETE', route: '/fraud/blocks/:account', path: '/fraud/blocks/101' },
   { listener: 'admin', method: 'POST', route: '/console', path: '/console', body: { command: 'core show channels' } },
   { listener: 'admin', method: 'GET', route: '/accounts', path: '/accounts' },
   { listener: 'admin', method: 'POST', route: '/accounts/:account/acknowledge', path: '/accounts/102/acknowledge', body: {} },
