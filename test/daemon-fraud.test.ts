@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -18,14 +18,14 @@ import { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
 import { fixturePath, readFixture } from './helpers/fixtures.js';
 import { postJob } from './helpers/agent-job.js';
-import { fixtureValues, TEST_DESTINATIONS } from './helpers/fraud.js';
+import { fixtureValues, SHIPPED_DESTINATIONS } from './helpers/fraud.js';
 
 const TOKEN = 'agent-token-0123456789';
 
 test('through the daemon: the burst is hung up and blocked over AMI (retried while refused), alerted to Odoo, and unblocked by an Odoo job', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-fraud-e2e-'));
   const destinations = join(dir, 'destinations.yaml');
-  writeFileSync(destinations, TEST_DESTINATIONS);
+  writeFileSync(destinations, readFileSync(SHIPPED_DESTINATIONS));
   const ev = (id: number, name: string, method: string) => ({
     id,
     name,

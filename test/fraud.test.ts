@@ -96,8 +96,6 @@ test('a hung-up channel is not sent Hangup again once its Hangup event arrived; 
 const ORDINARY = [
   'call-pjsip-internal-extension.raw',
   'call-pjsip-internal-echo.raw',
-  'call-pjsip-international-trunk.raw',
-  'call-pjsip-international-trunk-remote-hangup.raw',
   'call-pjsip-trunk-no-answer.raw',
   'call-pjsip-trunk-busy.raw',
   'call-pjsip-trunk-congestion.raw',
@@ -311,6 +309,27 @@ test('the ban action bans the address the account registered from (ContactStatus
   assert.deepEqual(banned, ['198.51.100.77'], 'allow-listed: not banned again');
 });
 
+// The two answered trunk calls of the capture dial 00881234567 and +88213541234: +881 and +882 are
+// satellite / international networks (ITU-T E.164 assignments, rules/fraud-destinations.yaml), so
+// the shipped destination-class policy alerts on each, and does nothing else.
+for (const file of ['call-pjsip-international-trunk.raw', 'call-pjsip-international-trunk-remote-hangup.raw']) {
+  test(`one satellite call (${file}): an alert, no action`, async () => {
+    const store = new MemoryBlockStore();
+    const r = rig(store);
+    replay(r, file);
+    await settle();
+    r.timers.runAll();
+    assert.deepEqual(r.ami.wire, [], 'nothing written to AMI: no Hangup, no DBPut');
+    assert.deepEqual(
+      r.events.map((e) => [e.Event, e.Policy, e.Action]),
+      [['GuardianFraud', 'destination-class', 'alert']],
+    );
+    assert.match(r.events[0]!.Reason ?? '', /satellite prefix \+88[12]/);
+    assert.deepEqual(store.activeBlocks(), []);
+    assert.equal(r.engine.tracker.size, 0, 'the call ended with its Hangup');
+  });
+}
+
 test('the hours policy: an outbound call outside the allowed hours of its group is a decision', () => {
   const cfg = fraudConfig({
     windows: [],
@@ -319,9 +338,16 @@ test('the hours policy: an outbound call outside the allowed hours of its group 
   const r = rig(new MemoryBlockStore(), cfg);
   // 2026-12-02 06:36 UTC is a Wednesday, before 07:00 in UTC: outside
   replay(r, 'call-pjsip-international-trunk.raw');
-  const d = r.engine.snapshot().decisions;
-  assert.equal(d.length, 1);
-  assert.equal(d[0]!.policy, 'hours:office');
+  const d = r.engine.snapshot().decisions.map((x) => x.policy);
+  // the number is a satellite one too (the destination-class alert): the hours policy decides once
+  assert.deepEqual(
+    d.filter((p) => p.startsWith('hours:')),
+    ['hours:office'],
+  );
+  assert.deepEqual(
+    d.filter((p) => !p.startsWith('hours:')),
+    ['destination-class'],
+  );
 });
 
 test('with fraud on, the auto login mask adds call and cdr; off, security only', () => {

@@ -6,18 +6,16 @@
 import pino from 'pino';
 import { buildAction, parseFrame, splitTranscript, type AmiActionFields, type AmiPort, type AmiResponse } from '../../src/ami/index.js';
 import type { GuardianEvent } from '../../src/guard/index.js';
+import { join } from 'node:path';
 import { buildConfig } from '../../src/config/index.js';
-import { FraudEngine, parseDestinationPlan, type BlockStorePort, type FraudConfig, type Timers } from '../../src/fraud/index.js';
+import { PACKAGE_ROOT } from '../../src/paths.js';
+import { FraudEngine, loadDestinationPlan, type BlockStorePort, type FraudConfig, type Timers } from '../../src/fraud/index.js';
 import { readFixture, readFixtureText } from './fixtures.js';
 
 export const CALLS = 'ami-asterisk22-calls';
 
-/** test data (not the shipped rules/fraud-destinations.yaml): ITU-T E.164 assignments, a few ranges */
-export const TEST_DESTINATIONS = `classes:
-  premium: { prefixes: ["+49900", "+44909"] }
-  satellite: { prefixes: ["+8816", "+8817", "+8818", "+8819", "+870"] }
-  high-risk: { prefixes: ["+53", "+252"] }
-`;
+/** the shipped destination classes (rules/fraud-destinations.yaml, with their cited sources): what a default install classifies with */
+export const SHIPPED_DESTINATIONS = join(PACKAGE_ROOT, 'rules', 'fraud-destinations.yaml');
 
 /** the last frame of a fixture (a response), without its ActionID */
 export function responseFrom(file: string): string {
@@ -106,7 +104,7 @@ export function rig(
   const clock = { now: Date.parse('2026-12-02T06:36:00Z') };
   const engine = new FraudEngine({
     config: cfg,
-    plan: parseDestinationPlan(TEST_DESTINATIONS, 'test'),
+    plan: loadDestinationPlan(SHIPPED_DESTINATIONS),
     rates: null,
     ami,
     store,
