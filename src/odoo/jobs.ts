@@ -4,7 +4,7 @@
  * res_model.res_method(result, **pass_back); job errors are also notified to res_notify_uid.
  */
 import { randomUUID } from 'node:crypto';
-import { toJobResult } from '../common/errors.js';
+import { toJobFailure } from '../common/errors.js';
 import { ByteBudget, type Reservation } from './byte-budget.js';
 import { managerAction } from './job-ami.js';
 import { getSipPeers } from './job-sip-peers.js';
@@ -46,12 +46,13 @@ export interface JobResultSink {
   notify(job: Job, uid: number, title: string, message: string, warning: boolean): void;
 }
 
-function errorResult(fun: string, message: string, asList: boolean): unknown {
+function errorResult(fun: string, message: string, code: string, asList: boolean): unknown {
+  // an AMI action's failure keeps the shape of an AMI response (what the module reads of it)
   if (fun === 'asterisk.manager_action') {
     const r = { Response: 'Error', Message: message };
     return asList ? [r] : r;
   }
-  return { error: message };
+  return { error: message, code };
 }
 
 // ------------------------------------------------------------------ the registry
@@ -219,11 +220,13 @@ export class JobRunner {
     const asList = truthyKw(kwargs.as_list);
     let result: unknown;
     let error: string | null = null;
+    let code = 'INTERNAL';
     const holds: Reservation[] = [];
     // settles when the job function is done with the memory it reserved
     let fnDone: Promise<unknown> = Promise.resolve();
     if (!fn) {
       error = `unknown function ${JSON.stringify(String(job.fun).slice(0, 80))} (this agent supports: ${this.functions.names().join(', ')})`;
+      code = 'UNKNOWN_FUNCTION';
     } else {
       let timer: NodeJS.Timeout | undefined;
       const started = Date.now();
@@ -252,7 +255,7 @@ export class JobRunner {
           }),
         ]);
       } catch (e) {
-        error = toJobResult(e, String(job.fun));
+        ({ error, code } = toJobFailure(e, String(job.fun)));
       } finally {
         if (timer) clearTimeout(timer);
       }
@@ -263,7 +266,7 @@ export class JobRunner {
       this.counters.failed++;
       this.opts.metrics?.jobsCompleted.inc({ fun: funLabel, outcome: 'error' });
       log.warn({ jobId: job.id, fun: String(job.fun).slice(0, 80), err: error }, 'Odoo job failed');
-      result = errorResult(job.fun, error, asList);
+      result = errorResult(job.fun, error, code, asList);
       if (uid !== null) this.opts.sink.notify(job, uid, title, bound(error), true);
     } else {
       this.counters.completed++;
