@@ -194,12 +194,8 @@ test('REST and admin socket: an unknown error is 500 INTERNAL', async () => {
   await admin.close();
 });
 
-test('a console refusal is 403 CONSOLE_REFUSED on the REST API and on the admin socket (the admin socket said BAD_REQUEST)', async () => {
-  const ami: AmiPort = {
-    action: async () => {
-      throw new Error('must not be sent');
-    },
-  };
+/** The REST API and the admin socket, each with the console route on `ami`. */
+function consoleApps(ami: AmiPort): { rest: FastifyInstance; admin: FastifyInstance } {
   const con = new AsteriskConsole(ami, defaultConsoleConfig(), resolveActionPolicy());
   const { bans } = throwing(() => new Error('unused'));
   const rest = createRestApp({
@@ -218,6 +214,16 @@ test('a console refusal is 403 CONSOLE_REFUSED on the REST API and on the admin 
     version: 'test',
   });
   registerConsoleRoute(admin, con);
+  return { rest, admin };
+}
+
+test('a console refusal is 403 CONSOLE_REFUSED on the REST API and on the admin socket (the admin socket said BAD_REQUEST)', async () => {
+  const ami: AmiPort = {
+    action: async () => {
+      throw new Error('must not be sent');
+    },
+  };
+  const { rest, admin } = consoleApps(ami);
   const r = await rest.inject({ method: 'POST', url: '/v1/console', headers: auth, payload: { command: 'core stop now' } });
   const a = await admin.inject({ method: 'POST', url: '/console', payload: { command: 'core stop now' } });
   assert.equal(r.statusCode, 403);
@@ -409,17 +415,7 @@ test('AMI errors carry AMI_<KIND> codes and keep their kind; the admin socket an
       throw new AmiActionError('timeout', 'no response to Command within 5000 ms');
     },
   };
-  const con = new AsteriskConsole(ami, defaultConsoleConfig(), resolveActionPolicy());
-  const { bans } = throwing(() => new Error('unused'));
-  const rest = createRestApp({
-    config: { ...defaultRestConfig(), enabled: true, tokens: [{ name: 'ops', token: ADMIN, scopes: ['admin'] }] },
-    ami,
-    bans,
-    console: con,
-    actionPolicy: resolveActionPolicy(),
-  });
-  const admin = createAdminApp({ control: bans, status: () => ({}) as never, reload: async () => ({ rules: 0 }), version: 'test' });
-  registerConsoleRoute(admin, con);
+  const { rest, admin } = consoleApps(ami);
   const r = await rest.inject({ method: 'POST', url: '/v1/console', headers: auth, payload: { command: 'core show uptime' } });
   const a = await admin.inject({ method: 'POST', url: '/console', payload: { command: 'core show uptime' } });
   assert.deepEqual([r.statusCode, r.json()], [504, { error: 'no response to Command within 5000 ms', code: 'AMI_TIMEOUT' }]);

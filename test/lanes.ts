@@ -26,6 +26,7 @@ export const UNIT: readonly string[] = [
   'ami-simulator.test.ts',
   'asterisk-config-sync.test.ts',
   'backoff.test.ts',
+  'bounded-queue.test.ts',
   'check-imports.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { toJobFailure } from '../common/errors.js';
+import { BoundedQueue } from '../common/bounded-queue.js';
 import { ByteBudget, type Reservation } from './byte-budget.js';
 import { managerAction } from './job-ami.js';
 import { getSipPeers } from './job-sip-peers.js';
@@ -144,8 +145,8 @@ export interface JobRunnerOptions {
 export type SubmitResult = { ok: true; id: string } | { ok: false; reason: 'queue_full' | 'closed' };
 
 export class JobRunner {
-  private readonly queue: Job[] = [];
-  private qHead = 0;
+  /** odoo.jobQueueMax: a full queue answers 503 */
+  private readonly queue: BoundedQueue<Job>;
   private running = 0;
   private closed = false;
   private readonly idle: Array<() => void> = [];
@@ -158,11 +159,12 @@ export class JobRunner {
 
   constructor(private readonly opts: JobRunnerOptions) {
     this.memory = new ByteBudget(opts.ctx.config.jobMemoryMaxBytes);
+    this.queue = new BoundedQueue<Job>(opts.ctx.config.jobQueueMax);
     this.functions = opts.functions ?? new JobRegistry();
   }
 
   queued(): number {
-    return this.queue.length - this.qHead;
+    return this.queue.length;
   }
   active(): number {
     return this.running;
@@ -170,7 +172,7 @@ export class JobRunner {
 
   submit(req: JobRequest): SubmitResult {
     if (this.closed) return { ok: false, reason: 'closed' };
-    if (this.queued() >= this.opts.ctx.config.jobQueueMax) {
+    if (this.queue.isFull) {
       this.opts.metrics?.jobsRejected.inc({ reason: 'queue_full' });
       return { ok: false, reason: 'queue_full' };
     }
@@ -188,19 +190,9 @@ export class JobRunner {
     return { ok: true, id: job.id };
   }
 
-  private next(): Job | undefined {
-    if (this.qHead >= this.queue.length) return undefined;
-    const j = this.queue[this.qHead++];
-    if (this.qHead > 1024 && this.qHead * 2 > this.queue.length) {
-      this.queue.splice(0, this.qHead);
-      this.qHead = 0;
-    }
-    return j;
-  }
-
   private pump(): void {
     while (this.running < this.opts.ctx.config.jobConcurrency) {
-      const job = this.next();
+      const job = this.queue.shift();
       if (!job) break;
       this.running++;
       void this.run(job).finally(() => {
@@ -301,9 +293,7 @@ export class JobRunner {
 
   async close(graceMs = 5000): Promise<void> {
     this.closed = true;
-    const dropped = this.queued();
-    this.queue.length = 0;
-    this.qHead = 0;
+    const dropped = this.queue.clear();
     if (dropped) this.opts.ctx.log.warn({ dropped }, 'agent stopping: queued Odoo jobs dropped');
     if (this.running > 0) await Promise.race([this.whenIdle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
   }
