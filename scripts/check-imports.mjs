@@ -16,6 +16,8 @@ import ts from 'typescript';
  * file in a folder may also be named, to place it apart from its folder (the longest name wins).
  */
 export const LAYERS = [
+  // the error model: every module, net/ included, raises its errors
+  ['common/errors.ts'],
   ['net', 'common', 'paths.ts'],
   ['version.ts'],
   ['ami', 'firewall'],

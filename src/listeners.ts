@@ -116,24 +116,26 @@ export interface OdooWiring extends Omit<OdooBridgeDeps, 'config' | 'stateDir'> 
   fraud?: FraudEngine | null;
 }
 
-/** The Odoo bridge with the console and config-sync jobs; their refusals reach Odoo as job errors with their own message. */
+/** A console or config-sync function as an Odoo job: its refusals (4xx) reach Odoo as job errors with their own message and code. */
+export function asJobFunction(fn: (args: unknown, kwargs: Record<string, unknown>) => Promise<unknown>): JobFunction {
+  return async (args, kwargs) => {
+    try {
+      return await fn(args, kwargs);
+    } catch (e) {
+      if (isClientError(e)) throw new JobError(e.message, { cause: e });
+      throw e;
+    }
+  };
+}
+
+/** The Odoo bridge with the console and config-sync jobs (asJobFunction). */
 export function startOdoo(config: GuardianConfig, w: OdooWiring): Promise<OdooBridge> {
   const extra = new Map([
     ...consoleJobFunctions(w.asteriskConsole),
     ...(w.configFiles ? configJobFunctions(w.configFiles) : []),
     ...(w.fraud ? fraudJobFunctions(w.fraud) : []),
   ]);
-  const jobFunctions = [...extra].map(([name, fn]): [string, JobFunction] => [
-    name,
-    async (args, kwargs) => {
-      try {
-        return await fn(args, kwargs);
-      } catch (e) {
-        if (isClientError(e)) throw new JobError(e.message);
-        throw e;
-      }
-    },
-  ]);
+  const jobFunctions = [...extra].map(([name, fn]): [string, JobFunction] => [name, asJobFunction(fn)]);
   const { asteriskConsole: _c, configFiles, fraud: _f, ...deps } = w;
   return startOdooBridge({ ...deps, jobFunctions, configSync: configFiles, config: odooBridgeConfig(config), stateDir: config.stateDir });
 }

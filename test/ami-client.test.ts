@@ -279,7 +279,7 @@ test('action timeout rejects with a clear error; the connection stays up', async
   s.ignoreActions.add('corestatus');
   await assert.rejects(c.action({ Action: 'CoreStatus' }, { timeoutMs: 50 }), (e: unknown) => {
     assert.ok(e instanceof AmiActionError);
-    assert.equal(e.code, 'timeout');
+    assert.equal(e.kind, 'timeout');
     assert.match(e.message, /^AMI action "CoreStatus" \(ActionID pbxg-\d+\) got no response within 50 ms from 127\.0\.0\.1:\d+; the connection stays up/);
     return true;
   });
@@ -303,14 +303,14 @@ test('pending actions are rejected on disconnect; actions while disconnected rej
   for (const p of [p1, p2]) {
     await assert.rejects(
       p,
-      (e: unknown) => e instanceof AmiActionError && e.code === 'disconnected' && /closed .* before the response arrived/.test(e.message),
+      (e: unknown) => e instanceof AmiActionError && e.kind === 'disconnected' && /closed .* before the response arrived/.test(e.message),
     );
   }
   assert.equal(c.state, 'disconnected');
   assert.equal(reasons.length, 1);
   await assert.rejects(
     c.action({ Action: 'Ping' }),
-    (e: unknown) => e instanceof AmiActionError && e.code === 'not-connected' && /not connected/.test(e.message),
+    (e: unknown) => e instanceof AmiActionError && e.kind === 'not-connected' && /not connected/.test(e.message),
   );
 });
 
@@ -334,7 +334,7 @@ test('CR/LF/NUL in keys or values, and bad keys, are rejected before anything is
     { Ping: 'no action field' },
   ];
   for (const fields of bad) {
-    await assert.rejects(c.action(fields), (e: unknown) => e instanceof AmiActionError && e.code === 'invalid', JSON.stringify(fields));
+    await assert.rejects(c.action(fields), (e: unknown) => e instanceof AmiActionError && e.kind === 'invalid', JSON.stringify(fields));
   }
   await new Promise((r) => setTimeout(r, 30));
   assert.equal(s.bytesReceived, bytes, 'the simulator received nothing');

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { AppError } from '../src/common/errors.js';
 import { loadRulesDir } from '../src/guard/rules.js';
 import {
+  FraudRulesError,
   loadDestinationPlan,
   loadRateTable,
   parseDestinationPlan,
@@ -218,7 +219,7 @@ function refused(text: string, where: RegExp): void {
   assert.throws(
     () => parseDestinationPlan(text, 'rules/x.yaml'),
     (e: unknown) => {
-      assert.ok(e instanceof AppError, String(e));
+      assert.ok(e instanceof FraudRulesError, String(e));
       assert.equal(e.code, 'RULES_INVALID');
       assert.match(e.message, /^rules\/x\.yaml/);
       assert.match(e.message, where);
@@ -259,17 +260,17 @@ test('files: a missing or oversized file is RULES_INVALID naming it', () => {
     const missing = path.join(dir, 'none.yaml');
     assert.throws(
       () => loadDestinationPlan(missing),
-      (e: unknown) => e instanceof AppError && e.code === 'RULES_INVALID' && e.message.startsWith(missing),
+      (e: unknown) => e instanceof FraudRulesError && e.code === 'RULES_INVALID' && e.message.startsWith(missing),
     );
     const big = path.join(dir, 'big.yaml');
     fs.writeFileSync(big, '#'.repeat(4 * 1024 * 1024 + 1));
     assert.throws(
       () => loadRateTable(big),
-      (e: unknown) => e instanceof AppError && e.code === 'RULES_INVALID' && /more than/.test(e.message),
+      (e: unknown) => e instanceof FraudRulesError && e.code === 'RULES_INVALID' && /more than/.test(e.message),
     );
     assert.throws(
       () => loadDestinationPlan(dir),
-      (e: unknown) => e instanceof AppError && e.code === 'RULES_INVALID' && /not a regular file/.test(e.message),
+      (e: unknown) => e instanceof FraudRulesError && e.code === 'RULES_INVALID' && /not a regular file/.test(e.message),
     );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -338,7 +339,7 @@ test('the rate loader is strict', () => {
   const bad = (text: string, where: RegExp) =>
     assert.throws(
       () => parseRateTable(text, 'rates.yaml'),
-      (e: unknown) => e instanceof AppError && e.code === 'RULES_INVALID' && e.message.startsWith('rates.yaml') && where.test(e.message),
+      (e: unknown) => e instanceof FraudRulesError && e.code === 'RULES_INVALID' && e.message.startsWith('rates.yaml') && where.test(e.message),
     );
   const ok = 'currency: EUR\nrates:\n  - { prefix: "+44", perMinute: 0.02 }\n';
   assert.equal(parseRateTable(ok, 'rates.yaml').perMinute('+442079460000'), 0.02);

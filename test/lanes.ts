@@ -28,6 +28,7 @@ export const UNIT: readonly string[] = [
   'asterisk-config-guardian.test.ts',
   'asterisk-config-sync.test.ts',
   'backoff.test.ts',
+  'bounded-queue.test.ts',
   'call-traffic.test.ts',
   'check-imports.test.ts',
   'config-addresses.test.ts',

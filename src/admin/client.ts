@@ -1,14 +1,14 @@
 import { request } from 'node:http';
-import { StartupError } from '../common/errors.js';
+import { AppError, CODE_PATTERN, StartupError } from '../common/errors.js';
 
-/** The daemon answered with an error status: `status` and the daemon's own message. */
-export class DaemonError extends Error {
-  constructor(
-    message: string,
-    readonly status: number,
-    readonly code: string,
-  ) {
-    super(message);
+/** The daemon answered with an error status: that status, the daemon's own code (DAEMON_ERROR
+ *  when it sent none) and its message. */
+export class DaemonError extends AppError {
+  constructor(message: string, status: number, code: string) {
+    super(message, CODE_PATTERN.test(code) ? code : 'DAEMON_ERROR', status);
+  }
+  get status(): number {
+    return this.statusCode;
   }
 }
 
@@ -45,7 +45,7 @@ export function callDaemon<T>(socketPath: string, method: string, path: string, 
           const status = res.statusCode ?? 0;
           if (status >= 400) {
             const d = data as { error?: string; code?: string; message?: string };
-            reject(new DaemonError(d.error ?? d.message ?? `HTTP ${status}`, status, d.code ?? 'ERROR'));
+            reject(new DaemonError(d.error ?? d.message ?? `HTTP ${status}`, status, d.code ?? 'DAEMON_ERROR'));
           } else resolvePromise(data as T);
         });
       },

@@ -351,7 +351,7 @@ export class AmiClient extends EventEmitter {
       (err: unknown) => {
         if (sock !== this.socket) return;
         this.pingInFlight = false;
-        if (err instanceof AmiActionError && err.code === 'timeout') {
+        if (err instanceof AmiActionError && err.kind === 'timeout') {
           this.log.warn({ host: this.o.host, port: this.o.port }, `AMI at ${this.where()} did not answer Ping within ${this.o.pongTimeoutMs} ms; reconnecting`);
           this.teardown(sock, `no Pong within ${this.o.pongTimeoutMs} ms`);
         }

@@ -4,30 +4,42 @@ export type AmiConnectionState = 'disconnected' | 'connecting' | 'authenticating
 
 export type AmiLoginErrorKind = 'auth' | 'unreachable' | 'not-ami' | 'timeout';
 
-/** Login did not succeed. `message` says what happened and what to check. */
-export class AmiLoginError extends Error {
+/** `not-ami` -> NOT_AMI: the kind as the tail of an UPPER_SNAKE code. */
+const upperSnake = (kind: string): string => kind.toUpperCase().replace(/-/g, '_');
+
+/** Login did not succeed. `message` says what happened and what to check; code AMI_LOGIN_<KIND>. */
+export class AmiLoginError extends AppError {
   override readonly name = 'AmiLoginError';
   readonly kind: AmiLoginErrorKind;
   /** delay before the next attempt, ms (undefined when the client is stopped) */
   readonly retryInMs: number | undefined;
   constructor(kind: AmiLoginErrorKind, message: string, retryInMs?: number) {
-    super(message);
+    super(message, `AMI_LOGIN_${upperSnake(kind)}`, 503);
     this.kind = kind;
     this.retryInMs = retryInMs;
   }
 }
 
-export type AmiActionErrorCode = 'invalid' | 'not-connected' | 'timeout' | 'disconnected' | 'write-buffer-full';
+export type AmiActionErrorKind = 'invalid' | 'not-connected' | 'timeout' | 'disconnected' | 'write-buffer-full';
 
-/** An action was not sent, or its response did not arrive. */
-export class AmiActionError extends Error {
+/** The HTTP status of each kind: a bad field is the caller's, a timeout the gateway's, the rest: AMI is not available now. */
+const ACTION_STATUS: Readonly<Record<AmiActionErrorKind, number>> = {
+  invalid: 400,
+  timeout: 504,
+  'not-connected': 503,
+  disconnected: 503,
+  'write-buffer-full': 503,
+};
+
+/** An action was not sent, or its response did not arrive; code AMI_<KIND> (`timeout` -> 504 AMI_TIMEOUT). */
+export class AmiActionError extends AppError {
   override readonly name = 'AmiActionError';
-  readonly code: AmiActionErrorCode;
+  readonly kind: AmiActionErrorKind;
   /** the ActionID used, when the action was sent */
   readonly actionId: string | undefined;
-  constructor(code: AmiActionErrorCode, message: string, actionId?: string) {
-    super(message);
-    this.code = code;
+  constructor(kind: AmiActionErrorKind, message: string, actionId?: string) {
+    super(message, `AMI_${upperSnake(kind)}`, ACTION_STATUS[kind]);
+    this.kind = kind;
     this.actionId = actionId;
   }
 }
@@ -44,10 +56,4 @@ export function notSentError(name: string, where: string, state: AmiConnectionSt
     'write-buffer-full',
     `AMI action "${name}" not sent: ${waiting} bytes already wait to be written to ${where} (Asterisk is not reading); try again later`,
   );
-}
-
-/** The HTTP status and UPPER_SNAKE code an AmiActionError answers with (`timeout` -> 504 AMI_TIMEOUT). */
-export function amiActionAppError(err: AmiActionError): AppError {
-  const status = err.code === 'invalid' ? 400 : err.code === 'timeout' ? 504 : 503;
-  return new AppError(err.message, `AMI_${err.code.toUpperCase().replace(/-/g, '_')}`, status);
 }

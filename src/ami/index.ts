@@ -18,7 +18,7 @@ export type {
 export { maskReadsSecurity } from './security-check.js';
 export { probeSecurity, type ProbeResult, type ProbeOptions } from './probe.js';
 export { AmiClient, legacyCommandOutput, type AmiClientOptions, type AmiActionOptions, type AmiClientEvents } from './client.js';
-export { AmiLoginError, AmiActionError, amiActionAppError, type AmiActionErrorCode } from './errors.js';
+export { AmiLoginError, AmiActionError, type AmiActionErrorKind } from './errors.js';
 export { AmiFramer, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADERS, MAX_GREETING_BYTES, type AmiFramerOptions, type AmiFramerHandlers } from './framer.js';
 export { AmiFrame, parseFrame } from './message.js';
 export { messageToDict } from './to-dict.js';

@@ -56,6 +56,8 @@ export function legacyCommandOutput(raw: string): string[] {
 /**
  * The actions waiting for their answer on one AMI client: counter ActionIDs, per-action
  * timeouts, event-list collection and legacy Command output spread over several frames.
+ * Not a FIFO queue (src/common/bounded-queue.ts): answers arrive in any order and are matched by
+ * ActionID, so this is a Map; each entry leaves at its answer, its timeout or the disconnect.
  */
 export class PendingActions {
   private seq = 0;

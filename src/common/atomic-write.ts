@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { AppError } from './errors.js';
 
 /** What a written file must carry: its owner, group and permission bits (0o777 at most). */
 export interface FileAttributes {
@@ -22,8 +23,10 @@ export function attributesOf(st: { uid: number; gid: number; mode: number }): Fi
 }
 
 /** The file could not be given the owner or group it must keep (the process may not chown). */
-export class OwnershipError extends Error {
-  readonly code = 'OWNER_NOT_KEPT';
+export class OwnershipError extends AppError {
+  constructor(message: string) {
+    super(message, 'OWNER_NOT_KEPT', 409);
+  }
 }
 
 export async function writeFileAtomic(target: string, content: string | Buffer, attrs: FileAttributes): Promise<void> {

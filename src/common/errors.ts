@@ -12,8 +12,9 @@ export class AppError extends Error {
     message: string,
     readonly code: string,
     readonly statusCode: number,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -67,6 +68,7 @@ export const STARTUP_CODES = [
   'LISTEN_FAILED',
   'ROUTE_POLICY_MISSING',
   'DAEMON_UNREACHABLE',
+  'ODOO_INIT',
 ] as const;
 export type StartupCode = (typeof STARTUP_CODES)[number];
 
@@ -83,11 +85,25 @@ export class StartupError extends Error {
 /** The code a job error carries: its message reaches Odoo as written. */
 export const JOB_ERROR = 'JOB_ERROR';
 
+/** A failed Odoo job as Odoo gets it: the text it shows and the error's stable code. */
+export interface JobFailure {
+  error: string;
+  code: string;
+}
+
 /**
- * One failed Odoo job as the text Odoo shows: a JOB_ERROR as written, anything else prefixed
- * with the job's function name (`fun failed: ...`), so an unexpected failure says where it came from.
+ * One failed Odoo job: a JOB_ERROR's text as written, anything else prefixed with the job's
+ * function name (`fun failed: ...`), so an unexpected failure says where it came from. The code
+ * is the AppError's (or StartupError's) own, INTERNAL for anything else.
  */
+export function toJobFailure(err: unknown, fun: string): JobFailure {
+  const code = err instanceof AppError || err instanceof StartupError ? err.code : 'INTERNAL';
+  // a JOB_ERROR that wraps a refusal (src/listeners.ts) carries the refusal's own code
+  if (err instanceof AppError && err.code === JOB_ERROR) return { error: err.message, code: err.cause instanceof AppError ? err.cause.code : code };
+  return { error: `${fun} failed: ${(err as Error)?.message ?? String(err)}`, code };
+}
+
+/** The text of toJobFailure: what Odoo shows of a failed job. */
 export function toJobResult(err: unknown, fun: string): string {
-  if (err instanceof AppError && err.code === JOB_ERROR) return err.message;
-  return `${fun} failed: ${(err as Error)?.message ?? String(err)}`;
+  return toJobFailure(err, fun).error;
 }

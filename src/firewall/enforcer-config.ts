@@ -2,6 +2,7 @@
 import type { Refusal } from './isolate.js';
 import type { RepairReport } from './types.js';
 import { defaultsOf } from '../common/config-schema.js';
+import { AppError } from '../common/errors.js';
 import { FirewallConfigSchema, type FirewallConfig } from './config-schema.js';
 
 /** The `firewall:` config section (FirewallConfigSchema). watchdogInterval is a duration ("2s"; "0"
@@ -38,16 +39,17 @@ export interface EnforcerOptions {
 
 /** The kernel refused this element (see Refusal); the ban stays in the store and reconcile
  *  tries it again. */
-export class FirewallRefusedError extends Error {
+export class FirewallRefusedError extends AppError {
   constructor(readonly refusal: Refusal) {
-    super(`the kernel refused ${refusal.op === 'add' ? 'to add' : 'to remove'} ${refusal.target}: ${refusal.error.message}`);
+    super(`the kernel refused ${refusal.op === 'add' ? 'to add' : 'to remove'} ${refusal.target}: ${refusal.error.message}`, 'FIREWALL_REFUSED', 500);
     this.name = 'FirewallRefusedError';
   }
 }
 
-export class EnforcerStoppedError extends Error {
+/** The enforcer stopped (the daemon is stopping) before this change reached the kernel. */
+export class EnforcerStoppedError extends AppError {
   constructor() {
-    super('firewall enforcer stopped before this change was applied');
+    super('firewall enforcer stopped before this change was applied', 'ENFORCER_STOPPED', 503);
     this.name = 'EnforcerStoppedError';
   }
 }

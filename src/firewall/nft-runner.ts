@@ -1,3 +1,5 @@
+import { AppError } from '../common/errors.js';
+
 /** Runs one nft script (one transaction) and returns nft's JSON output ("" when none). */
 export interface NftRunner {
   run(script: string): Promise<string>;
@@ -9,14 +11,15 @@ export interface NftRunner {
   close?(): Promise<void>;
 }
 
-/** An nft failure, with a message that says what is wrong and what to do. */
-export class NftError extends Error {
+/** An nft failure, with a message that says what is wrong and what to do: NFT_NOT_PERMITTED
+ *  (no CAP_NET_ADMIN) or NFT_FAILED. */
+export class NftError extends AppError {
   constructor(
     message: string,
     readonly detail: string,
     readonly permission: boolean,
   ) {
-    super(message);
+    super(message, permission ? 'NFT_NOT_PERMITTED' : 'NFT_FAILED', 500);
     this.name = 'NftError';
   }
 }

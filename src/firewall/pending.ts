@@ -14,6 +14,9 @@ export type NewOp = { kind: 'add'; entry: FirewallEntry } | { kind: 'remove'; ta
 /**
  * The enforcer's queue of changes not yet applied, one per target (the last operation on a
  * target wins and inherits the earlier callers), bounded: beyond `max` the oldest is dropped.
+ * Not a BoundedQueue (src/common/bounded-queue.ts): it is keyed by target, coalesces, takes an
+ * entry out of the middle (dropRefused) and puts a batch back in front of newer ones (putBack);
+ * a Map in insertion order does all of that in O(1) per change.
  */
 export class PendingOps {
   private readonly ops = new Map<string, Op>();

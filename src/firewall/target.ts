@@ -1,5 +1,6 @@
 import { formatNetwork, isSingleAddress, parseNetwork } from '../net/ip.js';
 import type { FirewallTarget } from './types.js';
+import { AppError } from '../common/errors.js';
 
 /**
  * Defence in depth for everything that goes into an nft script or an ipset restore file:
@@ -13,9 +14,10 @@ export interface CanonicalTarget extends FirewallTarget {
   prefix: number;
 }
 
-export class InvalidFirewallTargetError extends Error {
+/** The firewall's own check of a target (the guard checks it first and answers INVALID_TARGET). */
+export class InvalidFirewallTargetError extends AppError {
   constructor(text: unknown) {
-    super(`refusing firewall target ${JSON.stringify(String(text)).slice(0, 80)}: not an IP address or CIDR`);
+    super(`refusing firewall target ${JSON.stringify(String(text)).slice(0, 80)}: not an IP address or CIDR`, 'INVALID_FIREWALL_TARGET', 400);
     this.name = 'InvalidFirewallTargetError';
   }
 }

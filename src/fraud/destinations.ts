@@ -11,7 +11,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { AppError } from '../common/errors.js';
+import { AppError, StartupError } from '../common/errors.js';
 
 export interface DialingPlan {
   /** E.164 country code digits of the PBX's own country, e.g. "49" */
@@ -46,10 +46,11 @@ export interface RateTable {
   currency: string;
 }
 
-/** A refused destination or rate file; the message names the file and the entry. */
-export class FraudRulesError extends AppError {
+/** A refused destination or rate file; the message names the file and the entry. Read at start
+ *  (and by `check`), so it stops the start like a bad detection rule (exit status 2). */
+export class FraudRulesError extends StartupError {
   constructor(message: string) {
-    super(message, 'RULES_INVALID', 400);
+    super(message, 'RULES_INVALID');
   }
 }
 

@@ -9,6 +9,7 @@
 import crypto from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthFailures, FailureReason, ListenerName } from './auth-failures.js';
+import { StartupError } from '../common/errors.js';
 
 export type RoutePolicy =
   /** anyone who reaches the listener (OpenAPI document, metrics) */
@@ -93,9 +94,10 @@ export interface RegisteredRoute {
 }
 
 /** A route registered without an auth policy, or with one its listener cannot check: a defect, found at start. */
-// (net sits beside common in the layers, so the code is its own field here, not StartupError's)
-export class RoutePolicyError extends Error {
-  readonly code = 'ROUTE_POLICY_MISSING';
+export class RoutePolicyError extends StartupError {
+  constructor(message: string) {
+    super(message, 'ROUTE_POLICY_MISSING');
+  }
 }
 
 const registered = new WeakMap<FastifyInstance, RegisteredRoute[]>();

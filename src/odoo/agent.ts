@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { JobRequest, SubmitResult } from './jobs.js';
 import { AGENT_TOKEN, installRouteAuth, TokenSet } from '../net/auth.js';
 import type { AuthFailures } from '../net/auth-failures.js';
+import { AppError, toHttp } from '../common/errors.js';
 
 /** The agent token as a token set (replace() it at reload); an empty token accepts nothing. */
 export function agentTokenSet(token: string): TokenSet {
@@ -65,11 +66,12 @@ export function createAgentApp(opts: AgentAppOptions): FastifyInstance {
   const log = opts.logger;
   installRouteAuth(app, { listener: 'agent', agentTokens: tokens, failures: opts.failures });
 
-  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string; validation?: unknown }, _req, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    if (status === 413) return reply.code(413).send({ error: `body larger than ${opts.bodyLimitBytes} bytes` });
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
+    if (!(err instanceof AppError) && err.statusCode === 413)
+      return reply.code(413).send({ error: `body larger than ${opts.bodyLimitBytes} bytes`, code: 'TOO_LARGE' });
+    const { status, body } = toHttp(err);
     if (status >= 500) log?.error({ err: err.message }, 'agent endpoint error');
-    return reply.code(status).send({ error: err.validation ? `bad job body: ${err.message}` : err.message });
+    return reply.code(status).send({ error: err.validation ? `bad job body: ${body.error}` : body.error, code: body.code });
   });
 
   app.post('/app/asterisk_plus/agent', { config: { auth: AGENT_TOKEN }, schema: { body: bodySchema } }, async (req, reply) => {

@@ -8,13 +8,17 @@
  * True / False / None literals. Any other name, attribute or call is rejected at compile time.
  * A missing key read with `event['X']` makes the whole condition false (Python: KeyError).
  */
+import { AppError } from '../common/errors.js';
 
 export const CONDITION_MAX_LENGTH = 2000;
 export const CONDITION_MAX_DEPTH = 32;
 export const CONDITION_MAX_TOKENS = 400;
 
-export class ConditionError extends Error {
-  readonly code = 'CONDITION_UNSUPPORTED';
+/** A condition of Odoo's events map outside the supported subset (or over a bound). */
+export class ConditionError extends AppError {
+  constructor(message: string) {
+    super(message, 'CONDITION_UNSUPPORTED', 400);
+  }
 }
 
 type Value = string | number | boolean | null | Value[] | EventObj;
@@ -286,6 +290,8 @@ class Parser {
   }
 }
 
+// Control flow inside one evaluation, never seen outside test() (it makes the condition false,
+// as Python's KeyError / TypeError would): not part of the error model.
 class MissingKey extends Error {}
 class TypeMismatch extends Error {}
 

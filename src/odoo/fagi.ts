@@ -13,10 +13,13 @@ import type { OdooCaller } from './rpc.js';
 import type { EventHandler } from './forwarder.js';
 import type { DialplanPolicy } from '../ami/dialplan-policy.js';
 import { judgeAgiCommand } from '../ami/agi-policy.js';
+import { BoundedQueue } from '../common/bounded-queue.js';
 
 export const FAGI_MAX_LINE = 8192;
 export const FAGI_MAX_ENV_LINES = 200;
 export const FAGI_MAX_COMMANDS = 100;
+/** lines received and not yet read: Asterisk sends its environment, then one answer per command */
+export const FAGI_MAX_QUEUED_LINES = 2 * FAGI_MAX_ENV_LINES;
 const ENV_TIMEOUT_MS = 5000;
 const CMD_RE = /^[A-Za-z][A-Za-z ]{0,40}/;
 
@@ -35,7 +38,7 @@ export interface FagiOptions {
 
 class LineReader {
   private buf = '';
-  private lines: string[] = [];
+  private readonly lines = new BoundedQueue<string>(FAGI_MAX_QUEUED_LINES);
   private waiters: Array<{ resolve: (l: string | null) => void; reject: (e: Error) => void }> = [];
   private ended = false;
   private error: Error | null = null;
@@ -48,7 +51,11 @@ class LineReader {
       while ((i = this.buf.indexOf('\n')) >= 0) {
         const line = this.buf.slice(0, i).replace(/\r$/, '');
         this.buf = this.buf.slice(i + 1);
-        this.push(line);
+        if (!this.push(line)) {
+          this.fail(new Error(`more than ${FAGI_MAX_QUEUED_LINES} AGI lines received and not read`));
+          sock.destroy();
+          return;
+        }
       }
       if (this.buf.length > FAGI_MAX_LINE) {
         this.fail(new Error(`AGI line longer than ${FAGI_MAX_LINE} bytes`));
@@ -65,10 +72,12 @@ class LineReader {
     });
     sock.on('error', (e) => this.fail(e));
   }
-  private push(line: string): void {
+  /** false when the line finds the queue full */
+  private push(line: string): boolean {
     const w = this.waiters.shift();
     if (w) w.resolve(line);
-    else this.lines.push(line);
+    else return this.lines.push(line) === 'queued';
+    return true;
   }
   private fail(e: Error): void {
     this.error = e;

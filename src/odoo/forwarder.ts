@@ -16,6 +16,7 @@ import { compileEventsMap, EVENTS_MAP_DOMAIN, EVENTS_MAP_FIELDS, type EventHandl
 import type { OdooMetrics } from './metrics.js';
 import { OdooServerError, type OdooCaller } from './rpc.js';
 import { backoffMs } from '../net/backoff.js';
+import { BoundedQueue } from '../common/bounded-queue.js';
 
 export type { EventHandler, EventSource } from './events-map.js';
 
@@ -31,35 +32,9 @@ export interface ForwarderDeps {
 
 type SendOutcome = 'ok' | 'unavailable' | 'rejected';
 
-class Deque<T> {
-  private a: (T | undefined)[] = [];
-  private h = 0;
-  get length(): number {
-    return this.a.length - this.h;
-  }
-  push(x: T): void {
-    this.a.push(x);
-  }
-  shift(): T | undefined {
-    if (this.h >= this.a.length) return undefined;
-    const x = this.a[this.h];
-    this.a[this.h++] = undefined;
-    if (this.h > 1024 && this.h * 2 > this.a.length) {
-      this.a = this.a.slice(this.h);
-      this.h = 0;
-    }
-    return x;
-  }
-  drainAll(): T[] {
-    const r = this.a.slice(this.h) as T[];
-    this.a = [];
-    this.h = 0;
-    return r;
-  }
-}
-
 interface Lane {
-  q: Deque<OutboxItem>;
+  /** bounded by odoo.eventMemoryMax over all lanes (memCount); a lane alone never holds more */
+  q: BoundedQueue<OutboxItem>;
   busy: boolean;
 }
 
@@ -98,7 +73,7 @@ export class Forwarder {
   readonly counters = { matched: 0, forwarded: 0, rejected: 0, outboxed: 0, delayOverflow: 0 };
 
   constructor(private readonly deps: ForwarderDeps) {
-    this.lanes = Array.from({ length: deps.config.eventConcurrency }, () => ({ q: new Deque<OutboxItem>(), busy: false }));
+    this.lanes = Array.from({ length: deps.config.eventConcurrency }, () => ({ q: new BoundedQueue<OutboxItem>(deps.config.eventMemoryMax), busy: false }));
     this.seq = Math.max(deps.outbox.maxSeq(), 0);
     if (deps.outbox.count() > 0) {
       this.mode = 'outbox';
@@ -221,11 +196,11 @@ export class Forwarder {
       return;
     }
     if (this.mode === 'direct') {
-      if (this.memCount < this.deps.config.eventMemoryMax) {
-        const idx = fnv1a(item.lane) % this.lanes.length;
-        this.lanes[idx]!.q.push(item);
+      const idx = fnv1a(item.lane) % this.lanes.length;
+      const lane = this.lanes[idx]!;
+      if (this.memCount < this.deps.config.eventMemoryMax && lane.q.push(item) === 'queued') {
         this.memCount++;
-        if (!this.lanes[idx]!.busy) this.scheduleLane(idx);
+        if (!lane.busy) this.scheduleLane(idx);
         return;
       }
       this.enterOutbox('backlog');

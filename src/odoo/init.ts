@@ -3,6 +3,7 @@
  * {agent_token, odoo_user, odoo_password, odoo_db}. The CLI writes them into the config file.
  */
 import { readLimited } from '../net/http-body.js';
+import { StartupError } from '../common/errors.js';
 
 export interface OdooInitResult {
   agent_token: string;
@@ -14,8 +15,11 @@ export interface OdooInitResult {
 /** the initialization answer is a few hundred bytes; more is a proxy page or a wrong URL */
 const INIT_RESPONSE_MAX_BYTES = 64 * 1024;
 
-export class OdooInitError extends Error {
-  readonly code = 'ODOO_INIT';
+/** `pbx-guardian odoo init` failed: the message says what Odoo answered and what to do. */
+export class OdooInitError extends StartupError {
+  constructor(message: string) {
+    super(message, 'ODOO_INIT');
+  }
 }
 
 export async function odooInit(opts: { url: string; db: string; timeoutMs?: number; fetchImpl?: typeof fetch }): Promise<OdooInitResult> {

@@ -1,7 +1,8 @@
 /** security.*: bans, unbans and access rules from Odoo. */
-import { AllowListedError, InvalidTargetError, type BanRecord } from '../guard/types.js';
+import type { BanRecord } from '../guard/types.js';
 import { JobError, type JobFunction } from './job-function.js';
 import { parseDuration } from '../common/duration.js';
+import { isClientError } from '../common/errors.js';
 
 function banToDict(b: BanRecord): Record<string, unknown> {
   const now = Date.now();
@@ -38,7 +39,7 @@ function targetsOf(args: unknown): string[] {
 }
 
 function banErrorText(e: unknown): string {
-  if (e instanceof AllowListedError || e instanceof InvalidTargetError) return e.message;
+  if (isClientError(e)) return e.message;
   return `ban failed: ${(e as Error).message}`;
 }
 

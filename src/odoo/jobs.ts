@@ -4,7 +4,8 @@
  * res_model.res_method(result, **pass_back); job errors are also notified to res_notify_uid.
  */
 import { randomUUID } from 'node:crypto';
-import { toJobResult } from '../common/errors.js';
+import { toJobFailure } from '../common/errors.js';
+import { BoundedQueue } from '../common/bounded-queue.js';
 import { ByteBudget, type Reservation } from './byte-budget.js';
 import { managerAction } from './job-ami.js';
 import { getSipPeers } from './job-sip-peers.js';
@@ -46,12 +47,13 @@ export interface JobResultSink {
   notify(job: Job, uid: number, title: string, message: string, warning: boolean): void;
 }
 
-function errorResult(fun: string, message: string, asList: boolean): unknown {
+function errorResult(fun: string, message: string, code: string, asList: boolean): unknown {
+  // an AMI action's failure keeps the shape of an AMI response (what the module reads of it)
   if (fun === 'asterisk.manager_action') {
     const r = { Response: 'Error', Message: message };
     return asList ? [r] : r;
   }
-  return { error: message };
+  return { error: message, code };
 }
 
 // ------------------------------------------------------------------ the registry
@@ -149,8 +151,8 @@ export interface JobRunnerOptions {
 export type SubmitResult = { ok: true; id: string } | { ok: false; reason: 'queue_full' | 'closed' };
 
 export class JobRunner {
-  private readonly queue: Job[] = [];
-  private qHead = 0;
+  /** odoo.jobQueueMax: a full queue answers 503 */
+  private readonly queue: BoundedQueue<Job>;
   private running = 0;
   private closed = false;
   private readonly idle: Array<() => void> = [];
@@ -163,11 +165,12 @@ export class JobRunner {
 
   constructor(private readonly opts: JobRunnerOptions) {
     this.memory = new ByteBudget(opts.ctx.config.jobMemoryMaxBytes);
+    this.queue = new BoundedQueue<Job>(opts.ctx.config.jobQueueMax);
     this.functions = opts.functions ?? new JobRegistry();
   }
 
   queued(): number {
-    return this.queue.length - this.qHead;
+    return this.queue.length;
   }
   active(): number {
     return this.running;
@@ -175,7 +178,7 @@ export class JobRunner {
 
   submit(req: JobRequest): SubmitResult {
     if (this.closed) return { ok: false, reason: 'closed' };
-    if (this.queued() >= this.opts.ctx.config.jobQueueMax) {
+    if (this.queue.isFull) {
       this.opts.metrics?.jobsRejected.inc({ reason: 'queue_full' });
       return { ok: false, reason: 'queue_full' };
     }
@@ -193,19 +196,9 @@ export class JobRunner {
     return { ok: true, id: job.id };
   }
 
-  private next(): Job | undefined {
-    if (this.qHead >= this.queue.length) return undefined;
-    const j = this.queue[this.qHead++];
-    if (this.qHead > 1024 && this.qHead * 2 > this.queue.length) {
-      this.queue.splice(0, this.qHead);
-      this.qHead = 0;
-    }
-    return j;
-  }
-
   private pump(): void {
     while (this.running < this.opts.ctx.config.jobConcurrency) {
-      const job = this.next();
+      const job = this.queue.shift();
       if (!job) break;
       this.running++;
       void this.run(job).finally(() => {
@@ -225,11 +218,13 @@ export class JobRunner {
     const asList = truthyKw(kwargs.as_list);
     let result: unknown;
     let error: string | null = null;
+    let code = 'INTERNAL';
     const holds: Reservation[] = [];
     // settles when the job function is done with the memory it reserved
     let fnDone: Promise<unknown> = Promise.resolve();
     if (!fn) {
       error = `unknown function ${JSON.stringify(String(job.fun).slice(0, 80))} (this agent supports: ${this.functions.names().join(', ')})`;
+      code = 'UNKNOWN_FUNCTION';
     } else {
       let timer: NodeJS.Timeout | undefined;
       const started = Date.now();
@@ -258,7 +253,7 @@ export class JobRunner {
           }),
         ]);
       } catch (e) {
-        error = toJobResult(e, String(job.fun));
+        ({ error, code } = toJobFailure(e, String(job.fun)));
       } finally {
         if (timer) clearTimeout(timer);
       }
@@ -269,7 +264,7 @@ export class JobRunner {
       this.counters.failed++;
       this.opts.metrics?.jobsCompleted.inc({ fun: funLabel, outcome: 'error' });
       log.warn({ jobId: job.id, fun: String(job.fun).slice(0, 80), err: error }, 'Odoo job failed');
-      result = errorResult(job.fun, error, asList);
+      result = errorResult(job.fun, error, code, asList);
       if (uid !== null) this.opts.sink.notify(job, uid, title, bound(error), true);
     } else {
       this.counters.completed++;
@@ -304,9 +299,7 @@ export class JobRunner {
 
   async close(graceMs = 5000): Promise<void> {
     this.closed = true;
-    const dropped = this.queued();
-    this.queue.length = 0;
-    this.qHead = 0;
+    const dropped = this.queue.clear();
     if (dropped) this.opts.ctx.log.warn({ dropped }, 'agent stopping: queued Odoo jobs dropped');
     if (this.running > 0) await Promise.race([this.whenIdle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
   }

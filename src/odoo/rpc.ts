@@ -9,24 +9,28 @@ import type { Logger } from 'pino';
 import type { OdooConfig } from './config.js';
 import { jsonBody, type JsonBody } from './json-body.js';
 import { backoffMs } from '../net/backoff.js';
+import { AppError } from '../common/errors.js';
 
 /** Odoo could not be reached or answered 5xx / not JSON: worth retrying later. */
-export class OdooUnavailableError extends Error {
-  readonly code = 'ODOO_UNAVAILABLE';
+export class OdooUnavailableError extends AppError {
+  constructor(message: string) {
+    super(message, 'ODOO_UNAVAILABLE', 503);
+  }
 }
 /** Odoo refused our credentials. Retrying will not help until the config is fixed. */
-export class OdooAuthError extends Error {
-  readonly code = 'ODOO_AUTH';
+export class OdooAuthError extends AppError {
+  constructor(message: string) {
+    super(message, 'ODOO_AUTH', 502);
+  }
 }
 /** Odoo ran the call and raised (bad method, handler error, validation error). Not retryable. */
-export class OdooServerError extends Error {
-  readonly code = 'ODOO_SERVER_ERROR';
+export class OdooServerError extends AppError {
   constructor(
     message: string,
     readonly errorName: string,
     readonly data?: unknown,
   ) {
-    super(message);
+    super(message, 'ODOO_SERVER_ERROR', 502);
   }
 }
 

@@ -10,7 +10,7 @@ import { Counter, type Registry } from 'prom-client';
 import { requestedBanDuration } from '../guard/ban-duration.js';
 import type { BanControl } from '../guard/types.js';
 import { AppError, toHttp } from '../common/errors.js';
-import { AmiActionError, amiActionAppError, callerAction, messageToDict, type ActionPolicy } from '../ami/index.js';
+import { callerAction, messageToDict, type ActionPolicy } from '../ami/index.js';
 import { buildOpenApi, type RouteDoc } from './openapi.js';
 import { bearer, installRouteAuth, PUBLIC, TokenSet } from '../net/auth.js';
 import type { AuthFailures } from '../net/auth-failures.js';
@@ -209,12 +209,13 @@ export function createRestApp(deps: RestDeps): FastifyInstance {
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
-    if (err instanceof TelephonyError) return reply.code(err.statusCode).send({ ...(err.status ?? {}), error: err.message, code: err.code });
     if (!(err instanceof AppError) && err.statusCode === 413)
       return reply.code(413).send({ error: `body larger than ${cfg.bodyLimitBytes} bytes (rest.bodyLimitBytes)`, code: 'TOO_LARGE' });
-    const { status, body } = toHttp(err instanceof AmiActionError ? amiActionAppError(err) : err, { foreignCode: 'own' });
+    const { status, body } = toHttp(err, { foreignCode: 'own' });
     if (status === 500) log?.error({ err: err.message, route: req.routeOptions.url }, 'REST request failed');
-    return reply.code(status).send({ error: body.error, code: REST_CODE[body.code] ?? body.code });
+    // a refused call also says what state the operator was in (salara's contract)
+    const state = err instanceof TelephonyError ? (err.status ?? {}) : {};
+    return reply.code(status).send({ ...state, error: body.error, code: REST_CODE[body.code] ?? body.code });
   });
 
   const docs: RouteDoc[] = [];

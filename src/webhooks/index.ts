@@ -21,6 +21,7 @@ import { readLimited } from '../net/http-body.js';
 import { banNoticeEvent, type BanNotice, type GuardianEvent, type Subscriber } from '../guard/index.js';
 import { Outbox, type OutboxItem } from '../store/outbox.js';
 import { backoffMs } from '../net/backoff.js';
+import { BoundedQueue } from '../common/bounded-queue.js';
 
 export { defaultWebhookConfig, resolveWebhooks, WebhooksConfigSchema, type WebhookConfig } from './config-schema.js';
 
@@ -45,7 +46,8 @@ interface Sub {
   outbox: Outbox;
   ttlMs: number;
   seq: number;
-  pending: OutboxItem[];
+  /** events of this tick, written to the outbox in one transaction on the next (MAX_PENDING) */
+  pending: BoundedQueue<OutboxItem>;
   match: Array<[string, Set<string>]>;
   wake: (() => void) | null;
   draining: boolean;
@@ -168,7 +170,7 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
         outbox,
         ttlMs: parseDuration(cfg.ttl)! * 1000,
         seq: outbox.maxSeq(),
-        pending: [],
+        pending: new BoundedQueue<OutboxItem>(MAX_PENDING),
         match: Object.entries(cfg.match).map(([k, v]) => [k, new Set(Array.isArray(v) ? v : [v])]),
         wake: null,
         draining: false,
@@ -246,7 +248,8 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
           })
         )
           continue;
-        if (s.pending.length >= MAX_PENDING) {
+        // checked before the event is copied: a refused one costs nothing
+        if (s.pending.isFull) {
           this.metrics?.dropped.inc({ subscriber: s.cfg.name, reason: 'overflow' });
           continue;
         }
@@ -282,8 +285,7 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
     this.flushScheduled = false;
     for (const s of this.subs) {
       if (s.pending.length === 0) continue;
-      const items = s.pending;
-      s.pending = [];
+      const items = s.pending.drainAll();
       try {
         s.outbox.append(items);
       } catch (e) {
@@ -456,7 +458,7 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
   health(): WebhookHealth[] {
     return this.subs.map((s) => {
       const oldest = s.outbox.oldestCreatedAt();
-      const firstPending = s.pending[0]?.createdAt ?? null;
+      const firstPending = s.pending.peek()?.createdAt ?? null;
       return {
         name: s.cfg.name,
         depth: s.outbox.count() + s.pending.length,
