@@ -21,7 +21,7 @@ export const LAYERS = [
   ['ami', 'firewall'],
   ['guard'],
   ['store', 'sources'],
-  ['odoo', 'webhooks', 'asterisk-config'],
+  ['odoo', 'webhooks', 'asterisk-config', 'fleet'],
   ['health'],
   ['admin'],
   ['rest', 'metrics', 'console'],

@@ -27,6 +27,7 @@ export const UNIT: readonly string[] = [
   'asterisk-config-sync.test.ts',
   'backoff.test.ts',
   'check-imports.test.ts',
+  'fleet-decision.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',
   'config-secrets.test.ts',
