@@ -31,6 +31,7 @@ export const UNIT: readonly string[] = [
   'bounded-queue.test.ts',
   'call-traffic.test.ts',
   'check-imports.test.ts',
+  'fleet-decision.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',
   'config-secrets.test.ts',
