@@ -10,6 +10,8 @@ import { AppError, CODE_PATTERN, isClientError, STARTUP_CODES, StartupError, toH
 import { ConfigError } from '../src/config/index.js';
 import { RuleError } from '../src/guard/index.js';
 import { FraudRulesError } from '../src/fraud/destinations.js';
+import { LapiAnswerError } from '../src/fleet/decision.js';
+import { LapiError } from '../src/fleet/lapi.js';
 import { AlreadyRunningError, SchemaVersionError, StateDirError } from '../src/store/index.js';
 import { ListenError } from '../src/admin/listen.js';
 import { DaemonError, DaemonUnreachableError } from '../src/admin/client.js';
@@ -303,6 +305,9 @@ const SAMPLES: Error[] = [
   new FirewallRefusedError(refusal),
   new EnforcerStoppedError(),
   new InvalidFirewallTargetError('10.0.0.1; flush ruleset'),
+  new LapiAnswerError('LAPI decisions stream: not JSON'),
+  new LapiError('LAPI unreachable', true),
+  new LapiError('LAPI refused the login (401)', false, 401),
   new DaemonError('not found', 404, 'NOT_FOUND'),
   new DaemonError('HTTP 502', 502, 'not-a-code'),
   new ConfigError('ami.port: not a port'),
