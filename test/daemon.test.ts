@@ -90,10 +90,11 @@ test('end to end: AMI brute force → ban in the backend and store; CLI and metr
     assert.match(metrics, /pbx_guardian_events_ignored_total\{reason="allow-listed"\} 8/);
     assert.match(metrics, /pbx_guardian_events_ignored_total\{reason="own-address"\} 1/);
     assert.match(metrics, /pbx_guardian_security_events_total\{event="InvalidPassword",service="SIP"\} 9/);
-    // guard only (no Odoo, no webhooks): the login asks Asterisk for the security class alone, so
-    // the transcript's PeerStatus frames (class system) never reach the daemon
+    // no Odoo, no webhooks: the login asks Asterisk for the security class and, for the fraud
+    // guard (on by default), call and cdr; the transcript's PeerStatus frames (class system) never
+    // reach the daemon
     const login = sim.requests.find((r) => r.action.toLowerCase() === 'login')!;
-    assert.equal(login.headers.find(([k]) => k === 'Events')?.[1], 'security');
+    assert.equal(login.headers.find(([k]) => k === 'Events')?.[1], 'security,call,cdr');
     assert.match(metrics, /pbx_guardian_ami_events_total\{event="InvalidPassword"\} 9/);
     assert.doesNotMatch(metrics, /pbx_guardian_ami_events_total\{event="PeerStatus"\}/);
 
