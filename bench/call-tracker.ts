@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { parseFrame, splitTranscript, type AmiPort } from '../src/ami/index.js';
 import { buildConfig, PACKAGE_ROOT } from '../src/config/index.js';
-import { FraudEngine, MemoryBlockStore, parseDestinationPlan } from '../src/fraud/index.js';
+import { FraudEngine, MemoryBlockStore, loadDestinationPlan } from '../src/fraud/index.js';
 import type { BenchResult } from './types.js';
 
 const FILES = ['call-pjsip-international-trunk.raw', 'call-pjsip-internal-extension.raw', 'call-pjsip-trunk-no-answer.raw', 'call-pjsip-trunk-busy.raw'];
-const DEST = 'classes:\n  premium: { prefixes: ["+49900"] }\n  satellite: { prefixes: ["+8816", "+8817"] }\n  high-risk: { prefixes: ["+53"] }\n';
+/** the shipped destination classes: what a default install classifies every call with */
+const DEST = join(PACKAGE_ROOT, 'rules', 'fraud-destinations.yaml');
 
 export async function run(opts: { calls?: number; runs?: number } = {}): Promise<BenchResult[]> {
   const calls = opts.calls ?? 2000;
@@ -32,7 +33,7 @@ export async function run(opts: { calls?: number; runs?: number } = {}): Promise
   for (let r = 0; r < runs; r++) {
     const engine = new FraudEngine({
       config: buildConfig({ fraud: { dialingPlan: { country: '49' } } }).fraud,
-      plan: parseDestinationPlan(DEST, 'bench'),
+      plan: loadDestinationPlan(DEST),
       rates: null,
       ami,
       store: new MemoryBlockStore(),
