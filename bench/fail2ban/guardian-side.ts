@@ -106,6 +106,8 @@ export async function guardianChild(plan: Plan): Promise<SideResult> {
       firewall: { backend: 'nftables', table: TABLE, reconcileIntervalMs: 0 },
       metrics: { enabled: false },
       admin: { socket: join(dir, 'admin.sock') },
+      // PBXG_BENCH_EXTRA='{"fraud":{"enabled":false}}': what a stage costs on the security path
+      ...(JSON.parse(process.env.PBXG_BENCH_EXTRA ?? '{}') as object),
     };
     writeFileSync(configPath, JSON.stringify(daemonConfig, null, 2), { mode: 0o600 }); // JSON is YAML
     daemon = new GuardianProcess(configPath);
