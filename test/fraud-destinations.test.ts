@@ -210,9 +210,22 @@ test('an invalid dialing plan is refused with the key named', () => {
   assert.match(bad.join('\n'), /dialingPlan\.country/);
   assert.match(bad.join('\n'), /internationalPrefixes\[1\]/);
   assert.throws(
-    () => plan.classify('0088', { ...DE, country: '' }),
+    () => plan.classify('0088', { ...DE, country: '4x' }),
     (e: unknown) => e instanceof AppError && e.code === 'CONFIG_INVALID',
   );
+});
+
+test('with the country not configured (the default), international prefixes still classify and national numbers are national', () => {
+  const unknown: DialingPlan = { ...DE, country: '' };
+  assert.deepEqual(validateDialingPlan(unknown), []);
+  // the fixtures' burst as dialled: satellite, high-risk, international by their international prefix
+  assert.deepEqual(plan.classify('00881612345001', unknown).classes, ['satellite', 'international']);
+  assert.equal(plan.classify('+5352540005', unknown).kind, 'international');
+  assert.ok(plan.classify('+5352540005', unknown).classes.includes('high-risk'));
+  // a national number: national, its ranges not known without the country
+  assert.deepEqual(plan.classify('0694606329', unknown), { kind: 'national', e164: null, classes: [], prefix: null });
+  assert.deepEqual(plan.classify('09001234560008', unknown), { kind: 'national', e164: null, classes: [], prefix: null });
+  assert.equal(plan.classify('101', unknown).kind, 'internal');
 });
 
 function refused(text: string, where: RegExp): void {

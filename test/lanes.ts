@@ -30,6 +30,7 @@ export const UNIT: readonly string[] = [
   'backoff.test.ts',
   'bounded-queue.test.ts',
   'call-traffic.test.ts',
+  'check-fraud.test.ts',
   'check-imports.test.ts',
   'fleet-decision.test.ts',
   'config-addresses.test.ts',

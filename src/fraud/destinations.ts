@@ -118,8 +118,8 @@ interface CompiledPlan {
 /** Config errors of a dialing plan (for the stage's config check); [] when it is valid. */
 export function validateDialingPlan(plan: DialingPlan, where = 'dialingPlan'): string[] {
   const errors: string[] = [];
-  if (typeof plan.country !== 'string' || !/^[1-9][0-9]{0,2}$/.test(plan.country))
-    errors.push(`${where}.country: the E.164 country code of the PBX's country, 1-3 digits without "+" (e.g. "49", "1", "33")`);
+  if (typeof plan.country !== 'string' || !/^([1-9][0-9]{0,2})?$/.test(plan.country))
+    errors.push(`${where}.country: the E.164 country code of the PBX's country, 1-3 digits without "+" (e.g. "49", "1", "33"), or "" when not known`);
   if (typeof plan.nationalPrefix !== 'string' || !/^[0-9]{0,3}$/.test(plan.nationalPrefix))
     errors.push(`${where}.nationalPrefix: the trunk prefix, 0-3 digits ("0" in most of Europe, "1" in the NANP, "" where there is none)`);
   if (!Array.isArray(plan.internationalPrefixes) || plan.internationalPrefixes.length === 0 || plan.internationalPrefixes.length > 8) {
@@ -197,12 +197,15 @@ class Destinations implements DestinationPlan {
     } else {
       const intl = p.international.find((x) => digits.startsWith(x));
       if (intl !== undefined) e164Digits = digits.slice(intl.length);
+      // the country is not configured (the default): a number without an international prefix is
+      // national, and its national ranges (premium 0900 ...) cannot be told apart
+      else if (p.country === '') return { kind: 'national', e164: null, classes: [], prefix: null };
       else if (p.nationalPrefix !== '' && digits.startsWith(p.nationalPrefix)) e164Digits = p.country + digits.slice(p.nationalPrefix.length);
       // no prefix at all: a national number dialled without the trunk prefix (NANP 10-digit dialling, a local number)
       else e164Digits = p.country + digits;
     }
-    const kind = e164Digits.startsWith(p.country) ? 'national' : 'international';
-    if (e164Digits === '' || e164Digits === p.country) {
+    const kind = p.country !== '' && e164Digits.startsWith(p.country) ? 'national' : 'international';
+    if (e164Digits === '' || (p.country !== '' && e164Digits === p.country)) {
       // a bare prefix ("00", "+", "0049"): nothing to classify, but never mistaken for an extension
       return { kind, e164: null, classes: kind === 'international' ? ['international'] : [], prefix: null };
     }
