@@ -6,6 +6,7 @@
  * ignored.
  */
 import { test } from 'node:test';
+import pino from 'pino';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -363,4 +364,26 @@ test('fraud config errors name their key', () => {
   );
   assert.throws(() => buildConfig({ fraud: { dialingPlan: { country: '+49' } } }), /fraud\.dialingPlan\.country/);
   assert.throws(() => buildConfig({ fraud: { budget: { amount: 10 } } }), /fraud\.budget\.amount: a budget needs a rate table/);
+});
+
+test('an event whose handling throws is counted and logged (once a minute), never silent, and the read path goes on', () => {
+  const lines: Array<{ msg: string; event?: string }> = [];
+  const logger = pino({ level: 'error' }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; event?: string }) });
+  const throwing = {
+    classify: () => {
+      throw new Error('refused dialing plan');
+    },
+    classNames: () => [],
+  };
+  const r = rig(new MemoryBlockStore(), fraudConfig(), new WireAmi(), null, { plan: throwing, logger });
+  replay(r, BURST); // ten DialBegin, each classified
+  assert.equal(r.engine.tracker.counts.failed, 10);
+  assert.equal(r.engine.tracker.size, 0, 'no call followed');
+  assert.equal(lines.length, 1, 'one line for the ten failures within a minute');
+  assert.equal(lines[0]!.event, 'DialBegin');
+  assert.match(lines[0]!.msg, /handling a DialBegin event failed/);
+  r.clock.now += 61_000;
+  replay(r, BURST);
+  assert.equal(lines.length, 2, 'a minute later it is said again');
+  r.engine.stop();
 });

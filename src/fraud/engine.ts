@@ -51,6 +51,7 @@ export class FraudEngine {
   private readonly hangups: Hangups;
   private readonly astdb: AstDbWriter;
   private readonly blocked = new Map<string, AccountBlock>();
+  private lastFailureLog = -Infinity;
   private readonly failedDels = new Set<string>();
   private readonly addresses = new Map<string, string>();
   private readonly liveByAccount = new Map<string, Set<TrackedCall>>();
@@ -88,6 +89,13 @@ export class FraudEngine {
         billed: (channel, sec) => {
           const owner = channelEndpoint(channel);
           if (owner !== null) this.policies.billed(owner, channel, sec);
+        },
+        failed: (event, err) => {
+          // once a minute at most: a defect here would otherwise repeat on every call event
+          const now = this.now();
+          if (now - this.lastFailureLog < 60_000) return;
+          this.lastFailureLog = now;
+          this.deps.logger.error({ err, event, failed: this.tracker.counts.failed }, `fraud: handling a ${event} event failed; the call is not followed`);
         },
       },
     );

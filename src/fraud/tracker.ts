@@ -33,6 +33,8 @@ export interface TrackerListener {
   address(account: string, address: string): void;
   /** the Cdr of a call from this account */
   billed(channel: string, billableSec: number): void;
+  /** handling an event threw (a defect, or a config the destination module refuses): counted as ignored */
+  failed?(event: string, err: unknown): void;
 }
 
 export interface TrackerOptions {
@@ -71,7 +73,7 @@ export class CallTracker {
   /** the dialled channel → the caller's channel */
   private readonly legs = new Map<string, string>();
   private readonly trunks: ReadonlySet<string>;
-  readonly counts = { events: 0, ignored: 0, started: 0, expired: 0, evicted: 0 };
+  readonly counts = { events: 0, ignored: 0, failed: 0, started: 0, expired: 0, evicted: 0 };
 
   constructor(
     private readonly opts: TrackerOptions,
@@ -104,9 +106,11 @@ export class CallTracker {
       else if (name === 'Cdr') this.cdr(msg);
       else if (name === 'SuccessfulAuth') this.auth(msg);
       else this.contact(msg);
-    } catch {
-      // a listener's bug must not stop the AMI read path; the event is counted as ignored
+    } catch (err) {
+      // a listener's bug must not stop the AMI read path; the event is counted as ignored and said
       this.counts.ignored++;
+      this.counts.failed++;
+      this.listener.failed?.(name, err);
     }
   }
 

@@ -98,19 +98,20 @@ export function rig(
   cfg: FraudConfig = fraudConfig(),
   ami = new WireAmi(),
   bans: ConstructorParameters<typeof FraudEngine>[0]['bans'] = null,
+  extra: Partial<Pick<ConstructorParameters<typeof FraudEngine>[0], 'plan' | 'logger'>> = {},
 ): Rig {
   const timers = new ManualTimers();
   const events: GuardianEvent[] = [];
   const clock = { now: Date.parse('2026-12-02T06:36:00Z') };
   const engine = new FraudEngine({
     config: cfg,
-    plan: loadDestinationPlan(SHIPPED_DESTINATIONS),
+    plan: extra.plan ?? loadDestinationPlan(SHIPPED_DESTINATIONS),
     rates: null,
     ami,
     store,
     bans,
     emit: (ev) => events.push(ev),
-    logger: pino({ level: 'silent' }),
+    logger: extra.logger ?? pino({ level: 'silent' }),
     now: () => clock.now,
     timers,
   });
