@@ -1,4 +1,4 @@
-import { test, beforeEach, after } from 'node:test';
+import { test as nodeTest, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,7 +25,8 @@ let dir: string;
 let ami: FakeAmi;
 let files: AsteriskConfigFiles;
 
-beforeEach(() => {
+/** each test's own directory and AMI (a hook at the top would reach other files' tests in a shared unit-lane process) */
+function fresh(): void {
   dir = path.join(top, String(++n));
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'extensions.conf'), FIXTURE_EXTENSIONS);
@@ -38,7 +39,15 @@ beforeEach(() => {
     events: [],
   });
   files = new AsteriskConfigFiles({ ...defaultAsteriskConfigConfig(), dir }, ami);
-});
+}
+
+/** node:test's test, each run in a fresh directory */
+const test = (name: string, fn: () => void | Promise<void>): void => {
+  void nodeTest(name, () => {
+    fresh();
+    return fn();
+  });
+};
 
 const read = (name: string) => fs.readFileSync(path.join(dir, name), 'utf8');
 const code = (c: string) => (e: unknown) => e instanceof ConfigFileError && e.code === c;

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { FULL, UNIT, laneOf } from './lanes.js';
+import { FULL, UNIT, deal, laneOf } from './lanes.js';
 import { repoPath } from './helpers/fixtures.js';
 
 const TEST_DIR = repoPath('test');
@@ -74,6 +74,27 @@ test('the check sees what it must: the kernel tests trip it', () => {
     const hits = sourcesOf(f).some(([, text]) => FULL_ONLY.some(([re]) => re.test(text)));
     assert.ok(hits, `${f} is a kernel test but the unit-lane check would not have caught it`);
   }
+});
+
+/** a hook at a file's top level: in a process shared with other files, it runs around their tests too */
+const ROOT_EACH_HOOK = /^(?:beforeEach|afterEach)\(/m;
+
+test('no unit-lane file has a top-level beforeEach/afterEach (the lane runs many files in one process)', () => {
+  assert.ok(ROOT_EACH_HOOK.test("import x from 'y';\nbeforeEach(() => {\n"), 'the check sees a top-level hook');
+  assert.ok(!ROOT_EACH_HOOK.test("describe('d', () => {\n  beforeEach(() => {\n"), 'and not one inside a describe');
+  const offences = UNIT.filter((f) => ROOT_EACH_HOOK.test(readFileSync(repoPath('test', f), 'utf8')));
+  assert.deepEqual(offences, [], 'move the hook into a describe(), or call the setup from each test');
+});
+
+test('the unit lane deals its files slowest first, each to the least loaded process', () => {
+  const shares = deal(['a', 'b', 'c', 'd', 'e'], { a: 5000, b: 4000, c: 3000, d: 2000 }, 2);
+  // a(5) | b(4) → c to b (7) | d to a (7) | e, never measured (1 s), to the first of the least loaded
+  assert.deepEqual(shares, [
+    ['a', 'd', 'e'],
+    ['b', 'c'],
+  ]);
+  assert.deepEqual(deal(['a', 'b'], {}, 4), [['a'], ['b']], 'no empty process');
+  assert.deepEqual(deal(UNIT, {}, 3).flat().sort(), [...UNIT].sort(), 'every file in exactly one process');
 });
 
 test('npm test runs every file, npm run test:unit the unit lane', () => {

@@ -12,8 +12,10 @@
  *   node dist/test/lanes.js unit    run the unit lane (what `npm run test:unit` does after tsc)
  */
 import { spawn } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export type Lane = 'unit' | 'full';
 
@@ -127,21 +129,91 @@ export function laneOf(file: string): Lane | null {
   return null;
 }
 
+/**
+ * The unit lane runs its files in one process per CPU rather than one per file: a node process
+ * costs ~0.2 s of CPU to start, and 60 of them were a third of the lane. A file in this lane
+ * therefore shares its process with others: no hook at its top level (it would reach their tests),
+ * nothing left listening, nothing global changed (test/lanes.test.ts checks the first).
+ * The files are dealt to the processes by their last measured time (dist/.unit-lane-times.json,
+ * written by the lane-times reporter), slowest first, each to the least loaded process.
+ */
 function runUnitLane(): void {
   const here = dirname(fileURLToPath(import.meta.url));
-  const files = UNIT.map((f) => join(here, f.replace(/\.ts$/, '.js')));
-  // two at a time: the files are independent (own temp dirs, port 0), and the lane is CPU-bound
-  const child = spawn(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
-  child.on('close', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+  const timesFile = join(here, '..', '.unit-lane-times.json');
+  const shares = deal(UNIT, readTimes(timesFile), Math.max(1, Math.min(4, availableParallelism())));
+  const started = Date.now();
+  let failed = false;
+  let left = shares.length;
+  shares.forEach((files, i) => {
+    const args = [
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      `--test-reporter=${join(here, 'helpers', 'lane-times.js')}`,
+      `--test-reporter-destination=${timesFile}.${i}`,
+      fileURLToPath(import.meta.url),
+      'share',
+      ...files.map((f) => join(here, f.replace(/\.ts$/, '.js'))),
+    ];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const out: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.on('close', (code, signal) => {
+      // one process's report at a time: two interleaved spec trees cannot be read
+      process.stdout.write(`\n# unit lane, process ${i + 1}/${shares.length}: ${files.length} files\n`);
+      process.stdout.write(Buffer.concat(out));
+      if (code !== 0 || signal) failed = true;
+      if (--left > 0) return;
+      mergeTimes(timesFile, shares.length);
+      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      console.log(`\n# unit lane: ${UNIT.length} files in ${shares.length} processes, ${secs} s, ${failed ? 'FAILED' : 'passed'}`);
+      process.exit(failed ? 1 : 0);
+    });
+  });
+}
+
+/** Longest first, each to the least loaded share (a file never measured counts as a second). */
+export function deal(files: readonly string[], times: Readonly<Record<string, number>>, n: number): string[][] {
+  const cost = (f: string) => times[f] ?? 1000;
+  const shares = Array.from({ length: n }, () => ({ files: [] as string[], load: 0 }));
+  for (const f of [...files].sort((a, b) => cost(b) - cost(a) || a.localeCompare(b))) {
+    const least = shares.reduce((a, b) => (b.load < a.load ? b : a));
+    least.files.push(f);
+    least.load += cost(f);
+  }
+  return shares.map((s) => s.files).filter((f) => f.length > 0);
+}
+
+function readTimes(file: string): Record<string, number> {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return parsed && typeof parsed === 'object' ? (parsed as Record<string, number>) : {};
+  } catch {
+    return {}; // first run, or a damaged file: deal evenly, measure again
+  }
+}
+
+function mergeTimes(file: string, n: number): void {
+  const merged: Record<string, number> = {};
+  for (let i = 0; i < n; i++) {
+    Object.assign(merged, readTimes(`${file}.${i}`));
+    rmSync(`${file}.${i}`, { force: true });
+  }
+  if (Object.keys(merged).length > 0) writeFileSync(file, JSON.stringify(merged, null, 1) + '\n');
+}
+
+/** One share: import the files; node:test runs their tests in this process, one after another. */
+async function runShare(files: string[]): Promise<void> {
+  for (const f of files) await import(pathToFileURL(f).href);
 }
 
 // `npm test` (node --test dist/test/) runs every .js file there, this one too: nothing to do then
 const underTestRunner = process.env.NODE_TEST_CONTEXT !== undefined;
 if (!underTestRunner && process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const lane = process.argv[2];
-  if (lane !== 'unit') {
+  if (lane === 'share') void runShare(process.argv.slice(3));
+  else if (lane === 'unit') runUnitLane();
+  else {
     console.error('usage: node dist/test/lanes.js unit   (the full lane is `npm test`: node --test dist/test/)');
     process.exit(2);
   }
-  runUnitLane();
 }
