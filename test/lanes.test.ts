@@ -21,7 +21,7 @@ const FULL_ONLY: Array<[RegExp, string]> = [
   [/\bunshare\b/, 'unshare'],
   [/process\.getuid/, 'a root check'],
   [/['"`/](nft|ipset|iptables|ip6tables)['"`]|\/usr\/sbin\//, 'a kernel firewall tool'],
-  [/fail2ban-regex|promtool|systemd-analyze|dpkg|\/usr\/bin\/lame/, 'a system program'],
+  [/fail2ban-regex|promtool|systemd-analyze|dpkg|\/usr\/bin\/(?:lame|crowdsec|cscli)/, 'a system program'],
 ];
 
 /** the source of a test file and of every test/helpers module it imports, transitively */

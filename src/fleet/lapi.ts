@@ -7,6 +7,10 @@
 import { AppError } from '../common/errors.js';
 import { redactUrl } from '../common/redact.js';
 import { readLimited } from '../net/http-body.js';
+import { VERSION } from '../version.js';
+
+/** LAPI 1.4 refuses a login whose User-Agent is not exactly name/version ("bad user agent") */
+const USER_AGENT = `pbx-guardian/${VERSION}`;
 
 /** a login or alerts answer is read up to this (a JWT, a list of alert ids) */
 const SMALL_ANSWER_MAX_BYTES = 256 * 1024;
@@ -80,7 +84,7 @@ export class LapiClient {
       '/v1/watchers/login',
       {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'user-agent': 'pbx-guardian' },
+        headers: { 'content-type': 'application/json', 'user-agent': USER_AGENT },
         body: JSON.stringify({ machine_id: this.opts.login, password: this.opts.password }),
       },
       SMALL_ANSWER_MAX_BYTES,
@@ -109,7 +113,7 @@ export class LapiClient {
       const token = await this.jwt(now);
       const { status, text } = await this.request(
         '/v1/alerts',
-        { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'pbx-guardian', authorization: `Bearer ${token}` }, body },
+        { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': USER_AGENT, authorization: `Bearer ${token}` }, body },
         SMALL_ANSWER_MAX_BYTES,
       );
       if (status === 200 || status === 201) return;
@@ -126,7 +130,7 @@ export class LapiClient {
   async stream(startup: boolean, maxBytes: number): Promise<string> {
     const { status, text } = await this.request(
       `/v1/decisions/stream?startup=${startup ? 'true' : 'false'}`,
-      { method: 'GET', headers: { 'x-api-key': this.opts.apiKey ?? '', 'user-agent': 'pbx-guardian' } },
+      { method: 'GET', headers: { 'x-api-key': this.opts.apiKey ?? '', 'user-agent': USER_AGENT } },
       maxBytes,
     );
     if (status !== 200) throw this.failure('GET /v1/decisions/stream (check crowdsec.bouncer.apiKey against cscli bouncers list)', status, text, true);

@@ -71,7 +71,10 @@ export async function startLapi(port: number): Promise<Lapi> {
   cscli(['bouncers', 'add', 'pbxg-test', '-k', bouncer.apiKey]);
   let child: ChildProcess | null = null;
   const start = async () => {
-    child = spawn('/usr/bin/crowdsec', ['-c', cfg, '-no-cs'], { stdio: 'ignore' });
+    // its stderr holds what the log file does not (the LAPI's login errors go through Go's log package)
+    const stderr = fs.openSync(path.join(dir, 'stderr.log'), 'a');
+    child = spawn('/usr/bin/crowdsec', ['-c', cfg, '-no-cs'], { stdio: ['ignore', 'ignore', stderr] });
+    fs.closeSync(stderr);
     for (let i = 0; i < 100; i++) {
       try {
         const r = await fetch(`${url}/v1/decisions/stream?startup=false`, { headers: { 'x-api-key': 'none' } });
