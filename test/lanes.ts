@@ -34,6 +34,7 @@ export const UNIT: readonly string[] = [
   'call-traffic.test.ts',
   'check-fraud.test.ts',
   'check-imports.test.ts',
+  'fleet-bouncer.test.ts',
   'fleet-decision.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',
@@ -96,6 +97,8 @@ export const FULL: Readonly<Record<string, string>> = {
   'startup.test.ts': 'root: daemon starts and fail-fast exits as a child, kernel backend in a private network namespace',
   'cli-check.test.ts': 'system program: compares `check` with fail2ban-regex',
   'fleet-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) on loopback',
+  'fleet-two-guardians.test.ts':
+    'root, two network namespaces joined by a veth pair, a real CrowdSec Local API, two whole daemons (and a minute of LAPI outage)',
   'odoo-mp3.test.ts': 'system program: converts recordings with the real lame',
   'health-daemon.test.ts': 'system program: promtool on the scrape and the alert rules; CLI children against a daemon',
   'systemd.test.ts': 'system program: systemd-analyze verify / security on the unit',
