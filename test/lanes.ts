@@ -36,6 +36,7 @@ export const UNIT: readonly string[] = [
   'check-imports.test.ts',
   'fleet-bouncer.test.ts',
   'fleet-decision.test.ts',
+  'fleet-stream-split.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',
   'config-secrets.test.ts',
