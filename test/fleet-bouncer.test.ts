@@ -247,3 +247,17 @@ test('an allow-list change takes a held remote decision out of the set (and puts
   assert.deepEqual(await s.kernel(), ['198.51.100.23', '203.0.113.9']);
   await s.close();
 });
+
+test('the LAPI host is allow-listed automatically when the fleet is on: no decision can cut the guardian off from its Local API', async () => {
+  const { buildConfig } = await import('../src/config/index.js');
+  const { guardOptions, hostNames } = await import('../src/main.js');
+  const crowdsec = { url: 'http://198.51.100.5:8080', bouncer: { enabled: true, apiKey: 'key-12345678' } };
+  const on = guardOptions(buildConfig({ ami: { enabled: false }, crowdsec }), []);
+  assert.ok(
+    on.automaticAllow.some((e) => typeof e !== 'string' && e.entry === '198.51.100.5' && e.from === 'CrowdSec LAPI host 198.51.100.5'),
+    JSON.stringify(on.automaticAllow),
+  );
+  const off = guardOptions(buildConfig({ ami: { enabled: false }, crowdsec: { ...crowdsec, bouncer: { enabled: false } } }), []);
+  assert.ok(!JSON.stringify(off.automaticAllow).includes('198.51.100.5'));
+  assert.deepEqual(hostNames(buildConfig({ ami: { enabled: false }, crowdsec: { ...crowdsec, url: 'http://lapi.example:8080' } })), ['lapi.example']);
+});
