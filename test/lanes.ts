@@ -48,6 +48,7 @@ export const UNIT: readonly string[] = [
   'firewall-deferred.test.ts',
   'fraud.test.ts',
   'fraud-budget.test.ts',
+  'fraud-dialstring.test.ts',
   'firewall-enforcer.test.ts',
   'firewall-health.test.ts',
   'firewall-nft-watch.test.ts',
