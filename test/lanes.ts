@@ -47,6 +47,7 @@ export const UNIT: readonly string[] = [
   'error-model.test.ts',
   'firewall-deferred.test.ts',
   'fraud.test.ts',
+  'fraud-blocks.test.ts',
   'fraud-budget.test.ts',
   'fraud-dialstring.test.ts',
   'firewall-enforcer.test.ts',
