@@ -108,6 +108,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'odoo-replay.test.ts': 'whole daemon replaying the recorded Odoo 17 run (mp3 through lame when installed)',
   'daemon-odoo-settings.test.ts': 'whole daemon with settings from a fake Odoo; pbx-guardian status children',
   'daemon.test.ts': 'whole daemon and CLI children on its admin socket',
+  'daemon-fraud-accounts.test.ts': 'whole daemon with a webhook and a fake Odoo; CLI children (fraud, accounts, acknowledge) on its admin socket',
   'store-migrations.test.ts': 'a `run` child on a database from a newer version (exit 11); timers of the prune',
   'demo.test.ts': 'the demo: a daemon under a simulated attack for seconds',
   'fault-ami.test.ts': 'whole daemon: the AMI peer killed and restarted (outages of seconds)',
