@@ -3,7 +3,7 @@
  * not want, a few Map operations for the ones it does. What the real Asterisk 22 transcripts show
  * (test/fixtures/ami-asterisk22-calls/README.md):
  *  - DialBegin carries everything a call needs: the caller's Channel (PJSIP/<endpoint>-<8 hex>,
- *    the account), DestChannel (PJSIP/trunk-..., the trunk), DialString (<number>@trunk) and Exten;
+ *    the account), DestChannel (PJSIP/trunk-..., the trunk), DialString (<number>@trunk, or a SIP/tel URI: dialstring.ts) and Exten (the fallback);
  *    Newchannel does not know yet where the call goes, so it is not read;
  *  - DialEnd gives the DialStatus (ANSWER, NOANSWER, BUSY, CONGESTION, CANCEL): anything but ANSWER
  *    ends the attempt;
