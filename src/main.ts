@@ -27,7 +27,7 @@ import {
 } from './guard/index.js';
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
-import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
+import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks, zeroRuleSeries } from './metrics/bind.js';
 import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { applyReload } from './reload.js';
@@ -208,6 +208,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await life.start({ name: 'enforcer', stop: () => en.stop() });
     const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, en, logger));
     bindGuardMetrics(metrics, gd);
+    metrics.backendSource = () => en.backendPath;
     const feed = new HostAllowFeed({
       resolve: opts.resolveHost ?? systemResolver,
       intervalMs: seconds(config.guard.hostLookupInterval) * 1000,
@@ -268,6 +269,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const next = await odooSettings.load(opts.configPath !== undefined ? loadConfig(opts.configPath) : opts.config);
       const options = guardOptions(next, [], opts.hostAddresses);
       gd.reload(options);
+      zeroRuleSeries(metrics, gd.rules);
       // credentials apply at once: a removed or rotated secret stops working with this reload
       const { applied, restartNeeded } = await applyReload(config, next, { logger, restTokens, odoo, webhooks, historyRetention: prune });
       config = next;
