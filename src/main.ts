@@ -9,6 +9,7 @@ import { TokenSet } from './net/auth.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { Lifecycle } from './common/lifecycle.js';
+import { sqliteAbiError } from './common/native-abi.js';
 import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
 import {
   connectSubscribers,
@@ -110,6 +111,8 @@ function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): St
     st = Store.open(stateDir);
   } catch (err) {
     if (err instanceof SchemaVersionError) throw new StateDirError(stateDir, err.message);
+    const abi = sqliteAbiError(err);
+    if (abi) throw abi;
     throw new StateDirError(
       stateDir,
       `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`,

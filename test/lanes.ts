@@ -98,6 +98,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'startup.test.ts': 'root: daemon starts and fail-fast exits as a child, kernel backend in a private network namespace',
   'cli-check.test.ts': 'system program: compares `check` with fail2ban-regex',
   'dashboards-promtool.test.ts': 'system program: promtool check rules on dashboards/alert-rules.yaml',
+  'native-abi.test.ts': 'system program: cc builds a module for another Node.js ABI',
   'fleet-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) on loopback',
   'odoo-mp3.test.ts': 'system program: converts recordings with the real lame',
   'health-daemon.test.ts': 'system program: promtool on the scrape and the alert rules; CLI children against a daemon',
