@@ -45,6 +45,7 @@ export const UNIT: readonly string[] = [
   'daemon-fraud.test.ts',
   'daemon-odoo.test.ts',
   'daemon-security-log.test.ts',
+  'engines.test.ts',
   'error-model.test.ts',
   'firewall-deferred.test.ts',
   'fraud.test.ts',
