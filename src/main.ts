@@ -29,7 +29,7 @@ import {
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks, zeroRuleSeries } from './metrics/bind.js';
-import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
+import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, StateOwnership, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { applyReload } from './reload.js';
 import { OdooSettings } from './config/settings-origin.js';
@@ -187,10 +187,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   config = await odooSettings.load(config);
   assertRunnable(config);
   prepareStateDir(config.stateDir);
+  // root by hand in the service user's state directory: what it creates there is given back (store/ownership.ts)
+  const owner = StateOwnership.of(config.stateDir, logger);
   const lock = acquireStateLock(config.stateDir);
   if (lock.tookOver) logger.warn({ lock: lock.path, stale: lock.tookOver.holder }, `took over a stale lock ${lock.path}: ${lock.tookOver.why}`);
   const life = new Lifecycle((name, err) => logger.warn({ err, component: name }, `stopping the ${name} failed; stopping the rest`));
-  await life.start({ name: 'state lock', stop: () => lock.release() });
+  await life.start({
+    name: 'state lock',
+    stop: () => {
+      lock.release();
+      owner?.adopt();
+    },
+  });
 
   try {
     const st = openStore(config, metrics, logger);
@@ -453,6 +461,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     if (ami) await life.start({ name: 'AMI client', start: () => ami.start(), stop: () => ami.stop() });
     await life.start({ name: 'detection sources', start: () => srcs.start(), stop: () => srcs.stop() });
 
+    owner?.adopt();
     return {
       get config() {
         return config;

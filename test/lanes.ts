@@ -100,6 +100,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'cli-check.test.ts': 'system program: compares `check` with fail2ban-regex',
   'dashboards-promtool.test.ts': 'system program: promtool check rules on dashboards/alert-rules.yaml',
   'native-abi.test.ts': 'system program: cc builds a module for another Node.js ABI',
+  'state-ownership.test.ts': 'root: run as root in the service user’s state directory (chown, a child as another user)',
   'fleet-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) on loopback',
   'odoo-mp3.test.ts': 'system program: converts recordings with the real lame',
   'health-daemon.test.ts': 'system program: promtool on the scrape and the alert rules; CLI children against a daemon',
