@@ -42,7 +42,7 @@ export function sqliteAbiError(err: unknown): StartupError | null {
   const m = abiMismatch(err);
   if (!m) return null;
   return new StartupError(
-    `${describeAbiMismatch('better-sqlite3', m)}: the state database cannot be opened. Install the Node.js the package was built for, or rebuild the native modules for this one (cd /usr/lib/pbx-guardian && npm rebuild better-sqlite3, with build-essential and python3)`,
+    `${describeAbiMismatch('better-sqlite3', m)}: the state database cannot be opened. Install the Node.js it was built for, or build it for this one: npm rebuild better-sqlite3 in a source install (build-essential, python3), or build the Debian package with this Node.js (npm ci && npm run package)`,
     'NATIVE_MODULE_ABI',
   );
 }
