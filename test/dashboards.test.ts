@@ -113,6 +113,20 @@ test('dashboard, alert rules and docs/metrics.md name only metrics a real daemon
     assert.ok(names.has(std), `${std} is exported`);
   assert.ok(![...names].some((n) => /^pbx_guardian_(process|nodejs)_/.test(n)), 'no prefixed default metric');
   assert.match(text, /^pbx_guardian_build_info\{version="[^"]+",node="[0-9.]+",modules="[0-9]+",backend="memory-dry-run"\} 1$/m);
+  // the stages' labelled series with known values exist before anything happened
+  for (const series of [
+    'pbx_guardian_webhook_deliveries_total{subscriber="crm",outcome="rejected"} 0',
+    'pbx_guardian_webhook_dropped_total{subscriber="crm",reason="overflow"} 0',
+    'pbx_guardian_webhook_queued_total{subscriber="crm"} 0',
+    'pbx_guardian_webhook_outbox_depth{subscriber="crm"} 0',
+    'pbx_guardian_odoo_rpc_calls_total{outcome="unavailable"} 0',
+    'pbx_guardian_outbox_dropped_total{reason="cap"} 0',
+    'pbx_guardian_odoo_events_dropped_total{reason="delay_overflow"} 0',
+    'pbx_guardian_jobs_rejected_total{reason="queue_full"} 0',
+    'pbx_guardian_odoo_fagi_requests_total{outcome="error"} 0',
+    'pbx_guardian_events_ignored_total{reason="allow-listed"} 0',
+  ])
+    assert.ok(text.split('\n').includes(series), `${series} in the first scrape`);
 
   const known = (n: string): boolean => {
     if (names.has(n) || PROMETHEUS_MADE.has(n)) return true;
