@@ -6,13 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { abiMismatch, sqliteAbiError } from '../src/common/native-abi.js';
 import { tryLoadAddon } from '../src/firewall/nft-addon.js';
 import { exitCodeOf } from '../src/cli/exit.js';
+import { repoPath } from './helpers/fixtures.js';
 
 const RUNNING = Number(process.versions.modules);
 const OTHER = RUNNING === 127 ? 115 : 127;
@@ -76,6 +77,48 @@ test('a module built for another Node ABI: the nftables addon loader and better-
     assert.ok('error' in garbage);
     assert.match(garbage.error, /garbage\.node: .*(invalid ELF header|file too short)/);
     assert.equal(sqliteAbiError(new Error('SQLITE_CANTOPEN: unable to open database file')), null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('pbx-guardian run with better-sqlite3 built for another Node ABI: exit 4, both ABIs and the fix on stderr', { skip: !hasCc && 'no cc' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbxg-abi-run-'));
+  try {
+    const fake = buildOtherAbiModule(dir);
+    // an installed copy of the program whose better-sqlite3 holds the other-ABI binding (the rest
+    // of node_modules linked from this checkout's)
+    const root = join(dir, 'pkg');
+    mkdirSync(join(root, 'node_modules'), { recursive: true });
+    for (const f of ['package.json', 'rules', 'dist']) cpSync(repoPath(f), join(root, f), { recursive: true });
+    const modules = realpathSync(repoPath('node_modules'));
+    for (const name of readdirSync(modules)) if (name !== 'better-sqlite3') symlinkSync(join(modules, name), join(root, 'node_modules', name));
+    const bs = join(root, 'node_modules', 'better-sqlite3');
+    for (const f of ['package.json', 'lib']) cpSync(join(modules, 'better-sqlite3', f), join(bs, f), { recursive: true });
+    mkdirSync(join(bs, 'build', 'Release'), { recursive: true });
+    cpSync(fake, join(bs, 'build', 'Release', 'better_sqlite3.node'));
+    const config = join(dir, 'guardian.yaml');
+    writeFileSync(
+      config,
+      [
+        `stateDir: ${join(dir, 'state')}`,
+        'ami: { enabled: false }',
+        'firewall: { backend: memory }',
+        'metrics: { enabled: false }',
+        `admin: { socket: ${join(dir, 'admin.sock')} }`,
+        '',
+      ].join('\n'),
+    );
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', config], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 4, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `better-sqlite3 \\(.*better_sqlite3\\.node\\) was built for Node\\.js ${OTHER_NODE} \\(module ABI ${OTHER}\\) but this is Node\\.js [0-9.]+ \\(module ABI ${RUNNING}\\)`,
+      ),
+    );
+    assert.match(r.stderr, /npm rebuild better-sqlite3/);
+    assert.doesNotMatch(r.stderr, /check the mount/, 'not taken for a disk problem');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
