@@ -9,6 +9,7 @@ import { TokenSet } from './net/auth.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { Lifecycle } from './common/lifecycle.js';
+import { sqliteAbiError } from './common/native-abi.js';
 import { AllowFollowers, createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
 import {
   connectSubscribers,
@@ -27,8 +28,8 @@ import {
 } from './guard/index.js';
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
-import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
-import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
+import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks, zeroRuleSeries } from './metrics/bind.js';
+import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, StateOwnership, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { applyReload } from './reload.js';
 import { OdooSettings } from './config/settings-origin.js';
@@ -113,6 +114,8 @@ function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): St
     st = Store.open(stateDir);
   } catch (err) {
     if (err instanceof SchemaVersionError) throw new StateDirError(stateDir, err.message);
+    const abi = sqliteAbiError(err);
+    if (abi) throw abi;
     throw new StateDirError(
       stateDir,
       `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`,
@@ -187,10 +190,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   config = await odooSettings.load(config);
   assertRunnable(config);
   prepareStateDir(config.stateDir);
+  // root by hand in the service user's state directory: what it creates there is given back (store/ownership.ts)
+  const owner = StateOwnership.of(config.stateDir, logger);
   const lock = acquireStateLock(config.stateDir);
   if (lock.tookOver) logger.warn({ lock: lock.path, stale: lock.tookOver.holder }, `took over a stale lock ${lock.path}: ${lock.tookOver.why}`);
   const life = new Lifecycle((name, err) => logger.warn({ err, component: name }, `stopping the ${name} failed; stopping the rest`));
-  await life.start({ name: 'state lock', stop: () => lock.release() });
+  await life.start({
+    name: 'state lock',
+    stop: () => {
+      lock.release();
+      owner?.adopt();
+    },
+  });
 
   try {
     const st = openStore(config, metrics, logger);
@@ -213,6 +224,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const followers = new AllowFollowers(en);
     const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, followers, logger));
     bindGuardMetrics(metrics, gd);
+    metrics.backendSource = () => en.backendPath;
     const feed = new HostAllowFeed({
       resolve: opts.resolveHost ?? systemResolver,
       intervalMs: seconds(config.guard.hostLookupInterval) * 1000,
@@ -273,6 +285,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const next = await odooSettings.load(opts.configPath !== undefined ? loadConfig(opts.configPath) : opts.config);
       const options = guardOptions(next, [], opts.hostAddresses);
       gd.reload(options);
+      zeroRuleSeries(metrics, gd.rules);
       // credentials apply at once: a removed or rotated secret stops working with this reload
       const { applied, restartNeeded } = await applyReload(config, next, { logger, restTokens, odoo, webhooks, historyRetention: prune });
       config = next;
@@ -469,6 +482,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     if (ami) await life.start({ name: 'AMI client', start: () => ami.start(), stop: () => ami.stop() });
     await life.start({ name: 'detection sources', start: () => srcs.start(), stop: () => srcs.stop() });
 
+    owner?.adopt();
     return {
       get config() {
         return config;

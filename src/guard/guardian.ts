@@ -265,7 +265,7 @@ export class Guardian implements BanControl, ObservationSink {
       rec.reason += ` (failures for ${shared.accounts} accounts from an address where others authenticate: enumeration)`;
       aware?.forget(addressText);
     }
-    this.applyBan(rec, detection.windowMs);
+    this.applyBan(rec, detection.windowMs, o.seenAt ?? performance.now());
     this.detector.forget(detection.keyText);
   }
 
@@ -296,12 +296,13 @@ export class Guardian implements BanControl, ObservationSink {
     this.observe(plainObservation('http', eventName, service, parsed && isSingleAddress(parsed) ? parsed : null, now), now);
   }
 
-  private applyBan(rec: BanRecord, windowMs: number): void {
+  /** seenAt: when the failure that completed a rule ban was received (none for other bans) */
+  private applyBan(rec: BanRecord, windowMs: number, seenAt?: number): void {
     const replaces = this.active.has(rec.target);
     this.active.set(rec.target, rec);
     this.safeStore(() => this.store.saveBan(rec, replaces));
     this.enforcement
-      .ban(toEntry(rec))
+      .ban(seenAt === undefined ? toEntry(rec) : { ...toEntry(rec), seenAt })
       .catch((err: Error) => this.logger.error({ err, target: rec.target }, 'ban not applied in the kernel (the enforcer retries)'));
     const durationSec = rec.expiresAt === null ? null : Math.round((rec.expiresAt - rec.createdAt) / 1000);
     this.logger.warn(
