@@ -335,6 +335,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                 const app = createAdminApp(
                   {
                     control: gd,
+                    lookup: gd,
                     status: () => ({ ...gd.status(), settings: odooSettings.status() }),
                     reload,
                     version: VERSION,

@@ -34,6 +34,7 @@ export const UNIT: readonly string[] = [
   'call-traffic.test.ts',
   'check-fraud.test.ts',
   'check-imports.test.ts',
+  'cli-bans.test.ts',
   'fleet-decision.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',

@@ -3,7 +3,7 @@ import { chmodSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { AppError, toHttp } from '../common/errors.js';
-import type { BanControl, GuardStatus } from '../guard/index.js';
+import type { BanControl, BanLookup, GuardStatus } from '../guard/index.js';
 import { requestedBanDuration } from '../guard/index.js';
 import type { HealthReport } from '../health/index.js';
 import type { AccountWatch } from '../accounts/index.js';
@@ -15,6 +15,8 @@ import type { FraudSnapshot } from '../fraud/index.js';
 /** What the admin routes (used by the CLI over the unix socket) need from the daemon. */
 export interface AdminPort {
   control: BanControl;
+  /** covering bans (banned ADDRESS, unban --covering); absent: exact targets only */
+  lookup?: BanLookup;
   status(): GuardStatus;
   /** re-read config and rules; bans stay */
   reload(): Promise<{ rules: number; applied?: string[]; restartNeeded?: string[] }>;
@@ -76,7 +78,12 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
     if (!port.health) return reply.code(404).send({ error: 'this daemon has no health report', code: 'NOT_FOUND' });
     return port.health();
   });
-  app.get('/bans', local, async () => ({ bans: port.control.listBans() }));
+  app.get<{ Querystring: { address?: string } }>('/bans', local, async (req) => {
+    const address = req.query.address;
+    if (address === undefined) return { bans: port.control.listBans() };
+    if (!port.lookup) return { bans: port.control.listBans().filter((b) => b.target === address) };
+    return { bans: port.lookup.bansCovering(String(address)).map((m) => ({ ...m.ban, match: m.kind, how: m.how })) };
+  });
 
   app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>(
     '/bans',
@@ -88,9 +95,15 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
     },
   );
 
-  app.delete<{ Params: { target: string } }>('/bans/:target', local, async (req, reply) => {
-    const removed = await port.control.unban(req.params.target); // fastify already decoded the param once
-    if (!removed) return reply.code(404).send({ error: `${req.params.target} is not banned`, code: 'NOT_BANNED' });
+  app.delete<{ Params: { target: string }; Querystring: { covering?: string } }>('/bans/:target', local, async (req, reply) => {
+    const target = req.params.target; // fastify already decoded the param once
+    if (port.lookup) {
+      const out = await port.lookup.unbanTarget(target, { covering: req.query.covering === '1' || req.query.covering === 'true' });
+      if (out.removed.length === 0) return reply.code(404).send({ error: `${out.target} is not banned`, code: 'NOT_BANNED' });
+      return { unbanned: out.removed.length, target: out.target, removed: out.removed, stillCovered: out.stillCovered };
+    }
+    const removed = await port.control.unban(target);
+    if (!removed) return reply.code(404).send({ error: `${target} is not banned`, code: 'NOT_BANNED' });
     return { unbanned: 1 };
   });
 

@@ -11,6 +11,8 @@ import { formatCheckReport, runCheck } from './check.js';
 import { StartupError } from '../common/errors.js';
 import { EXIT, exitCodeOf } from './exit.js';
 import { formatFraud } from './fraud.js';
+import { banCommand, bannedCommand, checkTargets, unbanCommand } from './bans.js';
+import { outputFormat } from './table.js';
 import type { FraudSnapshot } from '../fraud/index.js';
 
 /** longest `demo --duration` */
@@ -110,6 +112,8 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string' },
       socket: { type: 'string' },
       json: { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
+      covering: { type: 'boolean' },
       for: { type: 'string' },
       reason: { type: 'string' },
       all: { type: 'boolean' },
@@ -128,6 +132,10 @@ async function main(argv: string[]): Promise<number> {
   const config = () => loadConfig(values.config);
   const socket = () => values.socket ?? config().admin.socket;
   const out = (text: string) => process.stdout.write(text + '\n');
+  const io = { out, err: (text: string) => process.stderr.write(text + '\n') };
+  const fmtOrNull = outputFormat(values.output, values.json);
+  if (fmtOrNull === null) throw new UsageError(`-o: "${String(values.output).slice(0, 20)}" is not an output format (json or table)`);
+  const fmt = fmtOrNull;
 
   switch (command) {
     case 'version':
@@ -146,48 +154,32 @@ async function main(argv: string[]): Promise<number> {
       const s = await callDaemon<GuardStatus & { settings?: SettingsStatus }>(socket(), 'GET', '/status');
       // a part that is off is left out of the text, as the health block does
       const settings = s.settings && s.settings.state !== 'off' ? `\n\n${formatSettingsStatus(s.settings)}` : '';
-      out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}${settings}`);
+      out(fmt === 'json' ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}${settings}`);
       return health.healthy ? EXIT.ok : EXIT.unhealthy;
     }
     case 'banned': {
-      const { bans } = await callDaemon<{ bans: BanRecord[] }>(socket(), 'GET', '/bans');
-      out(
-        values.json
-          ? JSON.stringify(bans, null, 2)
-          : bans.length === 0
-            ? 'no active bans'
-            : printBans(bans)
-                .split('\n')
-                .slice(1)
-                .map((l) => l.trim())
-                .join('\n'),
-      );
-      return EXIT.ok;
+      if (rest.length > 1) throw new UsageError('banned takes at most one address: pbx-guardian banned 203.0.113.7');
+      return bannedCommand(socket(), rest[0], fmt, io);
     }
     case 'ban': {
-      if (rest.length !== 1) throw new UsageError('ban takes one address or CIDR: pbx-guardian ban 203.0.113.7 --for 1h');
-      const { ban } = await callDaemon<{ ban: BanRecord }>(socket(), 'POST', '/bans', {
-        target: rest[0],
-        ...(values.for ? { duration: values.for } : {}),
-        ...(values.reason ? { reason: values.reason } : {}),
-      });
-      out(`banned ${ban.target} ${ban.expiresAt === null ? 'permanently' : `for ${formatDuration((ban.expiresAt - ban.createdAt) / 1000)}`}`);
-      return EXIT.ok;
+      const bad = checkTargets('ban', rest);
+      if (bad) throw new UsageError(bad);
+      return banCommand(socket(), rest, { for: values.for, reason: values.reason }, fmt, io);
     }
     case 'unban': {
       if (values.all) {
+        if (rest.length > 0) throw new UsageError('unban --all takes no address');
         const { unbanned } = await callDaemon<{ unbanned: number }>(socket(), 'DELETE', '/bans');
-        out(`unbanned ${unbanned}`);
+        out(fmt === 'json' ? JSON.stringify({ unbanned }) : `unbanned ${unbanned}`);
         return EXIT.ok;
       }
-      if (rest.length !== 1) throw new UsageError('unban takes one address or CIDR, or --all');
-      await callDaemon(socket(), 'DELETE', `/bans/${encodeURIComponent(rest[0]!)}`);
-      out(`unbanned ${rest[0]}`);
-      return EXIT.ok;
+      const bad = checkTargets('unban', rest);
+      if (bad) throw new UsageError(bad + ', or --all');
+      return unbanCommand(socket(), rest, values.covering === true, fmt, io);
     }
     case 'accounts': {
       const r = await callDaemon<AccountList>(socket(), 'GET', '/accounts');
-      out(values.json ? JSON.stringify(r, null, 2) : printAccounts(r));
+      out(fmt === 'json' ? JSON.stringify(r, null, 2) : printAccounts(r));
       return EXIT.ok;
     }
     case 'acknowledge': {
@@ -198,7 +190,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'fraud': {
       const snap = await callDaemon<FraudSnapshot>(socket(), 'GET', '/fraud');
-      out(values.json ? JSON.stringify(snap, null, 2) : formatFraud(snap));
+      out(fmt === 'json' ? JSON.stringify(snap, null, 2) : formatFraud(snap));
       return EXIT.ok;
     }
     case 'unblock': {
@@ -227,7 +219,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const fraudCfg = values.config ? config().fraud : loadConfig(undefined, {}).fraud;
       const report = runCheck(rest[0]!, loadRulesDir(rulesDir), allow, prefix, fraudCfg.enabled ? fraudCfg : undefined);
-      out(values.json ? JSON.stringify(report, null, 2) : formatCheckReport(report));
+      out(fmt === 'json' ? JSON.stringify(report, null, 2) : formatCheckReport(report));
       return EXIT.ok;
     }
     case 'flush': {

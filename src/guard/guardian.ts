@@ -9,6 +9,7 @@ import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '..
 import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from './allow.js';
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
+import { coveringBans, planUnban, type BanLookup, type BanMatch, type UnbanOutcome } from './lookup.js';
 import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest } from './types.js';
 
 /** What the guard needs from the store (src/store implements it). */
@@ -48,6 +49,8 @@ export interface GuardOptions {
   /** longest ban in seconds (guard.maxBanDuration): longer manual bans are refused, rule bans
    *  capped; default 365 days */
   maxBanSec?: number;
+  /** a manual ban given no duration lasts this long (guard.manualBanDuration); null or absent: permanent */
+  manualBanSec?: number | null;
   /** the host's own addresses, never banned (default: every address of every local interface) */
   host?: HostAddressPort;
   /** how handleEvent reads an Asterisk security event in field form (src/sources: decodeAmiEvent) */
@@ -88,7 +91,7 @@ export interface GuardStatus {
 const DENY_LIST_REASON = 'deny list (Odoo access rules)';
 
 /** Turns security events into bans, and is the one place every ban and unban goes through. */
-export class Guardian implements BanControl, ObservationSink {
+export class Guardian implements BanControl, BanLookup, ObservationSink {
   private detector: Detector;
   private allow = new AllowList();
   private readonly active = new Map<string, BanRecord>();
@@ -350,7 +353,8 @@ export class Guardian implements BanControl, ObservationSink {
   async ban(request: ManualBanRequest): Promise<BanRecord> {
     const net = this.parseTarget(request.target);
     checkBannable(net, this.scope, this.allow);
-    const duration = request.durationSec ?? null;
+    // no duration asked: guard.manualBanDuration (null there: permanent); null asked: permanent
+    const duration = request.durationSec === undefined ? (this.options.manualBanSec ?? null) : request.durationSec;
     checkDuration(duration, this.maxBanSec);
     const now = this.clock();
     const rec: BanRecord = {
@@ -374,6 +378,18 @@ export class Guardian implements BanControl, ObservationSink {
     if (!rec) return false;
     this.endBan(rec, 'unbanned');
     return true;
+  }
+
+  bansCovering(target: string): BanMatch[] {
+    const net = this.parseTarget(target);
+    return coveringBans(this.active, net, isSingleAddress(net) ? this.keyOf(net) : net, this.clock());
+  }
+
+  async unbanTarget(target: string, opts: { covering?: boolean } = {}): Promise<UnbanOutcome> {
+    const text = formatNetwork(this.parseTarget(target));
+    const { remove, still } = planUnban(this.bansCovering(text), text, opts.covering === true, this.clock());
+    for (const rec of remove) this.endBan(rec, 'unbanned');
+    return { target: text, removed: remove, stillCovered: still };
   }
 
   async unbanAll(): Promise<number> {

@@ -29,6 +29,17 @@ export {
   type HostPaths,
 } from './host-watch.js';
 export { requestedBanDuration } from './ban-duration.js';
+export {
+  coveringBans,
+  describeBan,
+  enclosingNetworks,
+  networkAt,
+  CoveredByBanError,
+  type BanCover,
+  type BanLookup,
+  type BanMatch,
+  type UnbanOutcome,
+} from './lookup.js';
 export { connectSubscribers, guardianEventFanout, type Subscriber, type AmiEventSource, type GuardianEvent } from './subscriber.js';
 export {
   AccountFailures,

@@ -1,0 +1,40 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { createAdminApp, type AdminPort } from '../../src/admin/admin.js';
+import { Guardian, type GuardOptions } from '../../src/guard/index.js';
+import { MemoryBanStore } from '../../src/store/memory.js';
+import { DirectEnforcement, guardOptions } from './guard.js';
+
+/**
+ * The admin API of a real Guardian (real clock, in-memory store, memory kernel backend) on a unix
+ * socket in a temporary directory: what CLI children talk to in the unit lane.
+ */
+export async function adminDaemon(over: Partial<GuardOptions> = {}, port: Partial<AdminPort> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'pbxg-admin-'));
+  const socket = join(dir, 'admin.socket');
+  const enforcement = new DirectEnforcement();
+  const guardian = new Guardian(guardOptions(over), new MemoryBanStore(), enforcement, pino({ level: 'silent' }));
+  const app = createAdminApp({
+    control: guardian,
+    lookup: guardian,
+    status: () => guardian.status(),
+    reload: async () => ({ rules: guardian.rules.length }),
+    version: 'test',
+    ...port,
+  });
+  await app.listen({ path: socket });
+  return {
+    socket,
+    dir,
+    guardian,
+    enforcement,
+    app,
+    async close() {
+      guardian.stop();
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
