@@ -336,6 +336,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                   {
                     control: gd,
                     lookup: gd,
+                    history: (q) => st.history(q),
                     status: () => ({ ...gd.status(), settings: odooSettings.status() }),
                     reload,
                     version: VERSION,

@@ -3,7 +3,8 @@ import { chmodSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { AppError, toHttp } from '../common/errors.js';
-import type { BanControl, BanLookup, GuardStatus } from '../guard/index.js';
+import { enclosingNetworks, formatNetwork, InvalidTargetError, parseNetwork, type BanControl, type BanLookup, type GuardStatus } from '../guard/index.js';
+import type { HistoryQuery, HistoryRow } from '../store/index.js';
 import { requestedBanDuration } from '../guard/index.js';
 import type { HealthReport } from '../health/index.js';
 import type { AccountWatch } from '../accounts/index.js';
@@ -17,6 +18,8 @@ export interface AdminPort {
   control: BanControl;
   /** covering bans (banned ADDRESS, unban --covering); absent: exact targets only */
   lookup?: BanLookup;
+  /** the ban history (pbx-guardian history, why); absent: no store */
+  history?(q: HistoryQuery): HistoryRow[];
   status(): GuardStatus;
   /** re-read config and rules; bans stay */
   reload(): Promise<{ rules: number; applied?: string[]; restartNeeded?: string[] }>;
@@ -105,6 +108,35 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
     const removed = await port.control.unban(target);
     if (!removed) return reply.code(404).send({ error: `${target} is not banned`, code: 'NOT_BANNED' });
     return { unbanned: 1 };
+  });
+
+  // every network that contains the address: its own bans, its IPv6 prefix's, a covering /24's
+  const historyOf = (address: string | undefined, since?: number, limit?: number): HistoryRow[] | null => {
+    if (!port.history) return null;
+    let targets: string[] | undefined;
+    if (address !== undefined) {
+      const net = parseNetwork(address);
+      if (!net) throw new InvalidTargetError(`"${address.slice(0, 80)}" is not an IPv4/IPv6 address or CIDR`);
+      targets = enclosingNetworks(net).map(formatNetwork);
+    }
+    return port.history({ targets, since, limit });
+  };
+  app.get<{ Params: { address: string } }>('/why/:address', local, async (req) => {
+    if (!port.lookup) throw new AppError('this daemon cannot explain an address', 'NOT_FOUND', 404);
+    const report = port.lookup.explain(req.params.address);
+    // fleet / feed sets add their matches to `bans` beside the local ones ({ kind: 'local' | ... })
+    return { ...report, history: historyOf(report.address, undefined, 50) };
+  });
+  app.get<{ Querystring: { address?: string; since?: string; limit?: string } }>('/history', local, async (req) => {
+    const num = (v: string | undefined, what: string) => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new AppError(`${what}: "${String(v).slice(0, 20)}" is not a number`, 'BAD_REQUEST', 400);
+      return n;
+    };
+    const rows = historyOf(req.query.address, num(req.query.since, 'since'), num(req.query.limit, 'limit'));
+    if (rows === null) throw new AppError('this daemon keeps no ban history', 'NOT_FOUND', 404);
+    return { history: rows };
   });
 
   app.delete('/bans', local, async () => ({ unbanned: await port.control.unbanAll() }));

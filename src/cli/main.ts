@@ -13,6 +13,8 @@ import { EXIT, exitCodeOf } from './exit.js';
 import { formatFraud } from './fraud.js';
 import { banCommand, bannedCommand, checkTargets, unbanCommand } from './bans.js';
 import { outputFormat } from './table.js';
+import { formatHistory, formatWhy, whyOf } from './why.js';
+import type { HistoryRow } from '../store/index.js';
 import type { FraudSnapshot } from '../fraud/index.js';
 
 /** longest `demo --duration` */
@@ -114,6 +116,8 @@ async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       output: { type: 'string', short: 'o' },
       covering: { type: 'boolean' },
+      since: { type: 'string' },
+      limit: { type: 'string' },
       for: { type: 'string' },
       reason: { type: 'string' },
       all: { type: 'boolean' },
@@ -176,6 +180,29 @@ async function main(argv: string[]): Promise<number> {
       const bad = checkTargets('unban', rest);
       if (bad) throw new UsageError(bad + ', or --all');
       return unbanCommand(socket(), rest, values.covering === true, fmt, io);
+    }
+    case 'why': {
+      if (rest.length !== 1) throw new UsageError('why takes one address: pbx-guardian why 203.0.113.7');
+      const r = await whyOf(socket(), rest[0]!);
+      out(fmt === 'json' ? JSON.stringify(r, null, 2) : formatWhy(r));
+      return EXIT.ok;
+    }
+    case 'history': {
+      if (rest.length > 1) throw new UsageError('history takes at most one address: pbx-guardian history 203.0.113.7 --since 1d');
+      const q = new URLSearchParams();
+      if (rest[0] !== undefined) q.set('address', rest[0]);
+      if (values.since !== undefined) {
+        const sec = parseDuration(values.since);
+        if (sec === null || sec <= 0) throw new UsageError(`--since: "${values.since.slice(0, 40)}" is not a duration (like 30m, 1h, 7d)`);
+        q.set('since', String(Date.now() - sec * 1000));
+      }
+      if (values.limit !== undefined) {
+        if (!/^\d{1,4}$/.test(values.limit) || Number(values.limit) < 1) throw new UsageError('--limit: a number of rows from 1 to 1000');
+        q.set('limit', values.limit);
+      }
+      const { history } = await callDaemon<{ history: HistoryRow[] }>(socket(), 'GET', `/history?${q.toString()}`);
+      out(fmt === 'json' ? JSON.stringify(history, null, 2) : formatHistory(history));
+      return EXIT.ok;
     }
     case 'accounts': {
       const r = await callDaemon<AccountList>(socket(), 'GET', '/accounts');

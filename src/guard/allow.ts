@@ -9,7 +9,7 @@
  * the kernel accepts these sources before any ban set is consulted, so a ban that reached the
  * kernel some other way still never cuts the host off from itself, its resolver or its gateway.
  */
-import { formatNetwork, isSingleAddress, NetworkList, networksOverlap, parseNetwork, type IpNetwork } from '../net/ip.js';
+import { formatNetwork, isSingleAddress, NetworkList, networkContains, networksOverlap, parseNetwork, type IpNetwork } from '../net/ip.js';
 import type { FirewallTarget } from '../firewall/types.js';
 import { InvalidTargetError } from './types.js';
 
@@ -102,6 +102,15 @@ export class AllowList {
       for (const p of list) if (networksOverlap(p.net, net)) return { by: p.net, from: p.from };
     }
     return undefined;
+  }
+
+  /** Every entry that contains `address`, with its origin (configured first, then by source). */
+  entriesContaining(address: IpNetwork): AllowEntry[] {
+    const out: AllowEntry[] = [];
+    for (const c of this.configured) if (networkContains(c, address)) out.push({ entry: formatNetwork(c), from: 'guard.allow' });
+    for (const list of this.automatic.values())
+      for (const p of list) if (networkContains(p.net, address)) out.push({ entry: formatNetwork(p.net), from: p.from });
+    return out;
   }
 
   /** Why `net` may not be banned (it is, covers or lies in an allowed entry, named with its

@@ -9,7 +9,9 @@ import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '..
 import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from './allow.js';
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
-import { coveringBans, planUnban, type BanLookup, type BanMatch, type UnbanOutcome } from './lookup.js';
+import { explainAddress, type AddressReport } from './explain.js';
+import { coveringBans, planUnban, type BanMatch, type UnbanOutcome } from './lookup.js';
+import type { BanLookup } from './lookup-port.js';
 import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest } from './types.js';
 
 /** What the guard needs from the store (src/store implements it). */
@@ -390,6 +392,23 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     const { remove, still } = planUnban(this.bansCovering(text), text, opts.covering === true, this.clock());
     for (const rec of remove) this.endBan(rec, 'unbanned');
     return { target: text, removed: remove, stillCovered: still };
+  }
+
+  explain(target: string): AddressReport {
+    const net = this.parseTarget(target);
+    if (!isSingleAddress(net)) throw new InvalidTargetError(`"${formatNetwork(net)}" is a network: why takes one address`);
+    const { escalation, recidive } = this.options;
+    return explainAddress(net, {
+      detector: this.detector,
+      allow: this.allow,
+      scope: this.scope,
+      active: this.active,
+      escalation,
+      recidive,
+      maxBanSec: this.maxBanSec,
+      banTimesSince: (t, since) => this.safeStore(() => this.store.banTimesSince(t, since)) ?? [],
+      now: this.clock(),
+    });
   }
 
   async unbanAll(): Promise<number> {

@@ -95,11 +95,3 @@ export function planUnban(matches: BanMatch[], target: string, covering: boolean
   }
   return { remove: own, still: wider };
 }
-
-/** What the admin routes ask the guard about one target (the Guardian implements it). */
-export interface BanLookup {
-  /** the bans in force that cover `target`, narrowest first (throws InvalidTargetError) */
-  bansCovering(target: string): BanMatch[];
-  /** ends the target's own ban (or its IPv6 key's); a covering ban only with `covering` */
-  unbanTarget(target: string, opts?: { covering?: boolean }): Promise<UnbanOutcome>;
-}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { createAdminApp, type AdminPort } from '../../src/admin/admin.js';
 import { Guardian, type GuardOptions } from '../../src/guard/index.js';
-import { MemoryBanStore } from '../../src/store/memory.js';
+import { Store } from '../../src/store/index.js';
 import { DirectEnforcement, guardOptions } from './guard.js';
 
 /**
@@ -15,13 +15,15 @@ export async function adminDaemon(over: Partial<GuardOptions> = {}, port: Partia
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-admin-'));
   const socket = join(dir, 'admin.socket');
   const enforcement = new DirectEnforcement();
-  const guardian = new Guardian(guardOptions(over), new MemoryBanStore(), enforcement, pino({ level: 'silent' }));
+  const store = new Store(join(dir, 'guardian.sqlite'));
+  const guardian = new Guardian(guardOptions(over), store, enforcement, pino({ level: 'silent' }));
   const app = createAdminApp({
     control: guardian,
     lookup: guardian,
     status: () => guardian.status(),
     reload: async () => ({ rules: guardian.rules.length }),
     version: 'test',
+    history: (q) => store.history(q),
     ...port,
   });
   await app.listen({ path: socket });
@@ -29,11 +31,13 @@ export async function adminDaemon(over: Partial<GuardOptions> = {}, port: Partia
     socket,
     dir,
     guardian,
+    store,
     enforcement,
     app,
     async close() {
       guardian.stop();
       await app.close();
+      store.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
