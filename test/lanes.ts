@@ -35,6 +35,7 @@ export const UNIT: readonly string[] = [
   'check-fraud.test.ts',
   'check-imports.test.ts',
   'cli-bans.test.ts',
+  'cli-habits.test.ts',
   'cli-why.test.ts',
   'fleet-decision.test.ts',
   'config-addresses.test.ts',

@@ -5,6 +5,8 @@ import { dirname } from 'node:path';
 import { AppError, toHttp } from '../common/errors.js';
 import { enclosingNetworks, formatNetwork, InvalidTargetError, parseNetwork, type BanControl, type BanLookup, type GuardStatus } from '../guard/index.js';
 import type { HistoryQuery, HistoryRow } from '../store/index.js';
+import type { Rule } from '../guard/index.js';
+import type { RuntimeAllow } from './runtime-allow.js';
 import { requestedBanDuration } from '../guard/index.js';
 import type { HealthReport } from '../health/index.js';
 import type { AccountWatch } from '../accounts/index.js';
@@ -20,6 +22,12 @@ export interface AdminPort {
   lookup?: BanLookup;
   /** the ban history (pbx-guardian history, why); absent: no store */
   history?(q: HistoryQuery): HistoryRow[];
+  /** pbx-guardian allow list|add|remove */
+  allow?: Pick<RuntimeAllow, 'list' | 'add' | 'remove'>;
+  /** the rules loaded (pbx-guardian status RULE) */
+  rules?(): readonly Rule[];
+  /** the daemon's own Prometheus scrape (pbx-guardian metrics) */
+  metrics?(): Promise<string>;
   status(): GuardStatus;
   /** re-read config and rules; bans stay */
   reload(): Promise<{ rules: number; applied?: string[]; restartNeeded?: string[] }>;
@@ -60,6 +68,13 @@ const banBody = {
     duration: { anyOf: [{ type: 'string', maxLength: 32 }, { type: 'number' }, { type: 'null' }] },
     reason: { type: 'string', maxLength: 200 },
   },
+} as const;
+
+const allowBody = {
+  type: 'object',
+  required: ['entry'],
+  additionalProperties: false,
+  properties: { entry: { type: 'string', minLength: 1, maxLength: 64 }, note: { type: 'string', maxLength: 120 } },
 } as const;
 
 /** Policy of every admin route: the unix socket's mode and owner are the credential. */
@@ -137,6 +152,31 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
     const rows = historyOf(req.query.address, num(req.query.since, 'since'), num(req.query.limit, 'limit'));
     if (rows === null) throw new AppError('this daemon keeps no ban history', 'NOT_FOUND', 404);
     return { history: rows };
+  });
+
+  const allow = () => {
+    if (!port.allow) throw new AppError('this daemon has no runtime allow-list', 'NOT_FOUND', 404);
+    return port.allow;
+  };
+  app.get('/allow', local, async () => allow().list());
+  app.post<{ Body: { entry: string; note?: string } }>('/allow', { ...local, schema: { body: allowBody } }, async (req, reply) =>
+    reply.code(201).send(await allow().add(req.body.entry, req.body.note)),
+  );
+  app.delete<{ Params: { entry: string } }>('/allow/:entry', local, async (req) => allow().remove(req.params.entry));
+  app.get('/rules', local, async () => ({
+    rules: (port.rules?.() ?? []).map((r) => ({
+      name: r.name,
+      description: r.description,
+      events: r.events,
+      windows: r.windows,
+      banSec: r.banSec,
+      weight: r.weight,
+      resetOn: r.resetOn,
+    })),
+  }));
+  app.get('/metrics', local, async (_req, reply) => {
+    if (!port.metrics) throw new AppError('this daemon has no metrics registry', 'NOT_FOUND', 404);
+    return reply.send({ metrics: await port.metrics() });
   });
 
   app.delete('/bans', local, async () => ({ unbanned: await port.control.unbanAll() }));

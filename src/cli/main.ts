@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '
 import { loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.js';
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
+import { COMMANDS_HELP } from './help.js';
 import { callDaemon } from '../admin/client.js';
 import type { AccountWatch } from '../accounts/index.js';
 import { formatSettingsStatus, type SettingsStatus } from '../config/settings-origin.js';
@@ -13,6 +14,8 @@ import { EXIT, exitCodeOf } from './exit.js';
 import { formatFraud } from './fraud.js';
 import { banCommand, bannedCommand, checkTargets, unbanCommand } from './bans.js';
 import { outputFormat } from './table.js';
+import { allowCommand, metricsCommand, ruleStatus } from './daemon-views.js';
+import { configKeys, formatConfig } from './config-show.js';
 import { formatHistory, formatWhy, whyOf } from './why.js';
 import type { HistoryRow } from '../store/index.js';
 import type { FraudSnapshot } from '../fraud/index.js';
@@ -22,42 +25,7 @@ const DEMO_MAX_SEC = 86400;
 
 const HELP = `pbx-guardian ${VERSION}: guards an Asterisk PBX (AMI security events → kernel bans) and bridges AMI to Odoo.
 
-Usage: pbx-guardian <command> [options]
-
-Commands:
-  run                         run the daemon (what systemd starts)
-  demo [--duration D]         run the real pipeline against a simulated Asterisk under attack
-                              (D: seconds or 30s, 5m, 1h; at most 24h; default until Ctrl-C)
-  status [--json]             health of each part (OK / FAIL, with what to do), then the
-                              failed / banned counters and the banned list; exits 5 when
-                              an enabled part is unhealthy (--json: { health, ...counters })
-  banned [--json]             the banned list
-  ban <addr|cidr> [--for DURATION] [--reason TEXT]
-                              ban by hand (DURATION like 10m, 1h, 7d; default permanent)
-  unban <addr|cidr> | --all   end a ban, or all bans
-  fraud [--json]              the fraud guard: accounts with live calls, blocked accounts,
-                              recent decisions (docs/fraud.md)
-  unblock ACCOUNT             end the block of an account (AstDB guardian-blocked key deleted)
-  reload                      re-read config and rules; active bans stay
-  accounts [--json]           accounts with the networks and User-Agents they use, and their
-                              open anomalies (new network, new User-Agent, distant networks)
-  acknowledge <account>       the account's anomalies are its own: learned, and a restriction
-                              to internal calls lifted (docs/accounts.md)
-  check <security.log|transcript.raw> [--rules DIR] [--json]
-                              replay an Asterisk security log or a raw AMI transcript through the
-                              rules: matched lines per event, addresses that would be banned;
-                              a transcript also through the fraud policies (what would be done)
-  flush                       stop enforcing on purpose: the running daemon removes its nftables
-                              table / ipsets, keeps detecting and storing bans, and reports
-                              "paused"; with no daemon running, removes them directly
-  resume                      enforce again after flush: the stored bans go back into the kernel
-  console [-- "COMMAND"]       Asterisk CLI through AMI (interactive, or one command); no "!" shell escapes
-  version                     print the version
-
-Options:
-  --config PATH   config file (default ${DEFAULT_CONFIG_PATH})
-  --socket PATH   admin socket (default: admin.socket from the config)
-  -h, --help      this help
+${COMMANDS_HELP}
 
 Exit codes: 0 ok, 1 refused by the daemon (allow-listed, not banned, invalid address),
 2 usage or config error, 3 daemon not reachable, 4 other failure,
@@ -126,9 +94,15 @@ async function main(argv: string[]): Promise<number> {
       url: { type: 'string' },
       db: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+      'rules-only': { type: 'boolean' },
     },
   });
   const [command, ...rest] = positionals;
+  if (values.version) {
+    process.stdout.write(VERSION + '\n');
+    return EXIT.ok;
+  }
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(HELP + '\n');
     return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
@@ -154,6 +128,8 @@ async function main(argv: string[]): Promise<number> {
       return runDemo({ durationSec: values.duration === undefined ? undefined : demoDuration(values.duration) });
     }
     case 'status': {
+      if (rest.length > 1) throw new UsageError('status takes at most one rule: pbx-guardian status auth-failure');
+      if (rest[0] !== undefined) return ruleStatus(socket(), rest[0], fmt, io);
       const health = await callDaemon<HealthReport>(socket(), 'GET', '/health');
       const s = await callDaemon<GuardStatus & { settings?: SettingsStatus }>(socket(), 'GET', '/status');
       // a part that is off is left out of the text, as the health block does
@@ -161,6 +137,25 @@ async function main(argv: string[]): Promise<number> {
       out(fmt === 'json' ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}${settings}`);
       return health.healthy ? EXIT.ok : EXIT.unhealthy;
     }
+    case 'allow': {
+      if (rest[0] !== undefined && !['list', 'add', 'remove'].includes(rest[0]))
+        throw new UsageError('usage: pbx-guardian allow list | add ADDR... | remove ADDR...');
+      if (rest[0] !== undefined && rest[0] !== 'list' && rest.length < 2) throw new UsageError(`allow ${rest[0]} takes one or more addresses or CIDRs`);
+      return allowCommand(socket(), rest, values.reason, fmt, io);
+    }
+    case 'config': {
+      if (rest[0] !== 'show' || rest.length > 1) throw new UsageError('usage: pbx-guardian config show [--config PATH] [-o json]');
+      const cfg = config();
+      const keys = configKeys(cfg);
+      out(
+        fmt === 'json'
+          ? JSON.stringify(Object.fromEntries(keys.map((k) => [k.key, { value: k.value, origin: k.origin }])), null, 2)
+          : formatConfig(keys, values.config ?? DEFAULT_CONFIG_PATH),
+      );
+      return EXIT.ok;
+    }
+    case 'metrics':
+      return metricsCommand(socket(), fmt, io);
     case 'banned': {
       if (rest.length > 1) throw new UsageError('banned takes at most one address: pbx-guardian banned 203.0.113.7');
       return bannedCommand(socket(), rest[0], fmt, io);

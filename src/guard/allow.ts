@@ -20,7 +20,9 @@ export interface AllowEntry {
   from: string;
 }
 
-export type AllowSource = 'static' | 'hosts' | 'interfaces' | 'resolver' | 'gateway';
+/** 'runtime': entries added with `pbx-guardian allow add` (kept in the state directory): not
+ *  automatic, listed apart */
+export type AllowSource = 'static' | 'hosts' | 'interfaces' | 'resolver' | 'gateway' | 'runtime';
 
 /** at most this many automatic entries per source (a host with 1000 addresses on an interface
  *  still has a bounded allow-list, status and kernel set) */
@@ -137,7 +139,8 @@ export class AllowList {
   /** The automatic entries with their origins, in source order (bounded by MAX_LISTED). */
   automaticEntries(limit = MAX_LISTED): AllowEntry[] {
     const out: AllowEntry[] = [];
-    for (const list of this.automatic.values()) {
+    for (const [source, list] of this.automatic) {
+      if (source === 'runtime') continue;
       for (const p of list) {
         if (out.length >= limit) return out;
         out.push({ entry: formatNetwork(p.net), from: p.from });
@@ -148,8 +151,18 @@ export class AllowList {
 
   get automaticCount(): number {
     let n = 0;
-    for (const list of this.automatic.values()) n += list.length;
+    for (const [source, list] of this.automatic) if (source !== 'runtime') n += list.length;
     return n;
+  }
+
+  /** The automatic source that holds exactly `net` (its origin), or undefined. */
+  automaticOrigin(net: IpNetwork): string | undefined {
+    const text = formatNetwork(net);
+    for (const [source, list] of this.automatic) {
+      if (source === 'runtime') continue;
+      for (const p of list) if (formatNetwork(p.net) === text) return p.from;
+    }
+    return undefined;
   }
 
   private rebuild(): void {

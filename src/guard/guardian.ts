@@ -488,6 +488,14 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     return this.allow.automaticEntries();
   }
 
+  /** Where an exact allow entry comes from: 'guard.allow', an automatic origin, or null (none
+   *  of those: a runtime entry, or not listed). */
+  allowOrigin(entry: string): string | null {
+    const net = this.parseTarget(entry);
+    if (this.allow.configuredEntries().includes(formatNetwork(net))) return 'guard.allow';
+    return this.allow.automaticOrigin(net) ?? null;
+  }
+
   private endAllowListedBans(): void {
     this.endBansCovering(
       (net) => this.allow.findOverlap(net),
