@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '../config/index.js';
-import { loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.js';
+import { interfaceAddresses, loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.js';
+import { guardOptions } from '../guard-options.js';
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
 import { COMMANDS_HELP } from './help.js';
@@ -229,19 +230,18 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     case 'check': {
-      if (rest.length !== 1) throw new UsageError('check takes one file: a security log or a raw AMI transcript');
-      let rulesDir = values.rules;
-      let allow: string[] = [];
-      let prefix = 64;
-      if (!rulesDir) {
-        const cfg = values.config ? config() : loadConfig(undefined, {});
-        rulesDir = cfg.guard.rulesDir;
-        allow = cfg.guard.allow;
-        prefix = cfg.guard.ipv6Prefix;
-      }
-      const fraudCfg = values.config ? config().fraud : loadConfig(undefined, {}).fraud;
-      const report = runCheck(rest[0]!, loadRulesDir(rulesDir), allow, prefix, fraudCfg.enabled ? fraudCfg : undefined);
+      if (rest.length !== 1) throw new UsageError('check takes one file: a security log, a messages log, or a raw AMI / call transcript');
+      const cfg = values.config ? config() : loadConfig(undefined, {});
+      const rulesDir = values.rules ?? cfg.guard.rulesDir;
+      // --rules given alone judges the rules only, as before: no config allow-list
+      const allow = values.rules ? [] : cfg.guard.allow;
+      const hostAllow = values['rules-only'] ? undefined : { automatic: guardOptions(cfg, [], interfaceAddresses).automaticAllow, host: interfaceAddresses };
+      const report = runCheck(rest[0]!, loadRulesDir(rulesDir), allow, cfg.guard.ipv6Prefix, cfg.fraud.enabled ? cfg.fraud : undefined, hostAllow);
       out(fmt === 'json' ? JSON.stringify(report, null, 2) : formatCheckReport(report));
+      if (report.matched.length === 0 && report.skipped.length === 0 && !(report.fraud && report.fraud.calls > 0)) {
+        io.err(`pbx-guardian: no line of ${rest[0]} matched a rule (${report.format}, ${report.lines} lines): nothing there would be counted`);
+        return EXIT.refused;
+      }
       return EXIT.ok;
     }
     case 'flush': {
