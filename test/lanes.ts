@@ -37,6 +37,7 @@ export const UNIT: readonly string[] = [
   'cli-bans.test.ts',
   'cli-check-formats.test.ts',
   'cli-habits.test.ts',
+  'cli-help.test.ts',
   'cli-why.test.ts',
   'fleet-decision.test.ts',
   'config-addresses.test.ts',
