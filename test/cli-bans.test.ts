@@ -102,24 +102,26 @@ test('banned: a table with a header; banned ADDRESS shows the bans that drop it,
         l,
       );
 
-    const one = await cliOnSocket(d.socket, 'banned', '198.51.100.23');
+    const [one, none, json, old, bad] = await Promise.all([
+      cliOnSocket(d.socket, 'banned', '198.51.100.23'),
+      cliOnSocket(d.socket, 'banned', '192.0.2.1'),
+      cliOnSocket(d.socket, 'banned', '-o', 'json'),
+      cliOnSocket(d.socket, 'banned', '--json'),
+      cliOnSocket(d.socket, 'banned', '-o', 'yaml'),
+    ]);
     assert.equal(one.status, 0, one.stderr);
     assert.match(one.stdout, /MATCH/);
     assert.match(one.stdout, /198\.51\.100\.0\/24 .* covering /);
     assert.doesNotMatch(one.stdout, /203\.0\.113\.50/);
 
-    const none = await cliOnSocket(d.socket, 'banned', '192.0.2.1');
     assert.equal(none.status, 1);
     assert.equal(none.stdout.trim(), '192.0.2.1 is not banned');
 
-    const json = await cliOnSocket(d.socket, 'banned', '-o', 'json');
     assert.deepEqual(
       (JSON.parse(json.stdout) as Array<{ target: string }>).map((b) => b.target),
       ['198.51.100.0/24', '203.0.113.50'],
     );
-    const old = await cliOnSocket(d.socket, 'banned', '--json');
     assert.deepEqual(JSON.parse(old.stdout), JSON.parse(json.stdout));
-    const bad = await cliOnSocket(d.socket, 'banned', '-o', 'yaml');
     assert.equal(bad.status, 2);
   } finally {
     await d.close();

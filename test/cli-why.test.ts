@@ -29,7 +29,16 @@ test('why ADDRESS: allowed by which entry, banned by which ban, failures per win
     await d.guardian.ban({ target: '198.51.100.0/24', durationSec: 3600, reason: 'scanner net', source: 'manual' });
     fail('2001:db8:bad:1::18', 2);
 
-    const text = await cliOnSocket(d.socket, 'why', '203.0.113.7');
+    const [text, jsonOut, coveredOut, coveredText, loop, confOut, v6Out, net] = await Promise.all([
+      cliOnSocket(d.socket, 'why', '203.0.113.7'),
+      cliOnSocket(d.socket, 'why', '203.0.113.7', '-o', 'json'),
+      cliOnSocket(d.socket, 'why', '198.51.100.23', '--json'),
+      cliOnSocket(d.socket, 'why', '198.51.100.23'),
+      cliOnSocket(d.socket, 'why', '127.0.0.1'),
+      cliOnSocket(d.socket, 'why', '192.0.2.5', '-o', 'json'),
+      cliOnSocket(d.socket, 'why', '2001:db8:bad:1::17', '-o', 'json'),
+      cliOnSocket(d.socket, 'why', '198.51.100.0/24'),
+    ]);
     assert.equal(text.status, 0, text.stderr);
     assert.match(text.stdout, /allowed: {2}no/);
     assert.match(text.stdout, /banned: {3}no/);
@@ -40,7 +49,7 @@ test('why ADDRESS: allowed by which entry, banned by which ban, failures per win
       /history \(newest first, 1\):\n +CREATED +TARGET +DURATION +RULE +SOURCE +ENDED +REASON\n.* 203\.0\.113\.7 +1h +auth-failure +rule +\S+ \S+ unbanned +5 × InvalidPassword within 10m/,
     );
 
-    const json = JSON.parse((await cliOnSocket(d.socket, 'why', '203.0.113.7', '-o', 'json')).stdout) as Why;
+    const json = JSON.parse(jsonOut.stdout) as Why;
     assert.deepEqual(json.failures, [
       {
         rule: 'auth-failure',
@@ -54,13 +63,12 @@ test('why ADDRESS: allowed by which entry, banned by which ban, failures per win
     assert.equal(json.next?.find((n) => n.rule === 'auth-failure')?.ban?.durationSec, 7200);
     assert.equal(json.next?.find((n) => n.rule === 'acl-denied')?.outcome, 'count');
 
-    const covered = JSON.parse((await cliOnSocket(d.socket, 'why', '198.51.100.23', '--json')).stdout) as Why;
+    const covered = JSON.parse(coveredOut.stdout) as Why;
     assert.deepEqual(
       covered.bans.map((b) => [b.kind, b.how, b.ban.target]),
       [['local', 'covering', '198.51.100.0/24']],
     );
     assert.equal(covered.next, null, 'a banned address is not counted');
-    const coveredText = await cliOnSocket(d.socket, 'why', '198.51.100.23');
     assert.match(coveredText.stdout, /banned: {3}yes, local: 198\.51\.100\.0\/24 \(rule manual, (59m\d+s|1h) left\), a covering ban: scanner net/);
     assert.deepEqual(
       covered.history.map((h) => h.target),
@@ -68,17 +76,15 @@ test('why ADDRESS: allowed by which entry, banned by which ban, failures per win
       'the history of the covering network',
     );
 
-    const loop = await cliOnSocket(d.socket, 'why', '127.0.0.1');
     assert.match(loop.stdout, /allowed: {2}yes, by 127\.0\.0\.0\/8 \(loopback\): never counted nor banned/);
     assert.match(loop.stdout, /next failure: not counted \(never banned\)/);
-    const conf = JSON.parse((await cliOnSocket(d.socket, 'why', '192.0.2.5', '-o', 'json')).stdout) as Why;
+    const conf = JSON.parse(confOut.stdout) as Why;
     assert.deepEqual(conf.allowed, [{ entry: '192.0.2.0/24', from: 'guard.allow' }]);
 
-    const v6 = JSON.parse((await cliOnSocket(d.socket, 'why', '2001:db8:bad:1::17', '-o', 'json')).stdout) as Why;
+    const v6 = JSON.parse(v6Out.stdout) as Why;
     assert.equal(v6.key, '2001:db8:bad:1::/64');
     assert.equal(v6.failures[0]?.windows[0]?.hits, 2, 'the failures of ::18 count against ::17: same /64');
 
-    const net = await cliOnSocket(d.socket, 'why', '198.51.100.0/24');
     assert.equal(net.status, 1);
     assert.match(net.stderr, /is a network: why takes one address/);
   } finally {

@@ -1,15 +1,13 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '../config/index.js';
-import { interfaceAddresses, loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.js';
-import { guardOptions } from '../guard-options.js';
+import type { BanRecord, GuardStatus } from '../guard/index.js';
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
 import { COMMANDS_HELP } from './help.js';
 import { callDaemon } from '../admin/client.js';
 import type { AccountWatch } from '../accounts/index.js';
 import { formatSettingsStatus, type SettingsStatus } from '../config/settings-origin.js';
-import { formatCheckReport, runCheck } from './check.js';
 import { StartupError } from '../common/errors.js';
 import { EXIT, exitCodeOf } from './exit.js';
 import { formatFraud } from './fraud.js';
@@ -231,6 +229,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'check': {
       if (rest.length !== 1) throw new UsageError('check takes one file: a security log, a messages log, or a raw AMI / call transcript');
+      // loaded here only: the replay needs the guard, the sources and the fraud stage
+      const [{ formatCheckReport, runCheck }, { guardOptions }, { interfaceAddresses, loadRulesDir }] = await Promise.all([
+        import('./check.js'),
+        import('../guard-options.js'),
+        import('../guard/index.js'),
+      ]);
       const cfg = values.config ? config() : loadConfig(undefined, {});
       const rulesDir = values.rules ?? cfg.guard.rulesDir;
       // --rules given alone judges the rules only, as before: no config allow-list
