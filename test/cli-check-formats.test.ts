@@ -71,6 +71,11 @@ test('messages lines: hosts with ports and brackets, the service by module, atta
   const forged = parseMessagesLine("[Nov 22 10:20:18] NOTICE[3260] manager.c: 192.0.2.77 failed to authenticate as 'x': 8.8.8.8 failed to authenticate as 'y'");
   assert.equal(forged?.ambiguous, true);
   assert.equal(forged?.address, null);
+  // many markers (a From header full of them): forged, named by the line's end, read in one pass
+  const flood = parseMessagesLine(
+    `[Nov 22 10:20:09] NOTICE[1]: res_pjsip/pjsip_distributor.c:676 log_failed_request: Request 'REGISTER' from '${"x' failed for '8.8.8.8:1' (callid: y".repeat(150)}' failed for '203.0.113.9:5060' (callid: z) - Failed to authenticate`,
+  );
+  assert.deepEqual(flood && [flood.event, flood.service, flood.address, flood.ambiguous], ['ChallengeResponseFailed', 'PJSIP', null, true]);
   // a reason Asterisk does not write, or a line that is no NOTICE / WARNING, is not a failure
   assert.equal(parseMessagesLine("[Nov 22 10:20:01] NOTICE[1] chan_sip.c: Registration from '<sip:1@x>' failed for '192.0.2.1' - Something else"), null);
   assert.equal(parseMessagesLine("[Nov 22 10:20:01] VERBOSE[1] chan_sip.c: Registration from '<sip:1@x>' failed for '192.0.2.1' - Wrong password"), null);

@@ -9,7 +9,7 @@ import { FraudEngine, MemoryBlockStore, destinationPlanFor, isPackageDestination
 import { decodeAmiEvent, logObservation, logTime, messagesObservation, messagesTime, parseMessagesLine, parseSecurityLogLine } from '../sources/index.js';
 
 /** the largest file check reads (a day of a busy PBX's messages log is tens of MB) */
-export const CHECK_MAX_BYTES = 512 * 1024 * 1024;
+export const CHECK_MAX_BYTES = 256 * 1024 * 1024;
 
 export type CheckKind = 'security-log' | 'messages-log' | 'ami-transcript' | 'call-transcript';
 

@@ -18,9 +18,14 @@ import { FieldView } from './security-log.js';
 const HOST = String.raw`(\[[0-9A-Fa-f:.]+\](?::\d+)?|[0-9A-Fa-f:.]+)`;
 
 interface Pattern {
+  /** anchored at the line start through Asterisk's own prefix ([^']*: no attacker text before
+   *  the first quote), so a line is tried from one position only */
   re: RegExp;
-  /** a text Asterisk writes once per line; twice = forged */
-  marker: RegExp;
+  /** texts Asterisk writes once per line: more than one = forged. Counted before `re` runs: with
+   *  one marker the `.*` of `re` backtracks once, so a line costs time linear in its length */
+  markers: string[];
+  /** Asterisk's words at the end of the line: names the event of a forged line */
+  tail: RegExp;
   /** reason text → event name */
   event: (reason: string) => string | null;
   service: (line: string) => string;
@@ -38,56 +43,64 @@ const REGISTRATION: Record<string, string> = {
   'Peer is not supposed to register': 'RequestNotAllowed',
 };
 
+const PJSIP_REASON = String.raw`(No matching endpoint found|Not match Endpoint(?: Contact)? ACL|(?:Failed|Error) to authenticate)`;
+const HOST_WORDS = String.raw`(failed to authenticate as|failed MD5 authentication for|tried to authenticate with nonexistent user)`;
+
 const PATTERNS: Pattern[] = [
   {
     // chan_sip: Registration from '<From>' failed for '1.2.3.4:5060' - Wrong password
-    re: new RegExp(String.raw`Registration from '.*' failed for '${HOST}' - (.+?)\s*$`),
-    marker: /' failed for '/g,
+    re: new RegExp(String.raw`^[^']*Registration from '.*' failed for '${HOST}' - (.+?)\s*$`),
+    markers: ["' failed for '"],
+    tail: /' - ([A-Za-z/ ()]+?)\s*$/,
     event: (r) => REGISTRATION[r] ?? null,
     service: () => 'SIP',
   },
   {
     // res_pjsip: Request 'INVITE' from '<From>' failed for '1.2.3.4:5060' (callid: X) - No matching endpoint found
-    re: new RegExp(
-      String.raw`Request (?:'[^']*' )?from '.*' failed for '${HOST}' \(callid: .*\) - (No matching endpoint found|Not match Endpoint(?: Contact)? ACL|(?:Failed|Error) to authenticate)\s*$`,
-    ),
-    marker: /' failed for '/g,
+    re: new RegExp(String.raw`^[^']*Request (?:'[^']*' )?from '.*' failed for '${HOST}' \(callid: .*\) - ${PJSIP_REASON}\s*$`),
+    markers: ["' failed for '"],
+    tail: new RegExp(String.raw`\) - ${PJSIP_REASON}\s*$`),
     event: (r) => (r === 'No matching endpoint found' ? 'InvalidAccountID' : r.endsWith('ACL') ? 'FailedACL' : 'ChallengeResponseFailed'),
     service: () => 'PJSIP',
   },
   {
     // chan_sip / res_pjsip_session: Call from '<name>' (TCP:[1.2.3.4]:61470) to extension '<exten>' rejected because extension not found in context 'default'.
-    re: new RegExp(String.raw`Call from '.*' \((?:[A-Za-z]+:)?${HOST}\) to extension '.*' rejected because extension not found in context '[^']*'\.?\s*$`),
-    marker: /\) to extension '/g,
+    re: new RegExp(
+      String.raw`^[^']*Call from '.*' \((?:[A-Za-z]+:)?${HOST}\) to extension '.*' rejected because extension not found in context '[^']*'\.?\s*$`,
+    ),
+    markers: [") to extension '"],
+    tail: /( )rejected because extension not found in context '[^']*'\.?\s*$/,
     event: () => 'RequestNotAllowed',
     service: sipOrPjsip,
   },
   {
     // chan_iax2 / manager.c: Host 1.2.3.4 failed to authenticate as 'x'; 1.2.3.4 tried to authenticate with nonexistent user 'x'
-    re: new RegExp(
-      String.raw`: (?:Host )?${HOST} (failed to authenticate as|failed MD5 authentication for|tried to authenticate with nonexistent user) '.*'(?: \([0-9a-f]+ != [0-9a-f]+\))?\s*$`,
-    ),
-    marker: / (?:failed to authenticate as|failed MD5 authentication for|tried to authenticate with nonexistent user) '/g,
+    re: new RegExp(String.raw`^[^']*?: (?:Host )?${HOST} ${HOST_WORDS} '.*'(?: \([0-9a-f]+ != [0-9a-f]+\))?\s*$`),
+    markers: [" failed to authenticate as '", " failed MD5 authentication for '", " tried to authenticate with nonexistent user '"],
+    tail: new RegExp(String.raw`^[^']*? ${HOST_WORDS} '`),
     event: (r) => (r.startsWith('failed MD5') ? 'ChallengeResponseFailed' : r.startsWith('tried') ? 'InvalidAccountID' : 'InvalidPassword'),
     service: (line) => (/manager\.c/.test(line) ? 'AMI' : 'IAX2'),
   },
   {
     // chan_iax2: No registration for peer 'x' (from 1.2.3.4)
-    re: new RegExp(String.raw`No registration for peer '.*' \(from ${HOST}\)\s*$`),
-    marker: /' \(from /g,
+    re: new RegExp(String.raw`^[^']*No registration for peer '.*' \(from ${HOST}\)\s*$`),
+    markers: ["' (from "],
+    tail: /' \(from( )\S+\)\s*$/,
     event: () => 'InvalidAccountID',
     service: () => 'IAX2',
   },
   {
-    re: new RegExp(String.raw`hacking attempt detected '${HOST}'\s*$`),
-    marker: /hacking attempt detected '/g,
+    re: new RegExp(String.raw`^[^']*hacking attempt detected '${HOST}'\s*$`),
+    markers: ["hacking attempt detected '"],
+    tail: /hacking attempt detected( )'[^']*'\s*$/,
     event: () => 'RequestBadFormat',
     service: () => 'SIP',
   },
   {
     // a FreePBX dialplan's warning
     re: new RegExp(String.raw`"Rejecting unknown SIP connection from ${HOST}"\s*$`),
-    marker: /Rejecting unknown SIP connection from /g,
+    markers: ['Rejecting unknown SIP connection from '],
+    tail: /"Rejecting unknown SIP connection from( )[^"]*"\s*$/,
     event: () => 'RequestNotAllowed',
     service: () => 'SIP',
   },
@@ -124,16 +137,30 @@ export interface MessagesLine {
 export function parseMessagesLine(line: string): MessagesLine | null {
   if (line.length > 8192 || !/(NOTICE|WARNING)/.test(line)) return null;
   for (const p of PATTERNS) {
+    const markers = p.markers.reduce((n, m) => n + occurrences(line, m), 0);
+    if (markers === 0) continue;
+    if (markers > 1) {
+      // forged: named by Asterisk's words at the end of the line, its address never read
+      const t = p.tail.exec(line);
+      const event = t ? p.event(t[1] ?? '') : null;
+      if (event !== null) return { event, service: p.service(line), address: null, port: '0', ambiguous: true };
+      continue;
+    }
     const m = p.re.exec(line);
     if (!m) continue;
     const event = p.event(m[2] ?? '');
     if (event === null) continue;
-    const service = p.service(line);
-    const ambiguous = (line.match(p.marker)?.length ?? 0) > 1;
     const host = splitHost(m[1]!);
-    return { event, service, address: ambiguous || !host ? null : host.address, port: host?.port ?? '0', ambiguous };
+    return { event, service: p.service(line), address: host ? host.address : null, port: host?.port ?? '0', ambiguous: false };
   }
   return null;
+}
+
+/** 0, 1 or 2 (more is still 2: forged) */
+function occurrences(text: string, part: string): number {
+  let n = 0;
+  for (let i = text.indexOf(part); i >= 0 && n < 2; i = text.indexOf(part, i + part.length)) n++;
+  return n;
 }
 
 /** The line's time: "[2026-11-22 10:17:20]", "[Nov 22 10:17:20]" (this year), a syslog "Nov  4 18:30:40"; else `fallback`. */
