@@ -18,6 +18,7 @@ export function guardOptions(cfg: GuardianConfig, resolved: AllowEntry[] = [], h
     ipv6Prefix: cfg.guard.ipv6Prefix,
     scope: { widestV4: cfg.guard.widestBanIPv4, widestV6: cfg.guard.widestBanIPv6 },
     maxBanSec: seconds(cfg.guard.maxBanDuration),
+    manualBanSec: seconds(cfg.guard.manualBanDuration) || null,
     host,
     maxTracked: cfg.guard.maxTracked,
     trackTtlSec: seconds(cfg.guard.trackTtl),

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { AmiClient, resolveActionPolicy } from './ami/index.js';
 import { createAdminApp } from './admin/admin.js';
 import { StartingGate } from './admin/listen.js';
+import { RuntimeAllow } from './admin/runtime-allow.js';
 import { AuthFailures } from './net/auth-failures.js';
 import { TokenSet } from './net/auth.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
@@ -225,6 +226,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, followers, logger));
     bindGuardMetrics(metrics, gd);
     metrics.backendSource = () => en.backendPath;
+    const runtimeAllow = new RuntimeAllow(gd, config.stateDir, (message) => logger.warn({ event: 'runtime-allow' }, message));
     const feed = new HostAllowFeed({
       resolve: opts.resolveHost ?? systemResolver,
       intervalMs: seconds(config.guard.hostLookupInterval) * 1000,
@@ -354,6 +356,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                 const app = createAdminApp(
                   {
                     control: gd,
+                    lookup: gd,
+                    history: (q) => st.history(q),
+                    allow: runtimeAllow,
+                    rules: () => gd.rules,
+                    metrics: () => metrics.registry.metrics(),
                     status: () => ({ ...gd.status(), settings: odooSettings.status() }),
                     reload,
                     version: VERSION,
@@ -452,6 +459,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     kernel = opts.backend ?? (await openBackend(config, logger));
     logger.info({ backend: kernel.name }, `firewall backend: ${kernel.name}`);
     const restored = gd.restore();
+    await runtimeAllow.load();
     metrics.firewallHealthy.set(1);
     const pausedBefore = takePausedNote(config.stateDir);
     if (pausedBefore)

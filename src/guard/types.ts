@@ -25,7 +25,7 @@ export interface BanRecord {
 export interface ManualBanRequest {
   /** address or CIDR as typed by a person or sent by Odoo: validated and canonicalised */
   target: string;
-  /** seconds; null or undefined = permanent */
+  /** seconds; null = permanent; undefined = the configured default (guard.manualBanDuration) */
   durationSec?: number | null;
   reason?: string;
   source: Exclude<BanSource, 'rule' | 'recidive'>;
