@@ -35,6 +35,7 @@ export const UNIT: readonly string[] = [
   'check-fraud.test.ts',
   'check-imports.test.ts',
   'fleet-decision.test.ts',
+  'fleet-machine.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',
   'config-secrets.test.ts',
