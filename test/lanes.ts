@@ -97,6 +97,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'startup.test.ts': 'root: daemon starts and fail-fast exits as a child, kernel backend in a private network namespace',
   'cli-check.test.ts': 'system program: compares `check` with fail2ban-regex',
   'fleet-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) on loopback',
+  'fleet-machine-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) stopped 10 s under the machine',
   'odoo-mp3.test.ts': 'system program: converts recordings with the real lame',
   'health-daemon.test.ts': 'system program: promtool on the scrape and the alert rules; CLI children against a daemon',
   'systemd.test.ts': 'system program: systemd-analyze verify / security on the unit',
