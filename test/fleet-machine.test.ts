@@ -12,7 +12,10 @@ import { defaultsOf } from '../src/common/config-schema.js';
 import { CrowdsecConfigSchema, type CrowdsecConfig } from '../src/fleet/config-schema.js';
 import { startFleetMachine, type FleetMachine } from '../src/fleet/machine.js';
 import type { BanRecord, BanSource } from '../src/guard/types.js';
-import { Store } from '../src/store/index.js';
+import Database from 'better-sqlite3';
+import { FleetOutbox } from '../src/fleet/outbox.js';
+import { MIGRATIONS, Store } from '../src/store/index.js';
+import { migrateSchema } from '../src/store/schema.js';
 
 const PASSWORD = 'machine-pw-Zq81xK';
 
@@ -365,4 +368,39 @@ test('machine.enabled false: health says off, nothing is pushed or stored', asyn
     await m.stop();
     assert.equal(queuedRows(store), 0);
   });
+});
+
+test('migration 5: a state file of version 4 gets fleet_outbox, its bans kept; the queue works on it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbxg-fleet-migrate-'));
+  try {
+    const file = join(dir, 'guardian.sqlite');
+    const db = new Database(file);
+    migrateSchema(db, file, MIGRATIONS.slice(0, 4));
+    db.prepare(`INSERT INTO bans VALUES ('203.0.113.60', 4, 0, 1, NULL, 'sip-auth', 'rule', 'r', 5)`).run();
+    db.close();
+    const store = new Store(file);
+    try {
+      assert.deepEqual(store.schema, { from: 4, to: 5, adopted: false });
+      assert.deepEqual(
+        store.activeBans(2).map((b) => b.target),
+        ['203.0.113.60'],
+      );
+      const q = new FleetOutbox(store.db, 2);
+      assert.equal(q.count(), 0);
+      assert.equal(q.append([ban('203.0.113.61'), ban('203.0.113.62'), ban('203.0.113.63', { expiresAt: null })]), 1, 'the cap dropped the oldest');
+      assert.deepEqual(
+        q.peek(10).map((r) => [r.target, r.expiresAt === null]),
+        [
+          ['203.0.113.62', false],
+          ['203.0.113.63', true],
+        ],
+      );
+      assert.equal(q.purgeExpired(Date.now() + 7200_000), 1, 'a permanent ban never expires');
+      assert.equal(q.count(), 1);
+    } finally {
+      store.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
