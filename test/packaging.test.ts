@@ -222,6 +222,7 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       // what the daemon leaves in the kernel when it stops: our table and our sets
       if (which('nft')) {
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian']);
+        ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian_fleet']);
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'set', 'inet', 'pbx_guardian', 'ban4', '{ type ipv4_addr; flags timeout; }']);
       }
       if (which('ipset')) {
@@ -253,6 +254,11 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     assert.equal(getent('group', PKG), null, 'group pbx-guardian is still there');
     if (haveIp && which('nft')) {
       assert.notEqual(run('ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', 'pbx_guardian']).status, 0, 'table inet pbx_guardian survived');
+      assert.notEqual(
+        run('ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', 'pbx_guardian_fleet']).status,
+        0,
+        'table inet pbx_guardian_fleet survived',
+      );
     }
     if (haveIp && which('ipset')) {
       const sets = ok('ip', ['netns', 'exec', netns, 'ipset', 'list', '-n']).split('\n').filter(Boolean);

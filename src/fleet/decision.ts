@@ -5,6 +5,7 @@
  * judgement of one remote decision against the allow-list, the ban scope limits and our own bans.
  */
 import { AppError } from '../common/errors.js';
+import type { RemoteBanJudge } from '../guard/types.js';
 import { formatNetwork, isSingleAddress, parseNetwork, type Family, type IpNetwork } from '../net/ip.js';
 
 /** The scenario prefix of every alert this guardian pushes: `pbx-guardian/<rule>`. */
@@ -140,15 +141,8 @@ export function targetOf(d: LapiDecision): FleetTarget | { skip: Skip } {
   return { target: formatNetwork(net), family: net.family, isNetwork: !isSingleAddress(net), net };
 }
 
-/** What the guard says about a target (ports onto src/guard: allow-list, scope limits, own bans). */
-export interface FleetJudge {
-  /** the allow-list entry the network is, covers or lies in (the host's own addresses included), or null */
-  allowed(net: IpNetwork): string | null;
-  /** why a ban of this network is refused (too wide, reserved range, own address), or null */
-  scopeRefusal(net: IpNetwork): string | null;
-  /** the guard's own active ban of exactly this target, if any */
-  localBan(target: string): { rule: string; expiresAt: number | null } | undefined;
-}
+/** What the guard says about a target: its allow-list, scope limits and own bans. */
+export type FleetJudge = RemoteBanJudge;
 
 export type Verdict = { enforce: true } | { enforce: false; why: 'allowed' | 'scope' | 'own'; message: string };
 

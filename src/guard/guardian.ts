@@ -9,7 +9,7 @@ import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '..
 import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from './allow.js';
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
-import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest } from './types.js';
+import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest, type RemoteBanJudge } from './types.js';
 
 /** What the guard needs from the store (src/store implements it). */
 export interface BanStorePort {
@@ -367,6 +367,21 @@ export class Guardian implements BanControl, ObservationSink {
     };
     this.applyBan(rec, 0);
     return rec;
+  }
+
+  /** The guard's judgement of a ban decided elsewhere (src/fleet): the same allow-list and scope limits. */
+  remoteJudge(): RemoteBanJudge {
+    return {
+      allowed: (net) => {
+        const by = this.allow.findOverlap(net);
+        return by ? `${formatNetwork(by)}, ${this.allow.originOf(by)}` : null;
+      },
+      scopeRefusal: (net) => this.scope.refusal(net)?.message ?? null,
+      localBan: (target) => {
+        const rec = this.active.get(target);
+        return rec && { rule: rec.rule, expiresAt: rec.expiresAt };
+      },
+    };
   }
 
   async unban(target: string): Promise<boolean> {
