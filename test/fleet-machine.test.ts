@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { defaultsOf } from '../src/common/config-schema.js';
 import { CrowdsecConfigSchema, type CrowdsecConfig } from '../src/fleet/config-schema.js';
+import type { MachineHandle } from '../src/fleet/index.js';
 import { startFleetMachine, type FleetMachine } from '../src/fleet/machine.js';
 import type { BanRecord, BanSource } from '../src/guard/types.js';
 import Database from 'better-sqlite3';
@@ -361,7 +362,9 @@ test('machine.enabled false: health says off, nothing is pushed or stored', asyn
   await withSetup(async ({ lapi, store }) => {
     const c = config(lapi.url);
     const m = startFleetMachine({ config: { ...c, machine: { ...c.machine, enabled: false } }, db: store.db, logger: pino({ level: 'silent' }) });
-    assert.equal(m.subscriber.name, 'crowdsec-machine');
+    // what src/fleet/index.ts holds (the lead's wiring): checked by the compiler
+    const handle: MachineHandle = m;
+    assert.equal(handle.subscriber.name, 'crowdsec-machine');
     assert.equal(m.subscriber.handleBanNotice, undefined);
     assert.equal(m.health().state, 'off');
     assert.equal(m.health().enabled, false);

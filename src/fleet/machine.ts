@@ -19,6 +19,7 @@ import { alertOf } from './alert.js';
 import type { CrowdsecConfig } from './config-schema.js';
 import { LapiClient, LapiError } from './lapi.js';
 import { FleetOutbox } from './outbox.js';
+import type { MachineHealth } from './types.js';
 
 /** the first retry after a failed push; then doubled up to crowdsec.maxBackoffMs */
 export const FIRST_RETRY_MS = 500;
@@ -45,21 +46,8 @@ export function refusedForGood(e: unknown): boolean {
 export type DropReason = 'expired' | 'refused' | 'cap';
 const DROP_REASONS: readonly DropReason[] = ['expired', 'refused', 'cap'];
 
-export interface FleetMachineHealth {
-  enabled: boolean;
-  state: 'ok' | 'failing' | 'off';
-  /** bans waiting to be pushed (queue rows and not yet written ones) */
-  queued: number;
-  maxRows: number;
-  /** epoch ms of the last push the LAPI accepted */
-  lastPushAt: number | null;
-  /** epoch ms of the first failed push of the current outage; null while pushing works */
-  failingSince: number | null;
-  lastError: string | null;
-  /** alerts the LAPI accepted since start */
-  pushed: number;
-  dropped: Record<DropReason, number>;
-}
+/** what health() says (src/fleet/types.ts MachineHealth: the fleet's health part and `status` read it) */
+export type FleetMachineHealth = MachineHealth;
 
 export interface FleetMachineDeps {
   config: CrowdsecConfig;
