@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { defaultsOf } from '../src/common/config-schema.js';
+import { isSecretKey } from '../src/common/redact.js';
 import { CrowdsecConfigSchema, type CrowdsecConfig } from '../src/fleet/config-schema.js';
 import type { MachineHandle } from '../src/fleet/index.js';
 import { startFleetMachine, type FleetMachine } from '../src/fleet/machine.js';
@@ -266,6 +267,7 @@ test('a LAPI that fails is retried with the capped exponential backoff; health s
     }
     assert.ok(lines.length >= 3);
     for (const l of lines) assert.ok(!l.includes(PASSWORD), `a log line holds the password: ${l}`);
+    assert.ok(isSecretKey('crowdsec.machine.password'), 'config errors and status hide its value');
   });
 });
 
