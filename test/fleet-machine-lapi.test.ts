@@ -118,3 +118,42 @@ test(
     }
   },
 );
+
+test('a real LAPI 1.4.6 refuses a value it cannot parse: that row alone is dropped, the rest of its batch is pushed', { skip, timeout: 30_000 }, async () => {
+  const lapi = await startLapi(18182);
+  const dir = mkdtempSync(join(tmpdir(), 'pbxg-fleet-machine-lapi-'));
+  const store = new Store(join(dir, 'guardian.sqlite'));
+  try {
+    // rows left by an earlier run; one holds a value the guard never makes (the LAPI's answer is what is tested)
+    const put = store.db.prepare(
+      `INSERT INTO fleet_outbox (target, is_network, rule, source, reason, count, banned_at, expires_at) VALUES (?, ?, 'sip-auth', 'rule', 'r', 5, ?, ?)`,
+    );
+    const now = Date.now();
+    for (const [target, net] of [
+      ['203.0.113.80', 0],
+      ['not-an-address', 0],
+      ['2001:db8:80::/48', 1],
+    ] as const)
+      put.run(target, net, now, now + 3600_000);
+    const base = defaultsOf(CrowdsecConfigSchema);
+    const config: CrowdsecConfig = { ...base, url: lapi.url, machine: { ...base.machine, enabled: true, ...lapi.machine } };
+    const m = startFleetMachine({ config, db: store.db, logger: pino({ level: 'silent' }) });
+    try {
+      await until('the batch sorted out', () => m.health().pushed === 2 && m.health().dropped.refused === 1, 10_000);
+      assert.match(m.health().lastError!, /HTTP 500: unable to create alerts: invalid addr\/range not-an-address/);
+      assert.deepEqual(
+        listed(lapi)
+          .map((d) => d.value)
+          .sort(),
+        ['2001:db8:80::/48', '203.0.113.80'],
+      );
+      assert.equal(m.health().queued, 0);
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+    await lapi.close();
+  }
+});

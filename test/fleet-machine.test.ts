@@ -43,6 +43,8 @@ class FakeLapi {
   status = 200;
   body = '{"message":"refused"}';
   logins = 0;
+  /** a POST holding one of these values is refused whole with `refusal` (as 1.4.6 does: none of it is stored) */
+  refuse = new Map<string, { status: number; body: string }>();
   /** run when a POST arrives, before it is answered */
   onPost: (() => void) | null = null;
   private readonly server = http.createServer((req, res) => {
@@ -58,9 +60,11 @@ class FakeLapi {
       if (req.url === '/v1/alerts' && req.headers.authorization === 'Bearer jwt-token') {
         this.attempts.push(Date.now());
         this.onPost?.();
+        const alerts = JSON.parse(raw) as Alert[];
+        const refusal = alerts.map((a) => this.refuse.get(a.source.value)).find((r) => r !== undefined);
+        if (refusal) return res.writeHead(refusal.status).end(refusal.body);
         const status = this.script.shift() ?? this.status;
         if (status === 200 || status === 201) {
-          const alerts = JSON.parse(raw) as Alert[];
           this.batches.push(alerts);
           return res.writeHead(201).end(JSON.stringify(alerts.map((_, i) => String(i + 1))));
         }
@@ -271,28 +275,38 @@ test('a LAPI that fails is retried with the capped exponential backoff; health s
   });
 });
 
-test('a refusal that can never succeed (422, or LAPI 1.4.6: HTTP 500 "validation failure") drops the batch, counted, logged once a minute', async () => {
+test('a refusal that can never succeed (422; LAPI 1.4.6: HTTP 500 "validation failure" or "invalid addr/range") drops only the bans refused, counted, logged once a minute', async () => {
   await withSetup(async ({ lapi, store }) => {
     const { logger, lines } = logCapture();
     const m = startFleetMachine({ config: config(lapi.url, { batchWindowMs: 10 }), db: store.db, logger, firstRetryMs: 50 });
     try {
-      lapi.script = [422];
-      m.subscriber.handleBanNotice!({ action: 'ban', record: ban('203.0.113.30') });
-      m.subscriber.handleBanNotice!({ action: 'ban', record: ban('203.0.113.31') });
-      await until('the refusal', () => m.health().dropped.refused === 2);
-      lapi.script = [500];
-      lapi.body = '{"message":"validation failure list:\\n0.events in body is required"}';
-      m.subscriber.handleBanNotice!({ action: 'ban', record: ban('203.0.113.32') });
-      await until('the second refusal', () => m.health().dropped.refused === 3);
-      assert.equal(lapi.attempts.length, 2, 'neither was retried');
+      lapi.refuse.set('203.0.113.30', { status: 422, body: '{"message":"refused"}' });
+      for (const t of ['203.0.113.30', '203.0.113.31', '203.0.113.32']) m.subscriber.handleBanNotice!({ action: 'ban', record: ban(t) });
+      await until('the batch sorted out', () => m.health().pushed === 2 && m.health().dropped.refused === 1);
+      assert.deepEqual(
+        lapi.batches.map((b) => b.map((a) => a.source.value)),
+        [['203.0.113.31'], ['203.0.113.32']],
+        'the refused POST of 3 was pushed again one ban at a time: only the refused ban is lost',
+      );
+      assert.equal(lapi.attempts.length, 4, '1 POST of 3, then 3 of 1; the refused ban is not retried');
+      // what LAPI 1.4.6 answers (seen on the real one) to a missing field and to a value it cannot parse
+      lapi.refuse.set('203.0.113.33', { status: 500, body: '{"message":"validation failure list:\\n0.events in body is required"}' });
+      lapi.refuse.set('203.0.113.34', { status: 500, body: '{"message":"unable to create alerts: invalid addr/range 203.0.113.34 : invalid address"}' });
+      m.subscriber.handleBanNotice!({ action: 'ban', record: ban('203.0.113.33') });
+      await until('the second refusal', () => m.health().dropped.refused === 2);
+      m.subscriber.handleBanNotice!({ action: 'ban', record: ban('203.0.113.34') });
+      await until('the third refusal', () => m.health().dropped.refused === 3);
+      assert.equal(lapi.attempts.length, 6, 'neither was retried');
       assert.equal(queuedRows(store), 0);
       assert.equal(lines.filter((l) => /refused/.test(l)).length, 1, 'logged once within the minute');
+      assert.match(m.health().lastError!, /invalid addr\/range/);
       // a plain 500 is an outage, not a refusal
       lapi.script = [500];
-      lapi.body = '{"message":"database is locked"}';
-      m.subscriber.handleBanNotice!({ action: 'ban', record: ban('203.0.113.33') });
-      await until('the retried push', () => m.health().pushed === 1);
-      assert.equal(lapi.pushed()[0]!.source.value, '203.0.113.33');
+      lapi.body = '{"message":"unable to create alerts: database is locked"}';
+      m.subscriber.handleBanNotice!({ action: 'ban', record: ban('203.0.113.35') });
+      await until('the retried push', () => m.health().pushed === 3);
+      assert.equal(lapi.pushed().at(-1)!.source.value, '203.0.113.35');
+      assert.equal(lapi.attempts.length, 8);
       assert.equal(m.health().dropped.refused, 3);
     } finally {
       await m.stop();

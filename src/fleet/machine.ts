@@ -5,8 +5,9 @@
  * to batchMaxSize leaves batchWindowMs after the first ban of it. A failed push (LAPI down, 5xx,
  * login refused) is retried with the project's one backoff (net/backoff.ts) capped at
  * crowdsec.maxBackoffMs, the rows waiting in SQLite meanwhile (a restart pushes them); a refusal
- * that can never succeed (422: the LAPI will not take that body) drops the batch. Rows whose ban
- * has ended are dropped unsent. The LAPI cannot make us do anything: we only push.
+ * that can never succeed (422, 1.4.6's 500 "validation failure") is retried one ban at a time, so
+ * only the bans refused are dropped. Rows whose ban has ended are dropped unsent. The LAPI cannot
+ * make us do anything: we only push.
  */
 import type { Database } from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -34,13 +35,17 @@ const STOP_GRACE_MS = 2000;
 
 /** answers that say this body will never be taken; a 404 or 405 is a wrong url: retried */
 const FOR_GOOD = new Set([400, 413, 422]);
-/** LAPI 1.4.6 answers a body that fails its model's validation (a missing field) with HTTP 500 and this text, not 422 */
-const VALIDATION_FAILURE = /answered HTTP 500: validation failure/;
+/**
+ * LAPI 1.4.6 answers HTTP 500, not 422, to a body that fails its model's validation (a missing
+ * field) and to a value it cannot parse ("unable to create alerts: invalid addr/range x"); other
+ * 500s (its database) are outages
+ */
+const REFUSED_500 = /answered HTTP 500: (validation failure|unable to create alerts: invalid addr\/range)/;
 
-/** Whether a failed push can never succeed with this body: the batch is dropped instead of retried. */
+/** Whether a failed push can never succeed with this body: its bans are dropped instead of retried. */
 export function refusedForGood(e: unknown): boolean {
   if (!(e instanceof LapiError) || e.status === null) return false;
-  return FOR_GOOD.has(e.status) || (e.status === 500 && VALIDATION_FAILURE.test(e.message));
+  return FOR_GOOD.has(e.status) || (e.status === 500 && REFUSED_500.test(e.message));
 }
 
 export type DropReason = 'expired' | 'refused' | 'cap';
@@ -148,6 +153,8 @@ class Machine implements Subscriber<FleetMachineHealth> {
   private lastFailureLogAt = 0;
   private lastRefusedLogAt = 0;
   private refusedSinceLog = 0;
+  /** rows at the head of the queue pushed one at a time: a refused batch, to find the ban(s) refused */
+  private isolate = 0;
 
   constructor(private readonly deps: FleetMachineDeps) {
     this.cfg = deps.config.machine;
@@ -227,7 +234,8 @@ class Machine implements Subscriber<FleetMachineHealth> {
     while (!this.closed) {
       const expired = this.outbox.purgeExpired(this.now() + EXPIRY_MARGIN_MS);
       if (expired > 0) this.drop('expired', expired);
-      const batch = this.outbox.peek(this.cfg.batchMaxSize);
+      const single = this.isolate > 0;
+      const batch = this.outbox.peek(single ? 1 : this.cfg.batchMaxSize);
       this.gauge();
       if (batch.length === 0) return;
       const t = this.now();
@@ -239,10 +247,12 @@ class Machine implements Subscriber<FleetMachineHealth> {
         const err = e instanceof Error ? e : new Error(String(e));
         this.lastError = err.message.slice(0, 300);
         if (refusedForGood(e)) {
-          this.refused(
-            batch.map((b) => b.id),
-            err.message,
-          );
+          // one bad ban refuses the whole POST (1.4.6 then stores none of it): the others must not go with it
+          if (batch.length > 1) this.isolate = batch.length;
+          else {
+            this.refused(batch[0]!.id, err.message);
+            if (single) this.isolate--;
+          }
           continue;
         }
         this.failingSince ??= t;
@@ -252,6 +262,7 @@ class Machine implements Subscriber<FleetMachineHealth> {
         continue;
       }
       this.outbox.remove(batch.map((b) => b.id));
+      if (single) this.isolate--;
       this.pushed += batch.length;
       this.metrics?.pushed.inc(batch.length);
       this.lastPushAt = t;
@@ -262,14 +273,14 @@ class Machine implements Subscriber<FleetMachineHealth> {
       this.lastFailureLogAt = 0;
       this.gauge();
       // a full batch behind this one goes at once; fewer wait for their own window (start's finally)
-      if (this.outbox.count() < this.cfg.batchMaxSize) return;
+      if (this.isolate === 0 && this.outbox.count() < this.cfg.batchMaxSize) return;
     }
   }
 
-  private refused(ids: number[], message: string): void {
-    this.outbox.remove(ids);
-    this.drop('refused', ids.length);
-    this.refusedSinceLog += ids.length;
+  private refused(id: number, message: string): void {
+    this.outbox.remove([id]);
+    this.drop('refused', 1);
+    this.refusedSinceLog += 1;
     const t = Date.now();
     if (t - this.lastRefusedLogAt < LOG_EVERY_MS) return;
     this.deps.logger.warn(
