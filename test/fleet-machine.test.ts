@@ -423,3 +423,28 @@ test('migration 5: a state file of version 4 gets fleet_outbox, its bans kept; t
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the queue database failing: the bans are counted lost and logged once, nothing throws, no busy loop', async () => {
+  await withSetup(async ({ lapi, store }) => {
+    const { logger, lines } = logCapture();
+    const own = new Store(':memory:');
+    const m = startFleetMachine({ config: config(lapi.url, { batchWindowMs: 5 }), db: own.db, logger });
+    try {
+      own.db.close();
+      for (let i = 0; i < 20; i++) {
+        m.subscriber.handleBanNotice!({ action: 'ban', record: ban(`203.0.113.${90 + (i % 5)}`) });
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await until('the losses counted', () => m.health().dropped.cap === 20);
+      await new Promise((r) => setTimeout(r, 100));
+      const errors = lines.filter((l) => /"level":50/.test(l));
+      assert.equal(errors.length, 1, `the failure is logged once a minute, not per ban: ${errors.join('\n')}`);
+      assert.match(errors[0]!, /database connection is not open/);
+      assert.equal(lapi.attempts.length, 0);
+      assert.equal(m.health().state, 'ok');
+    } finally {
+      await m.stop();
+    }
+    assert.equal(queuedRows(store), 0);
+  });
+});

@@ -153,6 +153,7 @@ class Machine implements Subscriber<FleetMachineHealth> {
   private lastFailureLogAt = 0;
   private lastRefusedLogAt = 0;
   private refusedSinceLog = 0;
+  private lastQueueErrorLogAt = 0;
   /** rows at the head of the queue pushed one at a time: a refused batch, to find the ban(s) refused */
   private isolate = 0;
 
@@ -200,7 +201,7 @@ class Machine implements Subscriber<FleetMachineHealth> {
       }
     } catch (e) {
       this.drop('cap', bans.length);
-      this.deps.logger.error({ err: (e as Error).message, lost: bans.length }, 'crowdsec machine: cannot write the push queue; these bans are not pushed');
+      this.queueError(e as Error, 'crowdsec machine: cannot write the push queue; bans are lost to the fleet (counted as cap)');
     }
     this.gauge();
     if (!this.closed && !this.running && !this.windowTimer) this.flushWindow();
@@ -208,16 +209,19 @@ class Machine implements Subscriber<FleetMachineHealth> {
 
   private start(): void {
     if (this.running || this.closed) return;
+    let failed = false;
     this.running = this.loop()
       .catch((e: Error) => {
-        this.deps.logger.error({ err: e.message }, 'crowdsec machine: the push loop failed; starting again in 5 s');
+        // the queue itself failed (the database): once a minute in the log, again in 5 s
+        failed = true;
+        this.queueError(e, 'crowdsec machine: the push queue failed; trying again every 5 s');
         if (!this.closed) setTimeout(() => this.start(), 5000).unref();
       })
       .finally(() => {
         this.running = null;
         // bans decided while the last batch was on its way: their window began at the first of them
         // (a whole window after the POST: p99 180-184 ms; this: 110-144 ms; bench/fleet-machine.ts, load 4)
-        if (this.closed || this.outbox.count() === 0 || this.windowTimer) return;
+        if (failed || this.closed || this.outbox.count() === 0 || this.windowTimer) return;
         const oldest = this.outbox.oldestBannedAt() ?? this.now();
         this.flushWindow(Math.min(this.cfg.batchWindowMs, Math.max(0, oldest + this.cfg.batchWindowMs - this.now())));
       });
@@ -289,6 +293,14 @@ class Machine implements Subscriber<FleetMachineHealth> {
     );
     this.lastRefusedLogAt = t;
     this.refusedSinceLog = 0;
+  }
+
+  /** the queue's database failing: once a minute in the log, whichever path met it */
+  private queueError(e: Error, msg: string): void {
+    const t = Date.now();
+    if (t - this.lastQueueErrorLogAt < LOG_EVERY_MS) return;
+    this.lastQueueErrorLogAt = t;
+    this.deps.logger.error({ err: e.message }, msg);
   }
 
   private logFailure(msg: string): void {
