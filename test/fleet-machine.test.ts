@@ -10,7 +10,9 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { defaultsOf } from '../src/common/config-schema.js';
 import { isSecretKey } from '../src/common/redact.js';
+import { alertOf } from '../src/fleet/alert.js';
 import { CrowdsecConfigSchema, type CrowdsecConfig } from '../src/fleet/config-schema.js';
+import { isOwn, parseGoDuration, scenarioOf, targetOf } from '../src/fleet/decision.js';
 import type { MachineHandle } from '../src/fleet/index.js';
 import { startFleetMachine, type FleetMachine } from '../src/fleet/machine.js';
 import type { BanRecord, BanSource } from '../src/guard/types.js';
@@ -447,4 +449,37 @@ test('the queue database failing: the bans are counted lost and logged once, not
     }
     assert.equal(queuedRows(store), 0);
   });
+});
+
+test('what the machine pushes, coming back through the stream, is recognised as our own ban (no double work), whatever the source', () => {
+  const now = Date.now();
+  const cases: Array<Partial<BanRecord>> = [
+    { rule: 'sip-auth', source: 'rule' },
+    { rule: 'recidive', source: 'recidive', expiresAt: now + 7 * 86400_000 },
+    { rule: 'manual', source: 'manual', expiresAt: null },
+    { rule: 'manual', source: 'odoo' },
+    { rule: 'manual', source: 'api', expiresAt: now + 600_000 },
+  ];
+  for (const c of cases) {
+    const rec = ban('203.0.113.99', c, now);
+    const pushedAt = now + 5000; // pushed a few seconds after the decision
+    const alert = alertOf({ ...rec, id: 1, bannedAt: rec.createdAt }, pushedAt, { permanentMs: 8760 * 3600_000, machineId: 'pbx1' }) as unknown as Alert;
+    const d = alert.decisions[0]!;
+    const back = {
+      id: 7,
+      origin: d.origin,
+      type: d.type,
+      scope: d.scope,
+      value: d.value,
+      scenario: d.scenario,
+      durationMs: parseGoDuration(d.duration)! - 300,
+    };
+    const t = targetOf(back);
+    assert.ok(!('skip' in t));
+    const local = { localBan: () => ({ rule: rec.rule, expiresAt: rec.expiresAt }) };
+    // the stream seen 300 ms after the push
+    assert.equal(isOwn(back, t, local, pushedAt + 300), true, `${alert.scenario} for a ${c.source} ban`);
+    assert.equal(isOwn({ ...back, scenario: 'pbx-guardian/other-rule' }, t, local, pushedAt + 300), false, 'another rule: another guardian');
+  }
+  assert.equal(scenarioOf({ rule: 'manual', source: 'odoo' }), 'pbx-guardian/odoo');
 });

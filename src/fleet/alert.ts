@@ -4,19 +4,13 @@
  * decision of the ban's scope, value and remaining duration. The LAPI sets the alert's machine_id
  * from the JWT itself; ours is sent too so the body says who made it.
  */
-import { SCENARIO_PREFIX, formatGoDuration } from './decision.js';
+import { formatGoDuration, scenarioOf } from './decision.js';
 import type { QueuedBan } from './outbox.js';
 
 /** the decision origin a watcher's own alert carries in 1.4 (what cscli decisions list shows) */
 export const ORIGIN = 'crowdsec';
 /** longest alert message (the ban's reason) pushed */
 const MESSAGE_MAX = 512;
-
-/** `pbx-guardian/<rule>` for the guard's bans, `pbx-guardian/<source>` for manual, Odoo and API ones. */
-export function scenarioOf(ban: Pick<QueuedBan, 'rule' | 'source'>): string {
-  const name = ban.source === 'rule' || ban.source === 'recidive' ? ban.rule : ban.source;
-  return SCENARIO_PREFIX + name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
-}
 
 export interface AlertOptions {
   /** the duration pushed for a permanent ban */
