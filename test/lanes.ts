@@ -34,6 +34,7 @@ export const UNIT: readonly string[] = [
   'call-traffic.test.ts',
   'check-fraud.test.ts',
   'check-imports.test.ts',
+  'fleet-bouncer.test.ts',
   'fleet-decision.test.ts',
   'fleet-machine.test.ts',
   'config-addresses.test.ts',
@@ -98,6 +99,8 @@ export const FULL: Readonly<Record<string, string>> = {
   'cli-check.test.ts': 'system program: compares `check` with fail2ban-regex',
   'fleet-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) on loopback',
   'fleet-machine-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) stopped 10 s under the machine',
+  'fleet-two-guardians.test.ts':
+    'root, two network namespaces joined by a veth pair, a real CrowdSec Local API, two whole daemons (and a minute of LAPI outage)',
   'odoo-mp3.test.ts': 'system program: converts recordings with the real lame',
   'health-daemon.test.ts': 'system program: promtool on the scrape and the alert rules; CLI children against a daemon',
   'systemd.test.ts': 'system program: systemd-analyze verify / security on the unit',
