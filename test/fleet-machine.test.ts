@@ -318,7 +318,7 @@ test('a refusal that can never succeed (422; LAPI 1.4.6: HTTP 500 "validation fa
 
 test('bans that ended while the LAPI was down are dropped unsent; past maxRows the oldest go first', async () => {
   await withSetup(async ({ lapi, store }) => {
-    const { logger } = logCapture();
+    const { logger, lines } = logCapture();
     let clock = Date.now();
     lapi.status = 503;
     const m = startFleetMachine({ config: config(lapi.url, { maxRows: 3, batchWindowMs: 5 }), db: store.db, logger, now: () => clock, firstRetryMs: 50 });
@@ -330,6 +330,7 @@ test('bans that ended while the LAPI was down are dropped unsent; past maxRows t
       m.subscriber.handleBanNotice!({ action: 'ban', record: ban('203.0.113.42', { expiresAt: clock + 60_000 }, clock) });
       for (const t of ['203.0.113.43', '203.0.113.44']) m.subscriber.handleBanNotice!({ action: 'ban', record: ban(t, {}, clock) });
       await until('the cap', () => m.health().dropped.cap === 1);
+      assert.equal(lines.filter((l) => /the queue is full/.test(l)).length, 1, 'the cap is logged, apart from the outage');
       assert.equal(m.health().queued, 3);
       clock += 120_000; // 203.0.113.42's ban ends while the LAPI is down
       lapi.status = 200;

@@ -154,6 +154,7 @@ class Machine implements Subscriber<FleetMachineHealth> {
   private lastRefusedLogAt = 0;
   private refusedSinceLog = 0;
   private lastQueueErrorLogAt = 0;
+  private lastCapLogAt = 0;
   /** rows at the head of the queue pushed one at a time: a refused batch, to find the ban(s) refused */
   private isolate = 0;
 
@@ -197,7 +198,14 @@ class Machine implements Subscriber<FleetMachineHealth> {
       const capped = this.outbox.append(bans);
       if (capped > 0) {
         this.drop('cap', capped);
-        this.logFailure(`crowdsec machine: the queue is full (crowdsec.machine.maxRows ${this.cfg.maxRows}): the ${capped} oldest bans were dropped unsent`);
+        const t = Date.now();
+        if (t - this.lastCapLogAt >= LOG_EVERY_MS) {
+          this.lastCapLogAt = t;
+          this.deps.logger.warn(
+            { dropped: this.dropped.cap },
+            `crowdsec machine: the queue is full (crowdsec.machine.maxRows ${this.cfg.maxRows}): the oldest bans are dropped unsent (${this.dropped.cap} so far)`,
+          );
+        }
       }
     } catch (e) {
       this.drop('cap', bans.length);
