@@ -130,7 +130,8 @@ export async function run(opts: { bans?: number; backlog?: number; spacingMs?: n
         unit: 'bans/s',
         note:
           `${backlog} bans queued during the outage, all accepted ${Math.round(drainMs)} ms after the LAPI started (includes up to one 1 s backoff wait); ` +
-          `POST of ${batched.at(-1)?.alerts ?? 0} alerts p50 ${batched[Math.floor(batched.length / 2)]?.ms.toFixed(0) ?? '-'} ms (the LAPI's SQLite writes); dropped ${JSON.stringify(h.dropped)}`,
+          `${batched.length} POSTs of up to ${batched.at(-1)?.alerts ?? 0} alerts, p50 ${batched[Math.floor(batched.length / 2)]?.ms.toFixed(0) ?? '-'} ms, ` +
+          `${Math.round(batched.reduce((n, p) => n + p.ms, 0))} ms in all (the LAPI's SQLite writes); dropped ${JSON.stringify(h.dropped)}`,
       },
       {
         name: 'fleet machine: event-loop cost per ban',
