@@ -37,6 +37,7 @@ export const UNIT: readonly string[] = [
   'fleet-bouncer.test.ts',
   'fleet-decision.test.ts',
   'fleet-machine.test.ts',
+  'fleet-stream-split.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',
   'config-secrets.test.ts',

@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { backoffMs } from '../net/backoff.js';
 import type { FirewallEntry } from '../firewall/index.js';
-import { judge, parseStream, shown, targetOf, type FleetJudge, type FleetTarget, type LapiDecision, type StreamDelta } from './decision.js';
+import { rawStreamSplit, SPLIT_MIN_BYTES } from './stream-split.js';
+import { decisionsOf, judge, rawStream, shown, targetOf, type FleetJudge, type FleetTarget, type LapiDecision, type RawStream } from './decision.js';
 
 /** the set port the bouncer fills (RemoteSet) */
 export interface FleetSetPort {
@@ -51,14 +52,21 @@ export interface BouncerHealth {
 interface Held {
   ids: Map<number, number>;
   enforced: boolean;
+  /** allow-listed or refused by the scope limits (judged when its first decision came) */
+  refused: boolean;
   t: FleetTarget;
 }
+
+/** decisions checked between two turns of the event loop (a 100k startup answer is 20 turns) */
+const CHUNK = 5000;
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
 /** skip counts are logged at most this often */
 const SKIP_LOG_MS = 60_000;
 
 export class FleetBouncer {
   private readonly held = new Map<string, Held>();
+  private enforced = 0;
   private needFull = true;
   private synced = false;
   private timer: NodeJS.Timeout | null = null;
@@ -102,14 +110,10 @@ export class FleetBouncer {
   /** The allow-list or the guard's bans changed: judge every held decision again. */
   rejudge(): void {
     for (const [target, h] of this.held) {
-      const v = this.judgeHeld(h);
-      if (v && !h.enforced) this.enforce(target, h);
-      else if (!v && h.enforced) {
-        h.enforced = false;
-        this.opts.set.delete(target);
-      }
+      h.refused = this.refusedNow(h);
+      this.settle(target, h);
     }
-    this.m.decisions.set(this.enforcedCount());
+    this.m.decisions.set(this.enforced);
   }
 
   health(): BouncerHealth {
@@ -117,7 +121,7 @@ export class FleetBouncer {
     return {
       enabled: true,
       state,
-      decisions: this.enforcedCount(),
+      decisions: this.enforced,
       lastPollAt: this.lastPollAt,
       lastSuccessAt: this.lastSuccessAt,
       failingSince: this.failingSince,
@@ -151,9 +155,11 @@ export class FleetBouncer {
     const full = this.needFull;
     this.lastPollAt = this.now();
     try {
-      const delta = parseStream(await this.opts.stream(full));
-      if (full) this.applyFull(delta);
-      else this.applyDelta(delta);
+      // a large answer is parsed in slices (stream-split.ts), its decisions checked in chunks: no long stall
+      const text = await this.opts.stream(full);
+      const raw = text.length < SPLIT_MIN_BYTES ? rawStream(text) : await rawStreamSplit(text, nextTurn);
+      if (full) await this.applyFull(raw);
+      else await this.applyDelta(raw);
       this.needFull = false;
       this.failures = 0;
       this.lastSuccessAt = this.now();
@@ -186,50 +192,63 @@ export class FleetBouncer {
   }
 
   /** The whole list: what it holds, judged, replaces the set. */
-  private applyFull(delta: StreamDelta): void {
+  private async applyFull(raw: RawStream): Promise<void> {
     const now = this.now();
     this.held.clear();
-    this.skip('malformed', delta.malformed);
-    for (const d of delta.new) this.hold(d, now);
+    await this.each(raw.new, (d) => void this.hold(d, now));
     const list: FirewallEntry[] = [];
     for (const [target, h] of this.held) {
-      h.enforced = this.judgeHeld(h);
+      h.enforced = !h.refused && h.ids.size > 0;
       if (h.enforced) list.push(entryOf(target, h));
     }
+    this.enforced = list.length;
     this.opts.set.replace(list);
-    this.m.decisions.set(list.length);
+    this.m.decisions.set(this.enforced);
   }
 
-  private applyDelta(delta: StreamDelta): void {
+  private async applyDelta(raw: RawStream): Promise<void> {
     const now = this.now();
-    this.skip('malformed', delta.malformed);
     const touched = new Set<string>();
-    for (const d of delta.deleted) {
+    await this.each(raw.deleted, (d) => {
       const t = targetOf(d);
-      if ('skip' in t) continue;
-      const h = this.held.get(t.target);
-      if (!h || !h.ids.delete(d.id)) continue;
-      touched.add(t.target);
-    }
-    for (const d of delta.new) {
+      if ('skip' in t) return;
+      if (this.held.get(t.target)?.ids.delete(d.id)) touched.add(t.target);
+    });
+    await this.each(raw.new, (d) => {
       const target = this.hold(d, now);
       if (target) touched.add(target);
-    }
+    });
     for (const target of touched) {
-      const h = this.held.get(target)!;
-      if (h.ids.size === 0) {
-        this.held.delete(target);
-        if (h.enforced) this.opts.set.delete(target);
-        continue;
-      }
-      const enforce = this.judgeHeld(h);
-      if (enforce) this.enforce(target, h);
-      else if (h.enforced) {
-        h.enforced = false;
-        this.opts.set.delete(target);
-      }
+      const h = this.held.get(target);
+      if (!h) continue;
+      if (h.ids.size === 0) this.held.delete(target);
+      this.settle(target, h);
     }
-    this.m.decisions.set(this.enforcedCount());
+    this.m.decisions.set(this.enforced);
+  }
+
+  /** Every decision of a raw list, CHUNK at a time, yielding between chunks. */
+  private async each(raw: unknown[], fn: (d: LapiDecision) => void): Promise<void> {
+    for (let i = 0; i < raw.length; i += CHUNK) {
+      if (i > 0) await nextTurn();
+      const ds: LapiDecision[] = [];
+      this.skip('malformed', decisionsOf(raw, i, i + CHUNK, ds));
+      for (const d of ds) fn(d);
+    }
+  }
+
+  /** Puts the target in the set or takes it out, as its decisions and judgement say now. */
+  private settle(target: string, h: Held): void {
+    const want = !h.refused && h.ids.size > 0;
+    if (want) {
+      if (!h.enforced) this.enforced++;
+      h.enforced = true;
+      this.opts.set.put(entryOf(target, h));
+    } else if (h.enforced) {
+      h.enforced = false;
+      this.enforced--;
+      this.opts.set.delete(target);
+    }
   }
 
   /** Keeps decision `d` under its target; the target, or null when it is not a ban we can hold. */
@@ -246,37 +265,28 @@ export class FleetBouncer {
         this.skip('cap', 1);
         return null;
       }
-      h = { ids: new Map(), enforced: false, t };
+      h = { ids: new Map(), enforced: false, refused: false, t };
       this.held.set(t.target, h);
     }
-    h.ids.set(d.id, now + d.durationMs);
     // judged per decision for the own-ban check (it needs the decision's scenario and end)
     const v = judge(d, t, this.opts.judge, now);
     if (!v.enforce) {
       this.skip(v.why === 'scope' ? 'refused' : v.why, 1);
-      if (v.why === 'own') h.ids.delete(d.id);
-      if (h.ids.size === 0) this.held.delete(t.target);
       this.lastSkipMessage = `${shown(d.value)}: ${v.message}`;
-      return v.why === 'own' ? null : t.target;
+      if (v.why === 'own') {
+        if (h.ids.size === 0 && !h.enforced) this.held.delete(t.target);
+        return null;
+      }
+      h.refused = true;
     }
+    h.ids.set(d.id, now + d.durationMs);
     return t.target;
   }
 
-  /** allow-list and scope only: decided per target (our own bans were dropped per decision in hold) */
-  private judgeHeld(h: Held): boolean {
+  /** allow-list and scope only (our own bans were dropped per decision in hold) */
+  private refusedNow(h: Held): boolean {
     const j = this.opts.judge;
-    return h.ids.size > 0 && j.allowed(h.t.net) === null && j.scopeRefusal(h.t.net) === null;
-  }
-
-  private enforce(target: string, h: Held): void {
-    h.enforced = true;
-    this.opts.set.put(entryOf(target, h));
-  }
-
-  private enforcedCount(): number {
-    let n = 0;
-    for (const h of this.held.values()) if (h.enforced) n++;
-    return n;
+    return j.allowed(h.t.net) !== null || j.scopeRefusal(h.t.net) !== null;
   }
 
   private skip(reason: SkipReason, n: number): void {

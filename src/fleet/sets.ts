@@ -40,6 +40,8 @@ export interface RemoteSetHealth {
 
 /** How often entries past their end leave the map (the kernel's own timeout already dropped them). */
 const SWEEP_MS = 10_000;
+/** two ends this close are the same decision's */
+const SAME_END_MS = 10_000;
 
 export class RemoteSet {
   private readonly entries = new Map<string, FirewallEntry>();
@@ -108,16 +110,18 @@ export class RemoteSet {
 
   put(entry: FirewallEntry): void {
     const before = this.entries.get(entry.target);
-    if (before && before.expiresAt === entry.expiresAt) return;
+    // the same decision seen again (a whole list after a failure) ends a little later each time: not worth a kernel write
+    if (before && (before.expiresAt === entry.expiresAt || Math.abs((before.expiresAt ?? 0) - (entry.expiresAt ?? 0)) < SAME_END_MS)) return;
     this.entries.set(entry.target, entry);
-    this.enforcer?.ban(entry).catch((err: Error) => this.failed(err, entry.target));
+    // before start() the map is all: start() restores it in chunks (one pass, not 100k queued operations)
+    if (this.started) this.enforcer!.ban(entry).catch((err: Error) => this.failed(err, entry.target));
   }
 
   delete(target: string): void {
     const e = this.entries.get(target);
     if (!e) return;
     this.entries.delete(target);
-    this.enforcer?.unban(e).catch((err: Error) => this.failed(err, target));
+    if (this.started) this.enforcer!.unban(e).catch((err: Error) => this.failed(err, target));
   }
 
   /** A full answer: exactly `list` from now on (what is not in it leaves the kernel). */
