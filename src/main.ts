@@ -446,7 +446,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000,
       judge: gd.remoteJudge(),
       allow: () => gd.allowTargets(),
-      machine: null,
+      db: st.db,
       logger: logger.child({ stage: 'fleet' }),
       registry: metrics.registry,
     });
