@@ -1,0 +1,230 @@
+/**
+ * Scale benchmark (issue 19): what a million bans cost the event loop.
+ * - expiry: the guard's sweep (once a second) with 1M active bans, none or a few ending: the
+ *   longest single sweep (it runs on the loop: that is the stall);
+ * - reconcile: the longest event-loop stall during one Enforcer.reconcile() over an nftables set
+ *   of 100k and 1M elements (libnftables addon, private network namespace, needs root);
+ * - restart: 1M active bans in a real SQLite store → all in the kernel (store open and load,
+ *   guard restore, enforcer start), the time of each part.
+ *   node dist/bench/scale.js [--quick]
+ */
+import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import type { BenchResult } from './types.js';
+import { childRowsInNetns, skipReason } from './firewall.js';
+import { Guardian, loadRulesDir, type BanRecord, type BanStorePort } from '../src/guard/index.js';
+import { Enforcer, defaultFirewallConfig, type FirewallEntry } from '../src/firewall/index.js';
+import { NftablesBackend } from '../src/firewall/nftables.js';
+import { createAddonRunner } from '../src/firewall/nft-addon.js';
+import { Store } from '../src/store/index.js';
+import { PACKAGE_ROOT } from '../src/config/index.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const TABLE = 'pbxg_scale';
+const log = pino({ level: 'silent' });
+const r1 = (x: number) => Math.round(x * 10) / 10;
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+function addr(i: number): string {
+  return `${10 + ((i >>> 16) & 0x7f)}.${(i >>> 8) & 255}.${i & 255}.1`;
+}
+
+function record(i: number, now: number, spanMs: number): BanRecord {
+  // ends spread over spanMs from now: the sweep finds a few each second
+  return {
+    target: addr(i),
+    family: 4,
+    isNetwork: false,
+    createdAt: now - 1000,
+    expiresAt: now + 60_000 + (Math.floor((i * spanMs) / 1e6) % spanMs),
+    rule: 'bench',
+    source: 'rule',
+    reason: 'bench',
+    count: 5,
+  };
+}
+
+/** The longest gap between ticks of a 1 ms timer while `work` runs (the loop's worst stall). */
+async function maxStall<T>(work: () => Promise<T>): Promise<{ value: T; stallMs: number; ms: number }> {
+  let last = performance.now();
+  let worst = 0;
+  const timer = setInterval(() => {
+    const t = performance.now();
+    worst = Math.max(worst, t - last);
+    last = t;
+  }, 1);
+  const t0 = performance.now();
+  const value = await work();
+  const ms = performance.now() - t0;
+  worst = Math.max(worst, performance.now() - last);
+  clearInterval(timer);
+  return { value, stallMs: worst, ms };
+}
+
+function newGuardian(store: BanStorePort, clock: () => number): Guardian {
+  return new Guardian(
+    {
+      rules: loadRulesDir(join(PACKAGE_ROOT, 'rules')),
+      allow: [],
+      automaticAllow: ['127.0.0.0/8', '::1'],
+      ipv6Prefix: 64,
+      maxTracked: 100_000,
+      trackTtlSec: 3600,
+      escalation: { factor: 2, maxSec: 86400, lookbackSec: 86400 },
+      recidive: null,
+    },
+    store,
+    { ban: async () => {}, unban: async () => {}, setAllow: async () => {} },
+    log,
+    clock,
+  );
+}
+
+/** The expiry sweep at n active bans: 10 sweeps a second apart, ends spread over an hour. */
+function expiryBench(n: number): BenchResult {
+  const t0 = Date.now();
+  let clock = t0;
+  const recs = Array.from({ length: n }, (_, i) => record(i, t0, 3_600_000));
+  const store: BanStorePort = {
+    saveBan: () => {},
+    endBan: () => {},
+    activeBans: () => recs,
+    expiredTargets: () => [],
+    banTimesSince: () => [],
+    totalBans: () => n,
+  };
+  const g = newGuardian(store, () => clock);
+  g.restore();
+  const times: number[] = [];
+  let ended = 0;
+  clock += 60_000; // the first ends come due
+  for (let s = 0; s < 10; s++) {
+    clock += 1000;
+    const a = performance.now();
+    ended += g.sweepExpired(clock);
+    times.push(performance.now() - a);
+  }
+  const worst = Math.max(...times);
+  return {
+    name: `expiry sweep at ${n / 1e6}M active bans (longest sweep)`,
+    value: r1(worst),
+    unit: 'ms',
+    target: '<= 20',
+    ok: worst <= 20,
+    note: `10 sweeps 1 s apart, ${ended} bans ended; median ${r1(times.sort((x, y) => x - y)[5]!)} ms`,
+  };
+}
+
+function entries(n: number, ttlMs: number): FirewallEntry[] {
+  const now = Date.now();
+  return Array.from({ length: n }, (_, i) => ({ target: addr(i), family: 4 as const, isNetwork: false, expiresAt: now + ttlMs }));
+}
+
+const cfg = { ...defaultFirewallConfig, table: TABLE, reconcileIntervalMs: 0 };
+const backend = () => new NftablesBackend(createAddonRunner()!, { table: TABLE, verdict: 'drop', ports: [], size: 2_097_152 }, log);
+
+/** Longest stall during one reconcile over n elements (nothing to repair: the common case). */
+async function reconcileBench(n: number, out: BenchResult[]): Promise<void> {
+  const active = entries(n, 3_600_000);
+  const be = backend();
+  const enf = new Enforcer(be, () => active, cfg, log);
+  await enf.start();
+  const r = await maxStall(() => enf.reconcile());
+  out.push({
+    name: `reconcile at ${n >= 1e6 ? `${n / 1e6}M` : `${n / 1e3}k`} bans: longest loop stall`,
+    value: r1(r.stallMs),
+    unit: 'ms',
+    target: '<= 20',
+    ok: r.stallMs <= 20 && r.value.added === 0 && r.value.removed === 0,
+    note: `reconcile took ${r3(r.ms / 1000)} s, added ${r.value.added}, removed ${r.value.removed}`,
+  });
+  await be.flush();
+  await enf.stop();
+  await new Promise((res) => setTimeout(res, 1000));
+}
+
+/** Restart with n active bans in a real SQLite store: all in the kernel, and the parts. */
+async function restartBench(n: number, out: BenchResult[]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'pbxg-scale-'));
+  try {
+    const file = join(dir, 'guardian.sqlite');
+    const now = Date.now();
+    const seed = new Store(file);
+    const ins = seed.db.prepare(
+      `INSERT INTO bans (target, family, is_network, created_at, expires_at, rule, source, reason, count) VALUES (?, 4, 0, ?, ?, 'bench', 'rule', 'bench', 5)`,
+    );
+    seed.db.transaction(() => {
+      for (let i = 0; i < n; i++) {
+        const r = record(i, now, 3_600_000);
+        ins.run(r.target, r.createdAt, r.expiresAt);
+      }
+    })();
+    seed.close();
+    const t0 = performance.now();
+    const store = new Store(file);
+    const tOpen = performance.now();
+    const g = newGuardian(store, Date.now);
+    const kept = g.restore();
+    const tLoad = performance.now();
+    const be = backend();
+    const enf = new Enforcer(be, () => g.activeEntries(), cfg, log);
+    await enf.start();
+    const tKernel = performance.now();
+    const listed = (await be.list()).length;
+    const total = (tKernel - t0) / 1000;
+    out.push({
+      name: `restart with ${n / 1e6}M active bans: all in the kernel`,
+      value: r3(total),
+      unit: 's',
+      target: '<= 3',
+      ok: total <= 3 && listed === n && kept.length === n,
+      note: `store open ${r3((tOpen - t0) / 1000)} s, load+restore ${r3((tLoad - tOpen) / 1000)} s, kernel ${r3((tKernel - tLoad) / 1000)} s; ${listed} listed`,
+    });
+    store.close();
+    await be.flush();
+    await enf.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function child(quick: boolean): Promise<BenchResult[]> {
+  const parent = process.env.PBXG_PARENT_NETNS;
+  if (!parent || parent === readlinkSync('/proc/self/ns/net')) throw new Error('refusing to benchmark outside a private network namespace');
+  if (!createAddonRunner()) return [{ name: 'scale: kernel part skipped', value: 0, unit: '-', note: 'nftables addon not built' }];
+  const out: BenchResult[] = [];
+  await reconcileBench(100_000, out);
+  if (!quick) await reconcileBench(1_000_000, out);
+  await restartBench(quick ? 100_000 : 1_000_000, out);
+  return out;
+}
+
+export async function run(opts: { quick?: boolean } = {}): Promise<BenchResult[]> {
+  const out = [expiryBench(opts.quick ? 100_000 : 1_000_000)];
+  const skip = skipReason();
+  if (skip) return [...out, { name: 'scale: kernel part skipped', value: 0, unit: '-', note: skip }];
+  return [...out, ...(await childRowsInNetns(SELF, ['--child', ...(opts.quick ? ['--quick'] : [])], 'scale benchmark'))];
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const quick = process.argv.includes('--quick');
+  const job = process.argv.includes('--child') ? child(quick) : run({ quick });
+  job.then(
+    (rows) => {
+      if (process.argv.includes('--child')) console.log(JSON.stringify(rows));
+      else
+        for (const r of rows)
+          console.log(
+            `${r.name.padEnd(56)} ${String(r.value).padStart(9)} ${r.unit.padEnd(3)} ${(r.target ?? '').padEnd(6)} ${r.ok === undefined ? '' : r.ok ? 'ok' : 'MISS'}  ${r.note ?? ''}`,
+          );
+      setTimeout(() => process.exit(0), 200).unref();
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
