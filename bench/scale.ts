@@ -84,7 +84,7 @@ function newGuardian(store: BanStorePort, clock: () => number): Guardian {
 }
 
 /** The expiry sweep at n active bans: 10 sweeps a second apart, ends spread over an hour. */
-function expiryBench(n: number): BenchResult {
+export function expiryBench(n: number): BenchResult {
   const t0 = Date.now();
   let clock = t0;
   const recs = Array.from({ length: n }, (_, i) => record(i, t0, 3_600_000));

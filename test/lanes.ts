@@ -70,6 +70,7 @@ export const UNIT: readonly string[] = [
   'fuzz-attempts.test.ts',
   'fuzz-condition.test.ts',
   'guard-accounts.test.ts',
+  'guard-expiry.test.ts',
   'guard.test.ts',
   'health-judge.test.ts',
   'health-metrics.test.ts',

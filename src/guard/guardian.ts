@@ -9,6 +9,7 @@ import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '..
 import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from './allow.js';
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
+import { countInForce, ExpiryQueue, startSweep, SWEEP_TURN_MAX } from './expiry.js';
 import { explainAddress, type AddressReport } from './explain.js';
 import { coveringBans, planUnban, type BanMatch, type UnbanOutcome } from './lookup.js';
 import type { BanLookup } from './lookup-port.js';
@@ -98,7 +99,9 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
   private allow = new AllowList();
   private readonly active = new Map<string, BanRecord>();
   private readonly listeners: GuardListener[] = [];
-  private sweepTimer: NodeJS.Timeout | undefined;
+  /** the active bans' ends in time order (the sweep pops what is due) */
+  private readonly expiry = new ExpiryQueue((rec) => this.active.get(rec.target) === rec);
+  private stopSweep = () => {};
   /** the last kernel allow-set update (setAllowSource) */
   private allowApplied: Promise<void> = Promise.resolve();
   private hostTimer: NodeJS.Timeout | undefined;
@@ -143,6 +146,7 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
         this.endBan(rec, 'unbanned');
       } else kept.push(rec);
     }
+    this.expiry.rebuild(this.active.values());
     return kept;
   }
 
@@ -163,14 +167,17 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
 
   /** Starts the timer that ends expired bans. */
   startExpirySweep(intervalMs = 1000): void {
-    this.sweepTimer = setInterval(() => this.sweepExpired(), intervalMs);
-    this.sweepTimer.unref();
+    this.stopSweep = startSweep(() => {
+      const now = this.clock();
+      this.sweepExpired(now, SWEEP_TURN_MAX);
+      return this.expiry.pending(now);
+    }, intervalMs);
     this.hostTimer = setInterval(() => this.refreshHostAddresses(), HOST_REFRESH_MS);
     this.hostTimer.unref();
   }
 
   stop(): void {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.stopSweep();
     if (this.hostTimer) clearInterval(this.hostTimer);
   }
 
@@ -305,6 +312,7 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
   private applyBan(rec: BanRecord, windowMs: number, seenAt?: number): void {
     const replaces = this.active.has(rec.target);
     this.active.set(rec.target, rec);
+    this.expiry.add(rec, this.active.size, () => this.active.values());
     this.safeStore(() => this.store.saveBan(rec, replaces));
     this.enforcement
       .ban(seenAt === undefined ? toEntry(rec) : { ...toEntry(rec), seenAt })
@@ -329,15 +337,11 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     for (const l of this.listeners) l.unbanned?.({ action: 'unban', record: rec }, why);
   }
 
-  sweepExpired(now = this.clock()): number {
-    let ended = 0;
-    for (const rec of this.active.values()) {
-      if (rec.expiresAt !== null && rec.expiresAt <= now) {
-        this.endBan(rec, 'expired');
-        ended++;
-      }
-    }
-    return ended;
+  /** Ends the bans whose time is up (at most `limit`, soonest first); returns how many ended. */
+  sweepExpired(now = this.clock(), limit = Infinity): number {
+    const due = this.expiry.due(now, limit);
+    for (const rec of due) this.endBan(rec, 'expired');
+    return due.length;
   }
 
   // ---- BanControl: manual bans from the CLI, the API and Odoo ----
@@ -435,15 +439,7 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
 
   /** Bans in force by family, counted without copying or sorting (a gauge reads it). */
   activeCounts(): { v4: number; v6: number } {
-    const now = this.clock();
-    let v4 = 0;
-    let v6 = 0;
-    for (const r of this.active.values()) {
-      if (r.expiresAt !== null && r.expiresAt <= now) continue;
-      if (r.family === 4) v4++;
-      else v6++;
-    }
-    return { v4, v6 };
+    return countInForce(this.active.values(), this.clock());
   }
 
   listBans(): BanRecord[] {
