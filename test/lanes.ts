@@ -62,6 +62,7 @@ export const UNIT: readonly string[] = [
   'fraud-dialstring.test.ts',
   'firewall-enforcer.test.ts',
   'firewall-health.test.ts',
+  'firewall-nft-elems.test.ts',
   'firewall-nft-watch.test.ts',
   'fraud-destinations.test.ts',
   'fuzz-action-policy.test.ts',

@@ -21,9 +21,16 @@ export function safeKey(t: FirewallTarget): string | null {
  * missing or drifted elements are added, unknown ones removed. A ban longer than the backend's
  * maximum timeout (`maxTimeoutMs`) is re-asserted once less than half of it is left. Yields to
  * the event loop every 4,096 entries: at 60k bans this is ~200 ms of work, and the AMI socket must
- * keep being read meanwhile.
+ * keep being read meanwhile. `slackMs`: how long the listing took (its expiry times are known
+ * only that closely), added to the tolerance.
  */
-export async function driftBetween(active: Iterable<FirewallEntry>, inKernel: FirewallEntry[], now: number, maxTimeoutMs?: number): Promise<FirewallBatch> {
+export async function driftBetween(
+  active: Iterable<FirewallEntry>,
+  inKernel: FirewallEntry[],
+  now: number,
+  maxTimeoutMs?: number,
+  slackMs = 0,
+): Promise<FirewallBatch> {
   const want = new Map<string, FirewallEntry>();
   let n = 0;
   for (const e of active) {
@@ -39,12 +46,14 @@ export async function driftBetween(active: Iterable<FirewallEntry>, inKernel: Fi
   }
   const batch: FirewallBatch = { add: [], remove: [] };
   for (const [key, e] of want) {
+    if (++n % YIELD_EVERY === 0) await yieldToLoop();
     const k = have.get(key);
     const capped = maxTimeoutMs !== undefined && e.expiresAt !== null && e.expiresAt > now + maxTimeoutMs;
-    const stale = capped ? k?.expiresAt == null || k.expiresAt - now < maxTimeoutMs! / 2 : k ? drifted(k.expiresAt, e.expiresAt) : true;
+    const stale = capped ? k?.expiresAt == null || k.expiresAt - now < maxTimeoutMs! / 2 : k ? drifted(k.expiresAt, e.expiresAt, slackMs) : true;
     if (!k || stale) batch.add.push(e);
   }
   for (const [key, e] of have) {
+    if (++n % YIELD_EVERY === 0) await yieldToLoop();
     if (!want.has(key)) batch.remove.push({ target: e.target, family: e.family, isNetwork: e.isNetwork });
   }
   return batch;
@@ -57,9 +66,9 @@ export function confirmed(first: FirewallBatch, second: FirewallBatch): Firewall
   return { add: second.add.filter((e) => adds.has(e.target)), remove: second.remove.filter((t) => removes.has(t.target)) };
 }
 
-function drifted(kernel: number | null, store: number | null): boolean {
+function drifted(kernel: number | null, store: number | null, slackMs: number): boolean {
   if (kernel === null || store === null) return kernel !== store;
-  return Math.abs(kernel - store) > TTL_TOLERANCE_MS;
+  return Math.abs(kernel - store) > TTL_TOLERANCE_MS + slackMs;
 }
 
 /**
@@ -77,14 +86,21 @@ export async function confirmedDrift(
 ): Promise<{ batch: FirewallBatch; after: number }> {
   let inKernel: FirewallEntry[] = [];
   const drift = async () => {
+    const t0 = now();
     inKernel = await list();
-    return driftBetween(active(), inKernel, now(), maxTimeoutMs);
+    const t1 = now();
+    return driftBetween(active(), inKernel, t1, maxTimeoutMs, t1 - t0);
   };
   let batch = await drift();
   if (batch.add.length || batch.remove.length) batch = confirmed(batch, await drift());
   let after = inKernel.length - batch.remove.length;
   if (batch.add.length) {
-    const have = new Set(inKernel.map((e) => e.target));
+    const have = new Set<string>();
+    let n = 0;
+    for (const e of inKernel) {
+      if (++n % YIELD_EVERY === 0) await yieldToLoop();
+      have.add(e.target);
+    }
     for (const e of batch.add) if (!have.has(e.target)) after++;
   }
   return { batch, after };

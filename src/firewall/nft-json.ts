@@ -29,26 +29,32 @@ export function parseSets(jsonText: string): Map<string, RawElem[]> {
       let out = bySet.get(set.name);
       if (!out) bySet.set(set.name, (out = []));
       for (const raw of set.elem) {
-        let val: unknown = raw;
-        let timeout: number | null = null;
-        let expires: number | null = null;
-        if (raw && typeof raw === 'object' && 'elem' in raw) {
-          const e = (raw as { elem: { val: unknown; timeout?: number; expires?: number } }).elem;
-          val = e.val;
-          timeout = typeof e.timeout === 'number' ? e.timeout : null;
-          expires = typeof e.expires === 'number' ? e.expires : null;
-        }
-        let text: string | null = null;
-        if (typeof val === 'string') text = val;
-        else if (val && typeof val === 'object' && 'prefix' in val) {
-          const p = (val as { prefix: { addr: string; len: number } }).prefix;
-          text = `${p.addr}/${p.len}`;
-        }
-        if (text !== null) out.push({ val: text, timeout, expires });
+        const e = elemOf(raw);
+        if (e) out.push(e);
       }
     }
   }
   return bySet;
+}
+
+/** One item of a set's "elem" array: a value, or {"elem": {val, timeout, expires}}. */
+export function elemOf(raw: unknown): RawElem | null {
+  let val: unknown = raw;
+  let timeout: number | null = null;
+  let expires: number | null = null;
+  if (raw && typeof raw === 'object' && 'elem' in raw) {
+    const e = (raw as { elem: { val: unknown; timeout?: number; expires?: number } }).elem;
+    val = e.val;
+    timeout = typeof e.timeout === 'number' ? e.timeout : null;
+    expires = typeof e.expires === 'number' ? e.expires : null;
+  }
+  let text: string | null = null;
+  if (typeof val === 'string') text = val;
+  else if (val && typeof val === 'object' && 'prefix' in val) {
+    const p = (val as { prefix: { addr: string; len: number } }).prefix;
+    text = `${p.addr}/${p.len}`;
+  }
+  return text === null ? null : { val: text, timeout, expires };
 }
 
 function splitJsonDocs(text: string): unknown[] {

@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import type { FirewallConfig } from './enforcer.js';
 import { createAddonRunner } from './nft-addon.js';
 import { findNft, NftCommandRunner } from './nft-command.js';
-import { parseSetElems, parseSets, toEntries, type SetName } from './nft-json.js';
+import { parseSetElems, toEntries, type SetName } from './nft-json.js';
+import { eachElemSlice } from './nft-elems.js';
 import type { NftRunner } from './nft-runner.js';
 import { canaryLines, NftWatch } from './nft-watch.js';
 import { isCanary } from './canary.js';
@@ -289,17 +290,16 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   async list(): Promise<FirewallEntry[]> {
-    const text = await this.runner.run(`list table inet ${this.opts.table}`);
-    const now = this.now();
     const out: FirewallEntry[] = [];
-    const sets = parseSets(text); // one parse of the whole table (~6 MB of JSON at 60k elements)
     for (const set of ['ban4', 'ban6', 'net4', 'net6'] as const) {
-      const elems = sets.get(set) ?? [];
-      // in slices, letting the event loop run between them (the AMI socket is read meanwhile)
-      for (let i = 0; i < elems.length; i += LIST_SLICE) {
-        if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        for (const e of toEntries(elems.slice(i, i + LIST_SLICE), set, now, this.logger)) if (!isCanary(e.target)) out.push(e);
-      }
+      // expires are as of the kernel's dump, which starts with the run (a 1M set takes tens of
+      // seconds to list): `now` from before it; the diff allows for how long the listing took
+      const now = this.now();
+      const text = await this.runner.run(`list set inet ${this.opts.table} ${set}`);
+      // parsed in slices, the event loop running between them (the AMI socket is read meanwhile)
+      await eachElemSlice(text, set, (elems) => {
+        for (const e of toEntries(elems, set, now, this.logger)) if (!isCanary(e.target)) out.push(e);
+      });
     }
     return out;
   }
@@ -358,9 +358,6 @@ export class NftablesBackend implements FirewallBackend {
     return this.watch.inspect();
   }
 }
-
-/** elements converted per event-loop turn when listing */
-const LIST_SLICE = 4096;
 
 function pushElems(lines: string[], verb: 'add' | 'delete', table: string, set: SetName, elems: string[]): void {
   for (let i = 0; i < elems.length; i += CHUNK) {
