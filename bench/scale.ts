@@ -196,6 +196,14 @@ async function child(quick: boolean): Promise<BenchResult[]> {
   if (!parent || parent === readlinkSync('/proc/self/ns/net')) throw new Error('refusing to benchmark outside a private network namespace');
   if (!createAddonRunner()) return [{ name: 'scale: kernel part skipped', value: 0, unit: '-', note: 'nftables addon not built' }];
   const out: BenchResult[] = [];
+  // what the stall figures cannot go below on this machine: a timer's longest gap with nothing to do
+  const idle = await maxStall(() => new Promise((res) => setTimeout(res, 3000)));
+  out.push({
+    name: 'idle loop: longest timer gap over 3 s (baseline)',
+    value: r1(idle.stallMs),
+    unit: 'ms',
+    note: 'the machine, not the guardian: a stall row is noise up to this',
+  });
   await reconcileBench(100_000, out);
   if (!quick) await reconcileBench(1_000_000, out);
   await restartBench(quick ? 100_000 : 1_000_000, out);
