@@ -5,8 +5,8 @@
  *
  *   node dist/bench/run.js [--only name,name] [--quick] [--soak-seconds N]
  *
- * Modules: ami-decode, guard-memory (in a child `node --expose-gc`), odoo, firewall, firewall-repair,
- * fail2ban, soak, health, ami-blind-recovery, worst-case, store-prune, destinations-classify, fraud, call-tracker. A module that throws becomes an error row; the others go on. Modules that need root and
+ * Modules: ami-decode, guard-memory (in a child `node --expose-gc`), odoo, firewall, ban-latency, firewall-repair,
+ * fail2ban, soak, health, ami-blind-recovery, worst-case, store-prune, destinations-classify, fraud, call-tracker, fleet, fleet-machine. A module that throws becomes an error row; the others go on. Modules that need root and
  * network namespaces say so in a row and skip.
  */
 import { spawn } from 'node:child_process';
@@ -43,7 +43,7 @@ function parseFlags(argv: string[]): Flags {
     else if (a === '--soak-seconds') f.soakSeconds = Number(argv[++i]);
     else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: node dist/bench/run.js [--only ami-decode,guard-memory,odoo,firewall,firewall-repair,fail2ban,soak,health,ami-blind-recovery,worst-case,store-prune,destinations-classify,fraud,call-tracker] [--quick] [--soak-seconds N]',
+        'usage: node dist/bench/run.js [--only ami-decode,guard-memory,odoo,firewall,ban-latency,firewall-repair,fail2ban,soak,health,ami-blind-recovery,worst-case,store-prune,destinations-classify,fraud,call-tracker,fleet,fleet-machine] [--quick] [--soak-seconds N]',
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a} (see --help)`);
@@ -82,6 +82,7 @@ const MODULES: Array<[string, Runner]> = [
   ['guard-memory', (f) => guardMemoryChild(f.quick ? 100_000 : 1_000_000)],
   ['odoo', async () => (await import('./odoo.js')).run()],
   ['firewall', async () => (await import('./firewall.js')).run()],
+  ['ban-latency', async () => (await import('./ban-latency.js')).run()],
   ['firewall-repair', async (f) => (await import('./firewall-repair.js')).run({ runs: f.quick ? 2 : 5 })],
   ['fail2ban', async (f) => (await import('./fail2ban.js')).run({ quick: f.quick })],
   ['soak', async (f) => (await import('./soak.js')).run({ quick: f.quick, seconds: f.soakSeconds })],
@@ -92,6 +93,8 @@ const MODULES: Array<[string, Runner]> = [
   ['destinations-classify', async (f) => (await import('./destinations-classify.js')).run(f.quick ? { calls: 200_000 } : {})],
   ['fraud', async (f) => (await import('./fraud.js')).run({ quick: f.quick })],
   ['call-tracker', async (f) => (await import('./call-tracker.js')).run(f.quick ? { calls: 500, runs: 2 } : {})],
+  ['fleet', async (f) => (await import('./fleet.js')).run({ quick: f.quick })],
+  ['fleet-machine', async (f) => (await import('./fleet-machine.js')).run(f.quick ? { bans: 50, backlog: 1000 } : {})],
 ];
 
 /** Anchors measured in the same run by other modules: attach the ratio to our figure's row. */

@@ -232,7 +232,9 @@ function main() {
 
     // --- production node_modules: a copy of the repo's (native addons already compiled), pruned --
     process.stdout.write('build-deb: copying node_modules and pruning devDependencies\n');
-    copyDir(join(repo, 'node_modules'), join(lib, 'node_modules'));
+    // realpath: a worktree's node_modules may be a symlink to another checkout's; copied as a
+    // symlink, npm prune would replace it with a fresh tree whose native modules are not built
+    copyDir(realpathSync(join(repo, 'node_modules')), join(lib, 'node_modules'));
     run('npm', ['prune', '--omit=dev', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: lib });
     pruneNativeBuildLeftovers(join(lib, 'node_modules'));
     rmSync(join(lib, 'node_modules', '.package-lock.json'), { force: true });
@@ -273,6 +275,8 @@ function main() {
 
     const docdir = join(root, 'usr', 'share', 'doc', PKG);
     mkdirSync(docdir, { recursive: true });
+    // the Grafana dashboard and the Prometheus alert rules (docs/metrics.md)
+    cpSync(join(repo, 'dashboards'), join(docdir, 'dashboards'), { recursive: true });
     const license = ['LICENSE', 'LICENSE.md'].map((f) => join(repo, f)).find((f) => existsSync(f));
     writeFileSync(
       join(docdir, 'copyright'),
@@ -306,9 +310,11 @@ function main() {
       const owner = run('dpkg', ['-S', realpathSync(process.execPath)], { allowFail: true });
       nodeDep = owner && owner.startsWith('nodejs:') ? 'hard' : 'soft';
     }
-    // better-sqlite3 is compiled against this node's ABI (NODE_MODULE_VERSION), which changes with
-    // each major: pin the major.
-    const nodeRel = `nodejs (>= ${nodeMajor}), nodejs (<< ${nodeMajor + 1})`;
+    // No upper bound: Node 22 or a NodeSource build must install. better-sqlite3 is compiled against
+    // this node's ABI (NODE_MODULE_VERSION), which changes with each major: the postinst warns when
+    // the installed node has another ABI, and the daemon stops at start naming both ABIs
+    // (NATIVE_MODULE_ABI, src/common/native-abi.ts); the nftables addon is N-API (any node).
+    const nodeRel = `nodejs (>= ${nodeMajor})`;
     // libc6/libstdc++6: what the compiled addons link (nodejs pulls them too, but it may be soft).
     const depends = ['adduser', 'libc6', 'libstdc++6', 'libnftables1', ...(nodeDep === 'hard' ? [nodeRel] : [])];
     // lame: the Odoo bridge converts recordings to mp3 as the module asks by default (without it they go unconverted)

@@ -10,7 +10,8 @@ import { TokenSet } from './net/auth.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { Lifecycle } from './common/lifecycle.js';
-import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
+import { sqliteAbiError } from './common/native-abi.js';
+import { AllowFollowers, createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
 import {
   connectSubscribers,
   Guardian,
@@ -28,8 +29,8 @@ import {
 } from './guard/index.js';
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
-import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks } from './metrics/bind.js';
-import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, Store } from './store/index.js';
+import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks, zeroRuleSeries } from './metrics/bind.js';
+import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, StateOwnership, Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { applyReload } from './reload.js';
 import { OdooSettings } from './config/settings-origin.js';
@@ -42,6 +43,7 @@ import { WebhookDispatcher } from './webhooks/index.js';
 import { attachSources } from './sources/index.js';
 import { AccountStore, AccountWatch, accountWatchOptions, type AccountsWiring } from './accounts/index.js';
 import { createFraudEngine, type FraudEngine } from './fraud/index.js';
+import { createFleet, type Fleet } from './fleet/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -73,6 +75,8 @@ export interface Daemon {
   accounts: AccountWatch | null;
   /** the fraud guard (null: fraud.enabled false, or AMI off) */
   fraud: FraudEngine | null;
+  /** the CrowdSec Local API link (null: crowdsec.machine and .bouncer off) */
+  fleet: Fleet | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -111,6 +115,8 @@ function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): St
     st = Store.open(stateDir);
   } catch (err) {
     if (err instanceof SchemaVersionError) throw new StateDirError(stateDir, err.message);
+    const abi = sqliteAbiError(err);
+    if (abi) throw abi;
     throw new StateDirError(
       stateDir,
       `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`,
@@ -185,10 +191,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   config = await odooSettings.load(config);
   assertRunnable(config);
   prepareStateDir(config.stateDir);
+  // root by hand in the service user's state directory: what it creates there is given back (store/ownership.ts)
+  const owner = StateOwnership.of(config.stateDir, logger);
   const lock = acquireStateLock(config.stateDir);
   if (lock.tookOver) logger.warn({ lock: lock.path, stale: lock.tookOver.holder }, `took over a stale lock ${lock.path}: ${lock.tookOver.why}`);
   const life = new Lifecycle((name, err) => logger.warn({ err, component: name }, `stopping the ${name} failed; stopping the rest`));
-  await life.start({ name: 'state lock', stop: () => lock.release() });
+  await life.start({
+    name: 'state lock',
+    stop: () => {
+      lock.release();
+      owner?.adopt();
+    },
+  });
 
   try {
     const st = openStore(config, metrics, logger);
@@ -207,8 +221,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       activeCount: () => (g ? (({ v4, v6 }) => v4 + v6)(g.activeCounts()) : 0),
     });
     await life.start({ name: 'enforcer', stop: () => en.stop() });
-    const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, en, logger));
+    // the fleet's sets follow the local allow-list (the allow-list wins over remote decisions in the kernel too)
+    const followers = new AllowFollowers(en);
+    const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, followers, logger));
     bindGuardMetrics(metrics, gd);
+    metrics.backendSource = () => en.backendPath;
     const runtimeAllow = new RuntimeAllow(gd, config.stateDir, (message) => logger.warn({ event: 'runtime-allow' }, message));
     const feed = new HostAllowFeed({
       resolve: opts.resolveHost ?? systemResolver,
@@ -270,6 +287,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const next = await odooSettings.load(opts.configPath !== undefined ? loadConfig(opts.configPath) : opts.config);
       const options = guardOptions(next, [], opts.hostAddresses);
       gd.reload(options);
+      zeroRuleSeries(metrics, gd.rules);
       // credentials apply at once: a removed or rotated secret stops working with this reload
       const { applied, restartNeeded } = await applyReload(config, next, { logger, restTokens, odoo, webhooks, historyRetention: prune });
       config = next;
@@ -314,6 +332,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         },
         odoo: open.odoo?.health() ?? null,
         webhooks: webhooks?.health() ?? null,
+        fleet: fleet?.health() ?? null,
       };
     };
     const health = (): HealthReport => judgeHealth(healthInputs(), Date.now());
@@ -346,7 +365,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                     reload,
                     version: VERSION,
                     health,
-                    firewall: pauseControl(en, config.stateDir),
+                    firewall: pauseControl(en, config.stateDir, () => (fleet ? [fleet] : [])),
                     accounts: () => accounts,
                     ...(fraud ? { fraud } : {}),
                   },
@@ -421,8 +440,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         )
       : null;
     if (accounts) await life.start({ name: 'accounts', start: () => accounts.start(), stop: () => accounts.close() });
+    const fleet = createFleet({
+      config: config.crowdsec,
+      firewall: config.firewall,
+      watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000,
+      judge: gd.remoteJudge(),
+      allow: () => gd.allowTargets(),
+      db: st.db,
+      logger: logger.child({ stage: 'fleet' }),
+      registry: metrics.registry,
+    });
     // what consumes AMI events and ban decisions, called in this order (each one started above)
-    const subscribers: Subscriber[] = [odoo, webhooks, accounts].filter((s) => s !== null);
+    const subscribers: Subscriber[] = [odoo, webhooks, accounts, fleet?.subscriber ?? null].filter((s) => s !== null);
     connectSubscribers(subscribers, ami, gd);
     guardianEvent = guardianEventFanout(subscribers);
 
@@ -440,6 +469,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       );
     await en.start();
     await en.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
+    if (fleet) {
+      const local = kernel.name;
+      await life.start({ name: 'fleet', start: () => fleet.start(local), stop: () => fleet.stop() });
+      await followers.follow((targets) => fleet.setAllow(targets));
+    }
     await life.start({ name: 'guard timers', start: () => gd.startExpirySweep(), stop: () => gd.stop() });
     if (fraud) await life.start({ name: 'fraud guard', start: () => fraud.start(), stop: () => fraud.stop() });
     await life.start({ name: 'host name lookups', start: () => feed.setHosts(hostNames(config)), stop: () => feed.stop() });
@@ -456,6 +490,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     if (ami) await life.start({ name: 'AMI client', start: () => ami.start(), stop: () => ami.stop() });
     await life.start({ name: 'detection sources', start: () => srcs.start(), stop: () => srcs.stop() });
 
+    owner?.adopt();
     return {
       get config() {
         return config;
@@ -469,6 +504,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       webhooks,
       accounts,
       fraud,
+      fleet,
       metrics,
       metricsUrl: open.metricsUrl,
       logger,

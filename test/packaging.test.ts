@@ -71,9 +71,11 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
   const haveIp = which('ip') !== null;
   const cliBuilt = existsSync(join(repo, 'dist', 'src', 'cli', 'main.js'));
   const pkgVersion: string = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).version;
+  const asteriskGroupBefore = getent('group', 'asterisk') !== null;
   t.after(() => {
     // leave the host as we found it, whatever failed
     if (dpkgStatus() !== 'not-installed') spawnSync('unshare', ['-n', 'dpkg', '-P', PKG], { encoding: 'utf8' });
+    if (!asteriskGroupBefore && getent('group', 'asterisk')) spawnSync('delgroup', ['--quiet', 'asterisk'], { encoding: 'utf8' });
     if (haveIp) spawnSync('ip', ['netns', 'del', netns]);
     rmSync(out, { recursive: true, force: true });
   });
@@ -125,6 +127,9 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       '/usr/lib/pbx-guardian/rules/fraud-destinations.yaml',
       '/usr/lib/pbx-guardian/rules/fraud-rates.yaml',
       '/usr/lib/pbx-guardian/rules/extensions_guardian.conf',
+      // the Grafana dashboard and the alert rules (docs/metrics.md)
+      '/usr/share/doc/pbx-guardian/dashboards/pbx-guardian.json',
+      '/usr/share/doc/pbx-guardian/dashboards/alert-rules.yaml',
     ]) {
       assert.ok(files.includes(want), `${want} is not in the package`);
     }
@@ -138,6 +143,10 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     assert.equal(ok('dpkg-deb', ['-f', deb, 'Package']).trim(), PKG);
     // recordings for Odoo are mp3 by the module's default: the encoder comes with a default install
     assert.match(ok('dpkg-deb', ['-f', deb, 'Recommends']), /(^|, )lame(,|$)/m);
+    // any Node.js >= 20 installs it (Node 22, NodeSource): no upper bound on nodejs
+    const relations = ok('dpkg-deb', ['-f', deb, 'Depends', 'Recommends']);
+    assert.match(relations, /nodejs \(>= 2\d\)/);
+    assert.doesNotMatch(relations, /nodejs \(<</);
     assert.equal(ok('dpkg-deb', ['--ctrl-tarfile', deb]).length > 0, true);
   });
 
@@ -146,6 +155,13 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     t.diagnostic(r.out.trim());
     assert.equal(r.status, 0, `dpkg -i failed:\n${r.out}`);
     assert.equal(dpkgStatus(), 'install ok installed');
+    // the unit's SupplementaryGroups=asterisk: without the group it would fail with 216/GROUP
+    const asterisk = getent('group', 'asterisk');
+    assert.ok(asterisk, 'no asterisk group after install');
+    if (!asteriskGroupBefore) {
+      assert.match(r.out, /created the system group 'asterisk'/);
+      assert.ok(Number(asterisk[2]) < 1000, `asterisk is a system group (gid ${asterisk[2]})`);
+    }
     const user = getent('passwd', PKG);
     assert.ok(user, 'no pbx-guardian user');
     assert.equal(user[5], '/var/lib/pbx-guardian');
@@ -223,6 +239,7 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       // what the daemon leaves in the kernel when it stops: our table and our sets
       if (which('nft')) {
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian']);
+        ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian_fleet']);
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'set', 'inet', 'pbx_guardian', 'ban4', '{ type ipv4_addr; flags timeout; }']);
       }
       if (which('ipset')) {
@@ -254,6 +271,11 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     assert.equal(getent('group', PKG), null, 'group pbx-guardian is still there');
     if (haveIp && which('nft')) {
       assert.notEqual(run('ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', 'pbx_guardian']).status, 0, 'table inet pbx_guardian survived');
+      assert.notEqual(
+        run('ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', 'pbx_guardian_fleet']).status,
+        0,
+        'table inet pbx_guardian_fleet survived',
+      );
     }
     if (haveIp && which('ipset')) {
       const sets = ok('ip', ['netns', 'exec', netns, 'ipset', 'list', '-n']).split('\n').filter(Boolean);

@@ -69,6 +69,7 @@ export const STARTUP_CODES = [
   'ROUTE_POLICY_MISSING',
   'DAEMON_UNREACHABLE',
   'ODOO_INIT',
+  'NATIVE_MODULE_ABI',
 ] as const;
 export type StartupCode = (typeof STARTUP_CODES)[number];
 

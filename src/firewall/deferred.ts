@@ -14,6 +14,10 @@ export class DeferredBackend implements FirewallBackend {
     return this.inner?.name ?? 'unavailable';
   }
 
+  get path(): string | undefined {
+    return this.inner?.path;
+  }
+
   get maxTimeoutMs(): number | undefined {
     return this.inner?.maxTimeoutMs;
   }

@@ -16,6 +16,8 @@ export const DEFAULT_WATCHDOG_INTERVAL_MS = 2000;
 
 export interface EnforcerHooks {
   onApplied?(adds: number, removes: number, ms: number): void;
+  /** seconds from a ban's failure received (FirewallEntry.seenAt) to its transaction applied */
+  onBanLatency?(seconds: number): void;
   onDrift?(added: number, removed: number): void;
   onFailure?(err: Error, attempt: number): void;
   onRecovered?(): void;

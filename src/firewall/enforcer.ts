@@ -123,6 +123,12 @@ export class Enforcer {
     return this.backend.name;
   }
 
+  /** the firewall path in use: nftables-addon, nftables-command, ipset, memory-dry-run (or unavailable) */
+  get backendPath(): string {
+    const b = this.backend;
+    return b.path ?? (b.name === 'memory' ? 'memory-dry-run' : b.name);
+  }
+
   async start(): Promise<void> {
     try {
       await this.serial(() => this.setupAndRestore());
@@ -148,7 +154,8 @@ export class Enforcer {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue(key, { kind: 'add', entry: { ...entry, target: key } });
+    const { seenAt, ...rest } = entry;
+    return this.enqueue(key, { kind: 'add', entry: { ...rest, target: key }, seenAt });
   }
 
   unban(target: FirewallTarget): Promise<void> {
@@ -360,8 +367,13 @@ export class Enforcer {
       const t0 = performance.now();
       await this.serial(() => this.backend.apply(batch));
       this.lastSuccessAt = this.now();
-      this.hooks.onApplied?.(batch.add.length, batch.remove.length, performance.now() - t0);
-      for (const [, op] of ops) for (const w of op.waiters) w.resolve();
+      const t1 = performance.now();
+      this.hooks.onApplied?.(batch.add.length, batch.remove.length, t1 - t0);
+      const latency = this.hooks.onBanLatency;
+      for (const [, op] of ops) {
+        if (latency && op.kind === 'add' && op.seenAt !== undefined) latency((t1 - op.seenAt) / 1000);
+        for (const w of op.waiters) w.resolve();
+      }
     } catch (err) {
       this.pending.putBack(ops);
       if (this.paused !== null) return this.pending.settleAll(); // flushed on purpose meanwhile: the store keeps them

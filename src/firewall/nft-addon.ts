@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { nftError, type NftRunner } from './nft-runner.js';
+import { abiMismatch, describeAbiMismatch } from '../common/native-abi.js';
 
 /** What build/Release/nftables.node exports (src/native/nftables.c). */
 interface NativeNft {
@@ -35,23 +36,33 @@ export function loadNftAddon(logger?: Logger): NativeNft | null {
     if (cached === null && logger) logger.info({ reason: loadError }, 'nftables addon unavailable; the nft command will be used');
     return cached;
   }
-  const require = createRequire(import.meta.url);
   const file = addonCandidates().find((p) => existsSync(p));
   if (!file) {
     loadError = 'build/Release/nftables.node not found (not built: libnftables-dev missing at install time?)';
   } else {
-    try {
-      const mod = require(file) as NativeNft;
-      if (typeof mod.createContext !== 'function' || typeof mod.run !== 'function') throw new Error('unexpected exports');
-      cached = mod;
-      return mod;
-    } catch (err) {
-      loadError = `${file}: ${(err as Error).message}`;
-    }
+    const r = tryLoadAddon(file);
+    if ('mod' in r) return (cached = r.mod);
+    loadError = r.error;
   }
   cached = null;
   logger?.info({ reason: loadError }, 'nftables addon unavailable; the nft command will be used');
   return null;
+}
+
+/** Loads one addon file; a module built for another Node.js ABI is named as such, with the fix. */
+export function tryLoadAddon(file: string): { mod: NativeNft } | { error: string } {
+  try {
+    const mod = createRequire(import.meta.url)(file) as NativeNft;
+    if (typeof mod.createContext !== 'function' || typeof mod.run !== 'function') throw new Error('unexpected exports');
+    return { mod };
+  } catch (err) {
+    const abi = abiMismatch(err);
+    if (abi)
+      return {
+        error: `${describeAbiMismatch('the nftables addon', abi)}; rebuild it for this Node.js (npm rebuild in the package directory, with build-essential, python3 and libnftables-dev) or install the package built for it`,
+      };
+    return { error: `${file}: ${(err as Error).message}` };
+  }
 }
 
 /**

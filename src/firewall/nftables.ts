@@ -105,6 +105,9 @@ interface NetElem {
  */
 export class NftablesBackend implements FirewallBackend {
   readonly name = 'nftables';
+  get path(): string {
+    return `nftables-${this.runner.kind}`;
+  }
   readonly maxTimeoutMs: number;
   private readonly now: () => number;
   /** does `add element` of a present element refresh its timeout (kernel >= 6.10)? */

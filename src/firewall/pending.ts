@@ -8,8 +8,9 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
-export type Op = { kind: 'add'; entry: FirewallEntry; waiters: Waiter[] } | { kind: 'remove'; target: FirewallTarget; waiters: Waiter[] };
-export type NewOp = { kind: 'add'; entry: FirewallEntry } | { kind: 'remove'; target: FirewallTarget };
+/** seenAt: FirewallEntry.seenAt, kept beside the entry so backends never see it */
+export type Op = { kind: 'add'; entry: FirewallEntry; seenAt?: number; waiters: Waiter[] } | { kind: 'remove'; target: FirewallTarget; waiters: Waiter[] };
+export type NewOp = { kind: 'add'; entry: FirewallEntry; seenAt?: number } | { kind: 'remove'; target: FirewallTarget };
 
 /**
  * The enforcer's queue of changes not yet applied, one per target (the last operation on a

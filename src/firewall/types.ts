@@ -16,6 +16,9 @@ export interface FirewallEntry {
   isNetwork: boolean;
   /** epoch milliseconds when the ban ends; null = permanent */
   expiresAt: number | null;
+  /** performance.now() when the failure that made this ban was received: the enforcer reports
+   *  the time to the end of the kernel transaction (EnforcerHooks.onBanLatency) */
+  seenAt?: number;
 }
 
 export interface FirewallTarget {
@@ -32,6 +35,8 @@ export interface FirewallBatch {
 export interface FirewallBackend {
   /** "memory" | "nftables" | "ipset" */
   readonly name: string;
+  /** how it reaches the kernel when the name does not say it (nftables: addon or command) */
+  readonly path?: string;
   /** Longest element timeout the kernel set accepts (ipset: ~24.8 days); longer bans are
    *  capped there and re-asserted by reconcile. Undefined = no limit. */
   readonly maxTimeoutMs?: number;

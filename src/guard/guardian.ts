@@ -12,7 +12,7 @@ import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort,
 import { explainAddress, type AddressReport } from './explain.js';
 import { coveringBans, planUnban, type BanMatch, type UnbanOutcome } from './lookup.js';
 import type { BanLookup } from './lookup-port.js';
-import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest } from './types.js';
+import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest, type RemoteBanJudge } from './types.js';
 
 /** What the guard needs from the store (src/store implements it). */
 export interface BanStorePort {
@@ -270,7 +270,7 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
       rec.reason += ` (failures for ${shared.accounts} accounts from an address where others authenticate: enumeration)`;
       aware?.forget(addressText);
     }
-    this.applyBan(rec, detection.windowMs);
+    this.applyBan(rec, detection.windowMs, o.seenAt ?? performance.now());
     this.detector.forget(detection.keyText);
   }
 
@@ -301,12 +301,13 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     this.observe(plainObservation('http', eventName, service, parsed && isSingleAddress(parsed) ? parsed : null, now), now);
   }
 
-  private applyBan(rec: BanRecord, windowMs: number): void {
+  /** seenAt: when the failure that completed a rule ban was received (none for other bans) */
+  private applyBan(rec: BanRecord, windowMs: number, seenAt?: number): void {
     const replaces = this.active.has(rec.target);
     this.active.set(rec.target, rec);
     this.safeStore(() => this.store.saveBan(rec, replaces));
     this.enforcement
-      .ban(toEntry(rec))
+      .ban(seenAt === undefined ? toEntry(rec) : { ...toEntry(rec), seenAt })
       .catch((err: Error) => this.logger.error({ err, target: rec.target }, 'ban not applied in the kernel (the enforcer retries)'));
     const durationSec = rec.expiresAt === null ? null : Math.round((rec.expiresAt - rec.createdAt) / 1000);
     this.logger.warn(
@@ -373,6 +374,21 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     };
     this.applyBan(rec, 0);
     return rec;
+  }
+
+  /** The guard's judgement of a ban decided elsewhere (src/fleet): the same allow-list and scope limits. */
+  remoteJudge(): RemoteBanJudge {
+    return {
+      allowed: (net) => {
+        const by = this.allow.findOverlap(net);
+        return by ? `${formatNetwork(by)}, ${this.allow.originOf(by)}` : null;
+      },
+      scopeRefusal: (net) => this.scope.refusal(net)?.message ?? null,
+      localBan: (target) => {
+        const rec = this.active.get(target);
+        return rec && { rule: rec.rule, expiresAt: rec.expiresAt };
+      },
+    };
   }
 
   async unban(target: string): Promise<boolean> {

@@ -40,6 +40,8 @@ export interface Observation extends EventView {
   readonly session: string | undefined;
   /** epoch ms: when the source saw it */
   readonly time: number;
+  /** performance.now() when the source built it: where pbx_guardian_ban_latency_seconds starts */
+  readonly seenAt?: number;
 }
 
 /** Where sources deliver observations (the Guardian implements it). */
@@ -66,6 +68,7 @@ export function plainObservation(source: SourceName, event: string, service: str
     account: undefined,
     session: undefined,
     time,
+    seenAt: performance.now(),
     get: (k) => (k === 'Event' ? event : k === 'Service' ? service : undefined),
   };
 }

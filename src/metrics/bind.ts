@@ -7,12 +7,13 @@ import type { EnforcerHooks } from '../firewall/index.js';
 import type { Guardian } from '../guard/index.js';
 import type { FraudEngine } from '../fraud/index.js';
 import type { Metrics } from './index.js';
-
-const AMI_STATES: readonly AmiConnectionState[] = ['disconnected', 'connecting', 'authenticating', 'connected'];
+import type { Rule } from '../guard/index.js';
+import { AMI_STATES, FRAUD_CALL_KINDS, FRAUD_FAILED_ACTIONS } from './labels.js';
 
 /** The enforcer's hooks: transactions, drift, failures and recovery, refusals, watchdog repairs. */
 export function enforcerMetricHooks(metrics: Metrics): EnforcerHooks {
   return {
+    onBanLatency: (seconds) => metrics.banLatency.observe(seconds),
     onApplied: (adds, removes) => {
       metrics.firewallBatches.inc();
       metrics.firewallElements.inc({ op: 'add' }, adds);
@@ -43,6 +44,7 @@ export function bindGuardMetrics(metrics: Metrics, guard: Guardian): void {
     storeError: () => metrics.storeErrors.inc(),
   });
   metrics.bansActiveSource = () => guard.activeCounts();
+  zeroRuleSeries(metrics, guard.rules);
 }
 
 /** Events by name (a Map lookup per event: this runs on the AMI read path), connection state, reconnects, login failures, dropped frames. */
@@ -69,6 +71,24 @@ export function bindFraudMetrics(metrics: Metrics, fraud: FraudEngine): void {
       if (!ok) metrics.fraudActionFailures.labels(what).inc();
     },
     blocked: (n) => metrics.fraudBlockedAccounts.set(n),
+    unparsed: (fallback) => metrics.fraudDialstringsUnparsed.labels(fallback).inc(),
   });
   metrics.fraudBlockedAccounts.set(fraud.blockedCount);
+  zeroFraudSeries(metrics);
+}
+
+/** The series named by the rules: bans per rule (source rule) and manual bans, failures per event
+ *  a rule counts. Called again after a reload (new rules get their series; old ones stay). */
+export function zeroRuleSeries(m: Metrics, rules: readonly Rule[]): void {
+  m.bans.inc({ rule: 'manual', source: 'manual' }, 0);
+  for (const r of rules) {
+    m.bans.inc({ rule: r.name, source: 'rule' }, 0);
+    for (const event of r.events) m.failures.counter.inc({ event }, 0);
+  }
+}
+
+/** The fraud stage's series with fixed label values (the decisions' policies come from the config). */
+export function zeroFraudSeries(m: Metrics): void {
+  for (const kind of FRAUD_CALL_KINDS) m.fraudCallsWatched.counter.inc({ kind }, 0);
+  for (const action of FRAUD_FAILED_ACTIONS) m.fraudActionFailures.inc({ action }, 0);
 }

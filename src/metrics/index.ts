@@ -1,16 +1,41 @@
 import type { Server } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { installRouteAuth, PUBLIC } from '../net/auth.js';
-import { Counter, Gauge, Registry, collectDefaultMetrics, type CounterConfiguration } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration } from 'prom-client';
+import { VERSION } from '../version.js';
+import { AMI_LOGIN_KINDS, AMI_STATES, FIREWALL_OPS, FRAME_DROP_REASONS, IGNORED_REASONS, UNBAN_WHY } from './labels.js';
 
 /** Every metric of the guardian's core. Other stages (odoo/) register theirs on `registry`. */
 export function createMetrics() {
   const registry = new Registry();
   /** counted when Prometheus scrapes (see bansActiveSource), never on a timer */
   let activeBans: (() => { v4: number; v6: number }) | null = null;
-  collectDefaultMetrics({ register: registry, prefix: 'pbx_guardian_', eventLoopMonitoringPrecision: 10 });
+  /** the firewall path in use, read at scrape (see backendSource) */
+  let backend: () => string = () => 'starting';
+  // no prefix: stock Node.js dashboards query process_* and nodejs_* by these names
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   const m = {
     registry,
+    buildInfo: new Gauge({
+      name: 'pbx_guardian_build_info',
+      help: 'always 1; version, Node.js version, native module ABI and the firewall path in use (nftables-addon, nftables-command, ipset, memory-dry-run)',
+      labelNames: ['version', 'node', 'modules', 'backend'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.set({ version: VERSION, node: process.versions.node, modules: process.versions.modules, backend: backend() }, 1);
+      },
+    }),
+    /** where pbx_guardian_build_info reads the firewall path */
+    set backendSource(source: () => string) {
+      backend = source;
+    },
+    banLatency: new Histogram({
+      name: 'pbx_guardian_ban_latency_seconds',
+      help: 'from the source receiving the failure that completed a ban to the end of the kernel transaction holding it',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
     amiConnected: new Gauge({ name: 'pbx_guardian_ami_connected', help: '1 while logged in to AMI, else 0', registers: [registry] }),
     amiState: new Gauge({
       name: 'pbx_guardian_ami_state',
@@ -137,11 +162,34 @@ export function createMetrics() {
       help: 'accounts blocked by the fraud guard (AstDB guardian-blocked)',
       registers: [registry],
     }),
+    fraudDialstringsUnparsed: new Counter({
+      name: 'pbx_guardian_fraud_dialstrings_unparsed_total',
+      help: "DialBegin DialStrings without a readable number, by fallback (exten: the caller's Exten; unknown: followed as international via a trunk; none: not followed)",
+      labelNames: ['fallback'],
+      registers: [registry],
+    }),
   };
+  zeroFixedSeries(m);
   return m;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The series whose label values do not depend on the config. */
+function zeroFixedSeries(m: Metrics): void {
+  for (const state of AMI_STATES) m.amiState.set({ state }, state === 'disconnected' ? 1 : 0);
+  for (const kind of AMI_LOGIN_KINDS) m.amiLoginFailures.inc({ kind }, 0);
+  for (const reason of FRAME_DROP_REASONS) m.amiFramesDropped.inc({ reason }, 0);
+  for (const reason of IGNORED_REASONS) m.ignored.counter.inc({ reason }, 0);
+  for (const why of UNBAN_WHY) m.unbans.inc({ why }, 0);
+  for (const op of FIREWALL_OPS) {
+    m.firewallElements.inc({ op }, 0);
+    m.firewallDrift.inc({ op }, 0);
+    m.firewallRefused.inc({ op }, 0);
+  }
+  m.amiConnected.set(0);
+  m.fraudBlockedAccounts.set(0);
+}
 
 /** GET /metrics (public: the listener's bind address is its bound, default 127.0.0.1:9470). */
 export function createMetricsApp(registry: Registry): FastifyInstance {

@@ -34,7 +34,7 @@ export function createOdooMetrics(
   },
 ): OdooMetrics {
   const r = [registry];
-  return {
+  const m = {
     rpcCalls: new Counter({ name: 'pbx_guardian_odoo_rpc_calls_total', help: 'Odoo RPC calls by outcome', labelNames: ['outcome'], registers: r }),
     rpcSeconds: new Histogram({
       name: 'pbx_guardian_odoo_rpc_duration_seconds',
@@ -126,4 +126,12 @@ export function createOdooMetrics(
     }),
     fagiRequests: new Counter({ name: 'pbx_guardian_odoo_fagi_requests_total', help: 'FastAGI requests by outcome', labelNames: ['outcome'], registers: r }),
   };
+  // the series with known label values, at 0 from the first scrape (values: odoo/rpc.ts onCall,
+  // store/outbox.ts OutboxDropReason, forwarder.ts, jobs.ts, fagi.ts)
+  for (const outcome of ['ok', 'unavailable', 'auth', 'server_error']) m.rpcCalls.inc({ outcome }, 0);
+  for (const reason of ['cap', 'expired', 'too_large']) m.outboxDropped.inc({ reason }, 0);
+  for (const reason of ['delay_overflow', 'rejected', 'outbox_error']) m.eventsDropped.inc({ reason }, 0);
+  for (const reason of ['queue_full', 'queue_bytes']) m.jobsRejected.inc({ reason }, 0);
+  for (const outcome of ['ok', 'no_handler', 'error']) m.fagiRequests.inc({ outcome }, 0);
+  return m;
 }

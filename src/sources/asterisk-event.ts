@@ -8,6 +8,7 @@ import { parseAsteriskAddress, remoteAddressOf } from './address.js';
  * AccountID, SessionID and a rule's match fields are read from the frame when asked.
  */
 class AsteriskObservation implements Observation {
+  readonly seenAt = performance.now();
   constructor(
     readonly source: SourceName,
     readonly event: string,

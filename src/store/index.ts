@@ -11,6 +11,7 @@ export { makeDirs, prepareStateDir, StateDirError } from './dirs.js';
 export { MIGRATIONS, SCHEMA_VERSION, SchemaVersionError, type Migration, type MigrationResult } from './schema.js';
 export { HistoryPruner, PRUNE_CHUNK_ROWS, type HistoryPruneOptions } from './retention.js';
 export { acquireStateLock, AlreadyRunningError, LOCK_FILE, type LockRecord, type StateLock } from './lock.js';
+export { StateOwnership } from './ownership.js';
 
 export type { Database } from 'better-sqlite3';
 export { AccountBlocks } from './blocks.js';

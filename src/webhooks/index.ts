@@ -190,9 +190,23 @@ export class WebhookDispatcher implements Subscriber<WebhookHealth[]> {
       }
       return sub;
     });
+    this.zeroSeries();
     this.gaugeTimer = setInterval(() => this.updateGauges(), 5000);
     this.gaugeTimer.unref();
     for (const s of this.subs) if (s.outbox.count() > 0) void this.drain(s);
+  }
+
+  /** every subscriber's series from the first scrape, at 0 (an alert on a rate needs the series) */
+  private zeroSeries(): void {
+    const m = this.metrics;
+    if (!m) return;
+    for (const { cfg } of this.subs) {
+      const subscriber = cfg.name;
+      for (const outcome of ['ok', 'retry', 'rejected']) m.deliveries.inc({ subscriber, outcome }, 0);
+      for (const reason of ['cap', 'expired', 'too_large', 'rejected', 'overflow', 'outbox_error']) m.dropped.inc({ subscriber, reason }, 0);
+      m.queued.inc({ subscriber }, 0);
+    }
+    this.updateGauges();
   }
 
   private updateGauges(): void {
