@@ -43,7 +43,7 @@ import { WebhookDispatcher } from './webhooks/index.js';
 import { attachSources } from './sources/index.js';
 import { AccountStore, AccountWatch, accountWatchOptions, type AccountsWiring } from './accounts/index.js';
 import { createFraudEngine, type FraudEngine } from './fraud/index.js';
-import { createFleet, type Fleet } from './fleet/index.js';
+import { createFleet, FLEET_GROUP, type Fleet } from './fleet/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -361,6 +361,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                     allow: runtimeAllow,
                     rules: () => gd.rules,
                     metrics: () => metrics.registry.metrics(),
+                    remoteSets: () => (fleet?.set ? [{ kind: 'fleet' as const, name: FLEET_GROUP, get: (t: string) => fleet.set?.get(t) }] : []),
                     status: () => ({ ...gd.status(), settings: odooSettings.status() }),
                     reload,
                     version: VERSION,
