@@ -148,6 +148,8 @@ test("why: a decision in the fleet's set is listed beside the local bans ({ kind
       ],
     );
     assert.match(text.stdout, /\n {12}yes, fleet \(set fleet\): 198\.51\.100\.0\/24 \((59m\d+s|1h) left\), a covering decision\n/);
+    const banned = await cliOnSocket(d.socket, 'banned', '198.51.100.23');
+    assert.match(banned.stdout, /\n198\.51\.100\.0\/24 +(59m\d+s|1h) +- +fleet +covering +fleet decision \(set fleet\)\n?$/);
   } finally {
     await d.close();
     await set.stop();

@@ -112,7 +112,24 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
     const address = req.query.address;
     if (address === undefined) return { bans: port.control.listBans() };
     if (!port.lookup) return { bans: port.control.listBans().filter((b) => b.target === address) };
-    return { bans: port.lookup.bansCovering(String(address)).map((m) => ({ ...m.ban, match: m.kind, how: m.how })) };
+    const local = port.lookup.bansCovering(String(address));
+    const net = parseNetwork(String(address))!;
+    const key = local.find((m) => m.how === 'key')?.ban.target;
+    // the fleet's decisions too, as rows of the same shape (rule '-', source: the set's kind)
+    const remote = remoteMatches(port.remoteSets?.() ?? [], net, key ? parseNetwork(key)! : net, Date.now()).map((m) => ({
+      target: m.target,
+      family: net.family,
+      isNetwork: m.target.includes('/'),
+      createdAt: 0,
+      expiresAt: m.expiresAt,
+      rule: '-',
+      source: m.kind,
+      reason: `${m.kind} decision (set ${m.set})`,
+      count: 0,
+      match: m.kind,
+      how: m.how,
+    }));
+    return { bans: [...local.map((m) => ({ ...m.ban, match: m.kind, how: m.how })), ...remote] };
   });
 
   app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>(
