@@ -99,7 +99,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'startup.test.ts': 'root: daemon starts and fail-fast exits as a child, kernel backend in a private network namespace',
   'cli-check.test.ts': 'system program: compares `check` with fail2ban-regex',
   'dashboards-promtool.test.ts': 'system program: promtool check rules on dashboards/alert-rules.yaml',
-  'native-abi.test.ts': 'system program: cc builds a module for another Node.js ABI',
+  'native-abi.test.ts': 'root: modules built for another Node.js ABI (cc), the daemon on the nft command in a private network namespace',
   'state-ownership.test.ts': 'root: run as root in the service user’s state directory (chown, a child as another user)',
   'fleet-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) on loopback',
   'odoo-mp3.test.ts': 'system program: converts recordings with the real lame',
