@@ -18,6 +18,7 @@ export function guardOptions(cfg: GuardianConfig, resolved: AllowEntry[] = [], h
     ipv6Prefix: cfg.guard.ipv6Prefix,
     scope: { widestV4: cfg.guard.widestBanIPv4, widestV6: cfg.guard.widestBanIPv6 },
     maxBanSec: seconds(cfg.guard.maxBanDuration),
+    manualBanSec: seconds(cfg.guard.manualBanDuration) || null,
     host,
     maxTracked: cfg.guard.maxTracked,
     trackTtlSec: seconds(cfg.guard.trackTtl),
@@ -33,13 +34,16 @@ export function guardOptions(cfg: GuardianConfig, resolved: AllowEntry[] = [], h
 function configuredHosts(cfg: GuardianConfig): Array<{ host: string; role: string }> {
   const hosts: Array<{ host: string; role: string }> = [];
   if (cfg.ami.enabled && cfg.ami.host) hosts.push({ host: cfg.ami.host, role: 'AMI host' });
-  if (cfg.odoo.enabled && cfg.odoo.url) {
+  const urlHost = (url: string, role: string) => {
     try {
-      hosts.push({ host: new URL(cfg.odoo.url).hostname.replace(/^\[|\]$/g, ''), role: 'Odoo host' });
+      hosts.push({ host: new URL(url).hostname.replace(/^\[|\]$/g, ''), role });
     } catch {
       // validated elsewhere
     }
-  }
+  };
+  if (cfg.odoo.enabled && cfg.odoo.url) urlHost(cfg.odoo.url, 'Odoo host');
+  // no decision, local or from the fleet, may cut this host off from its Local API
+  if ((cfg.crowdsec.machine.enabled || cfg.crowdsec.bouncer.enabled) && cfg.crowdsec.url) urlHost(cfg.crowdsec.url, 'CrowdSec LAPI host');
   return hosts;
 }
 

@@ -4,13 +4,14 @@ import type { FastifyInstance } from 'fastify';
 import { AmiClient, resolveActionPolicy } from './ami/index.js';
 import { createAdminApp } from './admin/admin.js';
 import { StartingGate } from './admin/listen.js';
+import { RuntimeAllow } from './admin/runtime-allow.js';
 import { AuthFailures } from './net/auth-failures.js';
 import { TokenSet } from './net/auth.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { Lifecycle } from './common/lifecycle.js';
 import { sqliteAbiError } from './common/native-abi.js';
-import { createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
+import { AllowFollowers, createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
 import {
   connectSubscribers,
   Guardian,
@@ -42,6 +43,7 @@ import { WebhookDispatcher } from './webhooks/index.js';
 import { attachSources } from './sources/index.js';
 import { AccountStore, AccountWatch, accountWatchOptions, type AccountsWiring } from './accounts/index.js';
 import { createFraudEngine, type FraudEngine } from './fraud/index.js';
+import { createFleet, type Fleet } from './fleet/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -73,6 +75,8 @@ export interface Daemon {
   accounts: AccountWatch | null;
   /** the fraud guard (null: fraud.enabled false, or AMI off) */
   fraud: FraudEngine | null;
+  /** the CrowdSec Local API link (null: crowdsec.machine and .bouncer off) */
+  fleet: Fleet | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -217,9 +221,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       activeCount: () => (g ? (({ v4, v6 }) => v4 + v6)(g.activeCounts()) : 0),
     });
     await life.start({ name: 'enforcer', stop: () => en.stop() });
-    const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, en, logger));
+    // the fleet's sets follow the local allow-list (the allow-list wins over remote decisions in the kernel too)
+    const followers = new AllowFollowers(en);
+    const gd = (g = new Guardian(guardOptions(config, [], opts.hostAddresses), st, followers, logger));
     bindGuardMetrics(metrics, gd);
     metrics.backendSource = () => en.backendPath;
+    const runtimeAllow = new RuntimeAllow(gd, config.stateDir, (message) => logger.warn({ event: 'runtime-allow' }, message));
     const feed = new HostAllowFeed({
       resolve: opts.resolveHost ?? systemResolver,
       intervalMs: seconds(config.guard.hostLookupInterval) * 1000,
@@ -325,6 +332,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         },
         odoo: open.odoo?.health() ?? null,
         webhooks: webhooks?.health() ?? null,
+        fleet: fleet?.health() ?? null,
       };
     };
     const health = (): HealthReport => judgeHealth(healthInputs(), Date.now());
@@ -348,11 +356,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                 const app = createAdminApp(
                   {
                     control: gd,
+                    lookup: gd,
+                    history: (q) => st.history(q),
+                    allow: runtimeAllow,
+                    rules: () => gd.rules,
+                    metrics: () => metrics.registry.metrics(),
                     status: () => ({ ...gd.status(), settings: odooSettings.status() }),
                     reload,
                     version: VERSION,
                     health,
-                    firewall: pauseControl(en, config.stateDir),
+                    firewall: pauseControl(en, config.stateDir, () => (fleet ? [fleet] : [])),
                     accounts: () => accounts,
                     ...(fraud ? { fraud } : {}),
                   },
@@ -427,8 +440,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         )
       : null;
     if (accounts) await life.start({ name: 'accounts', start: () => accounts.start(), stop: () => accounts.close() });
+    const fleet = createFleet({
+      config: config.crowdsec,
+      firewall: config.firewall,
+      watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000,
+      judge: gd.remoteJudge(),
+      allow: () => gd.allowTargets(),
+      machine: null,
+      logger: logger.child({ stage: 'fleet' }),
+      registry: metrics.registry,
+    });
     // what consumes AMI events and ban decisions, called in this order (each one started above)
-    const subscribers: Subscriber[] = [odoo, webhooks, accounts].filter((s) => s !== null);
+    const subscribers: Subscriber[] = [odoo, webhooks, accounts, fleet?.subscriber ?? null].filter((s) => s !== null);
     connectSubscribers(subscribers, ami, gd);
     guardianEvent = guardianEventFanout(subscribers);
 
@@ -436,6 +459,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     kernel = opts.backend ?? (await openBackend(config, logger));
     logger.info({ backend: kernel.name }, `firewall backend: ${kernel.name}`);
     const restored = gd.restore();
+    await runtimeAllow.load();
     metrics.firewallHealthy.set(1);
     const pausedBefore = takePausedNote(config.stateDir);
     if (pausedBefore)
@@ -445,6 +469,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       );
     await en.start();
     await en.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
+    if (fleet) {
+      const local = kernel.name;
+      await life.start({ name: 'fleet', start: () => fleet.start(local), stop: () => fleet.stop() });
+      await followers.follow((targets) => fleet.setAllow(targets));
+    }
     await life.start({ name: 'guard timers', start: () => gd.startExpirySweep(), stop: () => gd.stop() });
     if (fraud) await life.start({ name: 'fraud guard', start: () => fraud.start(), stop: () => fraud.stop() });
     await life.start({ name: 'host name lookups', start: () => feed.setHosts(hostNames(config)), stop: () => feed.stop() });
@@ -475,6 +504,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       webhooks,
       accounts,
       fraud,
+      fleet,
       metrics,
       metricsUrl: open.metricsUrl,
       logger,

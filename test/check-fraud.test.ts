@@ -18,7 +18,7 @@ const check = (file: string) => runCheck(fixturePath(`ami-asterisk22-calls/${fil
 
 test('check on the fraud burst: the ten calls, the burst decision, the ten exact Hangups and the DBPut it would send', () => {
   const r = check('call-pjsip-burst-international.raw');
-  assert.equal(r.kind, 'ami-transcript');
+  assert.equal(r.kind, 'call-transcript');
   assert.ok(r.fraud, 'a transcript is replayed through the fraud policies');
   assert.equal(r.fraud.calls, 10);
   const burst = r.fraud.decisions.filter((d) => d.policy === 'burst' && !d.repeat);

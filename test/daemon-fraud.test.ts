@@ -83,12 +83,17 @@ test('through the daemon: the burst is hung up and blocked over AMI (retried whi
       ['101'],
     );
 
+    await odoo.waitFor(() => d.fraud!.snapshot().blocked[0]?.astdb.state === 'failed', 5000, 'the third DBPut refused');
     const view = await d.listeners.admin!.inject({ method: 'GET', url: '/fraud' });
     assert.equal(view.statusCode, 200);
-    const snap = view.json<{ blocked: Array<{ account: string }>; live: Array<{ account: string; calls: number }> }>();
+    const snap = view.json<{
+      blocked: Array<{ account: string; astdb: { state: string; attempts: number } }>;
+      live: Array<{ account: string; calls: number }>;
+    }>();
     assert.deepEqual(
-      snap.blocked.map((b) => b.account),
-      ['101'],
+      snap.blocked.map((b) => [b.account, b.astdb.state, b.astdb.attempts]),
+      [['101', 'failed', 3]],
+      'the peer refused every DBPut: the view says the key is not written',
     );
     assert.deepEqual(
       snap.live.map((a) => [a.account, a.calls]),

@@ -59,10 +59,13 @@ test('through the daemon: Odoo bans and unbans reach the store and the firewall;
     assert.ok(ban.status >= 200 && ban.status < 300, ban.body);
     await odoo.waitFor(() => d.store.activeBans(Date.now()).some((b) => b.target === '203.0.113.80' && b.source === 'odoo'), 5000, 'ban in the store');
     await odoo.waitFor(() => odoo.callsTo('asterisk_plus.server', 'ban_result').length === 1, 5000, 'ban result posted back');
-    assert.ok(
-      (await backend.list()).some((e) => e.target === '203.0.113.80'),
-      'ban in the firewall backend',
-    );
+    // the result is posted when the ban is decided; the kernel write follows within the enforcer's batch window
+    let inKernel = false;
+    for (let i = 0; i < 200 && !inKernel; i++) {
+      inKernel = (await backend.list()).some((e) => e.target === '203.0.113.80');
+      if (!inKernel) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(inKernel, 'ban in the firewall backend');
 
     const refused = await postJob(port, { fun: 'security.ban', args: ['127.0.0.1'], res_model: 'asterisk_plus.server', res_method: 'ban_result' });
     assert.ok(refused.status < 300);

@@ -38,7 +38,7 @@ import { AmiLoginError } from '../src/ami/index.js';
 import { NftError } from '../src/firewall/nft-runner.js';
 import { EnforcerStoppedError, FirewallRefusedError } from '../src/firewall/enforcer-config.js';
 import { InvalidFirewallTargetError } from '../src/firewall/target.js';
-import { BanDurationError, BanScopeError, OwnAddressError } from '../src/guard/index.js';
+import { BanDurationError, BanScopeError, CoveredByBanError, OwnAddressError } from '../src/guard/index.js';
 import { asJobFunction } from '../src/listeners.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
@@ -284,6 +284,7 @@ const SAMPLES: Error[] = [
   new BanScopeError('0.0.0.0/1 is wider than allowed', 'TOO_WIDE'),
   new BanScopeError('127.0.0.1 is never banned', 'RESERVED_RANGE'),
   new BanDurationError('longer than guard.maxBanDuration'),
+  new CoveredByBanError('198.51.100.23 is not banned itself: it is covered by the ban of 198.51.100.0/24', ['198.51.100.0/24']),
   new ConfigFileError('x.conf: no such file in /etc/asterisk', 404, 'NOT_FOUND'),
   new ConfigFileError('refused: x.conf is a symlink or not a regular file', 403, 'NOT_REGULAR'),
   new ConfigFileError('x.conf is not a regular file', 400, 'NOT_REGULAR'),

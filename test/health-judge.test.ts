@@ -335,7 +335,7 @@ test('webhooks: delivering is healthy; failing past 5 minutes, or a full outbox,
 });
 
 function inputs(over: Partial<HealthInputs> = {}): HealthInputs {
-  return { ami: ami(), guard: guard(), firewall: { configured: 'auto', health: fw() }, store: store(), odoo: null, webhooks: null, ...over };
+  return { ami: ami(), guard: guard(), firewall: { configured: 'auto', health: fw() }, store: store(), odoo: null, webhooks: null, fleet: null, ...over };
 }
 
 test('report: healthy only when every enabled part is; disabled parts do not count; the text has one line per enabled part', () => {
@@ -343,7 +343,7 @@ test('report: healthy only when every enabled part is; disabled parts do not cou
   assert.equal(ok.healthy, true);
   assert.deepEqual(
     ok.parts.map((p) => p.part),
-    ['ami', 'guard', 'firewall', 'store', 'odoo', 'webhooks'],
+    ['ami', 'guard', 'firewall', 'store', 'odoo', 'webhooks', 'fleet'],
   );
   assert.equal(ok.checkedAt, '2026-12-02T13:00:00.000Z');
   const text = formatHealth(ok);

@@ -47,6 +47,7 @@ function inputs(over: Partial<HealthInputs>): HealthInputs {
     store: { onDisk: true, path: '/s/guardian.sqlite', stateDir: '/s', openError: null, lastWriteError: null, lastWriteOkAt: null },
     odoo: null,
     webhooks: null,
+    fleet: null,
     ...over,
   };
 }

@@ -202,7 +202,8 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     const v = run('/usr/bin/pbx-guardian', ['version'], 30_000);
     assert.equal(v.status, 0, `pbx-guardian version exited ${v.status}:\n${v.out}`);
     assert.ok(v.out.includes(pkgVersion), `version output does not mention ${pkgVersion}:\n${v.out}`);
-    const c = run('/usr/bin/pbx-guardian', ['check', fixture], 60_000);
+    // --rules-only: the fixture's attacker is 127.0.0.2, which the automatic allow-list keeps from a ban
+    const c = run('/usr/bin/pbx-guardian', ['check', fixture, '--rules-only'], 60_000);
     st.diagnostic(`pbx-guardian check: exit ${c.status}, ${c.out.split('\n').length} lines`);
     assert.equal(c.status, 0, `pbx-guardian check ${fixture} exited ${c.status}:\n${c.out}`);
     assert.notEqual(c.stdout.trim(), '', 'pbx-guardian check printed nothing');
@@ -238,6 +239,7 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       // what the daemon leaves in the kernel when it stops: our table and our sets
       if (which('nft')) {
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian']);
+        ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian_fleet']);
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'set', 'inet', 'pbx_guardian', 'ban4', '{ type ipv4_addr; flags timeout; }']);
       }
       if (which('ipset')) {
@@ -269,6 +271,11 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
     assert.equal(getent('group', PKG), null, 'group pbx-guardian is still there');
     if (haveIp && which('nft')) {
       assert.notEqual(run('ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', 'pbx_guardian']).status, 0, 'table inet pbx_guardian survived');
+      assert.notEqual(
+        run('ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', 'pbx_guardian_fleet']).status,
+        0,
+        'table inet pbx_guardian_fleet survived',
+      );
     }
     if (haveIp && which('ipset')) {
       const sets = ok('ip', ['netns', 'exec', netns, 'ipset', 'list', '-n']).split('\n').filter(Boolean);

@@ -3,7 +3,10 @@ import { chmodSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { AppError, toHttp } from '../common/errors.js';
-import type { BanControl, GuardStatus } from '../guard/index.js';
+import { enclosingNetworks, formatNetwork, InvalidTargetError, parseNetwork, type BanControl, type BanLookup, type GuardStatus } from '../guard/index.js';
+import type { HistoryQuery, HistoryRow } from '../store/index.js';
+import type { Rule } from '../guard/index.js';
+import type { RuntimeAllow } from './runtime-allow.js';
 import { requestedBanDuration } from '../guard/index.js';
 import type { HealthReport } from '../health/index.js';
 import type { AccountWatch } from '../accounts/index.js';
@@ -15,6 +18,16 @@ import type { FraudSnapshot } from '../fraud/index.js';
 /** What the admin routes (used by the CLI over the unix socket) need from the daemon. */
 export interface AdminPort {
   control: BanControl;
+  /** covering bans (banned ADDRESS, unban --covering); absent: exact targets only */
+  lookup?: BanLookup;
+  /** the ban history (pbx-guardian history, why); absent: no store */
+  history?(q: HistoryQuery): HistoryRow[];
+  /** pbx-guardian allow list|add|remove */
+  allow?: Pick<RuntimeAllow, 'list' | 'add' | 'remove'>;
+  /** the rules loaded (pbx-guardian status RULE) */
+  rules?(): readonly Rule[];
+  /** the daemon's own Prometheus scrape (pbx-guardian metrics) */
+  metrics?(): Promise<string>;
   status(): GuardStatus;
   /** re-read config and rules; bans stay */
   reload(): Promise<{ rules: number; applied?: string[]; restartNeeded?: string[] }>;
@@ -57,6 +70,13 @@ const banBody = {
   },
 } as const;
 
+const allowBody = {
+  type: 'object',
+  required: ['entry'],
+  additionalProperties: false,
+  properties: { entry: { type: 'string', minLength: 1, maxLength: 64 }, note: { type: 'string', maxLength: 120 } },
+} as const;
+
 /** Policy of every admin route: the unix socket's mode and owner are the credential. */
 const local = { config: { auth: LOCAL_SOCKET } };
 
@@ -76,7 +96,12 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
     if (!port.health) return reply.code(404).send({ error: 'this daemon has no health report', code: 'NOT_FOUND' });
     return port.health();
   });
-  app.get('/bans', local, async () => ({ bans: port.control.listBans() }));
+  app.get<{ Querystring: { address?: string } }>('/bans', local, async (req) => {
+    const address = req.query.address;
+    if (address === undefined) return { bans: port.control.listBans() };
+    if (!port.lookup) return { bans: port.control.listBans().filter((b) => b.target === address) };
+    return { bans: port.lookup.bansCovering(String(address)).map((m) => ({ ...m.ban, match: m.kind, how: m.how })) };
+  });
 
   app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>(
     '/bans',
@@ -88,10 +113,70 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
     },
   );
 
-  app.delete<{ Params: { target: string } }>('/bans/:target', local, async (req, reply) => {
-    const removed = await port.control.unban(req.params.target); // fastify already decoded the param once
-    if (!removed) return reply.code(404).send({ error: `${req.params.target} is not banned`, code: 'NOT_BANNED' });
+  app.delete<{ Params: { target: string }; Querystring: { covering?: string } }>('/bans/:target', local, async (req, reply) => {
+    const target = req.params.target; // fastify already decoded the param once
+    if (port.lookup) {
+      const out = await port.lookup.unbanTarget(target, { covering: req.query.covering === '1' || req.query.covering === 'true' });
+      if (out.removed.length === 0) return reply.code(404).send({ error: `${out.target} is not banned`, code: 'NOT_BANNED' });
+      return { unbanned: out.removed.length, target: out.target, removed: out.removed, stillCovered: out.stillCovered };
+    }
+    const removed = await port.control.unban(target);
+    if (!removed) return reply.code(404).send({ error: `${target} is not banned`, code: 'NOT_BANNED' });
     return { unbanned: 1 };
+  });
+
+  // every network that contains the address: its own bans, its IPv6 prefix's, a covering /24's
+  const historyOf = (address: string | undefined, since?: number, limit?: number): HistoryRow[] | null => {
+    if (!port.history) return null;
+    let targets: string[] | undefined;
+    if (address !== undefined) {
+      const net = parseNetwork(address);
+      if (!net) throw new InvalidTargetError(`"${address.slice(0, 80)}" is not an IPv4/IPv6 address or CIDR`);
+      targets = enclosingNetworks(net).map(formatNetwork);
+    }
+    return port.history({ targets, since, limit });
+  };
+  app.get<{ Params: { address: string } }>('/why/:address', local, async (req) => {
+    if (!port.lookup) throw new AppError('this daemon cannot explain an address', 'NOT_FOUND', 404);
+    const report = port.lookup.explain(req.params.address);
+    // fleet / feed sets add their matches to `bans` beside the local ones ({ kind: 'local' | ... })
+    return { ...report, history: historyOf(report.address, undefined, 50) };
+  });
+  app.get<{ Querystring: { address?: string; since?: string; limit?: string } }>('/history', local, async (req) => {
+    const num = (v: string | undefined, what: string) => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new AppError(`${what}: "${String(v).slice(0, 20)}" is not a number`, 'BAD_REQUEST', 400);
+      return n;
+    };
+    const rows = historyOf(req.query.address, num(req.query.since, 'since'), num(req.query.limit, 'limit'));
+    if (rows === null) throw new AppError('this daemon keeps no ban history', 'NOT_FOUND', 404);
+    return { history: rows };
+  });
+
+  const allow = () => {
+    if (!port.allow) throw new AppError('this daemon has no runtime allow-list', 'NOT_FOUND', 404);
+    return port.allow;
+  };
+  app.get('/allow', local, async () => allow().list());
+  app.post<{ Body: { entry: string; note?: string } }>('/allow', { ...local, schema: { body: allowBody } }, async (req, reply) =>
+    reply.code(201).send(await allow().add(req.body.entry, req.body.note)),
+  );
+  app.delete<{ Params: { entry: string } }>('/allow/:entry', local, async (req) => allow().remove(req.params.entry));
+  app.get('/rules', local, async () => ({
+    rules: (port.rules?.() ?? []).map((r) => ({
+      name: r.name,
+      description: r.description,
+      events: r.events,
+      windows: r.windows,
+      banSec: r.banSec,
+      weight: r.weight,
+      resetOn: r.resetOn,
+    })),
+  }));
+  app.get('/metrics', local, async (_req, reply) => {
+    if (!port.metrics) throw new AppError('this daemon has no metrics registry', 'NOT_FOUND', 404);
+    return reply.send({ metrics: await port.metrics() });
   });
 
   app.delete('/bans', local, async () => ({ unbanned: await port.control.unbanAll() }));

@@ -1,16 +1,22 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH, loadConfig, formatDuration, parseDuration } from '../config/index.js';
-import { loadRulesDir, type BanRecord, type GuardStatus } from '../guard/index.js';
+import type { BanRecord, GuardStatus } from '../guard/index.js';
 import { formatHealth, type HealthReport } from '../health/index.js';
 import { VERSION } from '../version.js';
+import { COMMANDS_HELP } from './help.js';
 import { callDaemon } from '../admin/client.js';
 import type { AccountWatch } from '../accounts/index.js';
 import { formatSettingsStatus, type SettingsStatus } from '../config/settings-origin.js';
-import { formatCheckReport, runCheck } from './check.js';
 import { StartupError } from '../common/errors.js';
 import { EXIT, exitCodeOf } from './exit.js';
 import { formatFraud } from './fraud.js';
+import { banCommand, bannedCommand, checkTargets, unbanCommand } from './bans.js';
+import { outputFormat } from './table.js';
+import { allowCommand, metricsCommand, ruleStatus } from './daemon-views.js';
+import { configKeys, formatConfig } from './config-show.js';
+import { formatHistory, formatWhy, whyOf } from './why.js';
+import type { HistoryRow } from '../store/index.js';
 import type { FraudSnapshot } from '../fraud/index.js';
 
 /** longest `demo --duration` */
@@ -18,42 +24,7 @@ const DEMO_MAX_SEC = 86400;
 
 const HELP = `pbx-guardian ${VERSION}: guards an Asterisk PBX (AMI security events → kernel bans) and bridges AMI to Odoo.
 
-Usage: pbx-guardian <command> [options]
-
-Commands:
-  run                         run the daemon (what systemd starts)
-  demo [--duration D]         run the real pipeline against a simulated Asterisk under attack
-                              (D: seconds or 30s, 5m, 1h; at most 24h; default until Ctrl-C)
-  status [--json]             health of each part (OK / FAIL, with what to do), then the
-                              failed / banned counters and the banned list; exits 5 when
-                              an enabled part is unhealthy (--json: { health, ...counters })
-  banned [--json]             the banned list
-  ban <addr|cidr> [--for DURATION] [--reason TEXT]
-                              ban by hand (DURATION like 10m, 1h, 7d; default permanent)
-  unban <addr|cidr> | --all   end a ban, or all bans
-  fraud [--json]              the fraud guard: accounts with live calls, blocked accounts,
-                              recent decisions (docs/fraud.md)
-  unblock ACCOUNT             end the block of an account (AstDB guardian-blocked key deleted)
-  reload                      re-read config and rules; active bans stay
-  accounts [--json]           accounts with the networks and User-Agents they use, and their
-                              open anomalies (new network, new User-Agent, distant networks)
-  acknowledge <account>       the account's anomalies are its own: learned, and a restriction
-                              to internal calls lifted (docs/accounts.md)
-  check <security.log|transcript.raw> [--rules DIR] [--json]
-                              replay an Asterisk security log or a raw AMI transcript through the
-                              rules: matched lines per event, addresses that would be banned;
-                              a transcript also through the fraud policies (what would be done)
-  flush                       stop enforcing on purpose: the running daemon removes its nftables
-                              table / ipsets, keeps detecting and storing bans, and reports
-                              "paused"; with no daemon running, removes them directly
-  resume                      enforce again after flush: the stored bans go back into the kernel
-  console [-- "COMMAND"]       Asterisk CLI through AMI (interactive, or one command); no "!" shell escapes
-  version                     print the version
-
-Options:
-  --config PATH   config file (default ${DEFAULT_CONFIG_PATH})
-  --socket PATH   admin socket (default: admin.socket from the config)
-  -h, --help      this help
+${COMMANDS_HELP}
 
 Exit codes: 0 ok, 1 refused by the daemon (allow-listed, not banned, invalid address),
 2 usage or config error, 3 daemon not reachable, 4 other failure,
@@ -110,6 +81,10 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string' },
       socket: { type: 'string' },
       json: { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
+      covering: { type: 'boolean' },
+      since: { type: 'string' },
+      limit: { type: 'string' },
       for: { type: 'string' },
       reason: { type: 'string' },
       all: { type: 'boolean' },
@@ -118,9 +93,15 @@ async function main(argv: string[]): Promise<number> {
       url: { type: 'string' },
       db: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+      'rules-only': { type: 'boolean' },
     },
   });
   const [command, ...rest] = positionals;
+  if (values.version) {
+    process.stdout.write(VERSION + '\n');
+    return EXIT.ok;
+  }
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(HELP + '\n');
     return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
@@ -128,6 +109,10 @@ async function main(argv: string[]): Promise<number> {
   const config = () => loadConfig(values.config);
   const socket = () => values.socket ?? config().admin.socket;
   const out = (text: string) => process.stdout.write(text + '\n');
+  const io = { out, err: (text: string) => process.stderr.write(text + '\n') };
+  const fmtOrNull = outputFormat(values.output, values.json);
+  if (fmtOrNull === null) throw new UsageError(`-o: "${String(values.output).slice(0, 20)}" is not an output format (json or table)`);
+  const fmt = fmtOrNull;
 
   switch (command) {
     case 'version':
@@ -142,52 +127,80 @@ async function main(argv: string[]): Promise<number> {
       return runDemo({ durationSec: values.duration === undefined ? undefined : demoDuration(values.duration) });
     }
     case 'status': {
+      if (rest.length > 1) throw new UsageError('status takes at most one rule: pbx-guardian status auth-failure');
+      if (rest[0] !== undefined) return ruleStatus(socket(), rest[0], fmt, io);
       const health = await callDaemon<HealthReport>(socket(), 'GET', '/health');
       const s = await callDaemon<GuardStatus & { settings?: SettingsStatus }>(socket(), 'GET', '/status');
       // a part that is off is left out of the text, as the health block does
       const settings = s.settings && s.settings.state !== 'off' ? `\n\n${formatSettingsStatus(s.settings)}` : '';
-      out(values.json ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}${settings}`);
+      out(fmt === 'json' ? JSON.stringify({ health, ...s }, null, 2) : `${formatHealth(health)}\n\n${printStatus(s)}${settings}`);
       return health.healthy ? EXIT.ok : EXIT.unhealthy;
     }
-    case 'banned': {
-      const { bans } = await callDaemon<{ bans: BanRecord[] }>(socket(), 'GET', '/bans');
+    case 'allow': {
+      if (rest[0] !== undefined && !['list', 'add', 'remove'].includes(rest[0]))
+        throw new UsageError('usage: pbx-guardian allow list | add ADDR... | remove ADDR...');
+      if (rest[0] !== undefined && rest[0] !== 'list' && rest.length < 2) throw new UsageError(`allow ${rest[0]} takes one or more addresses or CIDRs`);
+      return allowCommand(socket(), rest, values.reason, fmt, io);
+    }
+    case 'config': {
+      if (rest[0] !== 'show' || rest.length > 1) throw new UsageError('usage: pbx-guardian config show [--config PATH] [-o json]');
+      const cfg = config();
+      const keys = configKeys(cfg);
       out(
-        values.json
-          ? JSON.stringify(bans, null, 2)
-          : bans.length === 0
-            ? 'no active bans'
-            : printBans(bans)
-                .split('\n')
-                .slice(1)
-                .map((l) => l.trim())
-                .join('\n'),
+        fmt === 'json'
+          ? JSON.stringify(Object.fromEntries(keys.map((k) => [k.key, { value: k.value, origin: k.origin }])), null, 2)
+          : formatConfig(keys, values.config ?? DEFAULT_CONFIG_PATH),
       );
       return EXIT.ok;
     }
+    case 'metrics':
+      return metricsCommand(socket(), fmt, io);
+    case 'banned': {
+      if (rest.length > 1) throw new UsageError('banned takes at most one address: pbx-guardian banned 203.0.113.7');
+      return bannedCommand(socket(), rest[0], fmt, io);
+    }
     case 'ban': {
-      if (rest.length !== 1) throw new UsageError('ban takes one address or CIDR: pbx-guardian ban 203.0.113.7 --for 1h');
-      const { ban } = await callDaemon<{ ban: BanRecord }>(socket(), 'POST', '/bans', {
-        target: rest[0],
-        ...(values.for ? { duration: values.for } : {}),
-        ...(values.reason ? { reason: values.reason } : {}),
-      });
-      out(`banned ${ban.target} ${ban.expiresAt === null ? 'permanently' : `for ${formatDuration((ban.expiresAt - ban.createdAt) / 1000)}`}`);
-      return EXIT.ok;
+      const bad = checkTargets('ban', rest);
+      if (bad) throw new UsageError(bad);
+      return banCommand(socket(), rest, { for: values.for, reason: values.reason }, fmt, io);
     }
     case 'unban': {
       if (values.all) {
+        if (rest.length > 0) throw new UsageError('unban --all takes no address');
         const { unbanned } = await callDaemon<{ unbanned: number }>(socket(), 'DELETE', '/bans');
-        out(`unbanned ${unbanned}`);
+        out(fmt === 'json' ? JSON.stringify({ unbanned }) : `unbanned ${unbanned}`);
         return EXIT.ok;
       }
-      if (rest.length !== 1) throw new UsageError('unban takes one address or CIDR, or --all');
-      await callDaemon(socket(), 'DELETE', `/bans/${encodeURIComponent(rest[0]!)}`);
-      out(`unbanned ${rest[0]}`);
+      const bad = checkTargets('unban', rest);
+      if (bad) throw new UsageError(bad + ', or --all');
+      return unbanCommand(socket(), rest, values.covering === true, fmt, io);
+    }
+    case 'why': {
+      if (rest.length !== 1) throw new UsageError('why takes one address: pbx-guardian why 203.0.113.7');
+      const r = await whyOf(socket(), rest[0]!);
+      out(fmt === 'json' ? JSON.stringify(r, null, 2) : formatWhy(r));
+      return EXIT.ok;
+    }
+    case 'history': {
+      if (rest.length > 1) throw new UsageError('history takes at most one address: pbx-guardian history 203.0.113.7 --since 1d');
+      const q = new URLSearchParams();
+      if (rest[0] !== undefined) q.set('address', rest[0]);
+      if (values.since !== undefined) {
+        const sec = parseDuration(values.since);
+        if (sec === null || sec <= 0) throw new UsageError(`--since: "${values.since.slice(0, 40)}" is not a duration (like 30m, 1h, 7d)`);
+        q.set('since', String(Date.now() - sec * 1000));
+      }
+      if (values.limit !== undefined) {
+        if (!/^\d{1,4}$/.test(values.limit) || Number(values.limit) < 1) throw new UsageError('--limit: a number of rows from 1 to 1000');
+        q.set('limit', values.limit);
+      }
+      const { history } = await callDaemon<{ history: HistoryRow[] }>(socket(), 'GET', `/history?${q.toString()}`);
+      out(fmt === 'json' ? JSON.stringify(history, null, 2) : formatHistory(history));
       return EXIT.ok;
     }
     case 'accounts': {
       const r = await callDaemon<AccountList>(socket(), 'GET', '/accounts');
-      out(values.json ? JSON.stringify(r, null, 2) : printAccounts(r));
+      out(fmt === 'json' ? JSON.stringify(r, null, 2) : printAccounts(r));
       return EXIT.ok;
     }
     case 'acknowledge': {
@@ -198,7 +211,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'fraud': {
       const snap = await callDaemon<FraudSnapshot>(socket(), 'GET', '/fraud');
-      out(values.json ? JSON.stringify(snap, null, 2) : formatFraud(snap));
+      out(fmt === 'json' ? JSON.stringify(snap, null, 2) : formatFraud(snap));
       return EXIT.ok;
     }
     case 'unblock': {
@@ -215,19 +228,24 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     case 'check': {
-      if (rest.length !== 1) throw new UsageError('check takes one file: a security log or a raw AMI transcript');
-      let rulesDir = values.rules;
-      let allow: string[] = [];
-      let prefix = 64;
-      if (!rulesDir) {
-        const cfg = values.config ? config() : loadConfig(undefined, {});
-        rulesDir = cfg.guard.rulesDir;
-        allow = cfg.guard.allow;
-        prefix = cfg.guard.ipv6Prefix;
+      if (rest.length !== 1) throw new UsageError('check takes one file: a security log, a messages log, or a raw AMI / call transcript');
+      // loaded here only: the replay needs the guard, the sources and the fraud stage
+      const [{ formatCheckReport, runCheck }, { guardOptions }, { interfaceAddresses, loadRulesDir }] = await Promise.all([
+        import('./check.js'),
+        import('../guard-options.js'),
+        import('../guard/index.js'),
+      ]);
+      const cfg = values.config ? config() : loadConfig(undefined, {});
+      const rulesDir = values.rules ?? cfg.guard.rulesDir;
+      // --rules given alone judges the rules only, as before: no config allow-list
+      const allow = values.rules ? [] : cfg.guard.allow;
+      const hostAllow = values['rules-only'] ? undefined : { automatic: guardOptions(cfg, [], interfaceAddresses).automaticAllow, host: interfaceAddresses };
+      const report = runCheck(rest[0]!, loadRulesDir(rulesDir), allow, cfg.guard.ipv6Prefix, cfg.fraud.enabled ? cfg.fraud : undefined, hostAllow);
+      out(fmt === 'json' ? JSON.stringify(report, null, 2) : formatCheckReport(report));
+      if (report.matched.length === 0 && report.skipped.length === 0 && !(report.fraud && report.fraud.calls > 0)) {
+        io.err(`pbx-guardian: no line of ${rest[0]} matched a rule (${report.format}, ${report.lines} lines): nothing there would be counted`);
+        return EXIT.refused;
       }
-      const fraudCfg = values.config ? config().fraud : loadConfig(undefined, {}).fraud;
-      const report = runCheck(rest[0]!, loadRulesDir(rulesDir), allow, prefix, fraudCfg.enabled ? fraudCfg : undefined);
-      out(values.json ? JSON.stringify(report, null, 2) : formatCheckReport(report));
       return EXIT.ok;
     }
     case 'flush': {

@@ -1,4 +1,5 @@
 import { loadConfig } from '../config/index.js';
+import { flushFleetSets } from '../fleet/index.js';
 import { createBackend } from '../firewall/index.js';
 import { startDaemon, type Daemon } from '../main.js';
 import pino from 'pino';
@@ -56,7 +57,10 @@ export async function runDaemon(configPath: string | undefined): Promise<number>
 /** `pbx-guardian flush`: remove our table / sets without the daemon. */
 export async function flushFirewall(configPath: string | undefined): Promise<void> {
   const config = loadConfig(configPath);
-  const backend = await createBackend(config.firewall, pino({ level: 'warn' }));
+  const logger = pino({ level: 'warn' });
+  const backend = await createBackend(config.firewall, logger);
   await backend.flush();
   await backend.close();
+  // the fleet's table / sets too (a daemon that never followed a fleet has none: flushing is idempotent)
+  await flushFleetSets(config.firewall, logger);
 }

@@ -12,6 +12,7 @@ import { validateConsoleConfig } from '../console/config-schema.js';
 import { validateAsteriskConfigConfig } from '../asterisk-config/config-schema.js';
 import { resolveWebhooks } from '../webhooks/config-schema.js';
 import { fraudConfigErrors } from '../fraud/config-schema.js';
+import { crowdsecConfigErrors } from '../fleet/config-schema.js';
 import { addressListErrors, hostError, listenerErrors, type TcpListener } from './addresses.js';
 import { ConfigSchema, type GuardianConfig } from './schema.js';
 import { constraintErrors, isPlainObject, mergeWithDefaults } from './validate.js';
@@ -134,6 +135,7 @@ function stageErrors(cfg: GuardianConfig): string[] {
   errors.push(...validateConsoleConfig(cfg.console), ...validateAsteriskConfigConfig(cfg.asteriskConfig));
   errors.push(...actionPolicyConfigErrors(cfg.actionPolicy));
   if (cfg.fraud.enabled) errors.push(...fraudConfigErrors(cfg.fraud));
+  errors.push(...crowdsecConfigErrors(cfg.crowdsec));
   const hooks = resolveWebhooks(cfg.webhooks);
   errors.push(...hooks.errors);
   cfg.webhooks = hooks.webhooks;

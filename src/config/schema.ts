@@ -19,6 +19,7 @@ import { WebhooksConfigSchema } from '../webhooks/config-schema.js';
 import { SourcesConfigSchema } from '../sources/config-schema.js';
 import { AccountsConfigSchema } from '../accounts/config-schema.js';
 import { FraudConfigSchema } from '../fraud/config-schema.js';
+import { CrowdsecConfigSchema } from '../fleet/config-schema.js';
 
 /** Failed authentication on every HTTP listener (net/auth-failures.ts): shared, so it sits here. */
 export const AuthConfigSchema = Section(
@@ -61,6 +62,7 @@ export const ConfigSchema = Section(
     sources: SourcesConfigSchema,
     accounts: AccountsConfigSchema,
     fraud: FraudConfigSchema,
+    crowdsec: CrowdsecConfigSchema,
   },
   { description: 'pbx-guardian configuration' },
 );

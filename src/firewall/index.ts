@@ -15,4 +15,6 @@ export { createBackend } from './create.js';
 export { MemoryBackend } from './memory.js';
 export { DeferredBackend } from './deferred.js';
 export { canonicalTarget, checkTarget, InvalidFirewallTargetError, type CanonicalTarget } from './target.js';
-export { pauseControl, takePausedNote } from './pause-note.js';
+export { pauseControl, takePausedNote, type Pausable } from './pause-note.js';
+export { AllowFollowers } from './allow-followers.js';
+export { groupFirewallConfig, GROUP_NAME } from './group.js';

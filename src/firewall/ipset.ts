@@ -8,7 +8,11 @@ import { CANARY4, CANARY6, isCanary } from './canary.js';
 
 /** ipset's largest per-element timeout, in seconds (the kernel refuses more). */
 export const IPSET_MAX_TIMEOUT_S = 2147483;
-const CHAIN = 'PBXG-INPUT';
+/** longest prefix: set names (prefix + "-allow4-new") stay within ipset's 31 characters */
+export const IPSET_PREFIX_MAX = 20;
+
+/** our chain, e.g. PBXG-INPUT (prefix pbxg) or PBXG-FLEET-INPUT (the fleet's sets) */
+export const chainOf = (prefix: string): string => `${prefix.toUpperCase()}-INPUT`;
 const LINES_PER_RESTORE = 50_000;
 
 function findTool(name: string): string | null {
@@ -57,10 +61,10 @@ function toolError(tool: string, r: RunResult): Error {
 }
 
 /** our chain's lines in `iptables -S` output */
-const ourRules = (listing: string): string =>
+const ourRules = (listing: string, chain: string): string =>
   listing
     .split('\n')
-    .filter((l) => l === `-N ${CHAIN}` || l.startsWith(`-A ${CHAIN} `))
+    .filter((l) => l === `-N ${chain}` || l.startsWith(`-A ${chain} `))
     .join('\n');
 
 export interface IpsetOptions {
@@ -78,7 +82,7 @@ export interface IpsetOptions {
  * ipset + iptables backend for hosts without nftables: hash:ip sets for single addresses and
  * hash:net sets for CIDRs (IPv4 and IPv6), all with `timeout` (0 = permanent) and an explicit
  * maxelem; allow sets (hash:net) are matched first. One iptables/ip6tables rule per set in our
- * own chain PBXG-INPUT, jumped to from INPUT position 1. Elements are loaded with
+ * own chain (PBXG-INPUT for prefix pbxg), jumped to from INPUT position 1. Elements are loaded with
  * `ipset restore -exist` (argument arrays, lines on stdin).
  */
 export class IpsetBackend implements FirewallBackend {
@@ -88,15 +92,16 @@ export class IpsetBackend implements FirewallBackend {
   private readonly iptables: string;
   private readonly ip6tables: string;
   private readonly now: () => number;
+  private readonly chain: string;
   readonly sets: { v4: string; v6: string; net4: string; net6: string; allow4: string; allow6: string };
-  /** `iptables -S PBXG-INPUT` / `ip6tables -S PBXG-INPUT` as setup() left them (the watchdog compares) */
+  /** our chain in `iptables -S` / `ip6tables -S` as setup() left them (the watchdog compares) */
   private expectedRules: [string, string] | null = null;
 
   constructor(
     private readonly opts: IpsetOptions,
     private readonly logger?: Logger,
   ) {
-    if (!/^[A-Za-z0-9_-]{1,16}$/.test(opts.prefix)) throw new Error(`invalid ipset prefix ${JSON.stringify(opts.prefix)}`);
+    if (!new RegExp(`^[A-Za-z0-9_-]{1,${IPSET_PREFIX_MAX}}$`).test(opts.prefix)) throw new Error(`invalid ipset prefix ${JSON.stringify(opts.prefix)}`);
     if (!Number.isInteger(opts.maxElem) || opts.maxElem < 1) throw new Error(`invalid ipset maxelem ${String(opts.maxElem)}`);
     for (const p of opts.ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`invalid port ${String(p)}`);
     const ipset = opts.ipset ?? findTool('ipset');
@@ -109,6 +114,7 @@ export class IpsetBackend implements FirewallBackend {
     this.ip6tables = ip6t;
     this.now = opts.now ?? Date.now;
     const p = opts.prefix;
+    this.chain = chainOf(p);
     this.sets = { v4: `${p}-v4`, v6: `${p}-v6`, net4: `${p}-net4`, net6: `${p}-net6`, allow4: `${p}-allow4`, allow6: `${p}-allow6` };
   }
 
@@ -149,34 +155,38 @@ export class IpsetBackend implements FirewallBackend {
       [this.ip6tables, 6],
     ] as const) {
       const tool = fam === 4 ? 'iptables' : 'ip6tables';
-      const exists = await this.ipt(bin, ['-n', '-L', CHAIN]);
+      const exists = await this.ipt(bin, ['-n', '-L', this.chain]);
       if (exists.code !== 0) {
-        const r = await this.ipt(bin, ['-N', CHAIN]);
+        const r = await this.ipt(bin, ['-N', this.chain]);
         if (r.code !== 0) throw toolError(tool, r);
       } else {
-        const r = await this.ipt(bin, ['-F', CHAIN]);
+        const r = await this.ipt(bin, ['-F', this.chain]);
         if (r.code !== 0) throw toolError(tool, r);
       }
       const allow = fam === 4 ? s.allow4 : s.allow6;
-      const rules: string[][] = [['-A', CHAIN, '-m', 'set', '--match-set', allow, 'src', '-j', 'RETURN']];
+      const rules: string[][] = [['-A', this.chain, '-m', 'set', '--match-set', allow, 'src', '-j', 'RETURN']];
       const target =
         this.opts.verdict === 'drop' ? ['-j', 'DROP'] : ['-j', 'REJECT', '--reject-with', fam === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable'];
       for (const set of fam === 4 ? [s.v4, s.net4] : [s.v6, s.net6]) {
         const match = ['-m', 'set', '--match-set', set, 'src'];
-        if (ports.length === 0) rules.push(['-A', CHAIN, ...match, ...target]);
-        else for (const proto of ['tcp', 'udp']) rules.push(['-A', CHAIN, '-p', proto, '-m', 'multiport', '--dports', ports.join(','), ...match, ...target]);
+        if (ports.length === 0) rules.push(['-A', this.chain, ...match, ...target]);
+        else
+          for (const proto of ['tcp', 'udp']) rules.push(['-A', this.chain, '-p', proto, '-m', 'multiport', '--dports', ports.join(','), ...match, ...target]);
       }
       for (const rule of rules) {
         const r = await this.ipt(bin, rule);
         if (r.code !== 0) throw toolError(tool, r);
       }
-      const jump = await this.ipt(bin, ['-C', 'INPUT', '-j', CHAIN]);
+      const jump = await this.ipt(bin, ['-C', 'INPUT', '-j', this.chain]);
       if (jump.code !== 0) {
-        const r = await this.ipt(bin, ['-I', 'INPUT', '1', '-j', CHAIN]);
+        const r = await this.ipt(bin, ['-I', 'INPUT', '1', '-j', this.chain]);
         if (r.code !== 0) throw toolError(tool, r);
       }
     }
-    this.expectedRules = [ourRules((await this.ipt(this.iptables, ['-S'])).stdout), ourRules((await this.ipt(this.ip6tables, ['-S'])).stdout)];
+    this.expectedRules = [
+      ourRules((await this.ipt(this.iptables, ['-S'])).stdout, this.chain),
+      ourRules((await this.ipt(this.ip6tables, ['-S'])).stdout, this.chain),
+    ];
   }
 
   /**
@@ -207,10 +217,10 @@ export class IpsetBackend implements FirewallBackend {
       const tool = i === 0 ? 'iptables' : 'ip6tables';
       if (listed.code !== 0) throw toolError(tool, listed);
       const lines = listed.stdout.split('\n');
-      const ours = ourRules(listed.stdout);
-      if (!lines.includes(`-N ${CHAIN}`)) problems.push(`${tool} chain ${CHAIN} missing`);
-      else if (this.expectedRules && ours !== this.expectedRules[i]) problems.push(`${tool} rules of chain ${CHAIN} changed`);
-      if (!lines.includes(`-A INPUT -j ${CHAIN}`)) problems.push(`${tool} INPUT rule -j ${CHAIN} missing`);
+      const ours = ourRules(listed.stdout, this.chain);
+      if (!lines.includes(`-N ${this.chain}`)) problems.push(`${tool} chain ${this.chain} missing`);
+      else if (this.expectedRules && ours !== this.expectedRules[i]) problems.push(`${tool} rules of chain ${this.chain} changed`);
+      if (!lines.includes(`-A INPUT -j ${this.chain}`)) problems.push(`${tool} INPUT rule -j ${this.chain} missing`);
     }
     return { tablePresent: Object.values(this.sets).some((set) => entries.has(set)), problems, elements };
   }
@@ -285,9 +295,9 @@ export class IpsetBackend implements FirewallBackend {
 
   async flush(): Promise<void> {
     for (const bin of [this.iptables, this.ip6tables]) {
-      for (let i = 0; i < 16; i++) if ((await this.ipt(bin, ['-D', 'INPUT', '-j', CHAIN])).code !== 0) break;
-      await this.ipt(bin, ['-F', CHAIN]);
-      await this.ipt(bin, ['-X', CHAIN]);
+      for (let i = 0; i < 16; i++) if ((await this.ipt(bin, ['-D', 'INPUT', '-j', this.chain])).code !== 0) break;
+      await this.ipt(bin, ['-F', this.chain]);
+      await this.ipt(bin, ['-X', this.chain]);
     }
     for (const set of Object.values(this.sets)) await this.destroySet(set);
   }

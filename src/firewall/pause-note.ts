@@ -40,18 +40,26 @@ export function takePausedNote(stateDir: string): string | null {
   }
 }
 
+/** Another set group that pauses with the local one (the fleet's sets). */
+export interface Pausable {
+  pause(reason: string): Promise<void>;
+  resume(): Promise<void>;
+}
+
 /** pbx-guardian flush / resume of the running daemon (the admin routes): the enforcer's pause and
- *  resume, with the note kept in the state directory. */
-export function pauseControl(enforcer: Enforcer, stateDir: string) {
+ *  resume, with the note kept in the state directory; `others` (the fleet's sets) follow. */
+export function pauseControl(enforcer: Enforcer, stateDir: string, others: () => Pausable[] = () => []) {
   return {
     async pause(): Promise<{ reason: string; storeActive: number }> {
       const reason = `pbx-guardian flush at ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`;
       await enforcer.pause(reason);
+      for (const o of others()) await o.pause(reason);
       notePaused(stateDir, reason);
       return { reason, storeActive: enforcer.health().storeActive };
     },
     async resume(): Promise<{ resumed: boolean; restored: number }> {
       const r = await enforcer.resume();
+      for (const o of others()) await o.resume();
       clearPausedNote(stateDir);
       return r;
     },

@@ -5,6 +5,7 @@
  * judgement of one remote decision against the allow-list, the ban scope limits and our own bans.
  */
 import { AppError } from '../common/errors.js';
+import type { RemoteBanJudge } from '../guard/types.js';
 import { formatNetwork, isSingleAddress, parseNetwork, type Family, type IpNetwork } from '../net/ip.js';
 
 /** The scenario prefix of every alert this guardian pushes: `pbx-guardian/<rule>`. */
@@ -88,21 +89,21 @@ function decisionOf(raw: unknown): LapiDecision | null {
   return { id, origin, type, scope, value, durationMs, scenario: scenario ?? '' };
 }
 
-function listOf(body: Record<string, unknown>, key: 'new' | 'deleted', out: LapiDecision[]): number {
-  const v = body[key];
-  if (v === null || v === undefined) return 0;
-  if (!Array.isArray(v)) throw new LapiAnswerError(`the decisions stream's "${key}" is not a list`);
-  let bad = 0;
-  for (const raw of v) {
-    const d = decisionOf(raw);
-    if (d) out.push(d);
-    else bad++;
-  }
-  return bad;
+/** The two lists of one stream answer, not yet checked entry by entry. */
+export interface RawStream {
+  new: unknown[];
+  deleted: unknown[];
 }
 
-/** One answer of GET /v1/decisions/stream. Throws LapiAnswerError when it is not JSON of that shape. */
-export function parseStream(text: string): StreamDelta {
+function listOf(body: Record<string, unknown>, key: 'new' | 'deleted'): unknown[] {
+  const v = body[key];
+  if (v === null || v === undefined) return [];
+  if (!Array.isArray(v)) throw new LapiAnswerError(`the decisions stream's "${key}" is not a list`);
+  return v;
+}
+
+/** JSON.parse of one answer of GET /v1/decisions/stream; throws LapiAnswerError when it is not that shape. */
+export function rawStream(text: string): RawStream {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -111,9 +112,26 @@ export function parseStream(text: string): StreamDelta {
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body))
     throw new LapiAnswerError('the decisions stream answered with JSON that is not {"new", "deleted"}');
+  return { new: listOf(body as Record<string, unknown>, 'new'), deleted: listOf(body as Record<string, unknown>, 'deleted') };
+}
+
+/** Entries [from, to) of a raw list as decisions, into `out`; returns how many were not one. */
+export function decisionsOf(raw: unknown[], from: number, to: number, out: LapiDecision[]): number {
+  let bad = 0;
+  for (let i = from; i < Math.min(to, raw.length); i++) {
+    const d = decisionOf(raw[i]);
+    if (d) out.push(d);
+    else bad++;
+  }
+  return bad;
+}
+
+/** One answer of GET /v1/decisions/stream. Throws LapiAnswerError when it is not JSON of that shape. */
+export function parseStream(text: string): StreamDelta {
+  const raw = rawStream(text);
   const delta: StreamDelta = { new: [], deleted: [], malformed: 0 };
-  delta.malformed += listOf(body as Record<string, unknown>, 'new', delta.new);
-  delta.malformed += listOf(body as Record<string, unknown>, 'deleted', delta.deleted);
+  delta.malformed += decisionsOf(raw.new, 0, raw.new.length, delta.new);
+  delta.malformed += decisionsOf(raw.deleted, 0, raw.deleted.length, delta.deleted);
   return delta;
 }
 
@@ -140,15 +158,8 @@ export function targetOf(d: LapiDecision): FleetTarget | { skip: Skip } {
   return { target: formatNetwork(net), family: net.family, isNetwork: !isSingleAddress(net), net };
 }
 
-/** What the guard says about a target (ports onto src/guard: allow-list, scope limits, own bans). */
-export interface FleetJudge {
-  /** the allow-list entry the network is, covers or lies in (the host's own addresses included), or null */
-  allowed(net: IpNetwork): string | null;
-  /** why a ban of this network is refused (too wide, reserved range, own address), or null */
-  scopeRefusal(net: IpNetwork): string | null;
-  /** the guard's own active ban of exactly this target, if any */
-  localBan(target: string): { rule: string; expiresAt: number | null } | undefined;
-}
+/** What the guard says about a target: its allow-list, scope limits and own bans. */
+export type FleetJudge = RemoteBanJudge;
 
 export type Verdict = { enforce: true } | { enforce: false; why: 'allowed' | 'scope' | 'own'; message: string };
 

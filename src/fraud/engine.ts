@@ -12,8 +12,8 @@ import { AstDbWriter, Hangups, realTimers, type Timers } from './actions.js';
 import type { FraudAction, FraudConfig } from './config-schema.js';
 import type { DestinationPlan, RateTable } from './destinations.js';
 import { Policies, type Crossing } from './policies.js';
-import { CallTracker, channelEndpoint } from './tracker.js';
-import type { AccountBlock, BlockStorePort, FraudBanPort, FraudDecision, FraudSnapshot, TrackedCall } from './types.js';
+import { CallTracker, channelEndpoint, type DialFallback } from './tracker.js';
+import type { AccountBlock, AstDbStatus, BlockStorePort, FraudBanPort, FraudDecision, FraudSnapshot, TrackedCall } from './types.js';
 
 export interface FraudDeps {
   config: FraudConfig;
@@ -37,6 +37,8 @@ export interface FraudListener {
   decision?(d: FraudDecision): void;
   expired?(calls: number): void;
   action?(what: 'hangup' | 'block' | 'unblock' | 'ban', ok: boolean): void;
+  /** a DialString without a number, and how the call was followed (tracker.ts DialFallback) */
+  unparsed?(fallback: DialFallback): void;
   /** the number of blocked accounts changed */
   blocked?(count: number): void;
 }
@@ -51,7 +53,10 @@ export class FraudEngine {
   private readonly hangups: Hangups;
   private readonly astdb: AstDbWriter;
   private readonly blocked = new Map<string, AccountBlock>();
+  /** per blocked account: is its AstDB key written (what the operator is told) */
+  private readonly astdbStatus = new Map<string, AstDbStatus>();
   private lastFailureLog = -Infinity;
+  private lastUnparsedLog = -Infinity;
   private readonly failedDels = new Set<string>();
   private readonly addresses = new Map<string, string>();
   private readonly liveByAccount = new Map<string, Set<TrackedCall>>();
@@ -90,6 +95,21 @@ export class FraudEngine {
           const owner = channelEndpoint(channel);
           if (owner !== null) this.policies.billed(owner, channel, sec);
         },
+        unparsed: (fallback, dialString) => {
+          for (const l of this.listeners) l.unparsed?.(fallback);
+          const now = this.now();
+          if (now - this.lastUnparsedLog < 60_000) return;
+          this.lastUnparsedLog = now;
+          const how = {
+            exten: "the caller's Exten is taken as the number",
+            unknown: 'followed as an international call of unknown number (it goes to a trunk)',
+            none: 'the call is not followed',
+          }[fallback];
+          this.deps.logger.warn(
+            { dialString: dialString.slice(0, 120), fallback },
+            `fraud: a DialString without a readable number: ${how} (logged once a minute; counted)`,
+          );
+        },
         failed: (event, err) => {
           // once a minute at most: a defect here would otherwise repeat on every call event
           const now = this.now();
@@ -115,7 +135,7 @@ export class FraudEngine {
 
   /** After each AMI login: the stored blocks are written again (AstDB may have been wiped), failed deletes retried. */
   onConnected(): void {
-    for (const b of this.blocked.values()) this.astdb.put(b.account, blockValue(b));
+    for (const b of this.blocked.values()) this.putBlock(b);
     for (const a of this.failedDels) this.astdb.del(a);
     this.failedDels.clear();
     if (this.blocked.size > 0) this.deps.logger.info({ accounts: [...this.blocked.keys()] }, `fraud: reasserting ${this.blocked.size} account blocks in AstDB`);
@@ -130,6 +150,9 @@ export class FraudEngine {
     }
     for (const { account, cost } of this.policies.overBudget(now)) {
       const live = [...(this.liveByAccount.get(account) ?? [])];
+      // over budget with nothing live to act on, already decided in this window: not a new decision every sweep
+      const last = this.lastDecision.get(`budget\n${account}`);
+      if (live.length === 0 && last !== undefined && now - last <= this.policies.budgetWindowMs) continue;
       const first = live[0];
       this.decide(this.policies.budgetCrossing(account, cost, live), account, first?.number ?? '', first?.trunk ?? null, now);
     }
@@ -161,7 +184,7 @@ export class FraudEngine {
         channels: [...calls].map((x) => x.channel),
         numbers: [...calls].map((x) => x.number),
       })),
-      blocked: [...this.blocked.values()],
+      blocked: [...this.blocked.values()].map((b) => ({ ...b, astdb: { ...this.astdbOf(b.account) } })),
       decisions: [...this.recent],
       tracked: { calls: this.tracker.size, maxCalls: this.deps.config.maxCalls, expired: c.expired, evicted: c.evicted },
     };
@@ -170,6 +193,7 @@ export class FraudEngine {
   /** Ends a block: AstDB key deleted (retried, and again at the next login), store row removed. */
   unblock(account: string, by: string): boolean {
     const had = this.blocked.delete(account);
+    this.astdbStatus.delete(account);
     let stored = false;
     try {
       stored = this.deps.store.deleteBlock(account);
@@ -311,7 +335,7 @@ export class FraudEngine {
       this.deps.logger.error({ err, account }, 'fraud: the block could not be saved in the state store; it holds until a restart');
     }
     for (const l of this.listeners) l.blocked?.(this.blocked.size);
-    this.astdb.put(account, blockValue(b));
+    this.putBlock(b);
     this.deps.emit({
       Event: 'GuardianAccountBlocked',
       Account: account,
@@ -321,6 +345,15 @@ export class FraudEngine {
       Mode: b.mode,
       Time: new Date(now).toISOString(),
     });
+  }
+
+  private putBlock(b: AccountBlock): void {
+    this.astdbStatus.set(b.account, { state: 'pending', since: this.now(), attempts: 0, error: null });
+    this.astdb.put(b.account, blockValue(b));
+  }
+
+  private astdbOf(account: string): AstDbStatus {
+    return this.astdbStatus.get(account) ?? { state: 'pending', since: this.now(), attempts: 0, error: null };
   }
 
   private ban(account: string, address: string | null, c: Crossing): void {
@@ -340,6 +373,8 @@ export class FraudEngine {
 
   private actionDone(what: 'hangup' | 'block' | 'unblock', target: string, ok: boolean, attempts: number, error?: string): void {
     for (const l of this.listeners) l.action?.(what, ok);
+    if (what === 'block' && this.blocked.has(target))
+      this.astdbStatus.set(target, { state: ok ? 'written' : 'failed', since: this.now(), attempts, error: ok ? null : (error ?? '?').slice(0, 200) });
     const log = this.deps.logger;
     if (ok) return void log.info({ fraud: { action: what, target, attempts } }, `fraud: ${what} of ${target} done`);
     if (what === 'unblock' && !this.blocked.has(target) && this.failedDels.size < MAX_FAILED_DELS) this.failedDels.add(target);

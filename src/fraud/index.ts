@@ -12,7 +12,8 @@ import type { FraudConfig } from './config-schema.js';
 import { loadDestinationPlan, loadRateTable, parseDestinationPlan, type DestinationPlan } from './destinations.js';
 
 export { FraudEngine, blockValue, type FraudDeps, type FraudListener } from './engine.js';
-export { CallTracker, channelEndpoint, contactAddress, type TrackerListener, type TrackerOptions } from './tracker.js';
+export { CallTracker, channelEndpoint, contactAddress, type DialFallback, type TrackerListener, type TrackerOptions } from './tracker.js';
+export { parseDialString, type ParsedDial } from './dialstring.js';
 export { Hangups, AstDbWriter, BLOCK_FAMILY, realTimers, type Timers, type RetryPolicy } from './actions.js';
 export { MemoryBlockStore } from './memory.js';
 export { FraudConfigSchema, fraudConfigErrors, FRAUD_ACTIONS, DEFAULT_WINDOWS, type FraudConfig, type FraudAction } from './config-schema.js';

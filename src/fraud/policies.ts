@@ -48,6 +48,16 @@ const MAX_COST_ENTRIES = 1000;
 const minutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
 const acts = (list: readonly string[]) => list as FraudAction[];
 
+type CostEntry = AccountState['costs'][number];
+
+/** The latest cost entry of a channel: Asterisk reuses channel names (the sequence restarts with
+ *  it), and an answer or a Cdr belongs to the call now using the name, not to an ended one. */
+function newest(costs: CostEntry[] | undefined, channel: string): CostEntry | undefined {
+  if (!costs) return undefined;
+  for (let i = costs.length - 1; i >= 0; i--) if (costs[i]!.channel === channel) return costs[i];
+  return undefined;
+}
+
 /** whether a call's destination is one of `classes` (null: every outbound call) */
 function inClasses(call: TrackedCall, classes: ReadonlySet<string> | null): boolean {
   if (classes === null) return true;
@@ -88,6 +98,10 @@ export class Policies {
     }));
     this.riskyClasses = new Set(cfg.destinationClasses.classes);
     this.budgetMs = parseDuration(cfg.budget.within)! * 1000;
+  }
+
+  get budgetWindowMs(): number {
+    return this.budgetMs;
   }
 
   get trackedAccounts(): number {
@@ -177,12 +191,12 @@ export class Policies {
   }
 
   answered(call: TrackedCall, now: number): void {
-    const e = this.accounts.get(call.account)?.costs.find((c) => c.channel === call.channel);
+    const e = newest(this.accounts.get(call.account)?.costs, call.channel);
     if (e) e.answeredAt = now;
   }
 
   billed(account: string, channel: string, billableSec: number): void {
-    const e = this.accounts.get(account)?.costs.find((c) => c.channel === channel);
+    const e = newest(this.accounts.get(account)?.costs, channel);
     if (e) e.billableSec = billableSec;
   }
 

@@ -3,7 +3,7 @@
  * not want, a few Map operations for the ones it does. What the real Asterisk 22 transcripts show
  * (test/fixtures/ami-asterisk22-calls/README.md):
  *  - DialBegin carries everything a call needs: the caller's Channel (PJSIP/<endpoint>-<8 hex>,
- *    the account), DestChannel (PJSIP/trunk-..., the trunk), DialString (<number>@trunk) and Exten;
+ *    the account), DestChannel (PJSIP/trunk-..., the trunk), DialString (<number>@trunk, or a SIP/tel URI: dialstring.ts) and Exten (the fallback);
  *    Newchannel does not know yet where the call goes, so it is not read;
  *  - DialEnd gives the DialStatus (ANSWER, NOANSWER, BUSY, CONGESTION, CANCEL): anything but ANSWER
  *    ends the attempt;
@@ -18,7 +18,19 @@
 import type { AmiMessage } from '../ami/index.js';
 import { parseRemoteAddress } from '../ami/index.js';
 import type { DestinationPlan, DialingPlan } from './destinations.js';
+import { parseDialString } from './dialstring.js';
 import type { TrackedCall } from './types.js';
+
+/**
+ * When the DialString holds no number: `exten`, the caller's Exten (what was dialled, as the
+ * dialplan matched it); `unknown`, no number either but the call goes to a configured trunk: it is
+ * followed as an international call of unknown number (it leaves the PBX, so it counts for the
+ * windows and the concurrency limits); `none`, not followed.
+ */
+export type DialFallback = 'exten' | 'unknown' | 'none';
+
+/** what an unreadable number through a trunk is taken for */
+const UNKNOWN_DESTINATION = { kind: 'international', e164: null, classes: ['international'], prefix: null } as const;
 
 export interface TrackerListener {
   /** a call was dialled (DialBegin) */
@@ -33,6 +45,8 @@ export interface TrackerListener {
   address(account: string, address: string): void;
   /** the Cdr of a call from this account */
   billed(channel: string, billableSec: number): void;
+  /** a DialBegin whose DialString gave no number: how the call was followed instead (dialstring.ts) */
+  unparsed?(fallback: DialFallback, dialString: string): void;
   /** handling an event threw (a defect, or a config the destination module refuses): counted as ignored */
   failed?(event: string, err: unknown): void;
 }
@@ -134,12 +148,18 @@ export class CallTracker {
     const dest = msg.get('DestChannel');
     const destEndpoint = channelEndpoint(dest);
     const dialString = msg.get('DialString') ?? '';
-    const at = dialString.indexOf('@');
-    const head = at >= 0 ? dialString.slice(0, at) : dialString;
-    const number = NUMBER_RE.test(head) ? head : NUMBER_RE.test(msg.get('Exten') ?? '') ? msg.get('Exten')! : '';
-    if (number === '') return void this.counts.ignored++;
-    const viaTrunk = destEndpoint !== null && (this.trunks.has(destEndpoint) || (at >= 0 && dialString.slice(at + 1) === destEndpoint));
-    const destination = this.opts.plan.classify(number, this.opts.dialingPlan);
+    const parsed = parseDialString(dialString);
+    let number = parsed?.number ?? '';
+    if (parsed === null) {
+      const exten = msg.get('Exten') ?? '';
+      const fallback: DialFallback = NUMBER_RE.test(exten) ? 'exten' : destEndpoint !== null && this.trunks.has(destEndpoint) ? 'unknown' : 'none';
+      this.listener.unparsed?.(fallback, dialString);
+      if (fallback === 'none') return void this.counts.ignored++;
+      number = fallback === 'exten' ? exten : '?';
+    }
+    const viaTrunk = destEndpoint !== null && (this.trunks.has(destEndpoint) || parsed?.endpoint === destEndpoint);
+    const destination =
+      number === '?' ? { ...UNKNOWN_DESTINATION, classes: [...UNKNOWN_DESTINATION.classes] } : this.opts.plan.classify(number, this.opts.dialingPlan);
     const call: TrackedCall = {
       channel: channel!,
       account,

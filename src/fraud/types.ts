@@ -60,11 +60,26 @@ export interface FraudDecision {
   repeat: boolean;
 }
 
+/**
+ * Whether a block's AstDB key is in Asterisk: only `written` means the dialplan stops the calls.
+ * `pending`: DBPut sent or being retried; `failed`: given up after its attempts (written again at
+ * the next AMI login). The guardian still hangs up the calls that get through (fraud.hangupBlocked).
+ */
+export interface AstDbStatus {
+  state: 'pending' | 'written' | 'failed';
+  /** epoch ms of the last change */
+  since: number;
+  /** DBPut attempts of the last round (0 while the first is in flight) */
+  attempts: number;
+  /** the last refusal or error, when failed */
+  error: string | null;
+}
+
 /** What `pbx-guardian fraud` shows. */
 export interface FraudSnapshot {
   enabled: boolean;
   live: Array<{ account: string; calls: number; channels: string[]; numbers: string[] }>;
-  blocked: AccountBlock[];
+  blocked: Array<AccountBlock & { astdb: AstDbStatus }>;
   decisions: FraudDecision[];
   tracked: { calls: number; maxCalls: number; expired: number; evicted: number };
 }

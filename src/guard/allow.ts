@@ -9,7 +9,7 @@
  * the kernel accepts these sources before any ban set is consulted, so a ban that reached the
  * kernel some other way still never cuts the host off from itself, its resolver or its gateway.
  */
-import { formatNetwork, isSingleAddress, NetworkList, networksOverlap, parseNetwork, type IpNetwork } from '../net/ip.js';
+import { formatNetwork, isSingleAddress, NetworkList, networkContains, networksOverlap, parseNetwork, type IpNetwork } from '../net/ip.js';
 import type { FirewallTarget } from '../firewall/types.js';
 import { InvalidTargetError } from './types.js';
 
@@ -20,7 +20,9 @@ export interface AllowEntry {
   from: string;
 }
 
-export type AllowSource = 'static' | 'hosts' | 'interfaces' | 'resolver' | 'gateway';
+/** 'runtime': entries added with `pbx-guardian allow add` (kept in the state directory): not
+ *  automatic, listed apart */
+export type AllowSource = 'static' | 'hosts' | 'interfaces' | 'resolver' | 'gateway' | 'runtime';
 
 /** at most this many automatic entries per source (a host with 1000 addresses on an interface
  *  still has a bounded allow-list, status and kernel set) */
@@ -104,6 +106,15 @@ export class AllowList {
     return undefined;
   }
 
+  /** Every entry that contains `address`, with its origin (configured first, then by source). */
+  entriesContaining(address: IpNetwork): AllowEntry[] {
+    const out: AllowEntry[] = [];
+    for (const c of this.configured) if (networkContains(c, address)) out.push({ entry: formatNetwork(c), from: 'guard.allow' });
+    for (const list of this.automatic.values())
+      for (const p of list) if (networkContains(p.net, address)) out.push({ entry: formatNetwork(p.net), from: p.from });
+    return out;
+  }
+
   /** Why `net` may not be banned (it is, covers or lies in an allowed entry, named with its
    *  origin), or null; `except`: a source judged elsewhere (the interfaces: by the ban scope). */
   refusal(net: IpNetwork, except?: AllowSource): string | null {
@@ -128,7 +139,8 @@ export class AllowList {
   /** The automatic entries with their origins, in source order (bounded by MAX_LISTED). */
   automaticEntries(limit = MAX_LISTED): AllowEntry[] {
     const out: AllowEntry[] = [];
-    for (const list of this.automatic.values()) {
+    for (const [source, list] of this.automatic) {
+      if (source === 'runtime') continue;
       for (const p of list) {
         if (out.length >= limit) return out;
         out.push({ entry: formatNetwork(p.net), from: p.from });
@@ -139,8 +151,18 @@ export class AllowList {
 
   get automaticCount(): number {
     let n = 0;
-    for (const list of this.automatic.values()) n += list.length;
+    for (const [source, list] of this.automatic) if (source !== 'runtime') n += list.length;
     return n;
+  }
+
+  /** The automatic source that holds exactly `net` (its origin), or undefined. */
+  automaticOrigin(net: IpNetwork): string | undefined {
+    const text = formatNetwork(net);
+    for (const [source, list] of this.automatic) {
+      if (source === 'runtime') continue;
+      for (const p of list) if (formatNetwork(p.net) === text) return p.from;
+    }
+    return undefined;
   }
 
   private rebuild(): void {

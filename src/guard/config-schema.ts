@@ -40,6 +40,14 @@ export const GuardConfigSchema = Section(
       { description: 'longest ban: longer manual bans are refused, rule bans capped ("permanent" is always allowed)', reload: live },
       { minSeconds: 1, maxSeconds: 36500 * 86400, shape: 'from 1s to 36500d (longer bans are "permanent")' },
     ),
+    manualBanDuration: Duration(
+      '1d',
+      {
+        description: 'a manual ban (CLI, REST) given no duration lasts this long; 0 = permanent (a ban is permanent when asked for: --for permanent)',
+        reload: live,
+      },
+      { minSeconds: 0, zeroOff: true, shape: '0 (permanent) or a duration like 1h, 1d, 7d' },
+    ),
     maxTracked: Int(
       1_000_000,
       1000,
@@ -92,6 +100,7 @@ export function guardConfigErrors(g: GuardConfig): string[] {
   for (const [key, value] of [
     ['guard.escalation.max', g.escalation.max],
     ['guard.recidive.ban', g.recidive.ban],
+    ['guard.manualBanDuration', g.manualBanDuration],
   ] as const) {
     const v = parseDuration(value);
     if (v !== null && v > max) errors.push(`${key}: "${value}" is longer than guard.maxBanDuration (${g.maxBanDuration})`);

@@ -208,6 +208,23 @@ export class Detector {
     return this.state.size - (this.state.has(SENTINEL_KEY) ? 1 : 0);
   }
 
+  /** The hit times each rule keeps for a key now (newest last; a rule never hit or reset is
+   *  left out): `pbx-guardian why`. A read: the key's age in the LRU is not touched. */
+  hitsOf(keyText: string): Array<{ rule: Rule; times: number[] }> {
+    const st = this.state.peek(keyText);
+    if (!st || keyText === SENTINEL_KEY) return [];
+    const out: Array<{ rule: Rule; times: number[] }> = [];
+    this.rules.forEach((rule, index) => {
+      const at = slotOf(st, index);
+      const ring = at > 0 ? (st[at] as Ring | undefined) : undefined;
+      if (!ring || ring.length < 2) return;
+      const times: number[] = [];
+      for (let n = Math.min(ring.length - 1, rule.ringSize); n >= 1; n--) times.push(nthRecent(ring, rule.ringSize, n)!);
+      out.push({ rule, times });
+    });
+    return out;
+  }
+
   /** Failures counted for a key, for status and tests. */
   failuresOf(keyText: string): number {
     return (this.state.peek(keyText)?.[0] as number | undefined) ?? 0;

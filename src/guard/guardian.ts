@@ -9,7 +9,10 @@ import { formatNetwork, isSingleAddress, parseNetwork, type IpNetwork } from '..
 import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from './allow.js';
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
-import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest } from './types.js';
+import { explainAddress, type AddressReport } from './explain.js';
+import { coveringBans, planUnban, type BanMatch, type UnbanOutcome } from './lookup.js';
+import type { BanLookup } from './lookup-port.js';
+import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest, type RemoteBanJudge } from './types.js';
 
 /** What the guard needs from the store (src/store implements it). */
 export interface BanStorePort {
@@ -48,6 +51,8 @@ export interface GuardOptions {
   /** longest ban in seconds (guard.maxBanDuration): longer manual bans are refused, rule bans
    *  capped; default 365 days */
   maxBanSec?: number;
+  /** a manual ban given no duration lasts this long (guard.manualBanDuration); null or absent: permanent */
+  manualBanSec?: number | null;
   /** the host's own addresses, never banned (default: every address of every local interface) */
   host?: HostAddressPort;
   /** how handleEvent reads an Asterisk security event in field form (src/sources: decodeAmiEvent) */
@@ -88,7 +93,7 @@ export interface GuardStatus {
 const DENY_LIST_REASON = 'deny list (Odoo access rules)';
 
 /** Turns security events into bans, and is the one place every ban and unban goes through. */
-export class Guardian implements BanControl, ObservationSink {
+export class Guardian implements BanControl, BanLookup, ObservationSink {
   private detector: Detector;
   private allow = new AllowList();
   private readonly active = new Map<string, BanRecord>();
@@ -351,7 +356,8 @@ export class Guardian implements BanControl, ObservationSink {
   async ban(request: ManualBanRequest): Promise<BanRecord> {
     const net = this.parseTarget(request.target);
     checkBannable(net, this.scope, this.allow);
-    const duration = request.durationSec ?? null;
+    // no duration asked: guard.manualBanDuration (null there: permanent); null asked: permanent
+    const duration = request.durationSec === undefined ? (this.options.manualBanSec ?? null) : request.durationSec;
     checkDuration(duration, this.maxBanSec);
     const now = this.clock();
     const rec: BanRecord = {
@@ -370,11 +376,55 @@ export class Guardian implements BanControl, ObservationSink {
     return rec;
   }
 
+  /** The guard's judgement of a ban decided elsewhere (src/fleet): the same allow-list and scope limits. */
+  remoteJudge(): RemoteBanJudge {
+    return {
+      allowed: (net) => {
+        const by = this.allow.findOverlap(net);
+        return by ? `${formatNetwork(by)}, ${this.allow.originOf(by)}` : null;
+      },
+      scopeRefusal: (net) => this.scope.refusal(net)?.message ?? null,
+      localBan: (target) => {
+        const rec = this.active.get(target);
+        return rec && { rule: rec.rule, expiresAt: rec.expiresAt };
+      },
+    };
+  }
+
   async unban(target: string): Promise<boolean> {
     const rec = this.active.get(formatNetwork(this.parseTarget(target)));
     if (!rec) return false;
     this.endBan(rec, 'unbanned');
     return true;
+  }
+
+  bansCovering(target: string): BanMatch[] {
+    const net = this.parseTarget(target);
+    return coveringBans(this.active, net, isSingleAddress(net) ? this.keyOf(net) : net, this.clock());
+  }
+
+  async unbanTarget(target: string, opts: { covering?: boolean } = {}): Promise<UnbanOutcome> {
+    const text = formatNetwork(this.parseTarget(target));
+    const { remove, still } = planUnban(this.bansCovering(text), text, opts.covering === true, this.clock());
+    for (const rec of remove) this.endBan(rec, 'unbanned');
+    return { target: text, removed: remove, stillCovered: still };
+  }
+
+  explain(target: string): AddressReport {
+    const net = this.parseTarget(target);
+    if (!isSingleAddress(net)) throw new InvalidTargetError(`"${formatNetwork(net)}" is a network: why takes one address`);
+    const { escalation, recidive } = this.options;
+    return explainAddress(net, {
+      detector: this.detector,
+      allow: this.allow,
+      scope: this.scope,
+      active: this.active,
+      escalation,
+      recidive,
+      maxBanSec: this.maxBanSec,
+      banTimesSince: (t, since) => this.safeStore(() => this.store.banTimesSince(t, since)) ?? [],
+      now: this.clock(),
+    });
   }
 
   async unbanAll(): Promise<number> {
@@ -452,6 +502,14 @@ export class Guardian implements BanControl, ObservationSink {
   /** The effective automatic allow-list with each entry's origin (bounded). */
   automaticAllow(): AllowEntry[] {
     return this.allow.automaticEntries();
+  }
+
+  /** Where an exact allow entry comes from: 'guard.allow', an automatic origin, or null (none
+   *  of those: a runtime entry, or not listed). */
+  allowOrigin(entry: string): string | null {
+    const net = this.parseTarget(entry);
+    if (this.allow.configuredEntries().includes(formatNetwork(net))) return 'guard.allow';
+    return this.allow.automaticOrigin(net) ?? null;
   }
 
   private endAllowListedBans(): void {

@@ -1,5 +1,6 @@
 import { AppError } from '../common/errors.js';
 import type { Family } from '../firewall/types.js';
+import type { IpNetwork } from '../net/ip.js';
 
 /** Where a ban came from. */
 export type BanSource = 'rule' | 'recidive' | 'manual' | 'odoo' | 'api' | 'fraud';
@@ -24,7 +25,7 @@ export interface BanRecord {
 export interface ManualBanRequest {
   /** address or CIDR as typed by a person or sent by Odoo: validated and canonicalised */
   target: string;
-  /** seconds; null or undefined = permanent */
+  /** seconds; null = permanent; undefined = the configured default (guard.manualBanDuration) */
   durationSec?: number | null;
   reason?: string;
   source: Exclude<BanSource, 'rule' | 'recidive'>;
@@ -82,4 +83,15 @@ export interface BanControl {
 export interface BanNotice {
   action: 'ban' | 'unban';
   record: BanRecord;
+}
+
+/** What a ban decided elsewhere (the fleet, a feed) is judged by: the guard's own allow-list and
+ *  scope limits, and its own bans (Guardian.remoteJudge). */
+export interface RemoteBanJudge {
+  /** the allow-list entry the network is, covers or lies in (the host's own addresses included), or null */
+  allowed(net: IpNetwork): string | null;
+  /** why a ban of this network is refused (too wide, reserved range, own address), or null */
+  scopeRefusal(net: IpNetwork): string | null;
+  /** the guard's own active ban of exactly this target, if any */
+  localBan(target: string): { rule: string; expiresAt: number | null } | undefined;
 }

@@ -8,7 +8,11 @@ import { formatDuration } from '../common/duration.js';
 import type { OdooHealthSnapshot } from '../odoo/index.js';
 import type { WebhookHealth } from '../webhooks/index.js';
 import type { SecurityLogHealth } from '../sources/index.js';
-import type { GuardSnapshot, HealthInputs, HealthReport, PartHealth, PartName, StoreSnapshot } from './types.js';
+import type { GuardSnapshot, HealthInputs, HealthReport, PartHealth, StoreSnapshot } from './types.js';
+import { ago, disabled, iso, OUTBOX_FULL_RATIO, part } from './judge-parts.js';
+import { judgeFleet } from './fleet.js';
+
+export { ago, OUTBOX_FULL_RATIO } from './judge-parts.js';
 
 /** a store write error this recent still counts, even if later writes succeeded */
 export const STORE_ERROR_RECENT_MS = 5 * 60_000;
@@ -18,32 +22,11 @@ export const ODOO_OLDEST_MAX_MS = 5 * 60_000;
 export const ODOO_FAILING_MAX_MS = 60_000;
 /** a webhook receiver may fail for this long (its events wait in its outbox meanwhile) */
 export const WEBHOOK_FAILING_MAX_MS = 5 * 60_000;
-/** an outbox this full drops its oldest rows soon */
-export const OUTBOX_FULL_RATIO = 0.9;
 
 const DEFAULT_SECURITY_ADVICE =
   'add "read = security" (keep the classes it already has, e.g. read = system,call,security) to this user\'s section of ' +
   '/etc/asterisk/manager.conf, then run "asterisk -rx \'manager reload\'"';
 
-function part(name: PartName, summary: string, problems: string[], detail: Record<string, unknown>): PartHealth {
-  return { part: name, enabled: true, healthy: problems.length === 0, summary, problems, detail };
-}
-
-function disabled(name: PartName, summary: string): PartHealth {
-  return { part: name, enabled: false, healthy: true, summary, problems: [], detail: {} };
-}
-
-/** "12s", "5m3s"; "never" for null */
-export function ago(at: number | null, now: number): string {
-  if (at === null) return 'never';
-  return `${formatDuration(Math.max(0, (now - at) / 1000))} ago`;
-}
-
-function iso(at: number | null): string | null {
-  return at === null ? null : new Date(at).toISOString();
-}
-
-/** The client's messages end with its retry plan, which is stale by the time status shows them. */
 function withoutRetry(message: string): string {
   return message.replace(/; (retrying in [\d.]+s|not retrying \(client stopped\))$/, '');
 }
@@ -303,6 +286,7 @@ export function judgeHealth(inputs: HealthInputs, now: number): HealthReport {
     judgeStore(inputs.store, now),
     judgeOdoo(inputs.odoo, now),
     judgeWebhooks(inputs.webhooks, now),
+    judgeFleet(inputs.fleet, now),
   ];
   return { healthy: parts.every((p) => !p.enabled || p.healthy), parts, checkedAt: new Date(now).toISOString() };
 }

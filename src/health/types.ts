@@ -2,9 +2,10 @@ import type { AmiHealth } from '../ami/index.js';
 import type { FirewallHealth } from '../firewall/index.js';
 import type { OdooHealthSnapshot } from '../odoo/index.js';
 import type { WebhookHealth } from '../webhooks/index.js';
+import type { FleetHealth } from '../fleet/index.js';
 import type { SecurityLogHealth } from '../sources/index.js';
 
-export type PartName = 'ami' | 'guard' | 'firewall' | 'store' | 'odoo' | 'webhooks';
+export type PartName = 'ami' | 'guard' | 'firewall' | 'store' | 'odoo' | 'webhooks' | 'fleet';
 
 /** One part's answer. `healthy` is true exactly when `problems` is empty. */
 export interface PartHealth {
@@ -63,4 +64,6 @@ export interface HealthInputs {
   odoo: OdooHealthSnapshot | null;
   /** null: no webhooks configured */
   webhooks: WebhookHealth[] | null;
+  /** null: crowdsec.machine and crowdsec.bouncer off */
+  fleet: FleetHealth | null;
 }

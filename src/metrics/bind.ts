@@ -71,6 +71,7 @@ export function bindFraudMetrics(metrics: Metrics, fraud: FraudEngine): void {
       if (!ok) metrics.fraudActionFailures.labels(what).inc();
     },
     blocked: (n) => metrics.fraudBlockedAccounts.set(n),
+    unparsed: (fallback) => metrics.fraudDialstringsUnparsed.labels(fallback).inc(),
   });
   metrics.fraudBlockedAccounts.set(fraud.blockedCount);
   zeroFraudSeries(metrics);

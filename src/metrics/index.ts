@@ -162,6 +162,12 @@ export function createMetrics() {
       help: 'accounts blocked by the fraud guard (AstDB guardian-blocked)',
       registers: [registry],
     }),
+    fraudDialstringsUnparsed: new Counter({
+      name: 'pbx_guardian_fraud_dialstrings_unparsed_total',
+      help: "DialBegin DialStrings without a readable number, by fallback (exten: the caller's Exten; unknown: followed as international via a trunk; none: not followed)",
+      labelNames: ['fallback'],
+      registers: [registry],
+    }),
   };
   zeroFixedSeries(m);
   return m;

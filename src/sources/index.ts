@@ -19,6 +19,7 @@ export { asteriskObservation } from './asterisk-event.js';
 export { parseAsteriskAddress, remoteAddressOf, resolveAttacker, type Attacker } from './address.js';
 export { FieldView, logObservation, logTime, parseSecurityLogLine, SecurityLogSource, type SecurityLogMode } from './security-log.js';
 export { FileTail, type TailOptions, type TailStats } from './tail.js';
+export { messagesObservation, messagesTime, parseMessagesLine, splitHost, type MessagesLine } from './messages-log.js';
 
 export { SourcesConfigSchema, type SourcesConfig } from './config-schema.js';
 

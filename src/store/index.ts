@@ -5,6 +5,7 @@ import { makeDirs } from './dirs.js';
 import { AccountBlocks } from './blocks.js';
 import { HistoryPruner, type HistoryPruneOptions } from './retention.js';
 import { migrateSchema, type MigrationResult } from './schema.js';
+import { queryHistory, type HistoryQuery, type HistoryRow } from './history.js';
 
 export { makeDirs, prepareStateDir, StateDirError } from './dirs.js';
 export { MIGRATIONS, SCHEMA_VERSION, SchemaVersionError, type Migration, type MigrationResult } from './schema.js';
@@ -14,6 +15,7 @@ export { StateOwnership } from './ownership.js';
 
 export type { Database } from 'better-sqlite3';
 export { AccountBlocks } from './blocks.js';
+export { HISTORY_MAX_ROWS, type HistoryQuery, type HistoryRow } from './history.js';
 
 /** bound on the in-memory index of earlier offenders (about 80 bytes each) */
 const OFFENDER_INDEX_MAX = 250_000;
@@ -206,6 +208,12 @@ export class Store {
     const stored = (this.stmts.banTimes.all(target, since) as Array<{ created_at: number }>).map((r) => r.created_at);
     if (queued) for (const t of queued) if (t >= since) stored.push(t);
     return stored;
+  }
+
+  /** Bans from the history, newest first (bounded: src/store/history.ts). */
+  history(q: HistoryQuery): HistoryRow[] {
+    this.flush();
+    return queryHistory(this.db, q);
   }
 
   totalBans(): number {

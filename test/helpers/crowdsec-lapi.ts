@@ -19,6 +19,8 @@ export interface Lapi {
   url: string;
   machine: { login: string; password: string };
   bouncer: { apiKey: string };
+  /** registers one more bouncer and returns its key (each bouncer needs its own: the LAPI keeps one stream position per bouncer) */
+  addBouncer(name: string): string;
   /** runs cscli with this LAPI's config; returns stdout */
   cscli(args: string[]): string;
   /** cscli decisions list -a -o json, as parsed */
@@ -29,11 +31,12 @@ export interface Lapi {
   close(): Promise<void>;
 }
 
-export async function startLapi(port: number): Promise<Lapi> {
+/** `host`: the address it listens on (default 127.0.0.1; a veth address in the two-namespace test) */
+export async function startLapi(port: number, host = '127.0.0.1'): Promise<Lapi> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbxg-lapi-'));
   const cfg = path.join(dir, 'config.yaml');
   fs.mkdirSync(path.join(dir, 'data'));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   fs.writeFileSync(
     cfg,
     [
@@ -54,7 +57,7 @@ export async function startLapi(port: number): Promise<Lapi> {
       '  client:',
       `    credentials_path: ${dir}/local_api_credentials.yaml`,
       '  server:',
-      `    listen_uri: 127.0.0.1:${port}`,
+      `    listen_uri: ${host}:${port}`,
       '    profiles_path: /etc/crowdsec/profiles.yaml',
       '    trusted_ips:',
       '      - 127.0.0.1',
@@ -75,16 +78,20 @@ export async function startLapi(port: number): Promise<Lapi> {
     const stderr = fs.openSync(path.join(dir, 'stderr.log'), 'a');
     child = spawn('/usr/bin/crowdsec', ['-c', cfg, '-no-cs'], { stdio: ['ignore', 'ignore', stderr] });
     fs.closeSync(stderr);
+    let last = '';
     for (let i = 0; i < 100; i++) {
       try {
-        const r = await fetch(`${url}/v1/decisions/stream?startup=false`, { headers: { 'x-api-key': 'none' } });
+        const r = await fetch(`${url}/v1/decisions/stream?startup=false`, { headers: { 'x-api-key': 'none' }, signal: AbortSignal.timeout(2000) });
         await r.body?.cancel();
         return;
-      } catch {
+      } catch (e) {
+        last = String((e as { cause?: Error }).cause?.message ?? (e as Error).message);
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    throw new Error(`crowdsec LAPI did not listen on ${url} within 10 s (see ${dir}/crowdsec.log)`);
+    const c = child as ChildProcess | null;
+    c?.kill('SIGKILL');
+    throw new Error(`crowdsec LAPI did not answer on ${url} within 10 s (last: ${last}; see ${dir}/crowdsec.log)`);
   };
   const stop = async () => {
     const c = child;
@@ -101,6 +108,11 @@ export async function startLapi(port: number): Promise<Lapi> {
     machine,
     bouncer,
     cscli,
+    addBouncer(name: string) {
+      const key = `${name}-key-${Math.random().toString(36).slice(2, 14)}`;
+      cscli(['bouncers', 'add', name, '-k', key]);
+      return key;
+    },
     decisions: () => JSON.parse(cscli(['decisions', 'list', '-a', '-o', 'json'])) ?? [],
     stop,
     start,

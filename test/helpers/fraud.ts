@@ -98,7 +98,7 @@ export function rig(
   cfg: FraudConfig = fraudConfig(),
   ami = new WireAmi(),
   bans: ConstructorParameters<typeof FraudEngine>[0]['bans'] = null,
-  extra: Partial<Pick<ConstructorParameters<typeof FraudEngine>[0], 'plan' | 'logger'>> = {},
+  extra: Partial<Pick<ConstructorParameters<typeof FraudEngine>[0], 'plan' | 'logger' | 'rates'>> = {},
 ): Rig {
   const timers = new ManualTimers();
   const events: GuardianEvent[] = [];
@@ -106,7 +106,7 @@ export function rig(
   const engine = new FraudEngine({
     config: cfg,
     plan: extra.plan ?? loadDestinationPlan(SHIPPED_DESTINATIONS),
-    rates: null,
+    rates: extra.rates ?? null,
     ami,
     store,
     bans,

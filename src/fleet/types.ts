@@ -1,0 +1,23 @@
+/** The fleet's parts as the health model and `status` see them. */
+import type { BouncerHealth } from './bouncer.js';
+import type { RemoteSetHealth } from './sets.js';
+
+export interface MachineHealth {
+  enabled: true;
+  state: 'ok' | 'failing' | 'off';
+  /** pushes waiting in the durable queue */
+  queued: number;
+  maxRows: number;
+  lastPushAt: number | null;
+  failingSince: number | null;
+  lastError: string | null;
+  pushed: number;
+  dropped: { expired: number; refused: number; cap: number };
+}
+
+export interface FleetHealth {
+  /** the Local API's URL (never a credential: the config refuses them in the URL) */
+  url: string;
+  machine: MachineHealth | null;
+  bouncer: (BouncerHealth & { set: RemoteSetHealth }) | null;
+}
