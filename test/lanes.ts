@@ -41,6 +41,7 @@ export const UNIT: readonly string[] = [
   'cli-why.test.ts',
   'fleet-bouncer.test.ts',
   'fleet-decision.test.ts',
+  'fleet-machine.test.ts',
   'fleet-stream-split.test.ts',
   'config-addresses.test.ts',
   'config-generate.test.ts',
@@ -112,6 +113,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'native-abi.test.ts': 'root: modules built for another Node.js ABI (cc), the daemon on the nft command in a private network namespace',
   'state-ownership.test.ts': 'root: run as root in the service user’s state directory (chown, a child as another user)',
   'fleet-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) on loopback',
+  'fleet-machine-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) stopped 10 s under the machine',
   'fleet-two-guardians.test.ts':
     'root, two network namespaces joined by a veth pair, a real CrowdSec Local API, two whole daemons (and a minute of LAPI outage)',
   'odoo-mp3.test.ts': 'system program: converts recordings with the real lame',

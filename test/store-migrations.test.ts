@@ -63,7 +63,7 @@ test('a fresh database is created at the latest version, with every table and in
   const dir = tmp(t);
   const store = Store.open(dir);
   assert.deepEqual(store.schema, { from: 0, to: SCHEMA_VERSION, adopted: false });
-  assert.deepEqual(indexes(store.db), ['account_anomalies_open', 'ban_history_ended', 'ban_history_target']);
+  assert.deepEqual(indexes(store.db), ['account_anomalies_open', 'ban_history_ended', 'ban_history_target', 'fleet_outbox_expiry']);
   store.close();
   assert.equal(version(join(dir, 'guardian.sqlite')), SCHEMA_VERSION);
   const again = Store.open(dir);

@@ -11,6 +11,22 @@ import { formatNetwork, isSingleAddress, parseNetwork, type Family, type IpNetwo
 /** The scenario prefix of every alert this guardian pushes: `pbx-guardian/<rule>`. */
 export const SCENARIO_PREFIX = 'pbx-guardian/';
 
+/** the rule of every manual, Odoo and API ban (Guardian.ban); its alert's scenario names the source instead */
+const MANUAL_RULE = 'manual';
+const MANUAL_SOURCES = ['manual', 'odoo', 'api'];
+
+/** The scenario our alert carries for a ban: `pbx-guardian/<rule>`, `pbx-guardian/<source>` for a manual, Odoo or API one. */
+export function scenarioOf(ban: { rule: string; source: string }): string {
+  const name = ban.rule === MANUAL_RULE && MANUAL_SOURCES.includes(ban.source) ? ban.source : ban.rule;
+  return SCENARIO_PREFIX + name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+}
+
+/** Whether `scenario` is what our alert for a local ban of `rule` carries (scenarioOf, whatever its source). */
+function isScenarioOf(scenario: string, rule: string): boolean {
+  if (rule === MANUAL_RULE) return MANUAL_SOURCES.some((source) => scenario === scenarioOf({ rule, source }));
+  return scenario === scenarioOf({ rule, source: 'rule' });
+}
+
 /** A remote decision whose expiry is this close to a local ban's is our own coming back. */
 export const OWN_TOLERANCE_MS = 30_000;
 
@@ -180,7 +196,7 @@ export function judge(d: LapiDecision, t: FleetTarget, j: FleetJudge, now: numbe
 export function isOwn(d: LapiDecision, t: FleetTarget, j: Pick<FleetJudge, 'localBan'>, now: number): boolean {
   if (!d.scenario.startsWith(SCENARIO_PREFIX)) return false;
   const local = j.localBan(t.target);
-  if (!local || d.scenario !== SCENARIO_PREFIX + local.rule) return false;
+  if (!local || !isScenarioOf(d.scenario, local.rule)) return false;
   if (local.expiresAt === null) return true;
   return Math.abs(now + d.durationMs - local.expiresAt) <= OWN_TOLERANCE_MS;
 }

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { Database } from 'better-sqlite3';
 import { createBackend, groupFirewallConfig, type FirewallBackend, type FirewallConfig, type FirewallTarget } from '../firewall/index.js';
 import type { Subscriber } from '../guard/index.js';
 import { parseDuration } from '../common/duration.js';
@@ -12,6 +13,7 @@ import type { CrowdsecConfig } from './config-schema.js';
 import type { FleetJudge } from './decision.js';
 import { LapiClient } from './lapi.js';
 import { RemoteSet } from './sets.js';
+import { startFleetMachine } from './machine.js';
 import type { FleetHealth, MachineHealth } from './types.js';
 
 export { CrowdsecConfigSchema, crowdsecConfigErrors, type CrowdsecConfig } from './config-schema.js';
@@ -35,7 +37,10 @@ export interface FleetDeps {
   judge: FleetJudge;
   /** the guard's allow-list now (the fleet's sets get it at their start) */
   allow: () => FirewallTarget[];
-  machine: MachineHandle | null;
+  /** the state database (the machine's durable queue) */
+  db: Database;
+  /** the machine to use instead of building one (tests) */
+  machine?: MachineHandle | null;
   logger: Logger;
   registry?: Registry;
   fetch?: typeof fetch;
@@ -47,9 +52,23 @@ export interface FleetDeps {
 export class Fleet {
   readonly set: RemoteSet | null;
   readonly bouncer: FleetBouncer | null;
+  private readonly machine: MachineHandle | null;
 
   constructor(private readonly deps: FleetDeps) {
     const { config, logger } = deps;
+    this.machine =
+      deps.machine !== undefined
+        ? deps.machine
+        : config.machine.enabled
+          ? startFleetMachine({
+              config,
+              db: deps.db,
+              logger: logger.child({ stage: 'fleet-machine' }),
+              registry: deps.registry,
+              now: deps.now,
+              fetch: deps.fetch,
+            })
+          : null;
     if (!config.bouncer.enabled) {
       this.set = this.bouncer = null;
       return;
@@ -80,7 +99,7 @@ export class Fleet {
 
   /** the machine's subscriber (it receives the guard's ban decisions), or null */
   get subscriber(): Subscriber | null {
-    return this.deps.machine?.subscriber ?? null;
+    return this.machine?.subscriber ?? null;
   }
 
   /** Starts polling; `localBackend` is the local backend's name (the fleet's sets are of the same kind). */
@@ -107,7 +126,7 @@ export class Fleet {
   health(): FleetHealth {
     return {
       url: this.deps.config.url,
-      machine: this.deps.machine?.health() ?? null,
+      machine: this.machine?.health() ?? null,
       bouncer: this.bouncer && this.set ? { ...this.bouncer.health(), set: this.set.health() } : null,
     };
   }
@@ -115,7 +134,7 @@ export class Fleet {
   async stop(): Promise<void> {
     await this.bouncer?.stop();
     await this.set?.stop();
-    await this.deps.machine?.stop();
+    await this.machine?.stop();
   }
 }
 

@@ -3,7 +3,8 @@ import type { BouncerHealth } from './bouncer.js';
 import type { RemoteSetHealth } from './sets.js';
 
 export interface MachineHealth {
-  enabled: true;
+  /** false (state 'off') for the handle of a machine crowdsec.machine.enabled leaves off */
+  enabled: boolean;
   state: 'ok' | 'failing' | 'off';
   /** pushes waiting in the durable queue */
   queued: number;

@@ -117,6 +117,27 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    // src/fleet/outbox.ts: the bans waiting to be pushed to a CrowdSec Local API (written before the
+    // push is tried, deleted once the LAPI accepted them); the alert is built at push time from these
+    // facts, so its duration is what remains of the ban then
+    name: 'fleet_outbox (CrowdSec machine pushes)',
+    sql: `
+      CREATE TABLE IF NOT EXISTS fleet_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        target TEXT NOT NULL,
+        is_network INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        banned_at INTEGER NOT NULL,
+        expires_at INTEGER
+      );
+      CREATE INDEX IF NOT EXISTS fleet_outbox_expiry ON fleet_outbox (expires_at) WHERE expires_at IS NOT NULL;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
