@@ -106,7 +106,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'startup.test.ts': 'root: daemon starts and fail-fast exits as a child, kernel backend in a private network namespace',
   'cli-check.test.ts': 'system program: compares `check` with fail2ban-regex (security log, messages log)',
   'dashboards-promtool.test.ts': 'system program: promtool check rules on dashboards/alert-rules.yaml',
-  'native-abi.test.ts': 'system program: cc builds a module for another Node.js ABI',
+  'native-abi.test.ts': 'root: modules built for another Node.js ABI (cc), the daemon on the nft command in a private network namespace',
   'state-ownership.test.ts': 'root: run as root in the service user’s state directory (chown, a child as another user)',
   'cli-bans.test.ts': 'CLI child processes against a daemon (a node start each): several seconds, not one or two',
   'cli-habits.test.ts': 'CLI child processes against a daemon (a node start each): several seconds, not one or two',
