@@ -94,6 +94,21 @@ export interface Row extends BenchResult {
   ratio?: number;
 }
 
+/** attempts each attacker got through before its ban (attemptsPhase), as one row */
+function attemptsRow(prefix: string, s: SideResult, anchor?: SideResult): Row[] {
+  const a = s.attempts;
+  if (!a) return [];
+  return [
+    {
+      name: `${prefix}: attempts allowed per attacker (${a.attackers} × up to ${a.max}, one per ${a.everyMs} ms), ${s.side}`,
+      value: a.p50,
+      unit: 'attempts',
+      anchor: anchor?.attempts ? `${anchor.side} ${anchor.attempts.p50}` : undefined,
+      note: `p50 ${a.p50}, min ${a.min}, max ${a.maxSeen}; ${a.allThrough}/${a.attackers} attackers got all ${a.max} through; an attacker stops once its address is in the kernel set (the firewall would drop the rest); ${r1(a.seconds)} s`,
+    },
+  ];
+}
+
 export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
   const rows: Row[] = [];
   const gP50 = pct(g.latencyMs, 50);
@@ -154,6 +169,7 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
     note: g.cpuNote,
   });
   rows.push({ name: 'vs fail2ban: CPU for the attack, fail2ban', value: r2(f.cpuSeconds), unit: 's', note: f.cpuNote });
+  rows.push(...attemptsRow('vs fail2ban', g), ...attemptsRow('vs fail2ban', f));
   for (const size of plan.restoreSizes) {
     const gr = g.restore.find((r) => r.size === size);
     const fr = f.restore.find((r) => r.size === size);
@@ -246,6 +262,7 @@ export function compareCrowdsec(g: SideResult, f: SideResult, c: SideResult, pla
     ratio: r1(c.cpuSeconds / g.cpuSeconds),
     note: `${c.cpuNote}; fail2ban ${r2(f.cpuSeconds)} s`,
   });
+  rows.push(...attemptsRow('vs crowdsec', c, g));
   rows.push({ name: 'vs crowdsec: legitimate addresses banned, crowdsec', value: c.legitBanned, unit: 'addresses', note: c.mode });
   return rows;
 }

@@ -18,13 +18,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { listSet, SetMonitor } from '../set-monitor.js';
 import { logTemplates, securityLogSink } from './fail2ban-side.js';
-import { assertPrivateNetns, attack, BURST_BOUND_MS, attackReport, cpuBetween, procCpu, sleep, type Plan, type SideResult, type Sink } from './schedule.js';
+import {
+  assertPrivateNetns,
+  attack,
+  attemptsPhase,
+  BURST_BOUND_MS,
+  attackReport,
+  cpuBetween,
+  procCpu,
+  sleep,
+  type Plan,
+  type SideResult,
+  type Sink,
+} from './schedule.js';
 
 export const CROWDSEC = '/usr/bin/crowdsec';
 export const CSCLI = '/usr/bin/cscli';
 export const BOUNCER = '/usr/bin/crowdsec-firewall-bouncer';
 const HUB = '/var/lib/crowdsec/hub';
 const PORT = 18_091;
+const PROM_PORT = 16_061; // inside the private namespace
 const TABLE = 'pbxg-crowdsec';
 const SET = 'pbxg-cs-blacklist';
 /** asterisk_bf: leaky bucket, capacity 5, leakspeed 10s → the 6th failure overflows it */
@@ -109,7 +122,8 @@ class CrowdSec {
         `    listen_uri: 127.0.0.1:${PORT}`,
         `    profiles_path: ${d}/profiles.yaml`,
         '    trusted_ips: [127.0.0.1, "::1"]',
-        'prometheus: { enabled: false }',
+        // its own counters (cscli metrics): lines read, parsed, poured, overflowed, expired buckets
+        `prometheus: { enabled: true, level: full, listen_addr: 127.0.0.1, listen_port: ${PROM_PORT} }`,
         '',
       ].join('\n'),
     );
@@ -181,6 +195,28 @@ class CrowdSec {
     throw new Error(`the probe address was not banned within 60 s (see ${this.dir})`);
   }
 
+  /** the agent's own counters (`cscli metrics -o json`): acquisition and buckets, as one line */
+  metrics(): string {
+    try {
+      const m = JSON.parse(this.cscli(['metrics', '-o', 'json'])) as {
+        acquisition?: Record<string, Record<string, number>>;
+        buckets?: Record<string, Record<string, number>>;
+      };
+      const fmt = (o: Record<string, Record<string, number>> | undefined) =>
+        Object.entries(o ?? {})
+          .map(
+            ([k, v]) =>
+              `${k.replace(/^.*\//, '')} {${Object.entries(v)
+                .map(([a, b]) => `${a} ${b}`)
+                .join(', ')}}`,
+          )
+          .join('; ');
+      return `acquisition ${fmt(m.acquisition)}; buckets ${fmt(m.buckets)}`;
+    } catch (e) {
+      return `cscli metrics failed: ${String((e as Error).message).slice(0, 200)}`;
+    }
+  }
+
   /** overflows the agent logged per scenario ("Ip X performed 'S' …") */
   overflows(): Record<string, number> {
     const n: Record<string, number> = {};
@@ -238,6 +274,8 @@ export async function crowdsecChild(plan: Plan): Promise<SideResult> {
     const cpu1 = pids.map(procCpu);
     const report = attackReport(out, await listSet('ip', TABLE, SET), mon);
     const [agent, bouncer] = pids.map((_, i) => cpuBetween(cpu0[i]!, cpu1[i]!));
+    const attempts = await attemptsPhase(sink, mon);
+    const metrics = cs.metrics();
     const overflows = Object.entries(cs.overflows())
       .map(([k, v]) => `${v} ${k}`)
       .join(', ');
@@ -245,8 +283,9 @@ export async function crowdsecChild(plan: Plan): Promise<SideResult> {
       side: 'crowdsec',
       mode: `crowdsec 1.4.6 (agent + LAPI, SQLite) with crowdsecurity/asterisk, crowdsec-firewall-bouncer nftables, update_frequency 1s; threshold = the ${CS_M}th failure (asterisk_bf capacity 5)`,
       ...report,
+      attempts,
       cpuSeconds: agent!.total + bouncer!.total,
-      cpuNote: `crowdsec ${agent!.total.toFixed(2)} s + crowdsec-firewall-bouncer ${bouncer!.total.toFixed(2)} s (/proc/<pid>/stat, children included); overflows in the agent's log (probe included): ${overflows}`,
+      cpuNote: `crowdsec ${agent!.total.toFixed(2)} s + crowdsec-firewall-bouncer ${bouncer!.total.toFixed(2)} s (/proc/<pid>/stat, children included); overflows in the agent's log (probe included): ${overflows}; cscli metrics: ${metrics}`,
       restore: [],
     };
   } finally {

@@ -13,6 +13,7 @@ import { listSet, SetMonitor } from '../set-monitor.js';
 import {
   assertPrivateNetns,
   attack,
+  attemptsPhase,
   BURST_BOUND_MS,
   M,
   procCpu,
@@ -180,6 +181,7 @@ export async function fail2banChild(plan: Plan): Promise<SideResult> {
     const cpu1 = procCpu(pid);
     const report = attackReport(out, await listSet('inet', 'f2b-table', 'addr-set-asterisk'), mon);
     const cpu = cpuBetween(cpu0, cpu1);
+    const attempts = await attemptsPhase(sink, mon);
     await f2b.stop();
 
     // restore: N rows in bips (what fail2ban keeps for current bans), then a fresh start
@@ -215,6 +217,7 @@ export async function fail2banChild(plan: Plan): Promise<SideResult> {
       side: 'fail2ban',
       mode: 'fail2ban 1.0.2, backend polling, action nftables[type=allports]',
       ...report,
+      attempts,
       cpuSeconds: cpu.total,
       cpuNote: `fail2ban-server ${cpu.own.toFixed(2)} s + its nft children ${cpu.children.toFixed(2)} s`,
       restore,

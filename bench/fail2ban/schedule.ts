@@ -35,6 +35,8 @@ export interface SideResult {
   cpuSeconds: number;
   cpuNote: string;
   restore: Array<{ size: number; seconds: number | null; present: number; bounded: boolean; startedS?: number }>;
+  /** the sustained attack after phases 1-2 (see attemptsPhase), when the side ran it */
+  attempts?: AttemptsReport;
   legitBanned: number;
   /** how ban moments were taken (SetMonitor.instrument), and kernel notifications lost */
   instrument: string;
@@ -209,6 +211,64 @@ export async function attack<T>(plan: Plan, sink: Sink<T>, mon: SetMonitor, boun
   await sleep(pause);
   const small = await burstPhase(sink, mon, small0, plan.smallBurstAddrs, 60_000, boundMs, m);
   return { latencyMs, latencyMissing: lat.length - latencyMs.length, crossAt, warmup, burst, small };
+}
+
+/** What attackers that keep trying got through before their ban: each sends one failure every
+ *  `everyMs` until it has sent `max` or its address is in the kernel set (from then on the
+ *  firewall drops its packets and Asterisk logs nothing more of it). */
+export interface AttemptsReport {
+  attackers: number;
+  max: number;
+  everyMs: number;
+  /** failures written per attacker before its element appeared */
+  p50: number;
+  min: number;
+  maxSeen: number;
+  /** attackers whose `max` attempts all got through */
+  allThrough: number;
+  seconds: number;
+}
+
+export const ATTEMPTS = { attackers: 500, max: 30, everyMs: 100 };
+const attempts0 = 50_000; // attacker indexes [50000, 50500); legitimate traffic from legit(62000 + …)
+
+export async function attemptsPhase<T>(
+  sink: Sink<T>,
+  mon: SetMonitor,
+  attackers = ATTEMPTS.attackers,
+  max = ATTEMPTS.max,
+  everyMs = ATTEMPTS.everyMs,
+): Promise<AttemptsReport> {
+  const addrs = Array.from({ length: attackers }, (_, i) => attacker(attempts0 + i));
+  const sent = new Map(addrs.map((a) => [a, 0]));
+  const legitPer = Math.max(1, Math.ceil(attackers / 10));
+  const t0 = performance.now();
+  for (let r = 0; r < max; r++) {
+    const due = t0 + r * everyMs;
+    while (performance.now() < due) await sleep(Math.max(1, due - performance.now()));
+    const open = addrs.filter((a) => !mon.seen.has(a));
+    if (open.length === 0) break;
+    for (const a of open) sent.set(a, sent.get(a)! + 1);
+    sink.deliver(
+      sink.prepare(
+        open,
+        Array.from({ length: legitPer }, (_, j) => legit(62_000 + ((r * legitPer + j) % 3000))),
+      ),
+    );
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await mon.waitFor(addrs, 10_000); // the last ones in flight
+  const counts = addrs.map((a) => sent.get(a)!);
+  return {
+    attackers,
+    max,
+    everyMs,
+    p50: pct(counts, 50),
+    min: Math.min(...counts),
+    maxSeen: Math.max(...counts),
+    allThrough: counts.filter((c) => c === max).length,
+    seconds,
+  };
 }
 
 export function procCpu(pid: number): { own: number; children: number } {
