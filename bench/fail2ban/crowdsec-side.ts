@@ -195,23 +195,34 @@ class CrowdSec {
     throw new Error(`the probe address was not banned within 60 s (see ${this.dir})`);
   }
 
-  /** the agent's own counters (`cscli metrics -o json`): acquisition and buckets, as one line */
+  /** the agent's own counters (`cscli metrics -o json` prints one JSON object per table, back to
+   *  back): the rows for the log file (acquisition) and the asterisk scenarios (buckets) */
   metrics(): string {
     try {
-      const m = JSON.parse(this.cscli(['metrics', '-o', 'json'])) as {
-        acquisition?: Record<string, Record<string, number>>;
-        buckets?: Record<string, Record<string, number>>;
-      };
-      const fmt = (o: Record<string, Record<string, number>> | undefined) =>
-        Object.entries(o ?? {})
-          .map(
-            ([k, v]) =>
-              `${k.replace(/^.*\//, '')} {${Object.entries(v)
-                .map(([a, b]) => `${a} ${b}`)
-                .join(', ')}}`,
-          )
-          .join('; ');
-      return `acquisition ${fmt(m.acquisition)}; buckets ${fmt(m.buckets)}`;
+      const text = this.cscli(['metrics', '-o', 'json']);
+      const rows: string[] = [];
+      let depth = 0;
+      let from = -1;
+      let inStr = false;
+      for (let i = 0; i < text.length; i++) {
+        const ch = text[i];
+        if (inStr) {
+          if (ch === '\\') i++;
+          else if (ch === '"') inStr = false;
+        } else if (ch === '"') inStr = true;
+        else if (ch === '{' && depth++ === 0) from = i;
+        else if (ch === '}' && --depth === 0) {
+          const doc = JSON.parse(text.slice(from, i + 1)) as Record<string, unknown>;
+          for (const [k, v] of Object.entries(doc))
+            if ((k.includes('asterisk') || k.includes('security.log')) && v && typeof v === 'object')
+              rows.push(
+                `${k.replace(/^.*\//, '')} {${Object.entries(v as Record<string, unknown>)
+                  .map(([f, n]) => `${f} ${String(n)}`)
+                  .join(', ')}}`,
+              );
+        }
+      }
+      return rows.join('; ') || 'no rows for the log or the asterisk scenarios';
     } catch (e) {
       return `cscli metrics failed: ${String((e as Error).message).slice(0, 200)}`;
     }
