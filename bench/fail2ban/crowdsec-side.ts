@@ -214,7 +214,7 @@ class CrowdSec {
         else if (ch === '}' && --depth === 0) {
           const doc = JSON.parse(text.slice(from, i + 1)) as Record<string, unknown>;
           for (const [k, v] of Object.entries(doc))
-            if ((k.includes('asterisk') || k.includes('security.log')) && v && typeof v === 'object')
+            if ((k.includes('asterisk') || k.includes('security.log')) && v && typeof v === 'object' && Object.values(v).every((n) => typeof n === 'number'))
               rows.push(
                 `${k.replace(/^.*\//, '')} {${Object.entries(v as Record<string, unknown>)
                   .map(([f, n]) => `${f} ${String(n)}`)
