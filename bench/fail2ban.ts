@@ -263,6 +263,16 @@ export function compareCrowdsec(g: SideResult, f: SideResult, c: SideResult, pla
     note: `${c.cpuNote}; fail2ban ${r2(f.cpuSeconds)} s`,
   });
   rows.push(...attemptsRow('vs crowdsec', c, g));
+  for (const cr of c.restore) {
+    const gr = g.restore.find((r) => r.size === cr.size);
+    rows.push({
+      name: `vs crowdsec: restore ${cr.size.toLocaleString('en')} bans, crowdsec`,
+      value: cr.seconds === null ? NaN : r2(cr.seconds),
+      unit: 's',
+      anchor: gr?.seconds != null ? `guardian ${r2(gr.seconds)} s` : undefined,
+      note: `${cr.present}/${cr.size} in the bouncer's set${cr.bounded ? ` when stopped at ${plan.restoreBoundS} s` : ''}; decisions imported into the LAPI (cscli decisions import, not timed), then a fresh bouncer, from its start to the last element`,
+    });
+  }
   rows.push({ name: 'vs crowdsec: legitimate addresses banned, crowdsec', value: c.legitBanned, unit: 'addresses', note: c.mode });
   return rows;
 }

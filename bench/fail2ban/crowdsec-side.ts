@@ -12,7 +12,7 @@
  * enabled. The hub lacks the s00-raw parser for a plain (non-syslog) file, so a local one hands the
  * raw line on as `message` with `program` = the acquisition label (asterisk).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import {
   attackReport,
   cpuBetween,
   procCpu,
+  restoreAddr,
   sleep,
   type Plan,
   type SideResult,
@@ -36,6 +37,7 @@ export const CROWDSEC = '/usr/bin/crowdsec';
 export const CSCLI = '/usr/bin/cscli';
 export const BOUNCER = '/usr/bin/crowdsec-firewall-bouncer';
 const HUB = '/var/lib/crowdsec/hub';
+const NFT = '/usr/sbin/nft';
 const PORT = 18_091;
 const PROM_PORT = 16_061; // inside the private namespace
 const TABLE = 'pbxg-crowdsec';
@@ -178,9 +180,27 @@ class CrowdSec {
       await r.body?.cancel();
       return true;
     }, 'the crowdsec LAPI to answer');
-    this.bouncer = this.spawnLogged(BOUNCER, ['-c', join(this.dir, 'bouncer.yaml')], 'bouncer');
+    this.startBouncer();
     // ready when its table and set exist (it creates them before its first poll)
     await this.until(async () => (await listSet('ip', TABLE, SET), true), 'the bouncer to create its set');
+  }
+
+  startBouncer(): void {
+    this.bouncer = this.spawnLogged(BOUNCER, ['-c', join(this.dir, 'bouncer.yaml')], 'bouncer');
+  }
+
+  async stopBouncer(): Promise<void> {
+    const p = this.bouncer;
+    this.bouncer = null;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGTERM');
+    if (await Promise.race([exited.then(() => false), sleep(15_000).then(() => true)])) {
+      p.kill('SIGKILL');
+      await exited;
+    }
+    execFile(NFT, ['delete', 'table', 'ip', TABLE], () => undefined);
+    await sleep(200);
   }
 
   /** The agent opens the log at its end some time after the LAPI answers; lines written before are
@@ -269,6 +289,29 @@ class CrowdSec {
   }
 }
 
+/** Restore after a restart: N ban decisions in the LAPI (`cscli decisions import`, not timed),
+ *  then a fresh bouncer (its table deleted first), timed from its start until the kernel announced
+ *  the last element: the bouncer takes every decision in its first (startup) stream. */
+async function restorePhase(cs: CrowdSec, mon: SetMonitor, plan: Plan): Promise<SideResult['restore']> {
+  const out: SideResult['restore'] = [];
+  for (const size of plan.restoreSizes) {
+    await cs.stopBouncer();
+    cs.cscli(['decisions', 'delete', '--all']);
+    const want = Array.from({ length: size }, (_, i) => restoreAddr(i));
+    const csv = join(cs.dir, 'restore.csv');
+    writeFileSync(csv, 'duration,scope,value\n' + want.map((a) => `4h,ip,${a}\n`).join(''));
+    execFileSync(CSCLI, ['-c', cs.cfg, 'decisions', 'import', '-i', csv, '--type', 'ban', '--reason', 'bench-restore'], { stdio: 'ignore', timeout: 300_000 });
+    mon.seen.clear();
+    const t0 = performance.now();
+    cs.startBouncer();
+    const all = await mon.waitFor(want, plan.restoreBoundS * 1000);
+    const present = want.filter((a) => mon.seen.has(a)).length;
+    const last = all ? Math.max(...want.map((a) => mon.seen.get(a)!)) : NaN;
+    out.push({ size, seconds: all ? (last - t0) / 1000 : null, present, bounded: !all });
+  }
+  return out;
+}
+
 export async function crowdsecChild(plan: Plan): Promise<SideResult> {
   assertPrivateNetns();
   execFileSync('/usr/sbin/ip', ['link', 'set', 'lo', 'up']);
@@ -290,6 +333,7 @@ export async function crowdsecChild(plan: Plan): Promise<SideResult> {
     const overflows = Object.entries(cs.overflows())
       .map(([k, v]) => `${v} ${k}`)
       .join(', ');
+    const restore = await restorePhase(cs, mon, plan);
     return {
       side: 'crowdsec',
       mode: `crowdsec 1.4.6 (agent + LAPI, SQLite) with crowdsecurity/asterisk, crowdsec-firewall-bouncer nftables, update_frequency 1s; threshold = the ${CS_M}th failure (asterisk_bf capacity 5)`,
@@ -297,7 +341,7 @@ export async function crowdsecChild(plan: Plan): Promise<SideResult> {
       attempts,
       cpuSeconds: agent!.total + bouncer!.total,
       cpuNote: `crowdsec ${agent!.total.toFixed(2)} s + crowdsec-firewall-bouncer ${bouncer!.total.toFixed(2)} s (/proc/<pid>/stat, children included); overflows in the agent's log (probe included): ${overflows}; cscli metrics: ${metrics}`,
-      restore: [],
+      restore,
     };
   } finally {
     mon.stop();
