@@ -11,7 +11,7 @@ import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
 import { countInForce, ExpiryQueue, startSweep, SWEEP_TURN_MAX } from './expiry.js';
 import { explainAddress, type AddressReport } from './explain.js';
-import { coveringBans, planUnban, type BanMatch, type UnbanOutcome } from './lookup.js';
+import { coveringBans, planUnban, type LocalBanMatch, type UnbanOutcome } from './lookup.js';
 import type { BanLookup } from './lookup-port.js';
 import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest, type RemoteBanJudge } from './types.js';
 
@@ -402,7 +402,7 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     return true;
   }
 
-  bansCovering(target: string): BanMatch[] {
+  bansCovering(target: string): LocalBanMatch[] {
     const net = this.parseTarget(target);
     return coveringBans(this.active, net, isSingleAddress(net) ? this.keyOf(net) : net, this.clock());
   }
