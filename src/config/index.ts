@@ -13,6 +13,7 @@ import { validateAsteriskConfigConfig } from '../asterisk-config/config-schema.j
 import { resolveWebhooks } from '../webhooks/config-schema.js';
 import { fraudConfigErrors } from '../fraud/config-schema.js';
 import { crowdsecConfigErrors } from '../fleet/config-schema.js';
+import { resolveFeeds } from '../feeds/config-schema.js';
 import { addressListErrors, hostError, listenerErrors, type TcpListener } from './addresses.js';
 import { ConfigSchema, type GuardianConfig } from './schema.js';
 import { constraintErrors, isPlainObject, mergeWithDefaults } from './validate.js';
@@ -139,6 +140,9 @@ function stageErrors(cfg: GuardianConfig): string[] {
   const hooks = resolveWebhooks(cfg.webhooks);
   errors.push(...hooks.errors);
   cfg.webhooks = hooks.webhooks;
+  const feeds = resolveFeeds(cfg.feeds);
+  errors.push(...feeds.errors);
+  cfg.feeds = feeds.feeds;
   return errors;
 }
 
