@@ -39,6 +39,7 @@ export const UNIT: readonly string[] = [
   'cli-habits.test.ts',
   'cli-help.test.ts',
   'cli-why.test.ts',
+  'feeds.test.ts',
   'fleet-bouncer.test.ts',
   'fleet-decision.test.ts',
   'fleet-machine.test.ts',

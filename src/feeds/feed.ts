@@ -106,11 +106,12 @@ export class Feed {
     return { cursor: this.cursor, lastSuccessAt: this.h.lastSuccessAt };
   }
 
-  /** The first refresh now, then one each interval (sooner after a restart that found a fresh state file). */
+  /** The first refresh now (a refresh() right after joins it), then one each interval; after a restart with a fresh state file, at its time. */
   start(): void {
     const last = this.h.lastSuccessAt;
     const wait = last === null ? 0 : Math.max(0, Math.min(this.intervalMs, last + this.intervalMs - this.now()));
-    this.schedule(wait);
+    if (wait === 0) this.cycle();
+    else this.schedule(wait);
   }
 
   async stop(): Promise<void> {
@@ -130,11 +131,13 @@ export class Feed {
     return this.running;
   }
 
+  private cycle(): void {
+    void this.refresh().then((r) => this.schedule(r === 'failed' ? backoffMs(this.failures - 1, FIRST_RETRY_MS, this.intervalMs) : this.intervalMs));
+  }
+
   private schedule(ms: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      void this.refresh().then((r) => this.schedule(r === 'failed' ? backoffMs(this.failures - 1, FIRST_RETRY_MS, this.intervalMs) : this.intervalMs));
-    }, ms);
+    this.timer = setTimeout(() => this.cycle(), ms);
     this.timer.unref();
   }
 
