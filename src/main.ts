@@ -44,6 +44,7 @@ import { attachSources } from './sources/index.js';
 import { AccountStore, AccountWatch, accountWatchOptions, type AccountsWiring } from './accounts/index.js';
 import { createFraudEngine, type FraudEngine } from './fraud/index.js';
 import { createFleet, type Fleet } from './fleet/index.js';
+import { createFeeds, type Feeds } from './feeds/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -77,6 +78,7 @@ export interface Daemon {
   fraud: FraudEngine | null;
   /** the CrowdSec Local API link (null: crowdsec.machine and .bouncer off) */
   fleet: Fleet | null;
+  feeds: Feeds | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -333,6 +335,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         odoo: open.odoo?.health() ?? null,
         webhooks: webhooks?.health() ?? null,
         fleet: fleet?.health() ?? null,
+        feeds: feeds?.health() ?? null,
       };
     };
     const health = (): HealthReport => judgeHealth(healthInputs(), Date.now());
@@ -365,7 +368,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                     reload,
                     version: VERSION,
                     health,
-                    firewall: pauseControl(en, config.stateDir, () => (fleet ? [fleet] : [])),
+                    firewall: pauseControl(en, config.stateDir, () => [fleet, feeds].filter((p) => p !== null)),
                     accounts: () => accounts,
                     ...(fraud ? { fraud } : {}),
                   },
@@ -450,6 +453,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logger: logger.child({ stage: 'fleet' }),
       registry: metrics.registry,
     });
+    const feeds = createFeeds({
+      feeds: config.feeds,
+      firewall: config.firewall,
+      watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000,
+      judge: gd.remoteJudge(),
+      allow: () => gd.allowTargets(),
+      stateDir: config.stateDir,
+      logger: logger.child({ stage: 'feeds' }),
+      registry: metrics.registry,
+    });
     // what consumes AMI events and ban decisions, called in this order (each one started above)
     const subscribers: Subscriber[] = [odoo, webhooks, accounts, fleet?.subscriber ?? null].filter((s) => s !== null);
     connectSubscribers(subscribers, ami, gd);
@@ -473,6 +486,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const local = kernel.name;
       await life.start({ name: 'fleet', start: () => fleet.start(local), stop: () => fleet.stop() });
       await followers.follow((targets) => fleet.setAllow(targets));
+    }
+    if (feeds) {
+      const local = kernel.name;
+      await life.start({ name: 'feeds', start: () => feeds.start(local), stop: () => feeds.stop() });
+      await followers.follow((targets) => feeds.setAllow(targets));
     }
     await life.start({ name: 'guard timers', start: () => gd.startExpirySweep(), stop: () => gd.stop() });
     if (fraud) await life.start({ name: 'fraud guard', start: () => fraud.start(), stop: () => fraud.stop() });
@@ -505,6 +523,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       accounts,
       fraud,
       fleet,
+      feeds,
       metrics,
       metricsUrl: open.metricsUrl,
       logger,
