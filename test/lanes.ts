@@ -113,6 +113,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'dashboards-promtool.test.ts': 'system program: promtool check rules on dashboards/alert-rules.yaml',
   'native-abi.test.ts': 'system program: cc builds a module for another Node.js ABI',
   'state-ownership.test.ts': 'root: run as root in the service user’s state directory (chown, a child as another user)',
+  'feeds-netns.test.ts': 'root: a daemon with a feed and real nftables in a private network namespace',
   'fleet-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) on loopback',
   'fleet-machine-lapi.test.ts': 'system program: a real CrowdSec Local API (crowdsec, cscli) stopped 10 s under the machine',
   'fleet-two-guardians.test.ts':
