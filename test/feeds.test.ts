@@ -13,7 +13,8 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { resolveFeeds, type FeedConfig } from '../src/feeds/config-schema.js';
-import { createFeeds, type Feeds } from '../src/feeds/index.js';
+import { createFeeds, type Feeds, type FeedsHealth } from '../src/feeds/index.js';
+import { judgeFeeds } from '../src/health/feeds.js';
 import { defaultFirewallConfig, MemoryBackend } from '../src/firewall/index.js';
 import type { RemoteBanJudge } from '../src/guard/types.js';
 import { formatNetwork, networksOverlap, parseNetwork, type IpNetwork } from '../src/net/ip.js';
@@ -66,11 +67,12 @@ async function setup(feeds: FeedConfig[], opts: { allow?: string[]; stateDir?: s
     },
   });
   const registry = new Registry();
+  const allow = opts.allow ?? ['192.0.2.0/24'];
   const f = createFeeds({
     feeds,
     firewall: { ...defaultFirewallConfig, reconcileIntervalMs: 0 },
     watchdogIntervalMs: 0,
-    judge: judgeOf(opts.allow ?? ['192.0.2.0/24']),
+    judge: judgeOf(allow),
     allow: () => [],
     stateDir: opts.stateDir ?? null,
     logger: pino({ level: 'debug' }, sink),
@@ -90,7 +92,15 @@ async function setup(feeds: FeedConfig[], opts: { allow?: string[]; stateDir?: s
     await new Promise((r) => setTimeout(r, 10));
     return (await backends.get(name)!.list()).map((e) => e.target).sort();
   };
-  return { f, kernel, lines, registry, backend: (name: string) => backends.get(name)!, health: (name: string) => f.health().find((x) => x.name === name)! };
+  return {
+    f,
+    kernel,
+    lines,
+    registry,
+    allow,
+    backend: (name: string) => backends.get(name)!,
+    health: (name: string) => f.health().find((x) => x.name === name)!,
+  };
 }
 
 test('a plain list: comments, blank lines and a little garbage; allow-listed and too wide entries are not enforced; a new list replaces the set', async () => {
@@ -120,8 +130,12 @@ test('a plain list: comments, blank lines and a little garbage; allow-listed and
   body = ['198.51.100.7', '198.51.100.8'];
   assert.equal(await feed.refresh(), 'ok');
   assert.deepEqual(await s.kernel('voip'), ['198.51.100.7', '198.51.100.8']);
+  // the allow-list grows: what it now covers leaves the feed's set at once
+  s.allow.push('198.51.100.8');
+  await s.f.setAllow([]);
+  assert.deepEqual(await s.kernel('voip'), ['198.51.100.7']);
   const scrape = await s.registry.metrics();
-  assert.match(scrape, /pbx_guardian_feed_entries\{feed="voip"\} 2/);
+  assert.match(scrape, /pbx_guardian_feed_entries\{feed="voip"\} 1/, 'the gauge follows the allow-list too');
   assert.match(scrape, /pbx_guardian_feed_refresh_total\{feed="voip",result="ok"\} 2/);
   assert.match(scrape, /pbx_guardian_feed_entries_refused_total\{feed="voip",reason="allowed"\} 1/);
   assert.match(scrape, /pbx_guardian_feed_last_success_timestamp_seconds\{feed="voip"\} \d{10}/);
@@ -298,4 +312,32 @@ test('the config: names, kinds, URLs and keys', () => {
   assert.match(errs([{ name: 'x', kind: 'rss', url: 'https://x.example/a' }]), /kind: one of list, apiban/);
   assert.match(errs([{ name: 'x', kind: 'list', url: 'https://x.example/a', interval: '10s' }]), /interval: a duration from 1m/);
   assert.match(errs([{ name: 'x', kind: 'list', url: 'https://x.example/a', bogus: 1 }]), /bogus: unknown key/);
+});
+
+test('health: a feed failing for more than 3 intervals is a problem; fewer is not', () => {
+  const now = Date.now();
+  const f = (failingFor: number | null) =>
+    ({
+      name: 'bl',
+      kind: 'list',
+      url: 'https://x.example/a',
+      intervalMs: 3_600_000,
+      entryTimeoutMs: 3 * 3_600_000,
+      entries: 5,
+      lastSuccessAt: now - 4 * 3_600_000,
+      lastAttemptAt: now,
+      failingSince: failingFor === null ? null : now - failingFor,
+      lastError: 'HTTP 503',
+      refused: { allowed: 0, scope: 0, garbage: 0, cap: 0 },
+      refusedAnswers: 0,
+      cursor: null,
+      set: { group: 'bl', names: 'inet pbx_guardian_bl', entries: 5, firewall: null },
+    }) as FeedsHealth[number];
+  assert.equal(judgeFeeds(null, now).enabled, false);
+  assert.equal(judgeFeeds([f(null)], now).healthy, true);
+  assert.equal(judgeFeeds([f(2.5 * 3_600_000)], now).healthy, true);
+  const bad = judgeFeeds([f(3.5 * 3_600_000)], now);
+  assert.equal(bad.healthy, false);
+  assert.match(bad.problems[0]!, /feed bl fails since .*more than 3 intervals \(HTTP 503\)/);
+  assert.match(bad.summary, /bl \(list\) FAILING since/);
 });

@@ -125,6 +125,11 @@ export class Feed {
     return { ...this.h, refused: { ...this.h.refused }, entries: this.o.set.size, cursor: this.cursor };
   }
 
+  /** the entries gauge after the set changed outside a refresh (the allow-list grew) */
+  recount(): void {
+    this.o.metrics.entries.set({ feed: this.name }, this.o.set.size);
+  }
+
   /** One refresh (the timer's, or a test's); never throws. Two never run at once. */
   refresh(): Promise<RefreshResult> {
     this.running ??= this.fetchOnce().finally(() => (this.running = null));

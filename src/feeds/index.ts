@@ -109,6 +109,7 @@ export class Feeds {
   async setAllow(targets: FirewallTarget[]): Promise<void> {
     for (const h of this.held) {
       for (const e of h.set.list()) if (!this.stillEnforceable(e.target)) h.set.delete(e.target);
+      h.feed.recount();
       await h.set.setAllow(targets);
     }
   }
