@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
+import { buildConfig } from '../src/config/index.js';
 import { resolveFeeds, type FeedConfig } from '../src/feeds/config-schema.js';
 import { createFeeds, type Feeds, type FeedsHealth } from '../src/feeds/index.js';
 import { judgeFeeds } from '../src/health/feeds.js';
@@ -312,6 +313,12 @@ test('the config: names, kinds, URLs and keys', () => {
   assert.match(errs([{ name: 'x', kind: 'rss', url: 'https://x.example/a' }]), /kind: one of list, apiban/);
   assert.match(errs([{ name: 'x', kind: 'list', url: 'https://x.example/a', interval: '10s' }]), /interval: a duration from 1m/);
   assert.match(errs([{ name: 'x', kind: 'list', url: 'https://x.example/a', bogus: 1 }]), /bogus: unknown key/);
+  // the names must fit beside a long firewall.table
+  assert.throws(
+    () => buildConfig({ firewall: { table: 'a_rather_long_table_name_xx' }, feeds: [{ name: 'twelvecharsx', kind: 'list', url: 'https://x.example/a' }] }),
+    /too long for the twelvecharsx sets' table/,
+  );
+  assert.equal(buildConfig({ feeds: [{ name: 'twelvecharsx', kind: 'list', url: 'https://x.example/a' }] }).feeds[0]!.name, 'twelvecharsx');
 });
 
 test('health: a feed failing for more than 3 intervals is a problem; fewer is not', () => {
