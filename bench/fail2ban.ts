@@ -38,6 +38,7 @@ import { accessSync, constants, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BenchResult } from './types.js';
 import { F2B_CLIENT, F2B_SERVER, fail2banChild } from './fail2ban/fail2ban-side.js';
+import { crowdsecChild, crowdsecSkipReason, CS_M } from './fail2ban/crowdsec-side.js';
 import { guardianChild } from './fail2ban/guardian-side.js';
 import { BURST_BOUND_MS, FULL, M, pct, QUICK, type BurstReport, type Plan, type SideResult } from './fail2ban/schedule.js';
 
@@ -61,7 +62,7 @@ function skipReason(): string | null {
   return null;
 }
 
-function inNetns(side: 'fail2ban' | 'guardian', quick: boolean, timeoutMs: number): Promise<SideResult> {
+function inNetns(side: SideResult['side'], quick: boolean, timeoutMs: number): Promise<SideResult> {
   return new Promise((resolve, reject) => {
     const c = spawn(UNSHARE, ['-n', process.execPath, SELF, `--child=${side}`, ...(quick ? ['--quick'] : [])], {
       env: { ...process.env, PBXG_PARENT_NETNS: readlinkSync('/proc/self/ns/net') },
@@ -91,6 +92,21 @@ const r2 = (x: number) => Math.round(x * 100) / 100;
 export interface Row extends BenchResult {
   anchor?: string;
   ratio?: number;
+}
+
+/** attempts each attacker got through before its ban (attemptsPhase), as one row */
+function attemptsRow(prefix: string, s: SideResult, anchor?: SideResult): Row[] {
+  const a = s.attempts;
+  if (!a) return [];
+  return [
+    {
+      name: `${prefix}: attempts allowed per attacker (${a.attackers} × up to ${a.max}, one per ${a.everyMs} ms), ${s.side}`,
+      value: a.p50,
+      unit: 'attempts',
+      anchor: anchor?.attempts ? `${anchor.side} ${anchor.attempts.p50}` : undefined,
+      note: `p50 ${a.p50}, min ${a.min}, max ${a.maxSeen}; ${a.allThrough}/${a.attackers} attackers got all ${a.max} through; an attacker stops once its address is in the kernel set (the firewall would drop the rest); ${r1(a.seconds)} s`,
+    },
+  ];
 }
 
 export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
@@ -153,6 +169,7 @@ export function compare(g: SideResult, f: SideResult, plan: Plan): Row[] {
     note: g.cpuNote,
   });
   rows.push({ name: 'vs fail2ban: CPU for the attack, fail2ban', value: r2(f.cpuSeconds), unit: 's', note: f.cpuNote });
+  rows.push(...attemptsRow('vs fail2ban', g), ...attemptsRow('vs fail2ban', f));
   for (const size of plan.restoreSizes) {
     const gr = g.restore.find((r) => r.size === size);
     const fr = f.restore.find((r) => r.size === size);
@@ -195,15 +212,77 @@ export async function run(opts: { quick?: boolean } = {}): Promise<Row[]> {
   const bound = (plan.restoreBoundS * plan.restoreSizes.length + 300) * 1000;
   const g = await inNetns('guardian', !!opts.quick, bound);
   const f = await inNetns('fail2ban', !!opts.quick, bound);
-  return compare(g, f, plan);
+  const rows = compare(g, f, plan);
+  const csSkip = crowdsecSkipReason();
+  if (csSkip) return [...rows, { name: 'vs crowdsec: skipped', value: NaN, unit: '-', note: csSkip }];
+  return [...rows, ...compareCrowdsec(g, f, await inNetns('crowdsec', !!opts.quick, bound), plan)];
+}
+
+/** CrowdSec's rows, each anchored on the guardian's figure (and fail2ban's in the note). */
+export function compareCrowdsec(g: SideResult, f: SideResult, c: SideResult, plan: Plan): Row[] {
+  const rows: Row[] = [];
+  const cP50 = pct(c.latencyMs, 50);
+  rows.push({
+    name: 'vs crowdsec: ban latency p50, crowdsec',
+    value: r1(cP50),
+    unit: 'ms',
+    anchor: `guardian p50 ${r1(pct(g.latencyMs, 50))} ms`,
+    ratio: r1(cP50 / pct(g.latencyMs, 50)),
+    note: `${c.latencyMs.length}/${plan.latencyAddrs} addresses banned${c.latencyMissing ? ` (${c.latencyMissing} MISSING)` : ''}; the ${CS_M}th failure written → element in the bouncer's set (${c.instrument}${c.overflows ? `, ${c.overflows} NOTIFICATION OVERFLOWS` : ''}); fail2ban p50 ${r1(pct(f.latencyMs, 50))} ms`,
+  });
+  rows.push({
+    name: 'vs crowdsec: ban latency p99, crowdsec',
+    value: r1(pct(c.latencyMs, 99)),
+    unit: 'ms',
+    anchor: `guardian p99 ${r1(pct(g.latencyMs, 99))} ms`,
+  });
+  const burstOf = (s: SideResult, role: BurstReport['role']) => s.bursts.find((b) => b.role === role)!;
+  const rate = (b: BurstReport) => (b.seconds ? b.size / b.seconds : NaN);
+  for (const role of ['measured', 'small'] as const) {
+    const cb = burstOf(c, role);
+    const gb = burstOf(g, role);
+    const warm = role === 'measured' ? burstOf(c, 'warm-up') : null;
+    rows.push({
+      name: `vs crowdsec: burst bans/s (${cb.size.toLocaleString('en')} addresses), crowdsec`,
+      value: r1(rate(cb)),
+      unit: 'bans/s',
+      anchor: `guardian ${Math.round(rate(gb))} bans/s`,
+      ratio: r1(rate(gb) / rate(cb)),
+      note:
+        `${cb.size} addresses × ${CS_M} failures written at once (${r1(cb.writtenMs)} ms of writes); ${cb.verified}/${cb.size} verified in the set` +
+        `${cb.seconds === null ? `; ${cb.missing} not banned within ${BURST_BOUND_MS / 1000} s` : `; last element at ${r2(cb.seconds)} s`}; ban latency p50 ${r1(cb.p50Ms)} ms, p99 ${r1(cb.p99Ms)} ms` +
+        `${warm ? `; warm-up burst: ${warm.seconds === null ? 'incomplete' : `${Math.round(rate(warm))} bans/s`}` : ''}; fail2ban ${r1(rate(burstOf(f, role)))} bans/s`,
+    });
+  }
+  rows.push({
+    name: 'vs crowdsec: CPU for the attack, crowdsec',
+    value: r2(c.cpuSeconds),
+    unit: 's',
+    anchor: `guardian ${r2(g.cpuSeconds)} s`,
+    ratio: r1(c.cpuSeconds / g.cpuSeconds),
+    note: `${c.cpuNote}; fail2ban ${r2(f.cpuSeconds)} s`,
+  });
+  rows.push(...attemptsRow('vs crowdsec', c, g));
+  for (const cr of c.restore) {
+    const gr = g.restore.find((r) => r.size === cr.size);
+    rows.push({
+      name: `vs crowdsec: restore ${cr.size.toLocaleString('en')} bans, crowdsec`,
+      value: cr.seconds === null ? NaN : r2(cr.seconds),
+      unit: 's',
+      anchor: gr?.seconds != null ? `guardian ${r2(gr.seconds)} s` : undefined,
+      note: `${cr.present}/${cr.size} in the bouncer's set${cr.bounded ? ` when stopped at ${plan.restoreBoundS} s` : ''}; decisions imported into the LAPI (cscli decisions import, not timed), then a fresh bouncer, from its start to the last element`,
+    });
+  }
+  rows.push({ name: 'vs crowdsec: legitimate addresses banned, crowdsec', value: c.legitBanned, unit: 'addresses', note: c.mode });
+  return rows;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const child = process.argv.find((a) => a.startsWith('--child='))?.slice(8);
   const quick = process.argv.includes('--quick');
   const plan = quick ? QUICK : FULL;
-  if (child === 'fail2ban' || child === 'guardian') {
-    (child === 'fail2ban' ? fail2banChild(plan) : guardianChild(plan)).then(
+  if (child === 'fail2ban' || child === 'guardian' || child === 'crowdsec') {
+    (child === 'fail2ban' ? fail2banChild(plan) : child === 'crowdsec' ? crowdsecChild(plan) : guardianChild(plan)).then(
       (r) => {
         console.log(JSON.stringify(r));
         process.exit(0);

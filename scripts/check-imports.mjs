@@ -30,7 +30,7 @@ export const LAYERS = [
   ['rest', 'metrics', 'console'],
   // Assembles the stages' config sections from their schema files (src/<stage>/config-schema.ts).
   ['config'],
-  ['guard-options.ts', 'listeners.ts', 'reload.ts'],
+  ['guard-options.ts', 'listeners.ts', 'reload.ts', 'daemon-parts.ts'],
   ['main.ts'],
   ['demo'],
   ['cli'],

@@ -1,5 +1,4 @@
-import { join } from 'node:path';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { AmiClient, resolveActionPolicy } from './ami/index.js';
 import { createAdminApp } from './admin/admin.js';
@@ -10,8 +9,7 @@ import { TokenSet } from './net/auth.js';
 import { assertRunnable, loadConfig, loginEventMask, seconds, type GuardianConfig } from './config/index.js';
 import type { OdooBridge, AmiPort } from './odoo/index.js';
 import { Lifecycle } from './common/lifecycle.js';
-import { sqliteAbiError } from './common/native-abi.js';
-import { AllowFollowers, createBackend, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
+import { AllowFollowers, DeferredBackend, Enforcer, pauseControl, takePausedNote, type FirewallBackend } from './firewall/index.js';
 import {
   connectSubscribers,
   Guardian,
@@ -30,9 +28,10 @@ import {
 import { guardOptions, hostNames, resolvedAllow } from './guard-options.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { bindAmiMetrics, bindFraudMetrics, bindGuardMetrics, enforcerMetricHooks, zeroRuleSeries } from './metrics/bind.js';
-import { acquireStateLock, prepareStateDir, SchemaVersionError, StateDirError, StateOwnership, Store } from './store/index.js';
+import { acquireStateLock, prepareStateDir, StateOwnership, type Store } from './store/index.js';
 import { bindListeners, logListeners, noListeners, startOdoo } from './listeners.js';
 import { applyReload } from './reload.js';
+import { healthInputsOf, historyPrune, openBackend, openStore, startAccounts, stdoutLogger } from './daemon-parts.js';
 import { OdooSettings } from './config/settings-origin.js';
 import { judgeHealth, registerHealthMetrics, type HealthInputs, type HealthReport } from './health/index.js';
 import { VERSION } from './version.js';
@@ -41,9 +40,9 @@ import { AsteriskConsole, registerConsoleRoute } from './console/index.js';
 import { AsteriskConfigFiles } from './asterisk-config/index.js';
 import { WebhookDispatcher } from './webhooks/index.js';
 import { attachSources } from './sources/index.js';
-import { AccountStore, AccountWatch, accountWatchOptions, type AccountsWiring } from './accounts/index.js';
+import { AccountStore, type AccountWatch } from './accounts/index.js';
 import { createFraudEngine, type FraudEngine } from './fraud/index.js';
-import { createFleet, type Fleet } from './fleet/index.js';
+import { createFleet, FLEET_GROUP, type Fleet } from './fleet/index.js';
 import { createFeeds, type Feeds } from './feeds/index.js';
 
 export interface DaemonOptions {
@@ -104,77 +103,6 @@ export { guardOptions, hostNames } from './guard-options.js';
 /** after a failed lookup of the AMI or Odoo host name */
 const HOST_LOOKUP_RETRY_MS = 30_000;
 const HOST_LOOKUP_TIMEOUT_MS = 5_000;
-
-/**
- * The state database, at start. It must open: a daemon whose bans would not survive a restart is
- * refused here (fail fast). Write failures at run time are survived instead (Store.onWriteError),
- * counted and logged.
- */
-function openStore(config: GuardianConfig, metrics: Metrics, logger: Logger): Store {
-  const { stateDir } = config;
-  let st: Store;
-  try {
-    st = Store.open(stateDir);
-  } catch (err) {
-    if (err instanceof SchemaVersionError) throw new StateDirError(stateDir, err.message);
-    const abi = sqliteAbiError(err);
-    if (abi) throw abi;
-    throw new StateDirError(
-      stateDir,
-      `the state database ${join(stateDir, 'guardian.sqlite')} cannot be opened (${(err as Error).message}); check the mount, free space and permissions, or move a damaged file aside`,
-    );
-  }
-  try {
-    st.onWriteError = (err, lostWrites) => {
-      metrics.storeErrors.inc(lostWrites);
-      logger.error({ err }, 'state store write/read failed; bans still go to the kernel but may not survive a restart');
-    };
-    if (st.schema.from !== st.schema.to && (st.schema.from > 0 || st.schema.adopted))
-      logger.info(
-        { schema: st.schema },
-        `state database schema ${st.schema.adopted ? 'adopted as version 1 and ' : ''}migrated from version ${st.schema.from} to ${st.schema.to}`,
-      );
-  } catch (err) {
-    st.close();
-    throw err;
-  }
-  return st;
-}
-
-/** Starts (or restarts, on a reload) the hourly history prune; failures are counted and logged. */
-function historyPrune(st: Store, metrics: Metrics, logger: Logger): (retention: string) => void {
-  return (retention) =>
-    st.startHistoryPrune({
-      retentionMs: seconds(retention) * 1000,
-      onPruned: (rows, chunks) =>
-        logger.info({ rows, chunks }, `ban history: deleted ${rows} bans that ended more than ${retention} ago (store.historyRetention)`),
-      onError: (err) => {
-        metrics.storeErrors.inc();
-        logger.error({ err }, 'ban history prune failed; it is tried again in an hour');
-      },
-    });
-}
-
-/** The configured backend; when it cannot be built yet, one that keeps trying (see DeferredBackend). */
-async function openBackend(config: GuardianConfig, logger: Logger): Promise<FirewallBackend> {
-  try {
-    return await createBackend(config.firewall, logger);
-  } catch (err) {
-    logger.error({ err }, `enforcement is failing: ${(err as Error).message}. Detection and the Odoo bridge go on; retrying with backoff`);
-    return new DeferredBackend(() => createBackend(config.firewall, logger));
-  }
-}
-
-/** bound on log lines waiting for stdout (journald) to take them: a ban storm with a slow reader
- *  drops lines (counted) instead of growing the daemon's memory */
-const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
-
-/** JSON lines to stdout, written asynchronously: a slow reader never blocks the AMI socket. */
-function stdoutLogger(level: string, metrics: Metrics): Logger {
-  const dest = pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_BYTES });
-  dest.on('drop', () => metrics.logLinesDropped.inc());
-  return pino({ level, base: { app: 'pbx-guardian' } }, dest);
-}
 
 /**
  * Starts the daemon in an order that fails before any side effect that matters: the config is
@@ -311,33 +239,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const asteriskConsole = new AsteriskConsole(amiPort, config.console, actionPolicy);
     const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
 
-    const healthInputs = (): HealthInputs => {
-      // one walk of the active bans: the firewall snapshot counts them (activeCount above)
-      const firewall = en.health();
-      return {
-        ami: ami?.health() ?? null,
-        guard: {
-          rules: gd.rules.length,
-          tracked: gd.trackedCount,
-          maxTracked: config.guard.maxTracked,
-          activeBans: firewall.storeActive,
-          securityLog: srcs.securityLog(),
-        },
-        firewall: { configured: config.firewall.backend, health: firewall },
-        store: {
-          onDisk: st.onDisk,
-          path: st.path,
-          stateDir: config.stateDir,
-          openError: st.fallbackReason,
-          lastWriteError: st.lastWriteError,
-          lastWriteOkAt: st.lastWriteOkAt,
-        },
-        odoo: open.odoo?.health() ?? null,
-        webhooks: webhooks?.health() ?? null,
-        fleet: fleet?.health() ?? null,
-        feeds: feeds?.health() ?? null,
-      };
-    };
+    const healthInputs = (): HealthInputs => ({
+      ...healthInputsOf({ config, ami, guard: gd, enforcer: en, securityLog: srcs.securityLog(), store: st, odoo: open.odoo, webhooks, fleet }),
+      feeds: feeds?.health() ?? null,
+    });
     const health = (): HealthReport => judgeHealth(healthInputs(), Date.now());
     registerHealthMetrics(metrics.registry, () => {
       const inputs = healthInputs();
@@ -364,6 +269,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                     allow: runtimeAllow,
                     rules: () => gd.rules,
                     metrics: () => metrics.registry.metrics(),
+                    remoteSets: () => [
+                      ...(fleet?.set ? [{ kind: 'fleet' as const, name: FLEET_GROUP, get: (t: string) => fleet.set?.get(t) }] : []),
+                      ...(feeds?.lookups() ?? []),
+                    ],
                     status: () => ({ ...gd.status(), settings: odooSettings.status() }),
                     reload,
                     version: VERSION,
@@ -542,14 +451,4 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await life.stop();
     throw err;
   }
-}
-
-/** The accounts stage, and the guard told to ask it before banning a shared address. The
- *  restrict port is the fraud stage's AstDB block with mode `internal`. */
-function startAccounts(config: GuardianConfig, wiring: AccountsWiring, gd: Guardian): AccountWatch {
-  const { watch, guard, onAccountFailing } = accountWatchOptions(config.accounts, wiring);
-  const accounts = new AccountWatch(watch);
-  gd.setAccountEvidence(accounts.memory, guard);
-  gd.on({ accountFailing: onAccountFailing });
-  return accounts;
 }

@@ -1,5 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import pino from 'pino';
+import { buildConfig } from '../src/config/index.js';
+import { MemoryBackend } from '../src/firewall/index.js';
+import { RemoteSet } from '../src/firewall/index.js';
 import { parseNetwork, plainObservation } from '../src/guard/index.js';
 import { adminDaemon } from './helpers/admin-daemon.js';
 import { cliOnSocket } from './helpers/cli.js';
@@ -118,5 +122,36 @@ test('history [ADDRESS] [--since]: newest first, filtered by the address and eve
     assert.equal(bad.status, 2);
   } finally {
     await d.close();
+  }
+});
+
+test("why: a decision in the fleet's set is listed beside the local bans ({ kind: 'fleet' })", async () => {
+  const set = new RemoteSet({
+    group: 'fleet',
+    firewall: buildConfig({}).firewall,
+    watchdogIntervalMs: 60_000,
+    logger: pino({ level: 'silent' }),
+    backend: new MemoryBackend(),
+  });
+  // before start() a put only fills the set's map: what the bouncer does with the first full answer
+  set.put({ target: '198.51.100.0/24', family: 4, isNetwork: true, expiresAt: Date.now() + 3_600_000 });
+  const d = await adminDaemon({}, () => ({ remoteSets: () => [{ kind: 'fleet', name: 'fleet', get: (t) => set.get(t) }] }));
+  try {
+    await d.guardian.ban({ target: '198.51.100.23', durationSec: 600, source: 'manual' });
+    const [json, text] = await Promise.all([cliOnSocket(d.socket, 'why', '198.51.100.23', '-o', 'json'), cliOnSocket(d.socket, 'why', '198.51.100.23')]);
+    const r = JSON.parse(json.stdout) as { bans: Array<{ kind: string; how: string; set?: string; target?: string }> };
+    assert.deepEqual(
+      r.bans.map((b) => [b.kind, b.how, b.set ?? '', b.target ?? '']),
+      [
+        ['local', 'itself', '', ''],
+        ['fleet', 'covering', 'fleet', '198.51.100.0/24'],
+      ],
+    );
+    assert.match(text.stdout, /\n {12}yes, fleet \(set fleet\): 198\.51\.100\.0\/24 \((59m\d+s|1h) left\), a covering decision\n/);
+    const banned = await cliOnSocket(d.socket, 'banned', '198.51.100.23');
+    assert.match(banned.stdout, /\n198\.51\.100\.0\/24 +(59m\d+s|1h) +- +fleet +covering +fleet decision \(set fleet\)\n?$/);
+  } finally {
+    await d.close();
+    await set.stop();
   }
 });

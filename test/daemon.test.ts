@@ -79,6 +79,13 @@ test('end to end: AMI brute force → ban in the backend and store; CLI and metr
     assert.equal(again.status, 1);
     assert.match(again.stderr, /is not banned/);
     assert.equal((await cliOnSocket(socket, 'reload')).status, 0);
+    // the admin routes main.ts wires: why (store history), allow (state directory), metrics
+    const why = await cliOnSocket(socket, 'why', '203.0.113.5');
+    assert.equal(why.status, 0, why.stderr);
+    assert.match(why.stdout, /banned: {3}yes, local: 203\.0\.113\.5 \(rule auth-failure, .* left\), its own ban/);
+    assert.match(why.stdout, /history \(newest first, 1\):\n.*\n.* 203\.0\.113\.5 +1h +auth-failure +rule +in force/);
+    assert.equal((await cliOnSocket(socket, 'allow', 'add', '198.51.100.77', '--reason', 'test')).status, 0);
+    assert.match((await cliOnSocket(socket, 'metrics')).stdout, /\nbans_total +rule="auth-failure",source="rule" +1\n/);
 
     const metrics = await (await fetch(d.metricsUrl!)).text();
     assert.match(metrics, /pbx_guardian_bans_total\{rule="auth-failure",source="rule"\} 1/);
@@ -107,6 +114,7 @@ test('end to end: AMI brute force → ban in the backend and store; CLI and metr
       daemon.guardian.listBans().map((b) => b.target),
       ['203.0.113.5'],
     );
+    assert.equal(daemon.guardian.isAllowListed('198.51.100.77'), true, 'the runtime allow entry survives a restart');
   } finally {
     await daemon?.stop();
     await sim.close();

@@ -130,6 +130,11 @@ test('dashboard, alert rules and docs/metrics.md name only metrics a real daemon
     'pbx_guardian_jobs_rejected_total{reason="queue_full"} 0',
     'pbx_guardian_odoo_fagi_requests_total{outcome="error"} 0',
     'pbx_guardian_events_ignored_total{reason="allow-listed"} 0',
+    'pbx_guardian_auth_failures_total{listener="rest",reason="missing"} 0',
+    'pbx_guardian_auth_throttled_total{listener="agent",reason="throttled"} 0',
+    'pbx_guardian_account_anomalies_total{signal="new-network",action="restrict"} 0',
+    'pbx_guardian_fleet_decisions_skipped_total{reason="cap"} 0',
+    'pbx_guardian_fleet_dropped_total{reason="cap"} 0',
   ])
     assert.ok(text.split('\n').includes(series), `${series} in the first scrape`);
 

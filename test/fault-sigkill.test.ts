@@ -7,7 +7,7 @@
  * command) as a child in that namespace, kills it with SIGKILL in the middle of the burst, starts
  * a second daemon on the same state dir, and compares `nft list` with the SQLite store.
  */
-import { isCanary } from '../src/firewall/canary.js';
+import { banElements } from './helpers/nft-set.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -75,21 +75,7 @@ async function daemonRestore(stateDir: string): Promise<void> {
   console.log(JSON.stringify({ afterRestore, reconcile: rec, store, healthy: true }));
 }
 
-function kernel(): string[] {
-  const out = JSON.parse(execFileSync(NFT, ['-j', 'list', 'table', 'inet', TABLE], { encoding: 'utf8', maxBuffer: 64 << 20 })) as {
-    nftables: Array<{ set?: { name: string; elem?: Array<string | { elem: { val: string | { prefix: { addr: string; len: number } } } }> } }>;
-  };
-  const vals: string[] = [];
-  for (const it of out.nftables) {
-    if (!it.set || !['ban4', 'ban6', 'net4', 'net6'].includes(it.set.name)) continue;
-    for (const e of it.set.elem ?? []) {
-      const v = typeof e === 'string' ? e : e.elem.val;
-      const t = typeof v === 'string' ? v : `${v.prefix.addr}/${v.prefix.len}`;
-      if (!isCanary(t)) vals.push(t); // the watchdog's canary elements are not bans
-    }
-  }
-  return vals.sort();
-}
+const kernel = (): string[] => banElements(TABLE);
 
 function storeActive(stateDir: string): string[] {
   const db = new Database(join(stateDir, 'guardian.sqlite'), { readonly: true });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { isCanary } from '../src/firewall/canary.js';
+import { banElements } from './helpers/nft-set.js';
 import { createBackend, defaultFirewallConfig } from '../src/firewall/index.js';
 import { buildConfig } from '../src/config/index.js';
 import { startDaemon } from '../src/main.js';
@@ -27,30 +27,13 @@ const LAPI_HOST = '10.231.0.1';
 const B_HOST = '10.231.0.2';
 const PORT = 18190;
 
-/** the ban elements of one table, in this namespace or in process `pid`'s */
+/** the ban elements of one table, in this namespace or in process `pid`'s ([] while the table is not there) */
 function kernelSet(table: string, pid?: number): string[] {
-  const args = ['-j', 'list', 'table', 'inet', table];
-  let text: string;
   try {
-    text = pid
-      ? execFileSync('/usr/bin/nsenter', ['-t', String(pid), '-n', NFT, ...args], { encoding: 'utf8' })
-      : execFileSync(NFT, args, { encoding: 'utf8' });
+    return banElements(table, pid);
   } catch {
     return [];
   }
-  const out = JSON.parse(text) as {
-    nftables: Array<{ set?: { name: string; elem?: Array<string | { elem: { val: string | { prefix: { addr: string; len: number } } } }> } }>;
-  };
-  const vals: string[] = [];
-  for (const it of out.nftables) {
-    if (!it.set || !['ban4', 'ban6', 'net4', 'net6'].includes(it.set.name)) continue;
-    for (const e of it.set.elem ?? []) {
-      const v = typeof e === 'string' ? e : e.elem.val;
-      const t = typeof v === 'string' ? v : `${v.prefix.addr}/${v.prefix.len}`;
-      if (!isCanary(t)) vals.push(t);
-    }
-  }
-  return vals.sort();
 }
 
 const ip = (...args: string[]) => execFileSync(IP, args, { stdio: 'ignore' });

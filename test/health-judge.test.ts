@@ -362,3 +362,63 @@ test('report: healthy only when every enabled part is; disabled parts do not cou
   assert.match(lines[2]!, /^ {18}- refused/);
   assert.ok(lines.some((l) => /^ {2}OK {4}firewall/.test(l)));
 });
+
+test('fleet: off is disabled; a stream failing over a minute, a push queue nearly full or failing sets are problems that say what to check', async () => {
+  const { judgeFleet } = await import('../src/health/fleet.js');
+  assert.equal(judgeFleet(null, NOW).enabled, false);
+  const bouncer = (over: Record<string, unknown> = {}) => ({
+    enabled: true as const,
+    state: 'ok' as const,
+    decisions: 12,
+    lastPollAt: NOW,
+    lastSuccessAt: NOW,
+    failingSince: null,
+    lastError: null,
+    skipped: { type: 0, scope: 0, value: 0, allowed: 1, refused: 0, own: 2, cap: 0, malformed: 0 },
+    set: { group: 'fleet', names: 'inet pbx_guardian_fleet', entries: 12, firewall: fw() },
+    ...over,
+  });
+  const machine = (over: Record<string, unknown> = {}) => ({
+    enabled: true,
+    state: 'ok' as const,
+    queued: 0,
+    maxRows: 1000,
+    lastPushAt: NOW,
+    failingSince: null,
+    lastError: null,
+    pushed: 5,
+    dropped: { expired: 0, refused: 0, cap: 0 },
+    ...over,
+  });
+  const ok = judgeFleet({ url: 'http://lapi:8080', machine: machine(), bouncer: bouncer() }, NOW);
+  assert.equal(ok.healthy, true);
+  assert.match(ok.summary, /machine pushing \(5 pushed, 0 queued\); bouncer following \(12 decisions in inet pbx_guardian_fleet/);
+  const short = judgeFleet({ url: 'http://lapi:8080', machine: null, bouncer: bouncer({ failingSince: NOW - 30_000, lastError: 'ECONNREFUSED' }) }, NOW);
+  assert.equal(short.healthy, true, 'a LAPI restart of 30 s is not a problem');
+  const long = judgeFleet({ url: 'http://lapi:8080', machine: null, bouncer: bouncer({ failingSince: NOW - 2 * MIN, lastError: 'ECONNREFUSED' }) }, NOW);
+  assert.equal(long.healthy, false);
+  assert.match(long.problems[0]!, /decisions stream fails since 2m ago \(ECONNREFUSED\): the fleet's 12 decisions stay enforced.*apiKey/);
+  const full = judgeFleet({ url: 'http://lapi:8080', machine: machine({ queued: 950 }), bouncer: null }, NOW);
+  assert.match(full.problems.join(' '), /push queue is nearly full \(950 of crowdsec.machine.maxRows 1000\)/);
+  const pushing = judgeFleet(
+    { url: 'http://lapi:8080', machine: machine({ failingSince: NOW - 6 * MIN, lastError: 'HTTP 401', queued: 3 }), bouncer: null },
+    NOW,
+  );
+  assert.match(pushing.problems.join(' '), /pushing bans to the Local API fails since 6m ago \(HTTP 401\): 3 wait/);
+  const sets = judgeFleet(
+    {
+      url: 'http://lapi:8080',
+      machine: null,
+      bouncer: bouncer({
+        set: {
+          group: 'fleet',
+          names: 'inet pbx_guardian_fleet',
+          entries: 1,
+          firewall: fw({ state: 'failing', lastError: { message: 'nft: Operation not permitted', at: NOW } }),
+        },
+      }),
+    },
+    NOW,
+  );
+  assert.match(sets.problems.join(' '), /fleet's kernel sets \(inet pbx_guardian_fleet\) are failing: nft: Operation not permitted/);
+});

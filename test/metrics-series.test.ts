@@ -94,6 +94,8 @@ test('a real daemon: bans per rule and failures per watched event at 0 before an
     assert.equal(sample(text, 'pbx_guardian_bans_total{rule="manual",source="manual"}'), '0');
     assert.equal(sample(text, 'pbx_guardian_fraud_calls_watched_total{kind="outbound"}'), '0');
     assert.equal(sample(text, 'pbx_guardian_fraud_action_failures_total{action="hangup"}'), '0');
+    for (const fallback of ['exten', 'unknown', 'none'])
+      assert.equal(sample(text, `pbx_guardian_fraud_dialstrings_unparsed_total{fallback="${fallback}"}`), '0');
     assert.match(text, /^pbx_guardian_build_info\{[^}]*backend="memory-dry-run"\} 1$/m);
 
     await waitFor('AMI login', () => td.daemon.ami?.state === 'connected');

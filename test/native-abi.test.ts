@@ -1,11 +1,12 @@
 /**
  * A native module compiled for another Node.js ABI: a real .node file whose registration claims
  * another NODE_MODULE_VERSION (compiled here with cc), refused by this Node's dlopen exactly as a
- * better-sqlite3 or nftables addon built for Node 22 is refused by Node 20. Full lane: it runs cc.
+ * better-sqlite3 or nftables addon built for Node 22 is refused by Node 20. Full lane: it runs cc,
+ * and a daemon as root in a private network namespace (unshare -n).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,28 @@ function buildOtherAbiModule(dir: string): string {
   const r = spawnSync('cc', ['-shared', '-fPIC', '-o', out, join(dir, 'other-abi.c')], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 0, r.stderr);
   return out;
+}
+
+/** An installed copy of the program (dist, rules, package.json) with node_modules linked from
+ *  this checkout's, except the native modules given: copied with `sqlite` as better-sqlite3's
+ *  binding, `addon` as build/Release/nftables.node. */
+function installedCopy(dir: string, o: { sqlite?: string; addon?: string }): string {
+  const root = join(dir, 'pkg');
+  mkdirSync(join(root, 'node_modules'), { recursive: true });
+  for (const f of ['package.json', 'rules', 'dist']) cpSync(repoPath(f), join(root, f), { recursive: true });
+  const modules = realpathSync(repoPath('node_modules'));
+  for (const name of readdirSync(modules)) if (name !== 'better-sqlite3' || !o.sqlite) symlinkSync(join(modules, name), join(root, 'node_modules', name));
+  if (o.sqlite) {
+    const bs = join(root, 'node_modules', 'better-sqlite3');
+    for (const f of ['package.json', 'lib']) cpSync(join(modules, 'better-sqlite3', f), join(bs, f), { recursive: true });
+    mkdirSync(join(bs, 'build', 'Release'), { recursive: true });
+    cpSync(o.sqlite, join(bs, 'build', 'Release', 'better_sqlite3.node'));
+  }
+  if (o.addon) {
+    mkdirSync(join(root, 'build', 'Release'), { recursive: true });
+    cpSync(o.addon, join(root, 'build', 'Release', 'nftables.node'));
+  }
+  return root;
 }
 
 const hasCc = spawnSync('cc', ['--version']).status === 0;
@@ -86,17 +109,7 @@ test('pbx-guardian run with better-sqlite3 built for another Node ABI: exit 4, b
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-abi-run-'));
   try {
     const fake = buildOtherAbiModule(dir);
-    // an installed copy of the program whose better-sqlite3 holds the other-ABI binding (the rest
-    // of node_modules linked from this checkout's)
-    const root = join(dir, 'pkg');
-    mkdirSync(join(root, 'node_modules'), { recursive: true });
-    for (const f of ['package.json', 'rules', 'dist']) cpSync(repoPath(f), join(root, f), { recursive: true });
-    const modules = realpathSync(repoPath('node_modules'));
-    for (const name of readdirSync(modules)) if (name !== 'better-sqlite3') symlinkSync(join(modules, name), join(root, 'node_modules', name));
-    const bs = join(root, 'node_modules', 'better-sqlite3');
-    for (const f of ['package.json', 'lib']) cpSync(join(modules, 'better-sqlite3', f), join(bs, f), { recursive: true });
-    mkdirSync(join(bs, 'build', 'Release'), { recursive: true });
-    cpSync(fake, join(bs, 'build', 'Release', 'better_sqlite3.node'));
+    const root = installedCopy(dir, { sqlite: fake });
     const config = join(dir, 'guardian.yaml');
     writeFileSync(
       config,
@@ -123,3 +136,69 @@ test('pbx-guardian run with better-sqlite3 built for another Node ABI: exit 4, b
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+const canNetns = process.getuid?.() === 0 && spawnSync('unshare', ['-n', 'true']).status === 0 && spawnSync('nft', ['--version']).status === 0;
+
+test(
+  'the nftables addon built for another Node ABI: the daemon says so and bans through the nft command (private network namespace)',
+  { skip: (!hasCc && 'no cc') || (!canNetns && 'needs root, unshare and nft') },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pbxg-abi-nft-'));
+    try {
+      const root = installedCopy(dir, { addon: buildOtherAbiModule(dir) });
+      const config = join(dir, 'guardian.yaml');
+      writeFileSync(
+        config,
+        [
+          `stateDir: ${join(dir, 'state')}`,
+          'logLevel: info',
+          'ami: { enabled: false }',
+          'firewall: { backend: nftables }',
+          'metrics: { enabled: false }',
+          `admin: { socket: ${join(dir, 'admin.sock')} }`,
+          '',
+        ].join('\n'),
+      );
+      const child = spawn('unshare', ['-n', process.execPath, join(root, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', config], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+      const deadline = Date.now() + 20_000;
+      while (!out.includes('firewall enforcement ready') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      // a ban by hand through the admin socket, then the element read from the daemon's namespace
+      const cli = join(root, 'dist', 'src', 'cli', 'main.js');
+      const ban = spawnSync(process.execPath, [cli, 'ban', '203.0.113.9', '--for', '1h', '--config', config], { encoding: 'utf8', timeout: 20_000 });
+      let listed = '';
+      for (let i = 0; i < 50 && !listed.includes('203.0.113.9'); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        listed = spawnSync('nsenter', ['-t', String(child.pid), '-n', 'nft', 'list', 'set', 'inet', 'pbx_guardian', 'ban4'], { encoding: 'utf8' }).stdout ?? '';
+      }
+      child.kill('SIGTERM');
+      const code = await exited;
+      assert.equal(ban.status, 0, `${ban.stdout}${ban.stderr}`);
+      assert.match(listed, /203\.0\.113\.9/, `the ban is in the kernel set of the daemon's namespace:\n${listed}`);
+      const lines = out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg?: string; reason?: string; backend?: string });
+      const fallback = lines.find((l) => l.msg === 'nftables addon unavailable; the nft command will be used');
+      assert.ok(fallback, out);
+      assert.match(
+        fallback.reason ?? '',
+        new RegExp(
+          `^the nftables addon \\(.*nftables\\.node\\) was built for Node\\.js ${OTHER_NODE} \\(module ABI ${OTHER}\\) but this is Node\\.js [0-9.]+ \\(module ABI ${RUNNING}\\); rebuild it`,
+        ),
+      );
+      assert.ok(
+        lines.some((l) => l.msg === 'firewall enforcement ready' && l.backend === 'nftables'),
+        out,
+      );
+      assert.equal(code, 0, out);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

@@ -13,6 +13,7 @@ import { listSet, SetMonitor } from '../set-monitor.js';
 import {
   assertPrivateNetns,
   attack,
+  attemptsPhase,
   BURST_BOUND_MS,
   M,
   procCpu,
@@ -34,7 +35,7 @@ const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures');
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
-interface LogTemplates {
+export interface LogTemplates {
   challenge: string;
   invalidPassword: string;
   successChallenge: string;
@@ -43,7 +44,7 @@ interface LogTemplates {
 
 /** Real lines of the recorded security log: a chan_sip wrong password (ChallengeSent +
  *  InvalidPassword) and a successful registration (ChallengeSent + SuccessfulAuth). */
-function logTemplates(): LogTemplates {
+export function logTemplates(): LogTemplates {
   const lines = readFileSync(join(FIXTURES, 'asterisk-security.log'), 'utf8').split('\n');
   const sip = lines.filter((l) => l.includes('Service="SIP"') && l.includes('IPV4/UDP'));
   const ip = sip.find((l) => l.includes('SecurityEvent="InvalidPassword"'))!;
@@ -67,12 +68,30 @@ function stamp(line: string, at: Date, address: string): string {
     .replace(/RemoteAddress="IPV4\/(\w+)\/[^/]+\/(\d+)"/, `RemoteAddress="IPV4/$1/${address}/$2"`);
 }
 
-function failureLines(t: LogTemplates, address: string, at = new Date()): string {
+export function failureLines(t: LogTemplates, address: string, at = new Date()): string {
   return stamp(t.challenge, at, address) + '\n' + stamp(t.invalidPassword, at, address) + '\n';
 }
 
-function legitLines(t: LogTemplates, address: string, at = new Date()): string {
+export function legitLines(t: LogTemplates, address: string, at = new Date()): string {
   return stamp(t.successChallenge, at, address) + '\n' + stamp(t.success, at, address) + '\n';
+}
+
+/** The attack as Asterisk's security log: each failure a ChallengeSent + InvalidPassword pair,
+ *  legitimate logins interleaved, appended to `file` in one write per round. */
+export function securityLogSink(t: LogTemplates, file: string): Sink<Buffer> {
+  return {
+    prepare: (as, ls) => {
+      const at = new Date();
+      const parts: string[] = [];
+      const n = Math.max(as.length, ls.length);
+      for (let i = 0; i < n; i++) {
+        if (i < as.length) parts.push(failureLines(t, as[i]!, at));
+        if (i < ls.length) parts.push(legitLines(t, ls[i]!, at));
+      }
+      return Buffer.from(parts.join(''), 'latin1');
+    },
+    deliver: (bytes) => appendFileSync(file, bytes),
+  };
 }
 
 class Fail2ban {
@@ -156,24 +175,13 @@ export async function fail2banChild(plan: Plan): Promise<SideResult> {
   try {
     await f2b.start();
     const pid = f2b.proc!.pid!;
-    const sink: Sink<Buffer> = {
-      prepare: (as, ls) => {
-        const at = new Date();
-        const parts: string[] = [];
-        const n = Math.max(as.length, ls.length);
-        for (let i = 0; i < n; i++) {
-          if (i < as.length) parts.push(failureLines(t, as[i]!, at));
-          if (i < ls.length) parts.push(legitLines(t, ls[i]!, at));
-        }
-        return Buffer.from(parts.join(''), 'latin1');
-      },
-      deliver: (bytes) => appendFileSync(f2b.log, bytes),
-    };
+    const sink = securityLogSink(t, f2b.log);
     const cpu0 = procCpu(pid);
     const out = await attack(plan, sink, mon, BURST_BOUND_MS, 2500);
     const cpu1 = procCpu(pid);
     const report = attackReport(out, await listSet('inet', 'f2b-table', 'addr-set-asterisk'), mon);
     const cpu = cpuBetween(cpu0, cpu1);
+    const attempts = await attemptsPhase(sink, mon);
     await f2b.stop();
 
     // restore: N rows in bips (what fail2ban keeps for current bans), then a fresh start
@@ -209,6 +217,7 @@ export async function fail2banChild(plan: Plan): Promise<SideResult> {
       side: 'fail2ban',
       mode: 'fail2ban 1.0.2, backend polling, action nftables[type=allports]',
       ...report,
+      attempts,
       cpuSeconds: cpu.total,
       cpuNote: `fail2ban-server ${cpu.own.toFixed(2)} s + its nft children ${cpu.children.toFixed(2)} s`,
       restore,

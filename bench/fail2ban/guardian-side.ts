@@ -18,6 +18,7 @@ import { listSet, SetMonitor } from '../set-monitor.js';
 import {
   assertPrivateNetns,
   attack,
+  attemptsPhase,
   BURST_BOUND_MS,
   M,
   procCpu,
@@ -138,6 +139,7 @@ export async function guardianChild(plan: Plan): Promise<SideResult> {
     for (const end = Date.now() + 10_000; Date.now() < end && !all.every((a) => daemon!.decided.has(a));) await sleep(20);
     const report = attackReport(out, inSet, mon, daemon.decided);
     const cpu = cpuBetween(cpu0, cpu1);
+    const attempts = await attemptsPhase(sink, mon);
     const decidedLatencyMs = [...out.crossAt].filter(([a]) => daemon!.decided.has(a)).map(([a, t]) => daemon!.decided.get(a)! - t);
     await daemon.stop(); // kernel state stays
     await dropTable();
@@ -184,6 +186,7 @@ export async function guardianChild(plan: Plan): Promise<SideResult> {
       side: 'guardian',
       mode: 'pbx-guardian run (own process), nftables backend',
       ...report,
+      attempts,
       decidedLatencyMs,
       cpuSeconds: cpu.total,
       cpuNote: `the pbx-guardian run process ${cpu.own.toFixed(2)} s + its children ${cpu.children.toFixed(2)} s (/proc/<pid>/stat)`,

@@ -25,7 +25,7 @@ export const QUICK: Plan = { latencyAddrs: 30, burstAddrs: 300, smallBurstAddrs:
 
 /** What one side reports (printed as JSON by its child). */
 export interface SideResult {
-  side: 'fail2ban' | 'guardian';
+  side: 'fail2ban' | 'guardian' | 'crowdsec';
   mode: string;
   latencyMs: number[];
   latencyMissing: number;
@@ -35,6 +35,8 @@ export interface SideResult {
   cpuSeconds: number;
   cpuNote: string;
   restore: Array<{ size: number; seconds: number | null; present: number; bounded: boolean; startedS?: number }>;
+  /** the sustained attack after phases 1-2 (see attemptsPhase), when the side ran it */
+  attempts?: AttemptsReport;
   legitBanned: number;
   /** how ban moments were taken (SetMonitor.instrument), and kernel notifications lost */
   instrument: string;
@@ -136,10 +138,18 @@ export interface AttackOutcome {
  * before the clock starts (the attacker's packets are not the defender's work), then written in M
  * writes, one per round of failures.
  */
-export async function burstPhase<T>(sink: Sink<T>, mon: SetMonitor, first: number, n: number, legitBase: number, boundMs: number): Promise<BurstOutcome> {
+export async function burstPhase<T>(
+  sink: Sink<T>,
+  mon: SetMonitor,
+  first: number,
+  n: number,
+  legitBase: number,
+  boundMs: number,
+  m = M,
+): Promise<BurstOutcome> {
   const addrs = Array.from({ length: n }, (_, i) => attacker(first + i));
   const legitPer = Math.ceil(n / 10);
-  const rounds = Array.from({ length: M }, (_, k) =>
+  const rounds = Array.from({ length: m }, (_, k) =>
     sink.prepare(
       addrs,
       Array.from({ length: legitPer }, (_, j) => legit(legitBase + k * legitPer + j)),
@@ -154,16 +164,38 @@ export async function burstPhase<T>(sink: Sink<T>, mon: SetMonitor, first: numbe
   return { latencyMs: got.map((a) => mon.seen.get(a)! - start), seconds: all ? (last - start) / 1000 : null, missing: n - got.length, addrs, writtenMs, start };
 }
 
-export async function attack<T>(plan: Plan, sink: Sink<T>, mon: SetMonitor, boundMs: number, pause: number): Promise<AttackOutcome> {
+/** How a side's detector counts: `m` failures per address cross its threshold (default M, the
+ *  guardian's rule and fail2ban's maxretry); `leadMs`: write an address's first m-1 failures only
+ *  that long before its threshold one, for a detector that forgets (CrowdSec's leaky bucket leaks
+ *  one failure per 10 s, so failures written up front would no longer be counted when the last
+ *  latency-phase address crosses 12 s later). */
+export interface Threshold {
+  m: number;
+  leadMs?: number;
+}
+
+export async function attack<T>(plan: Plan, sink: Sink<T>, mon: SetMonitor, boundMs: number, pause: number, th: Threshold = { m: M }): Promise<AttackOutcome> {
+  const m = th.m;
   const crossAt = new Map<string, number>();
   // 1. latency
   const lat = Array.from({ length: plan.latencyAddrs }, (_, i) => attacker(lat0 + i));
-  for (let k = 0; k < M - 1; k++) sink.deliver(sink.prepare(lat, [legit(k)]));
-  await sleep(pause); // let a polling reader take the first M-1 lines in
-  const t0 = performance.now();
+  const before = (as: string[], k0: number) => {
+    for (let k = 0; k < m - 1; k++) sink.deliver(sink.prepare(as, [legit(k0 + k)]));
+  };
+  const lead = th.leadMs;
+  if (lead === undefined) {
+    before(lat, 0);
+    await sleep(pause); // let a polling reader take the first m-1 lines in
+  }
+  const t0 = performance.now() + (lead ?? 0);
+  let pre = 0; // with a lead: the next address whose first m-1 failures are still to be written
   for (let i = 0; i < lat.length; i++) {
     const due = t0 + i * 100;
-    while (performance.now() < due) await sleep(Math.max(1, due - performance.now()));
+    for (;;) {
+      while (lead !== undefined && pre < lat.length && t0 + pre * 100 - lead <= performance.now()) before([lat[pre]!], 200 + pre++ * m);
+      if (performance.now() >= due) break;
+      await sleep(Math.max(1, Math.min(due, lead !== undefined && pre < lat.length ? t0 + pre * 100 - lead : due) - performance.now()));
+    }
     const bytes = sink.prepare([lat[i]!], [legit(100 + i)]);
     crossAt.set(lat[i]!, performance.now());
     sink.deliver(bytes);
@@ -173,12 +205,70 @@ export async function attack<T>(plan: Plan, sink: Sink<T>, mon: SetMonitor, boun
   await sleep(pause);
 
   // 2. bursts: a warm-up one, then the measured one, each of N addresses
-  const warmup = await burstPhase(sink, mon, warm0, plan.burstAddrs, 30_000, boundMs);
+  const warmup = await burstPhase(sink, mon, warm0, plan.burstAddrs, 30_000, boundMs, m);
   await sleep(pause);
-  const burst = await burstPhase(sink, mon, burst0, plan.burstAddrs, 1000, boundMs);
+  const burst = await burstPhase(sink, mon, burst0, plan.burstAddrs, 1000, boundMs, m);
   await sleep(pause);
-  const small = await burstPhase(sink, mon, small0, plan.smallBurstAddrs, 60_000, boundMs);
+  const small = await burstPhase(sink, mon, small0, plan.smallBurstAddrs, 60_000, boundMs, m);
   return { latencyMs, latencyMissing: lat.length - latencyMs.length, crossAt, warmup, burst, small };
+}
+
+/** What attackers that keep trying got through before their ban: each sends one failure every
+ *  `everyMs` until it has sent `max` or its address is in the kernel set (from then on the
+ *  firewall drops its packets and Asterisk logs nothing more of it). */
+export interface AttemptsReport {
+  attackers: number;
+  max: number;
+  everyMs: number;
+  /** failures written per attacker before its element appeared */
+  p50: number;
+  min: number;
+  maxSeen: number;
+  /** attackers whose `max` attempts all got through */
+  allThrough: number;
+  seconds: number;
+}
+
+export const ATTEMPTS = { attackers: 500, max: 30, everyMs: 100 };
+const attempts0 = 50_000; // attacker indexes [50000, 50500); legitimate traffic from legit(62000 + …)
+
+export async function attemptsPhase<T>(
+  sink: Sink<T>,
+  mon: SetMonitor,
+  attackers = ATTEMPTS.attackers,
+  max = ATTEMPTS.max,
+  everyMs = ATTEMPTS.everyMs,
+): Promise<AttemptsReport> {
+  const addrs = Array.from({ length: attackers }, (_, i) => attacker(attempts0 + i));
+  const sent = new Map(addrs.map((a) => [a, 0]));
+  const legitPer = Math.max(1, Math.ceil(attackers / 10));
+  const t0 = performance.now();
+  for (let r = 0; r < max; r++) {
+    const due = t0 + r * everyMs;
+    while (performance.now() < due) await sleep(Math.max(1, due - performance.now()));
+    const open = addrs.filter((a) => !mon.seen.has(a));
+    if (open.length === 0) break;
+    for (const a of open) sent.set(a, sent.get(a)! + 1);
+    sink.deliver(
+      sink.prepare(
+        open,
+        Array.from({ length: legitPer }, (_, j) => legit(62_000 + ((r * legitPer + j) % 3000))),
+      ),
+    );
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await mon.waitFor(addrs, 10_000); // the last ones in flight
+  const counts = addrs.map((a) => sent.get(a)!);
+  return {
+    attackers,
+    max,
+    everyMs,
+    p50: pct(counts, 50),
+    min: Math.min(...counts),
+    maxSeen: Math.max(...counts),
+    allThrough: counts.filter((c) => c === max).length,
+    seconds,
+  };
 }
 
 export function procCpu(pid: number): { own: number; children: number } {

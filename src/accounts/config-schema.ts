@@ -1,7 +1,7 @@
 /** The `accounts:` config section (src/common/config-schema.ts, docs/accounts.md). */
 import { Bool, Duration, Enum, Int, Section, type Static } from '../common/config-schema.js';
 
-const POLICIES = ['alert', 'restrict'] as const;
+export const POLICIES = ['alert', 'restrict'] as const;
 export type AnomalyPolicy = (typeof POLICIES)[number];
 
 const policy = (what: string) =>

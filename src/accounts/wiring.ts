@@ -4,7 +4,8 @@ import { Counter, type Registry } from 'prom-client';
 import type { AmiPort } from '../ami/types.js';
 import { parseDuration } from '../common/duration.js';
 import type { AccountAwareOptions, AccountFailureReport, GuardianEvent } from '../guard/index.js';
-import type { AccountsConfig } from './config-schema.js';
+import { POLICIES, type AccountsConfig } from './config-schema.js';
+import { SIGNALS } from './names.js';
 import type { AccountStore } from './persist.js';
 import type { AccountRestrictPort, AccountWatchOptions } from './watch.js';
 
@@ -35,6 +36,8 @@ export function accountWatchOptions(
         registers: [w.registry],
       })
     : null;
+  // every signal × action series exists from the first scrape (an alert on rate() needs the 0)
+  for (const signal of SIGNALS) for (const action of POLICIES) anomalies?.inc({ signal, action }, 0);
   const failing = w.registry
     ? new Counter({
         name: 'pbx_guardian_account_failing_total',

@@ -3,7 +3,17 @@ import { chmodSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { AppError, toHttp } from '../common/errors.js';
-import { enclosingNetworks, formatNetwork, InvalidTargetError, parseNetwork, type BanControl, type BanLookup, type GuardStatus } from '../guard/index.js';
+import {
+  enclosingNetworks,
+  formatNetwork,
+  InvalidTargetError,
+  parseNetwork,
+  remoteMatches,
+  type BanControl,
+  type BanLookup,
+  type GuardStatus,
+  type RemoteBanSet,
+} from '../guard/index.js';
 import type { HistoryQuery, HistoryRow } from '../store/index.js';
 import type { Rule } from '../guard/index.js';
 import type { RuntimeAllow } from './runtime-allow.js';
@@ -26,6 +36,8 @@ export interface AdminPort {
   allow?: Pick<RuntimeAllow, 'list' | 'add' | 'remove'>;
   /** the rules loaded (pbx-guardian status RULE) */
   rules?(): readonly Rule[];
+  /** sets of decisions this daemon did not make (the fleet's), read by `why` */
+  remoteSets?(): RemoteBanSet[];
   /** the daemon's own Prometheus scrape (pbx-guardian metrics) */
   metrics?(): Promise<string>;
   status(): GuardStatus;
@@ -100,7 +112,24 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
     const address = req.query.address;
     if (address === undefined) return { bans: port.control.listBans() };
     if (!port.lookup) return { bans: port.control.listBans().filter((b) => b.target === address) };
-    return { bans: port.lookup.bansCovering(String(address)).map((m) => ({ ...m.ban, match: m.kind, how: m.how })) };
+    const local = port.lookup.bansCovering(String(address));
+    const net = parseNetwork(String(address))!;
+    const key = local.find((m) => m.how === 'key')?.ban.target;
+    // the fleet's decisions too, as rows of the same shape (rule '-', source: the set's kind)
+    const remote = remoteMatches(port.remoteSets?.() ?? [], net, key ? parseNetwork(key)! : net, Date.now()).map((m) => ({
+      target: m.target,
+      family: net.family,
+      isNetwork: m.target.includes('/'),
+      createdAt: 0,
+      expiresAt: m.expiresAt,
+      rule: '-',
+      source: m.kind,
+      reason: `${m.kind} decision (set ${m.set})`,
+      count: 0,
+      match: m.kind,
+      how: m.how,
+    }));
+    return { bans: [...local.map((m) => ({ ...m.ban, match: m.kind, how: m.how })), ...remote] };
   });
 
   app.post<{ Body: { target: string; duration?: string | number | null; reason?: string } }>(
@@ -139,8 +168,9 @@ export function createAdminApp(port: AdminPort, failures?: AuthFailures | null):
   app.get<{ Params: { address: string } }>('/why/:address', local, async (req) => {
     if (!port.lookup) throw new AppError('this daemon cannot explain an address', 'NOT_FOUND', 404);
     const report = port.lookup.explain(req.params.address);
-    // fleet / feed sets add their matches to `bans` beside the local ones ({ kind: 'local' | ... })
-    return { ...report, history: historyOf(report.address, undefined, 50) };
+    // the fleet's (and feeds') decisions beside the local bans: { kind: 'local' | 'fleet' | 'feed', ... }
+    const remote = remoteMatches(port.remoteSets?.() ?? [], parseNetwork(report.address)!, parseNetwork(report.key)!, Date.now());
+    return { ...report, bans: [...report.bans, ...remote], history: historyOf(report.address, undefined, 50) };
   });
   app.get<{ Querystring: { address?: string; since?: string; limit?: string } }>('/history', local, async (req) => {
     const num = (v: string | undefined, what: string) => {

@@ -10,7 +10,10 @@ export const COMMANDS: ReadonlyArray<readonly [usage: string, what: string]> = [
     'status [RULE]',
     'health of each part (OK / FAIL, with what to do), the failed / banned counters and the banned list; exits 5 when an enabled part is unhealthy. With RULE: that rule (events, windows, ban) and its bans',
   ],
-  ['banned [ADDRESS]', 'the active bans (a table); with ADDRESS: the bans that drop it (its own, its IPv6 /64, a covering network), exit 1 when none'],
+  [
+    'banned [ADDRESS]',
+    'the active bans (a table); with ADDRESS: the bans that drop it (its own, its IPv6 /64, a covering network; fleet decisions too), exit 1 when none',
+  ],
   ['ban ADDR... [--for D] [--reason TEXT]', 'ban by hand, one result line per address (D like 10m, 1h, 7d, or permanent; default guard.manualBanDuration)'],
   [
     'unban ADDR... [--covering] | --all',

@@ -44,7 +44,11 @@ export function formatWhy(r: WhyAnswer, now = Date.now()): string {
   if (r.bans.length === 0) out.push('  banned:   no');
   for (const [i, m] of r.bans.entries()) {
     const how = m.how === 'itself' ? 'its own ban' : m.how === 'key' ? `the prefix it is counted by` : 'a covering ban';
-    out.push(`  ${i === 0 ? 'banned:  ' : '         '} yes, ${m.kind}: ${describeBan(m.ban, now)}, ${how}: ${printable(m.ban.reason)}`);
+    const what =
+      m.kind === 'local'
+        ? `local: ${describeBan(m.ban, now)}, ${how}: ${printable(m.ban.reason)}`
+        : `${m.kind} (set ${printable(m.set)}): ${m.target} (${m.expiresAt === null ? 'no end' : `${formatDuration(Math.max(0, Math.round((m.expiresAt - now) / 1000)))} left`}), ${how.replace('ban', 'decision')}`;
+    out.push(`  ${i === 0 ? 'banned:  ' : '         '} yes, ${what}`);
   }
   const under = r.key === r.address ? '' : ` (counted under ${r.key})`;
   if (r.failures.length === 0) out.push(`  failures: none counted now${under}`);

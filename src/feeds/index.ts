@@ -11,6 +11,7 @@ import {
   RemoteSet,
   type FirewallBackend,
   type FirewallConfig,
+  type FirewallEntry,
   type FirewallTarget,
   type RemoteSetHealth,
 } from '../firewall/index.js';
@@ -120,6 +121,11 @@ export class Feeds {
 
   async resume(): Promise<void> {
     for (const h of this.held) await h.set.resume();
+  }
+
+  /** each feed's set, for pbx-guardian why / bans (what covers an address) */
+  lookups(): { kind: 'feed'; name: string; get(target: string): FirewallEntry | undefined }[] {
+    return this.held.map((h) => ({ kind: 'feed' as const, name: h.feed.name, get: (t: string) => h.set.get(t) }));
   }
 
   health(): FeedsHealth {

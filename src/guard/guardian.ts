@@ -10,7 +10,7 @@ import { AllowList, interfaceEntries, type AllowEntry, type AllowSource } from '
 import type { Rule } from './rules.js';
 import { BanScope, defaultScopeLimits, interfaceAddresses, type HostAddressPort, type ScopeLimits } from './scope.js';
 import { explainAddress, type AddressReport } from './explain.js';
-import { coveringBans, planUnban, type BanMatch, type UnbanOutcome } from './lookup.js';
+import { coveringBans, planUnban, type LocalBanMatch, type UnbanOutcome } from './lookup.js';
 import type { BanLookup } from './lookup-port.js';
 import { InvalidTargetError, type BanControl, type BanNotice, type BanRecord, type ManualBanRequest, type RemoteBanJudge } from './types.js';
 
@@ -398,7 +398,7 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     return true;
   }
 
-  bansCovering(target: string): BanMatch[] {
+  bansCovering(target: string): LocalBanMatch[] {
     const net = this.parseTarget(target);
     return coveringBans(this.active, net, isSingleAddress(net) ? this.keyOf(net) : net, this.clock());
   }

@@ -29,7 +29,20 @@ export {
   type HostPaths,
 } from './host-watch.js';
 export { requestedBanDuration } from './ban-duration.js';
-export { coveringBans, describeBan, enclosingNetworks, networkAt, CoveredByBanError, type BanCover, type BanMatch, type UnbanOutcome } from './lookup.js';
+export {
+  coveringBans,
+  describeBan,
+  enclosingNetworks,
+  networkAt,
+  remoteMatches,
+  CoveredByBanError,
+  type BanCover,
+  type BanMatch,
+  type LocalBanMatch,
+  type RemoteBanMatch,
+  type RemoteBanSet,
+  type UnbanOutcome,
+} from './lookup.js';
 export type { BanLookup } from './lookup-port.js';
 export type { AddressReport, NextFailure, RuleCount, WindowCount } from './explain.js';
 export { connectSubscribers, guardianEventFanout, type Subscriber, type AmiEventSource, type GuardianEvent } from './subscriber.js';

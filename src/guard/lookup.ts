@@ -11,16 +11,56 @@ import type { BanRecord } from './types.js';
 /** How a ban relates to the target asked about. */
 export type BanCover = 'itself' | 'key' | 'covering';
 
-/**
- * One ban that drops a target. `kind` names the set it is in: 'local' (this daemon's bans) today;
- * fleet / feed sets (a RemoteSet with entries per group) add their own kinds beside it.
- */
-export interface BanMatch {
+/** One ban that drops a target: this daemon's own, or a decision in a remote set. */
+export type BanMatch = LocalBanMatch | RemoteBanMatch;
+
+/** One of this daemon's bans that drops a target. */
+export interface LocalBanMatch {
   kind: 'local';
   /** 'itself': the target's own ban; 'key': the IPv6 prefix the guard counts and bans the address
    *  by (guard.ipv6Prefix); 'covering': a wider network */
   how: BanCover;
   ban: BanRecord;
+}
+
+/** A decision in a set this daemon did not decide (the fleet's LAPI decisions, a feed). */
+export interface RemoteBanMatch {
+  kind: 'fleet' | 'feed';
+  /** the set's group name */
+  set: string;
+  how: BanCover;
+  target: string;
+  /** epoch ms; null = no end */
+  expiresAt: number | null;
+}
+
+/** A remote set as `why` reads it: an entry by its target text (src/fleet's RemoteSet.get). */
+export interface RemoteBanSet {
+  kind: 'fleet' | 'feed';
+  name: string;
+  get(target: string): { target: string; expiresAt: number | null } | undefined;
+}
+
+/** The entries of remote sets that cover `net` (the same prefix walk as coveringBans). */
+export function remoteMatches(sets: RemoteBanSet[], net: IpNetwork, key: IpNetwork, now: number): RemoteBanMatch[] {
+  const keyText = formatNetwork(key);
+  const out: RemoteBanMatch[] = [];
+  if (sets.length === 0) return out;
+  for (const n of enclosingNetworks(net)) {
+    const text = formatNetwork(n);
+    for (const s of sets) {
+      const e = s.get(text);
+      if (!e || (e.expiresAt !== null && e.expiresAt <= now)) continue;
+      out.push({
+        kind: s.kind,
+        set: s.name,
+        how: n.prefix === net.prefix ? 'itself' : text === keyText ? 'key' : 'covering',
+        target: text,
+        expiresAt: e.expiresAt,
+      });
+    }
+  }
+  return out;
 }
 
 /** `net` with its host bits past `prefix` cleared. */
@@ -39,9 +79,9 @@ export function enclosingNetworks(net: IpNetwork): IpNetwork[] {
 
 /** The bans in force that cover `net`, narrowest first; `key`: the prefix the guard bans the
  *  address by (IPv6 /64), reported as 'key'. */
-export function coveringBans(active: ReadonlyMap<string, BanRecord>, net: IpNetwork, key: IpNetwork, now: number): BanMatch[] {
+export function coveringBans(active: ReadonlyMap<string, BanRecord>, net: IpNetwork, key: IpNetwork, now: number): LocalBanMatch[] {
   const keyText = formatNetwork(key);
-  const out: BanMatch[] = [];
+  const out: LocalBanMatch[] = [];
   for (const n of enclosingNetworks(net)) {
     const text = formatNetwork(n);
     const ban = active.get(text);
@@ -82,7 +122,7 @@ export function describeBan(b: BanRecord, now: number): string {
  * Which bans an unban of `net` ends: its own ban, or the prefix it is banned by (IPv6 key); a
  * wider covering ban only with `covering`, else CoveredByBanError naming it.
  */
-export function planUnban(matches: BanMatch[], target: string, covering: boolean, now: number): { remove: BanRecord[]; still: BanRecord[] } {
+export function planUnban(matches: LocalBanMatch[], target: string, covering: boolean, now: number): { remove: BanRecord[]; still: BanRecord[] } {
   const own = matches.filter((m) => m.how !== 'covering').map((m) => m.ban);
   const wider = matches.filter((m) => m.how === 'covering').map((m) => m.ban);
   if (covering) return { remove: [...own, ...wider], still: [] };

@@ -8,7 +8,7 @@ import type { Guardian } from '../guard/index.js';
 import type { FraudEngine } from '../fraud/index.js';
 import type { Metrics } from './index.js';
 import type { Rule } from '../guard/index.js';
-import { AMI_STATES, FRAUD_CALL_KINDS, FRAUD_FAILED_ACTIONS } from './labels.js';
+import { AMI_STATES, DIAL_FALLBACKS, FRAUD_CALL_KINDS, FRAUD_FAILED_ACTIONS } from './labels.js';
 
 /** The enforcer's hooks: transactions, drift, failures and recovery, refusals, watchdog repairs. */
 export function enforcerMetricHooks(metrics: Metrics): EnforcerHooks {
@@ -91,4 +91,5 @@ export function zeroRuleSeries(m: Metrics, rules: readonly Rule[]): void {
 export function zeroFraudSeries(m: Metrics): void {
   for (const kind of FRAUD_CALL_KINDS) m.fraudCallsWatched.counter.inc({ kind }, 0);
   for (const action of FRAUD_FAILED_ACTIONS) m.fraudActionFailures.inc({ action }, 0);
+  for (const fallback of DIAL_FALLBACKS) m.fraudDialstringsUnparsed.inc({ fallback }, 0);
 }

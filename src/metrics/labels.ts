@@ -5,6 +5,7 @@
  */
 import type { AmiConnectionState, AmiFrameDrop, AmiLoginErrorKind } from '../ami/index.js';
 import type { IgnoredReason } from '../guard/index.js';
+import type { DialFallback } from '../fraud/index.js';
 
 /** a Record over a union type: the compiler fails when a value is added to the union and not here */
 const keys = <K extends string>(r: Record<K, true>): K[] => Object.keys(r) as K[];
@@ -26,3 +27,4 @@ export const UNBAN_WHY = ['expired', 'unbanned'] as const;
 export const FIREWALL_OPS = ['add', 'remove'] as const;
 export const FRAUD_CALL_KINDS = ['outbound', 'internal'] as const;
 export const FRAUD_FAILED_ACTIONS = ['hangup', 'block', 'unblock', 'ban'] as const;
+export const DIAL_FALLBACKS = keys<DialFallback>({ exten: true, unknown: true, none: true });

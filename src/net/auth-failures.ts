@@ -9,9 +9,11 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 
-export type FailureReason = 'missing' | 'invalid' | 'not-local' | 'scope';
+const FAILURE_REASONS = ['missing', 'invalid', 'not-local', 'scope'] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
 
-export type ListenerName = 'agent' | 'rest' | 'admin' | 'metrics';
+const LISTENERS = ['agent', 'rest', 'admin', 'metrics'] as const;
+export type ListenerName = (typeof LISTENERS)[number];
 
 export interface AuthFailureOptions {
   /** failed authentications per source and minute before it is answered 429 */
@@ -67,6 +69,11 @@ export class AuthFailures {
       'pbx_guardian_auth_throttled_total',
       'requests answered 429 because their source failed authentication too often, by listener',
     );
+    // the known series at 0 from the first scrape
+    for (const listener of LISTENERS) {
+      for (const reason of FAILURE_REASONS) this.failed?.inc({ listener, reason }, 0);
+      this.refused?.inc({ listener, reason: 'throttled' }, 0);
+    }
   }
 
   private state(address: string, now: number): SourceState {
