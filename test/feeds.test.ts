@@ -120,6 +120,12 @@ test('a plain list: comments, blank lines and a little garbage; allow-listed and
   assert.deepEqual(h.refused, { allowed: 1, scope: 1, garbage: 1, cap: 0 });
   assert.equal(h.entries, 13);
   assert.equal(h.set.names, 'inet pbx_guardian_voip');
+  // pbx-guardian why / bans read each feed's set through lookups()
+  const [look] = s.f.lookups();
+  assert.equal(look!.kind, 'feed');
+  assert.equal(look!.name, 'voip');
+  assert.equal(look!.get('198.51.100.7')?.target, '198.51.100.7');
+  assert.equal(look!.get('192.0.2.9'), undefined);
   // the entries end 3 intervals after this refresh
   assert.equal(h.entryTimeoutMs, 3 * 4 * 3_600_000);
   const ends = (await s.backend('voip').list()).map((x) => x.expiresAt! - Date.now());
