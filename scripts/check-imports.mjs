@@ -24,7 +24,7 @@ export const LAYERS = [
   ['guard'],
   ['fraud'],
   ['store', 'sources'],
-  ['odoo', 'webhooks', 'asterisk-config', 'accounts', 'fleet'],
+  ['odoo', 'webhooks', 'asterisk-config', 'accounts', 'fleet', 'feeds'],
   ['health'],
   ['admin'],
   ['rest', 'metrics', 'console'],

@@ -43,6 +43,7 @@ import { attachSources } from './sources/index.js';
 import { AccountStore, type AccountWatch } from './accounts/index.js';
 import { createFraudEngine, type FraudEngine } from './fraud/index.js';
 import { createFleet, FLEET_GROUP, type Fleet } from './fleet/index.js';
+import { createFeeds, type Feeds } from './feeds/index.js';
 
 export interface DaemonOptions {
   config: GuardianConfig;
@@ -76,6 +77,7 @@ export interface Daemon {
   fraud: FraudEngine | null;
   /** the CrowdSec Local API link (null: crowdsec.machine and .bouncer off) */
   fleet: Fleet | null;
+  feeds: Feeds | null;
   metrics: Metrics;
   metricsUrl: string | null;
   logger: Logger;
@@ -237,8 +239,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const asteriskConsole = new AsteriskConsole(amiPort, config.console, actionPolicy);
     const configFiles = config.asteriskConfig.enabled ? new AsteriskConfigFiles(config.asteriskConfig, ami) : null;
 
-    const healthInputs = (): HealthInputs =>
-      healthInputsOf({ config, ami, guard: gd, enforcer: en, securityLog: srcs.securityLog(), store: st, odoo: open.odoo, webhooks, fleet });
+    const healthInputs = (): HealthInputs => ({
+      ...healthInputsOf({ config, ami, guard: gd, enforcer: en, securityLog: srcs.securityLog(), store: st, odoo: open.odoo, webhooks, fleet }),
+      feeds: feeds?.health() ?? null,
+    });
     const health = (): HealthReport => judgeHealth(healthInputs(), Date.now());
     registerHealthMetrics(metrics.registry, () => {
       const inputs = healthInputs();
@@ -265,12 +269,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                     allow: runtimeAllow,
                     rules: () => gd.rules,
                     metrics: () => metrics.registry.metrics(),
-                    remoteSets: () => (fleet?.set ? [{ kind: 'fleet' as const, name: FLEET_GROUP, get: (t: string) => fleet.set?.get(t) }] : []),
+                    remoteSets: () => [
+                      ...(fleet?.set ? [{ kind: 'fleet' as const, name: FLEET_GROUP, get: (t: string) => fleet.set?.get(t) }] : []),
+                      ...(feeds?.lookups() ?? []),
+                    ],
                     status: () => ({ ...gd.status(), settings: odooSettings.status() }),
                     reload,
                     version: VERSION,
                     health,
-                    firewall: pauseControl(en, config.stateDir, () => (fleet ? [fleet] : [])),
+                    firewall: pauseControl(en, config.stateDir, () => [fleet, feeds].filter((p) => p !== null)),
                     accounts: () => accounts,
                     ...(fraud ? { fraud } : {}),
                   },
@@ -355,6 +362,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logger: logger.child({ stage: 'fleet' }),
       registry: metrics.registry,
     });
+    const feeds = createFeeds({
+      feeds: config.feeds,
+      firewall: config.firewall,
+      watchdogIntervalMs: seconds(config.firewall.watchdogInterval) * 1000,
+      judge: gd.remoteJudge(),
+      allow: () => gd.allowTargets(),
+      stateDir: config.stateDir,
+      logger: logger.child({ stage: 'feeds' }),
+      registry: metrics.registry,
+    });
     // what consumes AMI events and ban decisions, called in this order (each one started above)
     const subscribers: Subscriber[] = [odoo, webhooks, accounts, fleet?.subscriber ?? null].filter((s) => s !== null);
     connectSubscribers(subscribers, ami, gd);
@@ -378,6 +395,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const local = kernel.name;
       await life.start({ name: 'fleet', start: () => fleet.start(local), stop: () => fleet.stop() });
       await followers.follow((targets) => fleet.setAllow(targets));
+    }
+    if (feeds) {
+      const local = kernel.name;
+      await life.start({ name: 'feeds', start: () => feeds.start(local), stop: () => feeds.stop() });
+      await followers.follow((targets) => feeds.setAllow(targets));
     }
     await life.start({ name: 'guard timers', start: () => gd.startExpirySweep(), stop: () => gd.stop() });
     if (fraud) await life.start({ name: 'fraud guard', start: () => fraud.start(), stop: () => fraud.stop() });
@@ -410,6 +432,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       accounts,
       fraud,
       fleet,
+      feeds,
       metrics,
       metricsUrl: open.metricsUrl,
       logger,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { buildConfig } from '../src/config/index.js';
 import { MemoryBackend } from '../src/firewall/index.js';
-import { RemoteSet } from '../src/fleet/sets.js';
+import { RemoteSet } from '../src/firewall/index.js';
 import { parseNetwork, plainObservation } from '../src/guard/index.js';
 import { adminDaemon } from './helpers/admin-daemon.js';
 import { cliOnSocket } from './helpers/cli.js';

@@ -77,6 +77,8 @@ async function exportedNames(): Promise<{ names: Set<string>; histograms: Set<st
         machine: { enabled: true, login: 'pbx1', password: 'a-machine-password' },
         bouncer: { enabled: true, apiKey: 'a-bouncer-key-0123456789' },
       },
+      // a feed registers its metrics at start (port 9 is closed: its first refresh fails)
+      feeds: [{ name: 'voip', kind: 'list', url: 'http://127.0.0.1:9/list.txt', interval: '1h' }],
     },
   });
   try {

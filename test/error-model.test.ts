@@ -12,6 +12,8 @@ import { RuleError } from '../src/guard/index.js';
 import { FraudRulesError } from '../src/fraud/destinations.js';
 import { LapiAnswerError } from '../src/fleet/decision.js';
 import { LapiError } from '../src/fleet/lapi.js';
+import { FeedRefusedError } from '../src/feeds/parse.js';
+import { FeedFetchError } from '../src/feeds/source.js';
 import { AlreadyRunningError, SchemaVersionError, StateDirError } from '../src/store/index.js';
 import { ListenError } from '../src/admin/listen.js';
 import { DaemonError, DaemonUnreachableError } from '../src/admin/client.js';
@@ -309,6 +311,8 @@ const SAMPLES: Error[] = [
   new LapiAnswerError('LAPI decisions stream: not JSON'),
   new LapiError('LAPI unreachable', true),
   new LapiError('LAPI refused the login (401)', false, 401),
+  new FeedRefusedError('the list is not text: refused whole', 'not_text'),
+  new FeedFetchError('https://lists.example/a.txt answered HTTP 503', 503),
   new DaemonError('not found', 404, 'NOT_FOUND'),
   new DaemonError('HTTP 502', 502, 'not-a-code'),
   new ConfigError('ami.port: not a port'),

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { defaultFirewallConfig, MemoryBackend } from '../src/firewall/index.js';
 import { FleetBouncer } from '../src/fleet/bouncer.js';
-import { RemoteSet } from '../src/fleet/sets.js';
+import { RemoteSet } from '../src/firewall/index.js';
 import type { FleetJudge } from '../src/fleet/decision.js';
 import { formatNetwork, networksOverlap, parseNetwork, type IpNetwork } from '../src/net/ip.js';
 

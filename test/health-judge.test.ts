@@ -343,7 +343,7 @@ test('report: healthy only when every enabled part is; disabled parts do not cou
   assert.equal(ok.healthy, true);
   assert.deepEqual(
     ok.parts.map((p) => p.part),
-    ['ami', 'guard', 'firewall', 'store', 'odoo', 'webhooks', 'fleet'],
+    ['ami', 'guard', 'firewall', 'store', 'odoo', 'webhooks', 'fleet', 'feeds'],
   );
   assert.equal(ok.checkedAt, '2026-12-02T13:00:00.000Z');
   const text = formatHealth(ok);

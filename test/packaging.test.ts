@@ -240,6 +240,9 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
       if (which('nft')) {
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian']);
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian_fleet']);
+        // a feed's table goes too; a table that only starts like ours stays
+        ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardian_apiban']);
+        ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'table', 'inet', 'pbx_guardianx']);
         ok('ip', ['netns', 'exec', netns, 'nft', 'add', 'set', 'inet', 'pbx_guardian', 'ban4', '{ type ipv4_addr; flags timeout; }']);
       }
       if (which('ipset')) {
@@ -276,6 +279,8 @@ test('Debian package: build, install, run, remove, purge', { skip, timeout: 300_
         0,
         'table inet pbx_guardian_fleet survived',
       );
+      assert.notEqual(run('ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', 'pbx_guardian_apiban']).status, 0, "a feed's table survived");
+      assert.equal(run('ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', 'pbx_guardianx']).status, 0, 'a table not ours was deleted');
     }
     if (haveIp && which('ipset')) {
       const sets = ok('ip', ['netns', 'exec', netns, 'ipset', 'list', '-n']).split('\n').filter(Boolean);

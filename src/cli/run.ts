@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/index.js';
 import { flushFleetSets } from '../fleet/index.js';
+import { flushFeedSets } from '../feeds/index.js';
 import { createBackend } from '../firewall/index.js';
 import { startDaemon, type Daemon } from '../main.js';
 import pino from 'pino';
@@ -63,4 +64,6 @@ export async function flushFirewall(configPath: string | undefined): Promise<voi
   await backend.close();
   // the fleet's table / sets too (a daemon that never followed a fleet has none: flushing is idempotent)
   await flushFleetSets(config.firewall, logger);
+  // and each configured feed's
+  await flushFeedSets(config.firewall, config.feeds, logger);
 }

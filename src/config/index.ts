@@ -13,6 +13,8 @@ import { validateAsteriskConfigConfig } from '../asterisk-config/config-schema.j
 import { resolveWebhooks } from '../webhooks/config-schema.js';
 import { fraudConfigErrors } from '../fraud/config-schema.js';
 import { crowdsecConfigErrors } from '../fleet/config-schema.js';
+import { resolveFeeds } from '../feeds/config-schema.js';
+import { groupFirewallConfig } from '../firewall/index.js';
 import { addressListErrors, hostError, listenerErrors, type TcpListener } from './addresses.js';
 import { ConfigSchema, type GuardianConfig } from './schema.js';
 import { constraintErrors, isPlainObject, mergeWithDefaults } from './validate.js';
@@ -139,6 +141,16 @@ function stageErrors(cfg: GuardianConfig): string[] {
   const hooks = resolveWebhooks(cfg.webhooks);
   errors.push(...hooks.errors);
   cfg.webhooks = hooks.webhooks;
+  const feeds = resolveFeeds(cfg.feeds);
+  errors.push(...feeds.errors);
+  cfg.feeds = feeds.feeds;
+  // each feed's table / ipset names must fit beside the configured firewall.table / ipsetPrefix
+  for (const f of cfg.feeds)
+    try {
+      groupFirewallConfig(cfg.firewall, f.name);
+    } catch (e) {
+      errors.push(`feeds (${f.name.slice(0, 12)}): ${(e as Error).message}`);
+    }
   return errors;
 }
 

@@ -20,6 +20,7 @@ import { SourcesConfigSchema } from '../sources/config-schema.js';
 import { AccountsConfigSchema } from '../accounts/config-schema.js';
 import { FraudConfigSchema } from '../fraud/config-schema.js';
 import { CrowdsecConfigSchema } from '../fleet/config-schema.js';
+import { FeedsConfigSchema } from '../feeds/config-schema.js';
 
 /** Failed authentication on every HTTP listener (net/auth-failures.ts): shared, so it sits here. */
 export const AuthConfigSchema = Section(
@@ -63,6 +64,7 @@ export const ConfigSchema = Section(
     accounts: AccountsConfigSchema,
     fraud: FraudConfigSchema,
     crowdsec: CrowdsecConfigSchema,
+    feeds: FeedsConfigSchema,
   },
   { description: 'pbx-guardian configuration' },
 );

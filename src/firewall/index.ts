@@ -18,3 +18,4 @@ export { canonicalTarget, checkTarget, InvalidFirewallTargetError, type Canonica
 export { pauseControl, takePausedNote, type Pausable } from './pause-note.js';
 export { AllowFollowers } from './allow-followers.js';
 export { groupFirewallConfig, GROUP_NAME } from './group.js';
+export { RemoteSet, type RemoteSetHealth, type RemoteSetOptions } from './remote-set.js';

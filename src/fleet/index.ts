@@ -5,14 +5,13 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Database } from 'better-sqlite3';
-import { createBackend, groupFirewallConfig, type FirewallBackend, type FirewallConfig, type FirewallTarget } from '../firewall/index.js';
+import { createBackend, groupFirewallConfig, RemoteSet, type FirewallBackend, type FirewallConfig, type FirewallTarget } from '../firewall/index.js';
 import type { Subscriber } from '../guard/index.js';
 import { parseDuration } from '../common/duration.js';
 import { FleetBouncer } from './bouncer.js';
 import type { CrowdsecConfig } from './config-schema.js';
 import type { FleetJudge } from './decision.js';
 import { LapiClient } from './lapi.js';
-import { RemoteSet } from './sets.js';
 import { startFleetMachine } from './machine.js';
 import type { FleetHealth, MachineHealth } from './types.js';
 

@@ -1,6 +1,6 @@
 /** The fleet's parts as the health model and `status` see them. */
 import type { BouncerHealth } from './bouncer.js';
-import type { RemoteSetHealth } from './sets.js';
+import type { RemoteSetHealth } from '../firewall/index.js';
 
 export interface MachineHealth {
   /** false (state 'off') for the handle of a machine crowdsec.machine.enabled leaves off */

@@ -11,6 +11,7 @@ import type { SecurityLogHealth } from '../sources/index.js';
 import type { GuardSnapshot, HealthInputs, HealthReport, PartHealth, StoreSnapshot } from './types.js';
 import { ago, disabled, iso, OUTBOX_FULL_RATIO, part } from './judge-parts.js';
 import { judgeFleet } from './fleet.js';
+import { judgeFeeds } from './feeds.js';
 
 export { ago, OUTBOX_FULL_RATIO } from './judge-parts.js';
 
@@ -287,6 +288,7 @@ export function judgeHealth(inputs: HealthInputs, now: number): HealthReport {
     judgeOdoo(inputs.odoo, now),
     judgeWebhooks(inputs.webhooks, now),
     judgeFleet(inputs.fleet, now),
+    judgeFeeds(inputs.feeds, now),
   ];
   return { healthy: parts.every((p) => !p.enabled || p.healthy), parts, checkedAt: new Date(now).toISOString() };
 }

@@ -37,7 +37,7 @@ export function registerHealthMetrics(registry: Registry, take: () => HealthSamp
 
   gauge(
     'pbx_guardian_up',
-    'health of each enabled part (ami, guard, firewall, store, odoo, webhooks, fleet): 1 healthy, 0 not; see pbx-guardian status',
+    'health of each enabled part (ami, guard, firewall, store, odoo, webhooks, fleet, feeds): 1 healthy, 0 not; see pbx-guardian status',
     ['part'],
     (g, s) => {
       for (const p of s.report.parts) if (p.enabled) g.set({ part: p.part }, p.healthy ? 1 : 0);

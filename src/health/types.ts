@@ -3,9 +3,10 @@ import type { FirewallHealth } from '../firewall/index.js';
 import type { OdooHealthSnapshot } from '../odoo/index.js';
 import type { WebhookHealth } from '../webhooks/index.js';
 import type { FleetHealth } from '../fleet/index.js';
+import type { FeedsHealth } from '../feeds/index.js';
 import type { SecurityLogHealth } from '../sources/index.js';
 
-export type PartName = 'ami' | 'guard' | 'firewall' | 'store' | 'odoo' | 'webhooks' | 'fleet';
+export type PartName = 'ami' | 'guard' | 'firewall' | 'store' | 'odoo' | 'webhooks' | 'fleet' | 'feeds';
 
 /** One part's answer. `healthy` is true exactly when `problems` is empty. */
 export interface PartHealth {
@@ -66,4 +67,6 @@ export interface HealthInputs {
   webhooks: WebhookHealth[] | null;
   /** null: crowdsec.machine and crowdsec.bouncer off */
   fleet: FleetHealth | null;
+  /** null or absent: no feeds configured */
+  feeds?: FeedsHealth | null;
 }

@@ -1,22 +1,17 @@
 /**
- * The kernel sets of the fleet's decisions: a table (nftables `inet <table>_fleet`) or ipset names
- * (`<prefix>-fleet-*`, chain `<PREFIX>-FLEET-INPUT`) of their own, filled by the bouncer through
- * an Enforcer of their own (batching, restore, reconcile, the watchdog's repair). The local bans'
- * table is never touched from here, so a remote deletion can never end a local ban.
+ * The kernel sets of bans decided elsewhere (the fleet's decisions, a feed): a table (nftables
+ * `inet <table>_<group>`) or ipset names (`<prefix>-<group>-*`, chain `<PREFIX>-<GROUP>-INPUT`) of
+ * their own, filled through an Enforcer of their own (batching, restore, reconcile, the watchdog's
+ * repair). The local bans' table is never touched from here, so a remote deletion can never end a
+ * local ban. (Moved down from src/fleet/sets.ts so that the fleet and the feeds share it.)
  */
 import type { Logger } from 'pino';
-import {
-  createBackend,
-  DeferredBackend,
-  Enforcer,
-  groupFirewallConfig,
-  MemoryBackend,
-  type FirewallBackend,
-  type FirewallConfig,
-  type FirewallEntry,
-  type FirewallHealth,
-  type FirewallTarget,
-} from '../firewall/index.js';
+import { createBackend } from './create.js';
+import { DeferredBackend } from './deferred.js';
+import { Enforcer, type FirewallConfig } from './enforcer.js';
+import { groupFirewallConfig } from './group.js';
+import { MemoryBackend } from './memory.js';
+import type { FirewallBackend, FirewallEntry, FirewallHealth, FirewallTarget } from './types.js';
 
 export interface RemoteSetOptions {
   /** the group name, part of the table / set names */
@@ -186,6 +181,6 @@ export class RemoteSet {
 
   private failed(err: Error, target: string): void {
     // the enforcer logs and retries failures itself; a refusal of one element is logged once there
-    this.opts.logger.debug({ err, target, group: this.opts.group }, 'fleet set change not applied yet');
+    this.opts.logger.debug({ err, target, group: this.opts.group }, 'remote set change not applied yet');
   }
 }
