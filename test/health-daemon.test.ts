@@ -121,7 +121,7 @@ test(
       assert.equal(parsed.health.healthy, true);
       assert.deepEqual(
         parsed.health.parts.map((p) => p.part),
-        ['ami', 'guard', 'firewall', 'store', 'odoo', 'webhooks', 'fleet'],
+        ['ami', 'guard', 'firewall', 'store', 'odoo', 'webhooks', 'fleet', 'feeds'],
       );
       const fw = parsed.health.parts.find((p) => p.part === 'firewall')!;
       assert.equal(fw.detail.backend, 'memory');
