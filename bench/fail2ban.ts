@@ -215,7 +215,10 @@ export async function run(opts: { quick?: boolean } = {}): Promise<Row[]> {
   const rows = compare(g, f, plan);
   const csSkip = crowdsecSkipReason();
   if (csSkip) return [...rows, { name: 'vs crowdsec: skipped', value: NaN, unit: '-', note: csSkip }];
-  return [...rows, ...compareCrowdsec(g, f, await inNetns('crowdsec', !!opts.quick, bound), plan)];
+  // a failing third contestant must not cost the first two their rows
+  const c = await inNetns('crowdsec', !!opts.quick, bound).catch((e: unknown) => e as Error);
+  if (c instanceof Error) return [...rows, { name: 'vs crowdsec: failed', value: NaN, unit: '-', ok: false, note: c.message.slice(0, 1500) }];
+  return [...rows, ...compareCrowdsec(g, f, c, plan)];
 }
 
 /** CrowdSec's rows, each anchored on the guardian's figure (and fail2ban's in the note). */
