@@ -3,6 +3,7 @@ import type { Rule } from './rules.js';
 import { attackerKey, type IpNetwork } from '../net/ip.js';
 import { mergesAttempts, placeEvent, type AttemptState, type Outcome } from './attempt.js';
 import type { EventView } from './observation.js';
+import { pack, unpack } from './packed.js';
 
 export type { EventView } from './observation.js';
 
@@ -38,6 +39,8 @@ export interface Detection {
  * events, so most rings stay short.
  */
 type KeyState = Array<number | number[] | undefined>;
+/** What the LRU holds per key: a KeyState, or the commonest one packed in a number (packed.ts). */
+type Stored = KeyState | number;
 
 /** not an address: see Detector.forget */
 const SENTINEL_KEY = '#';
@@ -85,7 +88,7 @@ function nthRecent(ring: Ring, size: number, n: number): number | undefined {
 export class Detector {
   private readonly byEvent = new Map<string, Array<{ rule: Rule; index: number }>>();
   private readonly resetBy = new Map<string, number[]>();
-  private readonly state: LRUCache<string, KeyState>;
+  private readonly state: LRUCache<string, Stored>;
   /** failures counted since start (status: "total failed"): attempts, see attempt.ts */
   totalFailures = 0;
   /** failure events merged into an attempt already counted (attempt.ts) */
@@ -109,7 +112,7 @@ export class Detector {
         this.resetBy.set(ev, list);
       }
     });
-    this.state = new LRUCache<string, KeyState>({ max: options.maxTracked, ttl: options.trackTtlMs, updateAgeOnGet: true });
+    this.state = new LRUCache<string, Stored>({ max: options.maxTracked, ttl: options.trackTtlMs, updateAgeOnGet: true });
   }
 
   /** true when some rule counts or resets on this event name (cheap pre-filter for the hot path) */
@@ -129,13 +132,20 @@ export class Detector {
   observe(eventName: string, event: EventView, key: IpNetwork, keyText: string, now: number): Detection | null {
     const resets = this.resetBy.get(eventName);
     if (resets) {
-      const st = this.state.peek(keyText);
+      const peeked = this.state.peek(keyText);
+      const st = typeof peeked === 'number' ? unpack(peeked) : peeked;
+      let reset = false;
       if (st)
         for (const i of resets) {
           if (!fromSource(this.rules[i]!, event)) continue;
           const at = slotOf(st, i);
-          if (at > 0) st[at] = undefined;
+          if (at > 0) {
+            st[at] = undefined;
+            reset = true;
+          }
         }
+      // a packed key is rewritten (it is a number): the LRU then counts it as just used, though its TTL is kept
+      if (reset && typeof peeked === 'number') this.state.set(keyText, st!, { noUpdateTTL: true });
     }
     const candidates = this.byEvent.get(eventName);
     if (!candidates) return null;
@@ -143,7 +153,7 @@ export class Detector {
     for (const { rule, index } of candidates) if (!hasBit(mask, index) && matches(rule, event)) mask += POW2[index] ?? 2 ** index;
     if (mask === 0) return null;
     const stored = this.state.get(keyText);
-    this.cur = stored ?? FRESH_STATE;
+    this.cur = stored === undefined ? FRESH_STATE : typeof stored === 'number' ? unpack(stored) : stored;
     // ChallengeSent is counted by its flood rule but is not itself a failure (status, metrics).
     const isFailure = event.get('Severity') !== 'Informational';
     let found: Detection | null = null;
@@ -165,7 +175,8 @@ export class Detector {
       else if (outcome === 'absorb') this.mergedEvents += 1 + (placed.dropped ?? 0);
     }
     if (!found && outcome === 'count') found = this.countRules(mask, isFailure, key, keyText, now);
-    if (this.cur !== stored) this.state.set(keyText, this.cur);
+    const next = pack(this.cur) ?? this.cur;
+    if (next !== stored) this.state.set(keyText, next);
     return found;
   }
 
@@ -211,8 +222,9 @@ export class Detector {
   /** The hit times each rule keeps for a key now (newest last; a rule never hit or reset is
    *  left out): `pbx-guardian why`. A read: the key's age in the LRU is not touched. */
   hitsOf(keyText: string): Array<{ rule: Rule; times: number[] }> {
-    const st = this.state.peek(keyText);
-    if (!st || keyText === SENTINEL_KEY) return [];
+    const peeked = this.state.peek(keyText);
+    if (peeked === undefined || keyText === SENTINEL_KEY) return [];
+    const st = typeof peeked === 'number' ? unpack(peeked) : peeked;
     const out: Array<{ rule: Rule; times: number[] }> = [];
     this.rules.forEach((rule, index) => {
       const at = slotOf(st, index);
@@ -227,7 +239,9 @@ export class Detector {
 
   /** Failures counted for a key, for status and tests. */
   failuresOf(keyText: string): number {
-    return (this.state.peek(keyText)?.[0] as number | undefined) ?? 0;
+    const peeked = this.state.peek(keyText);
+    if (peeked === undefined) return 0;
+    return ((typeof peeked === 'number' ? unpack(peeked) : peeked)[0] as number | undefined) ?? 0;
   }
 
   get ruleList(): readonly Rule[] {
