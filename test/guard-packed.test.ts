@@ -88,3 +88,31 @@ test('packed keys keep the LRU bound and the TTL', async () => {
   assert.equal(d.failuresOf('192.0.2.4'), 0, 'forgotten after trackTtlMs');
   assert.equal(hit(d, '192.0.2.4', T0 + 5), null, 'and counted afresh');
 });
+
+test("a new key's first hit: a window of count 1 is crossed at once; a weighted rule keeps its arrays", () => {
+  const once = compileRule(
+    {
+      name: 'once',
+      events: ['InvalidPassword'],
+      windows: [
+        { count: 3, within: '1m' },
+        { count: 1, within: '1s' },
+      ],
+      ban: '1h',
+    },
+    'test',
+  );
+  const d = new Detector([once], { ipv6Prefix: 64, maxTracked: 100, trackTtlMs: 3_600_000 });
+  const found = hit(d, '198.51.100.7', T0);
+  assert.deepEqual([found?.count, found?.windowMs, found?.keyText], [1, 1000, '198.51.100.7']);
+  assert.equal(d.totalFailures, 1);
+  const heavy = compileRule({ name: 'heavy', events: ['InvalidPassword'], weight: 2, windows: [{ count: 4, within: '1m' }], ban: '1h' }, 'test');
+  const w = new Detector([heavy], { ipv6Prefix: 64, maxTracked: 100, trackTtlMs: 3_600_000 });
+  assert.equal(hit(w, '198.51.100.8', T0), null);
+  assert.equal(w.failuresOf('198.51.100.8'), 2);
+  assert.deepEqual(
+    w.hitsOf('198.51.100.8').map((h) => h.times),
+    [[T0, T0]],
+  );
+  assert.equal(hit(w, '198.51.100.8', T0 + 1)?.count, 4);
+});

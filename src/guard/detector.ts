@@ -3,7 +3,7 @@ import type { Rule } from './rules.js';
 import { attackerKey, type IpNetwork } from '../net/ip.js';
 import { mergesAttempts, placeEvent, type AttemptState, type Outcome } from './attempt.js';
 import type { EventView } from './observation.js';
-import { pack, unpack } from './packed.js';
+import { pack, packHit, unpack } from './packed.js';
 
 export type { EventView } from './observation.js';
 
@@ -150,12 +150,23 @@ export class Detector {
     const candidates = this.byEvent.get(eventName);
     if (!candidates) return null;
     let mask = 0;
-    for (const { rule, index } of candidates) if (!hasBit(mask, index) && matches(rule, event)) mask += POW2[index] ?? 2 ** index;
+    let matched = 0;
+    let only = -1;
+    for (const { rule, index } of candidates)
+      if (!hasBit(mask, index) && matches(rule, event)) {
+        mask += POW2[index] ?? 2 ** index;
+        matched++;
+        only = index;
+      }
     if (mask === 0) return null;
     const stored = this.state.get(keyText);
-    this.cur = stored === undefined ? FRESH_STATE : typeof stored === 'number' ? unpack(stored) : stored;
     // ChallengeSent is counted by its flood rule but is not itself a failure (status, metrics).
     const isFailure = event.get('Severity') !== 'Informational';
+    if (stored === undefined && matched === 1 && !mergesAttempts(event.get('Service'))) {
+      const first = this.firstHit(only, isFailure, key, keyText, now);
+      if (first !== undefined) return first;
+    }
+    this.cur = stored === undefined ? FRESH_STATE : typeof stored === 'number' ? unpack(stored) : stored;
     let found: Detection | null = null;
     let outcome: Outcome = 'count';
     if (mergesAttempts(event.get('Service'))) {
@@ -178,6 +189,19 @@ export class Detector {
     const next = pack(this.cur) ?? this.cur;
     if (next !== stored) this.state.set(keyText, next);
     return found;
+  }
+
+  /** A new key's one hit of one rule, stored packed without building its arrays (most scanners'
+   *  only event: the hot path); what countRules would do. undefined when it does not pack. */
+  private firstHit(index: number, isFailure: boolean, key: IpNetwork, keyText: string, now: number): Detection | null | undefined {
+    const rule = this.rules[index]!;
+    const packed = rule.weight === 1 ? packHit(now, index, isFailure ? 1 : 0) : undefined;
+    if (packed === undefined) return undefined;
+    this.state.set(keyText, packed);
+    if (isFailure) this.totalFailures += 1;
+    // one hit is inside every window of count 1 (withinMs > 0)
+    for (const window of rule.windows) if (window.count === 1) return { key, keyText, rule, count: 1, windowMs: window.withinMs };
+    return null;
   }
 
   /** Counts one hit in each rule of `mask` (bit = rule index) on the key's array (this.cur);

@@ -17,7 +17,11 @@ export function pack(st: KeyState): number | undefined {
   const rule = st[1] as number;
   const ring = st[2];
   if (!Array.isArray(ring) || ring.length !== 2 || ring[0] !== 0) return undefined;
-  const t = ring[1]!;
+  return packHit(ring[1]!, rule, count);
+}
+
+/** The number for one hit at `t` of rule `rule` with `count` failures, or undefined. */
+export function packHit(t: number, rule: number, count: number): number | undefined {
   if (!(rule >= 0 && rule < RULE_SPAN && Number.isInteger(rule))) return undefined;
   if (!(count >= 0 && count < COUNT_SPAN && Number.isInteger(count))) return undefined;
   if (!(t >= 0 && t < TIME_LIMIT && Number.isInteger(t))) return undefined;
