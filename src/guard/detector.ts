@@ -36,7 +36,8 @@ export interface Detection {
  * 2 rules and the attempt added). Pairs are added with concat (exact size; see pushHit).
  * A ring is `[next, t1, t2, ...]`: it grows one time per hit up to the rule's largest window
  * count, then `next` says which slot the next hit overwrites. Most scanners send a handful of
- * events, so most rings stay short.
+ * events, so most rings stay short. Most keys are seen once: [count, rule, [0, t]] is kept in the
+ * LRU as one packed number instead (packed.ts; measured: heap 247 -> 133 MB at 1M IPv4 keys).
  */
 type KeyState = Array<number | number[] | undefined>;
 /** What the LRU holds per key: a KeyState, or the commonest one packed in a number (packed.ts). */
