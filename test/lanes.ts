@@ -69,6 +69,7 @@ export const UNIT: readonly string[] = [
   'fuzz-condition.test.ts',
   'guard-accounts.test.ts',
   'guard-expiry.test.ts',
+  'guard-packed.test.ts',
   'guard.test.ts',
   'health-judge.test.ts',
   'health-metrics.test.ts',

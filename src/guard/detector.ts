@@ -3,6 +3,7 @@ import type { Rule } from './rules.js';
 import { attackerKey, type IpNetwork } from '../net/ip.js';
 import { mergesAttempts, placeEvent, type AttemptState, type Outcome } from './attempt.js';
 import type { EventView } from './observation.js';
+import { pack, packHit, unpack } from './packed.js';
 
 export type { EventView } from './observation.js';
 
@@ -35,9 +36,12 @@ export interface Detection {
  * 2 rules and the attempt added). Pairs are added with concat (exact size; see pushHit).
  * A ring is `[next, t1, t2, ...]`: it grows one time per hit up to the rule's largest window
  * count, then `next` says which slot the next hit overwrites. Most scanners send a handful of
- * events, so most rings stay short.
+ * events, so most rings stay short. Most keys are seen once: [count, rule, [0, t]] is kept in the
+ * LRU as one packed number instead (packed.ts; measured: heap 247 -> 133 MB at 1M IPv4 keys).
  */
 type KeyState = Array<number | number[] | undefined>;
+/** What the LRU holds per key: a KeyState, or the commonest one packed in a number (packed.ts). */
+type Stored = KeyState | number;
 
 /** not an address: see Detector.forget */
 const SENTINEL_KEY = '#';
@@ -85,7 +89,7 @@ function nthRecent(ring: Ring, size: number, n: number): number | undefined {
 export class Detector {
   private readonly byEvent = new Map<string, Array<{ rule: Rule; index: number }>>();
   private readonly resetBy = new Map<string, number[]>();
-  private readonly state: LRUCache<string, KeyState>;
+  private readonly state: LRUCache<string, Stored>;
   /** failures counted since start (status: "total failed"): attempts, see attempt.ts */
   totalFailures = 0;
   /** failure events merged into an attempt already counted (attempt.ts) */
@@ -109,7 +113,7 @@ export class Detector {
         this.resetBy.set(ev, list);
       }
     });
-    this.state = new LRUCache<string, KeyState>({ max: options.maxTracked, ttl: options.trackTtlMs, updateAgeOnGet: true });
+    this.state = new LRUCache<string, Stored>({ max: options.maxTracked, ttl: options.trackTtlMs, updateAgeOnGet: true });
   }
 
   /** true when some rule counts or resets on this event name (cheap pre-filter for the hot path) */
@@ -129,23 +133,41 @@ export class Detector {
   observe(eventName: string, event: EventView, key: IpNetwork, keyText: string, now: number): Detection | null {
     const resets = this.resetBy.get(eventName);
     if (resets) {
-      const st = this.state.peek(keyText);
+      const peeked = this.state.peek(keyText);
+      const st = typeof peeked === 'number' ? unpack(peeked) : peeked;
+      let reset = false;
       if (st)
         for (const i of resets) {
           if (!fromSource(this.rules[i]!, event)) continue;
           const at = slotOf(st, i);
-          if (at > 0) st[at] = undefined;
+          if (at > 0) {
+            st[at] = undefined;
+            reset = true;
+          }
         }
+      // a packed key is rewritten (it is a number): the LRU then counts it as just used, though its TTL is kept
+      if (reset && typeof peeked === 'number') this.state.set(keyText, st!, { noUpdateTTL: true });
     }
     const candidates = this.byEvent.get(eventName);
     if (!candidates) return null;
     let mask = 0;
-    for (const { rule, index } of candidates) if (!hasBit(mask, index) && matches(rule, event)) mask += POW2[index] ?? 2 ** index;
+    let matched = 0;
+    let only = -1;
+    for (const { rule, index } of candidates)
+      if (!hasBit(mask, index) && matches(rule, event)) {
+        mask += POW2[index] ?? 2 ** index;
+        matched++;
+        only = index;
+      }
     if (mask === 0) return null;
     const stored = this.state.get(keyText);
-    this.cur = stored ?? FRESH_STATE;
     // ChallengeSent is counted by its flood rule but is not itself a failure (status, metrics).
     const isFailure = event.get('Severity') !== 'Informational';
+    if (stored === undefined && matched === 1 && !mergesAttempts(event.get('Service'))) {
+      const first = this.firstHit(only, isFailure, key, keyText, now);
+      if (first !== undefined) return first;
+    }
+    this.cur = stored === undefined ? FRESH_STATE : typeof stored === 'number' ? unpack(stored) : stored;
     let found: Detection | null = null;
     let outcome: Outcome = 'count';
     if (mergesAttempts(event.get('Service'))) {
@@ -165,8 +187,22 @@ export class Detector {
       else if (outcome === 'absorb') this.mergedEvents += 1 + (placed.dropped ?? 0);
     }
     if (!found && outcome === 'count') found = this.countRules(mask, isFailure, key, keyText, now);
-    if (this.cur !== stored) this.state.set(keyText, this.cur);
+    const next = pack(this.cur) ?? this.cur;
+    if (next !== stored) this.state.set(keyText, next);
     return found;
+  }
+
+  /** A new key's one hit of one rule, stored packed without building its arrays (most scanners'
+   *  only event: the hot path); what countRules would do. undefined when it does not pack. */
+  private firstHit(index: number, isFailure: boolean, key: IpNetwork, keyText: string, now: number): Detection | null | undefined {
+    const rule = this.rules[index]!;
+    const packed = rule.weight === 1 ? packHit(now, index, isFailure ? 1 : 0) : undefined;
+    if (packed === undefined) return undefined;
+    this.state.set(keyText, packed);
+    if (isFailure) this.totalFailures += 1;
+    // one hit is inside every window of count 1 (withinMs > 0)
+    for (const window of rule.windows) if (window.count === 1) return { key, keyText, rule, count: 1, windowMs: window.withinMs };
+    return null;
   }
 
   /** Counts one hit in each rule of `mask` (bit = rule index) on the key's array (this.cur);
@@ -211,8 +247,9 @@ export class Detector {
   /** The hit times each rule keeps for a key now (newest last; a rule never hit or reset is
    *  left out): `pbx-guardian why`. A read: the key's age in the LRU is not touched. */
   hitsOf(keyText: string): Array<{ rule: Rule; times: number[] }> {
-    const st = this.state.peek(keyText);
-    if (!st || keyText === SENTINEL_KEY) return [];
+    const peeked = this.state.peek(keyText);
+    if (peeked === undefined || keyText === SENTINEL_KEY) return [];
+    const st = typeof peeked === 'number' ? unpack(peeked) : peeked;
     const out: Array<{ rule: Rule; times: number[] }> = [];
     this.rules.forEach((rule, index) => {
       const at = slotOf(st, index);
@@ -227,7 +264,9 @@ export class Detector {
 
   /** Failures counted for a key, for status and tests. */
   failuresOf(keyText: string): number {
-    return (this.state.peek(keyText)?.[0] as number | undefined) ?? 0;
+    const peeked = this.state.peek(keyText);
+    if (peeked === undefined) return 0;
+    return ((typeof peeked === 'number' ? unpack(peeked) : peeked)[0] as number | undefined) ?? 0;
   }
 
   get ruleList(): readonly Rule[] {
