@@ -18,7 +18,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BenchResult } from './types.js';
 import { childRowsInNetns, skipReason } from './firewall.js';
 import { SetMonitor, listSet } from './set-monitor.js';
-import { assertPrivateNetns, pct, sleep } from './fail2ban/schedule.js';
+import { assertPrivateNetns, pct, procCpu, sleep } from './fail2ban/schedule.js';
 import { PACKAGE_ROOT } from '../src/config/index.js';
 import { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { loadTemplate, replayBytes } from '../src/demo/attack.js';
@@ -52,9 +52,11 @@ interface Burst {
   lagMax: number;
   lagSamples: number;
   writtenMs: number;
+  /** daemon CPU seconds (user + system), first write → last element */
+  cpuS: number;
 }
 
-async function burst(sim: AmiSimulator, mon: SetMonitor, lagFile: string, first: number, n: number): Promise<Burst> {
+async function burst(pid: number, sim: AmiSimulator, mon: SetMonitor, lagFile: string, first: number, n: number): Promise<Burst> {
   const fail = loadTemplate(FIXTURES, 'security-sip-register-wrong-password.raw');
   const ok = loadTemplate(FIXTURES, 'security-sip-register-success.raw');
   const addrs = Array.from({ length: n }, (_, i) => attacker(first + i));
@@ -66,6 +68,7 @@ async function burst(sim: AmiSimulator, mon: SetMonitor, lagFile: string, first:
     }
     return sim.prepare(Buffer.from(parts.join(''), 'latin1'));
   });
+  const cpu0 = procCpu(pid).own;
   const t0 = Date.now();
   const start = performance.now();
   for (const r of rounds) sim.broadcast(r);
@@ -77,6 +80,7 @@ async function burst(sim: AmiSimulator, mon: SetMonitor, lagFile: string, first:
     if (next === n) break;
     await sleep(5);
   }
+  const cpuS = procCpu(pid).own - cpu0;
   const got = addrs.filter((a) => mon.seen.has(a));
   const last = got.length ? Math.max(...got.map((a) => mon.seen.get(a)!)) : NaN;
   const t1 = t0 + (last - start);
@@ -96,6 +100,7 @@ async function burst(sim: AmiSimulator, mon: SetMonitor, lagFile: string, first:
     lagMax: lags.length ? Math.max(...lags) : NaN,
     lagSamples: lags.length,
     writtenMs,
+    cpuS,
   };
 }
 
@@ -126,12 +131,12 @@ async function child(sizes: number[], warm: number): Promise<BenchResult[]> {
   try {
     for (const end = Date.now() + 15_000; sim.loggedIn === 0 && Date.now() < end && d.exitCode === null;) await sleep(10);
     if (sim.loggedIn === 0) throw new Error('the daemon did not log in to the AMI simulator');
-    const w = await burst(sim, mon, lagFile, 0, warm);
+    const w = await burst(d.pid!, sim, mon, lagFile, 0, warm);
     let first = warm;
     const results: Burst[] = [];
     for (const n of sizes) {
       await sleep(1000);
-      results.push(await burst(sim, mon, lagFile, first, n));
+      results.push(await burst(d.pid!, sim, mon, lagFile, first, n));
       first += n;
     }
     const note = (b: Burst) =>
@@ -144,6 +149,12 @@ async function child(sizes: number[], warm: number): Promise<BenchResult[]> {
         target: '≥ 50000',
         ok: b.seconds !== null && b.n / b.seconds >= 50_000 && b.present === b.n,
         note: note(b),
+      });
+      rows.push({
+        name: `burst: ${b.n.toLocaleString('en')} attackers, daemon CPU per 1,000 bans`,
+        value: r1((b.cpuS * 1e6) / b.n),
+        unit: 'ms',
+        note: `${b.cpuS.toFixed(2)} s of the pbx-guardian run process (user + system, /proc/<pid>/stat), first write → last element: the figure the load of the machine disturbs least`,
       });
       rows.push({
         name: `burst: ${b.n.toLocaleString('en')} attackers, daemon event-loop lag p99`,
