@@ -24,6 +24,7 @@ export const UNIT: readonly string[] = [
   'accounts.test.ts',
   'action-policy-config.test.ts',
   'action-policy.test.ts',
+  'ami-burst-read.test.ts',
   'ami-client.test.ts',
   'ami-framer.test.ts',
   'ami-simulator.test.ts',

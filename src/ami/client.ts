@@ -16,12 +16,15 @@ export { legacyCommandOutput } from './pending.js';
 export type { AmiClientEvents } from './types.js';
 
 const GREETING_PREFIX = 'Asterisk Call Manager/';
+/** libuv's read size: a chunk this large means the socket had more */
+const FULL_READ = 65536;
 
 /**
  * A small, strict AMI client: one TCP connection, kept up with capped exponential backoff
  * (equal jitter; reset only after a successful login), keepalive Ping with a pong timeout,
  * counter ActionIDs, per-action timeouts, event-list collection, bounded frames.
- * The socket is always read (never paused); all work per chunk is bounded.
+ * The socket is always read (paused for one loop turn at most, after a full read); all work per
+ * chunk is bounded.
  */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- the typed listener overloads below
 export class AmiClient extends EventEmitter {
@@ -202,6 +205,13 @@ export class AmiClient extends EventEmitter {
       this.stats.bytesReceived += chunk.length;
       this.chunkAt = Date.now(); // one clock read per chunk (~180 events), not per event
       framer.push(chunk);
+      // A full read means more is waiting: libuv would read up to 32 more in this same turn
+      // (2 MB of a burst, ~60 ms), starving the timers that flush bans to the kernel. Stop for
+      // one turn only, so the kernel buffer never fills on our account.
+      if (chunk.length >= FULL_READ && !sock.isPaused()) {
+        sock.pause();
+        setImmediate(() => sock.resume());
+      }
     });
     sock.on('error', (err) => {
       this.lastError = err;
