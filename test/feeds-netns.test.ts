@@ -10,11 +10,11 @@ import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { isCanary } from '../src/firewall/canary.js';
 import { createBackend, defaultFirewallConfig } from '../src/firewall/index.js';
 import { flushFeedSets } from '../src/feeds/index.js';
 import { assertPrivateNetns, netnsSkipReason, reportScenario, runInNetns } from './helpers/netns.js';
 import { startTestDaemon, waitFor } from './helpers/daemon.js';
+import { banElements } from './helpers/nft-set.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const NFT = '/usr/sbin/nft';
@@ -22,25 +22,11 @@ const IP = '/usr/sbin/ip';
 
 /** the ban elements of one table in this namespace ([] when the table is missing) */
 function kernelSet(table: string): string[] {
-  let text: string;
   try {
-    text = execFileSync(NFT, ['-j', 'list', 'table', 'inet', table], { encoding: 'utf8' });
+    return banElements(table);
   } catch {
     return [];
   }
-  const out = JSON.parse(text) as {
-    nftables: Array<{ set?: { name: string; elem?: Array<string | { elem: { val: string | { prefix: { addr: string; len: number } } } }> } }>;
-  };
-  const vals: string[] = [];
-  for (const it of out.nftables) {
-    if (!it.set || !['ban4', 'ban6', 'net4', 'net6'].includes(it.set.name)) continue;
-    for (const e of it.set.elem ?? []) {
-      const v = typeof e === 'string' ? e : e.elem.val;
-      const t = typeof v === 'string' ? v : `${v.prefix.addr}/${v.prefix.len}`;
-      if (!isCanary(t)) vals.push(t);
-    }
-  }
-  return vals.sort();
 }
 
 const tableExists = (table: string) => {
