@@ -25,7 +25,7 @@ import type { FraudSnapshot } from '../src/fraud/index.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
 import { cliOnSocket } from './helpers/cli.js';
 import { fixturePath, readFixture } from './helpers/fixtures.js';
-import { CALLS, DBDEL_OK, DBPUT_OK, HANGUP_OK, SHIPPED_DESTINATIONS, fixtureValues } from './helpers/fraud.js';
+import { CALLS, DBDEL_OK, DBPUT_OK, HANGUP_OK, SHIPPED_DESTINATIONS, fixtureValues, securityEventRow } from './helpers/fraud.js';
 
 const SECRET = 'webhook-secret-0123456789';
 const EVENTS = ['GuardianAccountAnomaly', 'GuardianAccountBlocked', 'GuardianAccountUnblocked', 'GuardianFraud'];
@@ -56,16 +56,7 @@ test('fraud + accounts through the daemon: the new network restricts 102 in AstD
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-fraud-acc-'));
   const destinations = join(dir, 'destinations.yaml');
   writeFileSync(destinations, readFileSync(SHIPPED_DESTINATIONS));
-  const ev = (id: number, name: string, method: string) => ({
-    id,
-    name,
-    source: 'AMI',
-    model: 'asterisk_plus.security',
-    method,
-    delay: 0,
-    is_enabled: true,
-    condition: false,
-  });
+  const ev = securityEventRow;
   const odoo = new FakeOdoo({
     eventsMap: [
       ev(1, 'GuardianAccountAnomaly', 'on_anomaly'),

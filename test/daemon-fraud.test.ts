@@ -18,7 +18,7 @@ import { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { FakeOdoo } from './helpers/fake-odoo.js';
 import { fixturePath, readFixture } from './helpers/fixtures.js';
 import { postJob } from './helpers/agent-job.js';
-import { fixtureValues, SHIPPED_DESTINATIONS } from './helpers/fraud.js';
+import { fixtureValues, SHIPPED_DESTINATIONS, securityEventRow } from './helpers/fraud.js';
 
 const TOKEN = 'agent-token-0123456789';
 
@@ -26,16 +26,7 @@ test('through the daemon: the burst is hung up and blocked over AMI (retried whi
   const dir = mkdtempSync(join(tmpdir(), 'pbxg-fraud-e2e-'));
   const destinations = join(dir, 'destinations.yaml');
   writeFileSync(destinations, readFileSync(SHIPPED_DESTINATIONS));
-  const ev = (id: number, name: string, method: string) => ({
-    id,
-    name,
-    source: 'AMI',
-    model: 'asterisk_plus.security',
-    method,
-    delay: 0,
-    is_enabled: true,
-    condition: false,
-  });
+  const ev = securityEventRow;
   const odoo = new FakeOdoo({
     eventsMap: [ev(1, 'GuardianFraud', 'on_fraud'), ev(2, 'GuardianAccountBlocked', 'on_blocked'), ev(3, 'GuardianAccountUnblocked', 'on_unblocked')],
   });

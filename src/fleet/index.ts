@@ -12,8 +12,8 @@ import { FleetBouncer } from './bouncer.js';
 import type { CrowdsecConfig } from './config-schema.js';
 import type { FleetJudge } from './decision.js';
 import { LapiClient } from './lapi.js';
-import { startFleetMachine } from './machine.js';
-import type { FleetHealth, MachineHealth } from './types.js';
+import { startFleetMachine, type FleetMachine } from './machine.js';
+import type { FleetHealth } from './types.js';
 
 export { CrowdsecConfigSchema, crowdsecConfigErrors, type CrowdsecConfig } from './config-schema.js';
 export type { FleetHealth, MachineHealth } from './types.js';
@@ -23,11 +23,7 @@ export type { BouncerHealth } from './bouncer.js';
 export const FLEET_GROUP = 'fleet';
 
 /** The machine side as the fleet holds it (src/fleet/machine.ts builds it). */
-export interface MachineHandle {
-  subscriber: Subscriber;
-  health(): MachineHealth;
-  stop(): Promise<void>;
-}
+export type MachineHandle = FleetMachine;
 
 export interface FleetDeps {
   config: CrowdsecConfig;

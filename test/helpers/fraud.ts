@@ -135,3 +135,15 @@ export function fixtureValues(file: string, event: string, key: string): string[
     .filter((f) => f.message.get('Event') === event)
     .map((f) => f.message.get(key)!);
 }
+
+/** One row of the Odoo events map for a guardian event (asterisk_plus.security.<method>). */
+export const securityEventRow = (id: number, name: string, method: string) => ({
+  id,
+  name,
+  source: 'AMI',
+  model: 'asterisk_plus.security',
+  method,
+  delay: 0,
+  is_enabled: true,
+  condition: false,
+});
