@@ -3,11 +3,11 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { nftError, type NftRunner } from './nft-runner.js';
+import { nftError, type NativeElements, type NftRunner } from './nft-runner.js';
 import { abiMismatch, describeAbiMismatch } from '../common/native-abi.js';
 
 /** What build/Release/nftables.node exports (src/native/nftables.c). */
-interface NativeNft {
+interface NativeNft extends Partial<NativeElements> {
   /** a new libnftables context (JSON output, buffered output and error; terse: no set elements) */
   createContext(terse?: boolean): object;
   /** runs a command buffer off the main thread; runs on one context are serialised */
@@ -81,9 +81,16 @@ export class NftAddonRunner implements NftRunner {
   private chain: Promise<unknown> = Promise.resolve();
   private listChain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** null when the addon was built before src/native/setelem-batch.c */
+  readonly elements: NativeElements | null;
 
   constructor(private readonly native: NativeNft) {
     this.ctx = native.createContext();
+    const { applyElements, listElements } = native;
+    this.elements =
+      typeof applyElements === 'function' && typeof listElements === 'function'
+        ? { applyElements: applyElements.bind(native), listElements: listElements.bind(native) }
+        : null;
   }
 
   run(script: string): Promise<string> {

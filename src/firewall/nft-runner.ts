@@ -8,7 +8,27 @@ export interface NftRunner {
    *  elements, measured), where `-t list table` still fetches them all (~0.6 s). */
   listTerse(): Promise<string>;
   readonly kind: 'addon' | 'command';
+  /** the address sets' elements over raw netlink (the addon, when built with it) */
+  readonly elements?: NativeElements | null;
   close?(): Promise<void>;
+}
+
+/** One change of a set in a netlink batch. */
+export interface ElemOp {
+  del: boolean;
+  set: string;
+  keyLen: 4 | 16;
+  keys: Buffer;
+  /** per key, or one for all; 0 = no timeout */
+  timeoutsMs?: Float64Array;
+}
+
+/** What the addon exports for it (absent in an addon built before it). */
+export interface NativeElements {
+  /** all ops in ONE nfnetlink batch: committed whole or refused whole (Error with errno) */
+  applyElements(table: string, ops: ElemOp[]): Promise<void>;
+  /** the set's elements: 32-byte records (key 16, timeout ms f64 LE, remaining ms f64 LE) */
+  listElements(table: string, set: string, keyLen: 4 | 16, maxElems: number): Promise<Buffer>;
 }
 
 /** An nft failure, with a message that says what is wrong and what to do: NFT_NOT_PERMITTED

@@ -7,7 +7,8 @@ import { createAddonRunner } from './nft-addon.js';
 import { findNft, NftCommandRunner } from './nft-command.js';
 import { parseSetElems, toEntries, type SetName } from './nft-json.js';
 import { eachElemSlice } from './nft-elems.js';
-import type { NftRunner } from './nft-runner.js';
+import type { ElemOp, NativeElements, NftRunner } from './nft-runner.js';
+import { elemError, elemOp, isUnsupported, recordsToEntries } from './nft-netlink.js';
 import { canaryLines, NftWatch } from './nft-watch.js';
 import { isCanary } from './canary.js';
 import { checkTarget, type CanonicalTarget } from './target.js';
@@ -36,6 +37,14 @@ export const NFT_MAX_TIMEOUT_MS = 18_446_744_073_708;
 
 /** Elements per `add element` statement (one transaction holds any number of statements). */
 const CHUNK = 5000;
+/** the most elements one netlink listing of a set may return (the addon's own bound) */
+const LIST_MAX = 16_777_216;
+
+/** An address set's part of a batch: what goes (deleted, absent-safe) and what is (re-)added. */
+interface SinglePlan {
+  gone: Map<string, CanonicalTarget>;
+  timed: { c: CanonicalTarget; timeoutMs: number }[];
+}
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -114,6 +123,8 @@ export class NftablesBackend implements FirewallBackend {
   /** does `add element` of a present element refresh its timeout (kernel >= 6.10)? */
   private addRefreshesTimeout = false;
   private readonly watch: NftWatch;
+  /** the address sets' elements over raw netlink; null: libnftables text (old addon, nft command) */
+  private netlink: NativeElements | null;
 
   constructor(
     readonly runner: NftRunner,
@@ -127,6 +138,7 @@ export class NftablesBackend implements FirewallBackend {
     this.now = opts.now ?? Date.now;
     this.maxTimeoutMs = opts.maxTimeoutMs ?? NFT_MAX_TIMEOUT_MS;
     this.watch = new NftWatch(runner, opts.table);
+    this.netlink = runner.elements ?? null;
   }
 
   /** ` timeout <rest>` of an element that ends at `expiresAt`, capped at the kernel's limit
@@ -177,10 +189,7 @@ export class NftablesBackend implements FirewallBackend {
     const now = this.now();
     const t = this.opts.table;
     const lines: string[] = [];
-    const single: Record<'ban4' | 'ban6', { rm: string[]; plain: string[]; timed: string[]; refresh: string[] }> = {
-      ban4: { rm: [], plain: [], timed: [], refresh: [] },
-      ban6: { rm: [], plain: [], timed: [], refresh: [] },
-    };
+    const single: Record<'ban4' | 'ban6', SinglePlan> = { ban4: { gone: new Map(), timed: [] }, ban6: { gone: new Map(), timed: [] } };
     const netRemove: CanonicalTarget[] = [];
     const netAdd: { c: CanonicalTarget; expiresAt: number | null }[] = [];
     const adding = new Set<string>();
@@ -195,7 +204,7 @@ export class NftablesBackend implements FirewallBackend {
       const c = checkTarget(r);
       if (adding.has(c.target)) continue; // the add in the same batch wins (it refreshes)
       if (c.isNetwork) netRemove.push(c);
-      else single[banSet(c) as 'ban4' | 'ban6'].rm.push(c.address);
+      else single[banSet(c) as 'ban4' | 'ban6'].gone.set(c.target, c);
     }
     for (const { c, expiresAt } of addList) {
       if (c.isNetwork) {
@@ -203,24 +212,58 @@ export class NftablesBackend implements FirewallBackend {
         continue;
       }
       const s = single[banSet(c) as 'ban4' | 'ban6'];
-      const elem = expiresAt === null ? c.address : c.address + this.timeout(expiresAt, now);
-      if (expiresAt !== null && this.addRefreshesTimeout) s.timed.push(elem);
-      else {
-        s.refresh.push(c.address);
-        s.timed.push(elem);
-      }
+      // a present element's timeout is refreshed by re-adding it only on kernel >= 6.10
+      if (expiresAt === null || !this.addRefreshesTimeout) s.gone.set(c.target, c);
+      s.timed.push({ c, timeoutMs: expiresAt === null ? 0 : Math.max(1, Math.ceil(Math.min(expiresAt - now, this.maxTimeoutMs))) });
     }
+    // the address sets alone (the common case) go over netlink; a batch with CIDRs stays one nft
+    // transaction of text, all of it
+    if (this.netlink && !netRemove.length && !netAdd.length && (await this.applyNetlink(single))) return;
     for (const set of ['ban4', 'ban6'] as const) {
       const s = single[set];
       // absent-safe delete (nft 1.0.6 has no `destroy`): add, then delete, in one transaction
-      const gone = [...new Set([...s.rm, ...s.refresh])];
+      const gone = [...s.gone.values()].map((c) => c.address);
       pushElems(lines, 'add', t, set, gone);
       pushElems(lines, 'delete', t, set, gone);
-      pushElems(lines, 'add', t, set, s.timed);
+      pushElems(
+        lines,
+        'add',
+        t,
+        set,
+        s.timed.map(({ c, timeoutMs }) => (timeoutMs ? `${c.address} timeout ${nftTime(timeoutMs)}` : c.address)),
+      );
     }
     if (netRemove.length || netAdd.length) lines.push(...(await this.planNets(netRemove, netAdd, now)));
     if (lines.length === 0) return;
     await this.runner.run(lines.join('\n') + '\n');
+  }
+
+  /** The address sets' changes in one netlink batch, in the text path's order (add and delete
+   *  what goes, absent-safe; add what stays). false: netlink cannot be used here (text instead). */
+  private async applyNetlink(single: Record<'ban4' | 'ban6', SinglePlan>): Promise<boolean> {
+    const ops: ElemOp[] = [];
+    for (const set of ['ban4', 'ban6'] as const) {
+      const keyLen = set === 'ban4' ? 4 : 16;
+      const gone = [...single[set].gone.values()].map((c) => ({ c, timeoutMs: 0 }));
+      if (gone.length) ops.push(elemOp(false, set, keyLen, gone, false), elemOp(true, set, keyLen, gone, false));
+      if (single[set].timed.length) ops.push(elemOp(false, set, keyLen, single[set].timed, true));
+    }
+    if (!ops.length) return true;
+    try {
+      await this.netlink!.applyElements(this.opts.table, ops);
+      return true;
+    } catch (err) {
+      if (!this.netlinkUnsupported(err)) throw elemError(err);
+      return false;
+    }
+  }
+
+  /** An EOPNOTSUPP-like answer: the text path from now on (logged once). */
+  private netlinkUnsupported(err: unknown): boolean {
+    if (!isUnsupported(err)) return false;
+    this.netlink = null;
+    this.logger?.warn({ err }, 'nftables: set elements over netlink not supported here; libnftables text is used instead');
+    return true;
   }
 
   /** CIDR changes against the interval sets' current contents: deletes only what is there
@@ -295,6 +338,7 @@ export class NftablesBackend implements FirewallBackend {
       // expires are as of the kernel's dump, which starts with the run (a 1M set takes tens of
       // seconds to list): `now` from before it; the diff allows for how long the listing took
       const now = this.now();
+      if ((set === 'ban4' || set === 'ban6') && (await this.listNetlink(set, now, out))) continue;
       const text = await this.runner.run(`list set inet ${this.opts.table} ${set}`);
       // parsed in slices, the event loop running between them (the AMI socket is read meanwhile)
       await eachElemSlice(text, set, (elems) => {
@@ -302,6 +346,20 @@ export class NftablesBackend implements FirewallBackend {
       });
     }
     return out;
+  }
+
+  /** An address set's elements from a netlink dump (records, no JSON); false: use the text path. */
+  private async listNetlink(set: 'ban4' | 'ban6', now: number, out: FirewallEntry[]): Promise<boolean> {
+    if (!this.netlink) return false;
+    let records: Buffer;
+    try {
+      records = await this.netlink.listElements(this.opts.table, set, set === 'ban4' ? 4 : 16, Math.min(LIST_MAX, Math.max(2 * this.opts.size, 65_536)));
+    } catch (err) {
+      if (!this.netlinkUnsupported(err)) throw elemError(err);
+      return false;
+    }
+    await recordsToEntries(records, set === 'ban4' ? 4 : 6, now, out);
+    return true;
   }
 
   /** The allow sets' elements (for tests and the CLI). */

@@ -9,6 +9,8 @@
  *                                 thread-safe)
  *   freeContext(ctx)              frees the context (also done by the GC finalizer)
  *   hasElements(table, probes)    single-element lookups over netlink (setelem-get.c)
+ *   applyElements(table, ops)     address-set elements added/deleted in one nfnetlink batch,
+ *   listElements(table, set, ...) and listed as fixed-size records (setelem-batch.c)
  *
  * The script is passed as a buffer: nothing here interprets it; the JS side builds it from
  * validated addresses only.
@@ -62,6 +64,8 @@ static void ctx_finalize(napi_env env, void *data, void *hint) {
 }
 
 napi_value pbxg_has_elements(napi_env env, napi_callback_info info);
+napi_value pbxg_apply_elements(napi_env env, napi_callback_info info);
+napi_value pbxg_list_elements(napi_env env, napi_callback_info info);
 
 static napi_value create_context(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -227,6 +231,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"run", NULL, run, NULL, NULL, NULL, napi_default, NULL},
       {"freeContext", NULL, free_context, NULL, NULL, NULL, napi_default, NULL},
       {"hasElements", NULL, pbxg_has_elements, NULL, NULL, NULL, napi_default, NULL},
+      {"applyElements", NULL, pbxg_apply_elements, NULL, NULL, NULL, napi_default, NULL},
+      {"listElements", NULL, pbxg_list_elements, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

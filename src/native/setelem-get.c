@@ -23,31 +23,10 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nf_tables.h>
 #include <node_api.h>
+#include "nl-attr.h"
 
 #define MAX_NAME 64
 #define BUF_SIZE 8192
-
-static size_t put_attr(char *buf, size_t off, uint16_t type, const void *data, size_t len) {
-  struct nlattr *a = (struct nlattr *)(buf + off);
-  a->nla_type = type;
-  a->nla_len = (uint16_t)(NLA_HDRLEN + len);
-  if (len) memcpy(buf + off + NLA_HDRLEN, data, len);
-  size_t end = off + NLA_ALIGN(NLA_HDRLEN + len);
-  memset(buf + off + NLA_HDRLEN + len, 0, end - (off + NLA_HDRLEN + len));
-  return end;
-}
-
-/* opens a nested attribute at off; close_nest() fixes its length */
-static size_t open_nest(char *buf, size_t off, uint16_t type) {
-  struct nlattr *a = (struct nlattr *)(buf + off);
-  a->nla_type = type | NLA_F_NESTED;
-  a->nla_len = NLA_HDRLEN;
-  return off + NLA_HDRLEN;
-}
-
-static void close_nest(char *buf, size_t start, size_t end) {
-  ((struct nlattr *)(buf + start))->nla_len = (uint16_t)(end - start);
-}
 
 /* 1 present, 0 absent, -errno */
 static int lookup(int fd, uint32_t seq, const char *table, const char *set, const void *key, size_t keylen) {
