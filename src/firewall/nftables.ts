@@ -5,10 +5,11 @@ import type { Logger } from 'pino';
 import type { FirewallConfig } from './enforcer.js';
 import { createAddonRunner } from './nft-addon.js';
 import { findNft, NftCommandRunner } from './nft-command.js';
-import { parseSetElems, toEntries, type SetName } from './nft-json.js';
+import { parseSetElems, toEntries } from './nft-json.js';
 import { eachElemSlice } from './nft-elems.js';
 import type { ElemOp, NativeElements, NftRunner } from './nft-runner.js';
 import { elemError, elemOp, isUnsupported, recordsToEntries } from './nft-netlink.js';
+import { addrBig, banSet, maskBig, planNetLines, pushElems, type NetElem } from './nft-nets.js';
 import { canaryLines, NftWatch } from './nft-watch.js';
 import { isCanary } from './canary.js';
 import { checkTarget, type CanonicalTarget } from './target.js';
@@ -35,8 +36,6 @@ export interface NftablesOptions {
  */
 export const NFT_MAX_TIMEOUT_MS = 18_446_744_073_708;
 
-/** Elements per `add element` statement (one transaction holds any number of statements). */
-const CHUNK = 5000;
 /** the most elements one netlink listing of a set may return (the addon's own bound) */
 const LIST_MAX = 16_777_216;
 
@@ -81,32 +80,6 @@ export function nftTime(ms: number): string {
 }
 
 export type { SetName } from './nft-json.js';
-
-function banSet(t: FirewallTarget): SetName {
-  return t.isNetwork ? (t.family === 4 ? 'net4' : 'net6') : t.family === 4 ? 'ban4' : 'ban6';
-}
-
-/** bigint value of a canonical address, for CIDR containment */
-function addrBig(c: CanonicalTarget): bigint {
-  if (c.family === 4) return c.address.split('.').reduce((acc, p) => (acc << 8n) | BigInt(p), 0n);
-  // expand via the canonical form
-  const [l, r] = c.address.includes('::') ? c.address.split('::') : [c.address, undefined];
-  const left = l ? l.split(':') : [];
-  const right = r !== undefined && r !== '' ? r.split(':') : [];
-  const groups = [...left, ...new Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
-
-function maskBig(v: bigint, prefix: number, bits: number): bigint {
-  const hostBits = BigInt(bits - prefix);
-  return (v >> hostBits) << hostBits;
-}
-
-interface NetElem {
-  c: CanonicalTarget;
-  v: bigint;
-  expiresAt: number | null;
-}
 
 /**
  * nftables backend: one table of our own (rules/nftables.nft), hash sets with per-element
@@ -266,59 +239,8 @@ export class NftablesBackend implements FirewallBackend {
     return true;
   }
 
-  /** CIDR changes against the interval sets' current contents: deletes only what is there
-   *  (delete of an absent element fails the transaction), and avoids overlaps (rejected by
-   *  interval sets): a CIDR inside a present broader one is skipped, a broader CIDR replaces
-   *  the narrower ones it covers. */
   private async planNets(remove: CanonicalTarget[], add: { c: CanonicalTarget; expiresAt: number | null }[], now: number): Promise<string[]> {
-    const t = this.opts.table;
-    const cur = new Map<string, NetElem>();
-    for (const e of await this.listNets()) {
-      const c = checkTarget(e);
-      cur.set(c.target, { c, v: addrBig(c), expiresAt: e.expiresAt });
-    }
-    const del: Record<'net4' | 'net6', string[]> = { net4: [], net6: [] };
-    const ins: Record<'net4' | 'net6', string[]> = { net4: [], net6: [] };
-    for (const c of remove) {
-      if (cur.delete(c.target)) del[banSet(c) as 'net4' | 'net6'].push(c.target);
-    }
-    const sorted = [...add].sort((a, b) => a.c.prefix - b.c.prefix);
-    const planned = new Map<string, NetElem>();
-    for (const { c, expiresAt } of sorted) {
-      const set = banSet(c) as 'net4' | 'net6';
-      const bits = c.family === 4 ? 32 : 128;
-      const v = addrBig(c);
-      if (planned.has(c.target)) continue;
-      if (cur.has(c.target)) {
-        del[set].push(c.target); // refresh its timeout
-        cur.delete(c.target);
-      } else {
-        let covered: NetElem | undefined;
-        for (const m of [cur, planned]) {
-          for (const o of m.values()) {
-            if (o.c.family === c.family && o.c.prefix < c.prefix && maskBig(v, o.c.prefix, bits) === o.v) covered = o;
-          }
-        }
-        if (covered) {
-          this.logger?.debug({ target: c.target, within: covered.c.target }, 'nftables: CIDR ban inside a present broader one; skipped');
-          continue;
-        }
-        for (const [k, o] of cur) {
-          if (o.c.family === c.family && o.c.prefix > c.prefix && maskBig(o.v, c.prefix, bits) === v) {
-            del[set].push(k);
-            cur.delete(k);
-          }
-        }
-      }
-      planned.set(c.target, { c, v, expiresAt });
-      ins[set].push(expiresAt === null ? c.target : c.target + this.timeout(expiresAt, now));
-    }
-    const lines: string[] = [];
-    for (const set of ['net4', 'net6'] as const) {
-      pushElems(lines, 'delete', t, set, del[set]);
-      pushElems(lines, 'add', t, set, ins[set]);
-    }
-    return lines;
+    return planNetLines(await this.listNets(), remove, add, this.opts.table, (expiresAt) => this.timeout(expiresAt, now), this.logger);
   }
 
   private async listNets(): Promise<FirewallEntry[]> {
@@ -414,12 +336,6 @@ export class NftablesBackend implements FirewallBackend {
   /** The watchdog's check (nft-watch.ts): the terse shape of our table and the canary elements. */
   inspect(): Promise<Inspection> {
     return this.watch.inspect();
-  }
-}
-
-function pushElems(lines: string[], verb: 'add' | 'delete', table: string, set: SetName, elems: string[]): void {
-  for (let i = 0; i < elems.length; i += CHUNK) {
-    lines.push(`${verb} element inet ${table} ${set} { ${elems.slice(i, i + CHUNK).join(', ')} }`);
   }
 }
 
