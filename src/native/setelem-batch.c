@@ -383,8 +383,10 @@ napi_value pbxg_apply_elements(napi_env env, napi_callback_info info) {
   uint32_t total = 0;
   if (get_name(env, argv[0], j->table, sizeof(j->table)) != 0) bad = "applyElements: table must be a name of 1-62 bytes";
   else if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array) bad = "applyElements: ops must be an array";
-  else if (napi_get_array_length(env, argv[1], &j->nops) != napi_ok || j->nops > MAX_OPS) bad = "applyElements: at most 8 ops";
-  for (uint32_t i = 0; !bad && i < j->nops; i++) {
+  uint32_t nops = 0;
+  if (!bad && (napi_get_array_length(env, argv[1], &nops) != napi_ok || nops > MAX_OPS)) bad = "applyElements: at most 8 ops";
+  /* ops are counted as they are read: free_ops() frees only those */
+  for (uint32_t i = 0; !bad && i < nops; i++, j->nops++) {
     napi_value o;
     napi_valuetype t = napi_undefined;
     if (napi_get_element(env, argv[1], i, &o) != napi_ok || napi_typeof(env, o, &t) != napi_ok || t != napi_object) bad = "applyElements: an op must be an object";
