@@ -61,6 +61,7 @@ export const UNIT: readonly string[] = [
   'firewall-enforcer.test.ts',
   'firewall-health.test.ts',
   'firewall-nft-elems.test.ts',
+  'firewall-nft-netlink-records.test.ts',
   'firewall-nft-watch.test.ts',
   'fraud-destinations.test.ts',
   'fuzz-action-policy.test.ts',
