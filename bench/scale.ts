@@ -6,7 +6,7 @@
  *   of 100k and 1M elements (libnftables addon, private network namespace, needs root);
  * - restart: 1M active bans in a real SQLite store → all in the kernel (store open and load,
  *   guard restore, enforcer start), the time of each part.
- *   node dist/bench/scale.js [--quick]
+ *   node dist/bench/scale.js [--quick] [--restart]
  */
 import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -191,7 +191,7 @@ async function restartBench(n: number, out: BenchResult[]): Promise<void> {
   }
 }
 
-async function child(quick: boolean): Promise<BenchResult[]> {
+async function child(quick: boolean, restartOnly: boolean): Promise<BenchResult[]> {
   const parent = process.env.PBXG_PARENT_NETNS;
   if (!parent || parent === readlinkSync('/proc/self/ns/net')) throw new Error('refusing to benchmark outside a private network namespace');
   if (!createAddonRunner()) return [{ name: 'scale: kernel part skipped', value: 0, unit: '-', note: 'nftables addon not built' }];
@@ -204,22 +204,25 @@ async function child(quick: boolean): Promise<BenchResult[]> {
     unit: 'ms',
     note: 'the machine, not the guardian: a stall row is noise up to this',
   });
-  await reconcileBench(100_000, out);
-  if (!quick) await reconcileBench(1_000_000, out);
+  if (!restartOnly) await reconcileBench(100_000, out);
+  if (!quick && !restartOnly) await reconcileBench(1_000_000, out);
   await restartBench(quick ? 100_000 : 1_000_000, out);
   return out;
 }
 
-export async function run(opts: { quick?: boolean } = {}): Promise<BenchResult[]> {
-  const out = [expiryBench(opts.quick ? 100_000 : 1_000_000)];
+export async function run(opts: { quick?: boolean; restartOnly?: boolean } = {}): Promise<BenchResult[]> {
+  const out = opts.restartOnly ? [] : [expiryBench(opts.quick ? 100_000 : 1_000_000)];
   const skip = skipReason();
   if (skip) return [...out, { name: 'scale: kernel part skipped', value: 0, unit: '-', note: skip }];
-  return [...out, ...(await childRowsInNetns(SELF, ['--child', ...(opts.quick ? ['--quick'] : [])], 'scale benchmark'))];
+  const args = ['--child', ...(opts.quick ? ['--quick'] : []), ...(opts.restartOnly ? ['--restart'] : [])];
+  return [...out, ...(await childRowsInNetns(SELF, args, 'scale benchmark'))];
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick');
-  const job = process.argv.includes('--child') ? child(quick) : run({ quick });
+  // --restart: only the restart rows (a restart profile: node --cpu-prof)
+  const restartOnly = process.argv.includes('--restart');
+  const job = process.argv.includes('--child') ? child(quick, restartOnly) : run({ quick, restartOnly });
   job.then(
     (rows) => {
       if (process.argv.includes('--child')) console.log(JSON.stringify(rows));
