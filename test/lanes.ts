@@ -59,6 +59,7 @@ export const UNIT: readonly string[] = [
   'fraud-budget.test.ts',
   'fraud-dialstring.test.ts',
   'firewall-enforcer.test.ts',
+  'firewall-restore-live.test.ts',
   'firewall-health.test.ts',
   'firewall-nft-elems.test.ts',
   'firewall-nft-watch.test.ts',
