@@ -161,7 +161,7 @@ export class Enforcer {
     } catch (err) {
       this.logger.error({ err: toError(err) }, 'allow set not applied');
     }
-    const progress = new RestoreProgress(performance.now());
+    const progress = new RestoreProgress(performance.now(), (target) => this.invalidStored(target));
     let setUp = false;
     try {
       await this.serial(async () => {
@@ -171,7 +171,7 @@ export class Enforcer {
         if (this.watchdog) this.watchdog.tablePresent = true; // our own setup just made it
         // from here on a live ban or unban is newer than the snapshot
         this.restoring = progress;
-        progress.snapshot = await this.restoreSnapshot();
+        progress.snapshot = this.activeEntries();
       });
       setUp = true;
     } catch (err) {
@@ -339,10 +339,8 @@ export class Enforcer {
     return run;
   }
 
-  private restoreSnapshot(): Promise<FirewallEntry[]> {
-    return restoreEntries(this.activeEntries(), this.now(), (target) =>
-      this.logger.warn({ target: target.slice(0, 80) }, 'firewall restore: skipping an invalid stored target'),
-    );
+  private invalidStored(target: string): void {
+    this.logger.warn({ target: target.slice(0, 80) }, 'firewall restore: skipping an invalid stored target');
   }
 
   /** The start's restore, one chunk per turn of the lock (begin()). */
@@ -377,7 +375,7 @@ export class Enforcer {
     await this.backend.setup();
     // a start's restore in chunks ends here: this one holds everything
     this.restoring = null;
-    const add = await this.restoreSnapshot();
+    const add = await restoreEntries(this.activeEntries(), this.now(), (target) => this.invalidStored(target));
     // in transactions of RESTORE_CHUNK elements, the event loop running between them: a repair runs
     // while the AMI socket must be read. Measured at 100k on a loaded 2-core host: one transaction
     // stalled the loop 0.8-3 s (building its script), 5,000-element ones 20-40 ms at most (GC included)

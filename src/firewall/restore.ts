@@ -1,4 +1,5 @@
 import type { FirewallEntry } from './types.js';
+import { safeKey } from './drift.js';
 
 /** elements per restore transaction */
 export const RESTORE_CHUNK = 5_000;
@@ -17,10 +18,14 @@ export class RestoreProgress {
   restored = 0;
   refused = 0;
   private readonly touched = new Set<string>();
-  /** what the store held when the restore began (set once it is read; changes from then on are touched) */
+  /** the active bans when the restore began (each chunk checks its own targets: the kernel is
+   *  live sooner than after a check of a million); changes from then on are touched */
   snapshot: FirewallEntry[] = [];
 
-  constructor(readonly startedAt: number) {}
+  constructor(
+    readonly startedAt: number,
+    private readonly invalid: (target: string) => void,
+  ) {}
 
   get total(): number {
     return this.snapshot.length;
@@ -35,14 +40,17 @@ export class RestoreProgress {
     this.touched.add(target);
   }
 
-  /** The next chunk, less the targets changed meanwhile and the bans that ran out since the snapshot. */
+  /** The next chunk, canonical, less the targets changed meanwhile, the bans that ran out since
+   *  the snapshot and invalid stored targets (reported). */
   next(now: number): FirewallEntry[] {
     const end = Math.min(this.done + RESTORE_CHUNK, this.snapshot.length);
     const out: FirewallEntry[] = [];
     for (let i = this.done; i < end; i++) {
       const e = this.snapshot[i]!;
-      if (this.touched.has(e.target) || (e.expiresAt !== null && e.expiresAt <= now)) continue;
-      out.push(e);
+      if (e.expiresAt !== null && e.expiresAt <= now) continue;
+      const key = safeKey(e);
+      if (key === null) this.invalid(String(e.target));
+      else if (!this.touched.has(key)) out.push(key === e.target ? e : { ...e, target: key });
     }
     this.done = end;
     return out;
