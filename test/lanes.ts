@@ -104,6 +104,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'firewall-backend.test.ts': 'root: nftables through the addon and the command in a private network namespace',
   'firewall-ipset.test.ts': 'root: ipset + iptables in a private network namespace',
   'firewall-nftables.test.ts': 'root: nftables in a private network namespace',
+  'firewall-restore-netns.test.ts': 'root: 100k stored bans restored into nftables in a private network namespace',
   'firewall-refused.test.ts': 'root: elements the kernel refuses, in a private network namespace',
   'firewall-watchdog-ipset.test.ts': 'root: tampering with ipset / iptables in a private network namespace',
   'firewall-watchdog.test.ts': 'root: tampering with nftables in a private network namespace',
