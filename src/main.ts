@@ -389,8 +389,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         { pausedReason: pausedBefore },
         `firewall enforcement was paused (${pausedBefore}) when the daemon stopped; a start enforces again: the stored bans go back into the kernel (pbx-guardian flush pauses again)`,
       );
-    await en.start();
-    await en.setAllow(gd.allowTargets()).catch((err: Error) => logger.error({ err }, 'allow set not applied'));
+    // the kernel set up with the allow set; the stored bans follow in chunks while detection starts (en.restored() below)
+    await en.begin(gd.allowTargets());
     if (fleet) {
       const local = kernel.name;
       await life.start({ name: 'fleet', start: () => fleet.start(local), stop: () => fleet.stop() });
@@ -412,10 +412,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       onChange: (source, entries) => void gd.setAllowSource(source, entries),
     });
     await life.start({ name: 'host watch', start: () => watch.start(), stop: () => watch.stop() });
-    logger.info({ restored: restored.length, rules: gd.rules.length }, `restored ${restored.length} active bans; ${gd.rules.length} rules loaded`);
     gate.open();
     if (ami) await life.start({ name: 'AMI client', start: () => ami.start(), stop: () => ami.stop() });
     await life.start({ name: 'detection sources', start: () => srcs.start(), stop: () => srcs.stop() });
+    await en.restored();
+    logger.info({ restored: restored.length, rules: gd.rules.length }, `restored ${restored.length} active bans; ${gd.rules.length} rules loaded`);
 
     owner?.adopt();
     return {

@@ -7,12 +7,17 @@ import { DEFAULT_WATCHDOG_INTERVAL_MS, EnforcerStoppedError, type EnforcerHooks,
 import { Watchdog } from './watchdog.js';
 import { PendingOps, type NewOp } from './pending.js';
 import { backoffMs } from '../net/backoff.js';
+import { RESTORE_CHUNK, RestoreProgress } from './restore.js';
 
 export type { Refusal } from './isolate.js';
 export * from './enforcer-config.js';
 
-/** elements per restore transaction */
-const RESTORE_CHUNK = 5_000;
+function cleanTargets(targets: FirewallTarget[]): FirewallTarget[] {
+  return targets.map((t) => {
+    const c = checkTarget(t);
+    return { target: c.target, family: c.family, isNetwork: c.isNetwork };
+  });
+}
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -55,6 +60,10 @@ export class Enforcer {
   private allow: FirewallTarget[] | null = null;
   private lock: Promise<unknown> = Promise.resolve();
   private drainDone: Promise<void> = Promise.resolve();
+  /** the start's restore while it runs (begin()) */
+  private restoring: RestoreProgress | null = null;
+  private restoreDone: Promise<void> = Promise.resolve();
+  private begun = false;
 
   constructor(
     private readonly backend: FirewallBackend,
@@ -102,6 +111,7 @@ export class Enforcer {
       lastSuccessAt: this.lastSuccessAt,
       lastError: this.lastError,
       repairs: this.watchdog?.repairs ?? 0,
+      restoring: this.restoring ? { done: this.restoring.done, total: this.restoring.total } : null,
     };
   }
 
@@ -129,16 +139,59 @@ export class Enforcer {
     return b.path ?? (b.name === 'memory' ? 'memory-dry-run' : b.name);
   }
 
-  async start(): Promise<void> {
+  /** Sets the kernel up and restores every active ban; resolves once all are in (begin(), then restored()). */
+  async start(allow?: FirewallTarget[]): Promise<void> {
+    await this.begin(allow);
+    await this.restored();
+  }
+
+  /**
+   * Sets the kernel up (table, sets, the allow set: `allow`, or the last setAllow()) and starts restoring the active bans in
+   * transactions of RESTORE_CHUNK elements, each under the lock on its own: a ban or unban that
+   * arrives meanwhile reaches the kernel between two chunks (milliseconds), not after a million
+   * (restore.ts says how the chunks stay right). Resolves once the kernel is set up; restored()
+   * once the restore has ended. The watchdog and reconcile start after it: they would take the
+   * elements not yet restored for drift.
+   */
+  async begin(allow?: FirewallTarget[]): Promise<void> {
+    if (this.begun) return;
+    this.begun = true;
     try {
-      await this.serial(() => this.setupAndRestore());
-      this.logger.info({ backend: this.backend.name }, 'firewall enforcement ready');
+      if (allow) this.allow = cleanTargets(allow);
     } catch (err) {
+      this.logger.error({ err: toError(err) }, 'allow set not applied');
+    }
+    const progress = new RestoreProgress(performance.now(), (target) => this.invalidStored(target));
+    let setUp = false;
+    try {
+      await this.serial(async () => {
+        await this.backend.setup();
+        // the allow set before any ban: an allowed address is never dropped by a restored one
+        if (this.allow) await this.backend.setAllow(this.allow);
+        if (this.watchdog) this.watchdog.tablePresent = true; // our own setup just made it
+        // from here on a live ban or unban is newer than the snapshot
+        this.restoring = progress;
+        progress.snapshot = this.activeEntries();
+      });
+      setUp = true;
+    } catch (err) {
+      if (this.restoring === progress) this.restoring = null;
       this.fail(toError(err), 'start');
     }
+    this.restoreDone = (setUp ? this.restoreInChunks(progress) : Promise.resolve()).then(() => this.running());
+  }
+
+  /** Resolves once the start's restore has ended: all in, or cut short (a failure, a pause, stop()). */
+  restored(): Promise<void> {
+    return this.restoreDone;
+  }
+
+  private running(): void {
     this.started = true;
-    if (!this.stopped) this.watchdog?.start(this.watchdogIntervalMs);
-    if (this.config.reconcileIntervalMs > 0 && !this.stopped) {
+    if (this.stopped) return;
+    if (!this.failing) this.logger.info({ backend: this.backend.name }, 'firewall enforcement ready');
+    this.watchdog?.start(this.watchdogIntervalMs);
+    if (this.config.reconcileIntervalMs > 0) {
       this.reconcileTimer = setInterval(() => {
         if (!this.enforcing) return;
         this.reconcile().catch((err: unknown) => this.logger.warn({ err: toError(err) }, 'firewall reconcile failed'));
@@ -169,10 +222,7 @@ export class Enforcer {
   }
 
   async setAllow(targets: FirewallTarget[]): Promise<void> {
-    const clean = targets.map((t) => {
-      const c = checkTarget(t);
-      return { target: c.target, family: c.family, isNetwork: c.isNetwork };
-    });
+    const clean = cleanTargets(targets);
     this.allow = clean;
     if (this.stopped) throw new EnforcerStoppedError();
     if (this.failing || this.paused !== null) return; // re-applied on recovery / resume
@@ -289,13 +339,43 @@ export class Enforcer {
     return run;
   }
 
-  /** resolves the number of elements restored */
+  private invalidStored(target: string): void {
+    this.logger.warn({ target: target.slice(0, 80) }, 'firewall restore: skipping an invalid stored target');
+  }
+
+  /** The start's restore, one chunk per turn of the lock (begin()). */
+  private async restoreInChunks(p: RestoreProgress): Promise<void> {
+    const goesOn = () => this.restoring === p && !this.stopped && !this.failing && this.paused === null;
+    try {
+      do {
+        await this.serial(async () => {
+          if (!goesOn()) return;
+          const chunk = p.next(this.now());
+          const refused = await this.applyBatch({ add: chunk, remove: [] }, 'restore');
+          this.pending.dropRefused(refused);
+          p.restored += chunk.length - refused.length;
+          p.refused += refused.length;
+        });
+      } while (goesOn() && !p.finished);
+    } catch (err) {
+      this.fail(toError(err), 'start');
+    }
+    if (!goesOn()) return; // a repair or recovery restored everything meanwhile, or it stopped
+    this.restoring = null;
+    const ms = performance.now() - p.startedAt;
+    this.hooks.onApplied?.(p.restored, 0, ms);
+    this.lastSuccessAt = this.now();
+    this.kernelCount = { n: p.restored, at: this.lastSuccessAt };
+    this.logger.info({ backend: this.backend.name, restored: p.restored, refused: p.refused, ms: Math.round(ms) }, 'firewall: active bans restored');
+  }
+
+  /** resolves the number of elements restored (under the lock: a repair, a recovery, a resume) */
   private async setupAndRestore(): Promise<number> {
     const t0 = performance.now();
     await this.backend.setup();
-    const add = await restoreEntries(this.activeEntries(), this.now(), (target) =>
-      this.logger.warn({ target: target.slice(0, 80) }, 'firewall restore: skipping an invalid stored target'),
-    );
+    // a start's restore in chunks ends here: this one holds everything
+    this.restoring = null;
+    const add = await restoreEntries(this.activeEntries(), this.now(), (target) => this.invalidStored(target));
     // in transactions of RESTORE_CHUNK elements, the event loop running between them: a repair runs
     // while the AMI socket must be read. Measured at 100k on a loaded 2-core host: one transaction
     // stalled the loop 0.8-3 s (building its script), 5,000-element ones 20-40 ms at most (GC included)
@@ -317,6 +397,7 @@ export class Enforcer {
   private enqueue(key: string, op: NewOp): Promise<void> {
     if (this.stopped) return Promise.reject(new EnforcerStoppedError());
     if (this.paused !== null) return Promise.resolve(); // stored by the guard; resume() restores it
+    this.restoring?.touch(key);
     const done = this.pending.put(key, op);
     this.schedule();
     return done;

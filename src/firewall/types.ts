@@ -92,4 +92,5 @@ export interface FirewallHealth {
   lastSuccessAt: number | null; // epoch ms of the last successful transaction
   lastError: { message: string; at: number } | null;
   repairs: number; // watchdog repairs since start
+  restoring?: { done: number; total: number } | null; // the start's restore while it runs (stored bans handled of all)
 }

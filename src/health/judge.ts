@@ -167,7 +167,12 @@ export function judgeFirewall(input: HealthInputs['firewall'], now: number): Par
         `The ${f.storeActive} active bans stay in the store and go back into the kernel with "pbx-guardian resume" (or a restart)`,
     );
   } else if (f.state === 'starting') {
-    problems.push(`enforcement is starting (backend ${f.backend}): the active bans are not all in the kernel yet`);
+    const r = f.restoring;
+    problems.push(
+      r
+        ? `enforcement is starting (backend ${f.backend}): restoring the stored bans into the kernel, ${r.done} of ${r.total} done; new bans go in meanwhile`
+        : `enforcement is starting (backend ${f.backend}): the active bans are not all in the kernel yet`,
+    );
   } else if (f.state === 'stopped') {
     problems.push('enforcement is stopped: the daemon is shutting down');
   }
