@@ -87,7 +87,7 @@ export class AmiFrame implements AmiMessage {
     if (this.idx === null) {
       const re = keyRegex(key);
       if (re) {
-        const m = this.raw.search(re);
+        const m = this.firstLineIs(key) ? 0 : this.raw.search(re);
         return m < 0 ? undefined : this.valueAfterMatch(m, key);
       }
     }
@@ -106,7 +106,7 @@ export class AmiFrame implements AmiMessage {
   getSingle(key: string): string | undefined | null {
     const re = this.idx === null ? keyRegex(key) : null;
     if (re !== null) {
-      const m = this.raw.search(re);
+      const m = this.firstLineIs(key) ? 0 : this.raw.search(re);
       if (m < 0) return undefined;
       const first = this.valueAfterMatch(m, key);
       // the rest of the frame, from the end of that line (a V8 slice is a view, not a copy)
@@ -115,6 +115,19 @@ export class AmiFrame implements AmiMessage {
     }
     const all = this.getAll(key);
     return all.length === 0 ? undefined : all.every((v) => v === all[0]) ? all[0] : null;
+  }
+
+  /**
+   * Whether the first line's key is exactly `key` (a simple key: no colon, no CR/LF). Asterisk
+   * puts Event/Response first, so the most asked key is found without running the regex; the
+   * first line is the first match, so the answer is the same.
+   */
+  private firstLineIs(key: string): boolean {
+    const s = this.raw;
+    if (!s.startsWith(key)) return false;
+    const n = key.length;
+    const c = s.charCodeAt(n);
+    return c === 58 || s.length === n || (c === 13 && s.charCodeAt(n + 1) === 10);
   }
 
   /** The value of the header line that a keyRegex match at `m` found. */
