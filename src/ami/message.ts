@@ -173,7 +173,24 @@ const MAX_CACHED_KEYS = 1024;
 const keyRegexes = new Map<string, RegExp>();
 
 /** `(?:^|\r\n)key(?=:|\r\n|$)`, case-insensitive, cached; null for keys outside [A-Za-z0-9_-]+. */
+let lastKey = '';
+let lastRe: RegExp | null = null;
+let prevKey = '';
+let prevRe: RegExp | null = null;
+
 function keyRegex(key: string): RegExp | null {
+  // the last two keys asked first: a consumer reads the same few keys of every frame, and an
+  // identity compare of literal keys is cheaper than the Map's hash lookup
+  if (key === lastKey) return lastRe;
+  const re = key === prevKey ? prevRe : lookupKeyRegex(key);
+  prevKey = lastKey;
+  prevRe = lastRe;
+  lastKey = key;
+  lastRe = re;
+  return re;
+}
+
+function lookupKeyRegex(key: string): RegExp | null {
   let re = keyRegexes.get(key);
   if (re) return re;
   if (!SIMPLE_KEY.test(key)) return null;
