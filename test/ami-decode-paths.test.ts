@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { AmiFramer, parseFrame, type AmiFrameDrop } from '../src/ami/index.js';
 import { findTerminator } from '../src/ami/framer.js';
 
-// The framer's fast paths (JS terminator scan, Latin-1 copy of ASCII chunks, first-line get())
+// The framer's fast paths (JS terminator scan, Latin-1 copy of ASCII chunks) and get()
 // checked against the obvious algorithms.
 
 function lcg(seed: number): (n: number) => number {
@@ -117,7 +117,7 @@ test('the bound holds on the fast path: a frame over maxFrameBytes inside one AS
   assert.deepEqual(out.drops, [{ reason: 'oversized', bytes: big.length - 4 }]);
 });
 
-test('get(): the first-line shortcut answers exactly what the regex and the index answer', () => {
+test('get() and getSingle(): the unindexed search answers exactly what the index answers, first line included', () => {
   const cases = [
     'Event: A\r\nEvent: B',
     'EventX: A\r\nEvent: B',

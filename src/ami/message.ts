@@ -87,7 +87,7 @@ export class AmiFrame implements AmiMessage {
     if (this.idx === null) {
       const re = keyRegex(key);
       if (re) {
-        const m = this.firstLineIs(key) ? 0 : this.raw.search(re);
+        const m = this.raw.search(re);
         return m < 0 ? undefined : this.valueAfterMatch(m, key);
       }
     }
@@ -106,7 +106,7 @@ export class AmiFrame implements AmiMessage {
   getSingle(key: string): string | undefined | null {
     const re = this.idx === null ? keyRegex(key) : null;
     if (re !== null) {
-      const m = this.firstLineIs(key) ? 0 : this.raw.search(re);
+      const m = this.raw.search(re);
       if (m < 0) return undefined;
       const first = this.valueAfterMatch(m, key);
       // the rest of the frame, from the end of that line (a V8 slice is a view, not a copy)
@@ -115,19 +115,6 @@ export class AmiFrame implements AmiMessage {
     }
     const all = this.getAll(key);
     return all.length === 0 ? undefined : all.every((v) => v === all[0]) ? all[0] : null;
-  }
-
-  /**
-   * Whether the first line's key is exactly `key` (a simple key: no colon, no CR/LF). Asterisk
-   * puts Event/Response first, so the most asked key is found without running the regex; the
-   * first line is the first match, so the answer is the same.
-   */
-  private firstLineIs(key: string): boolean {
-    const s = this.raw;
-    if (!s.startsWith(key)) return false;
-    const n = key.length;
-    const c = s.charCodeAt(n);
-    return c === 58 || s.length === n || (c === 13 && s.charCodeAt(n + 1) === 10);
   }
 
   /** The value of the header line that a keyRegex match at `m` found. */
@@ -173,24 +160,7 @@ const MAX_CACHED_KEYS = 1024;
 const keyRegexes = new Map<string, RegExp>();
 
 /** `(?:^|\r\n)key(?=:|\r\n|$)`, case-insensitive, cached; null for keys outside [A-Za-z0-9_-]+. */
-let lastKey = '';
-let lastRe: RegExp | null = null;
-let prevKey = '';
-let prevRe: RegExp | null = null;
-
 function keyRegex(key: string): RegExp | null {
-  // the last two keys asked first: a consumer reads the same few keys of every frame, and an
-  // identity compare of literal keys is cheaper than the Map's hash lookup
-  if (key === lastKey) return lastRe;
-  const re = key === prevKey ? prevRe : lookupKeyRegex(key);
-  prevKey = lastKey;
-  prevRe = lastRe;
-  lastKey = key;
-  lastRe = re;
-  return re;
-}
-
-function lookupKeyRegex(key: string): RegExp | null {
   let re = keyRegexes.get(key);
   if (re) return re;
   if (!SIMPLE_KEY.test(key)) return null;
