@@ -50,10 +50,8 @@ const decodeAscii: Decoder =
 export function findTerminator(b: Buffer, from: number, n: number): number {
   let p = from + 3;
   while (p < n) {
-    const c = b[p]!;
-    if (c > 13) {
-      p += 4; // most bytes: one compare
-    } else if (c === 10) {
+    const c = b[p];
+    if (c === 10) {
       if (b[p - 1] === 13 && b[p - 2] === 10 && b[p - 3] === 13) return p - 3;
       p += 2; // this LF can only be the 2nd byte of a terminator ending 2 bytes on
     } else if (c === 13) {
