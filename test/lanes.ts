@@ -26,6 +26,7 @@ export const UNIT: readonly string[] = [
   'action-policy.test.ts',
   'ami-burst-read.test.ts',
   'ami-client.test.ts',
+  'ami-decode-paths.test.ts',
   'ami-framer.test.ts',
   'ami-simulator.test.ts',
   'asterisk-config-guardian.test.ts',
