@@ -70,6 +70,7 @@ export const UNIT: readonly string[] = [
   'fuzz-condition.test.ts',
   'guard-accounts.test.ts',
   'guard-expiry.test.ts',
+  'guard-key-table.test.ts',
   'guard-packed.test.ts',
   'guard.test.ts',
   'health-judge.test.ts',

@@ -149,6 +149,11 @@ export class KeyTable<T extends object> {
     return this.cap;
   }
 
+  /** slots of the index (a power of two, at least twice the capacity; tests) */
+  get indexSize(): number {
+    return this.slots.length;
+  }
+
   /** The id of `k`, or -1 when absent or expired (an expired entry is removed). Its age and
    *  place in the LRU order are not touched (see touch). */
   find(k: TableKey): number {
