@@ -144,6 +144,7 @@ async function tracked(n: number, v6: number, hits = 1, pjsip = false): Promise<
   const tracked = guardian.status().currentlyFailed;
   const mb = rssAfter / 1048576;
   const heapMb = Math.round(process.memoryUsage().heapUsed / 1048576);
+  const buffersMb = Math.round(process.memoryUsage().arrayBuffers / 1048576);
   const mix = (pjsip ? ', PJSIP attempts (2 events)' : v6 > 0 ? `, ${Math.round(v6 * 100)}% IPv6 /64s` : '') + (hits > 1 ? `, ${hits} failures each` : '');
   const peakMb = Math.round(process.resourceUsage().maxRSS / 1024);
   return [
@@ -153,7 +154,7 @@ async function tracked(n: number, v6: number, hits = 1, pjsip = false): Promise<
       unit: 'MB',
       target: n === 1_000_000 ? '<= 250' : undefined,
       ok: n === 1_000_000 ? mb <= 250 : undefined,
-      note: `${tracked} tracked, ${guardian.status().currentlyBanned} banned; heap used ${heapMb} MB; RSS before ${Math.round(rssBefore / 1048576)} MB, peak ${peakMb} MB${gc ? '' : ' (run with --expose-gc for a settled figure)'}`,
+      note: `${tracked} tracked, ${guardian.status().currentlyBanned} banned; heap used ${heapMb} MB, typed arrays ${buffersMb} MB; RSS before ${Math.round(rssBefore / 1048576)} MB, peak ${peakMb} MB${gc ? '' : ' (run with --expose-gc for a settled figure)'}`,
     },
     {
       name: `guard: hot path (parse + detect), distinct addresses${mix}`,

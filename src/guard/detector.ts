@@ -4,6 +4,7 @@ import { mergesAttempts, placeEvent, type AttemptState, type Outcome } from './a
 import type { EventView } from './observation.js';
 import { pack, packHit, unpack } from './packed.js';
 import { KeyTable, keyOfNetwork, newKey, TEXT_KIND, type TableKey } from './key-table.js';
+import { encodedSize, StatePool } from './state-pool.js';
 
 export type { EventView } from './observation.js';
 
@@ -41,7 +42,8 @@ export interface Detection {
  * and the table keys an address by its words, not its text (key-table.ts).
  */
 type KeyState = Array<number | number[] | undefined>;
-/** What the table holds per key: a KeyState, or the commonest one packed in a number (packed.ts). */
+/** What the table holds per key: the commonest state packed in a number >= 0 (packed.ts), the
+ *  handle h of a pooled one as -(h + 1) (state-pool.ts), or the arrays of one too large for both. */
 type Stored = KeyState | number;
 
 type Ring = number[];
@@ -88,6 +90,7 @@ export class Detector {
   private readonly byEvent = new Map<string, Array<{ rule: Rule; index: number }>>();
   private readonly resetBy = new Map<string, number[]>();
   private readonly state: KeyTable<KeyState>;
+  private readonly pool = new StatePool((id, handle) => this.state.write(id, -(handle + 1)));
   /** the key being looked up (one object reused: the hot path allocates none) */
   private readonly k: TableKey = newKey();
   /** failures counted since start (status: "total failed"): attempts, see attempt.ts */
@@ -113,7 +116,13 @@ export class Detector {
         this.resetBy.set(ev, list);
       }
     });
-    this.state = new KeyTable<KeyState>({ max: options.maxTracked, ttlMs: options.trackTtlMs });
+    this.state = new KeyTable<KeyState>({
+      max: options.maxTracked,
+      ttlMs: options.trackTtlMs,
+      onRemove: (v) => {
+        if (v < 0) this.pool.free(-v - 1);
+      },
+    });
   }
 
   /** true when some rule counts or resets on this event name (cheap pre-filter for the hot path) */
@@ -135,10 +144,10 @@ export class Detector {
     const candidates = this.byEvent.get(eventName);
     if (!resets && !candidates) return null;
     const k = keyOfNetwork(this.k, key, keyText);
-    let id = this.state.find(k);
+    const id = this.state.find(k);
     if (resets && id >= 0) {
       const peeked = this.state.value(id);
-      const st = typeof peeked === 'number' ? unpack(peeked) : peeked;
+      const st = this.load(peeked);
       let reset = false;
       for (const i of resets) {
         if (!fromSource(this.rules[i]!, event)) continue;
@@ -149,7 +158,7 @@ export class Detector {
         }
       }
       // in place: a reset is not a use (the key's age and LRU place stay)
-      if (reset && typeof peeked === 'number') this.state.write(id, st);
+      if (reset && typeof peeked === 'number') this.save(id, st, peeked);
     }
     if (!candidates) return null;
     let mask = 0;
@@ -170,7 +179,7 @@ export class Detector {
       const first = this.firstHit(only, isFailure, key, keyText, now);
       if (first !== undefined) return first;
     }
-    this.cur = stored === undefined ? FRESH_STATE : typeof stored === 'number' ? unpack(stored) : stored;
+    this.cur = stored === undefined ? FRESH_STATE : this.load(stored);
     let found: Detection | null = null;
     let outcome: Outcome = 'count';
     if (mergesAttempts(event.get('Service'))) {
@@ -190,12 +199,33 @@ export class Detector {
       else if (outcome === 'absorb') this.mergedEvents += 1 + (placed.dropped ?? 0);
     }
     if (!found && outcome === 'count') found = this.countRules(mask, isFailure, key, keyText, now);
-    const next = pack(this.cur) ?? this.cur;
-    if (next !== stored) {
-      if (id >= 0) this.state.write(id, next);
-      else id = this.state.insert(k, next);
-    }
+    this.save(id, this.cur, stored);
     return found;
+  }
+
+  /** The state arrays of a stored value (fresh ones for a packed or pooled value). */
+  private load(stored: Stored): KeyState {
+    if (typeof stored !== 'number') return stored;
+    return stored >= 0 ? unpack(stored) : this.pool.load(-stored - 1);
+  }
+
+  /** Keeps `st` as the state of entry `id` (or inserts this.k when id < 0) in its most compact
+   *  form; `stored` is what the entry held (its pool block is reused or freed). */
+  private save(id: number, st: KeyState, stored: Stored | undefined): void {
+    const old = typeof stored === 'number' && stored < 0 ? -stored - 1 : undefined;
+    let next: Stored | undefined = pack(st);
+    const size = next === undefined ? encodedSize(st) : 0;
+    if (size > 0) {
+      // the block's owner is the entry: a new key is inserted first (a placeholder value)
+      if (id < 0) id = this.state.insert(this.k, 0);
+      next = -(this.pool.store(st, size, old, id) + 1);
+    } else {
+      if (old !== undefined) this.pool.free(old);
+      next ??= st;
+    }
+    if (next === stored) return;
+    if (id >= 0) this.state.write(id, next);
+    else this.state.insert(this.k, next);
   }
 
   /** A new key's one hit of one rule, stored packed without building its arrays (most scanners'
@@ -267,7 +297,7 @@ export class Detector {
   hitsOf(keyText: string): Array<{ rule: Rule; times: number[] }> {
     const peeked = this.peek(keyText);
     if (peeked === undefined) return [];
-    const st = typeof peeked === 'number' ? unpack(peeked) : peeked;
+    const st = this.load(peeked);
     const out: Array<{ rule: Rule; times: number[] }> = [];
     this.rules.forEach((rule, index) => {
       const at = slotOf(st, index);
@@ -284,7 +314,7 @@ export class Detector {
   failuresOf(keyText: string): number {
     const peeked = this.peek(keyText);
     if (peeked === undefined) return 0;
-    return ((typeof peeked === 'number' ? unpack(peeked) : peeked)[0] as number | undefined) ?? 0;
+    return (this.load(peeked)[0] as number | undefined) ?? 0;
   }
 
   get ruleList(): readonly Rule[] {

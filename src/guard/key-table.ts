@@ -88,6 +88,8 @@ export interface KeyTableOptions {
   seed?: Uint32Array;
   /** entries allocated up front (default 1024; grown by doubling up to max) */
   initial?: number;
+  /** told the number an entry held when it is removed (evicted, expired or deleted) */
+  onRemove?: (value: number) => void;
 }
 
 function nextPow2(n: number): number {
@@ -101,6 +103,7 @@ export class KeyTable<T extends object> {
   private readonly max: number;
   private readonly ttlMs: number;
   private readonly now: () => number;
+  private readonly onRemove: ((value: number) => void) | undefined;
   readonly seed: Uint32Array;
   private cap: number;
   private kinds: Uint8Array;
@@ -127,6 +130,7 @@ export class KeyTable<T extends object> {
     this.max = opts.max;
     this.ttlMs = opts.ttlMs > 0 ? opts.ttlMs : 0;
     this.now = opts.now ?? (() => performance.now());
+    this.onRemove = opts.onRemove;
     this.seed = opts.seed ?? randomFillSync(new Uint32Array(2));
     this.cap = Math.min(this.max, Math.max(MIN_CAPACITY, opts.initial ?? 1024));
     this.kinds = new Uint8Array(this.cap);
@@ -241,6 +245,8 @@ export class KeyTable<T extends object> {
     this.unlink(id);
     this.kinds[id] = FREE;
     this.objs[id] = undefined;
+    const v = this.vals[id]!;
+    if (this.onRemove && v === v) this.onRemove(v);
     this.next[id] = this.freeHead;
     this.freeHead = id;
     this.count--;
