@@ -72,6 +72,7 @@ export const UNIT: readonly string[] = [
   'guard-expiry.test.ts',
   'guard-key-table.test.ts',
   'guard-packed.test.ts',
+  'guard-state-pool.test.ts',
   'guard.test.ts',
   'health-judge.test.ts',
   'health-metrics.test.ts',

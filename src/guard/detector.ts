@@ -271,6 +271,11 @@ export class Detector {
     this.state.delete(this.keyFromText(keyText));
   }
 
+  /** States kept in the pool now (tests: each key holds one block at most, freed with it). */
+  get pooledStates(): number {
+    return this.pool.blocks;
+  }
+
   /** Keys with failures counted now (status: "currently failed"; expired ones are dropped as
    *  they are met, so a few may still be counted). */
   get trackedCount(): number {
