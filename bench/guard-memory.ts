@@ -3,7 +3,10 @@
  * counted failure, through the real hot path (the AMI source, src/sources/ami-source.ts, on a lazily parsed AMI frame, into Guardian.observe).
  * Target: 250 MB or less for 1M (issue 19), IPv4 only and a half-IPv6 mix (one address in each
  * of N/2 distinct /64s: the guard counts IPv6 by its /64). Also reports the hot-path cost per event.
- * Run: node --expose-gc dist/bench/guard-memory.js [N] [ipv6-share 0..1]
+ * Run: node --expose-gc dist/bench/guard-memory.js [N] [ipv6-share 0..1] [--hits=K] [--pjsip]
+ * (--hits: K failures from each address, in K rounds over all of them; the default run is 1: a
+ * key hit twice keeps arrays, detector.ts. --pjsip: each failure is a PJSIP wrong-password attempt
+ * of 2 events as Asterisk 22 sends it, from IPv4 addresses: two rules and the attempt merge)
  */
 import pino from 'pino';
 import { parseFrame } from '../src/ami/index.js';
@@ -114,8 +117,8 @@ function pjsipHotPath(attackers: number, rounds: number): BenchResult {
   };
 }
 
-/** RSS and event rate with `n` distinct attacker keys, a share `v6` of them IPv6 /64s. */
-async function tracked(n: number, v6: number): Promise<BenchResult[]> {
+/** RSS and event rate with `n` distinct attacker keys, a share `v6` of them IPv6 /64s, each hit `hits` times. */
+async function tracked(n: number, v6: number, hits = 1, pjsip = false): Promise<BenchResult[]> {
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   const rssBefore = process.memoryUsage().rss;
@@ -123,11 +126,14 @@ async function tracked(n: number, v6: number): Promise<BenchResult[]> {
   const guardian = newGuardian(() => clock);
   const observe = amiObserver(guardian, () => clock);
   const start = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) {
-    clock += 1;
-    // every (1/v6)-th key IPv6, spread evenly
-    observe(parseFrame(frameFor(i, Math.floor((i + 1) * v6) > Math.floor(i * v6))));
-  }
+  for (let round = 0; round < hits; round++)
+    for (let i = 0; i < n; i++) {
+      clock += 1;
+      if (pjsip) for (const text of pjsipAttempt(i, round)) observe(parseFrame(text));
+      // every (1/v6)-th key IPv6, spread evenly
+      else observe(parseFrame(frameFor(i, Math.floor((i + 1) * v6) > Math.floor(i * v6))));
+    }
+  const events = n * hits * (pjsip ? 2 : 1);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   // Settle: a few full collections with pauses, so pages V8 has freed are returned before RSS is read.
   for (let i = 0; i < 3; i++) {
@@ -138,7 +144,9 @@ async function tracked(n: number, v6: number): Promise<BenchResult[]> {
   const tracked = guardian.status().currentlyFailed;
   const mb = rssAfter / 1048576;
   const heapMb = Math.round(process.memoryUsage().heapUsed / 1048576);
-  const mix = v6 > 0 ? `, ${Math.round(v6 * 100)}% IPv6 /64s` : '';
+  const buffersMb = Math.round(process.memoryUsage().arrayBuffers / 1048576);
+  const mix = (pjsip ? ', PJSIP attempts (2 events)' : v6 > 0 ? `, ${Math.round(v6 * 100)}% IPv6 /64s` : '') + (hits > 1 ? `, ${hits} failures each` : '');
+  const peakMb = Math.round(process.resourceUsage().maxRSS / 1024);
   return [
     {
       name: `guard: RSS with ${n.toLocaleString('en')} attacking addresses tracked${mix}`,
@@ -146,23 +154,24 @@ async function tracked(n: number, v6: number): Promise<BenchResult[]> {
       unit: 'MB',
       target: n === 1_000_000 ? '<= 250' : undefined,
       ok: n === 1_000_000 ? mb <= 250 : undefined,
-      note: `${tracked} tracked; heap used ${heapMb} MB; RSS before ${Math.round(rssBefore / 1048576)} MB${gc ? '' : ' (run with --expose-gc for a settled figure)'}`,
+      note: `${tracked} tracked, ${guardian.status().currentlyBanned} banned; heap used ${heapMb} MB, typed arrays ${buffersMb} MB; RSS before ${Math.round(rssBefore / 1048576)} MB, peak ${peakMb} MB${gc ? '' : ' (run with --expose-gc for a settled figure)'}`,
     },
     {
       name: `guard: hot path (parse + detect), distinct addresses${mix}`,
-      value: Math.round(n / seconds),
+      value: Math.round(events / seconds),
       unit: 'events/s',
-      note: `${((seconds * 1e6) / n).toFixed(2)} µs/event incl. building the frame text`,
+      note: `${((seconds * 1e6) / events).toFixed(2)} µs/event incl. building the frame text`,
     },
   ];
 }
 
-export async function run(opts: { addresses?: number; ipv6Share?: number } = {}): Promise<BenchResult[]> {
+export async function run(opts: { addresses?: number; ipv6Share?: number; hits?: number; pjsip?: boolean } = {}): Promise<BenchResult[]> {
   const n = opts.addresses ?? 1_000_000;
-  const out = await tracked(n, opts.ipv6Share ?? 0);
+  const out = await tracked(n, opts.ipv6Share ?? 0, opts.hits, opts.pjsip);
+  if (opts.pjsip) return out;
   // the mix in a child of its own: RSS read here after the first run would count its freed pages
   if (opts.ipv6Share === undefined) {
-    const json = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), String(n), '0.5', '--json'], {
+    const json = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), String(n), '0.5', `--hits=${opts.hits ?? 1}`, '--json'], {
       encoding: 'utf8',
       maxBuffer: 1 << 20,
     });
@@ -173,9 +182,12 @@ export async function run(opts: { addresses?: number; ipv6Share?: number } = {})
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const n = process.argv[2] ? Number(process.argv[2]) : undefined;
-  const share = process.argv[3] ? Number(process.argv[3]) : undefined;
-  const results = await run({ addresses: n, ipv6Share: share });
+  const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+  const n = args[0] ? Number(args[0]) : undefined;
+  const share = args[1] ? Number(args[1]) : undefined;
+  const hitsArg = process.argv.find((a) => a.startsWith('--hits='));
+  const hits = hitsArg ? Number(hitsArg.slice(7)) : undefined;
+  const results = await run({ addresses: n, ipv6Share: share, hits, pjsip: process.argv.includes('--pjsip') });
   if (process.argv.includes('--json')) console.log(JSON.stringify(results));
   else
     for (const r of results)

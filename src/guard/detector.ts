@@ -1,9 +1,10 @@
-import { LRUCache } from 'lru-cache';
 import type { Rule } from './rules.js';
-import { attackerKey, type IpNetwork } from '../net/ip.js';
+import { attackerKey, formatNetwork, parseNetwork, type IpNetwork } from '../net/ip.js';
 import { mergesAttempts, placeEvent, type AttemptState, type Outcome } from './attempt.js';
 import type { EventView } from './observation.js';
 import { pack, packHit, unpack } from './packed.js';
+import { KeyTable, keyOfNetwork, newKey, TEXT_KIND, type TableKey } from './key-table.js';
+import { encodedSize, StatePool } from './state-pool.js';
 
 export type { EventView } from './observation.js';
 
@@ -37,15 +38,14 @@ export interface Detection {
  * A ring is `[next, t1, t2, ...]`: it grows one time per hit up to the rule's largest window
  * count, then `next` says which slot the next hit overwrites. Most scanners send a handful of
  * events, so most rings stay short. Most keys are seen once: [count, rule, [0, t]] is kept in the
- * LRU as one packed number instead (packed.ts; measured: heap 247 -> 133 MB at 1M IPv4 keys).
+ * table as one packed number instead (packed.ts; measured: heap 247 -> 133 MB at 1M IPv4 keys),
+ * and the table keys an address by its words, not its text (key-table.ts).
  */
 type KeyState = Array<number | number[] | undefined>;
-/** What the LRU holds per key: a KeyState, or the commonest one packed in a number (packed.ts). */
+/** What the table holds per key: the commonest state packed in a number >= 0 (packed.ts), the
+ *  handle h of a pooled one as -(h + 1) (state-pool.ts), or the arrays of one too large for both. */
 type Stored = KeyState | number;
 
-/** not an address: see Detector.forget */
-const SENTINEL_KEY = '#';
-const SENTINEL_STATE: KeyState = [0];
 type Ring = number[];
 const ATTEMPT_TAG = -1;
 /** never written: pushHit grows a ring by concat, and a new key's array is replaced by the concat
@@ -89,7 +89,10 @@ function nthRecent(ring: Ring, size: number, n: number): number | undefined {
 export class Detector {
   private readonly byEvent = new Map<string, Array<{ rule: Rule; index: number }>>();
   private readonly resetBy = new Map<string, number[]>();
-  private readonly state: LRUCache<string, Stored>;
+  private readonly state: KeyTable<KeyState>;
+  private readonly pool = new StatePool((id, handle) => this.state.write(id, -(handle + 1)));
+  /** the key being looked up (one object reused: the hot path allocates none) */
+  private readonly k: TableKey = newKey();
   /** failures counted since start (status: "total failed"): attempts, see attempt.ts */
   totalFailures = 0;
   /** failure events merged into an attempt already counted (attempt.ts) */
@@ -113,7 +116,13 @@ export class Detector {
         this.resetBy.set(ev, list);
       }
     });
-    this.state = new LRUCache<string, Stored>({ max: options.maxTracked, ttl: options.trackTtlMs, updateAgeOnGet: true });
+    this.state = new KeyTable<KeyState>({
+      max: options.maxTracked,
+      ttlMs: options.trackTtlMs,
+      onRemove: (v) => {
+        if (v < 0) this.pool.free(-v - 1);
+      },
+    });
   }
 
   /** true when some rule counts or resets on this event name (cheap pre-filter for the hot path) */
@@ -132,23 +141,25 @@ export class Detector {
    */
   observe(eventName: string, event: EventView, key: IpNetwork, keyText: string, now: number): Detection | null {
     const resets = this.resetBy.get(eventName);
-    if (resets) {
-      const peeked = this.state.peek(keyText);
-      const st = typeof peeked === 'number' ? unpack(peeked) : peeked;
-      let reset = false;
-      if (st)
-        for (const i of resets) {
-          if (!fromSource(this.rules[i]!, event)) continue;
-          const at = slotOf(st, i);
-          if (at > 0) {
-            st[at] = undefined;
-            reset = true;
-          }
-        }
-      // a packed key is rewritten (it is a number): the LRU then counts it as just used, though its TTL is kept
-      if (reset && typeof peeked === 'number') this.state.set(keyText, st!, { noUpdateTTL: true });
-    }
     const candidates = this.byEvent.get(eventName);
+    if (!resets && !candidates) return null;
+    const k = keyOfNetwork(this.k, key, keyText);
+    const id = this.state.find(k);
+    if (resets && id >= 0) {
+      const peeked = this.state.value(id);
+      const st = this.load(peeked);
+      let reset = false;
+      for (const i of resets) {
+        if (!fromSource(this.rules[i]!, event)) continue;
+        const at = slotOf(st, i);
+        if (at > 0) {
+          st[at] = undefined;
+          reset = true;
+        }
+      }
+      // in place: a reset is not a use (the key's age and LRU place stay)
+      if (reset && typeof peeked === 'number') this.save(id, st, peeked);
+    }
     if (!candidates) return null;
     let mask = 0;
     let matched = 0;
@@ -160,14 +171,15 @@ export class Detector {
         only = index;
       }
     if (mask === 0) return null;
-    const stored = this.state.get(keyText);
+    if (id >= 0) this.state.touch(id);
+    const stored = id >= 0 ? this.state.value(id) : undefined;
     // ChallengeSent is counted by its flood rule but is not itself a failure (status, metrics).
     const isFailure = event.get('Severity') !== 'Informational';
     if (stored === undefined && matched === 1 && !mergesAttempts(event.get('Service'))) {
       const first = this.firstHit(only, isFailure, key, keyText, now);
       if (first !== undefined) return first;
     }
-    this.cur = stored === undefined ? FRESH_STATE : typeof stored === 'number' ? unpack(stored) : stored;
+    this.cur = stored === undefined ? FRESH_STATE : this.load(stored);
     let found: Detection | null = null;
     let outcome: Outcome = 'count';
     if (mergesAttempts(event.get('Service'))) {
@@ -187,9 +199,33 @@ export class Detector {
       else if (outcome === 'absorb') this.mergedEvents += 1 + (placed.dropped ?? 0);
     }
     if (!found && outcome === 'count') found = this.countRules(mask, isFailure, key, keyText, now);
-    const next = pack(this.cur) ?? this.cur;
-    if (next !== stored) this.state.set(keyText, next);
+    this.save(id, this.cur, stored);
     return found;
+  }
+
+  /** The state arrays of a stored value (fresh ones for a packed or pooled value). */
+  private load(stored: Stored): KeyState {
+    if (typeof stored !== 'number') return stored;
+    return stored >= 0 ? unpack(stored) : this.pool.load(-stored - 1);
+  }
+
+  /** Keeps `st` as the state of entry `id` (or inserts this.k when id < 0) in its most compact
+   *  form; `stored` is what the entry held (its pool block is reused or freed). */
+  private save(id: number, st: KeyState, stored: Stored | undefined): void {
+    const old = typeof stored === 'number' && stored < 0 ? -stored - 1 : undefined;
+    let next: Stored | undefined = pack(st);
+    const size = next === undefined ? encodedSize(st) : 0;
+    if (size > 0) {
+      // the block's owner is the entry: a new key is inserted first (a placeholder value)
+      if (id < 0) id = this.state.insert(this.k, 0);
+      next = -(this.pool.store(st, size, old, id) + 1);
+    } else {
+      if (old !== undefined) this.pool.free(old);
+      next ??= st;
+    }
+    if (next === stored) return;
+    if (id >= 0) this.state.write(id, next);
+    else this.state.insert(this.k, next);
   }
 
   /** A new key's one hit of one rule, stored packed without building its arrays (most scanners'
@@ -198,7 +234,7 @@ export class Detector {
     const rule = this.rules[index]!;
     const packed = rule.weight === 1 ? packHit(now, index, isFailure ? 1 : 0) : undefined;
     if (packed === undefined) return undefined;
-    this.state.set(keyText, packed);
+    this.state.insert(this.k, packed);
     if (isFailure) this.totalFailures += 1;
     // one hit is inside every window of count 1 (withinMs > 0)
     for (const window of rule.windows) if (window.count === 1) return { key, keyText, rule, count: 1, windowMs: window.withinMs };
@@ -232,24 +268,41 @@ export class Detector {
 
   /** Forget everything counted for a key (after it is banned, or unbanned by hand). */
   forget(keyText: string): void {
-    // lru-cache resets itself when its last entry is deleted by filling every slot array
-    // (O(maxTracked): ~2 ms at 1M), which capped bursts of bans at a few hundred per second.
-    // A sentinel entry that is never an address keeps the cache from ever becoming empty.
-    if (!this.state.has(SENTINEL_KEY)) this.state.set(SENTINEL_KEY, SENTINEL_STATE, { ttl: 0 });
-    this.state.delete(keyText);
+    this.state.delete(this.keyFromText(keyText));
   }
 
-  /** Keys with failures counted now (status: "currently failed"). */
+  /** States kept in the pool now (tests: each key holds one block at most, freed with it). */
+  get pooledStates(): number {
+    return this.pool.blocks;
+  }
+
+  /** Keys with failures counted now (status: "currently failed"; expired ones are dropped as
+   *  they are met, so a few may still be counted). */
   get trackedCount(): number {
-    return this.state.size - (this.state.has(SENTINEL_KEY) ? 1 : 0);
+    return this.state.size;
+  }
+
+  /** The table key of a key's text (a network's canonical text, as observe is given it). */
+  private keyFromText(keyText: string): TableKey {
+    const net = parseNetwork(keyText);
+    if (net) return keyOfNetwork(this.k, net, formatNetwork(net));
+    this.k.kind = TEXT_KIND;
+    this.k.text = keyText;
+    return this.k;
+  }
+
+  /** The stored state of a key, without touching its age (`why`, status). */
+  private peek(keyText: string): Stored | undefined {
+    const id = this.state.find(this.keyFromText(keyText));
+    return id >= 0 ? this.state.value(id) : undefined;
   }
 
   /** The hit times each rule keeps for a key now (newest last; a rule never hit or reset is
-   *  left out): `pbx-guardian why`. A read: the key's age in the LRU is not touched. */
+   *  left out): `pbx-guardian why`. A read: the key's age in the table is not touched. */
   hitsOf(keyText: string): Array<{ rule: Rule; times: number[] }> {
-    const peeked = this.state.peek(keyText);
-    if (peeked === undefined || keyText === SENTINEL_KEY) return [];
-    const st = typeof peeked === 'number' ? unpack(peeked) : peeked;
+    const peeked = this.peek(keyText);
+    if (peeked === undefined) return [];
+    const st = this.load(peeked);
     const out: Array<{ rule: Rule; times: number[] }> = [];
     this.rules.forEach((rule, index) => {
       const at = slotOf(st, index);
@@ -264,9 +317,9 @@ export class Detector {
 
   /** Failures counted for a key, for status and tests. */
   failuresOf(keyText: string): number {
-    const peeked = this.state.peek(keyText);
+    const peeked = this.peek(keyText);
     if (peeked === undefined) return 0;
-    return ((typeof peeked === 'number' ? unpack(peeked) : peeked)[0] as number | undefined) ?? 0;
+    return (this.load(peeked)[0] as number | undefined) ?? 0;
   }
 
   get ruleList(): readonly Rule[] {
