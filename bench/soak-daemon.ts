@@ -15,7 +15,8 @@
  * 10 s. CPU: /proc/<pid>/stat. Nothing missed: every attacker that wrote its script is in ban4
  * (notifications) or in net6 (IPv6 /64s: `nft -j list set` every 20 s; bans last 2 min); no
  * phone or noise address in either.
- *   node dist/bench/soak-daemon.js [--minutes 10] [--rate 20000] [--quick]   (root; --quick: 30 s)
+ *   node dist/bench/soak-daemon.js [--minutes 10] [--rate 20000] [--quick] [--ipv4-only]
+ *   (root; --quick: 30 s; --ipv4-only: a diagnostic, the IPv6 attackers become IPv4 ones, no CIDR bans)
  *   PBXG_BENCH_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -31,7 +32,7 @@ import { assertPrivateNetns, procCpu, sleep } from './fail2ban/schedule.js';
 import { PACKAGE_ROOT } from '../src/config/index.js';
 import { CANARY4, CANARY6 } from '../src/firewall/canary.js';
 import { AmiSimulator } from '../src/demo/ami-simulator.js';
-import { attackerAddress, attackerTarget, kindOf, population, SoakMix } from './soak-mix.js';
+import { attackerAddress, attackerTarget, kindOf, population, setIpv4Only, SoakMix } from './soak-mix.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const TABLE = 'pbxg_soakd';
@@ -331,11 +332,17 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
   }
 }
 
-export async function run(opts: { quick?: boolean; minutes?: number; rate?: number } = {}): Promise<BenchResult[]> {
+export async function run(opts: { quick?: boolean; minutes?: number; rate?: number; ipv4Only?: boolean } = {}): Promise<BenchResult[]> {
   const skip = skipReason();
   if (skip) return [{ name: 'soak-daemon benchmark skipped', value: 0, unit: '-', note: skip }];
   const seconds = opts.minutes !== undefined ? Math.round(opts.minutes * 60) : opts.quick ? 30 : 600;
-  return childRowsInNetns(SELF, ['--child', `--seconds=${seconds}`, `--rate=${opts.rate ?? 20_000}`], 'soak-daemon benchmark');
+  const rows = await childRowsInNetns(
+    SELF,
+    ['--child', `--seconds=${seconds}`, `--rate=${opts.rate ?? 20_000}`, ...(opts.ipv4Only ? ['--ipv4-only'] : [])],
+    'soak-daemon benchmark',
+  );
+  if (opts.ipv4Only) for (const r of rows) r.name = r.name.replace('soak-daemon:', 'soak-daemon (IPv4-only mix, diagnostic):');
+  return rows;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
@@ -346,6 +353,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     return a.includes('=') ? a.slice(a.indexOf('=') + 1) : process.argv[i + 1];
   };
   if (process.argv.includes('--child')) {
+    setIpv4Only(process.argv.includes('--ipv4-only'));
     const rate = Number(arg('rate'));
     child({ seconds: Number(arg('seconds')), rate, lanes: Number(arg('lanes') ?? Math.max(100, Math.round(rate / 6))), phones: 20_000 }).then(
       (rows) => console.log(JSON.stringify(rows)),

@@ -29,7 +29,15 @@ export type Kind = 'pjsip-wrong-password' | 'pjsip-unknown-user' | 'pjsip6-wrong
 export const KINDS: Kind[] = ['pjsip-wrong-password', 'pjsip-unknown-user', 'pjsip6-wrong-password', 'ami-wrong-secret'];
 /** the kind of attacker n: 10 in 20 wrong password v4, 4 unknown user, 3 IPv6, 3 AMI */
 const KIND_OF = [0, 1, 0, 2, 0, 3, 0, 1, 0, 2, 0, 3, 0, 1, 0, 2, 0, 3, 0, 1] as const;
-export const kindOf = (n: number): Kind => KINDS[KIND_OF[n % 20]!]!;
+let ipv4Only = false;
+/** a diagnostic mix: the IPv6 attackers (CIDR bans, the /64) replaced by IPv4 wrong password */
+export function setIpv4Only(on: boolean): void {
+  ipv4Only = on;
+}
+export const kindOf = (n: number): Kind => {
+  const k = KINDS[KIND_OF[n % 20]!]!;
+  return ipv4Only && k === 'pjsip6-wrong-password' ? 'pjsip-wrong-password' : k;
+};
 
 /** attacker n's source address; IPv6 attackers each their own /64 (what the guard bans) */
 export function attackerAddress(n: number): string {
