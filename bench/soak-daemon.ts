@@ -50,12 +50,19 @@ export interface SoakDaemonOptions {
   phones: number;
 }
 
+/** what the daemon wrote to its journal (stdout) */
+const journal = { bytes: 0, lines: 0 };
+
 function daemon(configPath: string, lagFile: string): ChildProcess {
   const nodeArgs = (process.env.PBXG_BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const probe = pathToFileURL(join(PACKAGE_ROOT, 'dist', 'bench', 'loop-lag-probe.js')).href;
   const args = [...nodeArgs, '--import', probe, join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', configPath];
   const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PBXG_LOOP_LAG_FILE: lagFile } });
-  p.stdout!.on('data', () => undefined); // drained as a journal would
+  p.stdout!.on('data', (b: Buffer) => {
+    // drained as a journal would
+    journal.bytes += b.length;
+    for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) journal.lines++;
+  });
   let err = '';
   p.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
   p.on('exit', (code) => code && console.error(`daemon exited ${code}: ${err}`));
@@ -319,7 +326,7 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
         name: 'soak-daemon: daemon CPU',
         value: r1((cpuS / secs) * 100),
         unit: '% core',
-        note: `${cpuS.toFixed(1)} s of the pbx-guardian run process (user + system) over ${Math.round(secs)} s; ${r2((cpuS * 1e6) / sent)} µs per event; per 10 s: ${cpuCurve}`,
+        note: `${cpuS.toFixed(1)} s of the pbx-guardian run process (user + system) over ${Math.round(secs)} s; ${r2((cpuS * 1e6) / sent)} µs per event; journal (stdout) ${journal.lines} lines, ${r1(journal.bytes / 1048576)} MB; per 10 s: ${cpuCurve}`,
       },
     ];
   } finally {
@@ -367,6 +374,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     const rate = arg('rate');
     run({
       quick: process.argv.includes('--quick'),
+      ipv4Only: process.argv.includes('--ipv4-only'),
       minutes: minutes === undefined ? undefined : Number(minutes),
       rate: rate === undefined ? undefined : Number(rate),
     }).then(
