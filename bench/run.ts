@@ -6,7 +6,7 @@
  *   node dist/bench/run.js [--only name,name] [--quick] [--soak-seconds N]
  *
  * Modules: ami-decode, guard-memory (in a child `node --expose-gc`), odoo, firewall, ban-latency, firewall-repair,
- * fail2ban, soak, health, ami-blind-recovery, worst-case, store-prune, destinations-classify, fraud, call-tracker, fleet, fleet-machine, scale, feeds, burst. A module that throws becomes an error row; the others go on. Modules that need root and
+ * fail2ban, soak, health, ami-blind-recovery, worst-case, store-prune, destinations-classify, fraud, call-tracker, fleet, fleet-machine, scale, feeds, burst, soak-daemon. A module that throws becomes an error row; the others go on. Modules that need root and
  * network namespaces say so in a row and skip.
  */
 import { spawn } from 'node:child_process';
@@ -43,7 +43,7 @@ function parseFlags(argv: string[]): Flags {
     else if (a === '--soak-seconds') f.soakSeconds = Number(argv[++i]);
     else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: node dist/bench/run.js [--only ami-decode,guard-memory,odoo,firewall,ban-latency,firewall-repair,fail2ban,soak,health,ami-blind-recovery,worst-case,store-prune,destinations-classify,fraud,call-tracker,fleet,fleet-machine,scale,feeds,burst] [--quick] [--soak-seconds N]',
+        'usage: node dist/bench/run.js [--only ami-decode,guard-memory,odoo,firewall,ban-latency,firewall-repair,fail2ban,soak,health,ami-blind-recovery,worst-case,store-prune,destinations-classify,fraud,call-tracker,fleet,fleet-machine,scale,feeds,burst,soak-daemon] [--quick] [--soak-seconds N]',
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${a} (see --help)`);
@@ -98,6 +98,7 @@ const MODULES: Array<[string, Runner]> = [
   ['scale', async (f) => (await import('./scale.js')).run({ quick: f.quick })],
   ['feeds', async (f) => (await import('./feeds.js')).run({ quick: f.quick })],
   ['burst', async (f) => (await import('./burst.js')).run({ quick: f.quick })],
+  ['soak-daemon', async (f) => (await import('./soak-daemon.js')).run({ quick: f.quick })],
 ];
 
 /** Anchors measured in the same run by other modules: attach the ratio to our figure's row. */

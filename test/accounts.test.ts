@@ -316,3 +316,30 @@ test('admin routes: GET /accounts lists, POST /accounts/:account/acknowledge clo
   assert.deepEqual([off.statusCode, off.json().code], [404, 'ACCOUNTS_DISABLED']);
   await admin.close();
 });
+
+test('hasRecentSuccess (asked before a prefix ban): the /64 index, wider prefixes, IPv4 apart, age and eviction', async () => {
+  const { AccountMemory } = await import('../src/accounts/index.js');
+  const { parseNetwork } = await import('../src/net/ip.js');
+  const net = (t: string) => parseNetwork(t)!;
+  const m = new AccountMemory({ maxAccounts: 10, maxNetworks: 10, maxAgents: 10, forgetAfterMs: 86_400_000, recentSuccessMs: 60_000, maxAddresses: 3 });
+  const t0 = 1_000_000;
+  assert.equal(m.hasRecentSuccess(net('2001:db8:b::/64'), t0), false, 'nothing seen');
+  m.success(net('2001:db8:b::50'), '300', t0);
+  m.success(net('192.0.2.50'), '301', t0);
+  assert.equal(m.hasRecentSuccess(net('2001:db8:b::/64'), t0), true, 'the phone inside the /64');
+  assert.equal(m.hasRecentSuccess(net('2001:db8:b::/96'), t0), true, 'a longer prefix holding it');
+  assert.equal(m.hasRecentSuccess(net('2001:db8:b::1:0:0/96'), t0), false, 'a longer prefix of the same /64 without it');
+  assert.equal(m.hasRecentSuccess(net('2001:db8:c::/64'), t0), false, 'another /64');
+  assert.equal(m.hasRecentSuccess(net('2001:db8::/32'), t0), true, 'a wider prefix (walks the addresses)');
+  assert.equal(m.hasRecentSuccess(net('2001:db9::/48'), t0), false);
+  assert.equal(m.hasRecentSuccess(net('192.0.2.0/24'), t0), true, 'IPv4 kept apart, still answered');
+  assert.equal(m.hasRecentSuccess(net('198.51.100.0/24'), t0), false);
+  assert.equal(m.hasRecentSuccess(net('2001:db8:b::/64'), t0 + 60_001), false, 'older than recentSuccess');
+  // maxAddresses 3: two more addresses evict the IPv6 phone (least recently seen) from the index too
+  m.success(net('192.0.2.51'), '302', t0);
+  m.success(net('192.0.2.52'), '303', t0);
+  assert.equal(m.hasRecentSuccess(net('2001:db8:b::/64'), t0), false, 'evicted');
+  assert.equal(m.hasRecentSuccess(net('2001:db8::/32'), t0), false, 'evicted (wide prefix)');
+  m.success(net('2001:db8:b::51'), '300', t0);
+  assert.equal(m.hasRecentSuccess(net('2001:db8:b::/64'), t0), true, 'seen again');
+});

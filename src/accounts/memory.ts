@@ -87,10 +87,17 @@ function touch<K, V>(map: Map<K, V>, key: K, value: V): void {
   map.set(key, value);
 }
 
+/** an IPv6 address's /64, as a Map key */
+const key64 = (a: IpNetwork): string => String.fromCharCode(...a.bytes.subarray(0, 8));
+
 export class AccountMemory implements AccountEvidence {
   private readonly accounts = new Map<string, AccountState>();
   /** address text → { parsed, account → last success } */
   private readonly successes = new Map<string, { net: IpNetwork; accounts: Map<string, number> }>();
+  /** the IPv6 ones by their /64, and how many are IPv4: a prefix ban asks without a walk of every
+   *  address (one per IPv6 ban, with thousands of phones) */
+  private readonly v6By64 = new Map<string, Set<string>>();
+  private v4Successes = 0;
   writes: MemoryWrites = noWrites;
 
   constructor(readonly limits: MemoryLimits) {}
@@ -169,8 +176,10 @@ export class AccountMemory implements AccountEvidence {
     else {
       entry = { net: address, accounts: new Map() };
       this.successes.set(text, entry);
+      this.index(text, address, true);
       while (this.successes.size > this.limits.maxAddresses) {
         const oldest = this.successes.keys().next().value as string;
+        this.index(oldest, this.successes.get(oldest)!.net, false);
         this.successes.delete(oldest);
         this.writes.forgetAddress(oldest);
       }
@@ -190,11 +199,32 @@ export class AccountMemory implements AccountEvidence {
   }
 
   hasRecentSuccess(net: IpNetwork, now: number): boolean {
-    for (const { net: a, accounts } of this.successes.values()) {
-      if (a.family !== net.family || !networkContains(net, a)) continue;
-      for (const at of accounts.values()) if (now - at <= this.limits.recentSuccessMs) return true;
+    if (net.family === 4 ? this.v4Successes === 0 : this.v6By64.size === 0) return false;
+    if (net.family === 6 && net.prefix >= 64) {
+      for (const text of this.v6By64.get(key64(net)) ?? []) if (this.recentIn(net, this.successes.get(text)!, now)) return true;
+      return false;
     }
+    for (const entry of this.successes.values()) if (this.recentIn(net, entry, now)) return true;
     return false;
+  }
+
+  private recentIn(net: IpNetwork, { net: a, accounts }: { net: IpNetwork; accounts: Map<string, number> }, now: number): boolean {
+    if (a.family !== net.family || !networkContains(net, a)) return false;
+    for (const at of accounts.values()) if (now - at <= this.limits.recentSuccessMs) return true;
+    return false;
+  }
+
+  private index(text: string, address: IpNetwork, add: boolean): void {
+    if (address.family === 4) {
+      this.v4Successes += add ? 1 : -1;
+      return;
+    }
+    const k = key64(address);
+    let texts = this.v6By64.get(k);
+    if (add) {
+      if (!texts) this.v6By64.set(k, (texts = new Set()));
+      texts.add(text);
+    } else if (texts?.delete(text) && texts.size === 0) this.v6By64.delete(k);
   }
 
   /** Restores persisted rows (oldest first, so the LRU order is right). */
