@@ -412,6 +412,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       onChange: (source, entries) => void gd.setAllowSource(source, entries),
     });
     await life.start({ name: 'host watch', start: () => watch.start(), stop: () => watch.stop() });
+    // started means the kernel allow set is the effective list (the updates made while starting are in)
+    await gd.allowSettled();
     gate.open();
     if (ami) await life.start({ name: 'AMI client', start: () => ami.start(), stop: () => ami.stop() });
     await life.start({ name: 'detection sources', start: () => srcs.start(), stop: () => srcs.stop() });

@@ -409,6 +409,11 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     void this.setAllowSource('static', list);
   }
 
+  /** Resolves once the last allow-set update has reached the kernel (or failed, logged). */
+  allowSettled(): Promise<void> {
+    return this.allowApplied;
+  }
+
   /**
    * New entries for one automatic source (the AMI or Odoo host resolves elsewhere now, an
    * interface got an address, the resolver or gateway changed): when the effective list changes,
