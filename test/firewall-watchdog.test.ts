@@ -271,7 +271,7 @@ else {
           assert.ok(i.complete, `${i.what}: every stored ban back in the kernel`);
           assert.equal(i.repairs, 1, `${i.what}: one repair, counted once`);
         }
-        assert.equal(r.chainRules, 6, 'the input chain has its 6 rules again');
+        assert.equal(r.chainRules, 7, 'the input chain has its 7 rules again');
         assert.equal(r.health.repairs, 4);
         assert.equal(r.health.state, 'enforcing');
         assert.equal(r.health.tablePresent, true);

@@ -110,6 +110,7 @@ export const FULL: Readonly<Record<string, string>> = {
   'firewall-nftables.test.ts': 'root: nftables in a private network namespace',
   'firewall-nft-netlink.test.ts': 'root: address-set elements over raw netlink in a private network namespace',
   'firewall-restore-netns.test.ts': 'root: 100k stored bans restored into nftables in a private network namespace',
+  'firewall-pfx6.test.ts': 'root: IPv6 /64 bans and real datagrams in a private network namespace',
   'firewall-refused.test.ts': 'root: elements the kernel refuses, in a private network namespace',
   'firewall-watchdog-ipset.test.ts': 'root: tampering with ipset / iptables in a private network namespace',
   'firewall-watchdog.test.ts': 'root: tampering with nftables in a private network namespace',

@@ -4,7 +4,7 @@ import { canonicalTarget } from './target.js';
 import type { FirewallEntry } from './types.js';
 
 /** The sets of our nftables table. */
-export type SetName = 'ban4' | 'ban6' | 'net4' | 'net6' | 'allow4' | 'allow6';
+export type SetName = 'ban4' | 'ban6' | 'net4' | 'net6' | 'pfx6' | 'allow4' | 'allow6';
 
 export interface RawElem {
   val: string;

@@ -66,9 +66,9 @@ export function elemOp(del: boolean, set: string, keyLen: 4 | 16, elems: { c: Ca
 
 /**
  * A listing's records as firewall entries (canaries left out), SLICE at a time with the loop
- * running between slices. `now`: taken before the dump (a remaining time is as of the dump).
+ * running between slices; `prefix`: the set holds network addresses of that length (pfx6). `now`: taken before the dump (a remaining time is as of the dump).
  */
-export async function recordsToEntries(buf: Buffer, family: 4 | 6, now: number, out: FirewallEntry[]): Promise<void> {
+export async function recordsToEntries(buf: Buffer, family: 4 | 6, now: number, out: FirewallEntry[], prefix?: number): Promise<void> {
   const n = Math.floor(buf.length / RECORD);
   for (let i = 0; i < n; i++) {
     if (i > 0 && i % SLICE === 0) await yieldToLoop();
@@ -77,6 +77,8 @@ export async function recordsToEntries(buf: Buffer, family: 4 | 6, now: number, 
       family === 4 ? `${buf[o]}.${buf[o + 1]}.${buf[o + 2]}.${buf[o + 3]}` : formatNetwork({ family: 6, bytes: buf.subarray(o, o + 16), prefix: 128 });
     if (isCanary(target)) continue;
     const timeout = buf.readDoubleLE(o + 16);
-    out.push({ target, family, isNetwork: false, expiresAt: timeout > 0 ? now + buf.readDoubleLE(o + 24) : null });
+    const expiresAt = timeout > 0 ? now + buf.readDoubleLE(o + 24) : null;
+    // a prefix set's key is the network address: the entry is that network
+    out.push(prefix === undefined ? { target, family, isNetwork: false, expiresAt } : { target: `${target}/${prefix}`, family, isNetwork: true, expiresAt });
   }
 }

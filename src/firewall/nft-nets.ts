@@ -11,6 +11,14 @@ import type { FirewallEntry, FirewallTarget } from './types.js';
 /** Elements per `add element` statement (one transaction holds any number of statements). */
 const CHUNK = 5000;
 
+/** The prefix length of the pfx6 set: an IPv6 network of exactly this length is one hash-set key. */
+export const PFX6_PREFIX = 64;
+
+/** true for a target held by the pfx6 hash set (an IPv6 /64) rather than the net6 interval set */
+export function isPfx6(c: CanonicalTarget): boolean {
+  return c.isNetwork && c.family === 6 && c.prefix === PFX6_PREFIX;
+}
+
 export function banSet(t: FirewallTarget): SetName {
   return t.isNetwork ? (t.family === 4 ? 'net4' : 'net6') : t.family === 4 ? 'ban4' : 'ban6';
 }

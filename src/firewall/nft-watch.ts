@@ -16,7 +16,7 @@ import type { Inspection } from './types.js';
 
 /** the sets that hold a canary: the ban sets. Not the allow sets: an allow entry may cover any
  *  address (interval sets refuse an overlapping element), and they are re-written at every reload. */
-export const BAN_SETS = ['ban4', 'ban6', 'net4', 'net6'] as const;
+export const BAN_SETS = ['ban4', 'ban6', 'net4', 'net6', 'pfx6'] as const;
 
 /** without the addon, the expensive canary lookups run on every n-th check only */
 export const FALLBACK_EVERY = 15;

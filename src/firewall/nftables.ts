@@ -9,7 +9,7 @@ import { parseSetElems, toEntries } from './nft-json.js';
 import { eachElemSlice } from './nft-elems.js';
 import type { ElemOp, NativeElements, NftRunner } from './nft-runner.js';
 import { elemError, elemOp, isUnsupported, recordsToEntries } from './nft-netlink.js';
-import { addrBig, banSet, maskBig, planNetLines, pushElems, type NetElem } from './nft-nets.js';
+import { addrBig, banSet, isPfx6, maskBig, PFX6_PREFIX, planNetLines, pushElems, type NetElem } from './nft-nets.js';
 import { canaryLines, NftWatch } from './nft-watch.js';
 import { isCanary } from './canary.js';
 import { checkTarget, type CanonicalTarget } from './target.js';
@@ -40,6 +40,16 @@ export const NFT_MAX_TIMEOUT_MS = 18_446_744_073_708;
 const LIST_MAX = 16_777_216;
 
 /** An address set's part of a batch: what goes (deleted, absent-safe) and what is (re-)added. */
+/** the hash sets: one key per element (pfx6: an IPv6 /64's network address) */
+type HashSet = 'ban4' | 'ban6' | 'pfx6';
+const HASH_SETS = ['ban4', 'ban6', 'pfx6'] as const;
+const hashSet = (c: CanonicalTarget): HashSet => (isPfx6(c) ? 'pfx6' : (banSet(c) as 'ban4' | 'ban6'));
+
+/** a pfx6 element as listed (its /64's network address) as the ban's network target */
+function pfx6Entry(e: FirewallEntry): FirewallEntry {
+  return { ...e, target: `${e.target}/${PFX6_PREFIX}`, isNetwork: true };
+}
+
 interface SinglePlan {
   gone: Map<string, CanonicalTarget>;
   timed: { c: CanonicalTarget; timeoutMs: number }[];
@@ -154,15 +164,46 @@ export class NftablesBackend implements FirewallBackend {
     } finally {
       await this.runner.run(`delete set inet ${t} probe`).catch(() => undefined);
     }
+    await this.movePfx6();
     await this.watch.recordShape();
     this.logger?.debug({ addRefreshesTimeout: this.addRefreshesTimeout, runner: this.runner.kind }, 'nftables: table ready');
+  }
+
+  /** /64 bans that a version before pfx6 left in net6 go to pfx6 (once: new ones never land in net6). */
+  private async movePfx6(): Promise<void> {
+    const t = this.opts.table;
+    const now = this.now();
+    const moved = (await this.listNets()).map((e) => ({ c: checkTarget(e), end: e.expiresAt })).filter(({ c }) => isPfx6(c));
+    if (!moved.length) return;
+    const lines: string[] = [];
+    pushElems(
+      lines,
+      'delete',
+      t,
+      'net6',
+      moved.map(({ c }) => c.target),
+    );
+    const live = moved.filter(({ end }) => end === null || end > now);
+    pushElems(
+      lines,
+      'add',
+      t,
+      'pfx6',
+      live.map(({ c, end }) => (end === null ? c.address : `${c.address}${this.timeout(end, now)}`)),
+    );
+    await this.runner.run(lines.join('\n') + '\n');
+    this.logger?.info({ moved: moved.length }, `nftables: ${moved.length} IPv6 /64 bans moved from set net6 to pfx6`);
   }
 
   async apply(batch: FirewallBatch): Promise<void> {
     const now = this.now();
     const t = this.opts.table;
     const lines: string[] = [];
-    const single: Record<'ban4' | 'ban6', SinglePlan> = { ban4: { gone: new Map(), timed: [] }, ban6: { gone: new Map(), timed: [] } };
+    const single: Record<HashSet, SinglePlan> = {
+      ban4: { gone: new Map(), timed: [] },
+      ban6: { gone: new Map(), timed: [] },
+      pfx6: { gone: new Map(), timed: [] },
+    };
     const netRemove: CanonicalTarget[] = [];
     const netAdd: { c: CanonicalTarget; expiresAt: number | null }[] = [];
     const adding = new Set<string>();
@@ -176,15 +217,15 @@ export class NftablesBackend implements FirewallBackend {
     for (const r of batch.remove) {
       const c = checkTarget(r);
       if (adding.has(c.target)) continue; // the add in the same batch wins (it refreshes)
-      if (c.isNetwork) netRemove.push(c);
-      else single[banSet(c) as 'ban4' | 'ban6'].gone.set(c.target, c);
+      if (c.isNetwork && !isPfx6(c)) netRemove.push(c);
+      else single[hashSet(c)].gone.set(c.target, c);
     }
     for (const { c, expiresAt } of addList) {
-      if (c.isNetwork) {
+      if (c.isNetwork && !isPfx6(c)) {
         netAdd.push({ c, expiresAt });
         continue;
       }
-      const s = single[banSet(c) as 'ban4' | 'ban6'];
+      const s = single[hashSet(c)];
       // a present element's timeout is refreshed by re-adding it only on kernel >= 6.10
       if (expiresAt === null || !this.addRefreshesTimeout) s.gone.set(c.target, c);
       s.timed.push({ c, timeoutMs: expiresAt === null ? 0 : Math.max(1, Math.ceil(Math.min(expiresAt - now, this.maxTimeoutMs))) });
@@ -192,7 +233,7 @@ export class NftablesBackend implements FirewallBackend {
     // the address sets alone (the common case) go over netlink; a batch with CIDRs stays one nft
     // transaction of text, all of it
     if (this.netlink && !netRemove.length && !netAdd.length && (await this.applyNetlink(single))) return;
-    for (const set of ['ban4', 'ban6'] as const) {
+    for (const set of HASH_SETS) {
       const s = single[set];
       // absent-safe delete (nft 1.0.6 has no `destroy`): add, then delete, in one transaction
       const gone = [...s.gone.values()].map((c) => c.address);
@@ -213,9 +254,9 @@ export class NftablesBackend implements FirewallBackend {
 
   /** The address sets' changes in one netlink batch, in the text path's order (add and delete
    *  what goes, absent-safe; add what stays). false: netlink cannot be used here (text instead). */
-  private async applyNetlink(single: Record<'ban4' | 'ban6', SinglePlan>): Promise<boolean> {
+  private async applyNetlink(single: Record<HashSet, SinglePlan>): Promise<boolean> {
     const ops: ElemOp[] = [];
-    for (const set of ['ban4', 'ban6'] as const) {
+    for (const set of HASH_SETS) {
       const keyLen = set === 'ban4' ? 4 : 16;
       const gone = [...single[set].gone.values()].map((c) => ({ c, timeoutMs: 0 }));
       if (gone.length) ops.push(elemOp(false, set, keyLen, gone, false), elemOp(true, set, keyLen, gone, false));
@@ -256,22 +297,22 @@ export class NftablesBackend implements FirewallBackend {
 
   async list(): Promise<FirewallEntry[]> {
     const out: FirewallEntry[] = [];
-    for (const set of ['ban4', 'ban6', 'net4', 'net6'] as const) {
+    for (const set of ['ban4', 'ban6', 'pfx6', 'net4', 'net6'] as const) {
       // expires are as of the kernel's dump, which starts with the run (a 1M set takes tens of
       // seconds to list): `now` from before it; the diff allows for how long the listing took
       const now = this.now();
-      if ((set === 'ban4' || set === 'ban6') && (await this.listNetlink(set, now, out))) continue;
+      if (set !== 'net4' && set !== 'net6' && (await this.listNetlink(set, now, out))) continue;
       const text = await this.runner.run(`list set inet ${this.opts.table} ${set}`);
       // parsed in slices, the event loop running between them (the AMI socket is read meanwhile)
       await eachElemSlice(text, set, (elems) => {
-        for (const e of toEntries(elems, set, now, this.logger)) if (!isCanary(e.target)) out.push(e);
+        for (const e of toEntries(elems, set, now, this.logger)) if (!isCanary(e.target)) out.push(set === 'pfx6' ? pfx6Entry(e) : e);
       });
     }
     return out;
   }
 
   /** An address set's elements from a netlink dump (records, no JSON); false: use the text path. */
-  private async listNetlink(set: 'ban4' | 'ban6', now: number, out: FirewallEntry[]): Promise<boolean> {
+  private async listNetlink(set: HashSet, now: number, out: FirewallEntry[]): Promise<boolean> {
     if (!this.netlink) return false;
     let records: Buffer;
     try {
@@ -280,7 +321,7 @@ export class NftablesBackend implements FirewallBackend {
       if (!this.netlinkUnsupported(err)) throw elemError(err);
       return false;
     }
-    await recordsToEntries(records, set === 'ban4' ? 4 : 6, now, out);
+    await recordsToEntries(records, set === 'ban4' ? 4 : 6, now, out, set === 'pfx6' ? PFX6_PREFIX : undefined);
     return true;
   }
 
