@@ -116,6 +116,56 @@ test('enforcer: reconcile repairs only what a second listing confirms (an incons
   await enf.stop();
 });
 
+/** Lists what it holds when asked, and returns it only once the test opens the gate. */
+class GatedListBackend extends MemoryBackend {
+  private gates: Array<() => void> = [];
+  listings = 0;
+  override async list(): Promise<FirewallEntry[]> {
+    const held = await super.list();
+    this.listings++;
+    await new Promise<void>((open) => this.gates.push(open));
+    return held;
+  }
+  held(): Promise<FirewallEntry[]> {
+    return super.list();
+  }
+  async open(): Promise<void> {
+    while (this.gates.length === 0) await new Promise((r) => setImmediate(r));
+    this.gates.shift()!();
+  }
+}
+
+test('enforcer: bans and unbans are applied while a reconcile lists the kernel; its repair follows the active bans as they are when it decides', async () => {
+  const be = new GatedListBackend();
+  const [A, B, X] = ['192.0.2.1', '192.0.2.2', '192.0.2.24'];
+  let active = [entry(A), entry(B)];
+  const enf = new Enforcer(be, () => active, cfg, log);
+  await enf.start();
+  const t = (target: string) => ({ target, family: 4 as const, isNetwork: false });
+  await be.apply({ add: [entry('203.0.113.66')], remove: [t(B)] }); // drift: B lost, a stray element
+  const within = (p: Promise<void>) =>
+    Promise.race([p.then(() => 'applied'), new Promise((r) => setTimeout(() => r('held back by the reconcile'), 5000).unref())]);
+
+  const r = enf.reconcile();
+  assert.equal(enf.reconcile(), r, 'one reconcile at a time');
+  // during the first listing: X banned, A unbanned
+  active = [...active, entry(X)];
+  assert.equal(await within(enf.ban(entry(X))), 'applied');
+  active = active.filter((e) => e.target !== A);
+  assert.equal(await within(enf.unban(t(A))), 'applied');
+  await be.open(); // listed: A, the stray (B lost, X not yet) -> add B and X, remove A and the stray
+  // during the second listing: A banned again, X unbanned
+  active = [...active, entry(A)];
+  assert.equal(await within(enf.ban(entry(A))), 'applied');
+  active = active.filter((e) => e.target !== X);
+  assert.equal(await within(enf.unban(t(X))), 'applied');
+  await be.open();
+  assert.deepEqual(await r, { added: 1, removed: 1 }, 'B re-added, the stray removed');
+  assert.equal(be.listings, 2);
+  assert.deepEqual((await be.held()).map((e) => e.target).sort(), [A, B], 'A banned again stays in; X unbanned stays out');
+  await enf.stop();
+});
+
 class FlakyBackend extends MemoryBackend {
   failures: number;
   constructor(failures: number) {

@@ -143,7 +143,15 @@ async function scenario(): Promise<unknown> {
   // a dump of a hash set the kernel is still resizing (just after 100k adds) can repeat some
   // elements and leave out others (drift.ts confirms a repair by a second listing): count
   // distinct keys, and list again (up to 5 times) until the resize is over
-  r.bigNft = await settledCount(() => new Set(nftSet(TABLE, 'ban4').filter((x) => x.val.startsWith('10.')).map((x) => x.val)).size, n);
+  r.bigNft = await settledCount(
+    () =>
+      new Set(
+        nftSet(TABLE, 'ban4')
+          .filter((x) => x.val.startsWith('10.'))
+          .map((x) => x.val),
+      ).size,
+    n,
+  );
   r.bigListed = await settledCount(async () => distinctRecords(await nl.listElements(TABLE, 'ban4', 4, 1 << 20)), n + 4 + 1);
   r.bigBounded = await errorOf(nl.listElements(TABLE, 'ban4', 4, 1000));
   await nl.applyElements(TABLE, [{ del: true, set: 'ban4', keyLen: 4, keys }]);

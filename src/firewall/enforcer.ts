@@ -59,6 +59,7 @@ export class Enforcer {
   private readonly watchdogIntervalMs: number;
   private allow: FirewallTarget[] | null = null;
   private lock: Promise<unknown> = Promise.resolve();
+  private reconciling: Promise<{ added: number; removed: number }> | null = null;
   private drainDone: Promise<void> = Promise.resolve();
   /** the start's restore while it runs (begin()) */
   private restoring: RestoreProgress | null = null;
@@ -281,19 +282,32 @@ export class Enforcer {
     }
   }
 
-  async reconcile(): Promise<{ added: number; removed: number }> {
-    if (this.stopped) throw new EnforcerStoppedError();
-    if (this.paused !== null) return { added: 0, removed: 0 };
-    return this.serial(async () => {
-      const { batch, after } = await confirmedDrift(
-        () => this.backend.list(),
-        () => this.activeEntries(),
-        this.now,
-        this.backend.maxTimeoutMs,
-      );
-      this.kernelCount = { n: after, at: this.now() };
-      this.lastSuccessAt = this.now();
-      if (batch.add.length || batch.remove.length) {
+  /**
+   * Lists the kernel sets (a large set takes seconds to dump: bans and unbans go on meanwhile) and
+   * repairs the drift under the lock (drift.ts). One reconcile at a time: a second call while one
+   * runs gets its result.
+   */
+  reconcile(): Promise<{ added: number; removed: number }> {
+    if (this.stopped) return Promise.reject(new EnforcerStoppedError());
+    if (this.paused !== null) return Promise.resolve({ added: 0, removed: 0 });
+    this.reconciling ??= this.reconcileOnce().finally(() => (this.reconciling = null));
+    return this.reconciling;
+  }
+
+  private reconcileOnce(): Promise<{ added: number; removed: number }> {
+    const none = { added: 0, removed: 0 };
+    return confirmedDrift(
+      () => this.backend.list(),
+      () => this.activeEntries(),
+      this.now,
+      this.backend.maxTimeoutMs,
+      (fn) => this.serial(fn),
+      async (batch, after) => {
+        // paused or stopped while the listings ran: the kernel is not to be filled again
+        if (this.paused !== null || this.stopped) return none;
+        this.kernelCount = { n: after, at: this.now() };
+        this.lastSuccessAt = this.now();
+        if (!batch.add.length && !batch.remove.length) return none;
         const t0 = performance.now();
         const refused = await this.applyBatch(batch, 'reconcile');
         const added = batch.add.length - refused.filter((r) => r.op === 'add').length;
@@ -302,9 +316,8 @@ export class Enforcer {
         this.logger.warn({ added, removed }, 'firewall drift repaired: the kernel sets differed from the active bans');
         this.hooks.onDrift?.(added, removed);
         return { added, removed };
-      }
-      return { added: 0, removed: 0 };
-    });
+      },
+    );
   }
 
   async stop(): Promise<void> {
@@ -323,6 +336,7 @@ export class Enforcer {
       }
     }
     this.pending.settleAll(new EnforcerStoppedError());
+    await this.reconciling?.catch(() => undefined); // its listings run outside the lock
     await this.lock.catch(() => undefined);
     try {
       await this.backend.close();
