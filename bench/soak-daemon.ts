@@ -13,7 +13,7 @@
  * stamped with CLOCK_MONOTONIC when recv() returns: the bench's own lag does not move it).
  * Loop lag: bench/loop-lag-probe.ts in the daemon (10 ms timer). RSS: /proc/<pid>/status every
  * 10 s. CPU: /proc/<pid>/stat. Nothing missed: every attacker that wrote its script is in ban4
- * (notifications) or in net6 (IPv6 /64s: `nft -j list set` every 20 s; bans last 2 min); no
+ * (notifications) or in pfx6 (IPv6 /64s: `nft -j list set` every 20 s; bans last 2 min); no
  * phone or noise address in either.
  *   node dist/bench/soak-daemon.js [--minutes 10] [--rate 20000] [--quick] [--ipv4-only]
  *   (root; --quick: 30 s; --ipv4-only: a diagnostic, the IPv6 attackers become IPv4 ones, no CIDR bans)
@@ -149,9 +149,10 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
   const v6Seen = new Set<string>();
   const falseBans = new Map<string, string>();
   const seeSet = async (set: string) => {
-    for (const t of await listTargets(set)) {
+    for (const key of await listTargets(set)) {
+      const t = set === 'pfx6' ? `${key}/64` : key; // pfx6 holds a /64's masked address
       if (population(t) === 'attacker') v6Seen.add(t);
-      else if (t !== CANARY6 && t !== CANARY4) falseBans.set(t, population(t)); // the backend's own canaries
+      else if (key !== CANARY6 && key !== CANARY4) falseBans.set(t, population(t)); // the backend's own canaries
     }
   };
   try {
@@ -176,7 +177,7 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
     const poller = setInterval(() => {
       if (polling) return;
       polling = true;
-      void Promise.all([seeSet('net6'), seeSet('ban6')]).finally(() => (polling = false));
+      void Promise.all([seeSet('pfx6'), seeSet('ban6')]).finally(() => (polling = false));
     }, 20_000);
     let sent = 0;
     let backlogMax = 0;
@@ -222,7 +223,7 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
     const drainMs = performance.now() - tStop;
     clearInterval(poller);
     while (polling) await sleep(20);
-    await seeSet('net6');
+    await seeSet('pfx6');
     await seeSet('ban6');
     const received = (await metricSum('pbx_guardian_security_events_total').catch(() => NaN)) - counted0;
     await sleep(300); // the probe flushes every 100 ms
@@ -312,7 +313,7 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
         unit: 'addresses',
         target: '0',
         ok: expected > 0 && missed === 0 && mon.overflows === 0,
-        note: `${expected - missed}/${expected} attackers that wrote 5 failures banned (IPv4: ban4 notifications, IPv6 /64: net6 listed every 20 s); drain after the last write ${Math.round(drainMs)} ms${missedSample.length ? `; e.g. ${missedSample.join(', ')}` : ''}`,
+        note: `${expected - missed}/${expected} attackers that wrote 5 failures banned (IPv4: ban4 notifications, IPv6 /64: pfx6 listed every 20 s); drain after the last write ${Math.round(drainMs)} ms${missedSample.length ? `; e.g. ${missedSample.join(', ')}` : ''}`,
       },
       {
         name: 'soak-daemon: phone / noise addresses banned',
@@ -320,7 +321,7 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
         unit: 'addresses',
         target: '0',
         ok: falseBans.size === 0,
-        note: falseList.length ? falseList.join(', ') : 'none of the phones, scanner or unknown-user noise addresses in ban4, ban6 or net6',
+        note: falseList.length ? falseList.join(', ') : 'none of the phones, scanner or unknown-user noise addresses in ban4, ban6 or pfx6',
       },
       {
         name: 'soak-daemon: daemon CPU',
