@@ -103,8 +103,9 @@ export class Guardian implements BanControl, BanLookup, ObservationSink {
     return this.allow.targets();
   }
 
-  /** Starts the timer that ends expired bans. */
-  startExpirySweep(intervalMs = 1000): void {
+  /** Starts the timer that ends expired bans: four times a second, so 1,400 bans ending a second
+   *  (the soak's steady state) cost short turns, not one 20-60 ms turn each second. */
+  startExpirySweep(intervalMs = 250): void {
     this.stopSweep = startSweep(() => {
       const now = this.clock();
       this.sweepExpired(now, SWEEP_TURN_MAX);
