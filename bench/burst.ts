@@ -11,7 +11,7 @@
  *   PBXG_BENCH_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -39,8 +39,14 @@ function daemon(configPath: string, lagFile: string): ChildProcess {
   const probe = pathToFileURL(join(PACKAGE_ROOT, 'dist', 'bench', 'loop-lag-probe.js')).href;
   const args = [...nodeArgs, '--import', probe, join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', configPath];
   const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PBXG_LOOP_LAG_FILE: lagFile } });
-  p.stdout!.on('data', () => undefined); // drained as a journal would
-  p.stderr!.on('data', () => undefined);
+  // drained as a journal would; PBXG_BENCH_DAEMON_LOG=file keeps the daemon's warnings and errors
+  const keep = process.env.PBXG_BENCH_DAEMON_LOG;
+  const out = keep ? createWriteStream(keep) : null;
+  const take = (chunk: Buffer) => {
+    if (out) for (const line of chunk.toString('utf8').split('\n')) if (/"level":(40|50|60)/.test(line)) out.write(line + '\n');
+  };
+  p.stdout!.on('data', take);
+  p.stderr!.on('data', (c: Buffer) => out?.write(c));
   return p;
 }
 

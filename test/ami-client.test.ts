@@ -393,6 +393,34 @@ test('no Pong within pongTimeoutMs: the socket is dropped and the client reconne
   assert.ok(lines.some((l) => /did not answer Ping within 40 ms; reconnecting/.test(String(l['msg']))));
 });
 
+test('no Pong while events keep arriving (a burst being read): the connection stays; once nothing arrives, it is dropped', async (t) => {
+  const s = await sim();
+  const c = client(s.port, { pingIntervalMs: 30, pongTimeoutMs: 40 });
+  t.after(async () => {
+    await c.stop();
+    await s.close();
+  });
+  let events = 0;
+  c.on('event', () => events++);
+  let disconnects = 0;
+  c.on('disconnected', () => disconnects++);
+  c.start();
+  await connected(c);
+  s.ignoreActions.add('ping');
+  const frame = readFixture('ami/security-ami-invalid-password.raw');
+  const feed = setInterval(() => s.broadcast(frame), 10);
+  try {
+    await waitFor(() => s.requests.filter((r) => r.action === 'Ping').length >= 10); // ten Pongs missed, 300+ ms
+  } finally {
+    clearInterval(feed);
+  }
+  assert.equal(disconnects, 0, 'not dropped while bytes arrive');
+  assert.equal(s.logins, 1);
+  assert.ok(events >= 10, `events read meanwhile: ${events}`);
+  const [reason] = (await once(c, 'disconnected')) as [string];
+  assert.match(reason, /no Pong within 40 ms/);
+});
+
 test('client: an oversized frame is dropped with one error log line and frameDropped; the next event flows', async (t) => {
   const s = await sim();
   const { logger, lines } = logCapture();

@@ -354,6 +354,7 @@ export class AmiClient extends EventEmitter {
   private ping(sock: net.Socket): void {
     if (this.pingInFlight || sock !== this.socket || this.st !== 'connected') return;
     this.pingInFlight = true;
+    const sentAt = Date.now();
     this.action({ Action: 'Ping' }, { timeoutMs: this.o.pongTimeoutMs }).then(
       () => {
         if (sock === this.socket) this.pingInFlight = false;
@@ -361,7 +362,10 @@ export class AmiClient extends EventEmitter {
       (err: unknown) => {
         if (sock !== this.socket) return;
         this.pingInFlight = false;
-        if (err instanceof AmiActionError && err.kind === 'timeout') {
+        // Bytes arrived since the Ping: Asterisk is there and its Pong is queued behind them (an
+        // attack's burst takes seconds to read). Dropping the socket then would blind the guard
+        // in the middle of the attack and lose the rest of the burst.
+        if (err instanceof AmiActionError && err.kind === 'timeout' && this.chunkAt < sentAt) {
           this.log.warn({ host: this.o.host, port: this.o.port }, `AMI at ${this.where()} did not answer Ping within ${this.o.pongTimeoutMs} ms; reconnecting`);
           this.teardown(sock, `no Pong within ${this.o.pongTimeoutMs} ms`);
         }
