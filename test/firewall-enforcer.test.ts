@@ -166,6 +166,38 @@ test('enforcer: bans and unbans are applied while a reconcile lists the kernel; 
   await enf.stop();
 });
 
+test('enforcer: an unban queued after the reconcile took its snapshot, applied first, is not undone by the repair', async () => {
+  const be = new MemoryBackend();
+  const B = '192.0.2.2';
+  // 50k bans: comparing them takes longer than the 5 ms batch window, so the unban below is
+  // applied while the reconcile still compares, before its repair
+  let active = [...Array.from({ length: 50_000 }, (_, i) => entry(v4(i))), entry(B)];
+  let calls = 0;
+  let unbanned: Promise<void> | null = null;
+  const enf = new Enforcer(
+    be,
+    () => {
+      const snapshot = active;
+      if (++calls === 3) {
+        // the second listing's snapshot still has B; then B is unbanned
+        active = active.filter((e) => e.target !== B);
+        unbanned = enf.unban({ target: B, family: 4, isNetwork: false });
+      }
+      return snapshot;
+    },
+    cfg,
+    log,
+  );
+  await enf.start(); // call 1
+  await be.apply({ add: [], remove: [{ target: B, family: 4, isNetwork: false }] }); // B lost: drift
+  const r = await enf.reconcile(); // calls 2 and 3
+  await unbanned;
+  assert.equal(calls, 3);
+  assert.ok(!(await be.list()).some((e) => e.target === B), 'B stays unbanned');
+  assert.deepEqual(r, { added: 0, removed: 0 }, 'B was left to its own (newer) operation');
+  await enf.stop();
+});
+
 class FlakyBackend extends MemoryBackend {
   failures: number;
   constructor(failures: number) {

@@ -15,7 +15,16 @@ export const AmiConfigSchema = Section(
     }),
     connectTimeoutMs: Int(5000, 1, 600_000, { description: 'TCP connect and login timeout' }, 'ms'),
     actionTimeoutMs: Int(10000, 1, 600_000, { description: 'how long an AMI action waits for its response' }, 'ms'),
-    pingIntervalMs: Int(15000, 0, 3_600_000, { description: 'keepalive Ping period; no answer and no other byte from Asterisk within pongTimeoutMs: reconnect (a Pong queued behind a burst is not a dead link)' }, 'ms'),
+    pingIntervalMs: Int(
+      15000,
+      0,
+      3_600_000,
+      {
+        description:
+          'keepalive Ping period; no answer and no other byte from Asterisk within pongTimeoutMs: reconnect (a Pong queued behind a burst is not a dead link)',
+      },
+      'ms',
+    ),
     pongTimeoutMs: Int(5000, 1, 600_000, { description: 'how long a keepalive Ping waits for its answer' }, 'ms'),
     maxFrameBytes: Int(
       1048576,

@@ -77,42 +77,22 @@ function drifted(kernel: number | null, store: number | null, slackMs: number): 
  * while the kernel resizes the set (seen with 60k elements just after they were added): repair
  * only what both listings agree on. Also returns how many elements the kernel holds once the
  * batch is applied (the last listing, less the removes, plus the adds it lacked).
- *
- * The listings (seconds for a large set) run as they come; the diff that decides is made inside
- * `locked` (the enforcer's lock, which `apply` also runs in), against `active` as it is then.
- * A ban or unban applied while a listing ran makes that listing stale for its target only, and
- * the decision still follows `active`: at worst a redundant add (an element the kernel already
- * has, its timeout re-asserted) or a remove of an element already gone (absent-safe).
  */
-export async function confirmedDrift<R>(
+export async function confirmedDrift(
   list: () => Promise<FirewallEntry[]>,
   active: () => Iterable<FirewallEntry>,
   now: () => number,
-  maxTimeoutMs: number | undefined,
-  locked: <T>(fn: () => Promise<T>) => Promise<T>,
-  apply: (batch: FirewallBatch, after: number) => Promise<R>,
-): Promise<R> {
-  let t0 = now();
-  let inKernel = await list();
-  const t1 = now();
-  const first = await driftBetween(active(), inKernel, t1, maxTimeoutMs, t1 - t0);
-  const empty = !first.add.length && !first.remove.length;
-  if (!empty) {
-    t0 = now();
+  maxTimeoutMs?: number,
+): Promise<{ batch: FirewallBatch; after: number }> {
+  let inKernel: FirewallEntry[] = [];
+  const drift = async () => {
+    const t0 = now();
     inKernel = await list();
-  }
-  return locked(async () => {
-    let batch = first;
-    if (!empty) {
-      const t = now();
-      batch = confirmed(first, await driftBetween(active(), inKernel, t, maxTimeoutMs, t - t0));
-    }
-    return apply(batch, await countAfter(inKernel, batch));
-  });
-}
-
-/** How many elements the kernel holds once `batch` is applied to what `inKernel` lists. */
-async function countAfter(inKernel: FirewallEntry[], batch: FirewallBatch): Promise<number> {
+    const t1 = now();
+    return driftBetween(active(), inKernel, t1, maxTimeoutMs, t1 - t0);
+  };
+  let batch = await drift();
+  if (batch.add.length || batch.remove.length) batch = confirmed(batch, await drift());
   let after = inKernel.length - batch.remove.length;
   if (batch.add.length) {
     const have = new Set<string>();
@@ -123,7 +103,7 @@ async function countAfter(inKernel: FirewallEntry[], batch: FirewallBatch): Prom
     }
     for (const e of batch.add) if (!have.has(e.target)) after++;
   }
-  return after;
+  return { batch, after };
 }
 
 /** The active entries still running at `now`, canonical, for a restore; invalid stored targets

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { FirewallBackend, FirewallBatch, FirewallEntry, FirewallHealth, FirewallTarget, RepairReport } from './types.js';
-import { confirmedDrift, restoreEntries } from './drift.js';
+import { confirmedDrift, restoreEntries, safeKey } from './drift.js';
 import { checkTarget } from './target.js';
 import { applyReporting, type Refusal, type RefusalLog } from './isolate.js';
 import { DEFAULT_WATCHDOG_INTERVAL_MS, EnforcerStoppedError, type EnforcerHooks, type EnforcerOptions, type FirewallConfig } from './enforcer-config.js';
@@ -8,6 +8,9 @@ import { Watchdog } from './watchdog.js';
 import { PendingOps, type NewOp } from './pending.js';
 import { backoffMs } from '../net/backoff.js';
 import { RESTORE_CHUNK, RestoreProgress } from './restore.js';
+
+/** live operations during one reconcile past which it repairs nothing (the next one does) */
+const RECONCILE_TOUCHED_MAX = 1_000_000;
 
 export type { Refusal } from './isolate.js';
 export * from './enforcer-config.js';
@@ -60,6 +63,8 @@ export class Enforcer {
   private allow: FirewallTarget[] | null = null;
   private lock: Promise<unknown> = Promise.resolve();
   private reconciling: Promise<{ added: number; removed: number }> | null = null;
+  /** targets a live ban or unban was queued for while a reconcile runs (left out of its repair) */
+  private reconcileTouched: Set<string> | null = null;
   private drainDone: Promise<void> = Promise.resolve();
   /** the start's restore while it runs (begin()) */
   private restoring: RestoreProgress | null = null;
@@ -283,9 +288,12 @@ export class Enforcer {
   }
 
   /**
-   * Lists the kernel sets (a large set takes seconds to dump: bans and unbans go on meanwhile) and
-   * repairs the drift under the lock (drift.ts). One reconcile at a time: a second call while one
-   * runs gets its result.
+   * Lists the kernel sets and works out the drift (drift.ts) outside the lock: a large set takes
+   * seconds to dump and to compare, and bans and unbans go on meanwhile. Under the lock, the
+   * repair leaves out every target a live ban or unban was queued for since the reconcile began:
+   * that operation is newer than the listing and the snapshot of the active bans, and it puts
+   * the target right itself (an address banned again is never removed, an unbanned one never
+   * re-added). One reconcile at a time: a second call while one runs gets its result.
    */
   reconcile(): Promise<{ added: number; removed: number }> {
     if (this.stopped) return Promise.reject(new EnforcerStoppedError());
@@ -294,17 +302,24 @@ export class Enforcer {
     return this.reconciling;
   }
 
-  private reconcileOnce(): Promise<{ added: number; removed: number }> {
+  private async reconcileOnce(): Promise<{ added: number; removed: number }> {
     const none = { added: 0, removed: 0 };
-    return confirmedDrift(
-      () => this.backend.list(),
-      () => this.activeEntries(),
-      this.now,
-      this.backend.maxTimeoutMs,
-      (fn) => this.serial(fn),
-      async (batch, after) => {
-        // paused or stopped while the listings ran: the kernel is not to be filled again
+    const touched = new Set<string>();
+    this.reconcileTouched = touched;
+    try {
+      const { batch: found, after } = await confirmedDrift(
+        () => this.backend.list(),
+        () => this.activeEntries(),
+        this.now,
+        this.backend.maxTimeoutMs,
+      );
+      return await this.serial(async () => {
+        this.reconcileTouched = null;
+        // paused or stopped meanwhile: the kernel is not to be filled again
         if (this.paused !== null || this.stopped) return none;
+        if (touched.size > RECONCILE_TOUCHED_MAX) return none; // a storm meanwhile: the next one repairs
+        const untouched = (t: FirewallTarget) => !touched.has(safeKey(t) ?? t.target);
+        const batch = touched.size ? { add: found.add.filter(untouched), remove: found.remove.filter(untouched) } : found;
         this.kernelCount = { n: after, at: this.now() };
         this.lastSuccessAt = this.now();
         if (!batch.add.length && !batch.remove.length) return none;
@@ -316,8 +331,10 @@ export class Enforcer {
         this.logger.warn({ added, removed }, 'firewall drift repaired: the kernel sets differed from the active bans');
         this.hooks.onDrift?.(added, removed);
         return { added, removed };
-      },
-    );
+      });
+    } finally {
+      if (this.reconcileTouched === touched) this.reconcileTouched = null;
+    }
   }
 
   async stop(): Promise<void> {
@@ -412,6 +429,7 @@ export class Enforcer {
     if (this.stopped) return Promise.reject(new EnforcerStoppedError());
     if (this.paused !== null) return Promise.resolve(); // stored by the guard; resume() restores it
     this.restoring?.touch(key);
+    if (this.reconcileTouched && this.reconcileTouched.size <= RECONCILE_TOUCHED_MAX) this.reconcileTouched.add(key);
     const done = this.pending.put(key, op);
     this.schedule();
     return done;
