@@ -10,17 +10,16 @@
  *   node dist/bench/burst.js [--quick] [--attackers 20000,100000]   (root)
  *   PBXG_BENCH_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import type { BenchResult } from './types.js';
 import { childRowsInNetns, skipReason } from './firewall.js';
-import { SetMonitor, listSet } from './set-monitor.js';
-import { assertPrivateNetns, pct, procCpu, sleep } from './fail2ban/schedule.js';
+import { listSet, type SetMonitor } from './set-monitor.js';
+import { daemonRig, spawnDaemon } from './daemon-rig.js';
+import { pct, procCpu, sleep } from './fail2ban/schedule.js';
 import { PACKAGE_ROOT } from '../src/config/index.js';
-import { AmiSimulator } from '../src/demo/ami-simulator.js';
+import type { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { loadTemplate, replayBytes } from '../src/demo/attack.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -33,22 +32,6 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 /** 198.18.0.0/15 (benchmark range): up to 131,072 attackers; `base` separates the bursts */
 const attacker = (i: number) => `198.${18 + ((i >> 16) & 1)}.${(i >> 8) & 255}.${i & 255}`;
 const legit = (i: number) => `203.0.113.${i & 255}`;
-
-function daemon(configPath: string, lagFile: string): ChildProcess {
-  const nodeArgs = (process.env.PBXG_BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const probe = pathToFileURL(join(PACKAGE_ROOT, 'dist', 'bench', 'loop-lag-probe.js')).href;
-  const args = [...nodeArgs, '--import', probe, join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', configPath];
-  const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PBXG_LOOP_LAG_FILE: lagFile } });
-  // drained as a journal would; PBXG_BENCH_DAEMON_LOG=file keeps the daemon's warnings and errors
-  const keep = process.env.PBXG_BENCH_DAEMON_LOG;
-  const out = keep ? createWriteStream(keep) : null;
-  const take = (chunk: Buffer) => {
-    if (out) for (const line of chunk.toString('utf8').split('\n')) if (/"level":(40|50|60)/.test(line)) out.write(line + '\n');
-  };
-  p.stdout!.on('data', take);
-  p.stderr!.on('data', (c: Buffer) => out?.write(c));
-  return p;
-}
 
 interface Burst {
   n: number;
@@ -111,28 +94,12 @@ async function burst(pid: number, sim: AmiSimulator, mon: SetMonitor, lagFile: s
 }
 
 async function child(sizes: number[], warm: number): Promise<BenchResult[]> {
-  assertPrivateNetns();
-  await new Promise<void>((res, rej) => spawn('/usr/sbin/ip', ['link', 'set', 'lo', 'up']).on('close', (c) => (c === 0 ? res() : rej(new Error('ip link')))));
-  const dir = mkdtempSync(join(tmpdir(), 'pbxg-burst-'));
-  const sim = new AmiSimulator({ fixturesDir: FIXTURES, username: 'guardian', secret: 'bench', loginFailDelayMs: 10 });
-  await sim.listen();
-  const mon = await SetMonitor.start('ban4');
-  const lagFile = join(dir, 'lag.txt');
-  writeFileSync(lagFile, '');
-  const configPath = join(dir, 'guardian.yaml');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      stateDir: join(dir, 'state'),
-      logLevel: 'info',
-      ami: { host: '127.0.0.1', port: sim.port, username: 'guardian', secret: 'bench' },
-      firewall: { backend: 'nftables', table: TABLE, reconcileIntervalMs: 0 },
-      metrics: { enabled: false },
-      admin: { socket: join(dir, 'admin.sock') },
-    }),
-    { mode: 0o600 },
-  );
-  const d = daemon(configPath, lagFile);
+  const rig = await daemonRig('pbxg-burst-', () => ({
+    firewall: { backend: 'nftables', table: TABLE, reconcileIntervalMs: 0 },
+    metrics: { enabled: false },
+  }));
+  const { dir, sim, mon, lagFile } = rig;
+  const d = spawnDaemon(rig);
   const rows: BenchResult[] = [];
   try {
     for (const end = Date.now() + 15_000; sim.loggedIn === 0 && Date.now() < end && d.exitCode === null;) await sleep(10);

@@ -19,19 +19,15 @@
  *   (root; --quick: 30 s; --ipv4-only: a diagnostic, the IPv6 attackers become IPv4 ones, no CIDR bans)
  *   PBXG_BENCH_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { execFile } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { BenchResult } from './types.js';
 import { childRowsInNetns, skipReason } from './firewall.js';
-import { SetMonitor } from './set-monitor.js';
-import { assertPrivateNetns, procCpu, sleep } from './fail2ban/schedule.js';
-import { PACKAGE_ROOT } from '../src/config/index.js';
+import { daemonRig, spawnDaemon } from './daemon-rig.js';
+import { procCpu, sleep } from './fail2ban/schedule.js';
 import { CANARY4, CANARY6 } from '../src/firewall/canary.js';
-import { AmiSimulator } from '../src/demo/ami-simulator.js';
 import { attackerAddress, attackerTarget, kindOf, population, setIpv4Only, SoakMix } from './soak-mix.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -53,20 +49,10 @@ export interface SoakDaemonOptions {
 /** what the daemon wrote to its journal (stdout) */
 const journal = { bytes: 0, lines: 0 };
 
-function daemon(configPath: string, lagFile: string): ChildProcess {
-  const nodeArgs = (process.env.PBXG_BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const probe = pathToFileURL(join(PACKAGE_ROOT, 'dist', 'bench', 'loop-lag-probe.js')).href;
-  const args = [...nodeArgs, '--import', probe, join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', configPath];
-  const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PBXG_LOOP_LAG_FILE: lagFile } });
-  p.stdout!.on('data', (b: Buffer) => {
-    // drained as a journal would
-    journal.bytes += b.length;
-    for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) journal.lines++;
-  });
-  let err = '';
-  p.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
-  p.on('exit', (code) => code && console.error(`daemon exited ${code}: ${err}`));
-  return p;
+/** drained as a journal would, counted */
+function countJournal(b: Buffer): void {
+  journal.bytes += b.length;
+  for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) journal.lines++;
 }
 
 function rssMb(pid: number): number {
@@ -119,29 +105,13 @@ async function metricSum(name: string): Promise<number> {
 }
 
 async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
-  assertPrivateNetns();
-  await pexec('/usr/sbin/ip', ['link', 'set', 'lo', 'up']);
-  const dir = mkdtempSync(join(tmpdir(), 'pbxg-soakd-'));
-  const sim = new AmiSimulator({ fixturesDir: join(PACKAGE_ROOT, 'test', 'fixtures', 'ami'), username: 'guardian', secret: 'bench', loginFailDelayMs: 10 });
-  await sim.listen();
-  const mon = await SetMonitor.start('ban4');
-  const lagFile = join(dir, 'lag.txt');
-  writeFileSync(lagFile, '');
-  const configPath = join(dir, 'guardian.yaml');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      stateDir: join(dir, 'state'),
-      logLevel: 'info',
-      ami: { host: '127.0.0.1', port: sim.port, username: 'guardian', secret: 'bench' },
-      guard: { maxBanDuration: '2m', manualBanDuration: '2m', escalation: { max: '2m' }, recidive: { ban: '2m' } },
-      firewall: { backend: 'nftables', table: TABLE },
-      metrics: { enabled: true, host: '127.0.0.1', port: METRICS_PORT },
-      admin: { socket: join(dir, 'admin.sock') },
-    }),
-    { mode: 0o600 },
-  );
-  const d = daemon(configPath, lagFile);
+  const rig = await daemonRig('pbxg-soakd-', () => ({
+    guard: { maxBanDuration: '2m', manualBanDuration: '2m', escalation: { max: '2m' }, recidive: { ban: '2m' } },
+    firewall: { backend: 'nftables', table: TABLE },
+    metrics: { enabled: true, host: '127.0.0.1', port: METRICS_PORT },
+  }));
+  const { dir, sim, mon, lagFile } = rig;
+  const d = spawnDaemon(rig, countJournal);
   const maxAttackers = Math.ceil((o.rate * o.seconds * 16) / 20 / 5) + o.lanes + 16;
   const thresholdAt = new Float64Array(maxAttackers).fill(NaN);
   let stamp: number[] = [];
