@@ -3,7 +3,7 @@
  * private network namespace with loopback up, an AmiSimulator replaying the recorded transcripts,
  * the kernel's set notifications (SetMonitor), a loop-lag probe preloaded into the daemon, and the
  * daemon's journal drained as systemd would. `PBXG_BENCH_DAEMON_NODE_ARGS` adds node flags (e.g.
- * `--cpu-prof --cpu-prof-dir=DIR`); `PBXG_BENCH_DAEMON_LOG=file` keeps its warnings and errors.
+ * `--cpu-prof --cpu-prof-dir=DIR`); `PBXG_BENCH_DAEMON_LOG=file` keeps its warnings and errors, and node's own output (`--trace-gc`).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
@@ -54,7 +54,9 @@ export function spawnDaemon(rig: DaemonRig, journal: (chunk: Buffer) => void = (
   const keep = process.env.PBXG_BENCH_DAEMON_LOG ? createWriteStream(process.env.PBXG_BENCH_DAEMON_LOG) : null;
   p.stdout!.on('data', (b: Buffer) => {
     journal(b);
-    if (keep) for (const line of b.toString('utf8').split('\n')) if (/"level":(40|50|60)/.test(line)) keep.write(line + '\n');
+    // warn and above, and what is not the JSON log (node's own output: --trace-gc, warnings)
+    if (keep)
+      for (const line of b.toString('utf8').split('\n')) if (line && (!line.startsWith('{') || /"level":(40|50|60)/.test(line))) keep.write(line + '\n');
   });
   let err = '';
   p.stderr!.on('data', (b: Buffer) => {
