@@ -136,10 +136,17 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
     const t0 = performance.now();
     const epoch0 = Date.now();
     const cpu0 = procCpu(d.pid!).own;
+    // what of the RSS is the JavaScript heap (used, and reserved) and what external (ArrayBuffers:
+    // the tracker's tables); the rest is native (SQLite, the addon, malloc)
+    const heap: Array<[number, number, number, number]> = [];
     const sample = () => {
       const t = (performance.now() - t0) / 1000;
       rss.push([t, rssMb(d.pid!)]);
       cpuAt.push([t, procCpu(d.pid!).own - cpu0]);
+      void Promise.all(['nodejs_heap_size_used_bytes', 'nodejs_heap_size_total_bytes', 'nodejs_external_memory_bytes'].map(metricSum)).then(
+        ([used, total, ext]) => heap.push([t, used! / 1e6, total! / 1e6, ext! / 1e6]),
+        () => undefined,
+      );
     };
     sample();
     const sampler = setInterval(sample, 10_000);
@@ -275,7 +282,10 @@ async function child(o: SoakDaemonOptions): Promise<BenchResult[]> {
         unit: 'MB/min',
         target: 'growth <= 5 % of mean',
         ok: growth <= wMean * 0.05,
-        note: `${r1(growth)} MB over the window by the slope; window max − min ${r1(wMax - wMin)} MB, mean ${r1(wMean)} MB; curve (s:MB) ${curve}`,
+        note: `${r1(growth)} MB over the window by the slope; window max − min ${r1(wMax - wMin)} MB, mean ${r1(wMean)} MB; curve (s:MB) ${curve}; JS heap used / reserved / external (s:MB) ${heap
+          .filter((_, i) => i % 6 === 0 || i === heap.length - 1)
+          .map(([t, u, r, x]) => `${Math.round(t)}s:${Math.round(u)}/${Math.round(r)}/${Math.round(x)}`)
+          .join(' ')}`,
       },
       {
         name: 'soak-daemon: attackers missed',
